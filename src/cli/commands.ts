@@ -1,0 +1,9 @@
+/**
+ * The registry of subcommands: one module per command, each exporting a
+ * `register(program)` function. Add a line here to add a command.
+ */
+import type { Command } from "commander";
+
+export type RegisterCommand = (program: Command) => void;
+
+export const commands: RegisterCommand[] = [];
