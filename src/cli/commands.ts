@@ -3,7 +3,8 @@
  * `register(program)` function. Add a line here to add a command.
  */
 import type { Command } from "commander";
+import { register as caps } from "./caps.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [caps];

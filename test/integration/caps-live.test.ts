@@ -1,0 +1,25 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runCaps } from "../../src/cli/caps.js";
+
+describe("flowdrake caps on this host", () => {
+  const dir = mkdtempSync(join(tmpdir(), "fd-caps-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a capture of the live host replays to the same report", async () => {
+    const live = JSON.parse(
+      await runCaps({ json: true, capture: join(dir, "cap"), ovsdb: "unix:/nonexistent" }),
+    );
+    const replay = JSON.parse(await runCaps({ json: true, from: join(dir, "cap") }));
+    expect(live.nics.length).toBeGreaterThan(0);
+    expect(replay.nics).toEqual(live.nics);
+    expect(replay.tcModules).toEqual(live.tcModules);
+    expect(replay.kernelRelease).toEqual(live.kernelRelease);
+  });
+
+  it("refuses --from together with --capture", async () => {
+    await expect(runCaps({ from: dir, capture: dir })).rejects.toThrow(/cannot be combined/);
+  });
+});
