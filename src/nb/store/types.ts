@@ -82,6 +82,12 @@ export interface NbStore {
   watch(opts: WatchOptions, onEvent: (ev: WatchEvent) => void): Promise<Watch>;
   /** Run fn while holding the named distributed lock. */
   withLock<T>(name: string, fn: () => Promise<T>, opts?: { timeoutMs?: number }): Promise<T>;
-  grantLease(ttlSeconds: number): Promise<Lease>;
+  /**
+   * Grant a lease. By default the driver keeps it alive in the background until
+   * revoked or the store is closed; `{ keepAlive: false }` leaves refreshing to the
+   * caller (`lease.keepAlive()`), so the lease expires `ttlSeconds` after the last
+   * refresh — how the conformance suite proves expiry.
+   */
+  grantLease(ttlSeconds: number, opts?: { keepAlive?: boolean }): Promise<Lease>;
   close(): Promise<void>;
 }
