@@ -44,39 +44,47 @@ export class ByteWriter {
 
   u8(v: number): this {
     checkRange(v, 0xff, "u8");
-    this.buf[this.grow(1)] = v;
+    const at = this.grow(1);
+    this.buf[at] = v;
     return this;
   }
   u16(v: number): this {
     checkRange(v, 0xffff, "u16");
-    this.buf.writeUInt16BE(v, this.grow(2));
+    const at = this.grow(2);
+    this.buf.writeUInt16BE(v, at);
     return this;
   }
   u32(v: number): this {
     checkRange(v, 0xffffffff, "u32");
-    this.buf.writeUInt32BE(v, this.grow(4));
+    const at = this.grow(4);
+    this.buf.writeUInt32BE(v, at);
     return this;
   }
   u64(v: bigint): this {
-    this.buf.writeBigUInt64BE(BigInt.asUintN(64, v), this.grow(8));
+    const at = this.grow(8);
+    this.buf.writeBigUInt64BE(BigInt.asUintN(64, v), at);
     return this;
   }
   u16le(v: number): this {
     checkRange(v, 0xffff, "u16");
-    this.buf.writeUInt16LE(v, this.grow(2));
+    const at = this.grow(2);
+    this.buf.writeUInt16LE(v, at);
     return this;
   }
   u32le(v: number): this {
     checkRange(v, 0xffffffff, "u32");
-    this.buf.writeUInt32LE(v, this.grow(4));
+    const at = this.grow(4);
+    this.buf.writeUInt32LE(v, at);
     return this;
   }
   i32le(v: number): this {
-    this.buf.writeInt32LE(v, this.grow(4));
+    const at = this.grow(4);
+    this.buf.writeInt32LE(v, at);
     return this;
   }
   u64le(v: bigint): this {
-    this.buf.writeBigUInt64LE(BigInt.asUintN(64, v), this.grow(8));
+    const at = this.grow(8);
+    this.buf.writeBigUInt64LE(BigInt.asUintN(64, v), at);
     return this;
   }
   bytes(b: Uint8Array): this {
