@@ -1,0 +1,213 @@
+/**
+ * The etcd NB driver against a real single-member etcd: guarded transactions,
+ * watch order and resume across an etcd restart, compaction → resync, leases,
+ * locks, and typed errors when etcd is unreachable.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Etcd3 } from "etcd3";
+import { openEtcdStore } from "../../src/nb/store/etcd.js";
+import { ConflictError, LockTimeoutError, StoreError } from "../../src/nb/store/errors.js";
+import type { NbStore, WatchEvent } from "../../src/nb/store/types.js";
+import { useEtcd } from "../harness/etcd.js";
+import { freeTcpPort, waitFor } from "../harness/index.js";
+
+const etcd = useEtcd({ label: "nb-etcd" });
+let store: NbStore;
+
+beforeAll(async () => {
+  store = await openEtcdStore(etcd().endpoints);
+});
+afterAll(async () => {
+  await store?.close();
+});
+
+describe("etcd store: objects and transactions", () => {
+  it("creates, updates and deletes with versions and revisions", async () => {
+    const r0 = await store.revision();
+    const a = await store.txn([
+      { op: "put", kind: "network", key: "n1", value: { name: "a" }, expectVersion: 0 },
+    ]);
+    expect(a.versions).toEqual([1]);
+    expect(a.revision).toBeGreaterThan(r0);
+    const b = await store.txn([
+      { op: "put", kind: "network", key: "n1", value: { name: "b" }, expectVersion: 1 },
+    ]);
+    expect(b.versions).toEqual([2]);
+    const got = await store.get("network", "n1");
+    expect(got).toEqual({
+      kind: "network",
+      key: "n1",
+      value: { name: "b" },
+      version: 2,
+      modRevision: b.revision,
+    });
+    expect((await store.list("network")).map((o) => o.key)).toEqual(["n1"]);
+    await store.txn([{ op: "delete", kind: "network", key: "n1", expectVersion: 2 }]);
+    expect(await store.get("network", "n1")).toBeUndefined();
+  });
+
+  it("a failed guard names the op, and nothing of the txn is applied", async () => {
+    await store.txn([{ op: "put", kind: "port", key: "p1", value: { x: 1 } }]);
+    const before = await store.revision();
+    const err = await store
+      .txn([
+        { op: "put", kind: "port", key: "p2", value: { x: 2 }, expectVersion: 0 },
+        { op: "put", kind: "port", key: "p1", value: { x: 3 }, expectVersion: 0 },
+      ])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+    expect((err as ConflictError).key).toBe("p1");
+    expect((err as ConflictError).actualVersion).toBe(1);
+    expect(await store.get("port", "p2")).toBeUndefined();
+    expect(await store.revision()).toBe(before);
+  });
+
+  it("many writers racing on one counter lose no update", async () => {
+    await store.txn([{ op: "put", kind: "counter", key: "c", value: 0, expectVersion: 0 }]);
+    const writers = Array.from({ length: 6 }, async () => {
+      for (let done = 0; done < 10;) {
+        const cur = (await store.get("counter", "c"))!;
+        try {
+          await store.txn([
+            {
+              op: "put",
+              kind: "counter",
+              key: "c",
+              value: (cur.value as number) + 1,
+              expectVersion: cur.version,
+            },
+          ]);
+          done++;
+        } catch (e) {
+          if (!(e instanceof ConflictError)) throw e;
+        }
+      }
+    });
+    await Promise.all(writers);
+    const final = (await store.get("counter", "c"))!;
+    expect(final.value).toBe(60);
+    expect(final.version).toBe(61);
+  });
+});
+
+describe("etcd store: watch", () => {
+  it("delivers every change after fromRevision in order, filtered by kind", async () => {
+    const from = await store.revision();
+    const seen: WatchEvent[] = [];
+    const w = await store.watch({ fromRevision: from, kinds: ["sg"] }, (ev) => seen.push(ev));
+    await store.txn([
+      { op: "put", kind: "sg", key: "s1", value: {} },
+      { op: "put", kind: "sg", key: "s2", value: {} },
+      { op: "put", kind: "other", key: "o", value: {} },
+    ]);
+    await store.txn([{ op: "delete", kind: "sg", key: "s1" }]);
+    await waitFor(() => seen.length === 3, 5000, "3 sg events");
+    await w.close();
+    expect(
+      seen.map((e) => (e.type === "put" ? `put ${e.object.key}` : `delete ${e.key}/${e.prevVersion}`)),
+    ).toEqual(["put s1", "put s2", "delete s1/1"]);
+    expect(seen[0]!.revision).toBe(seen[1]!.revision);
+    expect(seen[2]!.revision).toBeGreaterThan(seen[0]!.revision);
+  });
+
+  it("replays history when started at an older revision", async () => {
+    const from = await store.revision();
+    for (let i = 0; i < 5; i++) await store.txn([{ op: "put", kind: "hist", key: `k${i}`, value: i }]);
+    const seen: number[] = [];
+    const w = await store.watch({ fromRevision: from, kinds: ["hist"] }, (ev) => seen.push(ev.revision));
+    await waitFor(() => seen.length === 5, 5000, "5 historic events");
+    await w.close();
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(seen[0]).toBe(from + 1);
+  });
+
+  it("resumes without gaps or duplicates across an etcd restart", async () => {
+    const from = await store.revision();
+    const seen: number[] = [];
+    const w = await store.watch({ fromRevision: from, kinds: ["resume"] }, (ev) => seen.push(ev.revision));
+    const written: number[] = [];
+    for (let i = 0; i < 5; i++)
+      written.push((await store.txn([{ op: "put", kind: "resume", key: "k", value: i }])).revision);
+    await waitFor(() => seen.length === 5, 5000, "first batch");
+    await etcd().restart(0);
+    for (let i = 5; i < 10; i++) {
+      written.push(
+        (
+          await waitFor(
+            () => store.txn([{ op: "put", kind: "resume", key: "k", value: i }]),
+            20_000,
+            "write after restart",
+          )
+        ).revision,
+      );
+    }
+    await waitFor(() => seen.length >= 10, 20_000, "second batch after restart");
+    await w.close();
+    expect(seen).toEqual(written);
+  });
+
+  it("a compacted start revision triggers onResync, then the watch carries on", async () => {
+    const old = await store.revision();
+    await store.txn([{ op: "put", kind: "cmp", key: "a", value: 1 }]);
+    const cur = await store.txn([{ op: "put", kind: "cmp", key: "a", value: 2 }]);
+    const raw = new Etcd3({ hosts: etcd().endpoints });
+    await raw.kv.compact({ revision: cur.revision, physical: true });
+    raw.close();
+    let resyncAt = -1;
+    const seen: WatchEvent[] = [];
+    const w = await store.watch(
+      { fromRevision: old, kinds: ["cmp"], onResync: (r) => (resyncAt = r) },
+      (ev) => seen.push(ev),
+    );
+    await waitFor(() => resyncAt >= cur.revision, 5000, "onResync");
+    const after = await store.txn([{ op: "put", kind: "cmp", key: "a", value: 3 }]);
+    await waitFor(() => seen.some((e) => e.revision === after.revision), 5000, "event after resync");
+    await w.close();
+    expect(seen.every((e) => e.revision > resyncAt)).toBe(true);
+  });
+});
+
+describe("etcd store: leases and locks", () => {
+  it("a key bound to a revoked lease disappears; a kept-alive one stays", async () => {
+    const lease = await store.grantLease(2);
+    await store.txn([{ op: "put", kind: "chassis", key: "h1", value: { up: true }, lease: lease.id }]);
+    await lease.keepAlive();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await store.get("chassis", "h1")).toBeDefined();
+    await lease.revoke();
+    expect(await store.get("chassis", "h1")).toBeUndefined();
+  });
+
+  it("withLock serialises holders and times out with LockTimeoutError", async () => {
+    let inside = 0;
+    let maxInside = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, () =>
+        store.withLock("tenant-a", async () => {
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          await new Promise((r) => setTimeout(r, 50));
+          inside--;
+        }),
+      ),
+    );
+    expect(maxInside).toBe(1);
+    const held = store.withLock("tenant-b", () => new Promise((r) => setTimeout(r, 1500)));
+    await new Promise((r) => setTimeout(r, 200));
+    const err = await store
+      .withLock("tenant-b", async () => "never", { timeoutMs: 300 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockTimeoutError);
+    await held;
+    expect(await store.withLock("tenant-b", async () => "ok", { timeoutMs: 2000 })).toBe("ok");
+  });
+});
+
+describe("etcd store: errors", () => {
+  it("an unreachable etcd gives a StoreError naming the endpoint", async () => {
+    const port = await freeTcpPort();
+    const err = await openEtcdStore([`127.0.0.1:${port}`]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as StoreError).message).toContain(String(port));
+  });
+});
