@@ -1,0 +1,646 @@
+/**
+ * The embedded NB store: the whole northbound database inside one process,
+ * made durable by an append-only log — the default for a single node and the
+ * demo (`--db embedded:/var/lib/flowdrake/nb`).
+ *
+ * On disk (one data directory):
+ *   LOCK           pid of the process that has the directory open; a second
+ *                  writer process is refused with a clear error.
+ *   snapshot.json  one checksummed record: every object and lease at a revision.
+ *   log.jsonl      one checksummed record per committed transaction (and per
+ *                  lease grant/revoke), newest last. Format of every record:
+ *                  `<crc32 hex of the JSON> <JSON>\n`.
+ *
+ * Commit = append the record, fdatasync, then apply it in memory and notify
+ * watchers: a transaction the caller saw succeed survives `kill -9`. Recovery
+ * loads the snapshot and replays log records above its revision; a last record
+ * that is torn (no newline, or a checksum that does not match) is dropped and
+ * the file truncated back to the last good record; damage before the tail is
+ * refused rather than silently skipped. Compaction writes a new snapshot
+ * (tmp + fsync + rename + directory fsync) and then swaps in an empty log the
+ * same way; a crash between the two steps is harmless because replay skips
+ * records at or below the snapshot revision.
+ *
+ * Watch keeps a bounded history of recent events (rebuilt from the log on
+ * open); a watcher asking for a revision older than the history is told to
+ * resync. Locks are in-process mutexes — sound because only one process may
+ * open a data directory. Leases are persisted and expire `ttl` seconds after
+ * their last refresh; leases restored after a restart get a fresh ttl.
+ */
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { crc32 } from "node:zlib";
+import { logger } from "../../util/log.js";
+import { ConflictError, LockTimeoutError, StoreError } from "./errors.js";
+import type {
+  Kind,
+  Lease,
+  NbStore,
+  StoredObject,
+  TxnOp,
+  TxnResult,
+  Watch,
+  WatchEvent,
+  WatchOptions,
+} from "./types.js";
+
+const log = logger("nb-embedded");
+
+export interface EmbeddedStoreOptions {
+  /** Events kept for watch resume (default 10 000). */
+  historyLimit?: number;
+  /** Compact when the log holds this many records (default 20 000; 0 = never automatically). */
+  compactEveryRecords?: number;
+  /** Lease expiry check period in ms (default 100). */
+  leaseTickMs?: number;
+}
+
+type LogOp =
+  | { op: "put"; kind: Kind; key: string; value: unknown; version: number; lease?: string }
+  | { op: "delete"; kind: Kind; key: string; prevVersion: number };
+
+type LogRecord =
+  | { t: "txn"; rev: number; ops: LogOp[] }
+  | { t: "lease"; id: string; ttl: number }
+  | { t: "revoke"; id: string };
+
+interface Snapshot {
+  revision: number;
+  objects: (StoredObject & { lease?: string })[];
+  leases: { id: string; ttl: number }[];
+}
+
+interface Entry {
+  obj: StoredObject;
+  lease?: string;
+}
+
+interface LeaseState {
+  id: string;
+  ttl: number;
+  expiresAt: number;
+  auto: boolean;
+  keys: Set<string>;
+}
+
+interface Watcher {
+  kinds?: Set<Kind>;
+  queue: WatchEvent[];
+  scheduled: boolean;
+  closed: boolean;
+  onEvent: (ev: WatchEvent) => void;
+}
+
+const LOCK_FILE = "LOCK";
+const SNAPSHOT_FILE = "snapshot.json";
+const LOG_FILE = "log.jsonl";
+
+/** Data directories open in this process (a second open would be a second writer). */
+const openDirs = new Set<string>();
+
+function encodeRecord(body: unknown): Buffer {
+  const json = JSON.stringify(body);
+  const crc = crc32(Buffer.from(json, "utf8")).toString(16).padStart(8, "0");
+  return Buffer.from(`${crc} ${json}\n`, "utf8");
+}
+
+/** Parse one record line; undefined when torn or corrupt. */
+function decodeRecord(line: string): unknown {
+  const sp = line.indexOf(" ");
+  if (sp !== 8) return undefined;
+  const json = line.slice(9);
+  const crc = crc32(Buffer.from(json, "utf8")).toString(16).padStart(8, "0");
+  if (crc !== line.slice(0, 8)) return undefined;
+  try {
+    return JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function writeFileDurably(file: string, data: Buffer): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, "w");
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  fsyncDir(path.dirname(file));
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+const id = (kind: Kind, key: string): string => `${kind}\u0000${key}`;
+
+class Mutex {
+  private held = false;
+  private waiters: (() => void)[] = [];
+
+  async acquire(name: string, timeoutMs: number): Promise<void> {
+    if (!this.held) {
+      this.held = true;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const waiter = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new LockTimeoutError(name, timeoutMs));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.held = false;
+  }
+
+  get idle(): boolean {
+    return !this.held && this.waiters.length === 0;
+  }
+}
+
+export class EmbeddedStore implements NbStore {
+  readonly driver = "embedded" as const;
+  private readonly objects = new Map<string, Entry>();
+  private readonly leases = new Map<string, LeaseState>();
+  private readonly history: WatchEvent[] = [];
+  private historyFloor = 0;
+  private rev = 0;
+  private logFd = -1;
+  private logSize = 0;
+  private logRecords = 0;
+  private readonly watchers = new Set<Watcher>();
+  private readonly mutexes = new Map<string, Mutex>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly historyLimit: number;
+  private readonly compactEvery: number;
+
+  private constructor(
+    readonly dir: string,
+    opts: EmbeddedStoreOptions,
+  ) {
+    this.historyLimit = opts.historyLimit ?? 10_000;
+    this.compactEvery = opts.compactEveryRecords ?? 20_000;
+  }
+
+  static async open(dir: string, opts: EmbeddedStoreOptions = {}): Promise<EmbeddedStore> {
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new StoreError(`cannot create NB data dir ${dir}: ${(err as Error).message}`, { dir });
+    }
+    const real = fs.realpathSync(dir);
+    if (openDirs.has(real)) {
+      throw new StoreError(`NB data dir ${real} is already open in this process`, { dir: real });
+    }
+    takeDirLock(real);
+    openDirs.add(real);
+    const store = new EmbeddedStore(real, opts);
+    try {
+      store.recover();
+    } catch (err) {
+      openDirs.delete(real);
+      fs.rmSync(path.join(real, LOCK_FILE), { force: true });
+      throw err;
+    }
+    store.timer = setInterval(() => store.expireLeases(), opts.leaseTickMs ?? 100);
+    store.timer.unref();
+    return store;
+  }
+
+  // ---- recovery and compaction ------------------------------------------
+
+  private recover(): void {
+    const snapFile = path.join(this.dir, SNAPSHOT_FILE);
+    if (fs.existsSync(snapFile)) {
+      const text = fs.readFileSync(snapFile, "utf8");
+      const snap = decodeRecord(text.replace(/\n$/, "")) as Snapshot | undefined;
+      if (!snap)
+        throw new StoreError(`NB snapshot ${snapFile} is corrupt (checksum mismatch)`, { file: snapFile });
+      this.rev = snap.revision;
+      this.historyFloor = snap.revision;
+      for (const l of snap.leases) this.restoreLease(l.id, l.ttl);
+      for (const o of snap.objects) {
+        const { lease, ...obj } = o;
+        this.objects.set(id(obj.kind, obj.key), lease ? { obj, lease } : { obj });
+        if (lease) this.leases.get(lease)?.keys.add(id(obj.kind, obj.key));
+      }
+    }
+    const logFile = path.join(this.dir, LOG_FILE);
+    const buf = fs.existsSync(logFile) ? fs.readFileSync(logFile) : Buffer.alloc(0);
+    let pos = 0;
+    let good = 0;
+    while (pos < buf.length) {
+      const nl = buf.indexOf(0x0a, pos);
+      const line = buf.subarray(pos, nl < 0 ? buf.length : nl).toString("utf8");
+      const rec = nl < 0 ? undefined : (decodeRecord(line) as LogRecord | undefined);
+      if (!rec) {
+        const rest = nl < 0 ? -1 : buf.indexOf(0x0a, nl + 1);
+        if (rest >= 0) {
+          throw new StoreError(`NB log ${logFile} is corrupt at byte ${pos} (not at the tail)`, {
+            file: logFile,
+            offset: pos,
+          });
+        }
+        log.warn({ file: logFile, offset: pos, dropped: buf.length - pos }, "dropping torn last log record");
+        break;
+      }
+      this.replay(rec);
+      this.logRecords++;
+      pos = nl + 1;
+      good = pos;
+    }
+    this.logFd = fs.openSync(logFile, fs.existsSync(logFile) ? "r+" : "w+");
+    if (good < buf.length) {
+      fs.ftruncateSync(this.logFd, good);
+      fs.fsyncSync(this.logFd);
+    }
+    this.logSize = good;
+    fsyncDir(this.dir);
+    log.debug({ dir: this.dir, revision: this.rev, records: this.logRecords }, "NB store recovered");
+  }
+
+  private replay(rec: LogRecord): void {
+    if (rec.t === "lease") this.restoreLease(rec.id, rec.ttl);
+    else if (rec.t === "revoke") this.leases.delete(rec.id);
+    else if (rec.rev > this.rev) this.apply(rec.rev, rec.ops);
+  }
+
+  private restoreLease(leaseId: string, ttl: number): void {
+    this.leases.set(leaseId, {
+      id: leaseId,
+      ttl,
+      expiresAt: Date.now() + ttl * 1000,
+      auto: false,
+      keys: new Set(),
+    });
+  }
+
+  /** Write a snapshot of the current state and start an empty log. */
+  compact(): void {
+    this.assertOpen();
+    const snap: Snapshot = {
+      revision: this.rev,
+      objects: [...this.objects.values()].map((e) => (e.lease ? { ...e.obj, lease: e.lease } : e.obj)),
+      leases: [...this.leases.values()].map((l) => ({ id: l.id, ttl: l.ttl })),
+    };
+    writeFileDurably(path.join(this.dir, SNAPSHOT_FILE), encodeRecord(snap));
+    const logFile = path.join(this.dir, LOG_FILE);
+    writeFileDurably(logFile, Buffer.alloc(0));
+    fs.closeSync(this.logFd);
+    this.logFd = fs.openSync(logFile, "r+");
+    this.logSize = 0;
+    this.logRecords = 0;
+    log.debug({ dir: this.dir, revision: this.rev }, "NB store compacted");
+  }
+
+  private append(rec: LogRecord): void {
+    const buf = encodeRecord(rec);
+    try {
+      fs.writeSync(this.logFd, buf, 0, buf.length, this.logSize);
+      fs.fdatasyncSync(this.logFd);
+    } catch (err) {
+      try {
+        fs.ftruncateSync(this.logFd, this.logSize);
+      } catch {
+        // the torn tail is dropped on the next open
+      }
+      throw new StoreError(
+        `NB log write failed: ${(err as Error).message}`,
+        { dir: this.dir },
+        { cause: err },
+      );
+    }
+    this.logSize += buf.length;
+    this.logRecords++;
+  }
+
+  private maybeCompact(): void {
+    if (this.compactEvery > 0 && this.logRecords >= this.compactEvery) this.compact();
+  }
+
+  // ---- reads --------------------------------------------------------------
+
+  async get(kind: Kind, key: string): Promise<StoredObject | undefined> {
+    this.assertOpen();
+    const e = this.objects.get(id(kind, key));
+    return e ? structuredClone(e.obj) : undefined;
+  }
+
+  async list(kind: Kind): Promise<StoredObject[]> {
+    this.assertOpen();
+    const out: StoredObject[] = [];
+    for (const e of this.objects.values()) if (e.obj.kind === kind) out.push(structuredClone(e.obj));
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async revision(): Promise<number> {
+    this.assertOpen();
+    return this.rev;
+  }
+
+  // ---- writes -------------------------------------------------------------
+
+  async txn(ops: TxnOp[]): Promise<TxnResult> {
+    this.assertOpen();
+    return this.commit(ops);
+  }
+
+  private commit(ops: TxnOp[]): TxnResult {
+    const seen = new Set<string>();
+    const logOps: LogOp[] = [];
+    const versions: number[] = [];
+    for (const op of ops) {
+      const k = id(op.kind, op.key);
+      if (seen.has(k))
+        throw new StoreError(`txn names ${op.kind}/${op.key} twice`, { kind: op.kind, key: op.key });
+      seen.add(k);
+      const cur = this.objects.get(k);
+      const actual = cur?.obj.version ?? 0;
+      if (op.expectVersion !== undefined && op.expectVersion !== actual) {
+        throw new ConflictError(
+          conflictMessage(op.op, op.kind, op.key, op.expectVersion, actual),
+          op.kind,
+          op.key,
+          op.expectVersion,
+          actual,
+        );
+      }
+      if (op.op === "put") {
+        if (op.lease !== undefined && !this.leases.has(op.lease)) {
+          throw new StoreError(`lease ${op.lease} does not exist (expired or revoked)`, { lease: op.lease });
+        }
+        let value: unknown;
+        try {
+          value = JSON.parse(JSON.stringify(op.value ?? null));
+        } catch (err) {
+          throw new StoreError(`value of ${op.kind}/${op.key} is not JSON: ${(err as Error).message}`, {
+            kind: op.kind,
+            key: op.key,
+          });
+        }
+        const lo: LogOp = { op: "put", kind: op.kind, key: op.key, value, version: actual + 1 };
+        if (op.lease !== undefined) lo.lease = op.lease;
+        logOps.push(lo);
+        versions.push(actual + 1);
+      } else {
+        versions.push(0);
+        if (cur) logOps.push({ op: "delete", kind: op.kind, key: op.key, prevVersion: actual });
+      }
+    }
+    if (logOps.length === 0) return { revision: this.rev, versions };
+    const rev = this.rev + 1;
+    this.append({ t: "txn", rev, ops: logOps });
+    this.apply(rev, logOps);
+    this.maybeCompact();
+    return { revision: rev, versions };
+  }
+
+  /** Apply a committed (logged) transaction to memory, history and watchers. */
+  private apply(rev: number, ops: LogOp[]): void {
+    this.rev = rev;
+    const events: WatchEvent[] = [];
+    for (const op of ops) {
+      const k = id(op.kind, op.key);
+      const prev = this.objects.get(k);
+      if (prev?.lease) this.leases.get(prev.lease)?.keys.delete(k);
+      if (op.op === "put") {
+        const obj: StoredObject = {
+          kind: op.kind,
+          key: op.key,
+          value: op.value,
+          version: op.version,
+          modRevision: rev,
+        };
+        this.objects.set(k, op.lease ? { obj, lease: op.lease } : { obj });
+        if (op.lease) this.leases.get(op.lease)?.keys.add(k);
+        events.push({ type: "put", object: obj, revision: rev });
+      } else {
+        this.objects.delete(k);
+        events.push({
+          type: "delete",
+          kind: op.kind,
+          key: op.key,
+          prevVersion: op.prevVersion,
+          revision: rev,
+        });
+      }
+    }
+    this.history.push(...events);
+    if (this.history.length > this.historyLimit) {
+      let cut = this.history.length - this.historyLimit;
+      const floorRev = this.history[cut - 1]!.revision;
+      while (cut < this.history.length && this.history[cut]!.revision === floorRev) cut++;
+      this.history.splice(0, cut);
+      this.historyFloor = floorRev;
+    }
+    for (const w of this.watchers) for (const ev of events) this.enqueue(w, ev);
+  }
+
+  // ---- watch --------------------------------------------------------------
+
+  async watch(opts: WatchOptions, onEvent: (ev: WatchEvent) => void): Promise<Watch> {
+    this.assertOpen();
+    const w: Watcher = { queue: [], scheduled: false, closed: false, onEvent };
+    if (opts.kinds) w.kinds = new Set(opts.kinds);
+    const from = opts.fromRevision ?? this.rev;
+    if (from < this.historyFloor) {
+      const current = this.rev;
+      log.info({ fromRevision: from, oldest: this.historyFloor }, "watch history compacted: resync");
+      setImmediate(() => {
+        if (!w.closed) opts.onResync?.(current);
+      });
+    } else {
+      for (const ev of this.history) if (ev.revision > from) this.enqueue(w, ev);
+    }
+    this.watchers.add(w);
+    return {
+      close: async () => {
+        w.closed = true;
+        w.queue.length = 0;
+        this.watchers.delete(w);
+      },
+    };
+  }
+
+  private enqueue(w: Watcher, ev: WatchEvent): void {
+    const kind = ev.type === "put" ? ev.object.kind : ev.kind;
+    if (w.kinds && !w.kinds.has(kind)) return;
+    w.queue.push(ev.type === "put" ? { ...ev, object: structuredClone(ev.object) } : ev);
+    if (!w.scheduled) {
+      w.scheduled = true;
+      setImmediate(() => this.drain(w));
+    }
+  }
+
+  private drain(w: Watcher): void {
+    w.scheduled = false;
+    while (!w.closed && w.queue.length > 0) {
+      const ev = w.queue.shift()!;
+      try {
+        w.onEvent(ev);
+      } catch (err) {
+        log.error({ err }, "watch callback threw");
+      }
+    }
+  }
+
+  // ---- locks --------------------------------------------------------------
+
+  async withLock<T>(name: string, fn: () => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
+    this.assertOpen();
+    let m = this.mutexes.get(name);
+    if (!m) {
+      m = new Mutex();
+      this.mutexes.set(name, m);
+    }
+    await m.acquire(name, opts.timeoutMs ?? 30_000);
+    try {
+      return await fn();
+    } finally {
+      m.release();
+      if (m.idle) this.mutexes.delete(name);
+    }
+  }
+
+  // ---- leases -------------------------------------------------------------
+
+  async grantLease(ttlSeconds: number, opts: { keepAlive?: boolean } = {}): Promise<Lease> {
+    this.assertOpen();
+    if (!(ttlSeconds > 0)) throw new StoreError(`lease ttl must be > 0, got ${ttlSeconds}`, { ttlSeconds });
+    const leaseId = randomBytes(8).toString("hex");
+    this.append({ t: "lease", id: leaseId, ttl: ttlSeconds });
+    const auto = opts.keepAlive ?? true;
+    const state: LeaseState = {
+      id: leaseId,
+      ttl: ttlSeconds,
+      expiresAt: auto ? Infinity : Date.now() + ttlSeconds * 1000,
+      auto,
+      keys: new Set(),
+    };
+    this.leases.set(leaseId, state);
+    return {
+      id: leaseId,
+      ttlSeconds,
+      keepAlive: async () => {
+        this.assertOpen();
+        const l = this.leases.get(leaseId);
+        if (!l) throw new StoreError(`lease ${leaseId} has expired or was revoked`, { lease: leaseId });
+        if (!l.auto) l.expiresAt = Date.now() + l.ttl * 1000;
+      },
+      revoke: async () => {
+        if (this.closed || !this.leases.has(leaseId)) return;
+        this.revokeLease(leaseId);
+      },
+    };
+  }
+
+  private revokeLease(leaseId: string): void {
+    const l = this.leases.get(leaseId);
+    if (!l) return;
+    const ops: TxnOp[] = [...l.keys].map((k) => {
+      const e = this.objects.get(k)!;
+      return { op: "delete", kind: e.obj.kind, key: e.obj.key };
+    });
+    if (ops.length > 0) this.commit(ops);
+    this.append({ t: "revoke", id: leaseId });
+    this.leases.delete(leaseId);
+  }
+
+  private expireLeases(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    for (const l of [...this.leases.values()]) {
+      if (l.expiresAt <= now) {
+        log.info({ lease: l.id, keys: l.keys.size }, "lease expired");
+        try {
+          this.revokeLease(l.id);
+        } catch (err) {
+          log.error({ err, lease: l.id }, "lease expiry failed");
+        }
+      }
+    }
+  }
+
+  // ---- lifecycle ----------------------------------------------------------
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const w of this.watchers) w.closed = true;
+    this.watchers.clear();
+    fs.closeSync(this.logFd);
+    fs.rmSync(path.join(this.dir, LOCK_FILE), { force: true });
+    openDirs.delete(this.dir);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreError(`NB store ${this.dir} is closed`, { dir: this.dir });
+  }
+}
+
+function conflictMessage(op: string, kind: Kind, key: string, expected: number, actual: number): string {
+  const what = `${op} ${kind}/${key}`;
+  if (expected === 0) return `${what}: must not exist, but exists at version ${actual}`;
+  if (actual === 0) return `${what}: expected version ${expected}, but it does not exist`;
+  return `${what}: expected version ${expected}, found ${actual}`;
+}
+
+/** Refuse a second writer process: LOCK holds the pid of the live owner. */
+function takeDirLock(dir: string): void {
+  const file = path.join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = fs.openSync(file, "wx");
+      fs.writeSync(fd, `${process.pid}\n`);
+      fs.closeSync(fd);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
+        throw new StoreError(`cannot lock NB data dir ${dir}: ${(err as Error).message}`, { dir });
+      }
+    }
+    const pid = Number.parseInt(fs.readFileSync(file, "utf8").trim(), 10);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
+      throw new StoreError(
+        `NB data dir ${dir} is in use by process ${pid}; the embedded store allows one writer process (use etcd for several)`,
+        { dir, pid },
+      );
+    }
+    log.warn({ dir, stalePid: pid }, "removing stale NB data dir lock");
+    fs.rmSync(file, { force: true });
+  }
+  throw new StoreError(`cannot lock NB data dir ${dir}`, { dir });
+}
+
+export async function openEmbeddedStore(dir: string, opts: EmbeddedStoreOptions = {}): Promise<NbStore> {
+  return EmbeddedStore.open(dir, opts);
+}
