@@ -1,0 +1,646 @@
+/**
+ * The offload planner: splits the pipeline into what the NIC's embedded
+ * switch carries (tc-flower rules in chains) and what stays in OVS, so that
+ * the split datapath — NIC rules first, anything they hand over goes to OVS —
+ * decides every packet exactly as the all-software pipeline would.
+ *
+ *   OpenFlow                         tc (one shared block on all eswitch ports)
+ *   ─────────────────────────────    ───────────────────────────────────────────
+ *   table t, registers R          →  chain c(t,R)   (chain 0 = table 0, all registers 0)
+ *   priority p                    →  prio by rank within the chain (higher p first)
+ *   match on headers              →  flower keys (in_port → indev)
+ *   match on a register           →  resolved statically: R is known in chain c(t,R)
+ *   set_field reg                 →  changes R for the chain a goto leads to
+ *   goto_table / resubmit(,t)     →  gact goto chain c(t,R')
+ *   output / flood                →  mirred redirect / mirror
+ *   set_field header, dec_ttl     →  pedit (+ csum)
+ *   push/pop vlan, tunnel encap   →  vlan, tunnel_key set + redirect
+ *   ct(zone,commit,table)         →  ct + goto chain (profiles with conntrack offload)
+ *   table miss (OF 1.3: drop)     →  a catch-all drop at the end of the chain
+ *
+ * Registers have no tc counterpart; specialising chains by their values
+ * (OVS starts every packet with all registers zero, and the pipeline only
+ * loads constants into them) keeps the mapping exact without flattening the
+ * tables into their cross product.
+ *
+ * A rule the NIC cannot carry stays in software, and the planner keeps the
+ * hardware from deciding packets that rule would have decided:
+ *   - its match goes into the chain as a *trap* (gact pass: the packet leaves
+ *     tc untouched and OVS runs the whole pipeline on it);
+ *   - if even its match cannot be expressed in flower, nothing below it in
+ *     that chain is offloaded (they could shadow it) and the chain gets no
+ *     catch-all, so such packets miss into OVS;
+ *   - a rule that rewrites the packet is offloaded only if every chain it can
+ *     lead to keeps the packet in hardware; otherwise OVS would see a packet
+ *     already rewritten by the NIC. Such rules become traps too (fixpoint).
+ *   - dec_ttl is offloaded with traps for TTL 0 and 1 above it, because OVS
+ *     sends those packets to the controller instead of forwarding them.
+ *
+ * Every rule gets a decision with a sentence a person can read.
+ */
+import type { NicProfile } from "../profiles/index.js";
+import type { ActionKind, MatchKey } from "../profiles/vocabulary.js";
+import {
+  type Action,
+  type FieldName,
+  fieldDef,
+  fields,
+  fullMask,
+  type Match,
+  type PipelineRule,
+  type PortMap,
+} from "./ir.js";
+
+export type TcAction =
+  | { type: "redirect"; dev: string }
+  | { type: "mirror"; dev: string }
+  | { type: "drop" }
+  | { type: "pass" }
+  | { type: "goto"; chain: number }
+  | { type: "pedit"; field: FieldName; value: bigint }
+  | { type: "dec_ttl" }
+  | { type: "vlan_push"; vid: number }
+  | { type: "vlan_pop" }
+  | { type: "tunnel_set"; id: bigint; dst: bigint; tunnel: "vxlan" | "geneve" }
+  | { type: "tunnel_unset" }
+  | { type: "ct"; zone: number; commit: boolean; nat: boolean };
+
+export interface TcRule {
+  chain: number;
+  prio: number;
+  /** Header fields only; in_port is expressed as `indev`. */
+  match: Match;
+  indev?: string;
+  actions: TcAction[];
+  /** The pipeline rule this came from (undefined for a chain's catch-all). */
+  ruleId?: string;
+  role: "offload" | "trap" | "miss";
+}
+
+export interface Decision {
+  ruleId: string;
+  offloaded: boolean;
+  /** Chains in which the rule is carried by the NIC. */
+  chains: number[];
+  reason: string;
+}
+
+export interface ChainInfo {
+  chain: number;
+  table: number;
+  registers: Record<string, bigint>;
+  /** A packet in this chain may end up in OVS (trap, poisoned or a software rule downstream). */
+  reachesSoftware: boolean;
+}
+
+export interface Plan {
+  tc: TcRule[];
+  decisions: Map<string, Decision>;
+  chains: ChainInfo[];
+}
+
+export interface PlanInput {
+  rules: PipelineRule[];
+  profile: NicProfile;
+  ports: PortMap;
+}
+
+const tunnelDev = { vxlan: "vxlan_sys_4789", geneve: "genev_sys_6081" } as const;
+const maxPrio = 0xffff;
+
+/**
+ * tc prio from the OpenFlow priority, so that a rule keeps its tc prio when
+ * others come and go (no renumbering on change): two bands per priority, the
+ * traps that must win over a rule just above it. OpenFlow priorities above
+ * 32766 share the top band; the catch-all miss sits at 65535.
+ */
+export function tcPrio(ofPriority: number, band: "trap" | "main"): number {
+  const p = Math.min(Math.max(ofPriority, 0), 32766);
+  const main = 2 * (32766 - p) + 2;
+  return band === "main" ? main : main - 1;
+}
+
+type Regs = Map<string, bigint>;
+
+function regsKey(table: number, regs: Regs): string {
+  const parts = [...regs].filter(([, v]) => v !== 0n).sort(([a], [b]) => (a < b ? -1 : 1));
+  return `${table}|${parts.map(([k, v]) => `${k}=${v}`).join(",")}`;
+}
+
+interface RuleOutcome {
+  ok: boolean;
+  reason: string;
+  actions: TcAction[];
+  /** Chains this rule can send the packet to. */
+  next: number[];
+  modifies: boolean;
+  decTtl: boolean;
+  /** Output ports the rule does not exclude as ingress: OVS never sends a packet back out of its ingress port. */
+  hairpins: string[];
+}
+
+export class OffloadPlanner {
+  private readonly byTable = new Map<number, PipelineRule[]>();
+  private readonly chainOf = new Map<string, number>();
+  private readonly chainInfo = new Map<number, { table: number; regs: Regs }>();
+  private readonly perChain = new Map<
+    number,
+    { rules: TcRule[]; outcomes: Map<string, RuleOutcome>; poisoned: boolean }
+  >();
+  /** How many chains the last plan/update computed (for incremental-planning tests and stats). */
+  lastPlannedChains = 0;
+
+  constructor(
+    private readonly profile: NicProfile,
+    private readonly ports: PortMap,
+  ) {}
+
+  static plan(input: PlanInput): Plan {
+    const p = new OffloadPlanner(input.profile, input.ports);
+    p.setRules(input.rules);
+    return p.result();
+  }
+
+  setRules(rules: PipelineRule[]): void {
+    this.byTable.clear();
+    for (const r of rules) this.addToTable(r);
+    this.chainOf.clear();
+    this.chainInfo.clear();
+    this.perChain.clear();
+    this.lastPlannedChains = 0;
+    this.chainFor(0, new Map());
+    this.expandFrom([0]);
+  }
+
+  /**
+   * Apply a change (rules added, replaced by id, or removed by id) and re-plan
+   * only the chains of the tables it touched, plus chains newly reachable.
+   */
+  update(change: { upsert?: PipelineRule[]; remove?: string[] }): { added: TcRule[]; removed: TcRule[] } {
+    const before = new Set(this.allTc().map(tcKey));
+    const beforeRules = new Map(this.allTc().map((r) => [tcKey(r), r]));
+    const touched = new Set<number>();
+    for (const id of change.remove ?? []) {
+      for (const [t, list] of this.byTable) {
+        const i = list.findIndex((r) => r.id === id);
+        if (i >= 0) {
+          list.splice(i, 1);
+          touched.add(t);
+        }
+      }
+    }
+    for (const r of change.upsert ?? []) {
+      for (const [t, list] of this.byTable) {
+        const i = list.findIndex((x) => x.id === r.id);
+        if (i >= 0) {
+          list.splice(i, 1);
+          touched.add(t);
+        }
+      }
+      this.addToTable(r);
+      touched.add(r.table);
+    }
+    const chains = [...this.chainInfo].filter(([, info]) => touched.has(info.table)).map(([c]) => c);
+    this.lastPlannedChains = 0;
+    this.expandFrom(chains);
+    const after = this.allTc();
+    const afterKeys = new Set(after.map(tcKey));
+    return {
+      added: after.filter((r) => !before.has(tcKey(r))),
+      removed: [...beforeRules].filter(([k]) => !afterKeys.has(k)).map(([, r]) => r),
+    };
+  }
+
+  private addToTable(r: PipelineRule): void {
+    const list = this.byTable.get(r.table) ?? [];
+    list.push(r);
+    list.sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.byTable.set(r.table, list);
+  }
+
+  private chainFor(table: number, regs: Regs): { chain: number; fresh: boolean } {
+    const key = regsKey(table, regs);
+    const have = this.chainOf.get(key);
+    if (have !== undefined) return { chain: have, fresh: false };
+    const chain = table === 0 && [...regs.values()].every((v) => v === 0n) ? 0 : this.chainOf.size + 1000;
+    this.chainOf.set(key, chain);
+    this.chainInfo.set(chain, { table, regs: new Map(regs) });
+    return { chain, fresh: true };
+  }
+
+  /** (Re)plan the given chains and any chain they newly reach, then settle traps for rewrites. */
+  private expandFrom(chains: number[]): void {
+    const queue = [...chains];
+    const done = new Set<number>();
+    while (queue.length) {
+      const c = queue.shift()!;
+      if (done.has(c)) continue;
+      done.add(c);
+      this.planChain(c, queue);
+    }
+    this.settle();
+  }
+
+  private planChain(chain: number, queue: number[]): void {
+    this.lastPlannedChains++;
+    const { table, regs } = this.chainInfo.get(chain)!;
+    const outcomes = new Map<string, RuleOutcome>();
+    const tc: TcRule[] = [];
+    let poisoned = false;
+    const skip = (reason: string): RuleOutcome => ({
+      ok: false,
+      reason,
+      actions: [],
+      next: [],
+      modifies: false,
+      decTtl: false,
+      hairpins: [],
+    });
+    if (!this.profile.switchdev) {
+      for (const rule of this.byTable.get(table) ?? []) {
+        outcomes.set(rule.id, skip(`not offloaded: ${this.profile.name}: the device has no embedded switch`));
+      }
+      this.perChain.set(chain, { rules: tc, outcomes, poisoned: true });
+      return;
+    }
+    for (const rule of this.byTable.get(table) ?? []) {
+      if (!this.registersAllow(rule.match, regs)) continue;
+      const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
+      if (inPort !== undefined && !this.ports.hardware.has(inPort) && !this.ports.tunnels.has(inPort)) {
+        // Packets from this port never pass through the NIC, so the rule cannot be shadowed by tc either.
+        outcomes.set(
+          rule.id,
+          skip(`not offloaded: traffic from port ${inPort} never passes through the NIC`),
+        );
+        continue;
+      }
+      if (poisoned) {
+        outcomes.set(
+          rule.id,
+          skip(
+            "not offloaded: a higher-priority software-only rule in this table cannot be trapped in hardware, so this rule could shadow it",
+          ),
+        );
+        continue;
+      }
+      const headerMatch = this.headerMatch(rule);
+      if (!headerMatch.ok) {
+        outcomes.set(rule.id, skip(`not offloaded: ${headerMatch.reason}`));
+        poisoned = true;
+        continue;
+      }
+      const outcome = this.translate(rule, regs, queue);
+      outcomes.set(rule.id, outcome);
+      const base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
+      const traps: Omit<TcRule, "prio">[] = [];
+      if (outcome.ok) {
+        if (outcome.decTtl) {
+          for (const ttl of [0n, 1n]) {
+            traps.push({
+              ...base,
+              match: { ...base.match, nw_ttl: { value: ttl, mask: 0xffn } },
+              actions: [{ type: "pass" }],
+              role: "trap",
+            });
+          }
+        }
+        for (const dev of outcome.hairpins)
+          traps.push({ ...base, indev: dev, actions: [{ type: "pass" }], role: "trap" });
+      }
+      for (const t of traps) tc.push({ ...t, prio: tcPrio(rule.priority, "trap") });
+      tc.push({
+        ...base,
+        prio: tcPrio(rule.priority, "main"),
+        actions: outcome.ok ? outcome.actions : [{ type: "pass" }],
+        role: outcome.ok ? "offload" : "trap",
+      });
+    }
+    if (!poisoned) tc.push({ chain, prio: maxPrio, match: {}, actions: [{ type: "drop" }], role: "miss" });
+    this.perChain.set(chain, { rules: tc, outcomes, poisoned });
+  }
+
+  private registersAllow(match: Match, regs: Regs): boolean {
+    for (const [name, mv] of Object.entries(match)) {
+      if (!fieldDef(name)?.pipelineOnly || !mv) continue;
+      const v = regs.get(name) ?? 0n;
+      if ((v & mv.mask) !== (mv.value & mv.mask)) return false;
+    }
+    return true;
+  }
+
+  private headerMatch(
+    rule: PipelineRule,
+  ): { ok: true; match: Match; indev?: string } | { ok: false; reason: string } {
+    const match = rule.match;
+    const out: Match = {};
+    let indev: string | undefined;
+    for (const [name, mv] of Object.entries(match) as [FieldName, Match[FieldName]][]) {
+      if (!mv) continue;
+      const def = fieldDef(name)!;
+      if (def.pipelineOnly) continue;
+      if (name === "in_port") {
+        const port = Number(mv.value);
+        const dev = this.ports.hardware.get(port) ?? this.tunnelDevFor(port);
+        if (!dev) return { ok: false, reason: `match in_port=${port}: port ${port} is not an eswitch port` };
+        indev = dev;
+        continue;
+      }
+      if (!def.key || !this.profile.matches.includes(def.key)) {
+        return { ok: false, reason: `match on ${name} is not offloadable on ${this.profile.name}` };
+      }
+      if (name.startsWith("tun_")) {
+        // Decapsulation happens in table 0's rules; later chains no longer see the tunnel metadata in tc.
+        const tunnelIn = match.in_port && this.ports.tunnels.get(Number(match.in_port.value));
+        if (!tunnelIn || rule.table !== 0) {
+          return {
+            ok: false,
+            reason: `match on ${name} is offloadable only in table 0 together with in_port=<tunnel port>`,
+          };
+        }
+      }
+      out[name] = mv;
+    }
+    return { ok: true, match: out, indev };
+  }
+
+  private tunnelDevFor(port: number): string | undefined {
+    const t = this.ports.tunnels.get(port);
+    return t ? tunnelDev[t] : undefined;
+  }
+
+  private need(kind: ActionKind, what: string): string | undefined {
+    return this.profile.actions.includes(kind)
+      ? undefined
+      : `${what} is not offloadable on ${this.profile.name}`;
+  }
+
+  private translate(rule: PipelineRule, regsIn: Regs, queue: number[]): RuleOutcome {
+    const regs = new Map(regsIn);
+    const actions: TcAction[] = [];
+    const next: number[] = [];
+    const hairpins: string[] = [];
+    let modifies = false;
+    let decTtl = false;
+    const fail = (reason: string): RuleOutcome => ({
+      ok: false,
+      reason: `not offloaded: ${reason}`,
+      actions: [],
+      next,
+      modifies,
+      decTtl,
+      hairpins,
+    });
+    if (!this.profile.switchdev) return fail(`${this.profile.name} has no embedded switch`);
+    const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
+    const inTunnel = inPort !== undefined ? this.ports.tunnels.get(inPort) : undefined;
+    if (inTunnel) {
+      if (!this.profile.tunnels.includes(inTunnel))
+        return fail(`${inTunnel} decapsulation is not offloadable`);
+      const miss = this.need("tunnel_decap", "tunnel decapsulation");
+      if (miss) return fail(miss);
+      actions.push({ type: "tunnel_unset" });
+      modifies = true;
+    }
+    let outputs = 0;
+    let encapsulated = false;
+    let terminal = false;
+    let pendingTunnel: Extract<Action, { type: "set_tunnel" }> | undefined;
+    for (let i = 0; i < rule.actions.length; i++) {
+      const a = rule.actions[i]!;
+      if (terminal) return fail("actions after a goto are not offloadable");
+      switch (a.type) {
+        case "controller":
+          return fail("action CONTROLLER is never offloadable: the packet must reach the local agent");
+        case "other":
+          return fail(`action ${a.name} is never offloadable`);
+        case "set_field": {
+          const def = fieldDef(a.field);
+          if (def?.pipelineOnly) {
+            regs.set(a.field, a.value & fullMask(def.bits));
+            break;
+          }
+          if (!def?.rewrite) return fail(`set_field ${a.field} has no tc rewrite`);
+          const miss = this.need(def.rewrite, `rewrite of ${a.field}`);
+          if (miss) return fail(miss);
+          actions.push({ type: "pedit", field: a.field, value: a.value & fullMask(def.bits) });
+          modifies = true;
+          break;
+        }
+        case "dec_ttl": {
+          const miss =
+            this.need("pedit_ttl", "dec_ttl") ??
+            (this.profile.matches.includes("ip_ttl")
+              ? undefined
+              : "dec_ttl needs TTL matching to trap TTL 0/1");
+          if (miss) return fail(miss);
+          actions.push({ type: "dec_ttl" });
+          modifies = true;
+          decTtl = true;
+          break;
+        }
+        case "push_vlan": {
+          const miss = this.need("vlan_push", "push_vlan");
+          if (miss) return fail(miss);
+          actions.push({ type: "vlan_push", vid: a.vid });
+          modifies = true;
+          break;
+        }
+        case "pop_vlan": {
+          const miss = this.need("vlan_pop", "pop_vlan");
+          if (miss) return fail(miss);
+          actions.push({ type: "vlan_pop" });
+          modifies = true;
+          break;
+        }
+        case "set_tunnel":
+          if (!this.profile.tunnels.includes(a.tunnel))
+            return fail(`${a.tunnel} encapsulation is not offloadable`);
+          if (a.options && a.options > this.profile.geneveOptions) {
+            return fail(`${a.options} Geneve option(s) exceed what ${this.profile.name} can set`);
+          }
+          pendingTunnel = a;
+          break;
+        case "output": {
+          if (encapsulated) return fail("output after a tunnel encapsulation is not offloadable");
+          if (a.port === inPort) break; // OVS drops output to the ingress port
+          const tunnel = this.ports.tunnels.get(a.port);
+          if (tunnel) {
+            if (!pendingTunnel || pendingTunnel.tunnel !== tunnel) {
+              return fail(`output to tunnel port ${a.port} without a ${tunnel} key set first`);
+            }
+            const miss = this.need("tunnel_encap", "tunnel encapsulation");
+            if (miss) return fail(miss);
+            actions.push({ type: "tunnel_set", id: pendingTunnel.id, dst: pendingTunnel.dst, tunnel });
+            actions.push({ type: "mirror", dev: tunnelDev[tunnel] });
+            encapsulated = true;
+            outputs++;
+            break;
+          }
+          const dev = this.ports.hardware.get(a.port);
+          if (!dev) return fail(`output to port ${a.port}, which is not an eswitch port`);
+          if (inPort === undefined) hairpins.push(dev);
+          actions.push({ type: "mirror", dev });
+          outputs++;
+          break;
+        }
+        case "goto": {
+          if (i !== rule.actions.length - 1)
+            return fail("resubmit followed by more actions is not offloadable");
+          if (a.table <= rule.table) return fail("a goto to an earlier or the same table is not offloadable");
+          if (outputs) return fail("output before a goto is not offloadable");
+          const { chain, fresh } = this.chainFor(a.table, regs);
+          if (fresh) queue.push(chain);
+          next.push(chain);
+          if (!this.profile.actions.includes("goto_chain") || chain > this.profile.maxChain) {
+            return fail(`goto chain ${chain} is beyond what ${this.profile.name} supports`);
+          }
+          actions.push({ type: "goto", chain });
+          terminal = true;
+          break;
+        }
+        case "ct": {
+          if (!this.profile.conntrack || !this.profile.actions.includes("ct")) {
+            return fail(`connection tracking is not offloaded on ${this.profile.name}`);
+          }
+          if (a.nat && !this.profile.actions.includes("ct_nat")) return fail("ct nat is not offloadable");
+          if (a.table === undefined) return fail("ct without a recirculation table is not offloadable");
+          if (a.table <= rule.table) return fail("ct recirculation to an earlier table is not offloadable");
+          if (outputs) return fail("output before ct is not offloadable");
+          // A commit or NAT changes state OVS would see if a later table handed the packet over.
+          if (a.commit || a.nat) modifies = true;
+          const { chain, fresh } = this.chainFor(a.table, regs);
+          if (fresh) queue.push(chain);
+          next.push(chain);
+          actions.push({ type: "ct", zone: a.zone, commit: a.commit, nat: a.nat }, { type: "goto", chain });
+          terminal = true;
+          break;
+        }
+      }
+    }
+    if (outputs > 1) {
+      const miss = this.need("mirror", "output to several ports (flood)");
+      if (miss) return fail(miss);
+    }
+    if (!terminal) {
+      // Rewrites after the last output change nothing OVS would emit: drop them; the last output redirects.
+      let last = actions.length - 1;
+      while (last >= 0 && actions[last]!.type !== "mirror") last--;
+      actions.length = last + 1;
+      const tail = actions[last];
+      if (tail && tail.type === "mirror") actions[last] = { type: "redirect", dev: tail.dev };
+      else actions.push({ type: "drop" });
+    }
+    return { ok: true, reason: "offloaded", actions, next, modifies, decTtl, hairpins };
+  }
+
+  /** Turn rewriting rules that lead to a software-reaching chain into traps, until nothing changes. */
+  private settle(): void {
+    for (;;) {
+      const reaches = this.reachesSoftware();
+      let changed = false;
+      for (const pc of this.perChain.values()) {
+        for (const tcRule of pc.rules) {
+          if (tcRule.role !== "offload" || !tcRule.ruleId) continue;
+          const o = pc.outcomes.get(tcRule.ruleId)!;
+          if (o.modifies && o.next.some((c) => reaches.get(c))) {
+            o.ok = false;
+            o.reason =
+              "not offloaded: it rewrites the packet and a later table may hand the packet to OVS, which must see it unmodified";
+            tcRule.role = "trap";
+            tcRule.actions = [{ type: "pass" }];
+            changed = true;
+          }
+        }
+      }
+      if (!changed) return;
+    }
+  }
+
+  private reachesSoftware(): Map<number, boolean> {
+    const memo = new Map<number, boolean>();
+    const visit = (c: number, stack: Set<number>): boolean => {
+      if (memo.has(c)) return memo.get(c)!;
+      if (stack.has(c)) return false;
+      stack.add(c);
+      const pc = this.perChain.get(c);
+      let r = !pc || pc.poisoned || pc.rules.some((t) => t.role === "trap");
+      if (!r && pc) {
+        for (const o of pc.outcomes.values()) if (o.ok && o.next.some((n) => visit(n, stack))) r = true;
+      }
+      stack.delete(c);
+      memo.set(c, r);
+      return r;
+    };
+    for (const c of this.perChain.keys()) visit(c, new Set());
+    return memo;
+  }
+
+  private allTc(): TcRule[] {
+    return this.reachableChains().flatMap((c) => this.perChain.get(c)?.rules ?? []);
+  }
+
+  /** Chains reachable from chain 0 through offloaded gotos (stale chains drop out after an update). */
+  private reachableChains(): number[] {
+    const seen = new Set<number>([0]);
+    const queue = [0];
+    while (queue.length) {
+      const c = queue.shift()!;
+      for (const o of this.perChain.get(c)?.outcomes.values() ?? []) {
+        for (const n of o.next) {
+          if (!seen.has(n)) {
+            seen.add(n);
+            queue.push(n);
+          }
+        }
+      }
+    }
+    return [...seen].sort((a, b) => a - b);
+  }
+
+  result(): Plan {
+    const chains = this.reachableChains();
+    const reaches = this.reachesSoftware();
+    const decisions = new Map<string, Decision>();
+    for (const list of this.byTable.values()) {
+      for (const r of list) {
+        decisions.set(r.id, { ruleId: r.id, offloaded: false, chains: [], reason: "" });
+      }
+    }
+    for (const c of chains) {
+      for (const [id, o] of this.perChain.get(c)?.outcomes ?? []) {
+        const d = decisions.get(id);
+        if (!d) continue;
+        if (o.ok) {
+          d.chains.push(c);
+          if (!d.offloaded) d.reason = "offloaded";
+          d.offloaded = true;
+        } else if (!d.offloaded) d.reason = o.reason;
+      }
+    }
+    for (const d of decisions.values()) {
+      if (!d.reason) d.reason = "not offloaded: no packet reaches this rule through hardware chains";
+      if (d.offloaded)
+        d.reason = `offloaded in chain${d.chains.length > 1 ? "s" : ""} ${d.chains.join(", ")}`;
+    }
+    return {
+      tc: chains.flatMap((c) => this.perChain.get(c)?.rules ?? []),
+      decisions,
+      chains: chains.map((c) => {
+        const info = this.chainInfo.get(c)!;
+        return {
+          chain: c,
+          table: info.table,
+          registers: Object.fromEntries([...info.regs].filter(([, v]) => v !== 0n)),
+          reachesSoftware: reaches.get(c) ?? true,
+        };
+      }),
+    };
+  }
+}
+
+function tcKey(r: TcRule): string {
+  return JSON.stringify(r, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v));
+}
+
+export { fields };
+export type { MatchKey };
