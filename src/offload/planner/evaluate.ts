@@ -11,15 +11,7 @@
  * ingress port is skipped, dec_ttl on TTL 0 or 1 punts to the controller and
  * stops, ct marks the packet tracked and established.
  */
-import {
-  type FieldName,
-  fieldDef,
-  fields,
-  fullMask,
-  type Match,
-  type PipelineRule,
-  type PortMap,
-} from "./ir.js";
+import { type FieldName, fieldDef, fullMask, type Match, type PipelineRule, type PortMap } from "./ir.js";
 import type { Plan, TcRule } from "./plan.js";
 
 export type Packet = Partial<Record<FieldName, bigint>> & { in_port: bigint };
