@@ -1,0 +1,277 @@
+import { createServer, type Server, type Socket } from "node:net";
+import { afterAll, describe, expect, it } from "vitest";
+import { connectOpenFlow, OfClient, parseTarget } from "../../src/openflow/client.js";
+import { OfConnection, OpenFlowError } from "../../src/openflow/connection.js";
+import { FramingError } from "../../src/openflow/framing.js";
+import { decodeMessage, encodeMessage, type OfMessage } from "../../src/openflow/message.js";
+import { flowMod, installFlows } from "../../src/controller/flow-installer.js";
+import { ConnectionError, UsageError } from "../../src/util/errors.js";
+import { useOvsSandbox, waitFor } from "../harness/index.js";
+
+const sandbox = useOvsSandbox({ label: "ofconn", datapath: "dummy" });
+
+/** A tiny real TCP server that plays a (misbehaving) switch with `script`. */
+async function fakeSwitch(
+  script: (sock: Socket, first: OfMessage) => void,
+): Promise<{ server: Server; target: string }> {
+  const server = createServer((sock) => {
+    sock.once("data", (b) => script(sock, decodeMessage(b.subarray(0, b.readUInt16BE(2)))));
+    sock.on("error", () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const addr = server.address();
+  if (!addr || typeof addr !== "object") throw new Error("no address");
+  servers.push(server);
+  return { server, target: `tcp:127.0.0.1:${addr.port}` };
+}
+const servers: Server[] = [];
+afterAll(async () => {
+  for (const s of servers) await new Promise((r) => s.close(r));
+});
+
+const hello = (versions: number[]): Buffer => encodeMessage({ type: "hello", xid: 1, versions });
+
+describe("OfConnection against ovs-vswitchd", () => {
+  it("negotiates OpenFlow 1.3 on br-int.mgmt and reads a datapath id", async () => {
+    const conn = await connectOpenFlow(sandbox().mgmtRemote("br-int"));
+    try {
+      expect(conn.version).toBe(4);
+      expect(conn.features.datapathId).toBeGreaterThan(0n);
+      expect(conn.features.nTables).toBeGreaterThan(0);
+      const data = await conn.echo(Buffer.from("are you there"));
+      expect(data.toString()).toBe("are you there");
+      await conn.barrier();
+    } finally {
+      conn.close();
+    }
+  });
+
+  it("maps an error to the request that caused it, by xid, with the spec name", async () => {
+    const conn = await connectOpenFlow(sandbox().mgmtRemote());
+    try {
+      // goto_table must go forward: OVS rejects goto_table:0 from table 5.
+      const bad = flowMod({ tableId: 5, match: [], instructions: [{ type: "goto_table", table: 0 }] });
+      const err = await conn.request(bad).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenFlowError);
+      expect((err as OpenFlowError).errorName).toMatch(/^OFPET_BAD_INSTRUCTION\//);
+      expect((err as OpenFlowError).requestType).toBe("flow_mod");
+      // The session survives the error.
+      await conn.barrier();
+      // A fire-and-forget send reports its error as an of_error event with its xid.
+      const seen: OpenFlowError[] = [];
+      conn.on("of_error", (e) => seen.push(e));
+      const xid = await conn.send(bad);
+      await conn.barrier();
+      expect(seen.map((e) => e.xid)).toEqual([xid]);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it("installs in a bundle and plain, then dumps every flow by multipart", async () => {
+    const conn = await connectOpenFlow(sandbox().mgmtRemote());
+    try {
+      await installFlows(conn, [flowMod({ command: "delete", tableId: 0xff, match: [], instructions: [] })]);
+      const mk = (i: number, table: number) =>
+        flowMod({
+          tableId: table,
+          priority: 100,
+          match: [{ field: "reg0", value: i }],
+          instructions: [{ type: "apply_actions", actions: [{ type: "output", port: 1 }] }],
+        });
+      const a = Array.from({ length: 3000 }, (_, i) => mk(i, 1));
+      const b = Array.from({ length: 3000 }, (_, i) => mk(i, 2));
+      const r1 = await installFlows(conn, a, { bundle: true });
+      const r2 = await installFlows(conn, b, { bundle: false, chunkSize: 500, window: 2 });
+      expect(r1.errors).toEqual([]);
+      expect(r2.errors).toEqual([]);
+      const flows = await conn.flowStats();
+      expect(flows.filter((f) => f.tableId === 1).length).toBe(3000);
+      expect(flows.filter((f) => f.tableId === 2).length).toBe(3000);
+      expect((await sandbox().dumpFlows()).length).toBe(6000);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it("an atomic bundle with one bad flow installs none of it", async () => {
+    const conn = await connectOpenFlow(sandbox().mgmtRemote());
+    try {
+      const good = flowMod({ tableId: 7, match: [{ field: "reg1", value: 1 }], instructions: [] });
+      const bad = flowMod({ tableId: 7, match: [], instructions: [{ type: "goto_table", table: 3 }] });
+      const err = await installFlows(conn, [good, bad]).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "FLOW_INSTALL" });
+      expect((await conn.flowStats({ tableId: 7 })).length).toBe(0);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+describe("OfConnection against broken peers (real sockets)", () => {
+  it("a peer without a common version gets OFPET_HELLO_FAILED and the handshake fails cleanly", async () => {
+    let answer: Buffer | undefined;
+    const { target } = await fakeSwitch((sock) => {
+      sock.write(hello([1]));
+      sock.on("data", (b) => (answer = Buffer.concat([answer ?? Buffer.alloc(0), b])));
+    });
+    const err = await connectOpenFlow(target).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenFlowError);
+    expect((err as OpenFlowError).errorName).toBe("OFPET_HELLO_FAILED/OFPHFC_INCOMPATIBLE");
+    await waitFor(() => answer, 2000, "the error on the wire");
+    const msg = decodeMessage(answer!);
+    expect(msg).toMatchObject({ type: "error", errType: 0, code: 0 });
+  });
+
+  it("a peer that disconnects mid-message is a FramingError, nothing crashes", async () => {
+    const { target } = await fakeSwitch((sock) => {
+      sock.write(hello([4]));
+      // Half a features_reply, then close.
+      sock.end(
+        encodeMessage({
+          type: "features_reply",
+          xid: 9,
+          datapathId: 1n,
+          nBuffers: 0,
+          nTables: 1,
+          auxiliaryId: 0,
+          capabilities: 0,
+        }).subarray(0, 13),
+      );
+    });
+    const err = await connectOpenFlow(target).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(((err as ConnectionError).cause as Error) ?? err).toBeInstanceOf(FramingError);
+  });
+
+  it("a peer that sends garbage with a bad length is a FramingError", async () => {
+    const { target } = await fakeSwitch((sock) => {
+      sock.write(Buffer.from([4, 0, 0, 2, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]));
+    });
+    const err = await connectOpenFlow(target, { helloTimeoutMs: 2000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FramingError);
+  });
+
+  it("a well-framed but undecodable message is reported and the session goes on", async () => {
+    const { target } = await fakeSwitch((sock, first) => {
+      sock.write(hello([4]));
+      sock.on("data", (b) => {
+        const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
+        if (m.type === "features_request") {
+          sock.write(
+            encodeMessage({
+              type: "features_reply",
+              xid: m.xid,
+              datapathId: 42n,
+              nBuffers: 0,
+              nTables: 254,
+              auxiliaryId: 0,
+              capabilities: 0,
+            }),
+          );
+          // A flow_removed too short for its fields, then an echo reply to our echo.
+        }
+        if (m.type === "echo_request") {
+          sock.write(Buffer.from([4, 11, 0, 12, 0, 0, 0, 0, 1, 2, 3, 4]));
+          sock.write(encodeMessage({ type: "echo_reply", xid: m.xid, data: m.data }));
+        }
+      });
+      void first;
+    });
+    const conn = await connectOpenFlow(target, { echoIntervalMs: 0 });
+    try {
+      expect(conn.features.datapathId).toBe(42n);
+      const bad: unknown[] = [];
+      conn.on("decode_error", (e) => bad.push(e));
+      expect((await conn.echo(Buffer.from("x"))).toString()).toBe("x");
+      expect(bad.length).toBe(1);
+      expect(conn.isOpen).toBe(true);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it("a peer that stops answering echoes is declared dead", async () => {
+    const { target } = await fakeSwitch((sock) => {
+      sock.write(hello([4]));
+      sock.on("data", (b) => {
+        const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
+        if (m.type === "features_request") {
+          sock.write(
+            encodeMessage({
+              type: "features_reply",
+              xid: m.xid,
+              datapathId: 7n,
+              nBuffers: 0,
+              nTables: 1,
+              auxiliaryId: 0,
+              capabilities: 0,
+            }),
+          );
+        }
+      });
+    });
+    const conn = await connectOpenFlow(target, { echoIntervalMs: 100, deadAfterMs: 400 });
+    const err = await conn.closedPromise();
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(err?.message).toMatch(/silent/);
+  });
+
+  it("request timeouts reject with ConnectionError and bad targets with UsageError", async () => {
+    expect(() => parseTarget("udp:1.2.3.4:5")).toThrow(UsageError);
+    const { target } = await fakeSwitch((sock) => {
+      sock.write(hello([4]));
+      sock.on("data", (b) => {
+        const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
+        if (m.type === "features_request") {
+          sock.write(
+            encodeMessage({
+              type: "features_reply",
+              xid: m.xid,
+              datapathId: 7n,
+              nBuffers: 0,
+              nTables: 1,
+              auxiliaryId: 0,
+              capabilities: 0,
+            }),
+          );
+        }
+      });
+    });
+    const conn = await connectOpenFlow(target, { echoIntervalMs: 0 });
+    try {
+      await expect(conn.barrier(200)).rejects.toThrow(/no reply in 200 ms/);
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+describe("OfClient", () => {
+  it("reconnects after ovs-vswitchd restarts and replays flows through onConnect", async () => {
+    const sb = sandbox();
+    const replay = [
+      flowMod({ tableId: 3, priority: 7, match: [{ field: "reg2", value: 99 }], instructions: [] }),
+    ];
+    const client = new OfClient(sb.mgmtRemote(), {
+      minBackoffMs: 50,
+      maxBackoffMs: 500,
+      onConnect: async (conn) => {
+        await installFlows(conn, replay);
+      },
+    });
+    try {
+      await client.start();
+      expect((await sb.dumpFlows("br-int", ["table=3"])).length).toBe(1);
+      await sb.restartVswitchd();
+      await waitFor(() => client.connects >= 2, 20_000, "reconnect");
+      const conn = await client.ready();
+      expect((await conn.flowStats({ tableId: 3 })).map((f) => f.priority)).toEqual([7]);
+      expect((await sb.dumpFlows("br-int", ["table=3"])).length).toBe(1);
+    } finally {
+      client.stop();
+    }
+  });
+});
+
+void OfConnection;
