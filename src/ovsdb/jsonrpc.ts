@@ -71,6 +71,8 @@ export class JsonRpcConnection extends EventEmitter<JsonRpcConnectionEvents> {
   private readonly log: Logger;
   /** Handlers for requests the peer sends us, by method; echo is built in. */
   readonly handlers = new Map<string, (params: unknown[]) => unknown>();
+  /** How many of the peer's echo requests we answered. */
+  echoesAnswered = 0;
 
   private constructor(
     private readonly socket: Socket,
@@ -206,6 +208,7 @@ export class JsonRpcConnection extends EventEmitter<JsonRpcConnectionEvents> {
       }
       try {
         this.send({ result: handler(args) ?? null, error: null, id });
+        if (method === "echo") this.echoesAnswered++;
       } catch (err) {
         this.send({ result: null, error: { error: String(err) }, id });
       }
