@@ -10,6 +10,7 @@ import { ConflictError, LockTimeoutError, StoreError } from "../../src/nb/store/
 import type { NbStore, WatchEvent } from "../../src/nb/store/types.js";
 import { useEtcd } from "../harness/etcd.js";
 import { freeTcpPort, waitFor } from "../harness/index.js";
+import { runStoreConformance } from "../harness/nb-conformance.js";
 
 const etcd = useEtcd({ label: "nb-etcd" });
 let store: NbStore;
@@ -20,6 +21,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await store?.close();
 });
+
+runStoreConformance("etcd (1 member)", () => openEtcdStore(etcd().endpoints));
 
 describe("etcd store: objects and transactions", () => {
   it("creates, updates and deletes with versions and revisions", async () => {

@@ -264,8 +264,8 @@ class EtcdStore implements NbStore {
     }
   }
 
-  async grantLease(ttlSeconds: number): Promise<Lease> {
-    const lease = this.client.lease(ttlSeconds, { autoKeepAlive: true });
+  async grantLease(ttlSeconds: number, opts: { keepAlive?: boolean } = {}): Promise<Lease> {
+    const lease = this.client.lease(ttlSeconds, { autoKeepAlive: opts.keepAlive ?? true });
     lease.on("lost", (err) => log.warn({ err, ttlSeconds }, "lease lost"));
     const id = await this.call("grant lease", { ttlSeconds }, () => lease.grant());
     this.leases.add(lease);
