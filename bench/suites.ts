@@ -1,2 +1,7 @@
 /** Benchmark suites by name; each writes bench/results/<name>.json. */
-export const suites: Record<string, () => Promise<void>> = {};
+import { plannerBench } from "./planner.js";
+import { openflow } from "./openflow.js";
+export const suites: Record<string, () => Promise<void>> = {
+  planner: plannerBench,
+  openflow,
+};
