@@ -404,7 +404,7 @@ function encodeRest(w: ByteWriter, a: Action): void {
       if (a.maxLen !== undefined && a.maxLen !== OFPCML_NO_BUFFER)
         prop(w, NXAC2PT.MAX_LEN, (w) => w.u16(a.maxLen!));
       if (a.controllerId) prop(w, NXAC2PT.CONTROLLER_ID, (w) => w.u16(a.controllerId!));
-      if (a.reason) prop(w, NXAC2PT.REASON, (w) => w.u8(a.reason!));
+      if (a.reason !== undefined && a.reason !== 1) prop(w, NXAC2PT.REASON, (w) => w.u8(a.reason!));
       if (a.userdata?.length) prop(w, NXAC2PT.USERDATA, (w) => w.bytes(a.userdata!));
       if (a.pause) prop(w, NXAC2PT.PAUSE, () => undefined);
       return done();

@@ -10,3 +10,5 @@ export * from "./oxm.js";
 export * from "./actions.js";
 export * from "./instructions.js";
 export * from "./multipart.js";
+export * from "./flow.js";
+export * from "./text.js";

@@ -406,6 +406,7 @@ export const FIELDS: readonly OxmFieldDef[] = [
     maskable: true,
     format: "hex",
   },
+  { name: "packet_type", wire: [basic(44, "PACKET_TYPE")], length: 4, maskable: false, format: "hex" },
   { name: "ipv6_exthdr", wire: [basic(39, "IPV6_EXTHDR")], length: 2, maskable: true, format: "hex" },
   { name: "tun_src", wire: [nx1(31, "TUN_IPV4_SRC")], length: 4, maskable: true, format: "ipv4" },
   { name: "tun_dst", wire: [nx1(32, "TUN_IPV4_DST")], length: 4, maskable: true, format: "ipv4" },
@@ -775,12 +776,48 @@ export function decodeOxm(r: ByteReader): MatchField {
   };
 }
 
-/** ofp_match (OFPMT_OXM): type, length, OXM TLVs, padding to 8. */
+/**
+ * Prerequisite depth of a field: a switch checks each OXM's prerequisites
+ * against the fields before it (OVS does), so a match is encoded with
+ * eth_type first, then nw_proto, then L3, L4 and ND fields.
+ */
+const PREREQ_RANK: Record<string, number> = {
+  vlan: 1,
+  ipv4: 2,
+  ipv6: 2,
+  ip: 2,
+  arp: 2,
+  mpls: 2,
+  ct: 2,
+  tcp: 3,
+  udp: 3,
+  sctp: 3,
+  icmp: 3,
+  icmpv6: 3,
+  nd: 4,
+  nd_sll: 4,
+  nd_tll: 4,
+};
+function rank(f: MatchField): number {
+  if (f.field === "eth_type") return 0;
+  if (f.field === "nw_proto") return 2.5;
+  const def = byName.get(f.field);
+  return def?.prereq ? (PREREQ_RANK[def.prereq] ?? 0) : 0;
+}
+/** The match in an order whose every field's prerequisites come before it (stable otherwise). */
+export function prerequisiteOrder(fields: readonly MatchField[]): MatchField[] {
+  return fields
+    .map((f, i) => [f, i] as const)
+    .sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1])
+    .map(([f]) => f);
+}
+
+/** ofp_match (OFPMT_OXM): type, length, OXM TLVs (in prerequisite order), padding to 8. */
 export function encodeMatch(w: ByteWriter, fields: readonly MatchField[]): void {
   const start = w.length;
   w.u16(1); // OFPMT_OXM
   const lenAt = w.reserve(2);
-  for (const f of fields) encodeOxm(w, f);
+  for (const f of prerequisiteOrder(fields)) encodeOxm(w, f);
   w.setU16(lenAt, w.length - start);
   w.padTo(8, start);
 }

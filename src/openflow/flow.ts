@@ -1,0 +1,136 @@
+/**
+ * The Flow model apps and the offload planner share: one OpenFlow 1.3 flow
+ * as (table, priority, cookie, timeouts, flags, match, instructions), with
+ * match values typed by field format (see oxm.ts). Conversions to and from
+ * the wire forms that carry flows (flow_mod, flow stats), and a canonical key
+ * for the desired/installed diff: OVS identifies a flow by (table, priority,
+ * match), so the key normalizes the match — field order, masks that cover the
+ * whole field, value bits outside the mask — and ignores cookie and actions.
+ */
+import { OFPG_ANY, OFPP } from "./actions.js";
+import type { Instruction } from "./instructions.js";
+import { OFP_NO_BUFFER, type FlowMod, type FlowModCommand } from "./message.js";
+import type { FlowStats } from "./multipart.js";
+import { fieldByName, valueToBytes, bytesToValue, type MatchField } from "./oxm.js";
+
+export interface Flow {
+  table: number;
+  priority: number;
+  cookie: bigint;
+  idleTimeout?: number;
+  hardTimeout?: number;
+  /** OFPFF_* bits (send_flow_rem = 1, check_overlap = 2, reset_counts = 4, …). */
+  flags?: number;
+  match: MatchField[];
+  instructions: Instruction[];
+}
+
+export const OFP_DEFAULT_PRIORITY = 0x8000;
+
+export interface FlowModOptions {
+  command?: FlowModCommand;
+  xid?: number;
+  cookieMask?: bigint;
+  outPort?: number;
+  outGroup?: number;
+  bufferId?: number;
+}
+
+/** The flow_mod that installs (or, with `command`, modifies/deletes) `flow`. */
+export function flowToFlowMod(flow: Flow, opts: FlowModOptions = {}): FlowMod {
+  const command = opts.command ?? "add";
+  const del = command === "delete" || command === "delete_strict";
+  return {
+    type: "flow_mod",
+    xid: opts.xid ?? 0,
+    cookie: flow.cookie,
+    cookieMask: opts.cookieMask ?? 0n,
+    tableId: flow.table,
+    command,
+    idleTimeout: flow.idleTimeout ?? 0,
+    hardTimeout: flow.hardTimeout ?? 0,
+    priority: flow.priority,
+    bufferId: opts.bufferId ?? OFP_NO_BUFFER,
+    outPort: opts.outPort ?? OFPP.ANY,
+    outGroup: opts.outGroup ?? OFPG_ANY,
+    flags: flow.flags ?? 0,
+    match: flow.match,
+    instructions: del ? [] : flow.instructions,
+  };
+}
+
+function compact(f: Flow): Flow {
+  if (!f.idleTimeout) delete f.idleTimeout;
+  if (!f.hardTimeout) delete f.hardTimeout;
+  if (!f.flags) delete f.flags;
+  return f;
+}
+
+export function flowFromFlowMod(m: FlowMod): Flow {
+  return compact({
+    table: m.tableId,
+    priority: m.priority,
+    cookie: m.cookie,
+    idleTimeout: m.idleTimeout,
+    hardTimeout: m.hardTimeout,
+    flags: m.flags,
+    match: m.match,
+    instructions: m.instructions,
+  });
+}
+
+export function flowFromStats(s: FlowStats): Flow {
+  return compact({
+    table: s.tableId,
+    priority: s.priority,
+    cookie: s.cookie,
+    idleTimeout: s.idleTimeout,
+    hardTimeout: s.hardTimeout,
+    flags: s.flags,
+    match: s.match,
+    instructions: s.instructions,
+  });
+}
+
+/**
+ * Normalize a match: sorted by field name, masks that cover the whole field
+ * dropped, value bits outside the mask cleared. Two matches OVS treats as the
+ * same flow normalize to deep-equal arrays.
+ */
+export function normalizeMatch(match: readonly MatchField[]): MatchField[] {
+  const out: MatchField[] = [];
+  for (const m of match) {
+    const def = fieldByName(m.field);
+    if (!def || m.mask === undefined) {
+      out.push(def ? { field: def.name, value: m.value } : { ...m });
+      continue;
+    }
+    const v = valueToBytes(def, m.value);
+    const k = valueToBytes(def, m.mask);
+    if (k.every((b) => b === 0xff)) {
+      out.push({ field: def.name, value: bytesToValue(def, v) });
+      continue;
+    }
+    if (k.every((b) => b === 0)) continue;
+    const masked = Buffer.from(v.map((b, i) => b & (k[i] ?? 0)));
+    out.push({ field: def.name, value: bytesToValue(def, masked), mask: bytesToValue(def, k) });
+  }
+  return out.sort((a, b) => (a.field < b.field ? -1 : a.field > b.field ? 1 : 0));
+}
+
+function valueText(f: MatchField, v: MatchField["value"]): string {
+  const def = fieldByName(f.field);
+  if (Buffer.isBuffer(v)) return v.toString("hex");
+  if (def && def.format !== "bytes") return valueToBytes(def, v).toString("hex");
+  return String(v);
+}
+
+/** Canonical identity of a flow in OVS: table, priority and normalized match. */
+export function flowKey(flow: Pick<Flow, "table" | "priority" | "match">): string {
+  const m = normalizeMatch(flow.match)
+    .map(
+      (f) => `${f.field}=${valueText(f, f.value)}${f.mask !== undefined ? `/${valueText(f, f.mask)}` : ""}`,
+    )
+    .join(",");
+  return `${flow.table}/${flow.priority}/${m}`;
+}
