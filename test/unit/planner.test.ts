@@ -222,6 +222,48 @@ describe("offload planner", () => {
     );
   });
 
+  it("incremental updates keep the installed tc set equal to the planner's and the verdicts exact", () => {
+    fc.assert(
+      fc.property(
+        topoArb.chain((t) =>
+          fc.tuple(
+            fc.constant(t),
+            fc.array(fc.tuple(fc.nat(), fc.boolean(), fc.integer({ min: 1, max: 300 })), {
+              minLength: 1,
+              maxLength: 6,
+            }),
+            fc.array(packetArb(t), { minLength: 10, maxLength: 20 }),
+          ),
+        ),
+        ([topo, edits, packets]) => {
+          let rules = pipeline(topo);
+          const ports = portsOf(topo);
+          const planner = new OffloadPlanner(profileById("connectx-6-dx"), ports);
+          planner.setRules(rules);
+          const key = (r: object) =>
+            JSON.stringify(r, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+          const installed = new Map(planner.result().tc.map((r) => [key(r), 1]));
+          for (const [pick, remove, prio] of edits) {
+            const victim = rules[pick % rules.length]!;
+            const diff = remove
+              ? planner.update({ remove: [victim.id] })
+              : planner.update({ upsert: [{ ...victim, priority: prio }] });
+            rules = remove
+              ? rules.filter((r) => r.id !== victim.id)
+              : rules.map((r) => (r.id === victim.id ? { ...victim, priority: prio } : r));
+            for (const r of diff.removed) expect(installed.delete(key(r))).toBe(true);
+            for (const r of diff.added) installed.set(key(r), 1);
+          }
+          const plan = planner.result();
+          expect([...installed.keys()].sort()).toEqual(plan.tc.map(key).sort());
+          for (const pkt of packets)
+            expect(runSplit(plan, rules, ports, pkt)).toEqual(runSoftware(rules, ports, pkt));
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
   const topo: Topo = {
     networks: [
       { vni: 10, ports: [1, 2], remoteMacs: [50] },

@@ -24,9 +24,10 @@ export interface FieldDef {
   pipelineOnly?: boolean;
 }
 
+type RegIndex = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12 | 13 | 14 | 15;
 const regs = Object.fromEntries(
   Array.from({ length: 16 }, (_, i) => [`reg${i}`, { bits: 32, pipelineOnly: true } satisfies FieldDef]),
-);
+) as Record<`reg${RegIndex}`, FieldDef>;
 
 export const fields = {
   in_port: { bits: 32, key: "indev" },
@@ -96,6 +97,8 @@ export interface PipelineRule {
   match: Match;
   /** Executed in order; an empty list drops the packet. */
   actions: Action[];
+  /** Match fields the planner does not model (kept so the rule is never offloaded by mistake). */
+  opaqueMatch?: string[];
 }
 
 export const fullMask = (bits: number): bigint => (1n << BigInt(bits)) - 1n;

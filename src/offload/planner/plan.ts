@@ -140,7 +140,10 @@ interface RuleOutcome {
 }
 
 export class OffloadPlanner {
-  private readonly byTable = new Map<number, PipelineRule[]>();
+  /** table → rule id → rule. */
+  private readonly byTable = new Map<number, Map<string, PipelineRule>>();
+  /** Per-table lookup by exact register match, rebuilt lazily after a change to the table. */
+  private readonly index = new Map<number, TableIndex>();
   private readonly chainOf = new Map<string, number>();
   private readonly chainInfo = new Map<number, { table: number; regs: Regs }>();
   private readonly perChain = new Map<
@@ -149,6 +152,8 @@ export class OffloadPlanner {
   >();
   /** How many chains the last plan/update computed (for incremental-planning tests and stats). */
   lastPlannedChains = 0;
+  /** While an update runs: tc rules settle() turned into traps, with their previous form. */
+  private settleLog: { rule: TcRule; before: TcRule }[] | undefined;
 
   constructor(
     private readonly profile: NicProfile,
@@ -163,6 +168,7 @@ export class OffloadPlanner {
 
   setRules(rules: PipelineRule[]): void {
     this.byTable.clear();
+    this.index.clear();
     for (const r of rules) this.addToTable(r);
     this.chainOf.clear();
     this.chainInfo.clear();
@@ -177,45 +183,81 @@ export class OffloadPlanner {
    * only the chains of the tables it touched, plus chains newly reachable.
    */
   update(change: { upsert?: PipelineRule[]; remove?: string[] }): { added: TcRule[]; removed: TcRule[] } {
-    const before = new Set(this.allTc().map(tcKey));
-    const beforeRules = new Map(this.allTc().map((r) => [tcKey(r), r]));
-    const touched = new Set<number>();
-    for (const id of change.remove ?? []) {
-      for (const [t, list] of this.byTable) {
-        const i = list.findIndex((r) => r.id === id);
-        if (i >= 0) {
-          list.splice(i, 1);
-          touched.add(t);
+    const changed: PipelineRule[] = [];
+    const drop = (id: string) => {
+      for (const [t, rules] of this.byTable) {
+        const old = rules.get(id);
+        if (old) {
+          rules.delete(id);
+          changed.push(old);
+          this.index.delete(t);
         }
       }
-    }
-    for (const r of change.upsert ?? []) {
-      for (const [t, list] of this.byTable) {
-        const i = list.findIndex((x) => x.id === r.id);
-        if (i >= 0) {
-          list.splice(i, 1);
-          touched.add(t);
-        }
-      }
-      this.addToTable(r);
-      touched.add(r.table);
-    }
-    const chains = [...this.chainInfo].filter(([, info]) => touched.has(info.table)).map(([c]) => c);
-    this.lastPlannedChains = 0;
-    this.expandFrom(chains);
-    const after = this.allTc();
-    const afterKeys = new Set(after.map(tcKey));
-    return {
-      added: after.filter((r) => !before.has(tcKey(r))),
-      removed: [...beforeRules].filter(([k]) => !afterKeys.has(k)).map(([, r]) => r),
     };
+    for (const id of change.remove ?? []) drop(id);
+    for (const r of change.upsert ?? []) {
+      drop(r.id);
+      this.addToTable(r);
+      changed.push(r);
+    }
+    // Only the chains in which a changed rule (old or new version) can apply are re-planned.
+    const affected = [...this.chainInfo]
+      .filter(([, info]) =>
+        changed.some((r) => r.table === info.table && this.registersAllow(r.match, info.regs)),
+      )
+      .map(([c]) => c);
+    const reachableBefore = new Set(this.reachableChains());
+    const before = new Map<string, TcRule>();
+    for (const c of affected) {
+      if (reachableBefore.has(c)) for (const r of this.perChain.get(c)?.rules ?? []) before.set(tcKey(r), r);
+    }
+    this.settleLog = [];
+    this.lastPlannedChains = 0;
+    this.expandFrom(affected);
+    const settled = this.settleLog;
+    this.settleLog = undefined;
+    const reachableAfter = new Set(this.reachableChains());
+    const after = new Map<string, TcRule>();
+    for (const c of affected) {
+      if (reachableAfter.has(c)) for (const r of this.perChain.get(c)?.rules ?? []) after.set(tcKey(r), r);
+    }
+    const added: TcRule[] = [];
+    const removed: TcRule[] = [];
+    for (const [k, r] of after) if (!before.has(k)) added.push(r);
+    for (const [k, r] of before) if (!after.has(k)) removed.push(r);
+    for (const s of settled) {
+      if (affected.includes(s.rule.chain) || !reachableAfter.has(s.rule.chain)) continue;
+      removed.push(s.before);
+      added.push(s.rule);
+    }
+    for (const c of reachableAfter) {
+      if (!reachableBefore.has(c) && !affected.includes(c))
+        added.push(...(this.perChain.get(c)?.rules ?? []));
+    }
+    for (const c of reachableBefore) {
+      if (!reachableAfter.has(c) && !affected.includes(c))
+        removed.push(...(this.perChain.get(c)?.rules ?? []));
+    }
+    return { added, removed };
   }
 
   private addToTable(r: PipelineRule): void {
-    const list = this.byTable.get(r.table) ?? [];
-    list.push(r);
-    list.sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    this.byTable.set(r.table, list);
+    let rules = this.byTable.get(r.table);
+    if (!rules) this.byTable.set(r.table, (rules = new Map()));
+    rules.set(r.id, r);
+    this.index.delete(r.table);
+  }
+
+  /** The rules of `table` that can apply with registers `regs`, highest priority first. */
+  private candidates(table: number, regs: Regs): PipelineRule[] {
+    let idx = this.index.get(table);
+    if (!idx) {
+      idx = buildIndex(this.byTable.get(table)?.values() ?? []);
+      this.index.set(table, idx);
+    }
+    const out = [...idx.generic];
+    for (const reg of idx.regNames) out.push(...(idx.keyed.get(`${reg}=${regs.get(reg) ?? 0n}`) ?? []));
+    return out.sort(byPriority);
   }
 
   private chainFor(table: number, regs: Regs): { chain: number; fresh: boolean } {
@@ -257,13 +299,13 @@ export class OffloadPlanner {
       hairpins: [],
     });
     if (!this.profile.switchdev) {
-      for (const rule of this.byTable.get(table) ?? []) {
+      for (const rule of this.byTable.get(table)?.values() ?? []) {
         outcomes.set(rule.id, skip(`not offloaded: ${this.profile.name}: the device has no embedded switch`));
       }
       this.perChain.set(chain, { rules: tc, outcomes, poisoned: true });
       return;
     }
-    for (const rule of this.byTable.get(table) ?? []) {
+    for (const rule of this.candidates(table, regs)) {
       if (!this.registersAllow(rule.match, regs)) continue;
       const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
       if (inPort !== undefined && !this.ports.hardware.has(inPort) && !this.ports.tunnels.has(inPort)) {
@@ -333,6 +375,9 @@ export class OffloadPlanner {
   ): { ok: true; match: Match; indev?: string } | { ok: false; reason: string } {
     const match = rule.match;
     const out: Match = {};
+    if (rule.opaqueMatch?.length) {
+      return { ok: false, reason: `match on ${rule.opaqueMatch.join(", ")} is not offloadable` };
+    }
     let indev: string | undefined;
     for (const [name, mv] of Object.entries(match) as [FieldName, Match[FieldName]][]) {
       if (!mv) continue;
@@ -543,6 +588,7 @@ export class OffloadPlanner {
           if (tcRule.role !== "offload" || !tcRule.ruleId) continue;
           const o = pc.outcomes.get(tcRule.ruleId)!;
           if (o.modifies && o.next.some((c) => reaches.get(c))) {
+            this.settleLog?.push({ rule: tcRule, before: { ...tcRule } });
             o.ok = false;
             o.reason =
               "not offloaded: it rewrites the packet and a later table may hand the packet to OVS, which must see it unmodified";
@@ -575,10 +621,6 @@ export class OffloadPlanner {
     return memo;
   }
 
-  private allTc(): TcRule[] {
-    return this.reachableChains().flatMap((c) => this.perChain.get(c)?.rules ?? []);
-  }
-
   /** Chains reachable from chain 0 through offloaded gotos (stale chains drop out after an update). */
   private reachableChains(): number[] {
     const seen = new Set<number>([0]);
@@ -601,8 +643,8 @@ export class OffloadPlanner {
     const chains = this.reachableChains();
     const reaches = this.reachesSoftware();
     const decisions = new Map<string, Decision>();
-    for (const list of this.byTable.values()) {
-      for (const r of list) {
+    for (const rules of this.byTable.values()) {
+      for (const r of rules.values()) {
         decisions.set(r.id, { ruleId: r.id, offloaded: false, chains: [], reason: "" });
       }
     }
@@ -639,7 +681,42 @@ export class OffloadPlanner {
 }
 
 function tcKey(r: TcRule): string {
-  return JSON.stringify(r, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v));
+  let k = `${r.chain}/${r.prio}/${r.indev ?? ""}/${r.role}/${r.ruleId ?? ""}/`;
+  for (const [f, mv] of Object.entries(r.match)) k += `${f}=${mv!.value}/${mv!.mask},`;
+  for (const a of r.actions)
+    k += `${a.type}:${"dev" in a ? a.dev : ""}${"chain" in a ? a.chain : ""}${"field" in a ? `${a.field}=${a.value}` : ""}${"vid" in a ? a.vid : ""}${"id" in a ? `${a.id}@${a.dst}` : ""}${"zone" in a ? `${a.zone}${a.commit}${a.nat}` : ""};`;
+  return k;
+}
+
+const byPriority = (a: PipelineRule, b: PipelineRule) =>
+  b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+interface TableIndex {
+  /** Rules without a single exact register match: candidates in every chain of the table. */
+  generic: PipelineRule[];
+  /** "reg6=5" → rules matching exactly that register value (and maybe more). */
+  keyed: Map<string, PipelineRule[]>;
+  regNames: string[];
+}
+
+function buildIndex(rules: Iterable<PipelineRule>): TableIndex {
+  const generic: PipelineRule[] = [];
+  const keyed = new Map<string, PipelineRule[]>();
+  const regNames = new Set<string>();
+  for (const r of rules) {
+    const regMatches = Object.entries(r.match).filter(([f]) => fieldDef(f)?.pipelineOnly);
+    const [first] = regMatches;
+    if (!first || !first[1] || first[1].mask !== fullMask(fieldDef(first[0])!.bits)) {
+      generic.push(r);
+      continue;
+    }
+    const key = `${first[0]}=${first[1].value}`;
+    regNames.add(first[0]);
+    const list = keyed.get(key);
+    if (list) list.push(r);
+    else keyed.set(key, [r]);
+  }
+  return { generic, keyed, regNames: [...regNames] };
 }
 
 export { fields };
