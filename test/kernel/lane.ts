@@ -1,0 +1,396 @@
+/**
+ * The kernel lane: boots Debian's linux-image-amd64 under
+ * `qemu-system-x86_64 -accel tcg` (the host kernel lacks cls_flower and
+ * openvswitch) with the busybox initramfs that scripts/setup-kernel builds,
+ * and runs a bash script as root inside `chroot /host`, where /host is the
+ * host's root filesystem mounted read-only over 9p, with fresh proc, sys, dev
+ * and writable tmpfs on /tmp and /run. The host's own node, OVS and iproute2
+ * therefore run against the guest's kernel.
+ *
+ * A boot costs 10–25 s under TCG, so callers put several scenarios into one
+ * boot (`scenarioScript`) and read each one's section of the console back
+ * (`sections`). Results travel on the serial console as marker lines:
+ *
+ *   @@LANE-BOOTED <uptime>          /init started
+ *   @@SCENARIO-BEGIN <name>         a scenario starts (scenarioScript)
+ *   @@RESULT <key> <json>           a structured result (`lane_result` in bash)
+ *   @@SCENARIO-END <name> <code>    the scenario's exit code
+ *   @@LANE-EXIT <code>              the script's exit code; the guest powers off
+ *
+ * Each boot gets a run directory under <repo>/.cache/kernel/runs/ (the guest
+ * sees the host root, so the script is read from there; the guest's /tmp is
+ * its own tmpfs). Its `out/` subdirectory is shared writable as
+ * $FLOWDRAKE_LANE_RUN/out for scenarios that hand back files.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { FlowdrakeError } from "../../src/util/errors.js";
+
+/** Modules every boot loads (with their dependencies, via modules.dep). */
+export const laneModules = [
+  "cls_flower",
+  "cls_matchall",
+  "act_mirred",
+  "act_gact",
+  "act_tunnel_key",
+  "act_vlan",
+  "act_pedit",
+  "act_csum",
+  "act_ct",
+  "sch_ingress",
+  "openvswitch",
+  "vxlan",
+  "geneve",
+  "veth",
+];
+
+export interface LaneAssets {
+  version: string;
+  kernel: string;
+  initrd: string;
+  modulesRoot: string;
+}
+
+export interface LaneOptions {
+  /** Bash run as root inside the guest (after the modules are loaded). */
+  script: string;
+  /** Kill qemu after this long (default 300 s). */
+  timeoutMs?: number;
+  /** Modules to load before the script (default laneModules). */
+  modules?: string[];
+  /** Called with every console line as it arrives (progress, debugging). */
+  onLine?: (line: string) => void;
+  /** Memory of the guest in MiB (default 2048). */
+  memoryMb?: number;
+}
+
+export interface LaneMarker {
+  /** The word after `@@`, e.g. RESULT, SCENARIO-END. */
+  tag: string;
+  /** The first word after the tag, if any. */
+  key: string;
+  /** The rest after the key: parsed JSON when it parses, else the text. */
+  value: unknown;
+  line: string;
+}
+
+export interface LaneRecord {
+  /** The scenario of `scenarioScript` that recorded it ("" outside one). */
+  scenario: string;
+  key: string;
+  /** Parsed JSON, or the text when it does not parse. */
+  value: unknown;
+}
+
+export interface LaneResult {
+  exitCode: number;
+  /** The console from /init's first line on, CRs and escapes removed. */
+  output: string;
+  markers: LaneMarker[];
+  /** Every `lane_result` of the script, in order. */
+  records: LaneRecord[];
+  /** `lane_result` values by key (the last one wins). */
+  results: Map<string, unknown>;
+  /** Wall time of the whole boot, and until /init started. */
+  durationMs: number;
+  bootMs: number;
+  /** The run directory's writable out/ (kept until `cleanup()`). */
+  outDir: string;
+  cleanup(): void;
+}
+
+/** The repository root: the nearest parent holding flowdrake's package.json. */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, "package.json");
+    if (existsSync(pkg) && /"name":\s*"flowdrake"/.test(readFileSync(pkg, "utf8"))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new FlowdrakeError("LANE", "cannot find the flowdrake repository root");
+    dir = up;
+  }
+}
+
+/** The assets scripts/setup-kernel built, or a MISSING_COMPONENT error saying how to get them. */
+export function laneAssets(root = repoRoot()): LaneAssets {
+  const lanePath = join(root, ".cache", "kernel", "lane.json");
+  const howTo = "run 'bash scripts/setup' (it calls scripts/setup-kernel)";
+  if (!existsSync(lanePath)) {
+    throw new FlowdrakeError("MISSING_COMPONENT", `kernel lane assets are missing (${lanePath}): ${howTo}`);
+  }
+  const assets = JSON.parse(readFileSync(lanePath, "utf8")) as LaneAssets;
+  for (const f of [assets.kernel, assets.initrd, assets.modulesRoot]) {
+    if (!f || !existsSync(f)) {
+      throw new FlowdrakeError("MISSING_COMPONENT", `kernel lane asset ${f} is missing: ${howTo}`);
+    }
+  }
+  return assets;
+}
+
+const guestPrelude = (assets: LaneAssets, modules: string[]) => `#!/bin/bash
+# Generated by test/kernel/lane.ts: loads the modules, then runs the scenario.
+export LANE_MODULES_ROOT='${assets.modulesRoot}'
+export LANE_REPO='${repoRoot()}'
+# lane_result KEY JSON: a structured result, kept in out/results.tsv (the console
+# only gets a short marker; the serial line is slow under TCG).
+lane_result() {
+  local key=$1 v
+  shift
+  v=$(printf '%s' "$*" | tr '\\n\\t' '  ')
+  if printf '%s\\t%s\\t%s\\n' "\${LANE_SCENARIO:-}" "$key" "$v" >> "$FLOWDRAKE_LANE_RUN/out/results.tsv"; then
+    printf '@@RESULT %s %s\\n' "$key" "\${#v}"
+  else
+    printf '@@RESULT %s %s\\n' "$key" "$v"
+  fi
+}
+lane_modprobe() { modprobe -d "$LANE_MODULES_ROOT" "$@"; }
+# stdin's lines as a JSON array of strings
+lane_json_lines() { sed 's/\\\\/\\\\\\\\/g; s/"/\\\\"/g; s/\\t/ /g; s/.*/"&"/' | paste -sd, | sed 's/.*/[&]/'; }
+export -f lane_result lane_modprobe lane_json_lines
+ip link set lo up
+${modules.length ? `lane_modprobe -a ${modules.join(" ")} || { echo "@@LANE-ERROR modprobe failed"; exit 125; }` : ""}
+`;
+
+export interface Scenario {
+  name: string;
+  /** Bash; runs in its own subshell with \`set -euo pipefail\`. */
+  script: string;
+  /** Guest-side time limit in seconds (default 120). */
+  timeoutS?: number;
+}
+
+/**
+ * One script running several scenarios in turn, each in a subshell with its
+ * own time limit and BEGIN/END markers, so that one failing scenario does not
+ * hide the others.
+ */
+export function scenarioScript(scenarios: Scenario[]): string {
+  const parts = scenarios.map((s, i) => {
+    const file = `"$LANE_TMP/scenario-${i}.sh"`;
+    return [
+      `echo "@@SCENARIO-BEGIN ${s.name}"`,
+      `export LANE_SCENARIO=${s.name}`,
+      `cat > ${file} <<'LANE_SCENARIO_EOF'\nset -euo pipefail\n${s.script}\nLANE_SCENARIO_EOF`,
+      `t0=$(cut -d' ' -f1 /proc/uptime)`,
+      `timeout -s KILL ${s.timeoutS ?? 120} bash ${file} 2>&1 && rc=0 || rc=$?`,
+      `echo "@@SCENARIO-END ${s.name} {\\"exitCode\\": $rc, \\"seconds\\": $(echo "$(cut -d' ' -f1 /proc/uptime) $t0" | awk '{ print $1 - $2 }')}"`,
+    ].join("\n");
+  });
+  return [`export LANE_TMP=/tmp/lane && mkdir -p "$LANE_TMP"`, ...parts].join("\n");
+}
+
+export interface ScenarioSection {
+  name: string;
+  exitCode: number | undefined;
+  /** Guest wall time of the scenario. */
+  seconds: number | undefined;
+  output: string;
+  results: Map<string, unknown>;
+}
+
+/** Split a boot's output into the scenarios of `scenarioScript`. */
+export function sections(result: LaneResult): Map<string, ScenarioSection> {
+  const out = new Map<string, ScenarioSection>();
+  let cur: ScenarioSection | undefined;
+  for (const line of result.output.split("\n")) {
+    const m = parseMarker(line);
+    if (m?.tag === "SCENARIO-BEGIN") {
+      cur = { name: m.key, exitCode: undefined, seconds: undefined, output: "", results: new Map() };
+      out.set(m.key, cur);
+      continue;
+    }
+    if (m?.tag === "SCENARIO-END") {
+      const sec = out.get(m.key);
+      if (sec) {
+        const end = m.value as { exitCode?: number; seconds?: number };
+        sec.exitCode = end.exitCode;
+        sec.seconds = end.seconds;
+      }
+      cur = undefined;
+      continue;
+    }
+    if (!cur) continue;
+    cur.output += `${line}\n`;
+    if (m?.tag === "RESULT" && !result.records.length) cur.results.set(m.key, m.value);
+  }
+  for (const r of result.records) out.get(r.scenario)?.results.set(r.key, r.value);
+  return out;
+}
+
+function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function readRecords(file: string): LaneRecord[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [scenario = "", key = "", ...rest] = line.split("\t");
+      return { scenario, key, value: parseValue(rest.join("\t")) };
+    });
+}
+
+export function parseMarker(line: string): LaneMarker | undefined {
+  const m = /^@@([A-Z][A-Z-]*)(?: (\S+))?(?: (.*))?$/.exec(line);
+  if (!m) return undefined;
+  const rest = (m[3] ?? "").trim();
+  return { tag: m[1]!, key: m[2] ?? "", value: rest ? parseValue(rest) : rest, line };
+}
+
+let runCounter = 0;
+
+function makeRunDir(root: string): string {
+  const runs = join(root, ".cache", "kernel", "runs");
+  mkdirSync(runs, { recursive: true });
+  for (const entry of readdirSync(runs)) {
+    const owner = Number.parseInt(entry.split("-")[0] ?? "", 10);
+    if (!owner) continue;
+    try {
+      process.kill(owner, 0);
+    } catch {
+      rmSync(join(runs, entry), { recursive: true, force: true });
+    }
+  }
+  runCounter += 1;
+  const dir = join(runs, `${process.pid}-${runCounter}`);
+  mkdirSync(join(dir, "out"), { recursive: true });
+  return dir;
+}
+
+// The console carries the VT100 resets of SeaBIOS and the kernel's CRs.
+// eslint-disable-next-line no-control-regex
+const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
+
+/**
+ * Boot the lane, run `script` inside it and return its exit code, console and
+ * markers. Throws MISSING_COMPONENT when the assets are not built,
+ * LANE_TIMEOUT when the guest outlives `timeoutMs` (qemu is killed), and LANE
+ * when the guest stopped without an exit marker.
+ */
+export async function bootLane(opts: LaneOptions): Promise<LaneResult> {
+  const root = repoRoot();
+  const assets = laneAssets(root);
+  const timeoutMs = opts.timeoutMs ?? 300_000;
+  const dir = makeRunDir(root);
+  const cleanup = () => {
+    if (!process.env.FLOWDRAKE_KEEP_SANDBOX) rmSync(dir, { recursive: true, force: true });
+  };
+  writeFileSync(
+    join(dir, "scenario.sh"),
+    `${guestPrelude(assets, opts.modules ?? laneModules)}\n${opts.script}\n`,
+  );
+  // The guest kills the script a little before the host kills qemu, so a slow
+  // scenario still reports what it printed and an exit code.
+  const guestTimeoutS = Math.max(5, Math.floor((timeoutMs - 25_000) / 1000));
+  const argv = [
+    "-accel",
+    "tcg",
+    "-m",
+    String(opts.memoryMb ?? 2048),
+    "-smp",
+    "2",
+    "-nographic",
+    "-no-reboot",
+    "-nic",
+    "none",
+    "-kernel",
+    assets.kernel,
+    "-initrd",
+    assets.initrd,
+    "-virtfs",
+    "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+    "-virtfs",
+    `local,path=${join(dir, "out")},mount_tag=laneout,security_model=none`,
+    "-append",
+    `console=ttyS0 quiet loglevel=3 panic=-1 flowdrake.run=${dir} flowdrake.timeout=${guestTimeoutS}`,
+  ];
+  const started = Date.now();
+  let child: ChildProcess;
+  try {
+    child = spawn("qemu-system-x86_64", argv, { stdio: ["ignore", "pipe", "pipe"] });
+  } catch (err) {
+    cleanup();
+    throw err;
+  }
+  let raw = "";
+  let partial = "";
+  let bootMs = 0;
+  const onData = (chunk: Buffer) => {
+    const text = chunk.toString("utf8").replace(escapes, "");
+    raw += text;
+    partial += text;
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      if (!bootMs && line.includes("@@LANE-BOOTED")) bootMs = Date.now() - started;
+      opts.onLine?.(line);
+    }
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  const spawnError = await new Promise<Error | undefined>((resolve) => {
+    child.on("error", (err) => resolve(err));
+    child.on("close", () => resolve(undefined));
+  });
+  clearTimeout(timer);
+  const durationMs = Date.now() - started;
+  const tail = () => raw.split("\n").slice(-40).join("\n");
+  if (spawnError) {
+    cleanup();
+    throw new FlowdrakeError(
+      "MISSING_COMPONENT",
+      `cannot start qemu-system-x86_64 (${spawnError.message}): run 'bash scripts/setup'`,
+    );
+  }
+  if (timedOut) {
+    cleanup();
+    throw new FlowdrakeError(
+      "LANE_TIMEOUT",
+      `the kernel lane did not finish within ${timeoutMs} ms (qemu killed); last console lines:\n${tail()}`,
+      { durationMs },
+    );
+  }
+  const bootAt = raw.indexOf("@@LANE-BOOTED");
+  const output = bootAt >= 0 ? raw.slice(raw.lastIndexOf("\n", bootAt) + 1) : raw;
+  const markers = output
+    .split("\n")
+    .map(parseMarker)
+    .filter((m): m is LaneMarker => m !== undefined);
+  const exit = markers.find((m) => m.tag === "LANE-EXIT");
+  if (!exit) {
+    cleanup();
+    throw new FlowdrakeError(
+      "LANE",
+      `the kernel lane stopped without an exit marker (qemu exit ${child.exitCode}); last console lines:\n${tail()}`,
+      { durationMs },
+    );
+  }
+  const records = readRecords(join(dir, "out", "results.tsv"));
+  const results = new Map<string, unknown>();
+  if (!records.length) for (const m of markers) if (m.tag === "RESULT") results.set(m.key, m.value);
+  for (const r of records) results.set(r.key, r.value);
+  return {
+    exitCode: Number(exit.value || exit.key),
+    output,
+    markers,
+    records,
+    results,
+    durationMs,
+    bootMs,
+    outDir: join(dir, "out"),
+    cleanup,
+  };
+}
