@@ -1,0 +1,188 @@
+/**
+ * The NB change publisher: forwards every committed NB change to a ZeroMQ PUB
+ * socket, on the tenant/network topics of the object (see message.ts).
+ *
+ * It is driven by the store's own watch, not by the writers, so nothing that
+ * commits is missed whoever wrote it — in-process next to an NB writer
+ * (`NbPublisher.start({ store, bind })`) or standalone as `flowdrake publisher`
+ * forwarding an etcd cluster's changes (Dragonflow's df-publisher-service).
+ *
+ * Each start draws a random publisher id; sequence numbers count per topic from
+ * 1. A change that moves an object between topics is published on the old and
+ * the new ones (the publisher remembers each key's topics), a delete on the
+ * topics the object last had (or `all/` when it never saw it). Heartbeats on
+ * `hb/` let idle subscribers notice a restarted publisher.
+ *
+ * `dropNext(n)` is a test hook: it consumes sequence numbers without sending,
+ * which is exactly what a lost message looks like to a subscriber.
+ */
+import { randomBytes } from "node:crypto";
+import { Publisher } from "zeromq";
+import { ConnectionError, errorMessage } from "../../util/errors.js";
+import { logger } from "../../util/log.js";
+import type { NbStore, Watch, WatchEvent } from "../store/types.js";
+import { SYNC_KINDS, topicsOf } from "../sync/refs.js";
+import { TOPIC_ALL, TOPIC_HEARTBEAT, encodeMessage, type PubsubMessage } from "./message.js";
+
+const log = logger("nb-publisher");
+
+export interface PublisherOptions {
+  store: NbStore;
+  /** ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:5555. */
+  bind: string;
+  heartbeatMs?: number;
+}
+
+export class NbPublisher {
+  readonly id = randomBytes(6).toString("hex");
+  private readonly seqs = new Map<string, number>();
+  private readonly topicsByKey = new Map<string, string[]>();
+  private readonly queue: [string, string][] = [];
+  private sending = false;
+  private drop = 0;
+  private watch: Watch | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private lastRevision = 0;
+  private closed = false;
+  /** Messages sent so far (for tests and the bench). */
+  sent = 0;
+
+  private constructor(
+    private readonly sock: Publisher,
+    readonly bind: string,
+  ) {}
+
+  static async start(opts: PublisherOptions): Promise<NbPublisher> {
+    const sock = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
+    try {
+      await sock.bind(opts.bind);
+    } catch (err) {
+      sock.close();
+      throw new ConnectionError(`cannot bind publisher to ${opts.bind}: ${errorMessage(err)}`, {
+        bind: opts.bind,
+      });
+    }
+    const pub = new NbPublisher(sock, opts.bind);
+    try {
+      const from = await opts.store.revision();
+      for (const kind of SYNC_KINDS) {
+        for (const o of await opts.store.list(kind))
+          pub.topicsByKey.set(`${kind}/${o.key}`, topicsOf(kind, o.key, o.value));
+      }
+      pub.lastRevision = from;
+      pub.watch = await opts.store.watch({ fromRevision: from }, (ev) => pub.onWatch(ev));
+    } catch (err) {
+      await pub.close();
+      throw err;
+    }
+    const hbMs = opts.heartbeatMs ?? 1000;
+    pub.heartbeat = setInterval(
+      () =>
+        pub.publish({
+          type: "heartbeat",
+          pub: pub.id,
+          seq: 0,
+          topic: TOPIC_HEARTBEAT,
+          revision: pub.lastRevision,
+          seqs: {},
+        }),
+      hbMs,
+    );
+    pub.heartbeat.unref();
+    log.info({ id: pub.id, bind: opts.bind, fromRevision: pub.lastRevision }, "publisher started");
+    return pub;
+  }
+
+  /** Test hook: skip the next `n` messages (their sequence numbers are used up). */
+  dropNext(n: number): void {
+    this.drop += n;
+  }
+
+  private onWatch(ev: WatchEvent): void {
+    this.lastRevision = Math.max(this.lastRevision, ev.revision);
+    if (ev.type === "put") {
+      const o = ev.object;
+      const id = `${o.kind}/${o.key}`;
+      const topics = topicsOf(o.kind, o.key, o.value);
+      const old = this.topicsByKey.get(id) ?? [];
+      this.topicsByKey.set(id, topics);
+      for (const topic of new Set([...old, ...topics])) {
+        this.publish({
+          type: "put",
+          pub: this.id,
+          seq: 0,
+          topic,
+          kind: o.kind,
+          key: o.key,
+          version: o.version,
+          revision: ev.revision,
+          value: o.value,
+        });
+      }
+    } else {
+      const id = `${ev.kind}/${ev.key}`;
+      const topics = this.topicsByKey.get(id) ?? [TOPIC_ALL];
+      this.topicsByKey.delete(id);
+      for (const topic of topics) {
+        this.publish({
+          type: "delete",
+          pub: this.id,
+          seq: 0,
+          topic,
+          kind: ev.kind,
+          key: ev.key,
+          version: ev.prevVersion,
+          revision: ev.revision,
+        });
+      }
+    }
+  }
+
+  private publish(m: PubsubMessage): void {
+    if (this.closed) return;
+    const seq = (this.seqs.get(m.topic) ?? 0) + 1;
+    this.seqs.set(m.topic, seq);
+    m.seq = seq;
+    if (m.type === "heartbeat")
+      m.seqs = Object.fromEntries([...this.seqs].filter(([t]) => t !== TOPIC_HEARTBEAT));
+    if (this.drop > 0 && m.type !== "heartbeat") {
+      this.drop--;
+      log.debug({ topic: m.topic, seq }, "test hook: message dropped");
+      return;
+    }
+    this.queue.push(encodeMessage(m));
+    void this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      while (this.queue.length && !this.closed) {
+        const msg = this.queue.shift()!;
+        await this.sock.send(msg);
+        this.sent++;
+      }
+    } catch (err) {
+      if (!this.closed) log.error({ err }, "publisher send failed");
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  /** Resolve once everything queued so far has been handed to ZeroMQ. */
+  async drain(): Promise<void> {
+    while ((this.queue.length || this.sending) && !this.closed) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.watch?.close().catch(() => undefined);
+    await this.drain();
+    this.closed = true;
+    await this.sock.unbind(this.bind).catch(() => undefined);
+    this.sock.close();
+    log.info({ id: this.id }, "publisher stopped");
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The NB change subscriber: a ZeroMQ SUB socket connected to one publisher,
+ * subscribed to the topics an agent needs (plus `hb/` and `all/`), that hands
+ * each change to the cache and tells it when it must resync from the store:
+ *
+ *   - gap      a topic's sequence number skipped (a message was lost);
+ *   - restart  a message or heartbeat carries a publisher id other than the
+ *              one seen so far (the publisher restarted: its sequence numbers
+ *              start over and whatever it published while down is gone).
+ *
+ * Sequence numbers count per (publisher, topic); the first heartbeat (or
+ * message) seen on a topic sets the baseline, later heartbeats reveal a lost
+ * message even when nothing else follows it (ZeroMQ delivers nothing published before the
+ * subscription arrived — the cache reads the store after subscribing for that).
+ */
+import { Subscriber } from "zeromq";
+import { ConnectionError, DecodeError, errorMessage } from "../../util/errors.js";
+import { logger } from "../../util/log.js";
+import { TOPIC_ALL, TOPIC_HEARTBEAT, decodeMessage, type ChangeMessage } from "./message.js";
+
+const log = logger("nb-subscriber");
+
+export type ResyncReason =
+  | { reason: "gap"; topic: string; expected: number; got: number }
+  | { reason: "restart"; previous: string; current: string };
+
+export interface SubscriberHandlers {
+  onChange(m: ChangeMessage): void;
+  onResync(r: ResyncReason): void;
+}
+
+export class NbSubscriber {
+  private readonly sock = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
+  private readonly lastSeq = new Map<string, number>();
+  private readonly topics = new Set<string>();
+  private publisher: string | undefined;
+  private loop: Promise<void> | undefined;
+  private closed = false;
+  /** Counters for tests and the bench. */
+  readonly stats = { received: 0, gaps: 0, restarts: 0, malformed: 0 };
+  lastHeartbeatAt = 0;
+
+  private constructor(
+    readonly endpoint: string,
+    private readonly handlers: SubscriberHandlers,
+  ) {}
+
+  static connect(endpoint: string, handlers: SubscriberHandlers): NbSubscriber {
+    const s = new NbSubscriber(endpoint, handlers);
+    try {
+      s.sock.connect(endpoint);
+    } catch (err) {
+      s.sock.close();
+      throw new ConnectionError(`cannot connect subscriber to ${endpoint}: ${errorMessage(err)}`, {
+        endpoint,
+      });
+    }
+    s.sock.subscribe(TOPIC_HEARTBEAT, TOPIC_ALL);
+    s.loop = s.receive();
+    return s;
+  }
+
+  /** The publisher id seen last (undefined until the first message). */
+  get publisherId(): string | undefined {
+    return this.publisher;
+  }
+
+  subscribed(): string[] {
+    return [...this.topics];
+  }
+
+  subscribe(topic: string): void {
+    if (this.topics.has(topic)) return;
+    this.topics.add(topic);
+    this.sock.subscribe(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    if (!this.topics.delete(topic)) return;
+    this.sock.unsubscribe(topic);
+    this.lastSeq.delete(topic);
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const [topic, body] of this.sock) {
+        if (this.closed) break;
+        this.handle(topic!, body ?? Buffer.alloc(0));
+      }
+    } catch (err) {
+      if (!this.closed) log.error({ err, endpoint: this.endpoint }, "subscriber receive loop failed");
+    }
+  }
+
+  private handle(topic: Buffer, body: Buffer): void {
+    let m;
+    try {
+      m = decodeMessage(topic, body);
+    } catch (err) {
+      this.stats.malformed++;
+      if (err instanceof DecodeError)
+        log.warn({ err: err.message, topic: topic.toString() }, "malformed pubsub message dropped");
+      return;
+    }
+    this.stats.received++;
+    if (this.publisher !== m.pub) {
+      const previous = this.publisher;
+      this.publisher = m.pub;
+      this.lastSeq.clear();
+      this.lastSeq.set(m.topic, m.seq);
+      if (previous !== undefined) {
+        this.stats.restarts++;
+        log.info({ previous, current: m.pub }, "publisher restarted: resync");
+        this.handlers.onResync({ reason: "restart", previous, current: m.pub });
+        return;
+      }
+    } else {
+      const last = this.lastSeq.get(m.topic);
+      if (last !== undefined && m.seq <= last) return;
+      this.lastSeq.set(m.topic, m.seq);
+      if (last !== undefined && m.seq !== last + 1) {
+        this.stats.gaps++;
+        log.info({ topic: m.topic, expected: last + 1, got: m.seq }, "sequence gap: resync");
+        this.handlers.onResync({ reason: "gap", topic: m.topic, expected: last + 1, got: m.seq });
+      }
+    }
+    if (m.type === "heartbeat") {
+      this.lastHeartbeatAt = Date.now();
+      for (const topic of this.topics) {
+        const sent = m.seqs[topic] ?? 0;
+        const last = this.lastSeq.get(topic);
+        this.lastSeq.set(topic, Math.max(sent, last ?? 0));
+        if (last !== undefined && sent > last) {
+          this.stats.gaps++;
+          log.info({ topic, expected: last + 1, got: sent }, "heartbeat shows lost messages: resync");
+          this.handlers.onResync({ reason: "gap", topic, expected: last + 1, got: sent });
+        }
+      }
+      return;
+    }
+    this.handlers.onChange(m);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.close();
+    await this.loop?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,471 @@
+/**
+ * The agent-side NB cache with selective distribution.
+ *
+ * An agent tells the cache which logical ports are bound on its chassis; the
+ * cache keeps only what those ports need — Dragonflow's selective topology
+ * distribution:
+ *
+ *   local ports ─► their networks (N0)
+ *               ─► routers with an interface on N0 (R) ─► networks behind R (N)
+ *   N ─► subnets on N, ports on N (peers), chassis hosting those ports
+ *   local ports ─► their security groups ─► remote groups of their rules (transitively)
+ *   R ─► SNAT gateways; N / ports ─► floating IPs
+ *
+ * The closure is computed from a store read (`resync`), and the cache then
+ * follows changes from one of two feeds:
+ *   - pubsub: a ZeroMQ subscriber (pubsub/subscriber.ts) on exactly the topics
+ *     of that scope (n/<net>/, r/<router>/, t/<tenant>/, c/) — adding the first
+ *     local port on a network subscribes to its topic, removing the last one
+ *     unsubscribes and evicts what only it needed;
+ *   - watch: the store's own watch, filtered by the same scope.
+ * A change that can move the scope (ports, routers, subnets, security groups)
+ * re-runs the closure; any other change in scope is applied directly. Changes
+ * are ordered by store revision, so duplicates and stale messages are harmless.
+ * A sequence gap, a publisher restart or a compacted watch triggers a resync.
+ *
+ * Apps see typed change events: { action: added | updated | removed, kind, key,
+ * object, previous }.
+ */
+import { logger } from "../../util/log.js";
+import { StoreError } from "../store/errors.js";
+import type { NbStore, StoredObject, Watch, WatchEvent } from "../store/types.js";
+import {
+  TOPIC_CHASSIS,
+  networkTopic,
+  routerTopic,
+  tenantTopic,
+  type ChangeMessage,
+} from "../pubsub/message.js";
+import { NbSubscriber, type ResyncReason } from "../pubsub/subscriber.js";
+import { KIND, SYNC_KINDS, refsOf } from "./refs.js";
+
+const log = logger("nb-sync");
+
+export type ChangeAction = "added" | "updated" | "removed";
+
+export interface ChangeEvent {
+  action: ChangeAction;
+  kind: string;
+  key: string;
+  /** The object now (added/updated). */
+  object?: StoredObject;
+  /** The object before (updated/removed). */
+  previous?: StoredObject;
+}
+
+export type ChangeListener = (ev: ChangeEvent) => void;
+
+export interface RepairEntry {
+  kind: string;
+  key: string;
+  /** missing: in scope but not cached · stale: older version cached · corrupt: same version, other value · extra: cached but out of scope or deleted */
+  problem: "missing" | "stale" | "corrupt" | "extra";
+  cachedVersion?: number;
+  storeVersion?: number;
+}
+
+export interface SyncReport {
+  reason: string;
+  revision: number;
+  changes: RepairEntry[];
+}
+
+export type Distribution = { mode: "watch" } | { mode: "pubsub"; endpoint: string };
+
+export interface CacheOptions {
+  store: NbStore;
+  distribution: Distribution;
+  localPorts?: Iterable<string>;
+}
+
+/** The scope of a cache: what its local ports pull in. */
+export interface Scope {
+  networks: Set<string>;
+  routers: Set<string>;
+  tenants: Set<string>;
+  securityGroups: Set<string>;
+  chassis: Set<string>;
+}
+
+type Table = Map<string, StoredObject>;
+
+/** Kinds whose changes can move the scope: they re-run the closure. */
+const RELATIONAL = new Set<string>([KIND.port, KIND.router, KIND.subnet, KIND.secgroup]);
+
+function sameObject(a: StoredObject, b: StoredObject): boolean {
+  return (
+    a.version === b.version &&
+    a.modRevision === b.modRevision &&
+    JSON.stringify(a.value) === JSON.stringify(b.value)
+  );
+}
+
+/** Compute what the local ports need from a full read of the store. */
+export function closure(
+  all: Map<string, Table>,
+  localPorts: Set<string>,
+): { wanted: Map<string, Table>; scope: Scope } {
+  const t = (kind: string): Table => all.get(kind) ?? new Map();
+  const subnetNet = new Map<string, string>();
+  for (const s of t(KIND.subnet).values()) {
+    const net = refsOf(KIND.subnet, s.key, s.value).networks.find((n) => n !== s.key);
+    if (net) subnetNet.set(s.key, net);
+  }
+  const netsOf = (o: StoredObject): string[] => {
+    const r = refsOf(o.kind, o.key, o.value);
+    return [
+      ...new Set([...r.networks, ...r.subnets.map((s) => subnetNet.get(s)).filter((n): n is string => !!n)]),
+    ].filter((n) => o.kind !== KIND.subnet || n !== o.key);
+  };
+
+  const local = [...localPorts].map((k) => t(KIND.port).get(k)).filter((p): p is StoredObject => !!p);
+  const networks = new Set(local.flatMap(netsOf));
+  // routers attached to our networks, then every network behind them
+  const routerLinks = [...t(KIND.port).values(), ...t(KIND.router).values()]
+    .map((o) => ({ routers: refsOf(o.kind, o.key, o.value).routers, nets: netsOf(o) }))
+    .filter((l) => l.routers.length);
+  const routers = new Set<string>();
+  for (const l of routerLinks)
+    if (l.nets.some((n) => networks.has(n))) l.routers.forEach((r) => routers.add(r));
+  for (const l of routerLinks)
+    if (l.routers.some((r) => routers.has(r))) l.nets.forEach((n) => networks.add(n));
+
+  const wanted = new Map<string, Table>(SYNC_KINDS.map((k) => [k, new Map()]));
+  const keep = (o: StoredObject) => wanted.get(o.kind)!.set(o.key, o);
+  for (const n of networks) {
+    const o = t(KIND.network).get(n);
+    if (o) keep(o);
+  }
+  for (const s of t(KIND.subnet).values()) if (netsOf(s).some((n) => networks.has(n))) keep(s);
+  const ports = [...t(KIND.port).values()].filter(
+    (p) => netsOf(p).some((n) => networks.has(n)) || localPorts.has(p.key),
+  );
+  ports.forEach(keep);
+  for (const r of routers) {
+    const o = t(KIND.router).get(r);
+    if (o) keep(o);
+  }
+  const sgs = new Set(local.flatMap((p) => refsOf(p.kind, p.key, p.value).securityGroups));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const g of [...sgs]) {
+      const o = t(KIND.secgroup).get(g);
+      if (!o) continue;
+      for (const rg of refsOf(o.kind, o.key, o.value).remoteGroups) {
+        if (sgs.has(rg)) continue;
+        sgs.add(rg);
+        grew = true;
+      }
+    }
+  }
+  for (const g of sgs) {
+    const o = t(KIND.secgroup).get(g);
+    if (o) keep(o);
+  }
+  const chassis = new Set(ports.flatMap((p) => refsOf(p.kind, p.key, p.value).chassis));
+  for (const c of chassis) {
+    const o = t(KIND.chassis).get(c);
+    if (o) keep(o);
+  }
+  const portKeys = new Set(ports.map((p) => p.key));
+  for (const kind of [KIND.fip, KIND.snat]) {
+    for (const o of t(kind).values()) {
+      const v = (o.value ?? {}) as Record<string, unknown>;
+      const r = refsOf(o.kind, o.key, o.value);
+      if (
+        netsOf(o).some((n) => networks.has(n)) ||
+        r.routers.some((x) => routers.has(x)) ||
+        (typeof v.portId === "string" && portKeys.has(v.portId))
+      ) {
+        keep(o);
+      }
+    }
+  }
+  const tenants = new Set<string>();
+  for (const table of wanted.values()) {
+    for (const o of table.values()) {
+      const tn = refsOf(o.kind, o.key, o.value).tenant;
+      if (tn && (o.kind === KIND.secgroup || o.kind === KIND.router || localPorts.has(o.key)))
+        tenants.add(tn);
+    }
+  }
+  return { wanted, scope: { networks, routers, tenants, securityGroups: sgs, chassis } };
+}
+
+export class NbCache {
+  readonly store: NbStore;
+  private readonly tables = new Map<string, Table>(SYNC_KINDS.map((k) => [k, new Map()]));
+  private readonly listeners = new Set<ChangeListener>();
+  private readonly kindListeners = new Map<string, Set<ChangeListener>>();
+  private readonly localPorts = new Set<string>();
+  private scopeNow: Scope = {
+    networks: new Set(),
+    routers: new Set(),
+    tenants: new Set(),
+    securityGroups: new Set(),
+    chassis: new Set(),
+  };
+  private subscriber: NbSubscriber | undefined;
+  private watch: Watch | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private queued: Promise<SyncReport> | undefined;
+  private followUp: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Counters for tests and operators. */
+  readonly stats = { resyncs: 0, applied: 0, ignored: 0 };
+
+  private constructor(opts: CacheOptions) {
+    this.store = opts.store;
+    for (const p of opts.localPorts ?? []) this.localPorts.add(p);
+  }
+
+  static async start(opts: CacheOptions): Promise<NbCache> {
+    const cache = new NbCache(opts);
+    const d = opts.distribution;
+    if (d.mode === "pubsub") {
+      cache.subscriber = NbSubscriber.connect(d.endpoint, {
+        onChange: (m) => cache.onMessage(m),
+        onResync: (r) => void cache.requestResync(describe(r)),
+      });
+      cache.subscriber.subscribe(TOPIC_CHASSIS);
+    }
+    const first = await cache.requestResync("start");
+    if (d.mode === "watch") {
+      cache.watch = await cache.store.watch(
+        { fromRevision: first.revision, onResync: () => void cache.requestResync("watch compacted") },
+        (ev) => cache.onWatch(ev),
+      );
+    }
+    return cache;
+  }
+
+  // ── what apps use ────────────────────────────────────────────────────────
+
+  on(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  onKind(kind: string, listener: ChangeListener): () => void {
+    let set = this.kindListeners.get(kind);
+    if (!set) this.kindListeners.set(kind, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  get(kind: string, key: string): StoredObject | undefined {
+    return this.tables.get(kind)?.get(key);
+  }
+
+  list(kind: string): StoredObject[] {
+    return [...(this.tables.get(kind)?.values() ?? [])];
+  }
+
+  scope(): Scope {
+    return this.scopeNow;
+  }
+
+  /** The pub/sub topics this cache listens to (empty in watch mode). */
+  topics(): string[] {
+    return this.subscriber?.subscribed() ?? [];
+  }
+
+  get publisherId(): string | undefined {
+    return this.subscriber?.publisherId;
+  }
+
+  async addLocalPort(id: string): Promise<SyncReport> {
+    this.localPorts.add(id);
+    return this.requestResync(`local port ${id} added`);
+  }
+
+  async removeLocalPort(id: string): Promise<SyncReport> {
+    this.localPorts.delete(id);
+    return this.requestResync(`local port ${id} removed`);
+  }
+
+  async setLocalPorts(ids: Iterable<string>): Promise<SyncReport> {
+    this.localPorts.clear();
+    for (const id of ids) this.localPorts.add(id);
+    return this.requestResync("local ports set");
+  }
+
+  /**
+   * Recompute the scope from the store and repair the cache to match it. Calls
+   * queue behind each other; a call made while one is queued joins it.
+   */
+  requestResync(reason: string): Promise<SyncReport> {
+    if (this.queued) return this.queued;
+    const p = this.chain.then(() => {
+      this.queued = undefined;
+      return this.resync(reason);
+    });
+    this.queued = p;
+    this.chain = p.catch((err: unknown) => log.error({ err, reason }, "resync failed"));
+    return p;
+  }
+
+  /** Test hook: overwrite a cached entry without telling anyone (what a lost message leaves behind). */
+  corruptForTest(kind: string, key: string, value: unknown): void {
+    const o = this.get(kind, key);
+    if (!o) throw new StoreError(`${kind}/${key} is not cached`, { kind, key });
+    this.tables.get(kind)!.set(key, { ...o, value });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.followUp) clearTimeout(this.followUp);
+    await this.watch?.close().catch(() => undefined);
+    await this.subscriber?.close();
+    await this.chain.catch(() => undefined);
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  private emit(ev: ChangeEvent): void {
+    for (const l of [...this.listeners, ...(this.kindListeners.get(ev.kind) ?? [])]) {
+      try {
+        l(ev);
+      } catch (err) {
+        log.error({ err, kind: ev.kind, key: ev.key }, "change listener threw");
+      }
+    }
+  }
+
+  private async resync(reason: string): Promise<SyncReport> {
+    if (this.closed) return { reason, revision: 0, changes: [] };
+    this.stats.resyncs++;
+    const revision = await this.store.revision();
+    const all = new Map<string, Table>();
+    await Promise.all(
+      SYNC_KINDS.map(async (kind) =>
+        all.set(kind, new Map((await this.store.list(kind)).map((o) => [o.key, o]))),
+      ),
+    );
+    const { wanted, scope } = closure(all, this.localPorts);
+    const changes: RepairEntry[] = [];
+    for (const kind of SYNC_KINDS) {
+      const have = this.tables.get(kind)!;
+      const want = wanted.get(kind)!;
+      for (const [key, o] of want) {
+        const cur = have.get(key);
+        if (cur && cur.modRevision > o.modRevision) continue;
+        if (cur && sameObject(cur, o)) continue;
+        have.set(key, o);
+        if (!cur) {
+          changes.push({ kind, key, problem: "missing", storeVersion: o.version });
+          this.emit({ action: "added", kind, key, object: o });
+        } else {
+          const problem =
+            cur.version === o.version && cur.modRevision === o.modRevision ? "corrupt" : "stale";
+          changes.push({ kind, key, problem, cachedVersion: cur.version, storeVersion: o.version });
+          this.emit({ action: "updated", kind, key, object: o, previous: cur });
+        }
+      }
+      for (const [key, cur] of [...have]) {
+        if (want.has(key)) continue;
+        if (cur.modRevision > revision && all.get(kind)?.get(key) === undefined) continue;
+        have.delete(key);
+        changes.push({ kind, key, problem: "extra", cachedVersion: cur.version });
+        this.emit({ action: "removed", kind, key, previous: cur });
+      }
+    }
+    this.scopeNow = scope;
+    const added = this.updateTopics(scope);
+    if (added && !this.closed) {
+      // ZeroMQ delivers a new topic only once the subscription reached the
+      // publisher: read the store once more after that to close the window.
+      if (this.followUp) clearTimeout(this.followUp);
+      this.followUp = setTimeout(() => void this.requestResync("new topics settled"), 100);
+    }
+    if (changes.length) log.info({ reason, revision, changes: changes.length }, "cache resynced");
+    return { reason, revision, changes };
+  }
+
+  private updateTopics(scope: Scope): boolean {
+    const sub = this.subscriber;
+    if (!sub) return false;
+    const want = new Set([
+      TOPIC_CHASSIS,
+      ...[...scope.networks].map(networkTopic),
+      ...[...scope.routers].map(routerTopic),
+      ...[...scope.tenants].map(tenantTopic),
+    ]);
+    let added = false;
+    for (const t of sub.subscribed()) if (!want.has(t)) sub.unsubscribe(t);
+    const have = new Set(sub.subscribed());
+    for (const t of want) {
+      if (!have.has(t)) {
+        sub.subscribe(t);
+        added = true;
+      }
+    }
+    return added;
+  }
+
+  private onMessage(m: ChangeMessage): void {
+    if (m.type === "put") {
+      this.onChange(
+        { kind: m.kind, key: m.key, value: m.value, version: m.version, modRevision: m.revision },
+        m.revision,
+      );
+    } else {
+      this.onChange(undefined, m.revision, m.kind, m.key);
+    }
+  }
+
+  private onWatch(ev: WatchEvent): void {
+    if (ev.type === "put") this.onChange(ev.object, ev.revision);
+    else this.onChange(undefined, ev.revision, ev.kind, ev.key);
+  }
+
+  /** Whether a change touches what this cache holds or follows. */
+  private relevant(kind: string, key: string, value: unknown): boolean {
+    if (this.get(kind, key)) return true;
+    if (kind === KIND.port && this.localPorts.has(key)) return true;
+    if (value === undefined) return false;
+    const r = refsOf(kind, key, value);
+    const s = this.scopeNow;
+    return (
+      r.networks.some((n) => s.networks.has(n)) ||
+      r.routers.some((x) => s.routers.has(x)) ||
+      r.subnets.some((x) => this.tables.get(KIND.subnet)!.has(x)) ||
+      (kind === KIND.secgroup && s.securityGroups.has(key)) ||
+      (kind === KIND.chassis && s.chassis.has(key))
+    );
+  }
+
+  private onChange(object: StoredObject | undefined, revision: number, dkind?: string, dkey?: string): void {
+    if (this.closed) return;
+    const kind = object?.kind ?? dkind!;
+    const key = object?.key ?? dkey!;
+    if (!this.tables.has(kind) || !this.relevant(kind, key, object?.value)) {
+      this.stats.ignored++;
+      return;
+    }
+    const cur = this.get(kind, key);
+    if (cur && cur.modRevision >= revision) {
+      this.stats.ignored++;
+      return;
+    }
+    if (RELATIONAL.has(kind)) {
+      void this.requestResync(`${kind}/${key} changed`);
+      return;
+    }
+    this.stats.applied++;
+    const table = this.tables.get(kind)!;
+    if (object) {
+      table.set(key, object);
+      this.emit({ action: cur ? "updated" : "added", kind, key, object, ...(cur ? { previous: cur } : {}) });
+    } else if (cur) {
+      table.delete(key);
+      this.emit({ action: "removed", kind, key, previous: cur });
+    }
+  }
+}
+
+function describe(r: ResyncReason): string {
+  return r.reason === "gap"
+    ? `sequence gap on ${r.topic} (expected ${r.expected}, got ${r.got})`
+    : `publisher restarted (${r.previous} → ${r.current})`;
+}

@@ -1,0 +1,208 @@
+/**
+ * ZeroMQ change distribution with real sockets on 127.0.0.1 and a real etcd
+ * behind the publisher: subscribers converge to the store's state when the
+ * publisher drops messages (sequence gap → resync) and when it is killed and
+ * restarted (new publisher id → resync), and a malformed frame is dropped.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Publisher } from "zeromq";
+import { openEtcdStore } from "../../src/nb/store/etcd.js";
+import type { NbStore } from "../../src/nb/store/types.js";
+import { NbPublisher } from "../../src/nb/pubsub/publisher.js";
+import { NbSubscriber } from "../../src/nb/pubsub/subscriber.js";
+import { networkTopic, type ChangeMessage } from "../../src/nb/pubsub/message.js";
+import { NbCache } from "../../src/nb/sync/cache.js";
+import { KIND } from "../../src/nb/sync/refs.js";
+import { useEtcd } from "../harness/etcd.js";
+import { Cleanup, freeTcpPort, waitFor } from "../harness/index.js";
+
+const etcd = useEtcd({ label: "nb-pubsub" });
+const cleanup = new Cleanup();
+let store: NbStore;
+let bind: string;
+
+beforeAll(async () => {
+  store = await openEtcdStore(etcd().endpoints);
+  cleanup.add("store", () => store.close());
+  bind = `tcp://127.0.0.1:${await freeTcpPort()}`;
+  await store.txn([
+    { op: "put", kind: KIND.network, key: "netA", value: { id: "netA", tenantId: "t1", name: "a" } },
+    { op: "put", kind: KIND.subnet, key: "subA", value: { id: "subA", tenantId: "t1", networkId: "netA" } },
+    {
+      op: "put",
+      kind: KIND.port,
+      key: "pA1",
+      value: {
+        id: "pA1",
+        tenantId: "t1",
+        networkId: "netA",
+        chassis: "h1",
+        fixedIps: [{ subnetId: "subA" }],
+      },
+    },
+    {
+      op: "put",
+      kind: KIND.port,
+      key: "pA2",
+      value: { id: "pA2", tenantId: "t1", networkId: "netA", chassis: "h2" },
+    },
+    { op: "put", kind: KIND.chassis, key: "h1", value: { name: "h1" } },
+    { op: "put", kind: KIND.chassis, key: "h2", value: { name: "h2" } },
+  ]);
+});
+afterAll(() => cleanup.run());
+
+/** Every object the cache holds equals the store's copy, and nothing in scope is missing. */
+async function converged(cache: NbCache, kinds: string[]): Promise<boolean> {
+  for (const kind of kinds) {
+    for (const o of cache.list(kind)) {
+      const s = await store.get(kind, o.key);
+      if (!s || s.version !== o.version || JSON.stringify(s.value) !== JSON.stringify(o.value)) return false;
+    }
+  }
+  return true;
+}
+
+async function bumpNetwork(name: string): Promise<number> {
+  const cur = (await store.get(KIND.network, "netA"))!;
+  const r = await store.txn([
+    {
+      op: "put",
+      kind: KIND.network,
+      key: "netA",
+      value: { ...(cur.value as object), name },
+      expectVersion: cur.version,
+    },
+  ]);
+  return r.versions[0]!;
+}
+
+describe("ZeroMQ pub/sub", () => {
+  it("delivers changes on the object's topics, with per-topic sequence numbers", async () => {
+    const pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
+    cleanup.add("pub0", () => pub.close());
+    const got: ChangeMessage[] = [];
+    const sub = NbSubscriber.connect(bind, { onChange: (m) => got.push(m), onResync: () => undefined });
+    cleanup.add("sub0", () => sub.close());
+    sub.subscribe(networkTopic("netA"));
+    await waitFor(() => sub.publisherId === pub.id, 5000, "first heartbeat");
+    const v = await bumpNetwork("via-pubsub");
+    await waitFor(() => got.some((m) => m.kind === KIND.network && m.version === v), 5000, "network change");
+    const m = got.find((x) => x.kind === KIND.network && x.version === v)!;
+    expect(m.topic).toBe("n/netA/");
+    expect(m.pub).toBe(pub.id);
+    expect((m.value as { name: string }).name).toBe("via-pubsub");
+    expect(sub.stats.gaps).toBe(0);
+    await sub.close();
+    await pub.close();
+  });
+
+  it("a dropped message is detected as a gap and the caches converge to the store", async () => {
+    const pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
+    cleanup.add("pub1", () => pub.close());
+    const caches = await Promise.all(
+      [0, 1].map(() =>
+        NbCache.start({ store, distribution: { mode: "pubsub", endpoint: bind }, localPorts: ["pA1"] }),
+      ),
+    );
+    for (const c of caches) cleanup.add("cache", () => c.close());
+    await waitFor(() => caches.every((c) => c.publisherId === pub.id), 5000, "caches hear the publisher");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(caches[0]!.get(KIND.network, "netA")).toBeDefined();
+
+    await bumpNetwork("seen-1");
+    pub.dropNext(2);
+    await bumpNetwork("lost-1");
+    await bumpNetwork("lost-2");
+    const last = await bumpNetwork("after-gap");
+    await waitFor(
+      () => caches.every((c) => c.get(KIND.network, "netA")?.version === last),
+      10_000,
+      "caches reach the last version",
+    );
+    for (const c of caches) {
+      expect((c.get(KIND.network, "netA")!.value as { name: string }).name).toBe("after-gap");
+      expect(await converged(c, [KIND.network, KIND.subnet, KIND.port, KIND.chassis])).toBe(true);
+    }
+    // the lost messages were noticed as a gap and repaired by a resync, not silently skipped
+    const subs = caches.map((c) => (c as unknown as { subscriber: NbSubscriber }).subscriber);
+    expect(subs.every((s) => s.stats.gaps >= 1)).toBe(true);
+    for (const c of caches) await c.close();
+    await pub.close();
+  });
+
+  it("a killed and restarted publisher (new id) makes subscribers resync what they missed", async () => {
+    let pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
+    const firstId = pub.id;
+    const cache = await NbCache.start({
+      store,
+      distribution: { mode: "pubsub", endpoint: bind },
+      localPorts: ["pA1"],
+    });
+    cleanup.add("cache2", () => cache.close());
+    await waitFor(() => cache.publisherId === firstId, 5000, "cache hears publisher 1");
+    const resyncsBefore = cache.stats.resyncs;
+
+    await pub.close();
+    // written while no publisher runs: only a resync can bring this to the cache
+    const missed = await bumpNetwork("while-down");
+    await store.txn([
+      {
+        op: "put",
+        kind: KIND.port,
+        key: "pA3",
+        value: { id: "pA3", tenantId: "t1", networkId: "netA", chassis: "h1" },
+      },
+    ]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(cache.get(KIND.network, "netA")!.version).toBeLessThan(missed);
+
+    pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
+    cleanup.add("pub2", () => pub.close());
+    expect(pub.id).not.toBe(firstId);
+    await waitFor(() => cache.publisherId === pub.id, 5000, "cache hears publisher 2");
+    await waitFor(() => cache.get(KIND.network, "netA")?.version === missed, 5000, "missed update resynced");
+    await waitFor(() => cache.get(KIND.port, "pA3"), 5000, "missed port resynced");
+    expect(cache.stats.resyncs).toBeGreaterThan(resyncsBefore);
+    expect(await converged(cache, [KIND.network, KIND.port])).toBe(true);
+    await cache.close();
+    await pub.close();
+  });
+
+  it("a malformed frame is counted and dropped; the subscriber keeps working", async () => {
+    const port = await freeTcpPort();
+    const raw = new Publisher({ linger: 0 });
+    await raw.bind(`tcp://127.0.0.1:${port}`);
+    cleanup.add("raw", () => raw.close());
+    const got: ChangeMessage[] = [];
+    const sub = NbSubscriber.connect(`tcp://127.0.0.1:${port}`, {
+      onChange: (m) => got.push(m),
+      onResync: () => undefined,
+    });
+    cleanup.add("sub3", () => sub.close());
+    sub.subscribe("n/x/");
+    const good = {
+      type: "put",
+      pub: "p",
+      seq: 1,
+      topic: "n/x/",
+      kind: "lswitch",
+      key: "x",
+      version: 1,
+      revision: 5,
+    };
+    await waitFor(
+      async () => {
+        await raw.send(["n/x/", "{not json"]);
+        await raw.send(["n/x/", JSON.stringify({ ...good, seq: "one" })]);
+        await raw.send(["n/x/", JSON.stringify(good)]);
+        await new Promise((r) => setTimeout(r, 50));
+        return got.length > 0;
+      },
+      5000,
+      "a good message after bad ones",
+    );
+    expect(sub.stats.malformed).toBeGreaterThanOrEqual(2);
+    expect(got[0]!.key).toBe("x");
+  });
+});
