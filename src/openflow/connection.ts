@@ -370,7 +370,15 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
   private async drained(): Promise<void> {
     if (this.closed) throw this.closedError();
     if (!this.socket.writableNeedDrain) return;
-    await Promise.race([once(this.socket, "drain"), once(this, "close")]);
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.socket.off("drain", done);
+        this.off("close", done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.on("close", done);
+    });
     if (this.closed) throw this.closedError();
   }
 
