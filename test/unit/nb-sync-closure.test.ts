@@ -1,0 +1,76 @@
+/**
+ * Selective distribution as a pure function: which objects a set of local ports
+ * pulls in (networks, routers and the networks behind them, subnets, peers'
+ * chassis, security groups and their remote groups) and what stays out.
+ */
+import { describe, expect, it } from "vitest";
+import type { StoredObject } from "../../src/nb/store/types.js";
+import { closure } from "../../src/nb/sync/cache.js";
+import { KIND } from "../../src/nb/sync/refs.js";
+
+function db(objs: [string, string, Record<string, unknown>][]): Map<string, Map<string, StoredObject>> {
+  const all = new Map<string, Map<string, StoredObject>>();
+  for (const [kind, key, value] of objs) {
+    if (!all.has(kind)) all.set(kind, new Map());
+    all.get(kind)!.set(key, { kind, key, value, version: 1, modRevision: 1 });
+  }
+  return all;
+}
+
+const world = db([
+  [KIND.network, "A", { tenantId: "t" }],
+  [KIND.network, "B", { tenantId: "t" }],
+  [KIND.network, "C", { tenantId: "t" }],
+  [KIND.network, "D", { tenantId: "t" }],
+  [KIND.subnet, "sA", { networkId: "A" }],
+  [KIND.subnet, "sC", { networkId: "C" }],
+  [KIND.subnet, "sD", { networkId: "D" }],
+  [KIND.port, "pA1", { networkId: "A", chassis: "h1", securityGroups: ["g1"] }],
+  [KIND.port, "pA2", { networkId: "A", chassis: "h2" }],
+  [KIND.port, "pB1", { networkId: "B", chassis: "h1" }],
+  [KIND.port, "pD1", { networkId: "D", chassis: "h3" }],
+  [
+    KIND.router,
+    "R",
+    {
+      interfaces: [
+        { networkId: "B", subnetId: "x" },
+        { networkId: "C", subnetId: "sC" },
+      ],
+    },
+  ],
+  [KIND.secgroup, "g1", { rules: [{ remoteGroupId: "g2" }] }],
+  [KIND.secgroup, "g2", { rules: [] }],
+  [KIND.secgroup, "g3", { rules: [] }],
+  [KIND.chassis, "h1", {}],
+  [KIND.chassis, "h2", {}],
+  [KIND.chassis, "h3", {}],
+]);
+
+const keys = (w: ReturnType<typeof closure>["wanted"], kind: string) => [...w.get(kind)!.keys()].sort();
+
+describe("selective distribution closure", () => {
+  it("a port on A pulls A, its subnet, peers, their chassis, its SG and the remote group", () => {
+    const { wanted, scope } = closure(world, new Set(["pA1"]));
+    expect(keys(wanted, KIND.network)).toEqual(["A"]);
+    expect(keys(wanted, KIND.subnet)).toEqual(["sA"]);
+    expect(keys(wanted, KIND.port)).toEqual(["pA1", "pA2"]);
+    expect(keys(wanted, KIND.chassis)).toEqual(["h1", "h2"]);
+    expect(keys(wanted, KIND.secgroup)).toEqual(["g1", "g2"]);
+    expect(keys(wanted, KIND.router)).toEqual([]);
+    expect([...scope.networks]).toEqual(["A"]);
+  });
+
+  it("a port on B pulls router R and network C behind it, not D", () => {
+    const { wanted } = closure(world, new Set(["pA1", "pB1"]));
+    expect(keys(wanted, KIND.network)).toEqual(["A", "B", "C"]);
+    expect(keys(wanted, KIND.router)).toEqual(["R"]);
+    expect(keys(wanted, KIND.subnet)).toEqual(["sA", "sC"]);
+    expect(keys(wanted, KIND.chassis)).not.toContain("h3");
+  });
+
+  it("no local ports: nothing is kept", () => {
+    const { wanted } = closure(world, new Set());
+    for (const t of wanted.values()) expect(t.size).toBe(0);
+  });
+});
