@@ -4,7 +4,8 @@
  */
 import type { Command } from "commander";
 import { register as caps } from "./caps.js";
+import { register as nb } from "./nb.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [caps];
+export const commands: RegisterCommand[] = [caps, nb];
