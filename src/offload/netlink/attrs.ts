@@ -63,7 +63,8 @@ export interface StructDef {
 export interface AttrDef {
   readonly id: number;
   readonly type: AttrType;
-  readonly nested?: () => AttrSet;
+  /** The inner set; `ctx` is the enclosing values (for kind-dependent options). Undefined → raw bytes. */
+  readonly nested?: (ctx?: AttrValues) => AttrSet | undefined;
   readonly struct?: StructDef;
   /** Set NLA_F_NESTED on encode (iproute2 does for some nests, not others). */
   readonly nestedFlag?: boolean;
@@ -104,16 +105,16 @@ export class AttrSet {
       if (!def) throw new EncodeError(`${this.name}: unknown attribute ${name}`, { set: this.name });
       if (def.repeated) {
         if (!Array.isArray(value)) throw new EncodeError(`${this.name}.${name}: expected an array`);
-        for (const v of value) this.encodeOne(w, name, def, v as AttrValue);
+        for (const v of value) this.encodeOne(w, name, def, v as AttrValue, values);
       } else {
-        this.encodeOne(w, name, def, value as AttrValue);
+        this.encodeOne(w, name, def, value as AttrValue, values);
       }
     }
   }
 
-  private encodeOne(w: ByteWriter, name: string, def: AttrDef, v: AttrValue): void {
+  private encodeOne(w: ByteWriter, name: string, def: AttrDef, v: AttrValue, ctx: AttrValues): void {
     const flag = def.nestedFlag ? NLA_F_NESTED : 0;
-    writeAttr(w, def.id, flag, (b) => encodeValue(b, `${this.name}.${name}`, def, v));
+    writeAttr(w, def.id, flag, (b) => encodeValue(b, `${this.name}.${name}`, def, v, ctx));
   }
 
   decode(r: ByteReader): AttrValues {
@@ -132,7 +133,7 @@ export class AttrSet {
         continue;
       }
       const [name, def] = known;
-      const v = decodeValue(body, `${this.name}.${name}`, def);
+      const v = decodeValue(body, `${this.name}.${name}`, def, out);
       if (def.repeated) {
         const arr = (out[name] as AttrValue[] | undefined) ?? [];
         arr.push(v);
@@ -168,7 +169,7 @@ export function writeAttr(w: ByteWriter, id: number, flags: number, body: (w: By
   w.padTo(4, start);
 }
 
-function encodeValue(w: ByteWriter, what: string, def: AttrDef, v: AttrValue): void {
+function encodeValue(w: ByteWriter, what: string, def: AttrDef, v: AttrValue, ctx: AttrValues): void {
   switch (def.type) {
     case "u8":
     case "u16":
@@ -195,19 +196,23 @@ function encodeValue(w: ByteWriter, what: string, def: AttrDef, v: AttrValue): v
     case "struct":
       encodeStruct(w, what, def.struct!, v as StructValue);
       return;
-    case "nested":
-      def.nested!().encode(w, v as AttrValues);
+    case "nested": {
+      const inner = def.nested!(ctx);
+      if (inner) inner.encode(w, v as AttrValues);
+      else if (Buffer.isBuffer(v)) w.bytes(v);
+      else throw new EncodeError(`${what}: no attribute set for this kind; pass raw bytes`);
       return;
+    }
     case "nested-array": {
       if (!Array.isArray(v)) throw new EncodeError(`${what}: expected an array`);
-      const inner = def.nested!();
+      const inner = def.nested!()!;
       v.forEach((item, i) => writeAttr(w, i + 1, 0, (b) => inner.encode(b, item as AttrValues)));
       return;
     }
   }
 }
 
-function decodeValue(r: ByteReader, what: string, def: AttrDef): AttrValue {
+function decodeValue(r: ByteReader, what: string, def: AttrDef, ctx: AttrValues): AttrValue {
   switch (def.type) {
     case "u8":
     case "u16":
@@ -234,10 +239,12 @@ function decodeValue(r: ByteReader, what: string, def: AttrDef): AttrValue {
       return true;
     case "struct":
       return decodeStruct(r, what, def.struct!);
-    case "nested":
-      return def.nested!().decode(r);
+    case "nested": {
+      const inner = def.nested!(ctx);
+      return inner ? inner.decode(r) : Buffer.from(r.rest());
+    }
     case "nested-array": {
-      const inner = def.nested!();
+      const inner = def.nested!()!;
       const items: AttrValues[] = [];
       while (r.remaining > 0) {
         const len = r.u16le(`${what} item nla_len`);
