@@ -4,8 +4,9 @@
  */
 import type { Command } from "commander";
 import { register as caps } from "./caps.js";
+import { register as demo } from "./demo.js";
 import { register as nb } from "./nb.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [caps, nb];
+export const commands: RegisterCommand[] = [caps, demo, nb];
