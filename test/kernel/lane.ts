@@ -310,7 +310,7 @@ export async function bootLane(opts: LaneOptions): Promise<LaneResult> {
     "-virtfs",
     `local,path=${join(dir, "out")},mount_tag=laneout,security_model=none`,
     "-append",
-    `console=ttyS0 quiet loglevel=3 panic=-1 flowdrake.run=${dir} flowdrake.timeout=${guestTimeoutS}`,
+    `console=ttyS0 quiet loglevel=3 panic=-1 flowdrake.run=${dir} flowdrake.repo=${repoRoot()} flowdrake.timeout=${guestTimeoutS}`,
   ];
   const started = Date.now();
   let child: ChildProcess;
