@@ -694,7 +694,8 @@ export function encodeOxm(w: ByteWriter, m: MatchField): void {
       throw new EncodeError(`${def.name}: mask length differs from value length`);
   }
   writeOxmHeader(w, id.cls, id.field, id.exp, mask !== undefined, value.length * (mask ? 2 : 1));
-  w.bytes(value);
+  // Value bits outside the mask must be zero (OpenFlow 1.3 §7.2.3.5; OVS answers OFPBMC_BAD_WILDCARDS).
+  w.bytes(mask ? value.map((b, i) => b & mask[i]!) : value);
   if (mask) w.bytes(mask);
 }
 
