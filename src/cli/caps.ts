@@ -3,7 +3,12 @@
  * for them to offload. `--capture DIR` saves everything the report read so the
  * same report can be produced elsewhere with `--from DIR`.
  */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { ruleFromFlow } from "../offload/planner/from-openflow.js";
+import { OffloadPlanner } from "../offload/planner/plan.js";
+import { profileById } from "../offload/profiles/index.js";
+import { formatFlow, parseFlow } from "../openflow/text.js";
 import {
   buildReport,
   captureSource,
@@ -21,14 +26,83 @@ interface CapsOptions {
   from?: string;
   capture?: string;
   ovsdb?: string;
+  explain?: string;
+  profile?: string;
+  port?: string[];
+  tunnel?: string[];
+}
+
+/**
+ * `--explain FILE`: every flow of a saved flow set (ovs-ofctl dump-flows or
+ * add-flows text, one per line) with the planner's decision and its reason,
+ * for the NIC profile given (or the first NIC found) and the port map given
+ * as `--port OFPORT=NETDEV` / `--tunnel OFPORT=vxlan|geneve`.
+ */
+export function explainFlows(
+  text: string,
+  opts: { profile: string; port?: string[]; tunnel?: string[] },
+): string {
+  const hardware = new Map<number, string>();
+  const tunnels = new Map<number, "vxlan" | "geneve">();
+  for (const p of opts.port ?? []) {
+    const [n, dev] = p.split("=");
+    if (!n || !dev || !/^\d+$/.test(n)) throw new UsageError(`--port wants OFPORT=NETDEV, not ${p}`);
+    hardware.set(Number(n), dev);
+  }
+  for (const t of opts.tunnel ?? []) {
+    const [n, kind] = t.split("=");
+    if (!n || !/^\d+$/.test(n) || (kind !== "vxlan" && kind !== "geneve")) {
+      throw new UsageError(`--tunnel wants OFPORT=vxlan|geneve, not ${t}`);
+    }
+    tunnels.set(Number(n), kind);
+  }
+  const ports = { hardware, tunnels };
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#") && !l.startsWith("OFPST_FLOW") && !l.startsWith("NXST_FLOW"));
+  const flows = lines.map((l, i) => {
+    // dump-flows adds statistics that are not part of the flow
+    const clean = l.replace(/\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*/g, "");
+    try {
+      return parseFlow(clean);
+    } catch (err) {
+      throw new UsageError(`line ${i + 1}: ${(err as Error).message}`, { line: l });
+    }
+  });
+  const rules = flows.map((f, i) => ruleFromFlow(f, ports, `line${i + 1}`));
+  const profile = profileById(opts.profile);
+  const plan = OffloadPlanner.plan({ rules, profile, ports });
+  const out = [`profile: ${profile.name}; ${plan.tc.length} tc rules in ${plan.chains.length} chains`];
+  flows.forEach((f, i) => {
+    const d = plan.decisions.get(`line${i + 1}`)!;
+    out.push(`${formatFlow(f)}\n    ${d.offloaded ? "NIC" : "OVS"}: ${d.reason}`);
+  });
+  return `${out.join("\n")}\n`;
 }
 
 export async function runCaps(opts: CapsOptions): Promise<string> {
   if (opts.from && opts.capture) throw new UsageError("--from and --capture cannot be combined");
+  if (opts.explain) {
+    let profile = opts.profile;
+    if (!profile) {
+      const src = opts.from ? captureSource(opts.from) : liveSource();
+      profile = buildReport(await discover(src)).nics[0]?.profile.id ?? "none";
+    }
+    return explainFlows(readFileSync(opts.explain, "utf8"), {
+      profile,
+      port: opts.port,
+      tunnel: opts.tunnel,
+    });
+  }
   let source: HostSource = opts.from ? captureSource(opts.from) : liveSource(await capsProbes(opts.ovsdb));
   if (opts.capture) source = recordingSource(source, opts.capture);
   const report = buildReport(await discover(source));
   return opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report);
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
 }
 
 export function register(program: Command): void {
@@ -46,6 +120,13 @@ export function register(program: Command): void {
       "OVSDB to read other_config offload settings from",
       "unix:/var/run/openvswitch/db.sock",
     )
+    .option(
+      "--explain <flows>",
+      "explain, flow by flow, what a saved flow set (ovs-ofctl text) would offload",
+    )
+    .option("--profile <id>", "NIC profile for --explain (default: this host's first NIC)")
+    .option("--port <ofport=netdev>", "an eswitch port for --explain (repeatable)", collect, [])
+    .option("--tunnel <ofport=vxlan|geneve>", "a tunnel port for --explain (repeatable)", collect, [])
     .action(async (opts: CapsOptions) => {
       process.stdout.write(await runCaps(opts));
     });

@@ -101,3 +101,25 @@ describe("planner over OpenFlow flows", () => {
     expect(reason(4)).toBe("not offloaded: match on ipv6_label is not offloadable");
   });
 });
+
+describe("flowdrake caps --explain", () => {
+  it("explains a saved flow set flow by flow", async () => {
+    const { explainFlows } = await import("../../src/cli/caps.js");
+    const text = [
+      " cookie=0x0, duration=3.2s, table=0, n_packets=4, n_bytes=392, priority=100,in_port=1 actions=set_field:0x1->reg6,goto_table:10",
+      " table=0, priority=200,udp,tp_dst=67 actions=CONTROLLER:65535",
+      " table=10, priority=100,reg6=0x1,dl_dst=fa:16:3e:00:00:12 actions=output:2",
+      " table=10, priority=50,reg6=0x1 actions=NORMAL",
+    ].join("\n");
+    const out = explainFlows(text, { profile: "connectx-6-dx", port: ["1=pf0vf0", "2=pf0vf1"] });
+    const lines = out.split("\n");
+    expect(lines[0]).toMatch(/^profile: NVIDIA ConnectX-6 Dx/);
+    expect(lines[2]).toBe("    NIC: offloaded in chain 0");
+    expect(lines[4]).toMatch(/OVS: not offloaded: action CONTROLLER is never offloadable/);
+    expect(lines[6]).toMatch(/NIC: offloaded in chain \d+/);
+    expect(lines[8]).toBe("    OVS: not offloaded: action output:NORMAL is never offloadable");
+    expect(() => explainFlows(text, { profile: "connectx-6-dx", port: ["x=pf0vf0"] })).toThrow(
+      /--port wants OFPORT=NETDEV/,
+    );
+  });
+});

@@ -34,6 +34,16 @@ const rename: Record<string, FieldName> = {
   icmpv6_code: "icmp_code",
 };
 
+const reservedPorts: Record<number, string> = {
+  0xfffffff8: "IN_PORT",
+  0xfffffff9: "TABLE",
+  0xfffffffa: "NORMAL",
+  0xfffffffb: "FLOOD",
+  0xfffffffc: "ALL",
+  0xfffffffe: "LOCAL",
+  0xffffffff: "ANY",
+};
+
 function plannerName(ofName: string): FieldName | undefined {
   const n = rename[ofName] ?? ofName;
   return fieldDef(n) ? (n as FieldName) : undefined;
@@ -72,6 +82,12 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
     const a = list[i]!;
     switch (a.type) {
       case "output": {
+        if (a.port >= 0xfffffff8) {
+          // Reserved ports: CONTROLLER is a punt; the rest (IN_PORT, TABLE, NORMAL, FLOOD, ALL, LOCAL) the planner does not model.
+          if (a.port === 0xfffffffd) out.push({ type: "controller" });
+          else out.push({ type: "other", name: `output:${reservedPorts[a.port] ?? a.port}` });
+          break;
+        }
         const tunnel = ports.tunnels.get(a.port);
         if (tunnel && tunId !== undefined)
           out.push({ type: "set_tunnel", id: tunId, dst: tunDst ?? 0n, tunnel });
