@@ -9,10 +9,18 @@ import { UsageError } from "../../../util/errors.js";
 import { ByteReader } from "../../../util/bytes.js";
 import type { AttrValues } from "../attrs.js";
 import { type BatchOptions, type BatchResult, NetlinkClient, type OutMessage } from "../client.js";
-import { NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from "../framing.js";
+import {
+  encodeNlmsg,
+  NLM_F_ACK,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  NLM_F_REQUEST,
+} from "../framing.js";
 import { NETLINK_ROUTE, type NetlinkSocketOptions } from "../socket.js";
 import { decodeTcMessage, packInfo, tcBody, unpackInfo } from "./message.js";
 import { type FlowerRule, flowerFromOptions, flowerOptions } from "./rule.js";
+import type { TcCommand } from "./syntax.js";
 import {
   INGRESS_QDISC_HANDLE,
   RTM_DELQDISC,
@@ -244,4 +252,19 @@ export function decodeFilter(m: ReturnType<typeof decodeTcMessage>): InstalledFi
     f.rule = flowerFromOptions(m.attrs.OPTIONS as AttrValues, base);
   }
   return f;
+}
+
+/** The message a parsed `tc` command line sends (what `--dry-run --hex` prints). */
+export function commandMessage(cmd: TcCommand): OutMessage {
+  if (cmd.object === "qdisc") return qdiscMessage(cmd.verb, cmd.ifindex, cmd.kind);
+  if (cmd.verb === "add" || cmd.verb === "replace") {
+    return filterAddMessage(cmd.target, cmd.rule, { replace: cmd.verb === "replace" });
+  }
+  if (cmd.verb === "del") return filterDelMessage(cmd.target, cmd.selector);
+  throw new UsageError("filter show is a dump, not a single message");
+}
+
+/** The bytes of one request as NetlinkClient.request sends it (NLM_F_REQUEST|NLM_F_ACK). */
+export function encodeRequest(msg: OutMessage, seq = 0, pid = 0): Buffer {
+  return encodeNlmsg({ type: msg.type, flags: msg.flags | NLM_F_REQUEST | NLM_F_ACK, seq, pid }, msg.body);
 }

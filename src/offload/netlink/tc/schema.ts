@@ -161,7 +161,7 @@ const tunnelGeneveOpt = attrSet("TCA_TUNNEL_KEY_ENC_OPT_GENEVE", "linux/tc_act/t
   DATA: { id: 3, type: "binary" },
 });
 const tunnelEncOpts = attrSet("TCA_TUNNEL_KEY_ENC_OPTS", "linux/tc_act/tc_tunnel_key.h 6.1", {
-  GENEVE: { id: 1, type: "nested", nested: () => tunnelGeneveOpt, nestedFlag: true, repeated: true },
+  GENEVE: { id: 1, type: "nested", nested: () => tunnelGeneveOpt, repeated: true },
   VXLAN: { id: 2, type: "binary" },
   ERSPAN: { id: 3, type: "binary" },
 });
@@ -178,7 +178,7 @@ export const tunnelKeyAttrs = attrSet("TCA_TUNNEL_KEY", "linux/tc_act/tc_tunnel_
   PAD: { id: 8, type: "binary" },
   ENC_DST_PORT: { id: 9, type: "be16" },
   NO_CSUM: { id: 10, type: "u8" },
-  ENC_OPTS: { id: 11, type: "nested", nested: () => tunnelEncOpts, nestedFlag: true },
+  ENC_OPTS: { id: 11, type: "nested", nested: () => tunnelEncOpts },
   ENC_TOS: { id: 12, type: "u8" },
   ENC_TTL: { id: 13, type: "u8" },
   NO_FRAG: { id: 14, type: "flag" },
@@ -296,7 +296,7 @@ const flowerGeneveOpt = attrSet("TCA_FLOWER_KEY_ENC_OPT_GENEVE", "linux/pkt_cls.
 });
 /** TCA_FLOWER_KEY_ENC_OPTS_* (linux/pkt_cls.h). */
 export const flowerEncOpts = attrSet("TCA_FLOWER_KEY_ENC_OPTS", "linux/pkt_cls.h 6.1", {
-  GENEVE: { id: 1, type: "nested", nested: () => flowerGeneveOpt, nestedFlag: true, repeated: true },
+  GENEVE: { id: 1, type: "nested", nested: () => flowerGeneveOpt, repeated: true },
   VXLAN: { id: 2, type: "binary" },
   ERSPAN: { id: 3, type: "binary" },
   GTP: { id: 4, type: "binary" },
@@ -387,8 +387,8 @@ export const flowerAttrs = attrSet("TCA_FLOWER", "linux/pkt_cls.h 6.1", {
   KEY_ENC_IP_TOS_MASK: { id: 81, type: "u8" },
   KEY_ENC_IP_TTL: { id: 82, type: "u8" },
   KEY_ENC_IP_TTL_MASK: { id: 83, type: "u8" },
-  KEY_ENC_OPTS: { id: 84, type: "nested", nested: () => flowerEncOpts, nestedFlag: true },
-  KEY_ENC_OPTS_MASK: { id: 85, type: "nested", nested: () => flowerEncOpts, nestedFlag: true },
+  KEY_ENC_OPTS: { id: 84, type: "nested", nested: () => flowerEncOpts },
+  KEY_ENC_OPTS_MASK: { id: 85, type: "nested", nested: () => flowerEncOpts },
   IN_HW_COUNT: { id: 86, type: "u32" },
   KEY_PORT_SRC_MIN: { id: 87, type: "be16" },
   KEY_PORT_SRC_MAX: { id: 88, type: "be16" },
