@@ -74,6 +74,17 @@ const baseActions: ActionKind[] = [
 const rewrite: ActionKind[] = ["pedit_eth", "pedit_ttl", "pedit_ip", "pedit_l4", "csum"];
 const ctMatch: MatchKey[] = ["ct_state", "ct_zone", "ct_mark", "ct_label"];
 
+/** ConnectX-6 Dx and later, BlueField-2 and later: [ofed] conntrack offload, one Geneve TLV. */
+const conntrackFamily = {
+  switchdev: true,
+  matches: [...l2l4, "cvlan", ...tunnelMatch, "enc_opts_geneve", ...ctMatch],
+  actions: [...baseActions, ...rewrite, "ct", "ct_nat", "police", "sample"],
+  tunnels: ["vxlan", "geneve", "gre"],
+  geneveOptions: 1,
+  conntrack: true,
+  maxChain: 0xffff,
+} satisfies Partial<NicProfile>;
+
 export const profiles: NicProfile[] = [
   {
     id: "connectx-4-lx",
@@ -113,14 +124,8 @@ export const profiles: NicProfile[] = [
     name: "NVIDIA ConnectX-6 Dx / Lx",
     // [pciids] 101d ConnectX-6 Dx, 101e ConnectX family VF, 101f ConnectX-6 Lx.
     pci: { vendor: "15b3", devices: ["101d", "101e", "101f"] },
-    switchdev: true,
     // [ofed] "Connection Tracking Offload" and Geneve TLV option matching from ConnectX-6 Dx.
-    matches: [...l2l4, "cvlan", ...tunnelMatch, "enc_opts_geneve", ...ctMatch],
-    actions: [...baseActions, ...rewrite, "ct", "ct_nat", "police", "sample"],
-    tunnels: ["vxlan", "geneve", "gre"],
-    geneveOptions: 1,
-    conntrack: true,
-    maxChain: 0xffff,
+    ...conntrackFamily,
     notes: ["one Geneve option TLV can be matched (mlx5 flex parser)"],
   },
   {
@@ -128,13 +133,7 @@ export const profiles: NicProfile[] = [
     name: "NVIDIA ConnectX-7",
     // [pciids] 1021 ConnectX-7 (VFs share 101e).
     pci: { vendor: "15b3", devices: ["1021"] },
-    switchdev: true,
-    matches: [...l2l4, "cvlan", ...tunnelMatch, "enc_opts_geneve", ...ctMatch],
-    actions: [...baseActions, ...rewrite, "ct", "ct_nat", "police", "sample"],
-    tunnels: ["vxlan", "geneve", "gre"],
-    geneveOptions: 1,
-    conntrack: true,
-    maxChain: 0xffff,
+    ...conntrackFamily,
     notes: [],
   },
   {
@@ -142,13 +141,7 @@ export const profiles: NicProfile[] = [
     name: "NVIDIA BlueField-2 DPU",
     // [pciids] a2d6 BlueField-2 integrated ConnectX-6 Dx network controller.
     pci: { vendor: "15b3", devices: ["a2d6"] },
-    switchdev: true,
-    matches: [...l2l4, "cvlan", ...tunnelMatch, "enc_opts_geneve", ...ctMatch],
-    actions: [...baseActions, ...rewrite, "ct", "ct_nat", "police", "sample"],
-    tunnels: ["vxlan", "geneve", "gre"],
-    geneveOptions: 1,
-    conntrack: true,
-    maxChain: 0xffff,
+    ...conntrackFamily,
     notes: [
       "the eswitch is managed from the DPU's Arm side; run the agent there (host representors c1pf0vfN)",
     ],
@@ -158,13 +151,7 @@ export const profiles: NicProfile[] = [
     name: "NVIDIA BlueField-3 DPU",
     // [pciids] a2dc BlueField-3 integrated ConnectX-7 network controller.
     pci: { vendor: "15b3", devices: ["a2dc"] },
-    switchdev: true,
-    matches: [...l2l4, "cvlan", ...tunnelMatch, "enc_opts_geneve", ...ctMatch],
-    actions: [...baseActions, ...rewrite, "ct", "ct_nat", "police", "sample"],
-    tunnels: ["vxlan", "geneve", "gre"],
-    geneveOptions: 1,
-    conntrack: true,
-    maxChain: 0xffff,
+    ...conntrackFamily,
     notes: [
       "the eswitch is managed from the DPU's Arm side; run the agent there (host representors c1pf0vfN)",
     ],
