@@ -6,7 +6,8 @@ import type { Command } from "commander";
 import { register as caps } from "./caps.js";
 import { register as demo } from "./demo.js";
 import { register as nb } from "./nb.js";
+import { register as tc } from "./tc.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [caps, demo, nb];
+export const commands: RegisterCommand[] = [caps, demo, nb, tc];
