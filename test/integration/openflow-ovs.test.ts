@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { connectOpenFlow } from "../../src/openflow/client.js";
 import { OpenFlowError, type OfConnection } from "../../src/openflow/connection.js";
-import { flowToFlowMod, type Flow } from "../../src/openflow/flow.js";
+import { flowFromStats, flowToFlowMod, type Flow } from "../../src/openflow/flow.js";
 import { OFP_NO_BUFFER, type PacketIn } from "../../src/openflow/message.js";
 import { OFPP } from "../../src/openflow/actions.js";
 import type { PortStats } from "../../src/openflow/multipart.js";
@@ -129,6 +129,17 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
       // The same flows read back by flowdrake's own flow stats multipart.
       const stats = await conn.flowStats();
       expect(stats.length).toBe(10_000);
+      expect(new Set(stats.map((st) => formatFlow(flowFromStats(st))))).toEqual(ours);
+      const agg = await conn.multipart({
+        mpType: "aggregate",
+        tableId: 0xff,
+        outPort: OFPP.ANY,
+        outGroup: 0xffffffff,
+        cookie: 0n,
+        cookieMask: 0n,
+        match: [],
+      });
+      expect(agg.map((a) => (a.mpType === "aggregate" ? a.flowCount : -1))).toEqual([10_000]);
     });
   }, 180_000);
 
@@ -218,6 +229,48 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
       expect(after.txPackets - before.txPackets).toBe(1n);
       expect(after.txBytes - before.txBytes).toBe(BigInt(frame.length));
       expect((await ofctlTx()) - beforeCli).toBe(1);
+    });
+  }, 30_000);
+
+  it("a flow installed by flowdrake forwards an injected frame p1 → p2 and counts it", async () => {
+    await withConn(async (conn) => {
+      await deleteAllFlows(conn);
+      await installFlows(conn, [
+        flowMod({
+          priority: 100,
+          cookie: 0x77n,
+          match: [{ field: "in_port", value: 1 }],
+          instructions: [{ type: "apply_actions", actions: [{ type: "output", port: 2 }] }],
+        }),
+      ]);
+      const tx2 = async (): Promise<bigint> => {
+        const parts = await conn.multipart({ mpType: "port_stats", portNo: OFPP.ANY });
+        const p = parts
+          .flatMap((b) => (b.mpType === "port_stats" ? b.ports : []))
+          .find((x) => x.portNo === 2);
+        if (!p) throw new Error("no port stats for port 2");
+        return p.txPackets;
+      };
+      const before = await tx2();
+      const frame = buildFrame({
+        eth: { src: "02:00:00:00:00:1a", dst: "02:00:00:00:00:1b" },
+        ipv4: { src: "10.0.1.1", dst: "10.0.1.2" },
+        udp: { srcPort: 7, dstPort: 9 },
+        payload: Buffer.alloc(20, 1),
+      });
+      for (let i = 0; i < 3; i++) {
+        await sandbox().appctl("ovs-vswitchd", "netdev-dummy/receive", "p1", frame.toString("hex"));
+      }
+      await waitFor(async () => (await tx2()) - before === 3n, 5000, "3 packets out of p2");
+      const flow = await waitFor(
+        async () =>
+          (await conn.flowStats({ cookie: 0x77n, cookieMask: 0xffffffffffffffffn })).find(
+            (f) => f.packetCount === 3n,
+          ),
+        5000,
+        "flow packet_count 3",
+      );
+      expect(flow?.byteCount).toBe(BigInt(3 * frame.length));
     });
   }, 30_000);
 
