@@ -19,14 +19,14 @@
  * median beside it. Results: bench/results/openflow.json.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { flowMod, installFlows } from "../src/controller/flow-installer.js";
 import { connectOpenFlow } from "../src/openflow/client.js";
 import type { OfRequest } from "../src/openflow/connection.js";
 import { OvsSandbox } from "../src/sandbox/ovs.js";
 import { run } from "../src/util/exec.js";
+import { machineFacts, writeResult } from "./report.js";
 
 interface Flow {
   table: number;
@@ -173,22 +173,14 @@ export async function openflow(): Promise<void> {
       command: `npm run bench -- openflow${process.env.FLOWDRAKE_BENCH_FLOWS ? ` (FLOWDRAKE_BENCH_FLOWS=${n})` : ""}`,
       flows: n,
       runsPerMode: runs,
-      machine: {
-        cpu: cpus()[0]?.model ?? "unknown",
-        cores: cpus().length,
-        node: process.version,
-        ovs: tool(["ovs-vswitchd", "--version"]),
-        ovsOfctl: tool(["ovs-ofctl", "--version"]),
-      },
+      machine: { ...machineFacts(), ovsOfctl: tool(["ovs-ofctl", "--version"]) },
       setup:
         "private OVS sandbox, dummy datapath, one bridge; del-flows before every run; timed until the switch confirmed (barrier/commit reply or ovs-ofctl exit); flow count checked after each run",
       results,
       ratios,
       goal: "ratio >= 1.0",
     };
-    const dir = join(process.cwd(), "bench", "results");
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "openflow.json"), JSON.stringify(out, null, 2) + "\n");
+    writeResult("openflow", out);
     process.stdout.write(
       `\n${n} flows, best of ${runs} (median in brackets), ${out.machine.cpu} × ${out.machine.cores}\n`,
     );

@@ -7,7 +7,17 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 
-export function machineFacts(): Record<string, unknown> {
+export interface MachineFacts {
+  date: string;
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  node: string;
+  ovs: string;
+  kernel: string;
+}
+
+export function machineFacts(): MachineFacts {
   const version = (argv: string[]) => {
     try {
       return execFileSync(argv[0]!, argv.slice(1), { encoding: "utf8" }).split("\n")[0]!.trim();
@@ -17,7 +27,7 @@ export function machineFacts(): Record<string, unknown> {
   };
   return {
     date: new Date().toISOString(),
-    cpu: cpus()[0]?.model,
+    cpu: cpus()[0]?.model ?? "unknown",
     cores: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,

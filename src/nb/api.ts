@@ -139,14 +139,7 @@ export class NbApi {
       const { value, reservations } = await this.prepare(kind, parsed, undefined);
       const ops: TxnOp[] = [{ op: "put", kind, key, value, expectVersion: 0 }];
       ops.push(...(await this.reservationOps(kind, key, new Map(), reservations)));
-      const r = await this.store.txn(ops);
-      return {
-        kind,
-        key,
-        version: r.versions[0]!,
-        modRevision: r.revision,
-        value: value as unknown as ModelOf[K],
-      };
+      return this.commitObject<K>(kind, key, ops, value);
     });
   }
 
@@ -184,14 +177,7 @@ export class NbApi {
       const { value, reservations } = await this.prepare(kind, parsed, oldValue);
       const ops: TxnOp[] = [{ op: "put", kind, key, value, expectVersion: old.version }];
       ops.push(...(await this.reservationOps(kind, key, this.reservationsOf(kind, oldValue), reservations)));
-      const r = await this.store.txn(ops);
-      return {
-        kind,
-        key,
-        version: r.versions[0]!,
-        modRevision: r.revision,
-        value: value as unknown as ModelOf[K],
-      };
+      return this.commitObject<K>(kind, key, ops, value);
     });
   }
 
@@ -417,6 +403,23 @@ export class NbApi {
   // ---- integrity and IPAM -------------------------------------------------------------
 
   /** Check references, fill allocated fields, and return the reservations the object holds. */
+  /** Commit a put (plus its reservations) and return the object as stored. */
+  private async commitObject<K extends ObjectKind>(
+    kind: K,
+    key: string,
+    ops: TxnOp[],
+    value: unknown,
+  ): Promise<Versioned<ModelOf[K]>> {
+    const r = await this.store.txn(ops);
+    return {
+      kind,
+      key,
+      version: r.versions[0]!,
+      modRevision: r.revision,
+      value: value as ModelOf[K],
+    };
+  }
+
   private async prepare(
     kind: ObjectKind,
     v: Obj,

@@ -176,18 +176,21 @@ export class OvsSandbox {
 
   /** Stop and start ovs-vswitchd (flows are lost; the database is kept). */
   async restartVswitchd(): Promise<void> {
-    this.killDaemon("ovs-vswitchd");
+    await this.killDaemon("ovs-vswitchd");
     await this.startVswitchd();
     await this.vsctl("--timeout=20", "wait-until", "Open_vSwitch", ".", "cur_cfg>=1");
   }
 
   /** Stop and start ovsdb-server (the database file is kept). */
   async restartOvsdb(): Promise<void> {
-    this.killDaemon("ovsdb-server");
+    await this.killDaemon("ovsdb-server");
     await this.startOvsdb(this.ovsdbTcpPort !== undefined);
   }
 
-  killDaemon(daemon: "ovsdb-server" | "ovs-vswitchd", signal: NodeJS.Signals = "SIGTERM"): void {
+  async killDaemon(
+    daemon: "ovsdb-server" | "ovs-vswitchd",
+    signal: NodeJS.Signals = "SIGTERM",
+  ): Promise<void> {
     const pidfile = join(this.dir, `${daemon}.pid`);
     let pid: number;
     try {
@@ -208,7 +211,7 @@ export class OvsSandbox {
       } catch {
         return;
       }
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      await new Promise((r) => setTimeout(r, 20));
     }
     try {
       process.kill(pid, "SIGKILL");

@@ -71,7 +71,7 @@ describe("OvsdbSession across server restarts", () => {
     s.on("connected", (i) => connected.push(i));
 
     // Down: change one row in the database file itself, then start the server again.
-    sb.killDaemon("ovsdb-server");
+    await sb.killDaemon("ovsdb-server");
     await waitFor(() => !s.connected, 10_000, "session to notice the server is gone");
     await run(
       [
