@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { register, runTc, splitTcArgv } from "../../src/cli/tc.js";
+import { batchLines, filterJson, filterText, register, runTc, splitTcArgv } from "../../src/cli/tc.js";
 import { UsageError } from "../../src/util/errors.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -54,9 +54,74 @@ describe("flowdrake tc --dry-run --hex", () => {
     expect(splitTcArgv(["filter", "--hex", "--ifindex=a=1", "x", "--dry-run"])).toEqual({
       dryRun: true,
       hex: true,
+      json: false,
       ifindex: { a: 1 },
       args: ["filter", "x"],
     });
+    expect(splitTcArgv(["--netns", "ns1", "filter", "show", "--json", "--netns=ns2"])).toMatchObject({
+      json: true,
+      netns: "ns2",
+      args: ["filter", "show"],
+    });
+    expect(() => splitTcArgv(["--netns", "../x"])).toThrow(UsageError);
+    expect(() => splitTcArgv(["--netns"])).toThrow(UsageError);
+  });
+
+  it("reads batch files as tc -b does: comments and blank lines skipped, line numbers kept", () => {
+    const text =
+      "# header\n\nqdisc add dev v0 clsact\n  tc filter add dev v0 ingress flower action drop # c\n";
+    expect(batchLines(text)).toEqual([
+      { line: 3, words: ["qdisc", "add", "dev", "v0", "clsact"] },
+      { line: 4, words: ["filter", "add", "dev", "v0", "ingress", "flower", "action", "drop"] },
+    ]);
+  });
+
+  it("prints a dumped rule with tc-like text, rule counters and JSON", () => {
+    const rule = {
+      prio: 10,
+      protocol: 0x0800,
+      handle: 1,
+      match: { ipProto: 1, dstIp: { value: "10.0.0.2", mask: "255.255.255.255" } },
+      flags: { skipHw: true, notInHw: true },
+      actions: [
+        {
+          kind: "mirred" as const,
+          direction: "egress" as const,
+          mode: "redirect" as const,
+          ifindex: 7,
+          control: 4,
+          index: 1,
+          stats: { bytes: 980n, packets: 10, hwBytes: 0n, hwPackets: 0 },
+        },
+      ],
+    };
+    const f = {
+      ifindex: 3,
+      parent: 0xfffffff2,
+      kind: "flower",
+      chain: 0,
+      prio: 10,
+      protocol: 0x0800,
+      handle: 1,
+      rule,
+    };
+    const names = (i: number) => (i === 7 ? "rb" : `if${i}`);
+    const text = filterText(f, names);
+    expect(text).toContain("filter protocol ip pref 10 flower chain 0 handle 0x1");
+    expect(text).toContain("Egress Redirect to device rb");
+    expect(text).toContain("stats: 10 pkt 980 bytes (sw 10 pkt 980 bytes, hw 0 pkt 0 bytes) not_in_hw");
+    const j = filterJson(f, "ra", names);
+    expect(j).toMatchObject({ dev: "ra", hook: "ingress", prio: 10, protocol: "ip", handle: 1, inHw: false });
+    expect(j.stats).toEqual({
+      packets: 10,
+      bytes: 980,
+      hwPackets: 0,
+      hwBytes: 0,
+      swPackets: 10,
+      swBytes: 980,
+    });
+    expect(j.actions?.[0]).toMatchObject({ kind: "mirred", dev: "rb", stats: { packets: 10, bytes: 980 } });
+    expect(() => JSON.stringify(j)).not.toThrow();
   });
 
   it("rejects bad input with UsageError", () => {

@@ -7,7 +7,7 @@
 import type { ByteWriter } from "../../../util/bytes.js";
 import { UsageError } from "../../../util/errors.js";
 import { ByteReader } from "../../../util/bytes.js";
-import type { AttrValues } from "../attrs.js";
+import { type AttrValues, attrSet } from "../attrs.js";
 import { type BatchOptions, type BatchResult, NetlinkClient, type OutMessage } from "../client.js";
 import {
   encodeNlmsg,
@@ -35,6 +35,9 @@ import {
 } from "./schema.js";
 
 export type Hook = "ingress" | "egress";
+
+/** The one IFLA_* attribute tc needs from RTM_GETLINK answers (linux/if_link.h 6.1). */
+const ifinfoAttrs = attrSet("IFLA", "linux/if_link.h 6.1", { IFNAME: { id: 3, type: "string" } });
 
 export interface FilterTarget {
   ifindex: number;
@@ -125,6 +128,11 @@ export interface InstalledFilter {
   ifindex: number;
   parent: number;
   kind: string;
+  chain: number;
+  prio: number;
+  protocol: number;
+  /** 0 for the per-(chain, prio) entry the kernel lists before its filters. */
+  handle: number;
   rule?: FlowerRule;
 }
 
@@ -144,6 +152,25 @@ export class TcClient {
 
   close(): void {
     this.nl.close();
+  }
+
+  /** Every device of the socket's namespace: ifindex → name (RTM_GETLINK dump). */
+  async links(): Promise<Map<number, string>> {
+    const parts = await this.nl.dump({
+      type: 18 /* RTM_GETLINK */,
+      flags: 0,
+      typeName: "RTM_GETLINK dump",
+      body: (w) => w.zeros(16),
+    });
+    const out = new Map<number, string>();
+    for (const m of parts) {
+      const r = new ByteReader(m.payload, 0, m.payload.length, "ifinfomsg");
+      const index = r.skip(4).i32le("ifi_index");
+      r.skip(8, "ifi_flags, ifi_change");
+      const name = ifinfoAttrs.decode(r).IFNAME;
+      if (typeof name === "string") out.set(index, name);
+    }
+    return out;
   }
 
   /** The ifindex of a device, asked of the kernel (RTM_GETLINK with IFLA_IFNAME). */
@@ -244,7 +271,15 @@ export function installFlowerRules(
 export function decodeFilter(m: ReturnType<typeof decodeTcMessage>): InstalledFilter {
   const kind = String(m.attrs.KIND ?? "");
   const { prio, protocol } = unpackInfo(m.tcm.info);
-  const f: InstalledFilter = { ifindex: m.tcm.ifindex, parent: m.tcm.parent, kind };
+  const f: InstalledFilter = {
+    ifindex: m.tcm.ifindex,
+    parent: m.tcm.parent,
+    kind,
+    chain: m.attrs.CHAIN !== undefined ? Number(m.attrs.CHAIN) : 0,
+    prio,
+    protocol,
+    handle: m.tcm.handle,
+  };
   if (kind === "flower" && m.attrs.OPTIONS && !Buffer.isBuffer(m.attrs.OPTIONS)) {
     const base: { prio: number; protocol: number; chain?: number; handle?: number } = { prio, protocol };
     if (m.attrs.CHAIN !== undefined) base.chain = Number(m.attrs.CHAIN);
