@@ -22,9 +22,30 @@
  *   - withLock        = a lease-bound key created by a `version == 0` txn,
  *     retried until the timeout (then LockTimeoutError); the lease makes a
  *     crashed holder's lock vanish after its TTL.
+ *
+ * A cluster and its failures. The client gets every member's endpoint; each
+ * call goes to one member, and a member that failed is skipped for a second.
+ * A transient failure (member gone, "leader changed", "no leader", a timed out
+ * request) is retried on another member until `retryMs` has passed — the
+ * library's own blind retry is switched off, because retrying a write whose
+ * first attempt committed but whose answer was lost would apply it twice (or
+ * report a conflict with itself). Instead every transaction also writes a
+ * per-client *commit marker*, `/flowdrake/txn/<client>/<slot>` = a fresh
+ * nonce, guarded by the marker's version; a slot belongs to one transaction
+ * at a time. A retry of a transaction whose first attempt did commit then
+ * fails its marker guard, and the failure branch reads the marker back: it
+ * holds our nonce, so the write is reported as committed (at the marker's
+ * revision), exactly once. Locks use the same idea with the holder id.
  */
 import { randomBytes } from "node:crypto";
-import { Etcd3, type IKeyValue, type Lease as EtcdLease, type Watcher } from "etcd3";
+import {
+  Etcd3,
+  isRecoverableError,
+  type IKeyValue,
+  type IOptions,
+  type Lease as EtcdLease,
+  type Watcher,
+} from "etcd3";
 import { errorMessage } from "../../util/errors.js";
 import { logger } from "../../util/log.js";
 import { ConflictError, LockTimeoutError, StoreError } from "./errors.js";
@@ -44,7 +65,69 @@ const log = logger("nb-etcd");
 
 export const NB_PREFIX = "/flowdrake/nb/";
 export const LOCK_PREFIX = "/flowdrake/lock/";
+export const TXN_PREFIX = "/flowdrake/txn/";
 const LOCK_TTL_SECONDS = 10;
+/** How long a call keeps retrying transient failures (leader change, member down). */
+const DEFAULT_RETRY_MS = 20_000;
+/** Deadline of one unary gRPC call. */
+const CALL_DEADLINE_MS = 5_000;
+/** How long a member that failed is skipped. */
+const HOST_PENALTY_MS = 1_000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+class HostSkipped extends Error {
+  constructor(host: string) {
+    super(`etcd member ${host} skipped after a recent failure`);
+  }
+}
+
+/** A failure that another attempt (possibly on another member) may not have. */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof ConflictError || err instanceof LockTimeoutError) return false;
+  if (!(err instanceof Error)) return false;
+  if (err instanceof HostSkipped || isRecoverableError(err)) return true;
+  return /leader changed|no leader|timed out|timeout|deadline|unavailable|ECONNREFUSED|ECONNRESET|EPIPE|connection|too many requests|not capable|stopped|member skipped|No connection established|Connection pool has no hosts|circuit/i.test(
+    err.message,
+  );
+}
+
+type FaultHandling = NonNullable<IOptions["faultHandling"]>;
+type HostPolicy = ReturnType<NonNullable<FaultHandling["host"]>>;
+type Backoff = NonNullable<FaultHandling["watchBackoff"]>;
+
+/** No retry at all: our own loop retries, knowing which calls are safe to repeat. */
+function passThrough(): HostPolicy {
+  return {
+    execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T) =>
+      fn({ signal: new AbortController().signal }),
+  } as unknown as HostPolicy;
+}
+
+/** Skip a member for HOST_PENALTY_MS after a transient failure; the pool then picks another. */
+function hostPenalty(host: string, others: boolean): HostPolicy {
+  let skipUntil = 0;
+  return {
+    execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T) => {
+      if (Date.now() < skipUntil) throw new HostSkipped(host);
+      try {
+        return await fn({ signal: new AbortController().signal });
+      } catch (err) {
+        // a cancelled stream is our own doing (a closed watch), not the member's fault
+        if (others && isTransient(err) && !/CANCELLED/.test(errorMessage(err))) {
+          log.debug({ host, err: errorMessage(err) }, "etcd member failed; skipping it for a moment");
+          skipUntil = Date.now() + HOST_PENALTY_MS;
+        }
+        throw err;
+      }
+    },
+  } as unknown as HostPolicy;
+}
+
+/** Watch stream reconnect backoff: 50 ms doubling to 1 s (the library default grows to 30 s). */
+function watchBackoff(ms = 50): Backoff {
+  return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, 1000)) } as unknown as Backoff;
+}
 
 function objectKey(kind: Kind, key: string): string {
   if (!kind || kind.includes("/"))
@@ -106,24 +189,47 @@ class EtcdStore implements NbStore {
   private readonly watches = new Set<EtcdWatch>();
   private readonly leases = new Set<EtcdLease>();
   private closed = false;
+  /** Identifies this client's commit markers. */
+  private readonly clientId = randomBytes(8).toString("hex");
+  /** Commit-marker slots: free ones, and the marker version each slot is at. */
+  private readonly freeSlots: number[] = [];
+  private readonly slotVersion: number[] = [];
 
   constructor(
     readonly client: Etcd3,
     readonly endpoints: string[],
+    public retryMs = DEFAULT_RETRY_MS,
   ) {}
 
+  private markerKey(slot: number): Buffer {
+    return Buffer.from(`${TXN_PREFIX}${this.clientId}/${slot}`);
+  }
+
+  /**
+   * Run one etcd operation, retrying transient failures until retryMs has
+   * passed. `fn` must be safe to repeat (reads, or writes that detect their
+   * own earlier commit); errors come out as StoreError.
+   */
   private async call<T>(what: string, context: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new StoreError(`etcd store is closed (${what})`, context);
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof StoreError || err instanceof ConflictError || err instanceof LockTimeoutError)
-        throw err;
-      throw new StoreError(
-        `etcd ${what} failed: ${errorMessage(err)}`,
-        { ...context, endpoints: this.endpoints },
-        { cause: err },
-      );
+    const deadline = Date.now() + this.retryMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof StoreError || err instanceof ConflictError || err instanceof LockTimeoutError)
+          throw err;
+        if (!this.closed && isTransient(err) && Date.now() < deadline) {
+          if (attempt === 0) log.info({ what, err: errorMessage(err) }, "etcd call failed, retrying");
+          await sleep(Math.min(25 * 2 ** Math.min(attempt, 5), 500, Math.max(1, deadline - Date.now())));
+          continue;
+        }
+        throw new StoreError(
+          `etcd ${what} failed: ${errorMessage(err)}`,
+          { ...context, endpoints: this.endpoints, attempts: attempt + 1 },
+          { cause: err },
+        );
+      }
     }
   }
 
@@ -150,67 +256,126 @@ class EtcdStore implements NbStore {
     });
   }
 
-  txn(ops: TxnOp[]): Promise<TxnResult> {
-    return this.call("txn", { ops: ops.length }, async () => {
-      if (ops.length === 0) return { revision: await this.revision(), versions: [] };
-      const seen = new Set<string>();
-      for (const op of ops) {
-        const k = objectKey(op.kind, op.key);
-        if (seen.has(k)) {
-          throw new StoreError(`transaction touches ${op.kind}/${op.key} twice`, {
-            kind: op.kind,
-            key: op.key,
-          });
-        }
-        seen.add(k);
+  async txn(ops: TxnOp[]): Promise<TxnResult> {
+    if (ops.length === 0) return { revision: await this.revision(), versions: [] };
+    const seen = new Set<string>();
+    for (const op of ops) {
+      const k = objectKey(op.kind, op.key);
+      if (seen.has(k)) {
+        throw new StoreError(`transaction touches ${op.kind}/${op.key} twice`, {
+          kind: op.kind,
+          key: op.key,
+        });
       }
-      const guarded = ops.filter((op) => op.expectVersion !== undefined);
+      seen.add(k);
+    }
+    const guarded = ops.filter((op) => op.expectVersion !== undefined);
+    const slot = this.freeSlots.pop() ?? this.slotVersion.push(0) - 1;
+    const nonce = randomBytes(8).toString("hex");
+    try {
+      return await this.call("txn", { ops: ops.length }, () => this.txnWithMarker(ops, guarded, slot, nonce));
+    } finally {
+      this.freeSlots.push(slot);
+    }
+  }
+
+  /** One transaction plus its commit marker; see the module comment. Repeatable. */
+  private async txnWithMarker(
+    ops: TxnOp[],
+    guarded: TxnOp[],
+    slot: number,
+    nonce: string,
+  ): Promise<TxnResult> {
+    const marker = this.markerKey(slot);
+    for (let stale = 0; ; stale++) {
       const res = await this.client.kv.txn({
-        compare: guarded.map((op) => ({
-          key: Buffer.from(objectKey(op.kind, op.key)),
-          target: "Version" as const,
-          result: "Equal" as const,
-          version: op.expectVersion!,
-        })),
-        success: ops.map((op) =>
-          op.op === "put"
-            ? {
-                request_put: {
-                  key: Buffer.from(objectKey(op.kind, op.key)),
-                  value: Buffer.from(JSON.stringify(op.value ?? null)),
-                  prev_kv: true,
-                  ...(op.lease ? { lease: op.lease } : {}),
-                },
-              }
-            : { request_delete_range: { key: Buffer.from(objectKey(op.kind, op.key)) } },
-        ),
-        failure: guarded.map((op) => ({ request_range: { key: Buffer.from(objectKey(op.kind, op.key)) } })),
+        compare: [
+          ...guarded.map((op) => ({
+            key: Buffer.from(objectKey(op.kind, op.key)),
+            target: "Version" as const,
+            result: "Equal" as const,
+            version: op.expectVersion!,
+          })),
+          {
+            key: marker,
+            target: "Version" as const,
+            result: "Equal" as const,
+            version: this.slotVersion[slot]!,
+          },
+        ],
+        success: [
+          ...ops.map((op) =>
+            op.op === "put"
+              ? {
+                  request_put: {
+                    key: Buffer.from(objectKey(op.kind, op.key)),
+                    value: Buffer.from(JSON.stringify(op.value ?? null)),
+                    prev_kv: true,
+                    ...(op.lease ? { lease: op.lease } : {}),
+                  },
+                }
+              : { request_delete_range: { key: Buffer.from(objectKey(op.kind, op.key)) } },
+          ),
+          { request_put: { key: marker, value: Buffer.from(nonce) } },
+        ],
+        failure: [
+          ...guarded.map((op) => ({ request_range: { key: Buffer.from(objectKey(op.kind, op.key)) } })),
+          { request_range: { key: marker } },
+        ],
       });
-      if (!res.succeeded) {
-        for (let i = 0; i < guarded.length; i++) {
-          const op = guarded[i]!;
-          const actual = Number(res.responses[i]?.response_range?.kvs[0]?.version ?? 0);
-          if (actual !== op.expectVersion) {
-            throw new ConflictError(
-              `${op.op} ${op.kind}/${op.key}: expected version ${op.expectVersion}, found ${actual}`,
-              op.kind,
-              op.key,
-              op.expectVersion,
-              actual,
-            );
-          }
+      if (res.succeeded) {
+        this.slotVersion[slot] = this.slotVersion[slot]! + 1;
+        const versions = ops.map((op, i) => {
+          if (op.op === "delete") return 0;
+          const prev = res.responses[i]?.response_put?.prev_kv;
+          return prev ? Number(prev.version) + 1 : 1;
+        });
+        return { revision: Number(res.header.revision), versions };
+      }
+      const m = res.responses[guarded.length]?.response_range?.kvs[0];
+      this.slotVersion[slot] = m ? Number(m.version) : 0;
+      if (m && m.value.toString() === nonce) {
+        // an earlier attempt of this very transaction committed; its answer was lost
+        log.info({ revision: Number(m.mod_revision) }, "transaction had committed before the retry");
+        return this.committedEarlier(ops, Number(m.mod_revision));
+      }
+      for (let i = 0; i < guarded.length; i++) {
+        const op = guarded[i]!;
+        const actual = Number(res.responses[i]?.response_range?.kvs[0]?.version ?? 0);
+        if (actual !== op.expectVersion) {
+          throw new ConflictError(
+            `${op.op} ${op.kind}/${op.key}: expected version ${op.expectVersion}, found ${actual}`,
+            op.kind,
+            op.key,
+            op.expectVersion,
+            actual,
+          );
         }
+      }
+      // only the marker moved (a late commit of an older transaction on this slot): try again
+      if (stale >= 3) {
         throw new StoreError("transaction guard failed but every guarded key matched on re-read", {
           ops: ops.map((o) => `${o.op} ${o.kind}/${o.key}`),
         });
       }
-      const versions = ops.map((op, i) => {
-        if (op.op === "delete") return 0;
-        const prev = res.responses[i]?.response_put?.prev_kv;
-        return prev ? Number(prev.version) + 1 : 1;
-      });
-      return { revision: Number(res.header.revision), versions };
+    }
+  }
+
+  /** The result of a transaction found committed at `revision`: versions read at that revision. */
+  private async committedEarlier(ops: TxnOp[], revision: number): Promise<TxnResult> {
+    const puts = ops.filter((op) => op.op === "put");
+    const res = await this.client.kv.txn({
+      compare: [],
+      success: puts.map((op) => ({
+        request_range: { key: Buffer.from(objectKey(op.kind, op.key)), revision },
+      })),
+      failure: [],
     });
+    let i = 0;
+    const versions = ops.map((op) =>
+      op.op === "delete" ? 0 : Number(res.responses[i++]?.response_range?.kvs[0]?.version ?? 1),
+    );
+    return { revision, versions };
   }
 
   async watch(opts: WatchOptions, onEvent: (ev: WatchEvent) => void): Promise<Watch> {
@@ -226,48 +391,64 @@ class EtcdStore implements NbStore {
     };
   }
 
+  /** Grant an etcd lease; a failed grant is retried with a fresh lease object. */
+  private newLease(
+    ttlSeconds: number,
+    autoKeepAlive: boolean,
+    context: Record<string, unknown>,
+  ): Promise<{ lease: EtcdLease; id: string }> {
+    return this.call("grant lease", { ...context, ttlSeconds }, async () => {
+      const lease = this.client.lease(ttlSeconds, { autoKeepAlive });
+      lease.on("lost", (err) => log.warn({ err: errorMessage(err), ...context }, "lease lost"));
+      try {
+        return { lease, id: await lease.grant() };
+      } catch (err) {
+        lease.release();
+        throw err;
+      }
+    });
+  }
+
   async withLock<T>(name: string, fn: () => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const lockKey = Buffer.from(`${LOCK_PREFIX}${name}`);
-    const lease = this.client.lease(LOCK_TTL_SECONDS, { autoKeepAlive: true });
-    lease.on("lost", (err) => log.warn({ err, name }, "lock lease lost"));
-    const leaseId = await this.call("lock lease", { name }, () => lease.grant());
+    const { lease, id: leaseId } = await this.newLease(LOCK_TTL_SECONDS, true, { lock: name });
     const holder = randomBytes(8).toString("hex");
     const deadline = Date.now() + timeoutMs;
     try {
       for (let attempt = 0; ; attempt++) {
-        const res = await this.call("lock", { name }, () =>
-          this.client.kv.txn({
+        // repeatable: an attempt whose answer was lost shows up as our holder id
+        const got = await this.call("lock", { name }, async () => {
+          const res = await this.client.kv.txn({
             compare: [{ key: lockKey, target: "Version", result: "Equal", version: 0 }],
             success: [{ request_put: { key: lockKey, value: Buffer.from(holder), lease: leaseId } }],
-            failure: [],
-          }),
-        );
-        if (res.succeeded) break;
+            failure: [{ request_range: { key: lockKey } }],
+          });
+          return res.succeeded || res.responses[0]?.response_range?.kvs[0]?.value.toString() === holder;
+        });
+        if (got) break;
         if (Date.now() >= deadline) throw new LockTimeoutError(name, timeoutMs);
         const pause = Math.min(20 * 2 ** Math.min(attempt, 4), 200) * (0.5 + Math.random());
-        await new Promise((r) => setTimeout(r, Math.min(pause, Math.max(1, deadline - Date.now()))));
+        await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
       }
       try {
         return await fn();
       } finally {
-        await this.client.kv
-          .txn({
+        await this.call("unlock", { name }, () =>
+          this.client.kv.txn({
             compare: [{ key: lockKey, target: "Value", result: "Equal", value: Buffer.from(holder) }],
             success: [{ request_delete_range: { key: lockKey } }],
             failure: [],
-          })
-          .catch((err: unknown) => log.warn({ err, name }, "lock release failed (the lease will expire it)"));
+          }),
+        ).catch((err: unknown) => log.warn({ err, name }, "lock release failed (the lease will expire it)"));
       }
     } finally {
-      await lease.revoke().catch(() => undefined);
+      await this.call("lock lease revoke", { name }, () => lease.revoke()).catch(() => undefined);
     }
   }
 
   async grantLease(ttlSeconds: number, opts: { keepAlive?: boolean } = {}): Promise<Lease> {
-    const lease = this.client.lease(ttlSeconds, { autoKeepAlive: opts.keepAlive ?? true });
-    lease.on("lost", (err) => log.warn({ err, ttlSeconds }, "lease lost"));
-    const id = await this.call("grant lease", { ttlSeconds }, () => lease.grant());
+    const { lease, id } = await this.newLease(ttlSeconds, opts.keepAlive ?? true, {});
     this.leases.add(lease);
     return {
       id,
@@ -290,6 +471,13 @@ class EtcdStore implements NbStore {
     this.watches.clear();
     for (const l of [...this.leases]) l.release();
     this.leases.clear();
+    if (this.slotVersion.length) {
+      // drop this client's commit markers (best effort: a crashed client leaves a few small keys)
+      const prefix = `${TXN_PREFIX}${this.clientId}/`;
+      await this.client.kv
+        .deleteRange({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) })
+        .catch((err: unknown) => log.debug({ err: errorMessage(err) }, "commit markers not removed"));
+    }
     this.closed = true;
     this.client.close();
   }
@@ -416,14 +604,30 @@ class EtcdWatch {
   }
 }
 
+export interface EtcdStoreOptions {
+  /** How long one call keeps retrying transient failures (default 20 s). */
+  retryMs?: number;
+}
+
 /** Open the etcd driver on these endpoints (`host:port`, `http://host:port` or `etcd://h:p,h:p`). */
-export async function openEtcdStore(endpoints: string[]): Promise<NbStore> {
+export async function openEtcdStore(endpoints: string[], opts: EtcdStoreOptions = {}): Promise<NbStore> {
   const hosts = etcdEndpoints(endpoints);
   if (hosts.length === 0) throw new StoreError("no etcd endpoints given", { endpoints });
-  const client = new Etcd3({ hosts, dialTimeout: 3000 });
-  const store = new EtcdStore(client, hosts);
+  const client = new Etcd3({
+    hosts,
+    dialTimeout: 3000,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
+    faultHandling: {
+      global: passThrough(),
+      host: (h) => hostPenalty(h, hosts.length > 1),
+      watchBackoff: watchBackoff(),
+    },
+  });
+  // the first contact gives up sooner: an unreachable cluster is a setup problem, not a blip
+  const store = new EtcdStore(client, hosts, Math.min(opts.retryMs ?? DEFAULT_RETRY_MS, 3000));
   try {
     await store.revision();
+    store.retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
   } catch (err) {
     client.close();
     throw new StoreError(
