@@ -3,6 +3,7 @@
  * `register(program)` function. Add a line here to add a command.
  */
 import type { Command } from "commander";
+import { register as agent } from "./agent.js";
 import { register as caps } from "./caps.js";
 import { register as demo } from "./demo.js";
 import { register as nb } from "./nb.js";
@@ -10,4 +11,4 @@ import { register as tc } from "./tc.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [caps, demo, nb, tc];
+export const commands: RegisterCommand[] = [agent, caps, demo, nb, tc];

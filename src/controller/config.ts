@@ -1,0 +1,108 @@
+/**
+ * The agent's configuration: one YAML file (`flowdrake agent --config FILE`),
+ * every option also a command-line flag that wins over the file. Validated
+ * with zod; a bad file is refused with the field and the reason, before the
+ * agent touches OVS or the NB.
+ *
+ *   chassis: host1                  # this node's name in the NB
+ *   tunnelIp: 192.168.77.1          # local end of the Geneve/VXLAN tunnels
+ *   encap: geneve                   # preferred encapsulation (geneve | vxlan)
+ *   ovsdb: unix:/var/run/openvswitch/db.sock
+ *   bridge: br-int
+ *   openflow: unix:/var/run/openvswitch/br-int.mgmt   # default: next to the ovsdb socket
+ *   nb: embedded:/var/lib/flowdrake/nb                 # or etcd://h:p[,h:p]
+ *   pubsub: tcp://127.0.0.1:6650    # ZeroMQ publisher; absent = follow the store's watch
+ *   logLevel: info
+ *   metrics: 127.0.0.1:9464         # Prometheus /metrics; "" = off
+ *   apps: [classifier, portsec, dhcp, arp, l2, tunnel]
+ *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }
+ *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
+ */
+import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { DEFAULT_APPS, APP_FACTORIES } from "../apps/index.js";
+import { DEFAULT_NB_URL } from "../nb/store/open.js";
+import { UsageError } from "../util/errors.js";
+
+const ipv4 = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}$/, "is not an IPv4 address");
+
+export const agentConfigSchema = z.strictObject({
+  chassis: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, "is not a valid chassis name"),
+  tunnelIp: ipv4,
+  encap: z.enum(["geneve", "vxlan"]).default("geneve"),
+  ovsdb: z.string().default("unix:/var/run/openvswitch/db.sock"),
+  bridge: z.string().min(1).default("br-int"),
+  /** br-int's datapath type: "system" (kernel, and NIC offload) or "netdev" (userspace). */
+  datapathType: z.enum(["system", "netdev"]).default("system"),
+  openflow: z.string().optional(),
+  nb: z.string().default(DEFAULT_NB_URL),
+  pubsub: z.string().optional(),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  metrics: z.string().default("127.0.0.1:9464"),
+  apps: z
+    .array(z.string().refine((a) => a in APP_FACTORIES, "is not a known app"))
+    .default([...DEFAULT_APPS]),
+  dhcp: z
+    .strictObject({
+      ratePps: z.number().int().positive().default(100),
+      leaseTime: z.number().int().positive().optional(),
+      domain: z.string().optional(),
+    })
+    .default({ ratePps: 100 }),
+  offload: z
+    .strictObject({
+      hwOffload: z.boolean().optional(),
+      tcPolicy: z.enum(["none", "skip_sw", "skip_hw"]).optional(),
+      maxIdleMs: z.number().int().positive().optional(),
+      nOffloadThreads: z.number().int().positive().optional(),
+    })
+    .default({}),
+  /** Seconds between chassis heartbeats (the liveness lease lasts 3 of them). */
+  heartbeatSeconds: z.number().int().positive().default(5),
+});
+
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+export class ConfigError extends UsageError {}
+
+/** Validate raw input (file contents merged with flags). */
+export function parseAgentConfig(raw: unknown, source = "config"): AgentConfig {
+  const r = agentConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new ConfigError(`${source} is invalid:\n${lines.join("\n")}`, { source });
+  }
+  return r.data;
+}
+
+export function loadAgentConfig(file: string | undefined, flags: Record<string, unknown>): AgentConfig {
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, { file });
+    }
+    try {
+      raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
+    } catch (err) {
+      throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}`, { file });
+    }
+    if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file}: expected a mapping`);
+  }
+  const merged = { ...raw };
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+  return parseAgentConfig(merged, file ?? "flags");
+}
+
+/** The OpenFlow target: configured, or br-int's management socket next to the ovsdb socket. */
+export function openflowTarget(c: AgentConfig): string {
+  if (c.openflow) return c.openflow;
+  if (c.ovsdb.startsWith("unix:")) return `unix:${dirname(c.ovsdb.slice(5))}/${c.bridge}.mgmt`;
+  throw new ConfigError(
+    "openflow: required when ovsdb is not a unix socket (e.g. unix:/run/ovs/br-int.mgmt)",
+  );
+}
