@@ -19,6 +19,7 @@
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  */
 import { readFileSync } from "node:fs";
+import { isIPv4 } from "node:net";
 import { dirname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
@@ -26,7 +27,7 @@ import { DEFAULT_APPS, APP_FACTORIES } from "../apps/index.js";
 import { DEFAULT_NB_URL } from "../nb/store/open.js";
 import { UsageError } from "../util/errors.js";
 
-const ipv4 = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}$/, "is not an IPv4 address");
+const ipv4 = z.string().refine((s) => isIPv4(s), "is not an IPv4 address");
 
 export const agentConfigSchema = z.strictObject({
   chassis: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/, "is not a valid chassis name"),
