@@ -75,7 +75,8 @@ export interface ListFilter {
 type Obj = Record<string, unknown>;
 type Reservations = Map<string, string>; // "<ipam kind>\0<key>" → owner
 
-const IMMUTABLE: Partial<Record<ObjectKind, string[]>> = {
+/** Fields that update refuses to change (the object must be deleted and created again). */
+export const IMMUTABLE: Partial<Record<ObjectKind, string[]>> = {
   lswitch: ["networkType", "physicalNetwork", "external"],
   subnet: ["networkId", "cidr", "ipVersion"],
   lport: ["networkId", "deviceOwner"],

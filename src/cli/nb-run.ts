@@ -1,0 +1,110 @@
+/**
+ * What every `flowdrake nb` command shares: the exit codes scripts rely on
+ * (and the help text that documents them), the mapping from the NB layer's
+ * typed errors to those codes and to a one-line message, `--db`/`--json`, and
+ * `withApi` — open the store, run, print, close, never throw.
+ */
+import type { Command } from "commander";
+import { NbApi } from "../nb/api.js";
+import { KINDS, NotFoundError, type ObjectKind, ValidationError } from "../nb/model/index.js";
+import { ConflictError, LockTimeoutError, StoreError } from "../nb/store/errors.js";
+import { DEFAULT_NB_URL, openStore, resolveStoreUrl } from "../nb/store/open.js";
+import { FlowdrakeError, UsageError } from "../util/errors.js";
+
+type Obj = Record<string, unknown>;
+
+/** The exit codes of every `flowdrake nb` command. */
+export const NB_EXIT = { ok: 0, invalid: 1, usage: 2, notFound: 3, conflict: 4, unreachable: 5 } as const;
+
+export const NB_EXIT_HELP = `
+Exit codes:
+  0  ok
+  1  validation or integrity error (the message names object, field and reason; nothing was written)
+  2  usage error (unknown flag, missing argument, --set not a JSON object, bad --db)
+  3  not found (the object named on the command line does not exist)
+  4  conflict (--version does not match, the object already exists, a concurrent writer won)
+  5  store unreachable (etcd down, embedded store in use by another process, lock timeout)`;
+
+export interface NbOpts {
+  db?: string;
+  json?: boolean;
+  set?: string;
+  version?: string;
+  tenant?: string;
+  network?: string;
+  [flag: string]: unknown;
+}
+
+/** Map an error to the `nb` exit code. */
+export function nbExitCode(err: unknown): number {
+  if (err instanceof ValidationError)
+    return err.reason === "already exists" ? NB_EXIT.conflict : NB_EXIT.invalid;
+  if (err instanceof NotFoundError) return NB_EXIT.notFound;
+  if (err instanceof ConflictError) return NB_EXIT.conflict;
+  if (err instanceof StoreError || err instanceof LockTimeoutError) return NB_EXIT.unreachable;
+  if (err instanceof UsageError) return NB_EXIT.usage;
+  if (err instanceof FlowdrakeError && err.code === "USAGE") return NB_EXIT.usage;
+  return NB_EXIT.invalid;
+}
+
+/** One line for stderr; a validation error reads `<noun> <key>: <field>: <reason>`. */
+export function nbErrorMessage(err: unknown): string {
+  if (err instanceof ValidationError) {
+    const noun = Object.hasOwn(KINDS, err.kind) ? KINDS[err.kind as ObjectKind].noun : err.kind;
+    return `${noun} ${err.key || "(new)"}: ${err.field ? `${err.field}: ` : ""}${err.reason}`;
+  }
+  if (err instanceof NotFoundError) {
+    const noun = Object.hasOwn(KINDS, err.kind) ? KINDS[err.kind as ObjectKind].noun : err.kind;
+    return `${noun} ${err.key} does not exist`;
+  }
+  if (err instanceof ConflictError) return `conflict: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function parseSet(s: string | undefined): Obj {
+  if (s === undefined) return {};
+  try {
+    const v: unknown = JSON.parse(s);
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
+    return v as Obj;
+  } catch (err) {
+    throw new UsageError(`--set must be a JSON object: ${(err as Error).message}`);
+  }
+}
+
+export function parseVersion(v: string | undefined): { expectVersion?: number } {
+  if (v === undefined) return {};
+  if (!/^\d+$/.test(v)) throw new UsageError(`--version must be a non-negative integer, got "${v}"`);
+  return { expectVersion: Number(v) };
+}
+
+/**
+ * Open the store, run `fn`, print what it returns, close the store; map any
+ * error to its message on stderr and the exit code. Never throws.
+ */
+export async function withApi(opts: NbOpts, fn: (api: NbApi) => Promise<string | undefined>): Promise<void> {
+  let api: NbApi | undefined;
+  try {
+    const store = await openStore(resolveStoreUrl(opts.db));
+    api = new NbApi(store);
+    const out = await fn(api);
+    if (out !== undefined) process.stdout.write(out);
+  } catch (err) {
+    process.stderr.write(`flowdrake nb: ${nbErrorMessage(err)}\n`);
+    process.exitCode = nbExitCode(err);
+  } finally {
+    await api?.store.close().catch(() => undefined);
+  }
+}
+
+export const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+export function common(c: Command): Command {
+  return c
+    .option(
+      "--db <url>",
+      `embedded:PATH or etcd://host:port[,host:port] (env FLOWDRAKE_NB; default ${DEFAULT_NB_URL})`,
+    )
+    .option("--json", "print JSON for scripts")
+    .addHelpText("after", NB_EXIT_HELP);
+}
