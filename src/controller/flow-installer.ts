@@ -13,9 +13,12 @@
  *                unanswered — so 100k flow_mods stream at socket speed while
  *                memory stays bounded by the window, not the list.
  *
- * Both modes ride on OfConnection.sendAll, which waits for 'drain' when the
- * socket is full. OVN's ofctrl does the same (bundle + barrier, applied on
- * the barrier reply); this is the code path the bench measures.
+ * Both modes ride on OfConnection.sendAll / bundleAdd: the bulk encoder
+ * (openflow/wire-writer.ts) fills one chunk while the switch reads the
+ * previous one, and 'drain' paces it when the socket is full. The xids are
+ * allocated up front so every error can be attributed. OVN's ofctrl does the
+ * same (bundle + barrier, applied on the barrier reply); this is the code
+ * path the bench measures.
  */
 import { FlowdrakeError } from "../util/errors.js";
 import { logger } from "../util/log.js";
@@ -94,14 +97,14 @@ export async function installFlows(
   try {
     const barriers: Promise<void>[] = [];
     for (let i = 0; i < msgs.length; i += chunk) {
-      const part = msgs
-        .slice(i, i + chunk)
-        .map((m) => (m.xid === undefined ? { ...m, xid: conn.allocXid() } : m));
-      for (const m of part) mine.add(m.xid!);
+      const part = msgs.slice(i, i + chunk);
+      // Every xid is known before the first byte leaves, so no error can arrive unrecognized.
+      const xids = part.map((m) => m.xid ?? conn.allocXid());
+      for (const x of xids) mine.add(x);
       if (bundle) {
         const id = await conn.bundleOpen();
         const before = errors.length;
-        await conn.bundleAdd(id, part);
+        await conn.bundleAdd(id, part, undefined, xids);
         // OVS validates a message when it is added; a rejected add leaves it out of the
         // bundle rather than failing the commit, so ask (barrier) before committing.
         await conn.barrier(opts.timeoutMs);
@@ -117,7 +120,7 @@ export async function installFlows(
           errors.push(err);
         }
       } else {
-        await conn.sendAll(part);
+        await conn.sendAll(part, xids);
         barriers.push(conn.barrier(opts.timeoutMs));
         if (barriers.length >= window) await barriers.shift();
       }

@@ -35,7 +35,6 @@
  */
 import { EventEmitter, once } from "node:events";
 import type { Socket } from "node:net";
-import { ByteWriter } from "../util/bytes.js";
 import { ConnectionError, DecodeError, FlowdrakeError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
 import { FramingError, OfFramer } from "./framing.js";
@@ -47,7 +46,6 @@ import {
   decodeMessage,
   encodeMessage,
   readHeader,
-  writeMessage,
   type MessageOf,
   type OfMessage,
   type PacketIn,
@@ -55,8 +53,12 @@ import {
 } from "./message.js";
 import type { FlowStats, FlowStatsRequest, MultipartReplyBody, MultipartRequestBody } from "./multipart.js";
 import { OFPT, errorName } from "./names.js";
+import { OfWireWriter } from "./wire-writer.js";
 
 const log = logger("openflow");
+
+/** Bytes handed to the socket per write by sendAll/bundleAdd. */
+const FLUSH_BYTES = 256 * 1024;
 
 /** The switch answered with OFPT_ERROR. `errorName` is "OFPET_…/OFP…C_…". */
 export class OpenFlowError extends FlowdrakeError {
@@ -395,23 +397,43 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
     return msg.xid;
   }
 
-  /** Send many messages in one socket write (per ~256 KiB); returns their xids in order. */
-  async sendAll(ms: readonly OfRequest[]): Promise<number[]> {
+  /**
+   * Send many messages in large socket writes (~256 KiB each); returns their
+   * xids in order. `xids[i]`, when given, is the xid message i goes out with
+   * (callers that must know every xid before the first byte leaves — to
+   * match errors — allocate them with allocXid first). Messages are encoded
+   * by the bulk encoder (wire-writer.ts) one chunk ahead of the socket: while
+   * the switch reads one chunk the next is being encoded, and at most two
+   * chunks are held.
+   */
+  async sendAll(ms: readonly OfRequest[], xids?: readonly number[]): Promise<number[]> {
+    return this.stream(ms.length, xids, (w, i, xid) => w.write(ms[i]!, xid), ms);
+  }
+
+  private async stream(
+    n: number,
+    given: readonly number[] | undefined,
+    put: (w: OfWireWriter, i: number, xid: number) => void,
+    ms: readonly OfRequest[],
+  ): Promise<number[]> {
     if (this.closed) throw this.closedError();
-    const xids: number[] = [];
-    let w = new ByteWriter(64 * 1024);
-    for (const m of ms) {
-      const msg = this.withXid(m);
-      xids.push(msg.xid);
-      writeMessage(w, msg);
+    const out: number[] = new Array<number>(n);
+    const w = new OfWireWriter();
+    let waiting = false;
+    const flush = async (): Promise<void> => {
+      if (waiting) await this.drained();
+      waiting = !this.writeRaw(w.take());
+    };
+    for (let i = 0; i < n; i++) {
+      const xid = given?.[i] ?? ms[i]!.xid ?? this.allocXid();
+      out[i] = xid;
+      put(w, i, xid);
       this.counters.txMessages++;
-      if (w.length >= 256 * 1024) {
-        if (!this.writeRaw(w.finish())) await this.drained();
-        w = new ByteWriter(64 * 1024);
-      }
+      if (w.pending >= FLUSH_BYTES) await flush();
     }
-    if (w.length && !this.writeRaw(w.finish())) await this.drained();
-    return xids;
+    if (w.pending) await flush();
+    if (waiting) await this.drained();
+    return out;
   }
 
   /**
@@ -512,18 +534,18 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
     return bundleId;
   }
 
-  /** Add messages to an open bundle (fire-and-forget; failures surface at commit). */
+  /**
+   * Add messages to an open bundle (fire-and-forget; failures surface at
+   * commit, or as of_error events for the add). Each bundle_add_message has
+   * the xid of the message it carries; `xids` as for sendAll.
+   */
   async bundleAdd(
     bundleId: number,
     ms: readonly OfRequest[],
     flags = OFPBF.ATOMIC | OFPBF.ORDERED,
+    xids?: readonly number[],
   ): Promise<number[]> {
-    return this.sendAll(
-      ms.map((m) => {
-        const inner = this.withXid(m);
-        return { type: "bundle_add_message", xid: inner.xid, bundleId, flags, message: inner };
-      }),
-    );
+    return this.stream(ms.length, xids, (w, i, xid) => w.writeBundleAdd(bundleId, flags, ms[i]!, xid), ms);
   }
 
   async bundleCommit(bundleId: number, flags = OFPBF.ATOMIC | OFPBF.ORDERED): Promise<void> {

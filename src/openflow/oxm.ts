@@ -799,11 +799,15 @@ const PREREQ_RANK: Record<string, number> = {
   nd_sll: 4,
   nd_tll: 4,
 };
-function rank(f: MatchField): number {
-  if (f.field === "eth_type") return 0;
-  if (f.field === "nw_proto") return 2.5;
-  const def = byName.get(f.field);
+/** Where a field (by the name a MatchField carries) sorts in prerequisite order. */
+export function prerequisiteRank(field: string): number {
+  if (field === "eth_type") return 0;
+  if (field === "nw_proto") return 2.5;
+  const def = byName.get(field);
   return def?.prereq ? (PREREQ_RANK[def.prereq] ?? 0) : 0;
+}
+function rank(f: MatchField): number {
+  return prerequisiteRank(f.field);
 }
 /** The match in an order whose every field's prerequisites come before it (stable otherwise). */
 export function prerequisiteOrder(fields: readonly MatchField[]): MatchField[] {
