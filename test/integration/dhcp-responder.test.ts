@@ -23,8 +23,8 @@ import type { OfConnection } from "../../src/openflow/connection.js";
 import { OFP_NO_BUFFER } from "../../src/openflow/message.js";
 import { DHCP_MESSAGE_TYPE_NAMES, parseEthernet } from "../../src/packet/index.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
-import { run } from "../../src/util/exec.js";
-import { useOvsSandbox } from "../harness/index.js";
+import { run, start } from "../../src/util/exec.js";
+import { useOvsSandbox, waitFor } from "../harness/index.js";
 
 const sandbox = useOvsSandbox({ label: "dhcp", datapath: "netdev" });
 
@@ -100,6 +100,9 @@ const port2 = {
 interface Seen {
   ofport: number;
   request: string;
+  /** The request's ciaddr and IP destination. */
+  ciaddr?: string;
+  ipDst?: string;
   decision: DhcpDecision;
 }
 
@@ -138,14 +141,19 @@ beforeAll(async () => {
     const ctx = typeof inPort === "number" ? contexts.get(inPort) : undefined;
     if (typeof inPort !== "number" || !ctx) return;
     const decision = handleDhcpFrame(m.data, ctx);
-    let request = "?";
+    let request = "malformed";
+    let ciaddr: string | undefined;
+    let ipDst: string | undefined;
     try {
-      const t = parseEthernet(m.data).dhcp?.options.messageType;
+      const f = parseEthernet(m.data);
+      const t = f.dhcp?.options.messageType;
       request = t === undefined ? "none" : (DHCP_MESSAGE_TYPE_NAMES.get(t) ?? String(t));
+      ciaddr = f.dhcp?.ciaddr;
+      ipDst = f.ipv4?.dst;
     } catch {
-      request = "malformed";
+      // recorded as "malformed"
     }
-    seen.push({ ofport: inPort, request, decision });
+    seen.push({ ofport: inPort, request, ciaddr, ipDst, decision });
     if (decision.kind === "reply") {
       void conn.send({
         type: "packet_out",
@@ -182,8 +190,18 @@ afterAll(() => {
   conn?.close();
 });
 
-/** A udhcpc script that dumps the variables of a `bound` event as KEY=VALUE lines. */
-function writeScript(name: string): { script: string; out: string } {
+/**
+ * A udhcpc script that dumps the variables of a `bound` (and, with `renew`, a
+ * `renew`) event as KEY=VALUE lines to `<out>` / `<out>.renew`; with
+ * `configure` it also puts the address on the interface, as a real script does.
+ */
+function writeScript(
+  name: string,
+  opts: { renew?: boolean; configure?: boolean } = {},
+): {
+  script: string;
+  out: string;
+} {
   const dir = sandbox().dir;
   const script = join(dir, `${name}.udhcpc.sh`);
   const out = join(dir, `${name}.lease`);
@@ -191,11 +209,12 @@ function writeScript(name: string): { script: string; out: string } {
     script,
     [
       "#!/bin/sh",
-      `[ "$1" = bound ] || exit 0`,
+      `case "$1" in bound) f='${out}' ;; ${opts.renew ? `renew) f='${out}.renew' ;; ` : ""}*) exit 0 ;; esac`,
+      opts.configure ? `ip addr replace "$ip/$subnet" dev "$interface"` : "",
       `for v in ip subnet broadcast router dns domain mtu staticroutes lease serverid ntpsrv; do`,
       `  eval "printf '%s=%s\\n' $v \\"\\$$v\\""`,
-      `done > '${out}.tmp'`,
-      `mv '${out}.tmp' '${out}'`,
+      `done > "$f.tmp"`,
+      `mv "$f.tmp" "$f"`,
       "",
     ].join("\n"),
   );
@@ -292,5 +311,36 @@ describe("DHCP responder with busybox udhcpc through ovs-vswitchd", () => {
     }
     // Nothing was answered to vm2 at all.
     expect(seen.filter((s) => s.ofport === vm2.ofport && s.decision.kind === "reply")).toEqual([]);
+  }, 40_000);
+
+  it("vm1 renews its lease by unicast to the server (RENEWING, SIGUSR1) and is ACKed", async () => {
+    // The server address resolves to the server MAC (the arp app's job in the agent).
+    await run(["ip", "neigh", "replace", "10.31.0.2", "lladdr", SERVER_MAC, "dev", "eth0"], {
+      netns: vm1.netns,
+    });
+    const { script, out } = writeScript("vm1renew", { renew: true, configure: true });
+    const before = seen.length;
+    const proc = start(["busybox", "udhcpc", "-i", "eth0", "-f", "-t", "5", "-T", "2", "-s", script], {
+      netns: vm1.netns,
+    });
+    sandbox().cleanup.add("udhcpc vm1", () => {
+      proc.kill("SIGKILL");
+    });
+    try {
+      await waitFor(() => existsSync(out), 20_000, "udhcpc to bind");
+      proc.kill("SIGUSR1"); // udhcpc: renew now
+      await waitFor(() => existsSync(`${out}.renew`), 20_000, "udhcpc to renew");
+    } finally {
+      proc.kill("SIGKILL");
+    }
+    expect(readLease(out)).toMatchObject({ ip: "10.31.0.17", lease: "7200" });
+    expect(readLease(`${out}.renew`)).toMatchObject({ ip: "10.31.0.17", lease: "7200", router: "10.31.0.1" });
+    const renew = seen.slice(before).find((s) => s.request === "DHCPREQUEST" && s.ciaddr === "10.31.0.17");
+    expect(renew?.ipDst).toBe("10.31.0.2");
+    expect(renew?.decision).toMatchObject({ kind: "reply", messageType: "ACK", yiaddr: "10.31.0.17" });
+    // The renewal came unicast from the bound address and was answered unicast to it.
+    const f = parseEthernet(renew!.decision.kind === "reply" ? renew!.decision.frame : Buffer.alloc(0));
+    expect(f.ipv4?.dst).toBe("10.31.0.17");
+    expect(f.dhcp?.ciaddr).toBe("10.31.0.17");
   }, 40_000);
 });
