@@ -1,0 +1,184 @@
+/**
+ * Two simulated compute nodes, each its own namespace with its own
+ * ovsdb-server, ovs-vswitchd (userspace datapath) and flowdrake agent, joined
+ * by an underlay (src/sandbox/multihost.ts); the NB in a real etcd. VMs of one
+ * network on different hosts reach each other over Geneve and over VXLAN —
+ * the capture on the underlay shows the encapsulation and the VNI — get their
+ * DHCP lease from their own host's agent, and keep talking when one host's
+ * agent stops.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Agent } from "../../src/controller/agent.js";
+import { parseAgentConfig } from "../../src/controller/config.js";
+import { NbApi } from "../../src/nb/api.js";
+import { openStore } from "../../src/nb/store/open.js";
+import type { NbStore } from "../../src/nb/store/types.js";
+import { runDhcpClient } from "../../src/sandbox/dhcp-client.js";
+import { Underlay } from "../../src/sandbox/multihost.js";
+import type { VmPort } from "../../src/sandbox/ovs.js";
+import { run } from "../../src/util/exec.js";
+import { useEtcd } from "../harness/etcd.js";
+import { waitFor } from "../harness/index.js";
+
+const etcd = useEtcd({ label: "multihost" });
+let ul: Underlay | undefined;
+let store: NbStore;
+let api: NbApi;
+let dbUrl: string;
+const agents = new Map<string, Agent>();
+const vms: Record<string, VmPort> = {};
+
+const PORTS = [
+  // id, network, host, mac, ip
+  ["g1", "netg", "host1", "fa:16:3e:0a:00:01", "10.70.0.11"],
+  ["g2", "netg", "host2", "fa:16:3e:0a:00:02", "10.70.0.12"],
+  ["v1", "netv", "host1", "fa:16:3e:0b:00:01", "10.80.0.11"],
+  ["v2", "netv", "host2", "fa:16:3e:0b:00:02", "10.80.0.12"],
+] as const;
+
+async function startAgent(host: string): Promise<Agent> {
+  const h = ul!.host(host);
+  const a = await Agent.start(
+    parseAgentConfig({
+      chassis: host,
+      tunnelIp: h.tunnelIp,
+      ovsdb: h.sandbox.dbRemote,
+      datapathType: "netdev",
+      nb: dbUrl,
+      metrics: "",
+      logLevel: "silent",
+    }),
+  );
+  agents.set(host, a);
+  return a;
+}
+
+async function ping(from: VmPort, to: string, count = 3): Promise<boolean> {
+  const r = await run(["ping", "-c", String(count), "-i", "0.2", "-W", "2", to], {
+    netns: from.netns,
+    allowFailure: true,
+  });
+  return r.code === 0;
+}
+
+beforeAll(async () => {
+  dbUrl = `etcd://${etcd()
+    .endpoints.map((e) => e.replace("http://", ""))
+    .join(",")}`;
+  store = await openStore(dbUrl);
+  api = new NbApi(store);
+  await api.create("tenant", { id: "t1" });
+  await api.create("lswitch", { id: "netg", tenantId: "t1", networkType: "geneve", segmentationId: 3001 });
+  await api.create("subnet", {
+    id: "subg",
+    tenantId: "t1",
+    networkId: "netg",
+    cidr: "10.70.0.0/24",
+    dnsNameservers: ["10.70.0.53"],
+  });
+  await api.create("lswitch", { id: "netv", tenantId: "t1", networkType: "vxlan", segmentationId: 3002 });
+  await api.create("subnet", { id: "subv", tenantId: "t1", networkId: "netv", cidr: "10.80.0.0/24" });
+  for (const [id, net, , mac, ip] of PORTS) {
+    await api.create("lport", {
+      id,
+      tenantId: "t1",
+      networkId: net,
+      macAddress: mac,
+      fixedIps: [{ subnetId: net === "netg" ? "subg" : "subv", ipAddress: ip }],
+    });
+  }
+  ul = await Underlay.start({ hosts: ["host1", "host2"] });
+  await startAgent("host1");
+  await startAgent("host2");
+  for (const [id, , host, mac] of PORTS) vms[id] = await ul.host(host).addVm(id, { ifaceId: id, mac });
+  for (const [host, a] of agents) {
+    await waitFor(() => a.view()?.localPorts.size === 2, 20_000, `${host} binds its two ports`);
+  }
+  // Each agent sees the other's ports only once they were claimed in the NB.
+  for (const [host, a] of agents) {
+    await waitFor(
+      () => [...(a.view()?.networks.values() ?? [])].every((n) => n.remotePorts.length === 1),
+      20_000,
+      `${host} learns the remote ports`,
+    );
+    await a.settle();
+  }
+}, 180_000);
+
+afterAll(async () => {
+  for (const a of agents.values()) await a.stop();
+  await store?.close();
+  await ul?.stop();
+});
+
+describe("agents on two hosts", () => {
+  it("each VM gets its lease from its own host's agent", async () => {
+    for (const id of ["g1", "g2", "v1", "v2"]) {
+      const lease = await runDhcpClient(vms[id]!.netns, { apply: true, timeoutS: 10 });
+      expect(lease?.ip, id).toBe(PORTS.find((p) => p[0] === id)![4]);
+    }
+    expect(agents.get("host1")!.packetIns.get("dhcp")).toBeGreaterThanOrEqual(4);
+    expect(agents.get("host2")!.packetIns.get("dhcp")).toBeGreaterThanOrEqual(4);
+  });
+
+  it("VMs on a Geneve network on different hosts ping each other through a Geneve tunnel", async () => {
+    const cap = await ul!.capture();
+    expect(await ping(vms.g1!, "10.70.0.12")).toBe(true);
+    const pkts = await cap.stop();
+    const geneve = pkts.filter((p) => p.encap === "geneve");
+    expect(geneve.length).toBeGreaterThanOrEqual(6);
+    expect(new Set(geneve.map((p) => p.vni))).toEqual(new Set([3001]));
+    expect(geneve.some((p) => p.from === "host1" && p.dstIp === ul!.host("host2").tunnelIp)).toBe(true);
+    // (the VXLAN network's own chatter — IPv6 router solicitations and the like — may cross too)
+    expect(pkts.filter((p) => p.encap === "vxlan" && p.inner?.ipv4?.src.startsWith("10.70."))).toEqual([]);
+  });
+
+  it("VMs on a VXLAN network on different hosts ping each other through a VXLAN tunnel", async () => {
+    const cap = await ul!.capture();
+    expect(await ping(vms.v2!, "10.80.0.11")).toBe(true);
+    const pkts = await cap.stop();
+    const vxlan = pkts.filter((p) => p.encap === "vxlan");
+    expect(vxlan.length).toBeGreaterThanOrEqual(6);
+    expect(new Set(vxlan.map((p) => p.vni))).toEqual(new Set([3002]));
+  });
+
+  it("networks stay apart across hosts", async () => {
+    await run(["ip", "addr", "add", "10.70.0.99/24", "dev", "eth0"], { netns: vms.v1!.netns });
+    expect(await ping(vms.v1!, "10.70.0.12", 2)).toBe(false);
+    await run(["ip", "addr", "del", "10.70.0.99/24", "dev", "eth0"], { netns: vms.v1!.netns });
+  });
+
+  it("a port added on host2 later becomes reachable from host1", async () => {
+    await api.create("lport", {
+      id: "g3",
+      tenantId: "t1",
+      networkId: "netg",
+      macAddress: "fa:16:3e:0a:00:03",
+      fixedIps: [{ subnetId: "subg", ipAddress: "10.70.0.13" }],
+    });
+    vms.g3 = await ul!.host("host2").addVm("g3", {
+      ifaceId: "g3",
+      mac: "fa:16:3e:0a:00:03",
+      ipCidr: "10.70.0.13/24",
+    });
+    await waitFor(
+      () =>
+        agents
+          .get("host1")!
+          .view()
+          ?.networks.get("netg")
+          ?.remotePorts.some((p) => p.id === "g3"),
+      20_000,
+      "host1 learns g3",
+    );
+    await agents.get("host1")!.settle();
+    await waitFor(() => ping(vms.g1!, "10.70.0.13", 2), 20_000, "g1 → g3");
+  });
+
+  it("stopping host2's agent does not stop existing traffic", async () => {
+    await agents.get("host2")!.stop();
+    agents.delete("host2");
+    expect(await ping(vms.g1!, "10.70.0.12")).toBe(true);
+    expect(await ping(vms.v1!, "10.80.0.12")).toBe(true);
+  });
+});
