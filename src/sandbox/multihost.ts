@@ -50,6 +50,11 @@
  *            (NXM_NX_TUN_ID / NXM_NX_TUN_IPV4_DST; `load:` works as well)
  *   ingress: in_port=<tunnel ofport>,tun_id=<vni> → local delivery
  *            (tun_src says which chassis sent it)
+ * If the agent creates br-int itself (start the underlay with `bridges: []`),
+ * it must set datapath_type=netdev on it: these hosts have no kernel datapath,
+ * and a tunnel port only reaches br-phy when both bridges share the one
+ * userspace datapath (netdev@ovs-netdev). The agent needs no netns: it talks
+ * to `host.sandbox.dbRemote` and `host.sandbox.mgmtRemote("br-int")`.
  * The VNI is 24 bits on both encaps. Mind the MTU: Geneve adds 50 bytes (plus
  * options) and VXLAN 50; the underlay here is 1600 so VMs may keep 1500.
  *

@@ -6,12 +6,16 @@
  * UDP 6081 / 4789 datagrams between the tunnel IPs carrying the VNI the flows
  * set, with the VMs' ICMP inside. Then three hosts, a cut link and a heal.
  */
+import { readdirSync } from "node:fs";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeUnderlayFrame, type SimHost, Underlay } from "../../src/sandbox/multihost.js";
+import { buildFrame } from "../../src/packet/index.js";
+import { decodeUnderlayFrame, type SimHost, TUNNEL_ENCAPS, Underlay } from "../../src/sandbox/multihost.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
+import { sandboxRoot } from "../../src/sandbox/rundir.js";
 import { DecodeError } from "../../src/util/errors.js";
 import { run } from "../../src/util/exec.js";
+import { useUnderlay } from "../harness/multihost.js";
 
 const GENEVE_OFPORT = 10;
 const VXLAN_OFPORT = 11;
@@ -54,26 +58,18 @@ async function tunnelFlows(
 }
 
 describe("multi-host underlay: two hosts, Geneve and VXLAN", () => {
-  let ul: Underlay | undefined;
+  const u = useUnderlay({ hosts: ["host1", "host2"], cidr: "192.168.77.0/24" });
   let vm1: VmPort;
   let vm2: VmPort;
-  const u = () => {
-    if (!ul) throw new Error("underlay did not start (see beforeAll error)");
-    return ul;
-  };
 
   beforeAll(async () => {
-    ul = await Underlay.start({ hosts: ["host1", "host2"], cidr: "192.168.77.0/24" });
-    vm1 = await ul.host("host1").addVm("vm1", { ipCidr: "10.50.0.1/24", mac: "02:00:0a:32:00:01" });
-    vm2 = await ul.host("host2").addVm("vm2", { ipCidr: "10.50.0.2/24", mac: "02:00:0a:32:00:02" });
-    for (const h of ul.hosts) {
+    vm1 = await u().host("host1").addVm("vm1", { ipCidr: "10.50.0.1/24", mac: "02:00:0a:32:00:01" });
+    vm2 = await u().host("host2").addVm("vm2", { ipCidr: "10.50.0.2/24", mac: "02:00:0a:32:00:02" });
+    for (const h of u().hosts) {
       await h.addTunnelPort("tun-geneve", "geneve", { ofport: GENEVE_OFPORT });
       await h.addTunnelPort("tun-vxlan", "vxlan", { ofport: VXLAN_OFPORT });
     }
-  }, 120_000);
-  afterAll(async () => {
-    await ul?.stop();
-  });
+  }, 60_000);
 
   it("gives each host its tunnel IP, OVS route and neighbour entries", async () => {
     const [h1, h2] = u().hosts as [SimHost, SimHost];
@@ -135,6 +131,15 @@ describe("multi-host underlay: two hosts, Geneve and VXLAN", () => {
         });
         expect(p.inner?.ipv4).toMatchObject({ src: "10.50.0.2", dst: "10.50.0.1" });
       }
+      // A full 1500-byte VM frame fits the 1600-byte underlay once encapsulated.
+      const big = await run(
+        ["ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472", "10.50.0.2"],
+        {
+          netns: vm1.netns,
+          allowFailure: true,
+        },
+      );
+      expect(big.stdout).toContain("2 received");
     });
   }
 
@@ -220,17 +225,113 @@ describe("multi-host underlay: three hosts", () => {
   });
 });
 
+describe("multi-host underlay: OVS resolves tunnel neighbours itself", () => {
+  let ul: Underlay | undefined;
+  afterAll(async () => {
+    await ul?.stop();
+  });
+
+  it("learns the peer's MAC by ARP through br-phy when no static entry is set", async () => {
+    ul = await Underlay.start({ hosts: ["dyn1", "dyn2"], cidr: "172.31.9.0/24", staticNeighbors: false });
+    const [h1, h2] = ul.hosts as [SimHost, SimHost];
+    expect((await h1.tunnelState()).neighbors).not.toContain(h2.tunnelIp);
+    const a = await h1.addVm("dA", { ipCidr: "10.70.0.1/24" });
+    const b = await h2.addVm("dB", { ipCidr: "10.70.0.2/24" });
+    for (const h of ul.hosts) await h.addTunnelPort("tun-vxlan", "vxlan", { ofport: VXLAN_OFPORT });
+    await tunnelFlows(
+      [
+        { host: h1, vm: a },
+        { host: h2, vm: b },
+      ],
+      VXLAN_OFPORT,
+      42,
+    );
+    // The first packets may be dropped while OVS resolves the next hop.
+    const res = await ping(a, "10.70.0.2", 6);
+    expect(res.stdout).toMatch(/[1-6] received/);
+    expect((await h1.tunnelState()).neighbors.toLowerCase()).toContain(h2.tunnelMac);
+    expect((await h2.tunnelState()).neighbors.toLowerCase()).toContain(h1.tunnelMac);
+  });
+});
+
+describe("multi-host underlay: failed start", () => {
+  it("leaves no namespace behind when a host fails to come up", async () => {
+    const mine = async () =>
+      (await run(["ip", "netns", "list"])).stdout
+        .split("\n")
+        .filter((l) => l.startsWith(`fd${process.pid}x`))
+        .map((l) => l.split(" ")[0])
+        .sort();
+    const before = await mine();
+    // br-phy asked for twice: the host's sandbox fails once the underlay namespace,
+    // its bridge and run dir exist; all of them must go.
+    await expect(Underlay.start({ hosts: ["ok1", "bad2"], bridges: ["br-int", "br-phy"] })).rejects.toThrow(
+      /br-phy/,
+    );
+    expect(await mine()).toEqual(before);
+    expect(
+      readdirSync(sandboxRoot).filter((d) => d.startsWith(`${process.pid}x`) && d.endsWith("underlay")),
+    ).toEqual([]);
+    await expect(Underlay.start({ hosts: ["x", "x"] })).rejects.toThrow(/duplicate/);
+    await expect(Underlay.start({ hosts: ["x"], cidr: "10.0.0.0/33" })).rejects.toThrow(/cidr/);
+  });
+});
+
 describe("underlay frame decoder", () => {
+  const inner = buildFrame({
+    eth: { src: "02:00:00:00:00:01", dst: "02:00:00:00:00:02" },
+    ipv4: { src: "10.1.0.1", dst: "10.1.0.2" },
+    icmp: { type: 8, rest: 0x00010001 },
+  });
+  const outer = (dstPort: number, header: Buffer, body: Buffer) =>
+    buildFrame({
+      eth: { src: "02:fd:c0:a8:4d:01", dst: "02:fd:c0:a8:4d:02" },
+      ipv4: { src: "192.168.77.1", dst: "192.168.77.2" },
+      udp: { srcPort: 40000, dstPort, checksum: 0 },
+      payload: Buffer.concat([header, body]),
+    });
+
+  it("decodes Geneve (with options) and VXLAN headers and the inner frame", () => {
+    const geneve = Buffer.from([0x02, 0x00, 0x65, 0x58, 0x00, 0x13, 0x89, 0x00, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const g = decodeUnderlayFrame(outer(6081, geneve, inner), "h1");
+    expect(g).toMatchObject({ from: "h1", encap: "geneve", vni: 5001, dstPort: 6081, srcIp: "192.168.77.1" });
+    expect(g?.inner?.ipv4).toMatchObject({ src: "10.1.0.1", dst: "10.1.0.2" });
+    const vxlan = Buffer.from([0x08, 0, 0, 0, 0x00, 0x1b, 0x5a, 0x00]);
+    const v = decodeUnderlayFrame(outer(4789, vxlan, inner), "h2");
+    expect(v).toMatchObject({ encap: "vxlan", vni: 7002, dstPort: 4789 });
+    expect(v?.inner?.icmp?.type).toBe(8);
+    expect(decodeUnderlayFrame(outer(53, Buffer.alloc(0), inner), "h1")?.encap).toBeUndefined();
+    expect(() => decodeUnderlayFrame(outer(4789, Buffer.from([0, 0, 0, 0, 0, 0, 1, 0]), inner), "h")).toThrow(
+      DecodeError,
+    );
+  });
+
   it("raises DecodeError (or returns) on random and truncated frames, never anything else", () => {
+    const ports = Object.values(TUNNEL_ENCAPS).map((e) => e.udpPort);
+    const frames = fc.oneof(
+      fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+      fc
+        .tuple(fc.constantFrom(...ports), fc.uint8Array({ maxLength: 120 }), fc.nat(200))
+        .map(([port, body, cut]) => {
+          const f = outer(port, Buffer.from(body), Buffer.alloc(0));
+          return f.subarray(0, Math.max(14, f.length - cut));
+        }),
+      fc.tuple(fc.constantFrom(...ports), fc.nat(0xffffff), fc.nat(inner.length)).map(([port, vni, cut]) => {
+        const h = Buffer.from([port === 6081 ? 0 : 8, 0, port === 6081 ? 0x65 : 0, port === 6081 ? 0x58 : 0]);
+        const v = Buffer.from([vni >> 16, (vni >> 8) & 0xff, vni & 0xff, 0]);
+        return outer(port, Buffer.concat([h, v]), inner.subarray(0, inner.length - cut));
+      }),
+    );
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+      fc.property(frames, (buf) => {
         try {
-          decodeUnderlayFrame(Buffer.from(bytes), "x");
+          const p = decodeUnderlayFrame(buf, "x");
+          if (p?.vni !== undefined) expect(p.vni).toBeLessThan(2 ** 24);
         } catch (err) {
           if (!(err instanceof DecodeError)) throw err;
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: 3000 },
     );
   });
 });
