@@ -1,93 +1,153 @@
 /**
- * `flowdrake demo` (what `npm run demo` runs after setup): one machine, the
- * embedded defaults, real parts. It starts a private OVS (userspace netdev
- * datapath) in its own namespace, plugs two "VMs" (namespaces with a real IP
- * stack) by external_ids:iface-id, connects flowdrake's own OpenFlow 1.3
- * session to br-int, installs a small multi-table pipeline as one bundle,
- * runs a real ping between the VMs, shows what happened (flows per table
- * with their packet counts, as flowdrake reads them back over OpenFlow, and
- * what the offload planner would put on a ConnectX-6 Dx), and tears
- * everything down — also on failure or Ctrl-C. `--keep` leaves it running.
+ * `flowdrake demo` (what `npm run demo` runs after setup): the whole system on
+ * one machine with nothing but the embedded defaults, real parts only.
  *
- *   table 0   classification: in_port → reg6 = network 1, goto 10; else drop
- *   table 10  L2: ARP and broadcast flood; eth_dst → output to the VM's port
+ *   1. the NB CLI (`flowdrake nb apply -f examples/topology.yaml`, a child
+ *      process) writes a small lab into an embedded NB store in a run dir:
+ *      two Geneve networks, a router, a security group, three VM ports;
+ *   2. a private Open vSwitch (userspace datapath) starts in its own namespace
+ *      and the node agent (src/controller/agent.ts) starts on it with that NB;
+ *   3. three "VMs" (namespaces with a real IP stack) are plugged into br-int
+ *      the Nova/os-vif way, by external_ids:iface-id — nothing else tells the
+ *      agent about them;
+ *   4. busybox udhcpc in every VM gets its address from the agent's DHCP app,
+ *      vm1 pings vm2 (same network), vm3 (other network) cannot reach vm1;
+ *   5. a summary: the leases, packet-ins handled locally, flows per pipeline
+ *      table with their packet counts, and what a ConnectX-6 Dx would carry;
+ *   6. everything is torn down (also on failure or Ctrl-C) unless `--keep`.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
-import { installFlows } from "../controller/flow-installer.js";
+import { Agent } from "../controller/agent.js";
+import { parseAgentConfig } from "../controller/config.js";
+import { tableById } from "../controller/pipeline.js";
+import { openEmbeddedStore } from "../nb/store/embedded.js";
+import type { NbStore } from "../nb/store/types.js";
+import type { Port } from "../nb/model/schemas.js";
 import { ruleFromFlow } from "../offload/planner/from-openflow.js";
 import { OffloadPlanner } from "../offload/planner/plan.js";
 import { profileById } from "../offload/profiles/index.js";
-import { connectOpenFlow } from "../openflow/client.js";
-import { flowToFlowMod } from "../openflow/flow.js";
-import { formatFlow, parseFlow } from "../openflow/text.js";
-import { OvsSandbox } from "../sandbox/ovs.js";
+import { flowFromStats } from "../openflow/flow.js";
+import { runDhcpClient, type DhcpLease } from "../sandbox/dhcp-client.js";
+import { OvsSandbox, type VmPort } from "../sandbox/ovs.js";
+import { makeRunDir } from "../sandbox/rundir.js";
+import { TUNNEL_PORT_NAMES } from "../controller/tunnel-ports.js";
 import { run } from "../util/exec.js";
+import { setLogLevel } from "../util/log.js";
+import { packageRoot } from "../util/paths.js";
 
-function pipeline(a: { ofport: number; mac: string }, b: { ofport: number; mac: string }): string[] {
-  return [
-    `table=0, priority=100, in_port=${a.ofport}, actions=set_field:0x1->reg6,goto_table:10`,
-    `table=0, priority=100, in_port=${b.ofport}, actions=set_field:0x1->reg6,goto_table:10`,
-    "table=0, priority=0, actions=drop",
-    `table=10, priority=200, reg6=0x1, dl_dst=ff:ff:ff:ff:ff:ff, actions=output:${a.ofport},output:${b.ofport}`,
-    `table=10, priority=100, reg6=0x1, dl_dst=${a.mac}, actions=output:${a.ofport}`,
-    `table=10, priority=100, reg6=0x1, dl_dst=${b.mac}, actions=output:${b.ofport}`,
-    "table=10, priority=0, actions=drop",
-  ];
+const ROOT = packageRoot();
+const TOPOLOGY = join(ROOT, "examples/topology.yaml");
+const CLI = join(ROOT, "dist/src/cli/main.js");
+const VMS = ["vm1", "vm2", "vm3"] as const;
+
+export interface DemoResult {
+  ping: boolean;
+  isolated: boolean;
+  leases: Record<string, DhcpLease | undefined>;
 }
 
-export async function runDemo(
-  opts: { keep?: boolean; out?: (s: string) => void } = {},
-): Promise<{ ping: boolean }> {
+export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void } = {}): Promise<DemoResult> {
   const say = opts.out ?? ((s: string) => process.stdout.write(`${s}\n`));
-  say("flowdrake demo: starting a private Open vSwitch (userspace datapath) in its own namespace");
-  const sb = await OvsSandbox.start({ label: "demo", datapath: "netdev" });
+  // The demo narrates; the components' own logs (stderr) only when something is wrong.
+  if (!process.env.FLOWDRAKE_LOG_LEVEL) setLogLevel("error");
+  const dir = makeRunDir("demo");
+  const nbUrl = `embedded:${join(dir, "nb")}`;
+  let sb: OvsSandbox | undefined;
+  let agent: Agent | undefined;
+  let store: NbStore | undefined;
   let stopping = false;
-  const stop = async () => {
+  const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    await sb.stop();
+    await agent?.stop();
+    await store?.close();
+    await sb?.stop();
+    await run(["rm", "-rf", dir], { allowFailure: true });
   };
-  const onSignal = () => {
+  const onSignal = (): void => {
     void stop().then(() => process.exit(130));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    const vm1 = await sb.addVm("vm1", {
-      ipCidr: "10.0.0.11/24",
-      ifaceId: "port-vm1",
-      mac: "fa:16:3e:00:00:11",
+    say(`1. NB: flowdrake nb apply -f examples/topology.yaml --db ${nbUrl}`);
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'bash scripts/setup' first`);
+    const applied = await run([process.execPath, CLI, "nb", "apply", "-f", TOPOLOGY, "--db", nbUrl], {
+      allowFailure: true,
     });
-    const vm2 = await sb.addVm("vm2", {
-      ipCidr: "10.0.0.12/24",
-      ifaceId: "port-vm2",
-      mac: "fa:16:3e:00:00:12",
+    if (applied.code !== 0)
+      throw new Error(`nb apply failed (${applied.code}): ${applied.stderr}${applied.stdout}`);
+    for (const l of applied.stdout.trim().split("\n")) say(`   ${l}`);
+
+    say("2. a private Open vSwitch (userspace datapath) in its own namespace, and the flowdrake agent on it");
+    sb = await OvsSandbox.start({ label: "demo", datapath: "netdev" });
+    store = await openEmbeddedStore(join(dir, "nb"));
+    agent = await Agent.start(
+      parseAgentConfig({
+        chassis: "host1",
+        tunnelIp: "192.0.2.1",
+        ovsdb: sb.dbRemote,
+        datapathType: "netdev",
+        metrics: "",
+        logLevel: "error",
+      }),
+      { store },
+    );
+    say(`   agent host1 ready: ${agent.lastPass?.flows ?? 0} flows (the pipeline's table-miss flows)`);
+
+    say("3. plugging vm1, vm2, vm3 into br-int by external_ids:iface-id (the Nova/os-vif/OVN convention)");
+    const vms: Record<string, VmPort> = {};
+    for (const id of VMS) {
+      const port = (await store.get("lport", id))?.value as Port | undefined;
+      if (!port) throw new Error(`the topology has no port ${id}`);
+      vms[id] = await sb.addVm(id, { ifaceId: id, mac: port.macAddress });
+    }
+    const a = agent;
+    for (let i = 0; i < 200 && a.view()?.localPorts.size !== VMS.length; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const pass = await a.settle();
+    say(`   bound ${a.view()?.localPorts.size ?? 0} ports; ${pass?.flows ?? 0} flows in place`);
+
+    say("4. DHCP (busybox udhcpc in each VM, answered by the agent) and ping");
+    const leases: Record<string, DhcpLease | undefined> = {};
+    for (const id of VMS) {
+      leases[id] = await runDhcpClient(vms[id]!.netns, { apply: true, timeoutS: 10 });
+      const l = leases[id];
+      say(
+        l
+          ? `   ${id}: ${l.ip}/${l.mask ?? l.subnet} router ${l.router ?? "-"} dns ${l.dns ?? "-"} mtu ${l.mtu ?? "-"} lease ${l.lease ?? "-"}s`
+          : `   ${id}: no DHCP answer`,
+      );
+    }
+    const pingOut = await run(["ping", "-c", "3", "-i", "0.2", "-W", "2", leases.vm2?.ip ?? "10.10.0.12"], {
+      netns: vms.vm1!.netns,
+      allowFailure: true,
     });
+    const summary =
+      pingOut.stdout.split("\n").find((l) => l.includes("packets transmitted")) ?? pingOut.stderr;
+    const ping = pingOut.code === 0;
+    say(`   ping vm1 → vm2 (same network): ${ping ? "OK" : "FAILED"} (${summary.trim()})`);
+    const cross = await run(["ping", "-c", "2", "-i", "0.2", "-W", "1", leases.vm1?.ip ?? "10.10.0.11"], {
+      netns: vms.vm3!.netns,
+      allowFailure: true,
+    });
+    const isolated = cross.code !== 0;
     say(
-      `plugged vm1 (iface-id ${vm1.ifaceId}, ofport ${vm1.ofport}) and vm2 (iface-id ${vm2.ifaceId}, ofport ${vm2.ofport})`,
+      `   ping vm3 → vm1 (other network): ${isolated ? "no answer, as it should" : "ANSWERED (isolation broken)"}` +
+        " — networks are separate L2 domains; routing between them is the l3 app's job, not in this release",
     );
 
-    const conn = await connectOpenFlow(sb.mgmtRemote());
+    say("5. summary");
+    const pins = [...a.packetIns].map(([app, n]) => `${app} ${n}`).join(", ") || "none";
+    say(`   packet-ins handled by this node's agent: ${pins}`);
+    const conn = await (async () => {
+      const { connectOpenFlow } = await import("../openflow/client.js");
+      return connectOpenFlow(sb.mgmtRemote());
+    })();
     try {
-      const flows = pipeline(vm1, vm2).map(parseFlow);
-      const result = await installFlows(
-        conn,
-        flows.map((f) => flowToFlowMod(f)),
-        { bundle: true },
-      );
-      say(
-        `installed ${result.messages} flows over OpenFlow 1.3 in one bundle (${result.durationMs.toFixed(1)} ms)`,
-      );
-
-      const ping = await run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.12"], {
-        netns: vm1.netns,
-        allowFailure: true,
-      });
-      const summary =
-        ping.stdout.split("\n").find((l) => l.includes("packets transmitted")) ?? ping.stderr.trim();
-      const ok = ping.code === 0;
-      say(`ping vm1 → vm2: ${ok ? "OK" : "FAILED"} (${summary})`);
-
       const stats = await conn.flowStats();
       const perTable = new Map<number, { flows: number; packets: bigint }>();
       for (const s of stats) {
@@ -96,41 +156,55 @@ export async function runDemo(
         t.packets += s.packetCount;
         perTable.set(s.tableId, t);
       }
-      say("flows per table (read back over OpenFlow):");
-      for (const [table, t] of [...perTable].sort(([a], [b]) => a - b)) {
-        say(`  table ${table}: ${t.flows} flows, ${t.packets} packets`);
+      say("   flows per pipeline table (read back over OpenFlow):");
+      for (const [id, t] of [...perTable].sort(([x], [y]) => x - y)) {
+        say(
+          `     ${String(id).padStart(2)} ${(tableById(id)?.name ?? "?").padEnd(17)} ${String(t.flows).padStart(3)} flows  ${t.packets} packets`,
+        );
       }
-
-      const ports = {
-        hardware: new Map([
-          [vm1.ofport, "pf0vf0"],
-          [vm2.ofport, "pf0vf1"],
-        ]),
-        tunnels: new Map(),
-      };
-      const rules = flows.map((f, i) => ruleFromFlow(f, ports, `flow${i}`));
+      const hardware = new Map<number, string>();
+      VMS.forEach((id, i) => hardware.set(vms[id]!.ofport, `pf0vf${i}`));
+      const tunnels = new Map<number, "geneve" | "vxlan">();
+      for (const encap of ["geneve", "vxlan"] as const) {
+        const p = a.view()?.tunnelPorts[encap];
+        if (p) tunnels.set(p, encap);
+      }
+      const flows = stats.map(flowFromStats);
+      const ports = { hardware, tunnels };
+      const rules = flows.map((f, i) => ruleFromFlow(f, ports, `f${i}`));
       const plan = OffloadPlanner.plan({ rules, profile: profileById("connectx-6-dx"), ports });
-      say("what a ConnectX-6 Dx in switchdev mode would carry (VM ports as representors pf0vf0/pf0vf1):");
-      flows.forEach((f, i) => say(`  ${plan.decisions.get(`flow${i}`)!.reason.padEnd(22)} ${formatFlow(f)}`));
-
-      if (opts.keep) {
-        say("");
-        say("--keep: left running. Explore with:");
-        say(`  ovs-ofctl -O OpenFlow13 dump-flows ${sb.mgmtRemote()}`);
-        say(`  ip netns exec ${vm1.netns} ping 10.0.0.12`);
-        say(`  ovs-vsctl --db=${sb.dbRemote} show`);
-        say(`run dir ${sb.dir}; press Ctrl-C to tear down`);
-        conn.close();
-        await new Promise<never>(() => {});
+      const byReason = new Map<string, number>();
+      let offloaded = 0;
+      for (const d of plan.decisions.values()) {
+        if (d.offloaded) offloaded++;
+        byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
       }
-      return { ping: ok };
+      say(
+        `   on a ConnectX-6 Dx in switchdev mode (VMs as representors pf0vf0-2, ${TUNNEL_PORT_NAMES.geneve} as genev_sys_6081):` +
+          ` ${offloaded} of ${flows.length} flows offloaded, ${plan.tc.length} tc rules`,
+      );
+      for (const [reason, n] of [...byReason].sort((x, y) => y[1] - x[1]).slice(0, 6)) {
+        say(`     ${String(n).padStart(3)} × ${reason}`);
+      }
     } finally {
       conn.close();
     }
+
+    if (opts.keep) {
+      say("");
+      say("--keep: left running. Explore with:");
+      say(`  ovs-ofctl -O OpenFlow13 dump-flows ${sb.mgmtRemote()}`);
+      say(`  ip netns exec ${vms.vm1!.netns} ping ${leases.vm2?.ip ?? "10.10.0.12"}`);
+      say(`  ovs-vsctl --db=${sb.dbRemote} show`);
+      say("  flowdrake pipeline");
+      say(`run dir ${dir}; press Ctrl-C to tear down`);
+      await new Promise<never>(() => {});
+    }
+    return { ping, isolated, leases };
   } finally {
     if (!opts.keep) {
       await stop();
-      say("torn down: namespaces, OVS daemons and run dir removed");
+      say("6. torn down: agent, namespaces, OVS daemons, NB store and run dir removed");
     }
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -141,11 +215,11 @@ export function register(program: Command): void {
   program
     .command("demo")
     .description(
-      "run flowdrake on one machine: private OVS, two VMs, a flowdrake-programmed pipeline, real ping",
+      "run flowdrake on one machine: embedded NB, private OVS, the agent, three VMs, real DHCP and ping",
     )
     .option("--keep", "leave everything running for exploration (Ctrl-C tears it down)")
     .action(async (opts: { keep?: boolean }) => {
-      const { ping } = await runDemo(opts);
-      if (!ping) process.exitCode = 1;
+      const r = await runDemo(opts);
+      if (!r.ping || !r.isolated || Object.values(r.leases).some((l) => !l)) process.exitCode = 1;
     });
 }
