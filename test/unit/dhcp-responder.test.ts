@@ -7,7 +7,12 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type DhcpContext, type DhcpDecision, handleDhcpFrame } from "../../src/apps/dhcp/responder.js";
+import {
+  defaultServerIp,
+  type DhcpContext,
+  type DhcpDecision,
+  handleDhcpFrame,
+} from "../../src/apps/dhcp/responder.js";
 import { DhcpOptionError, parseOptionSetting } from "../../src/apps/dhcp/options.js";
 import type { Network, Port, Subnet } from "../../src/nb/model/index.js";
 import {
@@ -578,6 +583,34 @@ describe("subnet dhcpOptions and port extraDhcpOptions", () => {
       expect(e, `${n}=${v}`).toBeInstanceOf(DhcpOptionError);
       expect((e as Error).message).toMatch(why);
     }
+  });
+});
+
+describe("reply size and server address", () => {
+  const big = subnet({ dhcpOptions: { "224": "x".repeat(200), "225": "y".repeat(200), mtu: "1300" } });
+
+  it("leaves configured extras out (last first) to fit 576 bytes when the client names no limit", () => {
+    const d = handleDhcpFrame(DISCOVER(), ctx({ subnet: big }));
+    const f = replyOf(d);
+    expect(f.ipv4!.totalLength).toBeLessThanOrEqual(576);
+    expect(f.dhcp.unknownOptions.map((o) => o.code)).toEqual([224]);
+    expect(f.dhcp.options).toMatchObject({
+      interfaceMtu: 1300,
+      router: ["10.0.0.1"],
+      subnetMask: "255.255.255.0",
+    });
+  });
+
+  it("sends everything to a client that takes bigger messages (option 57)", () => {
+    const f = replyOf(handleDhcpFrame(DISCOVER({ options: { maxMessageSize: 1500 } }), ctx({ subnet: big })));
+    expect(f.ipv4!.totalLength).toBeGreaterThan(576);
+    expect(f.dhcp.unknownOptions.map((o) => o.code)).toEqual([224, 225]);
+  });
+
+  it("defaultServerIp: the gateway, else the first host", () => {
+    expect(defaultServerIp(subnet())).toBe("10.0.0.1");
+    expect(defaultServerIp(subnet({ gatewayIp: null, cidr: "192.168.8.0/22" }))).toBe("192.168.8.1");
+    expect(defaultServerIp(subnet({ gatewayIp: null, cidr: "fd00::/64" }))).toBeUndefined();
   });
 });
 

@@ -54,7 +54,7 @@ import {
 import type { Network, Port, Subnet } from "../../nb/model/index.js";
 import { DecodeError, errorMessage } from "../../util/errors.js";
 import { logger } from "../../util/log.js";
-import { collectOptionSettings } from "./options.js";
+import { collectOptionSettings, type DhcpOptionError, type OptionSetting } from "./options.js";
 
 const log = logger("dhcp");
 
@@ -84,7 +84,24 @@ const INFINITE = 0xffffffff;
 const ZERO = "0.0.0.0";
 const LIMITED_BROADCAST = "255.255.255.255";
 
+/** RFC 2131 §2 / RFC 2132 §9.10: the smallest maximum DHCP message size. */
+const MIN_MAX_MESSAGE = 576;
+/** Options never left out to fit a client's size limit. */
+const ESSENTIAL_CODES: ReadonlySet<number> = new Set([1, 3, 6, 15, 26, 28, 51, 53, 54, 58, 59, 61, 121]);
+
 const ignore = (reason: string): DhcpDecision => ({ kind: "ignore", reason });
+
+/**
+ * The server identifier to use when the deployment names none: the subnet's
+ * gateway (the router leg the agent already answers ARP for), else its first
+ * host address.
+ */
+export function defaultServerIp(subnet: Pick<Subnet, "cidr" | "gatewayIp">): string | undefined {
+  if (subnet.gatewayIp && isIpv4(subnet.gatewayIp)) return subnet.gatewayIp;
+  const p = parsePrefix(subnet.cidr);
+  if (!p || p.len > 30) return undefined;
+  return u32ToIpv4(p.network + 1);
+}
 
 /** Decide what to answer to one frame from `ctx.port`. Never throws. */
 export function handleDhcpFrame(frame: Buffer, ctx: DhcpContext): DhcpDecision {
@@ -205,10 +222,37 @@ interface OptionPlan {
   options: Map<number, unknown>;
 }
 
+/**
+ * Parsed settings per NB option object (the model's objects are replaced, not
+ * mutated, on change), so each is parsed and its errors logged once.
+ */
+const settingsCache = new WeakMap<object, OptionSetting[]>();
+
+function settingsOf(
+  key: object,
+  compute: () => { settings: OptionSetting[]; errors: DhcpOptionError[] },
+  where: Record<string, string>,
+): OptionSetting[] {
+  let cached = settingsCache.get(key);
+  if (!cached) {
+    const { settings, errors } = compute();
+    for (const e of errors) log.warn({ ...where, ...e.context }, e.message);
+    settingsCache.set(key, settings);
+    cached = settings;
+  }
+  return cached;
+}
+
 function planOptions(ctx: DhcpContext, prefix: Prefix, req: Dhcp): OptionPlan {
   const { subnet, port, network } = ctx;
-  const { settings, errors } = collectOptionSettings(subnet.dhcpOptions, port.extraDhcpOptions);
-  for (const e of errors) log.warn({ port: port.id, subnet: subnet.id, ...e.context }, e.message);
+  const settings = [
+    ...settingsOf(subnet.dhcpOptions, () => collectOptionSettings(subnet.dhcpOptions, []), {
+      subnet: subnet.id,
+    }),
+    ...settingsOf(port.extraDhcpOptions, () => collectOptionSettings({}, port.extraDhcpOptions), {
+      port: port.id,
+    }),
+  ];
   const set = new Map<number, unknown>();
   const suppressed = new Set<number>();
   let siaddr = ZERO;
@@ -285,7 +329,6 @@ function buildReply(
 ): DhcpDecision {
   const opts = new Map(plan.options);
   if (!withLease) for (const c of [51, 58, 59]) opts.delete(c);
-  const { options, unknownOptions } = toSpecOptions(opts);
   const ciaddr = messageType === "ACK" ? d.ciaddr : ZERO;
   let ipDst: string;
   let ethDst: string;
@@ -300,26 +343,46 @@ function buildReply(
     ethDst = d.chaddr;
   }
   const bootfile = opts.get(67);
-  const frame = buildDhcpPacket({
-    ethSrc: ctx.serverMac,
-    ethDst,
-    ipSrc: plan.serverId,
-    ipDst,
-    vlans: vlansOf(f),
-    dhcp: {
-      op: BOOTREPLY,
-      xid: d.xid,
-      chaddr: d.chaddr,
-      flags: d.flags,
-      ciaddr,
-      yiaddr,
-      siaddr: plan.siaddr,
-      giaddr: d.giaddr,
-      file: typeof bootfile === "string" && bootfile.length < 128 ? bootfile : undefined,
-      options: { ...options, messageType: DHCP_MESSAGE_TYPE[messageType] } as DhcpOptions,
-      unknownOptions,
-    },
-  });
+  const build = (): Buffer => {
+    const { options, unknownOptions } = toSpecOptions(opts);
+    return buildDhcpPacket({
+      ethSrc: ctx.serverMac,
+      ethDst,
+      ipSrc: plan.serverId,
+      ipDst,
+      vlans: vlansOf(f),
+      dhcp: {
+        op: BOOTREPLY,
+        xid: d.xid,
+        chaddr: d.chaddr,
+        flags: d.flags,
+        ciaddr,
+        yiaddr,
+        siaddr: plan.siaddr,
+        giaddr: d.giaddr,
+        file: typeof bootfile === "string" && bootfile.length < 128 ? bootfile : undefined,
+        options: { ...options, messageType: DHCP_MESSAGE_TYPE[messageType] } as DhcpOptions,
+        unknownOptions,
+      },
+    });
+  };
+  // RFC 2131 §2: a client takes at least 576-byte IP datagrams, more only if it says so (option 57).
+  const limit = Math.max(MIN_MAX_MESSAGE, d.options.maxMessageSize ?? 0);
+  const l2 = 14 + 4 * f.vlans.length;
+  let frame = build();
+  const dropped: number[] = [];
+  while (frame.length - l2 > limit) {
+    const victim = [...opts.keys()].reverse().find((c) => !ESSENTIAL_CODES.has(c));
+    if (victim === undefined) break;
+    opts.delete(victim);
+    dropped.push(victim);
+    frame = build();
+  }
+  if (dropped.length > 0)
+    log.warn(
+      { port: ctx.port.id, dropped, limit },
+      "DHCP reply over the client's size limit: options left out",
+    );
   return { kind: "reply", frame, messageType, yiaddr };
 }
 
