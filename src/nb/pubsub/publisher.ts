@@ -8,7 +8,9 @@
  * forwarding an etcd cluster's changes (Dragonflow's df-publisher-service).
  *
  * Each start draws a random publisher id; sequence numbers count per topic from
- * 1. A change that moves an object between topics is published on the old and
+ * 1. When the store's watch cannot resume (its history was compacted while
+ * the publisher was cut off) the publisher reloads its topic map and draws a
+ * new id: to subscribers that is a restart, and they resync from the store. A change that moves an object between topics is published on the old and
  * the new ones (the publisher remembers each key's topics), a delete on the
  * topics the object last had (or `all/` when it never saw it). Heartbeats on
  * `hb/` let idle subscribers notice a restarted publisher.
@@ -34,7 +36,7 @@ export interface PublisherOptions {
 }
 
 export class NbPublisher {
-  readonly id = randomBytes(6).toString("hex");
+  private pubId = randomBytes(6).toString("hex");
   private readonly seqs = new Map<string, number>();
   private readonly topicsByKey = new Map<string, string[]>();
   private readonly queue: [string, string][] = [];
@@ -50,7 +52,39 @@ export class NbPublisher {
   private constructor(
     private readonly sock: Publisher,
     readonly bind: string,
+    private readonly store: NbStore,
   ) {}
+
+  /** The publisher id: random per start, and redrawn when the store watch had to resync. */
+  get id(): string {
+    return this.pubId;
+  }
+
+  /** Highest store revision forwarded so far. */
+  get revision(): number {
+    return this.lastRevision;
+  }
+
+  private async loadTopics(): Promise<void> {
+    this.topicsByKey.clear();
+    for (const kind of SYNC_KINDS) {
+      for (const o of await this.store.list(kind))
+        this.topicsByKey.set(`${kind}/${o.key}`, topicsOf(kind, o.key, o.value));
+    }
+  }
+
+  /** The store lost our place in its history: start over as a new publisher. */
+  private async restartAfterResync(currentRevision: number): Promise<void> {
+    const previous = this.pubId;
+    this.pubId = randomBytes(6).toString("hex");
+    this.seqs.clear();
+    this.lastRevision = currentRevision;
+    await this.loadTopics().catch((err: unknown) => log.error({ err }, "reloading topics failed"));
+    log.warn(
+      { previous, id: this.pubId, revision: currentRevision },
+      "store watch resynced: new publisher id",
+    );
+  }
 
   static async start(opts: PublisherOptions): Promise<NbPublisher> {
     const sock = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
@@ -62,15 +96,15 @@ export class NbPublisher {
         bind: opts.bind,
       });
     }
-    const pub = new NbPublisher(sock, opts.bind);
+    const pub = new NbPublisher(sock, opts.bind, opts.store);
     try {
       const from = await opts.store.revision();
-      for (const kind of SYNC_KINDS) {
-        for (const o of await opts.store.list(kind))
-          pub.topicsByKey.set(`${kind}/${o.key}`, topicsOf(kind, o.key, o.value));
-      }
+      await pub.loadTopics();
       pub.lastRevision = from;
-      pub.watch = await opts.store.watch({ fromRevision: from }, (ev) => pub.onWatch(ev));
+      pub.watch = await opts.store.watch(
+        { fromRevision: from, onResync: (rev) => void pub.restartAfterResync(rev) },
+        (ev) => pub.onWatch(ev),
+      );
     } catch (err) {
       await pub.close();
       throw err;

@@ -26,6 +26,15 @@
  * resync. Locks are in-process mutexes — sound because only one process may
  * open a data directory. Leases are persisted and expire `ttl` seconds after
  * their last refresh; leases restored after a restart get a fresh ttl.
+ *
+ * Followers: `EmbeddedStore.follow(dir)` opens the same directory read-only in
+ * another process (no LOCK taken) and tails log.jsonl, applying each complete
+ * record as the writer commits it — so a standalone `flowdrake publisher` can
+ * watch an embedded store that the NB writer owns. A compaction swaps the log
+ * file: the follower finishes the old file (its fd still reads it), then moves
+ * to the new one; if it ever missed records (two compactions between polls)
+ * it reloads the snapshot and tells its watchers to resync. Writes, locks and
+ * leases are refused on a follower.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -54,6 +63,8 @@ export interface EmbeddedStoreOptions {
   compactEveryRecords?: number;
   /** Lease expiry check period in ms (default 100). */
   leaseTickMs?: number;
+  /** Follower only: how often the log is polled for new records (default 20 ms). */
+  followPollMs?: number;
 }
 
 type LogOp =
@@ -90,6 +101,7 @@ interface Watcher {
   scheduled: boolean;
   closed: boolean;
   onEvent: (ev: WatchEvent) => void;
+  onResync?: (currentRevision: number) => void;
 }
 
 const LOCK_FILE = "LOCK";
@@ -201,6 +213,10 @@ export class EmbeddedStore implements NbStore {
   private closed = false;
   private readonly historyLimit: number;
   private readonly compactEvery: number;
+  /** A follower reads another process's data directory and never writes. */
+  private follower = false;
+  private logIno = 0;
+  private tail = Buffer.alloc(0);
 
   private constructor(
     readonly dir: string,
@@ -235,25 +251,133 @@ export class EmbeddedStore implements NbStore {
     return store;
   }
 
+  /**
+   * Open a data directory read-only and follow what its writer (usually
+   * another process) commits. Reads and watch work; writes throw StoreError.
+   */
+  static async follow(dir: string, opts: EmbeddedStoreOptions = {}): Promise<EmbeddedStore> {
+    let real: string;
+    try {
+      real = fs.realpathSync(dir);
+    } catch (err) {
+      throw new StoreError(`cannot follow NB data dir ${dir}: ${(err as Error).message}`, { dir });
+    }
+    const store = new EmbeddedStore(real, opts);
+    store.follower = true;
+    store.recover();
+    store.timer = setInterval(() => store.poll(), opts.followPollMs ?? 20);
+    store.timer.unref();
+    return store;
+  }
+
+  get readOnly(): boolean {
+    return this.follower;
+  }
+
+  /** Follower: apply the records appended since the last poll; switch files after a compaction. */
+  private poll(): void {
+    if (this.closed) return;
+    try {
+      this.readTail();
+      const logFile = path.join(this.dir, LOG_FILE);
+      let ino = 0;
+      try {
+        ino = fs.statSync(logFile).ino;
+      } catch {
+        return; // between the snapshot and the log swap of a compaction
+      }
+      if (ino === this.logIno) return;
+      // compacted: the old file is finished (its fd still reads it); move to the new one
+      const snap = this.readSnapshot();
+      fs.closeSync(this.logFd);
+      this.logFd = fs.openSync(logFile, "r");
+      this.logIno = fs.fstatSync(this.logFd).ino;
+      this.logSize = 0;
+      this.tail = Buffer.alloc(0);
+      if (snap && snap.revision > this.rev) {
+        log.warn(
+          { have: this.rev, snapshot: snap.revision },
+          "follower missed records: reloading the snapshot",
+        );
+        this.loadSnapshot(snap, true);
+      }
+      this.readTail();
+    } catch (err) {
+      log.error({ err, dir: this.dir }, "follower poll failed");
+    }
+  }
+
+  private readTail(): void {
+    const chunk = Buffer.alloc(1 << 16);
+    for (;;) {
+      const n = fs.readSync(this.logFd, chunk, 0, chunk.length, this.logSize + this.tail.length);
+      if (n <= 0) break;
+      this.tail = Buffer.concat([this.tail, chunk.subarray(0, n)]);
+    }
+    let nl: number;
+    while ((nl = this.tail.indexOf(0x0a)) >= 0) {
+      const line = this.tail.subarray(0, nl).toString("utf8");
+      const rec = decodeRecord(line) as LogRecord | undefined;
+      if (!rec) {
+        log.error({ dir: this.dir, offset: this.logSize }, "follower: unreadable log record, stopping here");
+        return;
+      }
+      this.replay(rec);
+      this.logSize += nl + 1;
+      this.tail = this.tail.subarray(nl + 1);
+    }
+  }
+
+  private readSnapshot(): Snapshot | undefined {
+    const snapFile = path.join(this.dir, SNAPSHOT_FILE);
+    if (!fs.existsSync(snapFile)) return undefined;
+    const snap = decodeRecord(fs.readFileSync(snapFile, "utf8").replace(/\n$/, "")) as Snapshot | undefined;
+    if (!snap)
+      throw new StoreError(`NB snapshot ${snapFile} is corrupt (checksum mismatch)`, { file: snapFile });
+    return snap;
+  }
+
+  /** Replace the state by a snapshot; `resync` tells watchers they missed events. */
+  private loadSnapshot(snap: Snapshot, resync: boolean): void {
+    this.objects.clear();
+    this.leases.clear();
+    this.history.length = 0;
+    this.rev = snap.revision;
+    this.historyFloor = snap.revision;
+    for (const l of snap.leases) this.restoreLease(l.id, l.ttl);
+    for (const o of snap.objects) {
+      const { lease, ...obj } = o;
+      this.objects.set(id(obj.kind, obj.key), lease ? { obj, lease } : { obj });
+      if (lease) this.leases.get(lease)?.keys.add(id(obj.kind, obj.key));
+    }
+    if (resync) {
+      for (const w of this.watchers) {
+        w.queue.length = 0;
+        const rev = this.rev;
+        setImmediate(() => {
+          if (!w.closed) w.onResync?.(rev);
+        });
+      }
+    }
+  }
+
   // ---- recovery and compaction ------------------------------------------
 
   private recover(): void {
-    const snapFile = path.join(this.dir, SNAPSHOT_FILE);
-    if (fs.existsSync(snapFile)) {
-      const text = fs.readFileSync(snapFile, "utf8");
-      const snap = decodeRecord(text.replace(/\n$/, "")) as Snapshot | undefined;
-      if (!snap)
-        throw new StoreError(`NB snapshot ${snapFile} is corrupt (checksum mismatch)`, { file: snapFile });
-      this.rev = snap.revision;
-      this.historyFloor = snap.revision;
-      for (const l of snap.leases) this.restoreLease(l.id, l.ttl);
-      for (const o of snap.objects) {
-        const { lease, ...obj } = o;
-        this.objects.set(id(obj.kind, obj.key), lease ? { obj, lease } : { obj });
-        if (lease) this.leases.get(lease)?.keys.add(id(obj.kind, obj.key));
-      }
-    }
+    const snap = this.readSnapshot();
+    if (snap) this.loadSnapshot(snap, false);
     const logFile = path.join(this.dir, LOG_FILE);
+    if (this.follower) {
+      if (!fs.existsSync(logFile)) {
+        throw new StoreError(`${this.dir} holds no NB log yet (open it with its writer first)`, {
+          dir: this.dir,
+        });
+      }
+      this.logFd = fs.openSync(logFile, "r");
+      this.logIno = fs.fstatSync(this.logFd).ino;
+      this.readTail();
+      return;
+    }
     const buf = fs.existsSync(logFile) ? fs.readFileSync(logFile) : Buffer.alloc(0);
     let pos = 0;
     let good = 0;
@@ -305,7 +429,7 @@ export class EmbeddedStore implements NbStore {
 
   /** Write a snapshot of the current state and start an empty log. */
   compact(): void {
-    this.assertOpen();
+    this.assertWritable();
     const snap: Snapshot = {
       revision: this.rev,
       objects: [...this.objects.values()].map((e) => (e.lease ? { ...e.obj, lease: e.lease } : e.obj)),
@@ -369,7 +493,7 @@ export class EmbeddedStore implements NbStore {
   // ---- writes -------------------------------------------------------------
 
   async txn(ops: TxnOp[]): Promise<TxnResult> {
-    this.assertOpen();
+    this.assertWritable();
     return this.commit(ops);
   }
 
@@ -469,6 +593,7 @@ export class EmbeddedStore implements NbStore {
   async watch(opts: WatchOptions, onEvent: (ev: WatchEvent) => void): Promise<Watch> {
     this.assertOpen();
     const w: Watcher = { queue: [], scheduled: false, closed: false, onEvent };
+    if (opts.onResync) w.onResync = opts.onResync;
     if (opts.kinds) w.kinds = new Set(opts.kinds);
     const from = opts.fromRevision ?? this.rev;
     if (from < this.historyFloor) {
@@ -515,7 +640,7 @@ export class EmbeddedStore implements NbStore {
   // ---- locks --------------------------------------------------------------
 
   async withLock<T>(name: string, fn: () => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
-    this.assertOpen();
+    this.assertWritable();
     let m = this.mutexes.get(name);
     if (!m) {
       m = new Mutex();
@@ -533,7 +658,7 @@ export class EmbeddedStore implements NbStore {
   // ---- leases -------------------------------------------------------------
 
   async grantLease(ttlSeconds: number, opts: { keepAlive?: boolean } = {}): Promise<Lease> {
-    this.assertOpen();
+    this.assertWritable();
     if (!(ttlSeconds > 0)) throw new StoreError(`lease ttl must be > 0, got ${ttlSeconds}`, { ttlSeconds });
     const leaseId = randomBytes(8).toString("hex");
     this.append({ t: "lease", id: leaseId, ttl: ttlSeconds });
@@ -575,7 +700,7 @@ export class EmbeddedStore implements NbStore {
   }
 
   private expireLeases(): void {
-    if (this.closed) return;
+    if (this.closed || this.follower) return;
     const now = Date.now();
     for (const l of [...this.leases.values()]) {
       if (l.expiresAt <= now) {
@@ -598,12 +723,22 @@ export class EmbeddedStore implements NbStore {
     for (const w of this.watchers) w.closed = true;
     this.watchers.clear();
     fs.closeSync(this.logFd);
+    if (this.follower) return;
     fs.rmSync(path.join(this.dir, LOCK_FILE), { force: true });
     openDirs.delete(this.dir);
   }
 
   private assertOpen(): void {
     if (this.closed) throw new StoreError(`NB store ${this.dir} is closed`, { dir: this.dir });
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.follower) {
+      throw new StoreError(`NB store ${this.dir} is open read-only (a follower); write through its owner`, {
+        dir: this.dir,
+      });
+    }
   }
 }
 
@@ -643,4 +778,9 @@ function takeDirLock(dir: string): void {
 
 export async function openEmbeddedStore(dir: string, opts: EmbeddedStoreOptions = {}): Promise<NbStore> {
   return EmbeddedStore.open(dir, opts);
+}
+
+/** A read-only follower of an embedded store another process writes. */
+export async function followEmbeddedStore(dir: string, opts: EmbeddedStoreOptions = {}): Promise<NbStore> {
+  return EmbeddedStore.follow(dir, opts);
 }

@@ -42,11 +42,20 @@ export function resolveStoreUrl(flag?: string): string {
   return flag ?? process.env.FLOWDRAKE_NB ?? DEFAULT_NB_URL;
 }
 
-export async function openStore(url: string): Promise<NbStore> {
+export interface OpenStoreOptions {
+  /**
+   * Only read and watch. For `embedded:` this opens a follower that tails the
+   * log another process writes (the writer keeps the directory lock); etcd
+   * needs no special mode.
+   */
+  readOnly?: boolean;
+}
+
+export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<NbStore> {
   const u = parseStoreUrl(url);
   if (u.driver === "embedded") {
-    const { openEmbeddedStore } = await import("./embedded.js");
-    return openEmbeddedStore(u.dir);
+    const { openEmbeddedStore, followEmbeddedStore } = await import("./embedded.js");
+    return opts.readOnly ? followEmbeddedStore(u.dir) : openEmbeddedStore(u.dir);
   }
   const { openEtcdStore } = await import("./etcd.js");
   return openEtcdStore(u.endpoints);

@@ -274,6 +274,11 @@ export class NbCache {
     return this.subscriber?.publisherId;
   }
 
+  /** Pub/sub counters (messages, sequence gaps, publisher restarts); undefined in watch mode. */
+  pubsubStats(): Readonly<NbSubscriber["stats"]> | undefined {
+    return this.subscriber ? { ...this.subscriber.stats } : undefined;
+  }
+
   async addLocalPort(id: string): Promise<SyncReport> {
     this.localPorts.add(id);
     return this.requestResync(`local port ${id} added`);

@@ -1,0 +1,264 @@
+/**
+ * `flowdrake publisher` as a real child process (the built CLI), between a
+ * real store and agent caches subscribed over real ZeroMQ sockets:
+ *   - etcd: caches converge on changes; the publisher is SIGKILLed, changes
+ *     are written while it is down, it is started again → caches see a new
+ *     publisher id and resync; a message dropped on purpose (SIGUSR2 with
+ *     --fault-injection) is detected as a sequence gap and repaired; etcd
+ *     itself restarts under the publisher → its watch resumes from the last
+ *     revision and changes keep arriving as messages, without a restart;
+ *   - embedded: the publisher follows the log of a store this test process
+ *     owns, across a compaction of that log.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, rmSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EmbeddedStore } from "../../src/nb/store/embedded.js";
+import { openEtcdStore } from "../../src/nb/store/etcd.js";
+import type { NbStore } from "../../src/nb/store/types.js";
+import { NbCache } from "../../src/nb/sync/cache.js";
+import { KIND } from "../../src/nb/sync/refs.js";
+import { EtcdCluster } from "../harness/etcd.js";
+import { Cleanup, freeTcpPort, makeRunDir, waitFor } from "../harness/index.js";
+
+const repo = resolve(import.meta.dirname, "../..");
+const cli = join(repo, "dist/src/cli/main.js");
+const cleanup = new Cleanup();
+afterAll(() => cleanup.run());
+
+beforeAll(() => {
+  const r = spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, encoding: "utf8" });
+  const built = join(repo, "dist/src/cli/publisher.js");
+  const src = join(repo, "src/cli/publisher.ts");
+  if (!existsSync(built) || statSync(built).mtimeMs < statSync(src).mtimeMs) {
+    throw new Error(`build failed (npx tsc -p tsconfig.build.json):\n${r.stdout}${r.stderr}`);
+  }
+}, 300_000);
+
+interface RunningPublisher {
+  proc: ChildProcess;
+  id: string;
+  output: () => string;
+}
+
+async function startPublisher(db: string, bind: string): Promise<RunningPublisher> {
+  const proc = spawn(
+    process.execPath,
+    [cli, "publisher", "--db", db, "--bind", bind, "--heartbeat-ms", "100", "--fault-injection"],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FLOWDRAKE_LOG_LEVEL: "info" } },
+  );
+  let out = "";
+  let err = "";
+  proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  cleanup.add(`publisher ${proc.pid}`, () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  });
+  const line = await waitFor(
+    () => {
+      if (proc.exitCode !== null) throw new Error(`publisher exited ${proc.exitCode}: ${err}`);
+      return out.split("\n").find((l) => l.includes('"ready"'));
+    },
+    20_000,
+    `publisher ready (stderr: ${err.slice(-500)})`,
+  );
+  const ready = JSON.parse(line as string) as { publisher: string; bind: string };
+  expect(ready.bind).toBe(bind);
+  return { proc, id: ready.publisher, output: () => out + err };
+}
+
+async function kill9(p: RunningPublisher): Promise<void> {
+  const gone = new Promise<void>((r) => p.proc.once("exit", () => r()));
+  p.proc.kill("SIGKILL");
+  await gone;
+}
+
+async function seed(store: NbStore): Promise<void> {
+  await store.txn([
+    { op: "put", kind: KIND.network, key: "netA", value: { id: "netA", tenantId: "t1", name: "a" } },
+    { op: "put", kind: KIND.subnet, key: "subA", value: { id: "subA", tenantId: "t1", networkId: "netA" } },
+    {
+      op: "put",
+      kind: KIND.port,
+      key: "pA1",
+      value: {
+        id: "pA1",
+        tenantId: "t1",
+        networkId: "netA",
+        chassis: "h1",
+        fixedIps: [{ subnetId: "subA" }],
+      },
+    },
+    {
+      op: "put",
+      kind: KIND.port,
+      key: "pA2",
+      value: { id: "pA2", tenantId: "t1", networkId: "netA", chassis: "h2" },
+    },
+    { op: "put", kind: KIND.chassis, key: "h1", value: { name: "h1" } },
+    { op: "put", kind: KIND.chassis, key: "h2", value: { name: "h2" } },
+  ]);
+}
+
+async function renameNetwork(store: NbStore, name: string): Promise<number> {
+  const cur = (await store.get(KIND.network, "netA"))!;
+  const r = await store.txn([
+    {
+      op: "put",
+      kind: KIND.network,
+      key: "netA",
+      value: { ...(cur.value as object), name },
+      expectVersion: cur.version,
+    },
+  ]);
+  return r.versions[0]!;
+}
+
+/** Every cached object equals the store's copy. */
+async function converged(store: NbStore, cache: NbCache): Promise<boolean> {
+  for (const kind of [KIND.network, KIND.subnet, KIND.port, KIND.chassis]) {
+    for (const o of cache.list(kind)) {
+      const s = await store.get(kind, o.key);
+      if (!s || s.version !== o.version || JSON.stringify(s.value) !== JSON.stringify(o.value)) return false;
+    }
+  }
+  return true;
+}
+
+async function startCaches(store: NbStore, endpoint: string, n: number): Promise<NbCache[]> {
+  const caches: NbCache[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await NbCache.start({ store, distribution: { mode: "pubsub", endpoint }, localPorts: ["pA1"] });
+    cleanup.add(`cache ${i}`, () => c.close());
+    caches.push(c);
+  }
+  return caches;
+}
+
+const netVersion = (c: NbCache): number | undefined => c.get(KIND.network, "netA")?.version;
+const stats = (c: NbCache) => c.pubsubStats()!;
+
+describe("flowdrake publisher on etcd", () => {
+  let etcd: EtcdCluster;
+  let store: NbStore;
+  let bind: string;
+  let url: string;
+  let pub: RunningPublisher;
+  let caches: NbCache[];
+
+  beforeAll(async () => {
+    etcd = await EtcdCluster.start({ label: "nb-publisher" });
+    cleanup.add("etcd", () => etcd.stop());
+    store = await openEtcdStore(etcd.endpoints);
+    cleanup.add("store", () => store.close());
+    await seed(store);
+    bind = `tcp://127.0.0.1:${await freeTcpPort()}`;
+    url = etcd.url;
+  }, 60_000);
+
+  it("subscribers converge on the changes it forwards", async () => {
+    pub = await startPublisher(url, bind);
+    caches = await startCaches(store, bind, 3);
+    await waitFor(() => caches.every((c) => c.publisherId === pub.id), 10_000, "caches hear the publisher");
+    expect(caches[0]!.get(KIND.subnet, "subA")).toBeDefined();
+    expect(caches[0]!.get(KIND.chassis, "h2")).toBeDefined();
+    const v = await renameNetwork(store, "first");
+    await waitFor(() => caches.every((c) => netVersion(c) === v), 10_000, "rename reaches every cache");
+    for (const c of caches) {
+      expect(stats(c).received).toBeGreaterThan(0);
+      expect(stats(c).restarts).toBe(0);
+      expect(await converged(store, c)).toBe(true);
+    }
+  }, 60_000);
+
+  it("kill -9 and restart: subscribers see a new publisher id and resync what they missed", async () => {
+    const firstId = pub.id;
+    await kill9(pub);
+    const missed = await renameNetwork(store, "while-down");
+    await store.txn([
+      {
+        op: "put",
+        kind: KIND.port,
+        key: "pA3",
+        value: { id: "pA3", tenantId: "t1", networkId: "netA", chassis: "h1" },
+      },
+    ]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(caches.every((c) => (netVersion(c) ?? 0) < missed)).toBe(true);
+
+    pub = await startPublisher(url, bind);
+    expect(pub.id).not.toBe(firstId);
+    await waitFor(
+      () => caches.every((c) => c.publisherId === pub.id),
+      10_000,
+      "caches hear the new publisher",
+    );
+    await waitFor(
+      () => caches.every((c) => netVersion(c) === missed && c.get(KIND.port, "pA3")),
+      10_000,
+      "missed changes resynced",
+    );
+    for (const c of caches) {
+      expect(stats(c).restarts).toBeGreaterThanOrEqual(1);
+      expect(await converged(store, c)).toBe(true);
+    }
+  }, 60_000);
+
+  it("a message dropped on purpose is detected as a gap and repaired", async () => {
+    const gapsBefore = caches.map((c) => stats(c).gaps);
+    pub.proc.kill("SIGUSR2");
+    await waitFor(() => pub.output().includes("dropping the next change message"), 5000, "fault armed");
+    const lost = await renameNetwork(store, "lost");
+    await new Promise((r) => setTimeout(r, 500));
+    const last = await renameNetwork(store, "after-gap");
+    expect(last).toBe(lost + 1);
+    await waitFor(() => caches.every((c) => netVersion(c) === last), 10_000, "caches reach the last version");
+    caches.forEach((c, i) => expect(stats(c).gaps).toBeGreaterThan(gapsBefore[i]!));
+    for (const c of caches) expect(await converged(store, c)).toBe(true);
+  }, 60_000);
+
+  it("etcd restarts under the publisher: its watch resumes, changes keep flowing as messages", async () => {
+    const before = caches.map((c) => ({ ...stats(c) }));
+    await etcd.restart(0);
+    const v = await waitFor(() => renameNetwork(store, "after-etcd-restart"), 20_000, "write after restart");
+    await waitFor(() => caches.every((c) => netVersion(c) === v), 20_000, "change after the etcd restart");
+    caches.forEach((c, i) => {
+      // the same publisher, no gap: the change came as a message from the resumed watch
+      expect(c.publisherId).toBe(pub.id);
+      expect(stats(c).restarts).toBe(before[i]!.restarts);
+      expect(stats(c).gaps).toBe(before[i]!.gaps);
+      expect(stats(c).received).toBeGreaterThan(before[i]!.received);
+    });
+    expect(pub.proc.exitCode).toBeNull();
+    const exited = new Promise<number | null>((r) => pub.proc.once("exit", (code) => r(code)));
+    pub.proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  }, 60_000);
+});
+
+describe("flowdrake publisher on an embedded store (read-only follower)", () => {
+  it("forwards what the owning process commits, across a log compaction", async () => {
+    const dir = makeRunDir("nb-publisher-embedded");
+    cleanup.add(`rm ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+    const store = await EmbeddedStore.open(join(dir, "db"), { compactEveryRecords: 0 });
+    cleanup.add("embedded store", () => store.close());
+    await seed(store);
+    const bind = `tcp://127.0.0.1:${await freeTcpPort()}`;
+    const pub = await startPublisher(`embedded:${join(dir, "db")}`, bind);
+    const [cache] = await startCaches(store, bind, 1);
+    await waitFor(() => cache!.publisherId === pub.id, 10_000, "cache hears the publisher");
+    let v = 0;
+    for (let i = 0; i < 5; i++) v = await renameNetwork(store, `e${i}`);
+    await waitFor(() => netVersion(cache!) === v, 10_000, "changes from the log");
+    store.compact();
+    for (let i = 5; i < 10; i++) v = await renameNetwork(store, `e${i}`);
+    await waitFor(() => netVersion(cache!) === v, 10_000, "changes after compaction");
+    expect(stats(cache!).gaps).toBe(0);
+    expect(stats(cache!).restarts).toBe(0);
+    expect(await converged(store, cache!)).toBe(true);
+    // the follower is read-only: the store directory still belongs to this process
+    expect(existsSync(join(dir, "db", "LOCK"))).toBe(true);
+    await kill9(pub);
+  }, 60_000);
+});
