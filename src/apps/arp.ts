@@ -67,6 +67,13 @@ export const arpApp: App = {
               `set_field:${k.ip}->arp_spa,IN_PORT`,
           });
         } else {
+          if (k.ownerOfport !== undefined) {
+            // The owner's own duplicate-address detection must go unanswered.
+            out.push({
+              key: k.key,
+              flow: `table=${tbl},priority=110,icmp6,${net},in_port=${k.ownerOfport},icmp_type=135,nd_target=${k.ip},actions=goto_table:${t("l3")}`,
+            });
+          }
           out.push({
             key: k.key,
             flow: `table=${tbl},priority=100,icmp6,${net},icmp_type=135,nd_target=${k.ip},actions=controller(max_len=65535)`,

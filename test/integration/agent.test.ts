@@ -213,7 +213,7 @@ describe("node agent on one host", () => {
     expect(agent!.packetIns.get("arp") ?? 0).toBe(pins);
   });
 
-  it("a spoofed source IP or MAC is dropped by port security", async () => {
+  it("a spoofed source IP is dropped by port security; an allowed address pair admits it", async () => {
     await run(["ip", "addr", "add", "10.1.0.99/24", "dev", "eth0"], { netns: vms.vm1!.netns });
     expect(await ping(vms.vm1!, "10.1.0.12", ["-I", "10.1.0.99"])).toBe(false);
     expect(await ping(vms.vm1!, "10.1.0.12")).toBe(true);
@@ -236,6 +236,63 @@ describe("node agent on one host", () => {
     await run(["ip", "addr", "add", "10.1.0.99/24", "dev", "eth0"], { netns: vms.vm1!.netns });
     expect(await ping(vms.vm1!, "10.1.0.12", ["-I", "10.1.0.99"])).toBe(true);
     await run(["ip", "addr", "del", "10.1.0.99/24", "dev", "eth0"], { netns: vms.vm1!.netns });
+  });
+
+  it("a spoofed source MAC is dropped too", async () => {
+    const ns = vms.vm1!.netns;
+    await run(["ip", "link", "set", "eth0", "address", "fa:16:3e:01:00:99"], { netns: ns });
+    try {
+      await run(["ip", "neigh", "flush", "all"], { netns: ns });
+      expect(await ping(vms.vm1!, "10.1.0.12")).toBe(false);
+    } finally {
+      await run(["ip", "link", "set", "eth0", "address", "fa:16:3e:01:00:11"], { netns: ns });
+    }
+    expect(await ping(vms.vm1!, "10.1.0.12")).toBe(true);
+  });
+
+  it("every DHCP punt goes through a per-port OpenFlow meter", async () => {
+    const { stdout } = await sb().ofctl("dump-meters", sb().mgmtRemote());
+    for (const vm of [vms.vm1!, vms.vm2!]) {
+      expect(stdout).toMatch(
+        new RegExp(`meter=${vm.ofport} pktps burst stats bands=\\s*type=drop rate=100 burst_size=100`),
+      );
+    }
+    // vm3's subnet has no DHCP: no punt, no meter.
+    expect(stdout).not.toMatch(new RegExp(`meter=${vms.vm3!.ofport} `));
+  });
+
+  it("IPv6 neighbour solicitations for known addresses are answered by the agent; DAD is not", async () => {
+    await api.create("subnet", { id: "sub1v6", tenantId: "t1", networkId: "net1", cidr: "fd00:1::/64" });
+    for (const [id, v4, v6] of [
+      ["vm1", "10.1.0.11", "fd00:1::11"],
+      ["vm2", "10.1.0.12", "fd00:1::12"],
+    ] as const) {
+      await api.update("lport", id, {
+        fixedIps: [
+          { subnetId: "sub1", ipAddress: v4 },
+          { subnetId: "sub1v6", ipAddress: v6 },
+        ],
+      });
+    }
+    await waitFor(
+      () =>
+        [...agent!.reconciler.installedFlows()].some((f) => formatFlow(f).includes("nd_target=fd00:1::12")),
+      10_000,
+      "ND responder flows",
+    );
+    await run(["ip", "-6", "addr", "add", "fd00:1::11/64", "dev", "eth0"], { netns: vms.vm1!.netns });
+    await run(["ip", "-6", "addr", "add", "fd00:1::12/64", "dev", "eth0"], { netns: vms.vm2!.netns });
+    // DAD takes a second; an answer from the agent would make it fail.
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const vm of [vms.vm1!, vms.vm2!]) {
+      const a = await run(["ip", "-6", "addr", "show", "dev", "eth0"], { netns: vm.netns });
+      expect(a.stdout).not.toMatch(/dadfailed/);
+    }
+    const before = agent!.packetIns.get("arp") ?? 0;
+    expect(await ping(vms.vm1!, "fd00:1::12")).toBe(true);
+    expect(agent!.packetIns.get("arp") ?? 0).toBeGreaterThan(before);
+    const neigh = await run(["ip", "-6", "neigh", "show", "fd00:1::12"], { netns: vms.vm1!.netns });
+    expect(neigh.stdout).toContain("fa:16:3e:01:00:12");
   });
 
   it("a restarted agent reconciles without sending a single flow_mod", async () => {
