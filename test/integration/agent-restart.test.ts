@@ -16,7 +16,8 @@ import { AgentProcess } from "../harness/agent-process.js";
 import { useEtcd } from "../harness/etcd.js";
 import { freeTcpPort, makeRunDir, useOvsSandbox, waitFor } from "../harness/index.js";
 
-const sb = useOvsSandbox({ label: "agent-kill" });
+// No bridges: the agent creates br-int (fail_mode=secure) and its tunnel ports itself.
+const sb = useOvsSandbox({ label: "agent-kill", bridges: [] });
 const etcd = useEtcd({ label: "agent-kill" });
 let dir: string;
 let store: NbStore;
@@ -72,8 +73,6 @@ beforeAll(async () => {
       fixedIps: [{ subnetId: "sub1", ipAddress: ip }],
     });
   }
-  vm1 = await sb().addVm("vm1", { ifaceId: "vm1", mac: "fa:16:3e:03:00:11", ipCidr: "10.3.0.11/24" });
-  vm2 = await sb().addVm("vm2", { ifaceId: "vm2", mac: "fa:16:3e:03:00:12", ipCidr: "10.3.0.12/24" });
 }, 120_000);
 
 afterAll(async () => {
@@ -88,6 +87,16 @@ describe("agent kill -9 and restart under traffic", () => {
     const a1 = AgentProcess.start(args1, { logPath: join(dir, "agent1.log") });
     agents.push(a1);
     await a1.ready();
+    const br = await sb().vsctl("--columns=fail_mode,datapath_type", "list", "bridge", "br-int");
+    expect(br.stdout).toMatch(/fail_mode\s*: secure/);
+    expect(br.stdout).toMatch(/datapath_type\s*: netdev/);
+    const tunnels = await sb().vsctl("--columns=name,type,options", "list", "interface");
+    expect(tunnels.stdout).toMatch(
+      /name\s*: fd-geneve\s+type\s*: geneve\s+options\s*: \{key=flow, remote_ip=flow\}/,
+    );
+    expect(tunnels.stdout).toMatch(/name\s*: fd-vxlan\s+type\s*: vxlan/);
+    vm1 = await sb().addVm("vm1", { ifaceId: "vm1", mac: "fa:16:3e:03:00:11", ipCidr: "10.3.0.11/24" });
+    vm2 = await sb().addVm("vm2", { ifaceId: "vm2", mac: "fa:16:3e:03:00:12", ipCidr: "10.3.0.12/24" });
     await waitFor(
       async () =>
         (await run(["ping", "-c", "1", "-W", "1", "10.3.0.12"], { netns: vm1.netns, allowFailure: true }))
