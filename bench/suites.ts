@@ -4,4 +4,6 @@ import { openflow } from "./openflow.js";
 export const suites: Record<string, () => Promise<void>> = {
   planner: plannerBench,
   openflow,
+  tc: async () => (await import("./tc.js")).tcBench(),
+  "openflow-codec": async () => (await import("./openflow-codec.js")).openflowCodec(),
 };
