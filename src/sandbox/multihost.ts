@@ -224,17 +224,22 @@ export interface UnderlayCapture {
 export class Underlay {
   readonly cleanup = new Cleanup();
   readonly hosts: SimHost[] = [];
+  readonly mtu: number;
   readonly staticNeighbors: boolean;
+  private nextIndex = 0;
 
   private constructor(
     /** The underlay namespace (holds the Linux bridge ulbr). */
     readonly netns: string,
     readonly dir: string,
+    /** Network address and prefix length of the underlay CIDR. */
     readonly network: string,
-    readonly mtu: number,
-    staticNeighbors: boolean,
+    readonly prefixLen: number,
+    private readonly base: number,
+    private readonly options: UnderlayOptions,
   ) {
-    this.staticNeighbors = staticNeighbors;
+    this.mtu = options.mtu ?? 1600;
+    this.staticNeighbors = options.staticNeighbors ?? true;
   }
 
   static async start(opts: UnderlayOptions): Promise<Underlay> {
@@ -252,14 +257,11 @@ export class Underlay {
     let ul: Underlay | undefined;
     try {
       const ns = await createNetns("under", setup);
-      ul = new Underlay(ns, dir, network, opts.mtu ?? 1600, opts.staticNeighbors ?? true);
+      ul = new Underlay(ns, dir, network, prefixLen, base, opts);
       ul.cleanup.add("underlay namespace", () => setup.run());
       await run(["ip", "link", "add", UNDERLAY_BRIDGE, "type", "bridge"], { netns: ns });
       await run(["ip", "link", "set", UNDERLAY_BRIDGE, "mtu", String(ul.mtu), "up"], { netns: ns });
-      for (const [i, name] of opts.hosts.entries()) {
-        const ip = u32ToIpv4(base + i + 1);
-        ul.hosts.push(await ul.startHost(name, i, ip, prefixLen, opts));
-      }
+      for (const name of opts.hosts) ul.hosts.push(await ul.startHost(name));
       for (const h of ul.hosts) await h.program();
       log.info({ hosts: ul.hosts.map((h) => `${h.name}=${h.tunnelIp}`), netns: ns }, "underlay up");
       return ul;
@@ -270,13 +272,27 @@ export class Underlay {
     }
   }
 
-  private async startHost(
-    name: string,
-    index: number,
-    tunnelIp: string,
-    prefixLen: number,
-    opts: UnderlayOptions,
-  ): Promise<SimHost> {
+  /**
+   * Add a host to a running underlay (a chassis joining): it gets the next
+   * free tunnel IP, and every host's neighbour table learns about it.
+   */
+  async addHost(name: string): Promise<SimHost> {
+    if (this.hosts.some((h) => h.name === name)) {
+      throw new FlowdrakeError("USAGE", `host ${name} already exists`, { name });
+    }
+    if (this.nextIndex + 1 > 2 ** (32 - this.prefixLen) - 2) {
+      throw new FlowdrakeError("USAGE", "the underlay cidr has no free address left", { name });
+    }
+    const h = await this.startHost(name);
+    this.hosts.push(h);
+    for (const x of this.hosts) await x.program();
+    return h;
+  }
+
+  private async startHost(name: string): Promise<SimHost> {
+    const opts = this.options;
+    const index = this.nextIndex++;
+    const tunnelIp = u32ToIpv4(this.base + index + 1);
     const sandbox = await OvsSandbox.start({
       label: name,
       datapath: "netdev",
@@ -286,17 +302,22 @@ export class Underlay {
     this.cleanup.add(`host ${name}`, () => sandbox.stop());
     const mac = macFor(tunnelIp);
     const ulPort = `ulh${index + 1}`;
-    await sandbox.vsctl("set", "bridge", PHYS_BRIDGE, `other_config:hwaddr="${mac}"`);
-    await createVeth({ name: UPLINK, netns: sandbox.netns }, { name: ulPort, netns: this.netns });
-    for (const [dev, ns] of [
-      [UPLINK, sandbox.netns],
-      [ulPort, this.netns],
-    ] as const) {
-      await run(["ip", "link", "set", dev, "mtu", String(this.mtu)], { netns: ns });
+    try {
+      await sandbox.vsctl("set", "bridge", PHYS_BRIDGE, `other_config:hwaddr="${mac}"`);
+      await createVeth({ name: UPLINK, netns: sandbox.netns }, { name: ulPort, netns: this.netns });
+      for (const [dev, ns] of [
+        [UPLINK, sandbox.netns],
+        [ulPort, this.netns],
+      ] as const) {
+        await run(["ip", "link", "set", dev, "mtu", String(this.mtu)], { netns: ns });
+      }
+      await run(["ip", "link", "set", ulPort, "master", UNDERLAY_BRIDGE], { netns: this.netns });
+      await sandbox.vsctl("add-port", PHYS_BRIDGE, UPLINK);
+    } catch (err) {
+      await sandbox.stop();
+      throw err;
     }
-    await run(["ip", "link", "set", ulPort, "master", UNDERLAY_BRIDGE], { netns: this.netns });
-    await sandbox.vsctl("add-port", PHYS_BRIDGE, UPLINK);
-    return new SimHost(this, name, index, sandbox, tunnelIp, mac, prefixLen, ulPort);
+    return new SimHost(this, name, index, sandbox, tunnelIp, mac, this.prefixLen, ulPort);
   }
 
   host(name: string): SimHost {

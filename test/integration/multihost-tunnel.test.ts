@@ -66,8 +66,8 @@ describe("multi-host underlay: two hosts, Geneve and VXLAN", () => {
     vm1 = await u().host("host1").addVm("vm1", { ipCidr: "10.50.0.1/24", mac: "02:00:0a:32:00:01" });
     vm2 = await u().host("host2").addVm("vm2", { ipCidr: "10.50.0.2/24", mac: "02:00:0a:32:00:02" });
     for (const h of u().hosts) {
-      await h.addTunnelPort("tun-geneve", "geneve", { ofport: GENEVE_OFPORT });
-      await h.addTunnelPort("tun-vxlan", "vxlan", { ofport: VXLAN_OFPORT });
+      await h.addTunnelPort("fd-geneve", "geneve", { ofport: GENEVE_OFPORT });
+      await h.addTunnelPort("fd-vxlan", "vxlan", { ofport: VXLAN_OFPORT });
     }
   }, 60_000);
 
@@ -180,15 +180,20 @@ describe("multi-host underlay: two hosts, Geneve and VXLAN", () => {
   });
 });
 
-describe("multi-host underlay: three hosts", () => {
+describe("multi-host underlay: three hosts (the third added to a running underlay)", () => {
   let ul: Underlay | undefined;
   const vms: VmPort[] = [];
 
   beforeAll(async () => {
-    ul = await Underlay.start({ hosts: ["hA", "hB", "hC"], cidr: "10.200.0.0/24" });
+    ul = await Underlay.start({ hosts: ["hA", "hB"], cidr: "10.200.0.0/24" });
+    // The third chassis joins a running underlay.
+    const c = await ul.addHost("hC");
+    expect(c.tunnelIp).toBe("10.200.0.3");
+    expect((await ul.host("hA").tunnelState()).neighbors).toContain("10.200.0.3");
+    await expect(ul.addHost("hC")).rejects.toThrow(/already exists/);
     for (const [i, h] of ul.hosts.entries()) {
       vms.push(await h.addVm(`v3${i}`, { ipCidr: `10.60.0.${i + 1}/24`, mac: `02:00:0a:3c:00:0${i + 1}` }));
-      await h.addTunnelPort("tun-geneve", "geneve", { ofport: GENEVE_OFPORT });
+      await h.addTunnelPort("fd-geneve", "geneve", { ofport: GENEVE_OFPORT });
     }
   }, 120_000);
   afterAll(async () => {
@@ -237,7 +242,7 @@ describe("multi-host underlay: OVS resolves tunnel neighbours itself", () => {
     expect((await h1.tunnelState()).neighbors).not.toContain(h2.tunnelIp);
     const a = await h1.addVm("dA", { ipCidr: "10.70.0.1/24" });
     const b = await h2.addVm("dB", { ipCidr: "10.70.0.2/24" });
-    for (const h of ul.hosts) await h.addTunnelPort("tun-vxlan", "vxlan", { ofport: VXLAN_OFPORT });
+    for (const h of ul.hosts) await h.addTunnelPort("fd-vxlan", "vxlan", { ofport: VXLAN_OFPORT });
     await tunnelFlows(
       [
         { host: h1, vm: a },
