@@ -14,6 +14,7 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DHCP_CLIENT_MATCH } from "../../src/apps/dhcp/match.js";
 import { type DhcpContext, type DhcpDecision, handleDhcpFrame } from "../../src/apps/dhcp/responder.js";
 import { flowMod, installFlows } from "../../src/controller/flow-installer.js";
 import type { Network, Port, Subnet } from "../../src/nb/model/index.js";
@@ -167,12 +168,7 @@ beforeAll(async () => {
   const r = await installFlows(conn, [
     flowMod({
       priority: 100,
-      match: [
-        { field: "eth_type", value: 0x0800 },
-        { field: "nw_proto", value: 17 },
-        { field: "udp_src", value: 68 },
-        { field: "udp_dst", value: 67 },
-      ],
+      match: [...DHCP_CLIENT_MATCH],
       instructions: [
         { type: "apply_actions", actions: [{ type: "output", port: OFPP.CONTROLLER, maxLen: 0xffff }] },
       ],
@@ -334,6 +330,9 @@ describe("DHCP responder with busybox udhcpc through ovs-vswitchd", () => {
       proc.kill("SIGKILL");
     }
     expect(readLease(out)).toMatchObject({ ip: "10.31.0.17", lease: "7200" });
+    // The script put the lease on eth0: the kernel now owns 10.31.0.17/24.
+    const addr = await run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], { netns: vm1.netns });
+    expect(addr.stdout).toMatch(/inet 10\.31\.0\.17\/24 /);
     expect(readLease(`${out}.renew`)).toMatchObject({ ip: "10.31.0.17", lease: "7200", router: "10.31.0.1" });
     const renew = seen.slice(before).find((s) => s.request === "DHCPREQUEST" && s.ciaddr === "10.31.0.17");
     expect(renew?.ipDst).toBe("10.31.0.2");
