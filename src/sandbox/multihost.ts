@@ -398,7 +398,9 @@ export class Underlay {
     };
   }
 
+  /** Stop every host (in parallel: each daemon takes a while to exit) and the underlay. */
   async stop(): Promise<void> {
+    await Promise.all(this.hosts.map((h) => h.sandbox.stop()));
     await this.cleanup.run();
   }
 }
