@@ -678,6 +678,35 @@ describe("fuzz: the responder decides, it never throws", () => {
     );
   });
 
+  it("parseOptionSetting raises DhcpOptionError or nothing, for any name and value", () => {
+    const text = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc
+        .array(fc.oneof(fc.ipV4(), fc.nat(300).map(String), fc.constantFrom("/", ",", " ", "{", "}", ":")), {
+          maxLength: 8,
+        })
+        .map((a) => a.join("")),
+    );
+    const name = fc.oneof(
+      fc.string({ maxLength: 12 }),
+      fc.constantFrom(
+        ...["mtu", "router", "classless-static-route", "domain-search", "T1", "server-ip-address"],
+        ...["rapidCommit", "parameterRequestList", "vendorSpecific", "time-offset", "option:250"],
+      ),
+      fc.integer({ min: 0, max: 300 }).map(String),
+    );
+    fc.assert(
+      fc.property(name, text, (n, v) => {
+        try {
+          parseOptionSetting(n, v);
+        } catch (e) {
+          expect(e).toBeInstanceOf(DhcpOptionError);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
   it("random option settings never stop a reply from being well-formed", () => {
     const names = fc.oneof(
       fc.constantFrom("mtu", "router", "dns-server", "classless-static-route", "lease-time", "domain-search"),
@@ -686,7 +715,9 @@ describe("fuzz: the responder decides, it never throws", () => {
     );
     fc.assert(
       fc.property(fc.dictionary(names, fc.string({ maxLength: 40 }), { maxKeys: 6 }), (opts) => {
-        check(DISCOVER(), ctx({ subnet: subnet({ dhcpOptions: opts }) }));
+        const c = ctx({ subnet: subnet({ dhcpOptions: opts }) });
+        check(DISCOVER(), c);
+        expect(handleDhcpFrame(DISCOVER(), c).kind).toBe("reply");
       }),
       { numRuns: 1000 },
     );
