@@ -8,6 +8,7 @@ import { classifierApp } from "./classifier.js";
 import { dhcpApp, type DhcpAppOptions } from "./dhcp.js";
 import { l2App } from "./l2.js";
 import { portsecApp } from "./portsec.js";
+import { providerApp } from "./provider.js";
 import { tunnelApp } from "./tunnel.js";
 
 export interface AppOptions {
@@ -21,9 +22,10 @@ export const APP_FACTORIES: Record<string, (o: AppOptions) => App> = {
   arp: () => arpApp,
   l2: () => l2App,
   tunnel: () => tunnelApp,
+  provider: () => providerApp,
 };
 
-export const DEFAULT_APPS = ["classifier", "portsec", "dhcp", "arp", "l2", "tunnel"];
+export const DEFAULT_APPS = ["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"];
 
 export function loadApps(names: readonly string[], opts: AppOptions = {}): App[] {
   return names.map((n) => {

@@ -8,6 +8,8 @@
  *                       in_port) and every remote chassis hosting ports of the
  *                       network; egress_tunnel drops the copies of a packet
  *                       that itself came from a tunnel (split horizon).
+ * On a provider (vlan/flat) network, what is not local goes to the physical
+ * network (egress_provider) instead of a tunnel.
  * The router's interface MACs on the network are L3's; frames to them wait
  * for the l3 app and meanwhile flood like unknown unicast.
  */
@@ -34,6 +36,18 @@ export const l2App: App = {
           flow: `table=${t("local_delivery")},priority=100,${REG.outPort}=${hex(lp.ofport)},actions=output:${lp.ofport}`,
         });
         flood.push(`set_field:${hex(lp.ofport)}->${REG.outPort},resubmit(,${egress})`);
+      }
+      if (nv.provider) {
+        // The physical network knows where the other chassis' ports are: hand it everything not local.
+        for (const rp of nv.remotePorts) {
+          out.push({
+            key: rp.id,
+            flow: `table=${l2},priority=100,${net},dl_dst=${rp.port.macAddress},actions=goto_table:${t("egress_provider")}`,
+          });
+        }
+        flood.push(`resubmit(,${t("egress_provider")})`);
+        out.push({ key: nv.id, flow: `table=${l2},priority=50,${net},actions=${flood.join(",")}` });
+        continue;
       }
       for (const rp of nv.remotePorts) {
         out.push({

@@ -19,6 +19,7 @@ export const tunnelApp: App = {
   flows(view) {
     const out: FlowSpec[] = [];
     for (const nv of view.networks.values()) {
+      if (!nv.encap) continue;
       const ofport = view.tunnelPorts[nv.encap];
       if (ofport === undefined) continue;
       out.push({

@@ -51,8 +51,10 @@ export interface NetworkView {
   network: Network;
   /** Network key in reg6 and on the wire (the VNI): the segmentation id. */
   key: number;
-  /** Tunnel type used for this network's traffic between chassis. */
-  encap: EncapType;
+  /** Tunnel type used for this network's traffic between chassis (tunnelled networks). */
+  encap?: EncapType;
+  /** How a provider (vlan/flat) network reaches its physical network from here. */
+  provider?: { physicalNetwork: string; vlan?: number; patchOfport: number };
   subnets: Subnet[];
   localPorts: LocalPort[];
   remotePorts: RemotePort[];
@@ -66,6 +68,8 @@ export interface AgentView {
   tunnelIp: string;
   /** ofport of the flow-based tunnel port per encap type (absent until OVS assigned one). */
   tunnelPorts: Partial<Record<EncapType, number>>;
+  /** ofport of br-int's patch port per physical network (bridge mappings). */
+  providerPorts: Map<string, number>;
   networks: Map<string, NetworkView>;
   localPorts: Map<string, LocalPort>;
   subnets: Map<string, Subnet>;

@@ -51,7 +51,7 @@ import { appCookieBase, appOfCookie, cookieFor } from "./cookies.js";
 import { AgentMetrics } from "./metrics.js";
 import { missFlows, tableById } from "./pipeline.js";
 import { FlowReconciler, type ReconcileResult } from "./reconciler.js";
-import { TUNNEL_PORT_NAMES, ensureTunnelPort } from "./tunnel-ports.js";
+import { TUNNEL_PORT_NAMES, ensurePatchPorts, ensureTunnelPort, patchPortNames } from "./tunnel-ports.js";
 import { type Binding, buildView } from "./view.js";
 import { MeterSet } from "./meters.js";
 
@@ -141,6 +141,9 @@ export class Agent {
     for (const encap of ["geneve", "vxlan"] as const) {
       await ensureTunnelPort(this.ovsdb.client, c.bridge, encap, this.deps.tunnelOptions);
     }
+    for (const [physnet, bridge] of Object.entries(c.bridgeMappings)) {
+      await ensurePatchPorts(this.ovsdb.client, c.bridge, bridge, physnet);
+    }
     if (Object.values(c.offload).some((v) => v !== undefined)) {
       const r = await applyOffloadSettings(this.ovsdb.client, c.offload);
       if (r.restartNeeded) log.warn({ changed: r.changed }, r.message);
@@ -181,17 +184,18 @@ export class Agent {
       hostname: hostname(),
       tunnelIps: [c.tunnelIp],
       encapTypes: c.encap === "geneve" ? ["geneve", "vxlan"] : ["vxlan", "geneve"],
+      bridgeMappings: c.bridgeMappings,
     };
     const existing = await this.api.find("chassis", c.chassis);
     if (!existing) await this.api.create("chassis", value);
     else {
       const v = existing.value;
-      if (
-        JSON.stringify([v.tunnelIps, v.encapTypes]) !== JSON.stringify([value.tunnelIps, value.encapTypes])
-      ) {
+      const mine = [value.tunnelIps, value.encapTypes, value.bridgeMappings];
+      if (JSON.stringify([v.tunnelIps, v.encapTypes, v.bridgeMappings]) !== JSON.stringify(mine)) {
         await this.api.update("chassis", c.chassis, {
           tunnelIps: value.tunnelIps,
           encapTypes: value.encapTypes,
+          bridgeMappings: value.bridgeMappings,
         });
       }
     }
@@ -323,6 +327,16 @@ export class Agent {
     return out;
   }
 
+  private providerPorts(): Map<string, number> {
+    const v = new VswitchView(this.ovsdb.replica);
+    const out = new Map<string, number>();
+    for (const physnet of Object.keys(this.config.bridgeMappings)) {
+      const ofport = v.interface(patchPortNames(physnet).int)?.ofport;
+      if (ofport && ofport > 0) out.set(physnet, ofport);
+    }
+    return out;
+  }
+
   private async claim(ports: Map<string, Port>): Promise<void> {
     for (const [id, port] of ports) {
       if (port.chassis === this.config.chassis || this.claims.has(id)) continue;
@@ -371,6 +385,7 @@ export class Agent {
       chassis: this.config.chassis,
       tunnelIp: this.config.tunnelIp,
       tunnelPorts: this.tunnelPorts(),
+      providerPorts: this.providerPorts(),
       bindings,
       model: this.cache,
     });

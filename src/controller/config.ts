@@ -9,6 +9,7 @@
  *   encap: geneve                   # preferred encapsulation (geneve | vxlan)
  *   ovsdb: unix:/var/run/openvswitch/db.sock
  *   bridge: br-int
+ *   bridgeMappings: { physnet1: br-ex }   # provider networks: physical network → bridge
  *   openflow: unix:/var/run/openvswitch/br-int.mgmt   # default: next to the ovsdb socket
  *   nb: embedded:/var/lib/flowdrake/nb                 # or etcd://h:p[,h:p]
  *   pubsub: tcp://127.0.0.1:6650    # ZeroMQ publisher; absent = follow the store's watch
@@ -35,6 +36,8 @@ export const agentConfigSchema = z.strictObject({
   encap: z.enum(["geneve", "vxlan"]).default("geneve"),
   ovsdb: z.string().default("unix:/var/run/openvswitch/db.sock"),
   bridge: z.string().min(1).default("br-int"),
+  /** physical network → bridge holding its uplink (vlan/flat provider networks), as Neutron's bridge_mappings */
+  bridgeMappings: z.record(z.string().min(1).max(64), z.string().min(1).max(15)).default({}),
   /** br-int's datapath type: "system" (kernel, and NIC offload) or "netdev" (userspace). */
   datapathType: z.enum(["system", "netdev"]).default("system"),
   openflow: z.string().optional(),

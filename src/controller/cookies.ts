@@ -25,6 +25,7 @@ export const APP_IDS: Record<string, number> = {
   l3: 8,
   secgroup: 9,
   nat: 10,
+  provider: 11,
 };
 
 export const APP_MASK = 0xffff_0000_0000_0000n;

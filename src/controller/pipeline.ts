@@ -12,6 +12,8 @@
  * the tunnel to the remote chassis. A packet from a tunnel enters at
  * classification with its network from the tunnel key and goes straight to L2
  * lookup; it is never flooded back into a tunnel (split horizon, reg0 bit 0).
+ * Provider (vlan/flat) networks leave and enter through a patch port to the
+ * physical bridge their physical network maps to, tagged for vlan (reg0 bit 1).
  *
  * Table ids leave gaps so that a later app can slot a table in without
  * renumbering (and without a flow-table flush on upgrade). The layout follows
@@ -84,6 +86,12 @@ const DEFS = [
     miss: "drop",
   },
   {
+    id: 52,
+    name: "egress_provider",
+    purpose: "to a vlan/flat provider network: VLAN tag, out the patch port to the physical bridge",
+    miss: "drop",
+  },
+  {
     id: 55,
     name: "egress_secgroup",
     purpose: "security groups, traffic entering a VM (conntrack)",
@@ -125,6 +133,8 @@ export const REG = {
 } as const;
 
 export const FLAG_FROM_TUNNEL = 0x1;
+/** reg0 bit 1: the packet came in from a provider (physical) network: never send it back there. */
+export const FLAG_FROM_PROVIDER = 0x2;
 
 /** Priority of the miss flow every table gets from the pipeline itself. */
 export const MISS_PRIORITY = 0;

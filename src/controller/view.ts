@@ -9,6 +9,7 @@ import type { AgentView, EncapType, LocalPort, NetworkView, RemotePort } from ".
 import type { Chassis, Network, Port, Router, Subnet } from "../nb/model/schemas.js";
 import { KIND } from "../nb/sync/refs.js";
 import { DEVICE_OWNER_ROUTER_INTERFACE } from "../nb/model/schemas.js";
+import { fnv1a32 } from "./cookies.js";
 
 export interface Binding {
   portId: string;
@@ -25,6 +26,8 @@ export interface ViewInput {
   chassis: string;
   tunnelIp: string;
   tunnelPorts: Partial<Record<EncapType, number>>;
+  /** physical network → ofport of its patch port on br-int */
+  providerPorts?: Map<string, number>;
   bindings: Iterable<Binding>;
   model: ModelSource;
 }
@@ -40,7 +43,17 @@ function encapOf(network: Network): EncapType | undefined {
     : undefined;
 }
 
+/**
+ * reg6 key of a provider network, outside the 24-bit range of tunnel keys:
+ * 0x1000000 | VLAN id for vlan, 0x2000000 | a 16-bit hash of the physical
+ * network for flat.
+ */
+export function providerKey(physicalNetwork: string, vlan: number | undefined): number {
+  return vlan !== undefined ? 0x1000000 | vlan : 0x2000000 | (fnv1a32(physicalNetwork) & 0xffff);
+}
+
 export function buildView(input: ViewInput): AgentView {
+  const providerPorts = input.providerPorts ?? new Map<string, number>();
   const networks = byKey<Network>(input.model, KIND.network);
   const subnets = byKey<Subnet>(input.model, KIND.subnet);
   const ports = byKey<Port>(input.model, KIND.port);
@@ -66,13 +79,29 @@ export function buildView(input: ViewInput): AgentView {
     const network = networks.get(lp.networkId);
     if (!network) continue;
     const encap = encapOf(network);
-    // Provider (vlan/flat) networks have no tunnel key; they are not wired by this agent yet.
-    if (!encap || network.segmentationId === undefined) continue;
+    let key: number;
+    let provider: NetworkView["provider"];
+    if (encap) {
+      if (network.segmentationId === undefined) continue;
+      key = network.segmentationId;
+    } else {
+      // A provider network is wired only where its physical network is mapped to a bridge.
+      const patchOfport = network.physicalNetwork ? providerPorts.get(network.physicalNetwork) : undefined;
+      if (patchOfport === undefined) continue;
+      const vlan = network.networkType === "vlan" ? network.segmentationId : undefined;
+      key = providerKey(network.physicalNetwork!, vlan);
+      provider = {
+        physicalNetwork: network.physicalNetwork!,
+        patchOfport,
+        ...(vlan !== undefined ? { vlan } : {}),
+      };
+    }
     views.set(lp.networkId, {
       id: lp.networkId,
       network,
-      key: network.segmentationId,
-      encap,
+      key,
+      ...(encap ? { encap } : {}),
+      ...(provider ? { provider } : {}),
       subnets: [...subnets.values()].filter((s) => s.networkId === lp.networkId),
       localPorts: [],
       remotePorts: [],
@@ -112,6 +141,7 @@ export function buildView(input: ViewInput): AgentView {
     chassis: input.chassis,
     tunnelIp: input.tunnelIp,
     tunnelPorts: input.tunnelPorts,
+    providerPorts,
     networks: views,
     localPorts,
     subnets,

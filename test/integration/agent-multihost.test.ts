@@ -34,7 +34,12 @@ const PORTS = [
   ["g2", "netg", "host2", "fa:16:3e:0a:00:02", "10.70.0.12"],
   ["v1", "netv", "host1", "fa:16:3e:0b:00:01", "10.80.0.11"],
   ["v2", "netv", "host2", "fa:16:3e:0b:00:02", "10.80.0.12"],
+  ["p1", "netp", "host1", "fa:16:3e:0c:00:01", "10.90.0.11"],
+  ["p2", "netp", "host2", "fa:16:3e:0c:00:02", "10.90.0.12"],
+  ["f1", "netf", "host1", "fa:16:3e:0d:00:01", "10.91.0.11"],
+  ["f2", "netf", "host2", "fa:16:3e:0d:00:02", "10.91.0.12"],
 ] as const;
+const SUBNET_OF: Record<string, string> = { netg: "subg", netv: "subv", netp: "subp", netf: "subf" };
 
 async function startAgent(host: string): Promise<Agent> {
   const h = ul!.host(host);
@@ -45,6 +50,8 @@ async function startAgent(host: string): Promise<Agent> {
       ovsdb: h.sandbox.dbRemote,
       datapathType: "netdev",
       nb: dbUrl,
+      // physnet1 rides the underlay bridge: VLAN 100 and untagged (flat) frames between hosts.
+      bridgeMappings: { physnet1: "br-phy" },
       metrics: "",
       logLevel: "silent",
     }),
@@ -78,13 +85,28 @@ beforeAll(async () => {
   });
   await api.create("lswitch", { id: "netv", tenantId: "t1", networkType: "vxlan", segmentationId: 3002 });
   await api.create("subnet", { id: "subv", tenantId: "t1", networkId: "netv", cidr: "10.80.0.0/24" });
+  await api.create("lswitch", {
+    id: "netp",
+    tenantId: "t1",
+    networkType: "vlan",
+    physicalNetwork: "physnet1",
+    segmentationId: 100,
+  });
+  await api.create("subnet", { id: "subp", tenantId: "t1", networkId: "netp", cidr: "10.90.0.0/24" });
+  await api.create("lswitch", {
+    id: "netf",
+    tenantId: "t1",
+    networkType: "flat",
+    physicalNetwork: "physnet1",
+  });
+  await api.create("subnet", { id: "subf", tenantId: "t1", networkId: "netf", cidr: "10.91.0.0/24" });
   for (const [id, net, , mac, ip] of PORTS) {
     await api.create("lport", {
       id,
       tenantId: "t1",
       networkId: net,
       macAddress: mac,
-      fixedIps: [{ subnetId: net === "netg" ? "subg" : "subv", ipAddress: ip }],
+      fixedIps: [{ subnetId: SUBNET_OF[net]!, ipAddress: ip }],
     });
   }
   ul = await Underlay.start({ hosts: ["host1", "host2"] });
@@ -92,7 +114,7 @@ beforeAll(async () => {
   await startAgent("host2");
   for (const [id, , host, mac] of PORTS) vms[id] = await ul.host(host).addVm(id, { ifaceId: id, mac });
   for (const [host, a] of agents) {
-    await waitFor(() => a.view()?.localPorts.size === 2, 20_000, `${host} binds its two ports`);
+    await waitFor(() => a.view()?.localPorts.size === 4, 20_000, `${host} binds its four ports`);
   }
   // Each agent sees the other's ports only once they were claimed in the NB.
   for (const [host, a] of agents) {
@@ -113,12 +135,12 @@ afterAll(async () => {
 
 describe("agents on two hosts", () => {
   it("each VM gets its lease from its own host's agent", async () => {
-    for (const id of ["g1", "g2", "v1", "v2"]) {
+    for (const id of ["g1", "g2", "v1", "v2", "p1", "p2", "f1", "f2"]) {
       const lease = await runDhcpClient(vms[id]!.netns, { apply: true, timeoutS: 10 });
       expect(lease?.ip, id).toBe(PORTS.find((p) => p[0] === id)![4]);
     }
-    expect(agents.get("host1")!.packetIns.get("dhcp")).toBeGreaterThanOrEqual(4);
-    expect(agents.get("host2")!.packetIns.get("dhcp")).toBeGreaterThanOrEqual(4);
+    expect(agents.get("host1")!.packetIns.get("dhcp")).toBeGreaterThanOrEqual(8);
+    expect(agents.get("host2")!.packetIns.get("dhcp")).toBeGreaterThanOrEqual(8);
   });
 
   it("VMs on a Geneve network on different hosts ping each other through a Geneve tunnel", async () => {
@@ -173,6 +195,24 @@ describe("agents on two hosts", () => {
     );
     await agents.get("host1")!.settle();
     await waitFor(() => ping(vms.g1!, "10.70.0.13", 2), 20_000, "g1 → g3");
+  });
+
+  it("a VLAN provider network crosses the physical network tagged, not tunnelled", async () => {
+    const cap = await ul!.capture();
+    expect(await ping(vms.p1!, "10.90.0.12")).toBe(true);
+    const pkts = await cap.stop();
+    expect(pkts.filter((p) => p.inner?.ipv4?.src.startsWith("10.90."))).toEqual([]);
+    const h1 = await ul!.host("host1").sandbox.ofctl("dump-flows", ul!.host("host1").sandbox.mgmtRemote());
+    expect(h1.stdout).toMatch(
+      /table=52, n_packets=[1-9]\d*, .*reg6=0x1000064 actions=push_vlan:0x8100,set_field:4196->vlan_vid/,
+    );
+    expect(h1.stdout).toMatch(/n_packets=[1-9]\d*, .*in_port=\d+,dl_vlan=100 actions=pop_vlan/);
+  });
+
+  it("a flat provider network crosses the physical network untagged", async () => {
+    expect(await ping(vms.f2!, "10.91.0.11")).toBe(true);
+    const h2 = await ul!.host("host2").sandbox.ofctl("dump-flows", ul!.host("host2").sandbox.mgmtRemote());
+    expect(h2.stdout).toMatch(/n_packets=[1-9]\d*, .*vlan_tci=0x0000\/0x1fff actions=set_field:0x2/);
   });
 
   it("stopping host2's agent does not stop existing traffic", async () => {
