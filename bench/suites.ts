@@ -6,4 +6,5 @@ export const suites: Record<string, () => Promise<void>> = {
   openflow,
   tc: async () => (await import("./tc.js")).tcBench(),
   "openflow-codec": async () => (await import("./openflow-codec.js")).openflowCodec(),
+  nb: async () => (await import("./nb.js")).nb(),
 };
