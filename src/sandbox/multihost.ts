@@ -39,11 +39,13 @@
  * puts them back.
  *
  * What the agent does itself (on br-int, nothing on br-phy):
- *   ovs-vsctl add-port br-int tun-geneve -- set interface tun-geneve type=geneve \
+ *   ovs-vsctl add-port br-int fd-geneve -- set interface fd-geneve type=geneve \
  *       options:remote_ip=flow options:key=flow [ofport_request=N]
- *   ovs-vsctl add-port br-int tun-vxlan -- set interface tun-vxlan type=vxlan \
+ *   ovs-vsctl add-port br-int fd-vxlan -- set interface fd-vxlan type=vxlan \
  *       options:remote_ip=flow options:key=flow [ofport_request=N]
- *   (one port per encap type serves every remote chassis; options:local_ip is
+ *   (the names src/controller/tunnel-ports.ts uses; one port per encap type
+ *   serves every remote chassis, so the agent's tunnelOptions can stay empty:
+ *   options:local_ip is
  *   not needed: the source is the route's, i.e. the tunnel IP on br-phy; the
  *   UDP ports are the IANA ones, 6081 and 4789, unless options:dst_port is set)
  *   egress:  actions=set_field:<vni>->tun_id,set_field:<remote tunnel IP>->tun_dst,output:<tunnel ofport>
