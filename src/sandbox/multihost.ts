@@ -45,9 +45,9 @@
  *       options:remote_ip=flow options:key=flow [ofport_request=N]
  *   (the names src/controller/tunnel-ports.ts uses; one port per encap type
  *   serves every remote chassis, so the agent's tunnelOptions can stay empty:
- *   options:local_ip is
- *   not needed: the source is the route's, i.e. the tunnel IP on br-phy; the
- *   UDP ports are the IANA ones, 6081 and 4789, unless options:dst_port is set)
+ *   options:local_ip is not needed: the source is the route's, i.e. the
+ *   tunnel IP on br-phy; the UDP ports are the IANA ones, 6081 and 4789,
+ *   unless options:dst_port is set)
  *   egress:  actions=set_field:<vni>->tun_id,set_field:<remote tunnel IP>->tun_dst,output:<tunnel ofport>
  *            (NXM_NX_TUN_ID / NXM_NX_TUN_IPV4_DST; `load:` works as well)
  *   ingress: in_port=<tunnel ofport>,tun_id=<vni> → local delivery
