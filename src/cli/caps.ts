@@ -19,6 +19,10 @@ import {
 } from "../offload/caps/index.js";
 import type { HostSource } from "../offload/caps/source.js";
 import { UsageError } from "../util/errors.js";
+import { connectOpenFlow } from "../openflow/client.js";
+import { flowFromStats } from "../openflow/flow.js";
+import { OvsdbClient } from "../ovsdb/client.js";
+import { op } from "../ovsdb/ops.js";
 import { capsProbes } from "./caps-probes.js";
 
 interface CapsOptions {
@@ -81,8 +85,60 @@ export function explainFlows(
   return `${out.join("\n")}\n`;
 }
 
+/**
+ * The flow set a running agent has installed, read over OpenFlow from the
+ * bridge (`unix:/var/run/openvswitch/br-int.mgmt`), with the port map taken
+ * from OVSDB when `ovsdb` is given: system interfaces on the bridge are
+ * eswitch ports (a VF representor is plugged into br-int under its own
+ * netdev name), geneve/vxlan interfaces are tunnel ports.
+ */
+export async function liveFlowSet(
+  target: string,
+  ovsdb: string | undefined,
+): Promise<{ text: string; port: string[]; tunnel: string[] }> {
+  const conn = await connectOpenFlow(target);
+  let text: string;
+  try {
+    text = (await conn.flowStats()).map((s) => formatFlow(flowFromStats(s))).join("\n");
+  } finally {
+    conn.close();
+  }
+  const port: string[] = [];
+  const tunnel: string[] = [];
+  if (ovsdb) {
+    const client = await OvsdbClient.connect(ovsdb);
+    try {
+      const [r] = await client.transact("Open_vSwitch", [
+        op.select("Interface", [], ["name", "type", "ofport"]),
+      ]);
+      for (const row of r?.rows ?? []) {
+        const ofport = typeof row.ofport === "number" ? row.ofport : -1;
+        if (ofport <= 0) continue;
+        if (row.type === "" || row.type === "system") port.push(`${ofport}=${String(row.name)}`);
+        if (row.type === "geneve" || row.type === "vxlan") tunnel.push(`${ofport}=${row.type}`);
+      }
+    } finally {
+      client.close();
+    }
+  }
+  return { text, port, tunnel };
+}
+
 export async function runCaps(opts: CapsOptions): Promise<string> {
   if (opts.from && opts.capture) throw new UsageError("--from and --capture cannot be combined");
+  if (opts.explain && /^(unix|tcp):/.test(opts.explain)) {
+    const live = await liveFlowSet(opts.explain, opts.ovsdb);
+    let profile = opts.profile;
+    if (!profile) {
+      const src = opts.from ? captureSource(opts.from) : liveSource();
+      profile = buildReport(await discover(src)).nics[0]?.profile.id ?? "none";
+    }
+    return explainFlows(live.text, {
+      profile,
+      port: [...live.port, ...(opts.port ?? [])],
+      tunnel: [...live.tunnel, ...(opts.tunnel ?? [])],
+    });
+  }
   if (opts.explain) {
     let profile = opts.profile;
     if (!profile) {
@@ -122,7 +178,8 @@ export function register(program: Command): void {
     )
     .option(
       "--explain <flows>",
-      "explain, flow by flow, what a saved flow set (ovs-ofctl text) would offload",
+      "explain, flow by flow, what a flow set would offload: a saved file (ovs-ofctl text) or a running " +
+        "agent's bridge (unix:/var/run/openvswitch/br-int.mgmt; with --ovsdb the port map comes from OVSDB)",
     )
     .option("--profile <id>", "NIC profile for --explain (default: this host's first NIC)")
     .option("--port <ofport=netdev>", "an eswitch port for --explain (repeatable)", collect, [])

@@ -13,6 +13,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCaps } from "../../src/cli/caps.js";
 import { Agent } from "../../src/controller/agent.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
 import { table } from "../../src/controller/pipeline.js";
@@ -293,6 +294,17 @@ describe("node agent on one host", () => {
     expect(agent!.packetIns.get("arp") ?? 0).toBeGreaterThan(before);
     const neigh = await run(["ip", "-6", "neigh", "show", "fd00:1::12"], { netns: vms.vm1!.netns });
     expect(neigh.stdout).toContain("fa:16:3e:01:00:12");
+  });
+
+  it("caps --explain reads the running agent's flows and says, flow by flow, where each would run", async () => {
+    const out = await runCaps({ explain: sb().mgmtRemote(), ovsdb: sb().dbRemote, profile: "connectx-6-dx" });
+    const blocks = out.split("\n").filter((l) => /^\s+(NIC|OVS): /.test(l));
+    expect(blocks.length).toBe(agent!.reconciler.installedFlows().length);
+    // The DHCP punts stay in software, with the reason; some forwarding goes to the NIC.
+    expect(out).toMatch(
+      /tp_dst=67 actions=meter:\d+,CONTROLLER:65535\n\s+OVS: not offloaded: action meter is never offloadable/,
+    );
+    expect(blocks.some((l) => l.includes("NIC: offloaded"))).toBe(true);
   });
 
   it("a restarted agent reconciles without sending a single flow_mod", async () => {
