@@ -46,7 +46,7 @@ const DEFS = [
   {
     id: 10,
     name: "ingress_secgroup",
-    purpose: "security groups, traffic leaving a VM (conntrack)",
+    purpose: "security groups, traffic leaving a VM (conntrack) — reserved, no app yet: passes",
     miss: { goto: "dhcp" },
   },
   {
@@ -64,13 +64,13 @@ const DEFS = [
   {
     id: 30,
     name: "l3",
-    purpose: "distributed router: packets to a router MAC are routed between subnets",
+    purpose: "distributed router between subnets — reserved, no app yet: passes",
     miss: { goto: "nat" },
   },
   {
     id: 35,
     name: "nat",
-    purpose: "DNAT/SNAT for floating IPs and SNAT gateways",
+    purpose: "DNAT/SNAT for floating IPs and SNAT gateways — reserved, no app yet: passes",
     miss: { goto: "l2_lookup" },
   },
   {
@@ -94,7 +94,7 @@ const DEFS = [
   {
     id: 55,
     name: "egress_secgroup",
-    purpose: "security groups, traffic entering a VM (conntrack)",
+    purpose: "security groups, traffic entering a VM (conntrack) — reserved, no app yet: passes",
     miss: { goto: "local_delivery" },
   },
   { id: 60, name: "local_delivery", purpose: "reg7 → output to that local port", miss: "drop" },
