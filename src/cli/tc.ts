@@ -20,7 +20,8 @@
  * then sends the requests packed many per sendto(2) with acks, like
  * installFlowerRules. Unlike `tc -b` it does not stop at the first kernel
  * error: every failed line is reported with its number and the command exits 1
- * (what `tc -force -b` does).
+ * (what `tc -force -b` does). With --json each `filter show` line of a batch
+ * prints one compact JSON array on one line (JSON Lines).
  *
  * The flowdrake flags may appear anywhere; every other word goes to the tc
  * parser untouched (so `ct_state -trk` keeps its dash). Kernel refusals
@@ -305,7 +306,7 @@ interface Io {
 async function showFilters(
   tc: TcClient,
   cmd: Extract<TcCommand, { selector: unknown }>,
-  json: boolean,
+  json: "pretty" | "line" | false,
   io: Io,
 ): Promise<void> {
   const sel = cmd.selector;
@@ -321,14 +322,8 @@ async function showFilters(
   });
   const names = await tc.links();
   const devName = (i: number) => names.get(i) ?? `if${i}`;
-  if (json)
-    io.out(
-      `${JSON.stringify(
-        chosen.map((f) => filterJson(f, cmd.dev, devName)),
-        null,
-        2,
-      )}\n`,
-    );
+  const docs = chosen.map((f) => filterJson(f, cmd.dev, devName));
+  if (json) io.out(`${JSON.stringify(docs, null, json === "pretty" ? 2 : undefined)}\n`);
   else io.out(chosen.map((f) => `${filterText(f, devName)}\n`).join(""));
 }
 
@@ -398,7 +393,7 @@ async function runBatch(tc: TcClient, o: TcCliOptions, file: string, io: Io): Pr
   for (const p of parsed) {
     if (p.cmd.object === "filter" && p.cmd.verb === "show") {
       await flush();
-      await showFilters(tc, p.cmd, o.json, io);
+      await showFilters(tc, p.cmd, o.json ? "line" : false, io);
     } else pending.push(p);
   }
   await flush();
@@ -437,7 +432,7 @@ export async function runTcLive(argv: string[], io: Io): Promise<void> {
       return i;
     });
     if (cmd.object === "filter" && cmd.verb === "show") {
-      await showFilters(tc, cmd, o.json, io);
+      await showFilters(tc, cmd, o.json ? "pretty" : false, io);
       return;
     }
     try {

@@ -1,8 +1,11 @@
 /**
  * The kernel lane's scenarios, in ONE guest boot (a boot costs 10–40 s under
  * TCG): iproute2's own tc-flower first (proves the lane), then OVS's kernel
- * datapath with hw-offload=true and tc-policy=skip_hw.
+ * datapath with hw-offload=true and tc-policy=skip_hw, then flowdrake's own
+ * bindings (`flowdrake tc`, built dist/ run by the host's node) installing,
+ * dumping and deleting flower rules in front of an OVS bridge.
  */
+import { existsSync } from "node:fs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,10 +18,10 @@ import {
   sections,
 } from "./lane.js";
 
-const scenario = (name: string) => ({
+const scenario = (name: string, timeoutS = 240) => ({
   name,
   script: readFileSync(join(repoRoot(), "test", "kernel", "scenarios", `${name}.sh`), "utf8"),
-  timeoutS: 240,
+  timeoutS,
 });
 
 interface TcFilter {
@@ -36,12 +39,14 @@ let lane: LaneResult | undefined;
 let secs: Map<string, ScenarioSection> = new Map();
 
 beforeAll(async () => {
+  const cli = join(repoRoot(), "dist", "src", "cli", "tc.js");
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run 'bash scripts/setup' (it builds dist/)`);
   lane = await bootLane({
-    script: scenarioScript([scenario("iproute2"), scenario("ovs-offload")]),
-    timeoutMs: 600_000,
+    script: scenarioScript([scenario("iproute2"), scenario("ovs-offload"), scenario("flowdrake-tc", 360)]),
+    timeoutMs: 900_000,
   });
   secs = sections(lane);
-}, 620_000);
+}, 920_000);
 
 afterAll(() => lane?.cleanup());
 
@@ -90,5 +95,65 @@ describe("kernel lane: OVS kernel datapath with tc offload", () => {
       (f) => f.options?.skip_hw && f.options.actions?.some((a) => a.kind === "mirred"),
     );
     expect(redirects.length, JSON.stringify(filters)).toBeGreaterThan(0);
+  });
+});
+
+interface FlowdrakeFilter {
+  dev: string;
+  prio: number;
+  protocol: string;
+  handle?: number;
+  match?: Record<string, unknown>;
+  flags?: Record<string, boolean>;
+  inHw?: boolean;
+  stats?: { packets: number; bytes: number; swPackets: number; hwPackets: number };
+  actions?: { kind: string; dev?: string }[];
+}
+
+describe("kernel lane: flowdrake's tc bindings in front of OVS", () => {
+  const icmp = (s: ScenarioSection, key: string) => s.results.get(key) as { a2b: number; b2a: number };
+
+  it("installs and dumps skip_hw flower rules (tc batch, filter show --json)", () => {
+    const s = section("flowdrake-tc");
+    expect(s.exitCode, s.output).toBe(0);
+    const installed = s.results.get("rules_installed") as FlowdrakeFilter[];
+    expect(installed, s.output).toHaveLength(1);
+    expect(installed[0]).toMatchObject({
+      dev: "fra",
+      prio: 10,
+      protocol: "ip",
+      match: { ipProto: 1, dstIp: { value: "10.80.0.2", mask: "255.255.255.255" } },
+      flags: { skipHw: true, notInHw: true },
+      inHw: false,
+      stats: { packets: 0 },
+      actions: [{ kind: "mirred", dev: "frb" }],
+    });
+  });
+
+  it("after the first packet, every packet of the flow is handled by tc and none reaches OVS", () => {
+    const s = section("flowdrake-tc");
+    expect(s.results.get("ping"), s.output).toEqual({ rc: 0, sent: 20, received: 20 });
+    // The first ping (before any rule) went through OVS: one request, one reply.
+    const first = icmp(s, "ovs_icmp_first");
+    expect(first).toEqual({ a2b: 1, b2a: 1 });
+    // The next 20 were all counted by flowdrake's rules, all in software tc (skip_hw) …
+    const fra = (s.results.get("fra_rules") as FlowdrakeFilter[])[0]!;
+    const frb = (s.results.get("frb_rules") as FlowdrakeFilter[])[0]!;
+    expect(fra.stats).toMatchObject({ packets: 20, swPackets: 20, hwPackets: 0 });
+    expect(frb.stats).toMatchObject({ packets: 20, swPackets: 20, hwPackets: 0 });
+    expect([20 * 84, 20 * 98]).toContain(fra.stats!.bytes); // ICMP echo, with or without the MAC header
+    // … and OVS's ICMP flows stayed at the first packet.
+    expect(icmp(s, "ovs_icmp_after_tc")).toEqual(first);
+    // iproute2 reads the same counter from the kernel.
+    const ip2 = (s.results.get("fra_iproute2") as TcFilter[]).find((f) => f.options);
+    expect(ip2?.options?.actions?.[0]?.stats?.packets).toBe(20);
+  });
+
+  it("deletes the rules; the flow falls back to OVS", () => {
+    const s = section("flowdrake-tc");
+    expect(s.results.get("after_delete"), s.output).toEqual([]);
+    expect(s.results.get("ping_after_delete")).toEqual({ rc: 0 });
+    const first = icmp(s, "ovs_icmp_first");
+    expect(icmp(s, "ovs_icmp_after_delete")).toEqual({ a2b: first.a2b + 3, b2a: first.b2a + 3 });
   });
 });
