@@ -335,4 +335,36 @@ describe("node agent on one host", () => {
     expect(body).toMatch(/flowdrake_local_ports 3/);
     expect(body).toMatch(/flowdrake_reconcile_duration_seconds_count [1-9]/);
   });
+
+  it("unplugging a VM removes exactly its flows; deleting an NB port unbinds it", async () => {
+    await agent!.settle();
+    const flowsMentioning = (id: string) =>
+      agent!.reconciler.installedFlows().filter((f) => formatFlow(f).includes(id));
+    const vm3Flows = agent!.reconciler
+      .installedFlows()
+      .filter((f) => f.match.some((m) => m.field === "in_port" && Number(m.value) === vms.vm3!.ofport));
+    expect(vm3Flows.length).toBeGreaterThan(3);
+    const before = { ...agent!.reconciler.totals };
+    await sb().vsctl("del-port", "br-int", vms.vm3!.port);
+    await waitFor(() => agent!.view()?.localPorts.size === 2, 10_000, "vm3 unbound");
+    await agent!.settle();
+    const t = agent!.reconciler.totals;
+    // vm3 was alone on net2: its port flows, net2's flood and tunnel flows, and nothing else, go.
+    expect(t.added - before.added).toBe(0);
+    expect(t.modified - before.modified).toBe(0);
+    const left = agent!.reconciler
+      .installedFlows()
+      .filter((f) => f.match.some((m) => m.field === "in_port" && Number(m.value) === vms.vm3!.ofport));
+    expect(left).toEqual([]);
+    expect(agent!.reconciler.installedFlows().some((f) => formatFlow(f).includes("reg6=0x66"))).toBe(false);
+    expect(flowsMentioning("fa:16:3e:01:00:12").length).toBeGreaterThan(0);
+
+    await api.delete("lport", "vm2");
+    await waitFor(() => agent!.view()?.localPorts.size === 1, 10_000, "vm2 unbound after NB delete");
+    await agent!.settle();
+    expect(agent!.reconciler.installedFlows().some((f) => formatFlow(f).includes("fa:16:3e:01:00:12"))).toBe(
+      false,
+    );
+    expect(await ping(vms.vm1!, "10.1.0.12")).toBe(false);
+  });
 });
