@@ -196,3 +196,47 @@ catch (e) { console.log("refused: " + e.message); }
     }
   });
 });
+
+describe("embedded store follower (read-only, as `flowdrake publisher` opens it)", () => {
+  it("reads the owner's state, watches its commits across a compaction, refuses writes", async () => {
+    const dir = join(tempDir("nb-follow"), "db");
+    const owner = await EmbeddedStore.open(dir, { compactEveryRecords: 0 });
+    try {
+      for (let i = 0; i < 5; i++) await owner.txn([{ op: "put", kind: "x", key: `k${i}`, value: i }]);
+      const follower = await EmbeddedStore.follow(dir, { followPollMs: 10 });
+      try {
+        expect(follower.readOnly).toBe(true);
+        expect(await follower.revision()).toBe(await owner.revision());
+        expect(await follower.list("x")).toEqual(await owner.list("x"));
+        const seen: number[] = [];
+        const w = await follower.watch({ kinds: ["x"] }, (ev) => seen.push(ev.revision));
+        const written: number[] = [];
+        for (let i = 5; i < 15; i++) {
+          written.push((await owner.txn([{ op: "put", kind: "x", key: `k${i % 7}`, value: i }])).revision);
+          if (i === 9) owner.compact();
+        }
+        written.push((await owner.txn([{ op: "delete", kind: "x", key: "k0" }])).revision);
+        await waitFor(() => seen.length >= written.length, 5000, "follower events");
+        expect(seen).toEqual(written);
+        expect(await follower.list("x")).toEqual(await owner.list("x"));
+        await w.close();
+        // read-only: writes, locks and leases go through the owner
+        await expect(follower.txn([{ op: "put", kind: "x", key: "no", value: 1 }])).rejects.toThrow(
+          /read-only/,
+        );
+        await expect(follower.withLock("l", async () => 1)).rejects.toBeInstanceOf(StoreError);
+        await expect(follower.grantLease(5)).rejects.toBeInstanceOf(StoreError);
+        expect(await owner.get("x", "no")).toBeUndefined();
+      } finally {
+        await follower.close();
+      }
+      // the owner still holds the directory: a second writer is still refused
+      await expect(EmbeddedStore.open(dir)).rejects.toBeInstanceOf(StoreError);
+    } finally {
+      await owner.close();
+    }
+    await expect(EmbeddedStore.follow(join(tempDir("nb-follow-empty"), "none"))).rejects.toBeInstanceOf(
+      StoreError,
+    );
+  });
+});

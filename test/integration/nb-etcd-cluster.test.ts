@@ -52,10 +52,13 @@ describe("etcd cluster: the leader is killed while writers and watchers run", ()
     cleanup.add("writer store", () => writerStore.close());
     const start = await writerStore.revision();
 
-    // three watchers, each on its own client (each connects to some member)
+    // three watchers, each on its own client (each connects to some member),
+    // and a fourth pinned to the member that leads now and will be killed: it
+    // loses its stream and must resume when that member is back
+    const leader = await c.leader();
     const watched: WatchEvent[][] = [];
-    for (let i = 0; i < 3; i++) {
-      const ws = await openEtcdStore(c.endpoints);
+    for (let i = 0; i < 4; i++) {
+      const ws = await openEtcdStore(i < 3 ? c.endpoints : [c.endpoint(leader)]);
       cleanup.add(`watch store ${i}`, () => ws.close());
       const events: WatchEvent[] = [];
       watched.push(events);
@@ -92,12 +95,15 @@ describe("etcd cluster: the leader is killed while writers and watchers run", ()
     const running = Array.from({ length: writers }, (_, w) => writer(w));
 
     await waitFor(() => acked.length >= 200, 30_000, "200 writes before the failover");
-    const leader = await c.leader();
+    expect(await c.leader()).toBe(leader);
     const beforeKill = acked.length;
     await c.kill(leader);
     await waitFor(() => acked.length >= beforeKill + 200, 60_000, "200 writes after the leader died");
     const newLeader = await c.leader();
     expect(newLeader).not.toBe(leader);
+    // the pinned watcher heard nothing while its member was dead
+    const pinnedWhileDown = watched[3]!.length;
+    expect(pinnedWhileDown).toBeLessThan(acked.length);
     await c.restart(leader);
     const afterRestart = acked.length;
     await waitFor(() => acked.length >= afterRestart + 100, 30_000, "writes after the member returned");
