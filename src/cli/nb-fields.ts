@@ -15,7 +15,7 @@
  */
 import type { Command } from "commander";
 import type { NbApi } from "../nb/api.js";
-import { NotFoundError, type ObjectKind, ValidationError } from "../nb/model/index.js";
+import { KINDS, NotFoundError, type ObjectKind, ValidationError } from "../nb/model/index.js";
 
 type Obj = Record<string, unknown>;
 
@@ -386,7 +386,8 @@ export async function fieldsFromFlags(
       const parentKey = out[p.field];
       if (typeof parentKey !== "string") continue;
       const parent = await api.find(p.kind, parentKey);
-      const t = (parent?.value as Obj | undefined)?.tenantId;
+      if (!parent) fail(ctx, p.field, `${KINDS[p.kind].noun} ${parentKey} does not exist`);
+      const t = (parent!.value as Obj).tenantId;
       if (typeof t === "string") {
         out.tenantId = t;
         break;

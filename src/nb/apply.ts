@@ -335,7 +335,10 @@ function planFixedIps(desired: Obj[], stored: Obj[]): Obj[] | undefined {
   });
 }
 
-/** Fields that differ between the file's object and the stored one (special fields excluded). */
+/**
+ * Fields that differ between the file's object and the stored one (special
+ * fields excluded); a difference in a field update cannot change is refused.
+ */
 function diffFields(d: DesiredObject, stored: Obj): string[] {
   const skip = new Set<string>([KINDS[d.kind].keyField]);
   for (const f of ALLOCATED[d.kind] ?? []) if (!d.given.has(f)) skip.add(f);
@@ -343,7 +346,18 @@ function diffFields(d: DesiredObject, stored: Obj): string[] {
   if (d.kind === "secgroup") skip.add("rules");
   if (d.kind === "lport") skip.add("fixedIps");
   const fields = new Set([...Object.keys(d.value), ...Object.keys(stored)]);
-  return [...fields].filter((f) => !skip.has(f) && !same(d.value[f], stored[f]));
+  const diff = [...fields].filter((f) => !skip.has(f) && !same(d.value[f], stored[f]));
+  for (const f of diff) {
+    if (f === "tenantId" || (IMMUTABLE[d.kind] ?? []).includes(f)) {
+      throw new ValidationError(
+        d.kind,
+        d.key,
+        f,
+        `cannot be changed after create (stored ${canon(stored[f])}, file ${canon(d.value[f])}); delete the object first`,
+      );
+    }
+  }
+  return diff;
 }
 
 /**
@@ -420,16 +434,6 @@ export function planApply(topology: Topology, state: State, opts: { prune?: bool
       }
       const stored = cur.value as Obj;
       const fields = diffFields(d, stored);
-      for (const f of fields) {
-        if (f === "tenantId" || (IMMUTABLE[kind] ?? []).includes(f)) {
-          throw new ValidationError(
-            kind,
-            d.key,
-            f,
-            `cannot be changed after create (stored ${canon(stored[f])}, file ${canon(d.value[f])}); delete the object first`,
-          );
-        }
-      }
       const patch: Obj = {};
       for (const f of fields) patch[f] = d.value[f];
       if (kind === "lport" && Array.isArray(d.value.fixedIps)) {
