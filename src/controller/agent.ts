@@ -34,7 +34,7 @@ import type { Lease, NbStore } from "../nb/store/types.js";
 import { NbCache } from "../nb/sync/cache.js";
 import { KIND } from "../nb/sync/refs.js";
 import type { Port } from "../nb/model/schemas.js";
-import { applyOffloadSettings } from "../offload/ovs-settings.js";
+import { type ApplyResult, applyOffloadSettings } from "../offload/ovs-settings.js";
 import { OFPP } from "../openflow/actions.js";
 import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
@@ -97,6 +97,8 @@ export class Agent {
   /** Packet-ins handled, by app (also in metrics). */
   readonly packetIns = new Map<string, number>();
   metricsPort: number | undefined;
+  /** What applying the configured OVS offload settings did (undefined: none configured). */
+  offloadResult: ApplyResult | undefined;
   lastPass: PassResult | undefined;
 
   private constructor(
@@ -146,6 +148,7 @@ export class Agent {
     }
     if (Object.values(c.offload).some((v) => v !== undefined)) {
       const r = await applyOffloadSettings(this.ovsdb.client, c.offload);
+      this.offloadResult = r;
       if (r.restartNeeded) log.warn({ changed: r.changed }, r.message);
       else if (r.changed.length) log.info({ changed: r.changed }, r.message);
     }
