@@ -223,18 +223,21 @@ function encodeNat(w: ByteWriter, n: NatSpec): void {
   if (n.random) flags |= NX_NAT_F.PROTO_RANDOM;
   const v6 = n.ipMin?.includes(":") ?? false;
   let present = 0;
+  // A maximum equal to the minimum is left out (a single address or port), as ovs-ofctl does.
+  const ipMax = n.ipMax !== undefined && n.ipMax !== n.ipMin ? n.ipMax : undefined;
+  const portMax = n.portMax !== undefined && n.portMax !== n.portMin ? n.portMax : undefined;
   if (n.ipMin) present |= v6 ? NX_NAT_RANGE.IPV6_MIN : NX_NAT_RANGE.IPV4_MIN;
-  if (n.ipMax) present |= v6 ? NX_NAT_RANGE.IPV6_MAX : NX_NAT_RANGE.IPV4_MAX;
+  if (ipMax) present |= v6 ? NX_NAT_RANGE.IPV6_MAX : NX_NAT_RANGE.IPV4_MAX;
   if (n.portMin !== undefined) present |= NX_NAT_RANGE.PROTO_MIN;
-  if (n.portMax !== undefined) present |= NX_NAT_RANGE.PROTO_MAX;
+  if (portMax !== undefined) present |= NX_NAT_RANGE.PROTO_MAX;
   w.u16(flags).u16(present);
   const addr = (s: string): void => {
     encodeOxmValueOnly(w, v6 ? "ipv6_src" : "ip_src", s);
   };
   if (n.ipMin) addr(n.ipMin);
-  if (n.ipMax) addr(n.ipMax);
+  if (ipMax) addr(ipMax);
   if (n.portMin !== undefined) w.u16(n.portMin);
-  if (n.portMax !== undefined) w.u16(n.portMax);
+  if (portMax !== undefined) w.u16(portMax);
   done();
 }
 function encodeOxmValueOnly(w: ByteWriter, field: string, v: string): void {
@@ -347,15 +350,11 @@ function encodeRest(w: ByteWriter, a: Action): void {
       return done();
     }
     case "resubmit": {
+      // Always the RESUBMIT_TABLE form (table 255 = this table), as ovs-ofctl sends it.
       const port = a.port ?? OFPP.IN_PORT;
       const port16 = port >= OFPP.MAX ? port - 0xffff0000 : port;
-      if (a.table === undefined) {
-        const done = nxStart(w, NXAST.RESUBMIT);
-        w.u16(port16);
-        return done();
-      }
       const done = nxStart(w, NXAST.RESUBMIT_TABLE);
-      w.u16(port16).u8(a.table);
+      w.u16(port16).u8(a.table ?? 255);
       return done();
     }
     case "load": {
@@ -399,6 +398,14 @@ function encodeRest(w: ByteWriter, a: Action): void {
     case "dec_ttl":
       return simple(w, OFPAT.DEC_NW_TTL);
     case "controller": {
+      if (!a.userdata?.length && !a.pause) {
+        // The compact NXAST_CONTROLLER does when there is no userdata or pause (what ovs-ofctl sends).
+        const done = nxStart(w, NXAST.CONTROLLER);
+        w.u16(a.maxLen ?? OFPCML_NO_BUFFER)
+          .u16(a.controllerId ?? 0)
+          .u8(a.reason ?? 1);
+        return done();
+      }
       const done = nxStart(w, NXAST.CONTROLLER2);
       w.zeros(6);
       if (a.maxLen !== undefined && a.maxLen !== OFPCML_NO_BUFFER)
@@ -594,7 +601,13 @@ function decodeNx(r: ByteReader): Action {
       const maxLen = r.u16("max_len");
       const controllerId = r.u16("controller_id");
       const reason = r.u8("reason");
-      return { type: "controller", maxLen, controllerId, reason };
+      // Same shape as NXAST_CONTROLLER2 decodes to: defaults (id 0, reason action) left out.
+      return {
+        type: "controller",
+        maxLen,
+        ...(controllerId ? { controllerId } : {}),
+        ...(reason !== 1 ? { reason } : {}),
+      };
     }
     case NXAST.CONTROLLER2: {
       r.skip(6);

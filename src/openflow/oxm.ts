@@ -714,6 +714,16 @@ function writeOxmHeader(
   if (expLen) w.u32(exp ?? 0);
 }
 
+const ACTION_WIRE = new Map<OxmFieldDef, OxmWireId>();
+function actionWireId(def: OxmFieldDef): OxmWireId {
+  let id = ACTION_WIRE.get(def);
+  if (!id) {
+    id = def.wire.find((x) => x.cls === OFPXMC_NXM_0 || x.cls === OFPXMC_NXM_1) ?? def.wire[0]!;
+    ACTION_WIRE.set(def, id);
+  }
+  return id;
+}
+
 /** A 32-bit (or 64-bit experimenter) OXM header naming a field, as used by move/load actions. */
 export interface OxmHeader {
   def?: OxmFieldDef;
@@ -724,13 +734,19 @@ export interface OxmHeader {
   length: number;
 }
 
+/**
+ * Write the header naming a field inside an action (move, load, output_reg,
+ * ct zone). Open vSwitch names a field there by its NXM header when it has
+ * one (`NXM_OF_ETH_SRC`, `NXM_NX_TUN_ID`) and by its OXM header otherwise
+ * (`OXM_OF_METADATA`), so flowdrake does the same: ovs-ofctl's bytes.
+ */
 export function writeFieldHeader(
   w: ByteWriter,
   def: OxmFieldDef,
   hasMask = false,
   length = def.length,
 ): void {
-  const id = def.wire[0]!;
+  const id = actionWireId(def);
   writeOxmHeader(w, id.cls, id.field, id.exp, hasMask, length * (hasMask ? 2 : 1));
 }
 
@@ -778,38 +794,106 @@ export function decodeOxm(r: ByteReader): MatchField {
 }
 
 /**
- * Prerequisite depth of a field: a switch checks each OXM's prerequisites
- * against the fields before it (OVS does), so a match is encoded with
- * eth_type first, then nw_proto, then L3, L4 and ND fields.
+ * The order a match is written in: the order Open vSwitch writes one
+ * (nx_put_raw, lib/nx-match.c), so flowdrake's flow_mods are byte for byte
+ * what ovs-ofctl sends. It puts every prerequisite before the fields that
+ * need it (eth_type before L3, nw_proto before L4, icmpv6_type before ND,
+ * ct_state before ct_nw_*), which a switch checks field by field. Fields of
+ * one line share a rank; a field not in the table (an unknown `oxm:` entry)
+ * goes last. Ties keep the caller's order.
  */
-const PREREQ_RANK: Record<string, number> = {
-  vlan: 1,
-  ipv4: 2,
-  ipv6: 2,
-  ip: 2,
-  arp: 2,
-  mpls: 2,
-  ct: 2,
-  tcp: 3,
-  udp: 3,
-  sctp: 3,
-  icmp: 3,
-  icmpv6: 3,
-  nd: 4,
-  nd_sll: 4,
-  nd_tll: 4,
-};
-/** Where a field (by the name a MatchField carries) sorts in prerequisite order. */
+const CANONICAL_ORDER: readonly string[] = [
+  "packet_type",
+  "conj_id",
+  "in_port",
+  "in_phy_port",
+  "eth_src",
+  "eth_dst",
+  "eth_type",
+  "vlan_vid",
+  "vlan_pcp",
+  "vlan_tci",
+  "mpls_tc",
+  "mpls_bos",
+  "mpls_ttl",
+  "mpls_label",
+  "ip_src",
+  "ip_dst",
+  "ipv6_src",
+  "ipv6_dst",
+  "ip_frag",
+  "ip_dscp",
+  "nw_tos",
+  "nw_ecn",
+  "nw_ttl",
+  "ipv6_label",
+  "ipv6_exthdr",
+  "nw_proto",
+  "tcp_src",
+  "tcp_dst",
+  "tcp_flags",
+  "udp_src",
+  "udp_dst",
+  "sctp_src",
+  "sctp_dst",
+  "icmp_type",
+  "icmp_code",
+  "icmpv6_type",
+  "icmpv6_code",
+  "nd_target",
+  "nd_sll",
+  "nd_tll",
+  "arp_op",
+  "arp_spa",
+  "arp_tpa",
+  "arp_sha",
+  "arp_tha",
+  "tun_id",
+  "tun_flags",
+  "tun_src",
+  "tun_dst",
+  "tun_ipv6_src",
+  "tun_ipv6_dst",
+  "tun_gbp_id",
+  "tun_gbp_flags",
+  ...range(64).map((i) => `tun_metadata${i}`),
+  ...range(16).map((i) => `reg${i}`),
+  ...range(8).map((i) => `xreg${i}`),
+  ...range(4).map((i) => `xxreg${i}`),
+  "pkt_mark",
+  "ct_state",
+  "ct_zone",
+  "ct_mark",
+  "ct_label",
+  "ct_nw_src",
+  "ct_ipv6_src",
+  "ct_nw_dst",
+  "ct_ipv6_dst",
+  "ct_nw_proto",
+  "ct_tp_src",
+  "ct_tp_dst",
+  "metadata",
+];
+const CANONICAL_RANK = new Map<OxmFieldDef, number>(
+  CANONICAL_ORDER.map((name, i) => {
+    const def = byName.get(name);
+    if (!def) throw new Error(`CANONICAL_ORDER names unknown field ${name}`);
+    return [def, i];
+  }),
+);
+for (const def of FIELDS) {
+  if (!CANONICAL_RANK.has(def)) throw new Error(`field ${def.name} missing from CANONICAL_ORDER`);
+}
+
+/** Where a field (by the name a MatchField carries, aliases included) sorts in a match. */
 export function prerequisiteRank(field: string): number {
-  if (field === "eth_type") return 0;
-  if (field === "nw_proto") return 2.5;
   const def = byName.get(field);
-  return def?.prereq ? (PREREQ_RANK[def.prereq] ?? 0) : 0;
+  return def ? CANONICAL_RANK.get(def)! : CANONICAL_ORDER.length;
 }
 function rank(f: MatchField): number {
   return prerequisiteRank(f.field);
 }
-/** The match in an order whose every field's prerequisites come before it (stable otherwise). */
+/** The match in canonical order: every field's prerequisites come before it (stable otherwise). */
 export function prerequisiteOrder(fields: readonly MatchField[]): MatchField[] {
   return fields
     .map((f, i) => [f, i] as const)

@@ -964,7 +964,8 @@ function parseAction(t: string, ctx: { proto?: number }): Action[] {
     const [, k, v] = colon as unknown as [string, string, string];
     switch (k.toLowerCase()) {
       case "output":
-        if (v.includes("[")) return [{ type: "output_reg", src: parseSubfield(v), maxLen: 0 }];
+        // max_len is not written in the text; ovs-ofctl sends 65535 (no limit).
+        if (v.includes("[")) return [{ type: "output_reg", src: parseSubfield(v), maxLen: 0xffff }];
         return [{ type: "output", port: parsePort(v) }];
       case "controller":
         return [{ type: "output", port: OFPP.CONTROLLER, maxLen: parseNum(v, "max_len") }];

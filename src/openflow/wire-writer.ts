@@ -48,7 +48,6 @@ const OFPAT_OUTPUT = 0;
 const OFPAT_DEC_NW_TTL = 24;
 const OFPAT_SET_FIELD = 25;
 const OFPAT_EXPERIMENTER = 0xffff;
-const NXAST_RESUBMIT = 1;
 const NXAST_RESUBMIT_TABLE = 14;
 const NXAST_REG_LOAD2 = 33;
 
@@ -526,10 +525,10 @@ export class OfWireWriter {
         b[at + 3] = 16;
         u32(b, at + 4, NX_EXPERIMENTER_ID);
         b[at + 8] = 0;
-        b[at + 9] = a.table === undefined ? NXAST_RESUBMIT : NXAST_RESUBMIT_TABLE;
+        b[at + 9] = NXAST_RESUBMIT_TABLE;
         b[at + 10] = port16 >>> 8;
         b[at + 11] = port16;
-        b[at + 12] = a.table ?? 0;
+        b[at + 12] = a.table ?? 255;
         b[at + 13] = b[at + 14] = b[at + 15] = 0;
         this.pos = at + 16;
         return;
