@@ -8,13 +8,15 @@
  *     carrying the kernel's errno and extended-ack text, one per batch entry;
  *   - `flowdrake tc` (runTcLive) raises the same refusal, with a hint.
  */
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runTcLive } from "../../src/cli/tc.js";
 import { NetlinkError } from "../../src/offload/netlink/errors.js";
 import { TcClient } from "../../src/offload/netlink/tc/client.js";
 import type { FlowerRule } from "../../src/offload/netlink/tc/rule.js";
 import { createNetns, createVeth } from "../../src/sandbox/netns.js";
-import { Cleanup } from "../../src/sandbox/rundir.js";
+import { Cleanup, makeRunDir } from "../../src/sandbox/rundir.js";
 import { UsageError } from "../../src/util/errors.js";
 import { run } from "../../src/util/exec.js";
 
@@ -115,6 +117,32 @@ describe("TcClient on the host kernel (own namespace)", () => {
     const gone = await tc.delQdisc(v0, "clsact").catch((e: unknown) => e);
     expect(gone).toBeInstanceOf(NetlinkError);
     expect((gone as NetlinkError).errnoName).toBe("EINVAL");
+  });
+
+  it("batch: a bad line fails the whole file before anything is sent", async () => {
+    const dir = makeRunDir("tcbatch");
+    cleanup.add("batch dir", () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "bad.tc");
+    writeFileSync(
+      file,
+      "# comment\nqdisc add dev fdv0 clsact\nfilter add dev fdv0 ingress flower bogus_key 1\n",
+    );
+    const err = await runTcLive(["--netns", ns, "batch", file], { out: () => undefined }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toMatch(new RegExp(`^${file}:3: .*bogus_key.*\\(nothing was sent\\)$`));
+    expect((await tc.dumpQdiscs(v0)).map((q) => q.kind)).not.toContain("clsact");
+
+    const good = join(dir, "good.tc");
+    writeFileSync(
+      good,
+      "qdisc add dev fdv0 clsact\nfilter show dev fdv0 ingress\nqdisc del dev fdv0 clsact\n",
+    );
+    const printed: string[] = [];
+    await runTcLive(["--netns", ns, "--json", "batch", good], { out: (s) => void printed.push(s) });
+    expect(printed).toEqual(["[]\n"]);
+    expect((await tc.dumpQdiscs(v0)).map((q) => q.kind)).not.toContain("clsact");
   });
 
   it("rejects an unknown device as a usage error before sending anything", async () => {
