@@ -66,6 +66,12 @@ export class FlowReconciler {
     return this.installed.size;
   }
 
+  /** Take `flows` as what OVS holds (offline planning: what would a change cost?). */
+  assumeInstalled(flows: readonly Flow[]): void {
+    this.installed = new Map(flows.map((f) => [flowKey(f), f]));
+    this.synced = true;
+  }
+
   get isSynced(): boolean {
     return this.synced;
   }
