@@ -249,13 +249,17 @@ describe("DHCP responder with busybox udhcpc through ovs-vswitchd", () => {
       serverid: "10.31.0.2",
       ntpsrv: "10.31.0.123",
     });
+    // udhcpc may retransmit under load; every request got an answer and the lease came from OFFER+ACK.
     const fromVm1 = seen.filter((s) => s.ofport === vm1.ofport);
-    expect(
-      fromVm1.map((s) => [s.request, s.decision.kind === "reply" ? s.decision.messageType : "ignore"]),
-    ).toEqual([
-      ["DHCPDISCOVER", "OFFER"],
-      ["DHCPREQUEST", "ACK"],
+    const pairs = fromVm1.map((s) => [
+      s.request,
+      s.decision.kind === "reply" ? s.decision.messageType : "ignore",
     ]);
+    expect(pairs[0]).toEqual(["DHCPDISCOVER", "OFFER"]);
+    expect(pairs.at(-1)).toEqual(["DHCPREQUEST", "ACK"]);
+    expect(new Set(pairs.map((p) => p.join(" ")))).toEqual(
+      new Set(["DHCPDISCOVER OFFER", "DHCPREQUEST ACK"]),
+    );
   }, 40_000);
 
   it("vm1 asking for another address (-r) is offered and bound to its own", async () => {
@@ -283,11 +287,9 @@ describe("DHCP responder with busybox udhcpc through ovs-vswitchd", () => {
     );
     expect(r.code, `udhcpc failed:\n${r.stdout}\n${r.stderr}`).toBe(0);
     expect(readLease(out).ip).toBe("10.31.0.17");
-    const offers = seen.slice(before).filter((s) => s.decision.kind === "reply");
-    expect(offers.map((s) => (s.decision.kind === "reply" ? s.decision.yiaddr : ""))).toEqual([
-      "10.31.0.17",
-      "10.31.0.17",
-    ]);
+    const answers = seen.slice(before).filter((s) => s.ofport === vm1.ofport);
+    expect(answers.length).toBeGreaterThanOrEqual(2);
+    for (const a of answers) expect(a.decision).toMatchObject({ kind: "reply", yiaddr: "10.31.0.17" });
   }, 40_000);
 
   it("vm2 on a subnet with DHCP disabled gets no answer: udhcpc times out", async () => {
@@ -299,8 +301,15 @@ describe("DHCP responder with busybox udhcpc through ovs-vswitchd", () => {
     );
     expect(r.code).not.toBe(0);
     expect(existsSync(out)).toBe(false);
-    const fromVm2 = seen.slice(before).filter((s) => s.ofport === vm2.ofport);
-    expect(fromVm2.length).toBeGreaterThanOrEqual(2);
+    const fromVm2 =
+      (await waitFor(
+        () => {
+          const l = seen.slice(before).filter((s) => s.ofport === vm2.ofport);
+          return l.length >= 2 ? l : undefined;
+        },
+        5000,
+        "vm2's DISCOVERs at the controller",
+      )) ?? [];
     for (const s of fromVm2) {
       expect(s.request).toBe("DHCPDISCOVER");
       expect(s.decision).toEqual({ kind: "ignore", reason: "subnet sub2 has DHCP disabled" });
