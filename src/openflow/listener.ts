@@ -30,7 +30,13 @@ export interface OfListenerEvents {
 
 export class OfListener extends EventEmitter<OfListenerEvents> {
   readonly sessions = new Set<OfConnection>();
-  private generation = 0n;
+  /**
+   * generation_id of our role requests. A switch refuses a MASTER request
+   * whose generation is older than one it saw before (OFPRRFC_STALE), also
+   * from an earlier run of flowdrake, so it starts from the clock (ms << 16)
+   * and counts up per session.
+   */
+  private generation = BigInt(Date.now()) << 16n;
 
   private constructor(
     private readonly server: Server,
