@@ -262,7 +262,7 @@ describe("planApply", () => {
     (sg.rules as Obj[]).push({ direction: "ingress", protocol: "udp", portRangeMin: 53, portRangeMax: 53 });
     const plan = planApply(parseTopology(doc), state);
     expect(lines(plan)).toEqual(["~ secgroup sg-ssh-icmp (rules)"]);
-    const patch = (plan.steps[0] as { patch: { rules: Obj[] } }).patch;
+    const patch = (plan.steps[0] as unknown as { patch: { rules: Obj[] } }).patch;
     expect(patch.rules.map((r) => r.id)).toEqual(["ssh-in", "icmp-in", "all-out", undefined]);
   });
 
