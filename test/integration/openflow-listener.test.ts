@@ -74,7 +74,7 @@ describe("OfListener as the controller of a real ovs-vswitchd", () => {
       });
       await sb.appctl("ovs-vswitchd", "netdev-dummy/receive", "p1", frame.toString("hex"));
       const pin = await waitFor(() => got[0], 10_000, "packet_in over the listener session");
-      if (pin.type !== "packet_in") throw new Error(`expected OFPT_PACKET_IN, got ${pin.type}`);
+      if (pin?.type !== "packet_in") throw new Error(`expected OFPT_PACKET_IN, got ${pin?.type}`);
       expect(pin.match.find((m) => m.field === "in_port")?.value).toBe(1);
       expect(Buffer.compare(pin.data, frame)).toBe(0);
     } finally {
