@@ -13,6 +13,7 @@ import {
   type DhcpDecision,
   handleDhcpFrame,
 } from "../../src/apps/dhcp/responder.js";
+import { dhcpSubnetFor } from "../../src/apps/dhcp/context.js";
 import { DhcpOptionError, parseOptionSetting } from "../../src/apps/dhcp/options.js";
 import type { Network, Port, Subnet } from "../../src/nb/model/index.js";
 import {
@@ -611,6 +612,33 @@ describe("reply size and server address", () => {
     expect(defaultServerIp(subnet())).toBe("10.0.0.1");
     expect(defaultServerIp(subnet({ gatewayIp: null, cidr: "192.168.8.0/22" }))).toBe("192.168.8.1");
     expect(defaultServerIp(subnet({ gatewayIp: null, cidr: "fd00::/64" }))).toBeUndefined();
+  });
+});
+
+describe("dhcpSubnetFor: which ports the agent punts", () => {
+  const s4off = subnet({ id: "off", enableDhcp: false, cidr: "10.1.0.0/24" });
+  const s6 = subnet({ id: "v6", ipVersion: 6, cidr: "fd00::/64" });
+  const s4 = subnet({ id: "on", cidr: "10.2.0.0/24" });
+  const byId = (id: string) => [s4off, s6, s4].find((x) => x.id === id);
+
+  it("picks the first IPv4 address on a DHCP-enabled subnet, skipping disabled and IPv6 ones", () => {
+    const p = port({
+      fixedIps: [
+        { subnetId: "off", ipAddress: "10.1.0.5" },
+        { subnetId: "v6", ipAddress: "fd00::5" },
+        { subnetId: "on", ipAddress: "10.2.0.5" },
+      ],
+    });
+    expect(dhcpSubnetFor(p, byId)).toEqual({ subnet: s4, ipAddress: "10.2.0.5" });
+  });
+
+  it("is undefined when no subnet of the port serves DHCP (so a tenant's own server gets the packets)", () => {
+    expect(
+      dhcpSubnetFor(port({ fixedIps: [{ subnetId: "off", ipAddress: "10.1.0.5" }] }), byId),
+    ).toBeUndefined();
+    expect(
+      dhcpSubnetFor(port({ fixedIps: [{ subnetId: "gone", ipAddress: "10.9.0.5" }] }), byId),
+    ).toBeUndefined();
   });
 });
 
