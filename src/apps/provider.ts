@@ -30,7 +30,7 @@ export const providerApp: App = {
         flow:
           `table=${t("classification")},priority=100,in_port=${p.patchOfport},${inMatch},` +
           `actions=${pop}set_field:${hex(nv.key)}->${REG.network},` +
-          `set_field:${hex(FLAG_FROM_PROVIDER)}/${hex(FLAG_FROM_PROVIDER)}->${REG.flags},goto_table:${t("l2_lookup")}`,
+          `set_field:${hex(FLAG_FROM_PROVIDER)}->${REG.flags},goto_table:${t("l2_lookup")}`,
       });
       const push =
         p.vlan !== undefined ? `push_vlan:0x8100,set_field:${OFPVID_PRESENT | p.vlan}->vlan_vid,` : "";

@@ -7,6 +7,8 @@
  *                   → reg6 = network, reg0 bit 0 (from a tunnel) → l2_lookup
  *   egress_tunnel   reg6 = network, not from a tunnel
  *                   → tun_dst = reg8, tun_id = segmentation id → tunnel port
+ * reg0 is written whole at classification (it is still zero there): a masked
+ * write would be a register merge the NIC cannot offload.
  * Only networks with local ports get flows: a chassis without ports on a
  * network neither sends nor accepts its traffic.
  */
@@ -27,7 +29,7 @@ export const tunnelApp: App = {
         flow:
           `table=${t("classification")},priority=100,in_port=${ofport},tun_id=${hex(nv.key)},` +
           `actions=set_field:${hex(nv.key)}->${REG.network},` +
-          `set_field:${hex(FLAG_FROM_TUNNEL)}/${hex(FLAG_FROM_TUNNEL)}->${REG.flags},goto_table:${t("l2_lookup")}`,
+          `set_field:${hex(FLAG_FROM_TUNNEL)}->${REG.flags},goto_table:${t("l2_lookup")}`,
       });
       out.push({
         key: nv.id,

@@ -344,3 +344,49 @@ describe("offload planner", () => {
     expect(gone.removed.every((r) => r.ruleId === rule.id)).toBe(true); // stable prios: nothing else moves
   });
 });
+
+describe("a rule the NIC cannot match does not take the rules below it down", () => {
+  it("traps a superset of its packets to software and offloads the rest of the chain", () => {
+    const ports: PortMap = {
+      hardware: new Map([
+        [1, "pf0vf0"],
+        [2, "pf0vf1"],
+      ]),
+      tunnels: new Map(),
+    };
+    const rules: PipelineRule[] = [
+      {
+        id: "ct",
+        table: 0,
+        priority: 200,
+        match: {
+          in_port: exact("in_port", 1),
+          eth_type: exact("eth_type", 0x800),
+          ct_state: { value: 0x22n, mask: 0x22n },
+        },
+        actions: [],
+      },
+      {
+        id: "fwd",
+        table: 0,
+        priority: 100,
+        match: { in_port: exact("in_port", 1) },
+        actions: [{ type: "output", port: 2 }],
+      },
+    ];
+    // ConnectX-5 matches no conntrack state.
+    const plan = OffloadPlanner.plan({ rules, profile: profileById("connectx-5"), ports });
+    expect(plan.decisions.get("ct")!.offloaded).toBe(false);
+    expect(plan.decisions.get("ct")!.reason).toMatch(/ct_state is not offloadable/);
+    expect(plan.decisions.get("fwd")!.offloaded).toBe(true);
+    const trap = plan.tc.find((t) => t.ruleId === "ct");
+    expect(trap).toMatchObject({ role: "trap", indev: "pf0vf0", actions: [{ type: "pass" }] });
+    expect(trap!.match.eth_type?.value).toBe(0x800n);
+    expect(trap!.match.ct_state).toBeUndefined();
+    // The split datapath still decides every packet as the software pipeline does.
+    for (const ethType of [0x800, 0x806, 0x86dd]) {
+      const pkt: Packet = { in_port: 1n, eth_type: BigInt(ethType), ct_state: 0x22n };
+      expect(runSplit(plan, rules, ports, pkt)).toEqual(runSoftware(rules, ports, pkt));
+    }
+  });
+});

@@ -328,7 +328,23 @@ export class OffloadPlanner {
       const headerMatch = this.headerMatch(rule);
       if (!headerMatch.ok) {
         outcomes.set(rule.id, skip(`not offloaded: ${headerMatch.reason}`));
-        poisoned = true;
+        // Trap a superset of the rule's packets — its match without what the NIC cannot
+        // match — to software: every packet the rule could take still reaches OVS, and
+        // every other packet provably misses the rule, so lower rules keep their offload.
+        const coarse = this.coarseMatch(rule);
+        if (!coarse) {
+          poisoned = true;
+          continue;
+        }
+        tc.push({
+          chain,
+          match: coarse.match,
+          indev: coarse.indev,
+          ruleId: rule.id,
+          prio: tcPrio(rule.priority, "main"),
+          actions: [{ type: "pass" }],
+          role: "trap",
+        });
         continue;
       }
       const outcome = this.translate(rule, regs, queue);
@@ -406,6 +422,31 @@ export class OffloadPlanner {
       out[name] = mv;
     }
     return { ok: true, match: out, indev };
+  }
+
+  /**
+   * The part of a rule's match the NIC can express, for a coarse trap; undefined
+   * when nothing narrower than "every packet" remains (or the in_port is not an
+   * eswitch port), in which case the rest of the chain must stay in software.
+   */
+  private coarseMatch(rule: PipelineRule): { match: Match; indev?: string } | undefined {
+    const out: Match = {};
+    let indev: string | undefined;
+    for (const [name, mv] of Object.entries(rule.match) as [FieldName, Match[FieldName]][]) {
+      if (!mv) continue;
+      const def = fieldDef(name)!;
+      if (def.pipelineOnly) continue;
+      if (name === "in_port") {
+        const port = Number(mv.value);
+        indev = this.ports.hardware.get(port) ?? this.tunnelDevFor(port);
+        if (!indev) return undefined;
+        continue;
+      }
+      if (!def.key || !this.profile.matches.includes(def.key) || name.startsWith("tun_")) continue;
+      out[name] = mv;
+    }
+    if (Object.keys(out).length === 0 && indev === undefined) return undefined;
+    return indev === undefined ? { match: out } : { match: out, indev };
   }
 
   private tunnelDevFor(port: number): string | undefined {
