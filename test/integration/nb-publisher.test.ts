@@ -262,3 +262,21 @@ describe("flowdrake publisher on an embedded store (read-only follower)", () => 
     await kill9(pub);
   }, 60_000);
 });
+
+describe("flowdrake publisher command line", () => {
+  it("rejects a bad endpoint with exit code 2 and documents its options", () => {
+    const bad = spawnSync(
+      process.execPath,
+      [cli, "publisher", "--db", "embedded:/nonexistent", "--bind", "127.0.0.1:1"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--bind 127\.0\.0\.1:1: expected a ZeroMQ endpoint/);
+    const help = spawnSync(process.execPath, [cli, "publisher", "--help"], { encoding: "utf8" });
+    expect(help.status).toBe(0);
+    for (const opt of ["--db", "--bind", "--heartbeat-ms"]) expect(help.stdout).toContain(opt);
+    expect(help.stdout).not.toContain("--fault-injection");
+  });
+});

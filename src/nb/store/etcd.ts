@@ -505,6 +505,13 @@ class EtcdWatch {
   }
 
   async start(): Promise<void> {
+    // a retried start replaces the attempt that failed; keep it from resurfacing
+    const old = this.watcher;
+    if (old) {
+      old.removeAllListeners();
+      old.on("error", () => undefined);
+      void old.cancel().catch(() => undefined);
+    }
     const watcher = this.store.client
       .watch()
       .prefix(NB_PREFIX)
