@@ -436,6 +436,11 @@ export class Agent {
     return this.viewNow;
   }
 
+  /** The ZeroMQ topics the NB cache follows (empty when it follows the store's watch). */
+  nbTopics(): string[] {
+    return this.cache?.topics() ?? [];
+  }
+
   get nbApi(): NbApi {
     return this.api;
   }

@@ -5,7 +5,8 @@
  * network on different hosts reach each other over Geneve and over VXLAN —
  * the capture on the underlay shows the encapsulation and the VNI — get their
  * DHCP lease from their own host's agent, and keep talking when one host's
- * agent stops.
+ * agent stops. host1's agent follows the etcd watch; host2's follows a
+ * standalone `flowdrake publisher` over ZeroMQ.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/controller/agent.js";
@@ -18,13 +19,19 @@ import { Underlay } from "../../src/sandbox/multihost.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
 import { run } from "../../src/util/exec.js";
 import { useEtcd } from "../harness/etcd.js";
-import { waitFor } from "../harness/index.js";
+import { freeTcpPort, waitFor } from "../harness/index.js";
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+
+const CLI = join(import.meta.dirname, "../../dist/src/cli/main.js");
 
 const etcd = useEtcd({ label: "multihost" });
 let ul: Underlay | undefined;
 let store: NbStore;
 let api: NbApi;
 let dbUrl: string;
+let pubEndpoint: string;
+let publisher: ChildProcess | undefined;
 const agents = new Map<string, Agent>();
 const vms: Record<string, VmPort> = {};
 
@@ -43,6 +50,8 @@ const SUBNET_OF: Record<string, string> = { netg: "subg", netv: "subv", netp: "s
 
 async function startAgent(host: string): Promise<Agent> {
   const h = ul!.host(host);
+  // host1 follows the store's watch; host2 the ZeroMQ feed of a standalone `flowdrake publisher`.
+  const feed = host === "host2" ? { pubsub: pubEndpoint } : {};
   const a = await Agent.start(
     parseAgentConfig({
       chassis: host,
@@ -50,6 +59,7 @@ async function startAgent(host: string): Promise<Agent> {
       ovsdb: h.sandbox.dbRemote,
       datapathType: "netdev",
       nb: dbUrl,
+      ...feed,
       // physnet1 rides the underlay bridge: VLAN 100 and untagged (flat) frames between hosts.
       bridgeMappings: { physnet1: "br-phy" },
       metrics: "",
@@ -109,6 +119,10 @@ beforeAll(async () => {
       fixedIps: [{ subnetId: SUBNET_OF[net]!, ipAddress: ip }],
     });
   }
+  pubEndpoint = `tcp://127.0.0.1:${await freeTcpPort()}`;
+  publisher = spawn(process.execPath, [CLI, "publisher", "--db", dbUrl, "--bind", pubEndpoint], {
+    stdio: "ignore",
+  });
   ul = await Underlay.start({ hosts: ["host1", "host2"] });
   await startAgent("host1");
   await startAgent("host2");
@@ -128,12 +142,18 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  publisher?.kill("SIGKILL");
   for (const a of agents.values()) await a.stop();
   await store?.close();
   await ul?.stop();
 });
 
 describe("agents on two hosts", () => {
+  it("host2 follows the publisher's topics for its networks; host1 the watch", () => {
+    expect(agents.get("host1")!.nbTopics()).toEqual([]);
+    expect(agents.get("host2")!.nbTopics()).toEqual(expect.arrayContaining(["n/netg/", "n/netv/", "c/"]));
+  });
+
   it("each VM gets its lease from its own host's agent", async () => {
     for (const id of ["g1", "g2", "v1", "v2", "p1", "p2", "f1", "f2"]) {
       const lease = await runDhcpClient(vms[id]!.netns, { apply: true, timeoutS: 10 });
