@@ -7,6 +7,9 @@
  *     --fault-injection) is detected as a sequence gap and repaired; etcd
  *     itself restarts under the publisher → its watch resumes from the last
  *     revision and changes keep arriving as messages, without a restart;
+ *   - etcd compacted the history the publisher's watch needed to resume (its
+ *     only member was down meanwhile) → the publisher draws a new id and the
+ *     subscribers resync rather than miss the compacted change;
  *   - embedded: the publisher follows the log of a store this test process
  *     owns, across a compaction of that log.
  */
@@ -17,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmbeddedStore } from "../../src/nb/store/embedded.js";
 import { openEtcdStore } from "../../src/nb/store/etcd.js";
 import type { NbStore } from "../../src/nb/store/types.js";
+import { Etcd3 } from "etcd3";
 import { NbCache } from "../../src/nb/sync/cache.js";
 import { KIND } from "../../src/nb/sync/refs.js";
 import { EtcdCluster } from "../harness/etcd.js";
@@ -261,6 +265,40 @@ describe("flowdrake publisher on an embedded store (read-only follower)", () => 
     expect(existsSync(join(dir, "db", "LOCK"))).toBe(true);
     await kill9(pub);
   }, 60_000);
+});
+
+describe("flowdrake publisher when etcd compacted the history it needs", () => {
+  it("draws a new publisher id so subscribers resync instead of missing changes", async () => {
+    const cluster = await EtcdCluster.start({ members: 3, label: "nb-publisher-compact" });
+    cleanup.add("etcd cluster", () => cluster.stop());
+    const store = await openEtcdStore(cluster.endpoints);
+    cleanup.add("cluster store", () => store.close());
+    await seed(store);
+    const bind = `tcp://127.0.0.1:${await freeTcpPort()}`;
+    // the publisher talks to one member only: when it dies, the publisher's watch breaks
+    const pinned = ((await cluster.leader()) + 1) % 3;
+    const pub = await startPublisher(`etcd://${cluster.endpoint(pinned).replace("http://", "")}`, bind);
+    const [cache] = await startCaches(store, bind, 1);
+    await waitFor(() => cache!.publisherId === pub.id, 10_000, "cache hears the publisher");
+    await cluster.kill(pinned);
+    // two changes, then compact at the second: the first is gone from etcd's history
+    await renameNetwork(store, "compacted-away");
+    const missed = await renameNetwork(store, "behind-compaction");
+    const raw = new Etcd3({ hosts: cluster.endpoints.filter((_, i) => i !== pinned) });
+    try {
+      await raw.kv.compact({ revision: await store.revision(), physical: true });
+    } finally {
+      raw.close();
+    }
+    await cluster.restart(pinned);
+    await waitFor(() => cache!.publisherId !== pub.id, 20_000, "a new publisher id after the resync");
+    await waitFor(() => netVersion(cache!) === missed, 10_000, "the change behind the compaction");
+    expect(stats(cache!).restarts).toBeGreaterThanOrEqual(1);
+    expect(pub.output()).toMatch(/store watch resynced: new publisher id/);
+    const after = await renameNetwork(store, "after-resync");
+    await waitFor(() => netVersion(cache!) === after, 10_000, "changes flow again");
+    expect(await converged(store, cache!)).toBe(true);
+  }, 120_000);
 });
 
 describe("flowdrake publisher command line", () => {
