@@ -37,7 +37,10 @@ import {
   TcClient,
   commandMessage,
   encodeRequest,
+  filterAddMessage,
+  parentOf,
 } from "../offload/netlink/tc/client.js";
+import { FlowerBatchEncoder } from "../offload/netlink/tc/template.js";
 import type { FlowerAction, FlowerRule } from "../offload/netlink/tc/rule.js";
 import { TC_H_EGRESS_PARENT } from "../offload/netlink/tc/schema.js";
 import {
@@ -344,7 +347,23 @@ async function showQdiscs(tc: TcClient, dev: string | undefined, o: TcCliOptions
   else io.out(rows.map((r) => `qdisc ${r.kind} ${r.handle} dev ${r.dev} parent ${r.parent}\n`).join(""));
 }
 
-/** Execute one parsed command (not show). */
+/** The request of one parsed command (not show); filter adds of one target share a template encoder. */
+function mutations(): (cmd: TcCommand) => OutMessage {
+  const encoders = new Map<string, FlowerBatchEncoder>();
+  return (cmd) => {
+    if (cmd.object !== "filter" || (cmd.verb !== "add" && cmd.verb !== "replace")) return commandMessage(cmd);
+    const key = `${cmd.verb} ${cmd.target.ifindex} ${parentOf(cmd.target)}`;
+    let enc = encoders.get(key);
+    if (!enc) {
+      const { target } = cmd;
+      const replace = cmd.verb === "replace";
+      enc = new FlowerBatchEncoder((r) => filterAddMessage(target, r, { replace }));
+      encoders.set(key, enc);
+    }
+    return enc.message(cmd.rule);
+  };
+}
+
 function mutation(cmd: TcCommand): OutMessage {
   return commandMessage(cmd);
 }
@@ -376,13 +395,14 @@ async function runBatch(tc: TcClient, o: TcCliOptions, file: string, io: Io): Pr
     }
   });
   const failures: { line: number; command: string; error: NetlinkError }[] = [];
+  const encode = mutations();
   let pending: typeof parsed = [];
   const flush = async () => {
     if (!pending.length) return;
     const group = pending;
     pending = [];
     const res: BatchResult = await tc.nl.batch(
-      group.map((p) => mutation(p.cmd)),
+      group.map((p) => encode(p.cmd)),
       { batchSize: 512, ack: "last" },
     );
     for (const f of res.failed) {

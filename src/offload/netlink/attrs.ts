@@ -95,7 +95,8 @@ export class AttrSet {
   }
 
   encode(w: ByteWriter, values: AttrValues): void {
-    for (const [name, value] of Object.entries(values)) {
+    for (const name in values) {
+      const value = values[name];
       if (value === undefined) continue;
       if (name.startsWith("#")) {
         writeAttr(w, Number(name.slice(1)), 0, (b) => b.bytes(value as Buffer));
@@ -161,12 +162,24 @@ export function attrSet(name: string, source: string, attrs: Record<string, Attr
 }
 
 export function writeAttr(w: ByteWriter, id: number, flags: number, body: (w: ByteWriter) => void): void {
-  const start = w.reserve(4);
+  const start = w.length;
+  w.u32le(0);
   body(w);
   const len = w.length - start;
   w.setU16le(start, len);
   w.setU16le(start + 2, id | flags);
-  w.padTo(4, start);
+  for (let pad = (4 - (len & 3)) & 3; pad > 0; pad--) w.u8(0);
+}
+
+/** NUL-terminated strings (attribute kinds like "flower", "gact") repeat: encode each once. */
+const stringBytes = new Map<string, Buffer>();
+function cString(v: string): Buffer {
+  let b = stringBytes.get(v);
+  if (!b) {
+    b = Buffer.from(`${v}\0`, "utf8");
+    if (stringBytes.size < 1024) stringBytes.set(v, b);
+  }
+  return b;
 }
 
 function encodeValue(w: ByteWriter, what: string, def: AttrDef, v: AttrValue, ctx: AttrValues): void {
@@ -185,7 +198,7 @@ function encodeValue(w: ByteWriter, what: string, def: AttrDef, v: AttrValue, ct
       return;
     case "string":
       if (typeof v !== "string") throw new EncodeError(`${what}: expected a string`);
-      w.bytes(Buffer.from(v, "utf8")).u8(0);
+      w.bytes(cString(v));
       return;
     case "binary":
       if (!Buffer.isBuffer(v)) throw new EncodeError(`${what}: expected bytes`);
@@ -301,15 +314,61 @@ function writeField(w: ByteWriter, what: string, kind: FieldKind, v: unknown): v
       w.u64le(v);
       return;
     case "mac":
-      w.bytes(parseMac(what, v));
+      if (!writeMacFast(w, v)) w.bytes(parseMac(what, v));
       return;
     case "ipv4":
-      w.bytes(parseIpv4(what, v));
+      if (!writeIpv4Fast(w, v)) w.bytes(parseIpv4(what, v));
       return;
     case "ipv6":
       w.bytes(parseIpv6(what, v));
       return;
   }
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** "xx:xx:xx:xx:xx:xx" without regex or allocation; false → the general parser decides. */
+function writeMacFast(w: ByteWriter, v: unknown): boolean {
+  if (typeof v !== "string" || v.length !== 17) return false;
+  const out = [0, 0, 0, 0, 0, 0];
+  for (let i = 0; i < 6; i++) {
+    const hi = hexDigit(v.charCodeAt(i * 3));
+    const lo = hexDigit(v.charCodeAt(i * 3 + 1));
+    if (hi < 0 || lo < 0 || (i < 5 && v.charCodeAt(i * 3 + 2) !== 58)) return false;
+    out[i] = hi * 16 + lo;
+  }
+  for (const b of out) w.u8(b);
+  return true;
+}
+
+/** Dotted-quad IPv4 without regex or allocation; false → the general parser decides. */
+function writeIpv4Fast(w: ByteWriter, v: unknown): boolean {
+  if (typeof v !== "string" || v.length < 7 || v.length > 15) return false;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  let packed = 0;
+  for (let i = 0; i <= v.length; i++) {
+    const c = i < v.length ? v.charCodeAt(i) : 46;
+    if (c >= 48 && c <= 57) {
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return false;
+    } else if (c === 46) {
+      if (digits === 0) return false;
+      packed = packed * 256 + octet;
+      dots++;
+      octet = 0;
+      digits = 0;
+    } else return false;
+  }
+  if (dots !== 4) return false;
+  w.u32(packed);
+  return true;
 }
 
 function badRange(what: string, v: unknown): never {
@@ -345,13 +404,10 @@ function encodeStruct(w: ByteWriter, what: string, s: StructDef, v: StructValue)
   if (typeof v !== "object" || v === null) throw new EncodeError(`${what}: expected a ${s.name} object`);
   const start = w.reserve(s.size);
   for (const [name, kind, off] of s.fields) {
+    const value = v[name];
+    if (value === undefined || value === 0) continue; // already zero
     const tw = new ByteWriter(16);
-    writeField(
-      tw,
-      `${what}.${name}`,
-      kind,
-      v[name] ?? (kind === "u64" ? 0n : kind === "mac" ? "00:00:00:00:00:00" : 0),
-    );
+    writeField(tw, `${what}.${name}`, kind, value);
     const b = tw.finish();
     for (let i = 0; i < b.length; i++) w.setU8(start + off + i, b[i]!);
   }

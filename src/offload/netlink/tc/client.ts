@@ -21,6 +21,7 @@ import { NETLINK_ROUTE, type NetlinkSocketOptions } from "../socket.js";
 import { decodeTcMessage, packInfo, tcBody, unpackInfo } from "./message.js";
 import { type FlowerRule, flowerFromOptions, flowerOptions } from "./rule.js";
 import type { TcCommand } from "./syntax.js";
+import { FlowerBatchEncoder } from "./template.js";
 import {
   INGRESS_QDISC_HANDLE,
   RTM_DELQDISC,
@@ -242,7 +243,8 @@ export class TcClient {
   }
 
   /**
-   * Install many rules as fast as the kernel takes them: messages packed
+   * Install many rules as fast as the kernel takes them: rules of one shape
+   * encoded once and patched (FlowerBatchEncoder), messages packed
    * `batchSize` per sendto(2), an ack requested only of each chunk's last
    * message (failures are always answered), big socket buffers.
    */
@@ -251,8 +253,9 @@ export class TcClient {
     rules: FlowerRule[],
     opts: BatchOptions & { replace?: boolean } = {},
   ): Promise<BatchResult> {
+    const enc = new FlowerBatchEncoder((r) => filterAddMessage(target, r, opts));
     return this.nl.batch(
-      rules.map((r) => filterAddMessage(target, r, opts)),
+      rules.map((r) => enc.message(r)),
       { batchSize: opts.batchSize ?? 512, ack: opts.ack ?? "last" },
     );
   }
