@@ -38,8 +38,9 @@ export interface FlagSpec {
   convert?: Convert;
   /** the flag may be given several times; the values form the field's list */
   repeat?: boolean;
-  /** "--dhcp" plus "--no-dhcp": true / false */
+  /** "--dhcp" plus "--no-dhcp": true / false; the help of the --no- form */
   bool?: boolean;
+  off?: string;
   /** the value names another object: resolve an id or a name */
   ref?: ObjectKind;
 }
@@ -110,8 +111,9 @@ const ADMIN: FlagSpec = {
 const PORT_SECURITY: FlagSpec = {
   flags: "--port-security",
   field: "portSecurityEnabled",
-  help: "port security on (--no-port-security: off)",
+  help: "port security on (the default)",
   bool: true,
+  off: "port security off (no security groups, no address pairs)",
 };
 
 /** The flag table, per object kind. */
@@ -158,7 +160,13 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
       help: "physical network of a vlan/flat network",
     },
     { flags: "--mtu <n>", field: "mtu", help: "MTU (default per type)", convert: int },
-    { flags: "--external", field: "external", help: "external network (--no-external)", bool: true },
+    {
+      flags: "--external",
+      field: "external",
+      help: "external network (floating IPs, SNAT)",
+      bool: true,
+      off: "not external (the default)",
+    },
     ADMIN,
     PORT_SECURITY,
   ],
@@ -182,7 +190,13 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
       repeat: true,
       convert: pool,
     },
-    { flags: "--dhcp", field: "enableDhcp", help: "serve DHCP (default; --no-dhcp: off)", bool: true },
+    {
+      flags: "--dhcp",
+      field: "enableDhcp",
+      help: "serve DHCP (the default)",
+      bool: true,
+      off: "do not serve DHCP",
+    },
     {
       flags: "--dns <ip>",
       field: "dnsNameservers",
@@ -258,8 +272,9 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
     {
       flags: "--distributed",
       field: "distributed",
-      help: "route on every chassis (--no-distributed)",
+      help: "route on every chassis (the default)",
       bool: true,
+      off: "route centrally",
     },
     {
       flags: "--route <cidr,nexthop>",
@@ -298,7 +313,7 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
       ref: "lswitch",
     },
     { flags: "--external-ip <ip>", field: "externalIpAddress", help: "address (allocated when absent)" },
-    { flags: "--enabled", field: "enabled", help: "SNAT on (default; --no-enabled: off)", bool: true },
+    { flags: "--enabled", field: "enabled", help: "SNAT on (the default)", bool: true, off: "SNAT off" },
   ],
 };
 
@@ -315,7 +330,7 @@ export function addFieldFlags(cmd: Command, kind: ObjectKind): Command {
   for (const f of FIELD_FLAGS[kind]) {
     if (f.bool) {
       cmd.option(f.flags, f.help);
-      cmd.option(f.flags.replace(/^--/, "--no-"), "");
+      cmd.option(f.flags.replace(/^--/, "--no-"), f.off ?? "");
     } else if (f.repeat) cmd.option(f.flags, f.help, collect);
     else cmd.option(f.flags, f.help);
   }

@@ -132,7 +132,9 @@ function isPlain(v: unknown): v is Obj {
 /** `show`: one aligned `field: value` line per field; lists of objects as an indented table. */
 export function formatShow(kind: ObjectKind, o: Versioned<unknown>): string {
   const v = o.value as Obj;
-  const keys = Object.keys(v);
+  // The schema's field order (so allocated fields sit where they belong), then anything else.
+  const declared = Object.keys((KINDS[kind].schema as unknown as { shape?: Obj }).shape ?? {});
+  const keys = [...new Set([...declared.filter((k) => k in v), ...Object.keys(v)])];
   const width = Math.max(...keys.map((k) => k.length)) + 1;
   const out: string[] = [`${KINDS[kind].noun} ${o.key}  (version ${o.version})`];
   for (const k of keys) {

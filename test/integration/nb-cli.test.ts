@@ -64,7 +64,8 @@ afterAll(() => {
 
 /** The CLI suite against one store URL. */
 function cliSuite(name: string, url: () => string): void {
-  describe(`flowdrake nb against ${name}`, () => {
+  // Each command is a fresh node process (~1 s on a loaded 2-core machine): generous per-test time.
+  describe(`flowdrake nb against ${name}`, { timeout: 240_000 }, () => {
     const nb = (...args: string[]): Promise<Result> => runBin(["nb", ...args], { FLOWDRAKE_NB: url() });
     const json = async (...args: string[]): Promise<Record<string, unknown>> => {
       const r = await nb(...args, "--json");
