@@ -20,6 +20,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { flowMod, installFlows } from "../src/controller/flow-installer.js";
 import { connectOpenFlow } from "../src/openflow/client.js";
@@ -109,6 +110,7 @@ export async function openflow(): Promise<void> {
   const runs = Number(process.env.FLOWDRAKE_BENCH_RUNS ?? 3);
   const flows = makeFlows(n);
   const mods = flows.map(toFlowMod);
+  const loadBefore = loadavg().map((x) => Math.round(x * 100) / 100);
   const sb = await OvsSandbox.start({ label: "benchof", datapath: "dummy" });
   try {
     const file = join(sb.dir, "flows.txt");
@@ -174,6 +176,8 @@ export async function openflow(): Promise<void> {
       flows: n,
       runsPerMode: runs,
       machine: { ...machineFacts(), ovsOfctl: tool(["ovs-ofctl", "--version"]) },
+      // The machine is shared: 1/5/15-minute load averages before and after the runs.
+      loadAverage: { before: loadBefore, after: loadavg().map((x) => Math.round(x * 100) / 100) },
       setup:
         "private OVS sandbox, dummy datapath, one bridge; del-flows before every run; timed until the switch confirmed (barrier/commit reply or ovs-ofctl exit); flow count checked after each run",
       results,
@@ -182,7 +186,7 @@ export async function openflow(): Promise<void> {
     };
     writeResult("openflow", out);
     process.stdout.write(
-      `\n${n} flows, best of ${runs} (median in brackets), ${out.machine.cpu} × ${out.machine.cores}\n`,
+      `\n${n} flows, best of ${runs} (median in brackets), ${out.machine.cpu} × ${out.machine.cores}, load ${out.loadAverage.before[0]} → ${out.loadAverage.after[0]}\n`,
     );
     process.stdout.write(
       `${"mode".padEnd(20)}${"ms".padStart(10)}${"flows/s".padStart(12)}${"(median)".padStart(12)}\n`,

@@ -422,6 +422,7 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
     let waiting = false;
     const flush = async (): Promise<void> => {
       if (waiting) await this.drained();
+      if (this.closed) throw this.closedError();
       waiting = !this.writeRaw(w.take());
     };
     for (let i = 0; i < n; i++) {
