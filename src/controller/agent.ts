@@ -54,6 +54,7 @@ import { FlowReconciler, type ReconcileResult } from "./reconciler.js";
 import { TUNNEL_PORT_NAMES, ensurePatchPorts, ensureTunnelPort, patchPortNames } from "./tunnel-ports.js";
 import { type Binding, buildView } from "./view.js";
 import { MeterSet } from "./meters.js";
+import { ModelGuard } from "./model-guard.js";
 
 const log = logger("agent");
 
@@ -75,6 +76,7 @@ export interface PassResult extends ReconcileResult {
 export class Agent {
   readonly metrics = new AgentMetrics();
   readonly reconciler = new FlowReconciler();
+  readonly guard = new ModelGuard();
   readonly apps: App[];
   private store!: NbStore;
   private ownStore = false;
@@ -348,7 +350,8 @@ export class Agent {
         await this.api.update("lport", id, { chassis: this.config.chassis });
         log.info({ port: id, from: port.chassis ?? null }, "claimed port for this chassis");
       } catch (err) {
-        log.warn({ port: id, err: errorMessage(err) }, "could not claim port");
+        log.warn({ port: id, err: errorMessage(err) }, "could not claim port; retrying");
+        this.schedule(1000);
       } finally {
         this.claims.delete(id);
       }
@@ -379,7 +382,8 @@ export class Agent {
     }
     const mine = new Map<string, Port>();
     for (const b of bindings) {
-      const p = this.cache.get(KIND.port, b.portId)?.value as Port | undefined;
+      const o = this.cache.get(KIND.port, b.portId);
+      const p = o && (this.guard.admit(KIND.port, o.key, o.value) as Port | undefined);
       if (p) mine.set(b.portId, p);
     }
     await this.claim(mine);
@@ -390,7 +394,13 @@ export class Agent {
       tunnelPorts: this.tunnelPorts(),
       providerPorts: this.providerPorts(),
       bindings,
-      model: this.cache,
+      model: {
+        list: (kind: string) =>
+          this.cache
+            .list(kind)
+            .map((o) => ({ key: o.key, value: this.guard.admit(kind, o.key, o.value) }))
+            .filter((o) => o.value !== undefined),
+      },
     });
     this.viewNow = view;
     const desired: Flow[] = missFlows().map((text) => {

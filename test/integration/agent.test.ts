@@ -307,6 +307,52 @@ describe("node agent on one host", () => {
     expect(blocks.some((l) => l.includes("NIC: offloaded"))).toBe(true);
   });
 
+  it("a malformed NB object written behind the API's back costs only itself", async () => {
+    await api.create("chassis", { name: "hostX", tunnelIps: ["192.0.2.77"] });
+    const put = (key: string, value: unknown) => store.txn([{ op: "put", kind: "lport", key, value }]);
+    await put("junk-mac", {
+      id: "junk-mac",
+      tenantId: "t1",
+      networkId: "net1",
+      macAddress: 42,
+      chassis: "hostX",
+    });
+    await put("junk-ips", {
+      id: "junk-ips",
+      tenantId: "t1",
+      networkId: "net1",
+      macAddress: "fa:16:3e:09:00:02",
+      fixedIps: [{ subnetId: "sub1" }],
+      chassis: "hostX",
+    });
+    await api.create("lport", {
+      id: "good-remote",
+      tenantId: "t1",
+      networkId: "net1",
+      macAddress: "fa:16:3e:09:00:03",
+      fixedIps: [{ subnetId: "sub1", ipAddress: "10.1.0.93" }],
+      chassis: "hostX",
+    });
+    await waitFor(
+      () =>
+        agent!
+          .view()
+          ?.networks.get("net1")
+          ?.remotePorts.some((p) => p.id === "good-remote"),
+      10_000,
+      "the good remote port in the view",
+    );
+    await agent!.settle();
+    expect(agent!.guard.refused.get("lport/junk-mac")).toMatch(/macAddress/);
+    expect(agent!.guard.refused.get("lport/junk-ips")).toMatch(/fixedIps\.0\.ipAddress/);
+    const flows = agent!.reconciler.installedFlows().map((f) => formatFlow(f));
+    expect(flows.some((f) => f.includes("fa:16:3e:09:00:03"))).toBe(true);
+    expect(flows.some((f) => f.includes("fa:16:3e:09:00:02"))).toBe(false);
+    expect(await ping(vms.vm1!, "10.1.0.12")).toBe(true);
+    for (const k of ["junk-mac", "junk-ips"]) await store.txn([{ op: "delete", kind: "lport", key: k }]);
+    await api.delete("lport", "good-remote");
+  });
+
   it("a restarted agent reconciles without sending a single flow_mod", async () => {
     await agent!.stop();
     agent = await Agent.start(config(), { store });
