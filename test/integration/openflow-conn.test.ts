@@ -108,6 +108,50 @@ describe("OfConnection against ovs-vswitchd", () => {
   });
 });
 
+describe("installFlows error attribution", () => {
+  it("in 5000 plain flow_mods, exactly the rejected ones are reported, by xid; the rest are installed", async () => {
+    const conn = await connectOpenFlow(sandbox().mgmtRemote());
+    try {
+      await installFlows(conn, [flowMod({ command: "delete", tableId: 0xff, match: [], instructions: [] })]);
+      const badAt = new Set([0, 1234, 2500, 4999]);
+      const xids = Array.from({ length: 5000 }, () => conn.allocXid());
+      const msgs = xids.map((xid, i) =>
+        badAt.has(i)
+          ? // goto_table backwards: OFPET_BAD_INSTRUCTION
+            {
+              ...flowMod({
+                tableId: 9,
+                match: [],
+                instructions: [{ type: "goto_table" as const, table: 1 }],
+              }),
+              xid,
+            }
+          : flowMod({
+              tableId: 8,
+              priority: 100,
+              match: [{ field: "reg2", value: i }],
+              instructions: [{ type: "apply_actions", actions: [{ type: "output", port: 1 }] }],
+            }),
+      );
+      const r = await installFlows(conn, msgs, { bundle: false, chunkSize: 700, throwOnError: false });
+      expect(r.errors.map((e) => e.xid).sort()).toEqual([...badAt].map((i) => xids[i]!).sort());
+      expect(r.errors.every((e) => /^OFPET_BAD_INSTRUCTION\//.test(e.errorName))).toBe(true);
+      expect((await conn.flowStats({ tableId: 8 })).length).toBe(5000 - badAt.size);
+
+      // In a bundle the same rejections discard it: nothing of it is installed.
+      await installFlows(conn, [flowMod({ command: "delete", tableId: 0xff, match: [], instructions: [] })]);
+      const err = await installFlows(conn, msgs, { bundle: true }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "FLOW_INSTALL" });
+      expect((err as { errors: OpenFlowError[] }).errors.map((e) => e.xid).sort()).toEqual(
+        [...badAt].map((i) => xids[i]!).sort(),
+      );
+      expect((await conn.flowStats({ tableId: 8 })).length).toBe(0);
+    } finally {
+      conn.close();
+    }
+  }, 60_000);
+});
+
 describe("OfConnection against broken peers (real sockets)", () => {
   it("a peer without a common version gets OFPET_HELLO_FAILED and the handshake fails cleanly", async () => {
     let answer: Buffer | undefined;
