@@ -55,7 +55,7 @@ export function register(program: Command): void {
         openflow: f.openflow,
         nb: f.db,
         pubsub: f.pubsub,
-        logLevel: f.logLevel,
+        logLevel: f.logLevel ?? process.env.FLOWDRAKE_LOG_LEVEL,
         metrics: f.metrics,
         apps: f.apps?.split(",").map((s) => s.trim()),
       });

@@ -44,7 +44,7 @@ import { parseFlow } from "../openflow/text.js";
 import { ensureBridge } from "../ovsdb/helpers.js";
 import { OvsdbSession } from "../ovsdb/session.js";
 import { VswitchView } from "../ovsdb/vswitch.js";
-import { errorMessage } from "../util/errors.js";
+import { ConnectionError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
 import { type AgentConfig, openflowTarget } from "./config.js";
 import { appCookieBase, appOfCookie, cookieFor } from "./cookies.js";
@@ -136,7 +136,12 @@ export class Agent {
         Interface: ["name", "type", "ofport", "external_ids", "options"],
       },
     });
-    await this.ovsdb.ready();
+    await this.ovsdb.ready().catch((err: unknown) => {
+      throw new ConnectionError(
+        `cannot reach OVSDB at ${c.ovsdb} (${errorMessage(err)}); is ovsdb-server running, and is --ovsdb right?`,
+        { remote: c.ovsdb },
+      );
+    });
     await ensureBridge(this.ovsdb.client, c.bridge, {
       datapathType: c.datapathType,
       failMode: "secure",
