@@ -21,9 +21,21 @@ import { NB_EXIT_HELP, type NbOpts, common, json, parseSet, parseVersion, withAp
 
 type Obj = Record<string, unknown>;
 
+const NOUN_HELP: Record<ObjectKind, string> = {
+  chassis: "compute nodes running the agent (tunnel IPs, encaps, bridge mappings)",
+  tenant: "tenants (projects)",
+  lswitch: "logical switches: geneve, vxlan, vlan or flat networks",
+  subnet: "IPv4/IPv6 subnets of a network, with DHCP settings",
+  lport: "logical ports: MAC, fixed IPs, chassis binding, port security",
+  lrouter: "logical routers, their interfaces and static routes",
+  secgroup: "security groups and their rules",
+  fip: "floating IPs (DNAT from an external network to a port)",
+  snat: "SNAT gateways of routers on external networks",
+};
+
 function registerNoun(nb: Command, kind: ObjectKind): void {
   const info = KINDS[kind];
-  const noun = nb.command(info.noun).description(`${info.noun} objects`).addHelpText("after", NB_EXIT_HELP);
+  const noun = nb.command(info.noun).description(NOUN_HELP[kind]).addHelpText("after", NB_EXIT_HELP);
   const keyArg = info.keyField === "name" ? "<name>" : "[id]";
   const show = (o: NbOpts, v: Parameters<typeof formatShow>[1]): string =>
     o.json ? json(v) : formatShow(kind, v);

@@ -11,7 +11,12 @@ import { execFile } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { NbApi } from "../../src/nb/api.js";
+import { executePlan, formatChange, loadState, parseTopology, planApply } from "../../src/nb/apply.js";
 import { IPAM_KINDS, OBJECT_KINDS } from "../../src/nb/model/index.js";
+import { ConflictError } from "../../src/nb/store/errors.js";
+import { nbExitCode } from "../../src/cli/nb-run.js";
 import { openStore } from "../../src/nb/store/open.js";
 import { freeTcpPort, makeRunDir } from "../harness/index.js";
 import { useEtcd } from "../harness/etcd.js";
@@ -573,6 +578,33 @@ function cliSuite(name: string, url: () => string): void {
       // Objects of other tenants are outside the prune scope.
       expect((await nb("port", "show", "p1")).code).toBe(0);
       expect((await nb("apply", "-f", file, "--prune")).stdout).toBe("no changes\n");
+    });
+
+    it("nb apply stops with a conflict (exit 4) when another writer changed an object after planning", async () => {
+      const store = await openStore(url());
+      try {
+        const api = new NbApi(store);
+        const text = readFileSync(join(runDir, `${name}-changed.yaml`), "utf8").replace(
+          "fa:16:3e:0a:00:12",
+          "fa:16:3e:0a:00:88",
+        );
+        const plan = planApply(parseTopology(parseYaml(text)), await loadState(api));
+        expect(plan.changes.map(formatChange)).toEqual(["~ port vm2 (macAddress)"]);
+        await api.update("lport", "vm2", { description: "racing writer" });
+        const err: unknown = await executePlan(api, plan).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(ConflictError);
+        expect(nbExitCode(err)).toBe(4);
+        expect((await api.get("lport", "vm2")).value).toMatchObject({
+          macAddress: "fa:16:3e:0a:00:12",
+          description: "racing writer",
+        });
+        await api.update("lport", "vm2", { description: "" });
+      } finally {
+        await store.close();
+      }
     });
 
     it("nb apply refuses a bad file before writing anything", async () => {
