@@ -132,7 +132,10 @@ export function runTc(argv: string[]): string {
 export function batchLines(text: string): { line: number; words: string[] }[] {
   const out: { line: number; words: string[] }[] = [];
   text.split("\n").forEach((raw, i) => {
-    const words = raw.replace(/#.*$/, "").trim().split(/\s+/).filter(Boolean);
+    const hash = raw.indexOf("#");
+    const line = (hash < 0 ? raw : raw.slice(0, hash)).trim();
+    if (!line) return;
+    const words = line.split(/\s+/);
     if (words[0] === "tc") words.shift();
     if (words.length) out.push({ line: i + 1, words });
   });

@@ -8,8 +8,10 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
+import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { batchLines, filterJson, filterText, register, runTc, splitTcArgv } from "../../src/cli/tc.js";
+import { parseTcCommand } from "../../src/offload/netlink/tc/syntax.js";
 import { UsageError } from "../../src/util/errors.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -134,5 +136,34 @@ describe("flowdrake tc --dry-run --hex", () => {
     const badName = add.map((w) => (w === "v0" ? "../../etc" : w));
     expect(() => runTc(["--dry-run", "--hex", ...badName])).toThrow(/invalid device name/);
     expect(() => runTc(["--dry-run", "--hex", ...ifindexFlags, ...add, "bogus_key"])).toThrow(UsageError);
+  });
+});
+
+describe("tc parser fast paths", () => {
+  it("canonical and non-canonical spellings of an address parse to the same rule", () => {
+    const resolve = () => 1;
+    const parse = (mac: string, ip: string) =>
+      parseTcCommand(
+        `filter add dev d ingress protocol ip flower dst_mac ${mac} dst_ip ${ip} action drop`.split(" "),
+        resolve,
+      );
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 6, maxLength: 6 }),
+        fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 }),
+        (m, ip) => {
+          const canonical = parse(m.map((x) => x.toString(16).padStart(2, "0")).join(":"), ip.join("."));
+          const odd = parse(
+            m.map((x) => x.toString(16).toUpperCase()).join(":"),
+            ip.map((x) => String(x).padStart(3, "0")).join("."),
+          );
+          expect(odd).toEqual(canonical);
+          expect(canonical.object === "filter" && "rule" in canonical && canonical.rule.match.dstIp).toEqual({
+            value: ip.join("."),
+            mask: "255.255.255.255",
+          });
+        },
+      ),
+    );
   });
 });

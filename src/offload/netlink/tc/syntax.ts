@@ -96,7 +96,39 @@ function macMask(what: string, s: string): string {
   return normMac(what, s);
 }
 
+/** Already "xx:xx:xx:xx:xx:xx" in lower case (the common case in batch files)? */
+function canonicalMac(s: string): boolean {
+  if (s.length !== 17) return false;
+  for (let i = 0; i < 17; i++) {
+    const c = s.charCodeAt(i);
+    if (i % 3 === 2 ? c !== 58 : !((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
+/** Already a dotted quad without leading zeros? */
+function canonicalIpv4(s: string): boolean {
+  if (s.length < 7 || s.length > 15) return false;
+  let dots = 0;
+  let octet = 0;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || (digits > 1 && s.charCodeAt(i - digits) === 48) || octet > 255) return false;
+      dots++;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+    } else return false;
+  }
+  return dots === 4;
+}
+
 function normMac(what: string, s: string): string {
+  if (canonicalMac(s)) return s;
   if (!/^[0-9a-f]{1,2}(:[0-9a-f]{1,2}){5}$/i.test(s)) throw new UsageError(`invalid ${what}: "${s}"`);
   return s
     .split(":")
@@ -104,13 +136,26 @@ function normMac(what: string, s: string): string {
     .join(":");
 }
 
+const prefixMasks = new Map<number, string>();
+
 function prefixMask(v6: boolean, bits: number): string {
+  const key = v6 ? 1000 + bits : bits;
+  let m = prefixMasks.get(key);
+  if (m === undefined) {
+    m = buildPrefixMask(v6, bits);
+    prefixMasks.set(key, m);
+  }
+  return m;
+}
+
+function buildPrefixMask(v6: boolean, bits: number): string {
   const b = Buffer.alloc(v6 ? 16 : 4);
   for (let i = 0; i < bits; i++) b[i >> 3]! |= 0x80 >> (i & 7);
   return v6 ? formatIpv6(b) : Array.from(b).join(".");
 }
 
 function ipPrefix(what: string, s: string, family?: 4 | 6): Masked<string> {
+  if (family !== 6 && canonicalIpv4(s)) return { value: s, mask: prefixMask(false, 32) };
   const [addr, len] = s.split("/");
   const v6 = addr!.includes(":");
   if ((family === 4 && v6) || (family === 6 && !v6)) {
