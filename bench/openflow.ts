@@ -16,7 +16,10 @@
  * flowdrake's flows are prebuilt FlowMod objects (what the controller holds);
  * ovs-ofctl parses its text file — that is how each is used. Each mode runs
  * FLOWDRAKE_BENCH_RUNS times (default 3); the best run is reported with the
- * median beside it. Results: bench/results/openflow.json.
+ * median beside it. For the flowdrake modes the CPU time of this process is
+ * recorded per run (nodeCpuMs): far below the wall time means the switch, not
+ * flowdrake, is the bottleneck. The machine may be shared, so the load
+ * average before and after is recorded too. Results: bench/results/openflow.json.
  */
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -81,9 +84,11 @@ interface ModeResult {
   medianMs: number;
   flowsPerSec: number;
   medianFlowsPerSec: number;
+  /** flowdrake modes: CPU time of this process (encode + socket) per run, beside the wall time. */
+  nodeCpuMs?: number[];
 }
 
-function summarize(mode: string, n: number, runsMs: number[]): ModeResult {
+function summarize(mode: string, n: number, runsMs: number[], cpuMs?: number[]): ModeResult {
   const sorted = [...runsMs].sort((a, b) => a - b);
   const best = sorted[0]!;
   const median = sorted[Math.floor(sorted.length / 2)]!;
@@ -94,6 +99,7 @@ function summarize(mode: string, n: number, runsMs: number[]): ModeResult {
     medianMs: Math.round(median),
     flowsPerSec: Math.round((n / best) * 1000),
     medianFlowsPerSec: Math.round((n / median) * 1000),
+    ...(cpuMs ? { nodeCpuMs: cpuMs.map((x) => Math.round(x)) } : {}),
   };
 }
 
@@ -147,20 +153,27 @@ export async function openflow(): Promise<void> {
       },
     };
     const times: Record<string, number[]> = {};
+    const cpu: Record<string, number[]> = {};
     for (let r = 0; r < runs; r++) {
       // Interleave the modes so that drift (thermal, other load) hits them alike.
       for (const [mode, fn] of Object.entries(modes)) {
         await sb.ofctl("del-flows", target);
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         await fn();
         const ms = performance.now() - t0;
+        const c = process.cpuUsage(c0);
         const got = await count();
         if (got !== n) throw new Error(`${mode}: bridge holds ${got} flows after the run, expected ${n}`);
         (times[mode] ??= []).push(ms);
-        process.stdout.write(`  run ${r + 1}/${runs} ${mode.padEnd(18)} ${Math.round(ms)} ms\n`);
+        const cpuMs = (c.user + c.system) / 1000;
+        if (mode.startsWith("flowdrake")) (cpu[mode] ??= []).push(cpuMs);
+        process.stdout.write(
+          `  run ${r + 1}/${runs} ${mode.padEnd(18)} ${Math.round(ms)} ms${mode.startsWith("flowdrake") ? ` (flowdrake CPU ${Math.round(cpuMs)} ms)` : ""}\n`,
+        );
       }
     }
-    const results = Object.entries(times).map(([m, t]) => summarize(m, n, t));
+    const results = Object.entries(times).map(([m, t]) => summarize(m, n, t, cpu[m]));
     const by = Object.fromEntries(results.map((r) => [r.mode, r]));
     const ratio = (a: string, b: string): number =>
       Math.round((by[a]!.flowsPerSec / by[b]!.flowsPerSec) * 100) / 100;
