@@ -34,7 +34,7 @@ const redirect: FlowerAction[] = [
 
 /** A rule of one of four shapes, values random. */
 const rule: fc.Arbitrary<FlowerRule> = fc.oneof(
-  fc.record({ m: mac, ip: ipv4 }).map(({ m, ip }) => ({
+  fc.record({ m: mac, ip: ipv4 }).map(({ m, ip }): FlowerRule => ({
     prio: 1,
     protocol: 0x0800,
     match: { dstMac: { value: m, mask: "ff:ff:ff:ff:ff:ff" }, dstIp: { value: ip, mask: "255.255.255.255" } },
@@ -43,7 +43,7 @@ const rule: fc.Arbitrary<FlowerRule> = fc.oneof(
   })),
   fc
     .record({ src: ipv4, port: fc.integer({ min: 0, max: 65535 }), vlan: fc.integer({ min: 0, max: 4095 }) })
-    .map(({ src, port, vlan }) => ({
+    .map(({ src, port, vlan }): FlowerRule => ({
       prio: 5,
       protocol: 0x0800,
       chain: 3,
@@ -55,14 +55,14 @@ const rule: fc.Arbitrary<FlowerRule> = fc.oneof(
       },
       actions: [{ kind: "mirred", direction: "egress", mode: "redirect", ifindex: 9, control: 4 }],
     })),
-  fc.record({ ip: ipv6, key: fc.integer({ min: 0, max: 0xffffffff }) }).map(({ ip, key }) => ({
+  fc.record({ ip: ipv6, key: fc.integer({ min: 0, max: 0xffffffff }) }).map(({ ip, key }): FlowerRule => ({
     prio: 2,
     protocol: 0x86dd,
     match: { dstIp: { value: ip }, encKeyId: key },
     flags: { skipSw: true },
     actions: redirect,
   })),
-  fc.record({ m: mac, tos: octet }).map(({ m, tos }) => ({
+  fc.record({ m: mac, tos: octet }).map(({ m, tos }): FlowerRule => ({
     prio: 9,
     protocol: 0x0800,
     match: { srcMac: { value: m }, ipTos: { value: tos, mask: 0xfc } },

@@ -47,6 +47,23 @@ function bigintSafe(_k: string, v: unknown): unknown {
   return typeof v === "bigint" ? `${v}n` : v;
 }
 
+/** The actions as a key: flat fields spelled out directly (the usual case), the rest as JSON. */
+function actionsKey(actions: readonly object[]): string {
+  let k = "";
+  for (const a of actions) {
+    const rec = a as Record<string, unknown>;
+    for (const name in rec) {
+      const v = rec[name];
+      k +=
+        typeof v === "object" && v !== null
+          ? `${name}=${JSON.stringify(v, bigintSafe)},`
+          : `${name}=${String(v)},`;
+    }
+    k += ";";
+  }
+  return k;
+}
+
 /** The attribute that carries a match key's value for this rule, or undefined. */
 function valueAttr(rule: FlowerRule, key: string): string | undefined {
   const f = matchFields[key as keyof typeof matchFields];
@@ -121,7 +138,7 @@ export class FlowerBatchEncoder {
     }
     let a = this.actionKeys.get(rule.actions);
     if (a === undefined) {
-      a = JSON.stringify(rule.actions, bigintSafe);
+      a = actionsKey(rule.actions);
       this.actionKeys.set(rule.actions, a);
     }
     return `${k}|${a}`;
