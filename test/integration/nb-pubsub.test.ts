@@ -3,6 +3,9 @@
  * behind the publisher: subscribers converge to the store's state when the
  * publisher drops messages (sequence gap → resync) and when it is killed and
  * restarted (new publisher id → resync), and a malformed frame is dropped.
+ * Every "before" state is one the test observes (a cache that is synced(),
+ * a publisher whose close() returned with its endpoint released), never a
+ * sleep that hopes the system got there.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Publisher } from "zeromq";
@@ -106,11 +109,16 @@ describe("ZeroMQ pub/sub", () => {
       ),
     );
     for (const c of caches) cleanup.add("cache", () => c.close());
-    await waitFor(() => caches.every((c) => c.publisherId === pub.id), 5000, "caches hear the publisher");
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(
+      () => caches.every((c) => c.publisherId === pub.id && c.synced()),
+      10_000,
+      "caches hear the publisher and catch up",
+    );
     expect(caches[0]!.get(KIND.network, "netA")).toBeDefined();
 
-    await bumpNetwork("seen-1");
+    const seen = await bumpNetwork("seen-1");
+    // the publisher has forwarded seen-1 once every cache has it: the drop hits the next two
+    await waitFor(() => caches.every((c) => c.get(KIND.network, "netA")?.version === seen), 10_000, "seen-1");
     pub.dropNext(2);
     await bumpNetwork("lost-1");
     await bumpNetwork("lost-2");
@@ -131,6 +139,16 @@ describe("ZeroMQ pub/sub", () => {
     await pub.close();
   });
 
+  it("a restarted publisher binds its endpoint right after the previous one closed", async () => {
+    // close() resolves only once ZeroMQ has released the endpoint (its listener
+    // closes in the I/O thread after unbind): starting again at once never
+    // meets EADDRINUSE, however busy the machine is
+    for (let i = 0; i < 10; i++) {
+      const pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
+      await pub.close();
+    }
+  });
+
   it("a killed and restarted publisher (new id) makes subscribers resync what they missed", async () => {
     let pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
     const firstId = pub.id;
@@ -140,8 +158,15 @@ describe("ZeroMQ pub/sub", () => {
       localPorts: ["pA1"],
     });
     cleanup.add("cache2", () => cache.close());
-    await waitFor(() => cache.publisherId === firstId, 5000, "cache hears publisher 1");
+    // synced: every topic has its baseline and the resync it asked for is done,
+    // so nothing already under way can read the store after the publisher stops
+    await waitFor(
+      () => cache.publisherId === firstId && cache.synced(),
+      10_000,
+      "cache hears publisher 1 and catches up",
+    );
     const resyncsBefore = cache.stats.resyncs;
+    const restartsBefore = cache.pubsubStats()!.restarts;
 
     await pub.close();
     // written while no publisher runs: only a resync can bring this to the cache
@@ -154,16 +179,24 @@ describe("ZeroMQ pub/sub", () => {
         value: { id: "pA3", tenantId: "t1", networkId: "netA", chassis: "h1" },
       },
     ]);
+    // a quiet period, not a synchronisation: nothing may bring these changes in while the publisher is down
     await new Promise((r) => setTimeout(r, 200));
     expect(cache.get(KIND.network, "netA")!.version).toBeLessThan(missed);
+    expect(cache.get(KIND.port, "pA3")).toBeUndefined();
+    expect(cache.stats.resyncs).toBe(resyncsBefore);
 
     pub = await NbPublisher.start({ store, bind, heartbeatMs: 100 });
     cleanup.add("pub2", () => pub.close());
     expect(pub.id).not.toBe(firstId);
-    await waitFor(() => cache.publisherId === pub.id, 5000, "cache hears publisher 2");
-    await waitFor(() => cache.get(KIND.network, "netA")?.version === missed, 5000, "missed update resynced");
-    await waitFor(() => cache.get(KIND.port, "pA3"), 5000, "missed port resynced");
+    await waitFor(() => cache.publisherId === pub.id, 10_000, "cache hears publisher 2");
+    await waitFor(
+      () => cache.get(KIND.network, "netA")?.version === missed,
+      10_000,
+      "missed update resynced",
+    );
+    await waitFor(() => cache.get(KIND.port, "pA3"), 10_000, "missed port resynced");
     expect(cache.stats.resyncs).toBeGreaterThan(resyncsBefore);
+    expect(cache.pubsubStats()!.restarts).toBe(restartsBefore + 1);
     expect(await converged(cache, [KIND.network, KIND.port])).toBe(true);
     await cache.close();
     await pub.close();

@@ -10,10 +10,16 @@
  * Each start draws a random publisher id; sequence numbers count per topic from
  * 1. When the store's watch cannot resume (its history was compacted while
  * the publisher was cut off) the publisher reloads its topic map and draws a
- * new id: to subscribers that is a restart, and they resync from the store. A change that moves an object between topics is published on the old and
+ * new id: to subscribers that is a restart, and they resync from the store.
+ * A change that moves an object between topics is published on the old and
  * the new ones (the publisher remembers each key's topics), a delete on the
  * topics the object last had (or `all/` when it never saw it). Heartbeats on
  * `hb/` let idle subscribers notice a restarted publisher.
+ *
+ * `close()` resolves once the endpoint is free again: ZeroMQ closes a
+ * listener in its I/O thread after `unbind` has returned, so the publisher
+ * waits for the socket's "close" event (ZMQ_EVENT_CLOSED) — a publisher
+ * started on the same endpoint right after never meets EADDRINUSE.
  *
  * `dropNext(n)` is a test hook: it consumes sequence numbers without sending,
  * which is exactly what a lost message looks like to a subscriber.
@@ -27,6 +33,9 @@ import { SYNC_KINDS, topicsOf } from "../sync/refs.js";
 import { TOPIC_ALL, TOPIC_HEARTBEAT, encodeMessage, type PubsubMessage } from "./message.js";
 
 const log = logger("nb-publisher");
+
+/** How long close() waits for ZeroMQ to release the endpoint before closing anyway. */
+const RELEASE_TIMEOUT_MS = 5000;
 
 export interface PublisherOptions {
   store: NbStore;
@@ -46,6 +55,10 @@ export class NbPublisher {
   private heartbeat: NodeJS.Timeout | undefined;
   private lastRevision = 0;
   private closed = false;
+  /** Keys the watch changed while the topic map is being reloaded (the reload must not undo them). */
+  private touched: Set<string> | undefined;
+  /** Resolves when ZeroMQ reports the listener closed (the endpoint is free). */
+  private readonly released: Promise<void>;
   /** Messages sent so far (for tests and the bench). */
   sent = 0;
 
@@ -53,7 +66,14 @@ export class NbPublisher {
     private readonly sock: Publisher,
     readonly bind: string,
     private readonly store: NbStore,
-  ) {}
+  ) {
+    // the observer must exist before unbind; only a close after close() began counts
+    this.released = new Promise<void>((resolve) =>
+      sock.events.on("close", () => {
+        if (this.closed) resolve();
+      }),
+    );
+  }
 
   /** The publisher id: random per start, and redrawn when the store watch had to resync. */
   get id(): string {
@@ -65,21 +85,44 @@ export class NbPublisher {
     return this.lastRevision;
   }
 
-  private async loadTopics(): Promise<void> {
-    this.topicsByKey.clear();
+  private async loadTopics(): Promise<Map<string, string[]>> {
+    const topics = new Map<string, string[]>();
     for (const kind of SYNC_KINDS) {
       for (const o of await this.store.list(kind))
-        this.topicsByKey.set(`${kind}/${o.key}`, topicsOf(kind, o.key, o.value));
+        topics.set(`${kind}/${o.key}`, topicsOf(kind, o.key, o.value));
     }
+    return topics;
   }
 
-  /** The store lost our place in its history: start over as a new publisher. */
+  /**
+   * The store lost our place in its history: start over as a new publisher.
+   * The topic map is reloaded first (keeping what the watch changed meanwhile,
+   * which is newer than the list may be), then id, sequence numbers and map
+   * change together, so the id subscribers see and the log agree.
+   */
   private async restartAfterResync(currentRevision: number): Promise<void> {
+    this.touched = new Set();
+    let fresh: Map<string, string[]> | undefined;
+    try {
+      fresh = await this.loadTopics();
+    } catch (err) {
+      log.error({ err }, "reloading topics failed; keeping the old topic map");
+    }
+    if (fresh) {
+      for (const id of this.touched) {
+        const t = this.topicsByKey.get(id);
+        if (t) fresh.set(id, t);
+        else fresh.delete(id);
+      }
+      this.topicsByKey.clear();
+      for (const [id, t] of fresh) this.topicsByKey.set(id, t);
+    }
+    this.touched = undefined;
+    if (this.closed) return;
     const previous = this.pubId;
     this.pubId = randomBytes(6).toString("hex");
     this.seqs.clear();
-    this.lastRevision = currentRevision;
-    await this.loadTopics().catch((err: unknown) => log.error({ err }, "reloading topics failed"));
+    this.lastRevision = Math.max(this.lastRevision, currentRevision);
     log.warn(
       { previous, id: this.pubId, revision: currentRevision },
       "store watch resynced: new publisher id",
@@ -99,7 +142,7 @@ export class NbPublisher {
     const pub = new NbPublisher(sock, opts.bind, opts.store);
     try {
       const from = await opts.store.revision();
-      await pub.loadTopics();
+      for (const [id, t] of await pub.loadTopics()) pub.topicsByKey.set(id, t);
       pub.lastRevision = from;
       pub.watch = await opts.store.watch(
         { fromRevision: from, onResync: (rev) => void pub.restartAfterResync(rev) },
@@ -140,6 +183,7 @@ export class NbPublisher {
       const topics = topicsOf(o.kind, o.key, o.value);
       const old = this.topicsByKey.get(id) ?? [];
       this.topicsByKey.set(id, topics);
+      this.touched?.add(id);
       for (const topic of new Set([...old, ...topics])) {
         this.publish({
           type: "put",
@@ -157,6 +201,7 @@ export class NbPublisher {
       const id = `${ev.kind}/${ev.key}`;
       const topics = this.topicsByKey.get(id) ?? [TOPIC_ALL];
       this.topicsByKey.delete(id);
+      this.touched?.add(id);
       for (const topic of topics) {
         this.publish({
           type: "delete",
@@ -215,7 +260,21 @@ export class NbPublisher {
     await this.watch?.close().catch(() => undefined);
     await this.drain();
     this.closed = true;
-    await this.sock.unbind(this.bind).catch(() => undefined);
+    const unbound = await this.sock.unbind(this.bind).then(
+      () => true,
+      (err: unknown) => {
+        log.warn({ err: errorMessage(err), bind: this.bind }, "unbind failed");
+        return false;
+      },
+    );
+    // inproc endpoints have no listener to wait for
+    if (unbound && !this.bind.startsWith("inproc://")) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), RELEASE_TIMEOUT_MS)));
+      const late = await Promise.race([this.released.then(() => false), timedOut]);
+      clearTimeout(timer);
+      if (late) log.warn({ bind: this.bind }, "ZeroMQ did not report the endpoint closed in time");
+    }
     this.sock.close();
     log.info({ id: this.id }, "publisher stopped");
   }

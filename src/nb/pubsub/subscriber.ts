@@ -3,15 +3,22 @@
  * subscribed to the topics an agent needs (plus `hb/` and `all/`), that hands
  * each change to the cache and tells it when it must resync from the store:
  *
- *   - gap      a topic's sequence number skipped (a message was lost);
- *   - restart  a message or heartbeat carries a publisher id other than the
- *              one seen so far (the publisher restarted: its sequence numbers
- *              start over and whatever it published while down is gone).
+ *   - gap       a topic's sequence number skipped (a message was lost);
+ *   - restart   a message or heartbeat carries a publisher id other than the
+ *               one seen so far (the publisher restarted: its sequence numbers
+ *               start over and whatever it published while down is gone);
+ *   - baseline  a topic got its first sequence number from this publisher.
  *
- * Sequence numbers count per (publisher, topic); the first heartbeat (or
- * message) seen on a topic sets the baseline, later heartbeats reveal a lost
- * message even when nothing else follows it (ZeroMQ delivers nothing published before the
- * subscription arrived — the cache reads the store after subscribing for that).
+ * Sequence numbers count per (publisher, topic). A topic has no baseline when
+ * it was just subscribed or the publisher changed; the next heartbeat (its
+ * per-topic numbers) or the first message on the topic sets it. ZeroMQ
+ * delivers nothing published before a subscription reached the publisher,
+ * and nothing tells the subscriber when that was — but everything numbered
+ * up to the baseline was committed before the baseline was sent, so a store
+ * read after it covers that window, and anything lost after it shows up as a
+ * gap. That is why a new baseline asks for a resync (unless a restart resync
+ * is already asked for by the same message). `hasBaselines()` is true once
+ * every followed topic has one: nothing published so far can be missing.
  */
 import { Subscriber } from "zeromq";
 import { ConnectionError, DecodeError, errorMessage } from "../../util/errors.js";
@@ -22,7 +29,8 @@ const log = logger("nb-subscriber");
 
 export type ResyncReason =
   | { reason: "gap"; topic: string; expected: number; got: number }
-  | { reason: "restart"; previous: string; current: string };
+  | { reason: "restart"; previous: string; current: string }
+  | { reason: "baseline"; topics: string[] };
 
 export interface SubscriberHandlers {
   onChange(m: ChangeMessage): void;
@@ -33,6 +41,8 @@ export class NbSubscriber {
   private readonly sock = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
   private readonly lastSeq = new Map<string, number>();
   private readonly topics = new Set<string>();
+  /** Followed topics (and `all/`) without a sequence baseline from the current publisher. */
+  private readonly unbased = new Set<string>([TOPIC_ALL]);
   private publisher: string | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
@@ -69,9 +79,15 @@ export class NbSubscriber {
     return [...this.topics];
   }
 
+  /** True once a publisher was heard and every followed topic has a sequence baseline from it. */
+  hasBaselines(): boolean {
+    return this.publisher !== undefined && this.unbased.size === 0;
+  }
+
   subscribe(topic: string): void {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
+    this.unbased.add(topic);
     this.sock.subscribe(topic);
   }
 
@@ -79,6 +95,7 @@ export class NbSubscriber {
     if (!this.topics.delete(topic)) return;
     this.sock.unsubscribe(topic);
     this.lastSeq.delete(topic);
+    this.unbased.delete(topic);
   }
 
   private async receive(): Promise<void> {
@@ -103,42 +120,53 @@ export class NbSubscriber {
       return;
     }
     this.stats.received++;
+    let restarted = false;
     if (this.publisher !== m.pub) {
       const previous = this.publisher;
       this.publisher = m.pub;
       this.lastSeq.clear();
-      this.lastSeq.set(m.topic, m.seq);
+      this.unbased.clear();
+      for (const t of [TOPIC_ALL, ...this.topics]) this.unbased.add(t);
       if (previous !== undefined) {
+        restarted = true;
         this.stats.restarts++;
         log.info({ previous, current: m.pub }, "publisher restarted: resync");
         this.handlers.onResync({ reason: "restart", previous, current: m.pub });
-        return;
-      }
-    } else {
-      const last = this.lastSeq.get(m.topic);
-      if (last !== undefined && m.seq <= last) return;
-      this.lastSeq.set(m.topic, m.seq);
-      if (last !== undefined && m.seq !== last + 1) {
-        this.stats.gaps++;
-        log.info({ topic: m.topic, expected: last + 1, got: m.seq }, "sequence gap: resync");
-        this.handlers.onResync({ reason: "gap", topic: m.topic, expected: last + 1, got: m.seq });
       }
     }
+    const last = this.lastSeq.get(m.topic);
+    if (last !== undefined && m.seq <= last) return;
+    this.lastSeq.set(m.topic, m.seq);
+    if (last !== undefined && m.seq !== last + 1) {
+      this.stats.gaps++;
+      log.info({ topic: m.topic, expected: last + 1, got: m.seq }, "sequence gap: resync");
+      this.handlers.onResync({ reason: "gap", topic: m.topic, expected: last + 1, got: m.seq });
+    }
+    const based: string[] = [];
     if (m.type === "heartbeat") {
       this.lastHeartbeatAt = Date.now();
-      for (const topic of this.topics) {
-        const sent = m.seqs[topic] ?? 0;
-        const last = this.lastSeq.get(topic);
-        this.lastSeq.set(topic, Math.max(sent, last ?? 0));
-        if (last !== undefined && sent > last) {
+      for (const t of [TOPIC_ALL, ...this.topics]) {
+        const sent = m.seqs[t] ?? 0;
+        const prev = this.lastSeq.get(t);
+        if (prev === undefined) {
+          this.lastSeq.set(t, sent);
+          if (this.unbased.delete(t)) based.push(t);
+        } else if (sent > prev) {
+          this.lastSeq.set(t, sent);
           this.stats.gaps++;
-          log.info({ topic, expected: last + 1, got: sent }, "heartbeat shows lost messages: resync");
-          this.handlers.onResync({ reason: "gap", topic, expected: last + 1, got: sent });
+          log.info({ topic: t, expected: prev + 1, got: sent }, "heartbeat shows lost messages: resync");
+          this.handlers.onResync({ reason: "gap", topic: t, expected: prev + 1, got: sent });
         }
       }
-      return;
+    } else if (last === undefined && this.unbased.delete(m.topic)) {
+      based.push(m.topic);
     }
-    this.handlers.onChange(m);
+    if (based.length && !restarted) {
+      log.debug({ topics: based }, "sequence baseline set: resync");
+      this.handlers.onResync({ reason: "baseline", topics: based });
+    }
+    // after a restart the resync reads this change from the store
+    if (m.type !== "heartbeat" && !restarted) this.handlers.onChange(m);
   }
 
   async close(): Promise<void> {

@@ -21,7 +21,11 @@
  * A change that can move the scope (ports, routers, subnets, security groups)
  * re-runs the closure; any other change in scope is applied directly. Changes
  * are ordered by store revision, so duplicates and stale messages are harmless.
- * A sequence gap, a publisher restart or a compacted watch triggers a resync.
+ * A sequence gap, a publisher restart or a compacted watch triggers a resync,
+ * and so does a topic's first sequence baseline (the subscriber's way of
+ * saying "everything published before this is in the store now", which
+ * closes the window before a new subscription reached the publisher).
+ * `synced()` says when nothing is left to catch up.
  *
  * Apps see typed change events: { action: added | updated | removed, kind, key,
  * object, previous }.
@@ -209,7 +213,7 @@ export class NbCache {
   private watch: Watch | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private queued: Promise<SyncReport> | undefined;
-  private followUp: NodeJS.Timeout | undefined;
+  private running = 0;
   private closed = false;
   /** Counters for tests and operators. */
   readonly stats = { resyncs: 0, applied: 0, ignored: 0 };
@@ -279,6 +283,15 @@ export class NbCache {
     return this.subscriber ? { ...this.subscriber.stats } : undefined;
   }
 
+  /**
+   * True when the cache has nothing left to catch up: no resync queued or
+   * running and (pub/sub) every topic it follows has a sequence baseline from
+   * the current publisher, so nothing published so far can still be missing.
+   */
+  synced(): boolean {
+    return !this.queued && this.running === 0 && (this.subscriber?.hasBaselines() ?? true);
+  }
+
   async addLocalPort(id: string): Promise<SyncReport> {
     this.localPorts.add(id);
     return this.requestResync(`local port ${id} added`);
@@ -301,9 +314,14 @@ export class NbCache {
    */
   requestResync(reason: string): Promise<SyncReport> {
     if (this.queued) return this.queued;
-    const p = this.chain.then(() => {
+    const p = this.chain.then(async () => {
       this.queued = undefined;
-      return this.resync(reason);
+      this.running++;
+      try {
+        return await this.resync(reason);
+      } finally {
+        this.running--;
+      }
     });
     this.queued = p;
     this.chain = p.catch((err: unknown) => log.error({ err, reason }, "resync failed"));
@@ -319,7 +337,6 @@ export class NbCache {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.followUp) clearTimeout(this.followUp);
     await this.watch?.close().catch(() => undefined);
     await this.subscriber?.close();
     await this.chain.catch(() => undefined);
@@ -376,36 +393,23 @@ export class NbCache {
       }
     }
     this.scopeNow = scope;
-    const added = this.updateTopics(scope);
-    if (added && !this.closed) {
-      // ZeroMQ delivers a new topic only once the subscription reached the
-      // publisher: read the store once more after that to close the window.
-      if (this.followUp) clearTimeout(this.followUp);
-      this.followUp = setTimeout(() => void this.requestResync("new topics settled"), 100);
-    }
+    // a new topic is caught up by the resync its first sequence baseline asks for
+    this.updateTopics(scope);
     if (changes.length) log.info({ reason, revision, changes: changes.length }, "cache resynced");
     return { reason, revision, changes };
   }
 
-  private updateTopics(scope: Scope): boolean {
+  private updateTopics(scope: Scope): void {
     const sub = this.subscriber;
-    if (!sub) return false;
+    if (!sub) return;
     const want = new Set([
       TOPIC_CHASSIS,
       ...[...scope.networks].map(networkTopic),
       ...[...scope.routers].map(routerTopic),
       ...[...scope.tenants].map(tenantTopic),
     ]);
-    let added = false;
     for (const t of sub.subscribed()) if (!want.has(t)) sub.unsubscribe(t);
-    const have = new Set(sub.subscribed());
-    for (const t of want) {
-      if (!have.has(t)) {
-        sub.subscribe(t);
-        added = true;
-      }
-    }
-    return added;
+    for (const t of want) sub.subscribe(t);
   }
 
   private onMessage(m: ChangeMessage): void {
@@ -470,7 +474,12 @@ export class NbCache {
 }
 
 function describe(r: ResyncReason): string {
-  return r.reason === "gap"
-    ? `sequence gap on ${r.topic} (expected ${r.expected}, got ${r.got})`
-    : `publisher restarted (${r.previous} → ${r.current})`;
+  switch (r.reason) {
+    case "gap":
+      return `sequence gap on ${r.topic} (expected ${r.expected}, got ${r.got})`;
+    case "restart":
+      return `publisher restarted (${r.previous} → ${r.current})`;
+    case "baseline":
+      return `sequence baseline on ${r.topics.join(" ")}`;
+  }
 }
