@@ -7,14 +7,17 @@
  *     --fault-injection) is detected as a sequence gap and repaired; etcd
  *     itself restarts under the publisher → its watch resumes from the last
  *     revision and changes keep arriving as messages, without a restart;
- *   - etcd compacted the history the publisher's watch needed to resume (its
- *     only member was down meanwhile) → the publisher draws a new id and the
- *     subscribers resync rather than miss the compacted change;
+ *   - etcd compacted the history the publisher's watch needed to resume (the
+ *     publisher was cut off from etcd meanwhile) → the publisher draws a new
+ *     id and the subscribers resync rather than miss the compacted change;
  *   - embedded: the publisher follows the log of a store this test process
  *     owns, across a compaction of that log.
+ * Every "before" state is one the test observes (a publisher that exited, a
+ * cache that is synced(), a gap the caches reported), never a sleep.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync, statSync } from "node:fs";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmbeddedStore } from "../../src/nb/store/embedded.js";
@@ -76,6 +79,60 @@ async function kill9(p: RunningPublisher): Promise<void> {
   const gone = new Promise<void>((r) => p.proc.once("exit", () => r()));
   p.proc.kill("SIGKILL");
   await gone;
+}
+
+/**
+ * A TCP relay between the publisher and etcd that the test can cut and
+ * restore on the same port: the publisher loses etcd while etcd itself stays
+ * up (and applies a compaction at once), which a killed member cannot
+ * promise — a restarted member may serve the resumed watch before it has
+ * replayed the compaction, and then the changes simply arrive as events.
+ */
+class TcpRelay {
+  private server: Server | undefined;
+  private readonly conns = new Set<Socket>();
+
+  private constructor(
+    readonly port: number,
+    private readonly target: number,
+  ) {}
+
+  static async start(target: number): Promise<TcpRelay> {
+    const r = new TcpRelay(await freeTcpPort(), target);
+    await r.restore();
+    return r;
+  }
+
+  async restore(): Promise<void> {
+    const server = createServer((down) => {
+      const up = createConnection({ host: "127.0.0.1", port: this.target });
+      for (const [a, b] of [
+        [down, up],
+        [up, down],
+      ] as const) {
+        this.conns.add(a);
+        a.pipe(b);
+        a.on("error", () => b.destroy());
+        a.on("close", () => {
+          this.conns.delete(a);
+          b.destroy();
+        });
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.port, "127.0.0.1", () => resolve());
+    });
+    this.server = server;
+  }
+
+  /** Stop accepting and drop every relayed connection; resolves once the port is closed. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const c of this.conns) c.destroy();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
 }
 
 async function seed(store: NbStore): Promise<void> {
@@ -178,6 +235,8 @@ describe("flowdrake publisher on etcd", () => {
 
   it("kill -9 and restart: subscribers see a new publisher id and resync what they missed", async () => {
     const firstId = pub.id;
+    // nothing already under way (a baseline resync) may read the store after the kill
+    await waitFor(() => caches.every((c) => c.synced()), 10_000, "caches caught up");
     await kill9(pub);
     const missed = await renameNetwork(store, "while-down");
     await store.txn([
@@ -188,8 +247,9 @@ describe("flowdrake publisher on etcd", () => {
         value: { id: "pA3", tenantId: "t1", networkId: "netA", chassis: "h1" },
       },
     ]);
+    // a quiet period, not a synchronisation: the publisher is gone, nothing may bring these in
     await new Promise((r) => setTimeout(r, 300));
-    expect(caches.every((c) => (netVersion(c) ?? 0) < missed)).toBe(true);
+    expect(caches.every((c) => (netVersion(c) ?? 0) < missed && !c.get(KIND.port, "pA3"))).toBe(true);
 
     pub = await startPublisher(url, bind);
     expect(pub.id).not.toBe(firstId);
@@ -214,7 +274,12 @@ describe("flowdrake publisher on etcd", () => {
     pub.proc.kill("SIGUSR2");
     await waitFor(() => pub.output().includes("dropping the next change message"), 5000, "fault armed");
     const lost = await renameNetwork(store, "lost");
-    await new Promise((r) => setTimeout(r, 500));
+    // nothing follows the lost message: the next heartbeat's numbers reveal it
+    await waitFor(
+      () => caches.every((c, i) => stats(c).gaps > gapsBefore[i]! && netVersion(c) === lost),
+      10_000,
+      "a heartbeat reveals the lost message and the caches resync it",
+    );
     const last = await renameNetwork(store, "after-gap");
     expect(last).toBe(lost + 1);
     await waitFor(() => caches.every((c) => netVersion(c) === last), 10_000, "caches reach the last version");
@@ -269,32 +334,47 @@ describe("flowdrake publisher on an embedded store (read-only follower)", () => 
 
 describe("flowdrake publisher when etcd compacted the history it needs", () => {
   it("draws a new publisher id so subscribers resync instead of missing changes", async () => {
-    const cluster = await EtcdCluster.start({ members: 3, label: "nb-publisher-compact" });
-    cleanup.add("etcd cluster", () => cluster.stop());
-    const store = await openEtcdStore(cluster.endpoints);
-    cleanup.add("cluster store", () => store.close());
+    const etcd = await EtcdCluster.start({ label: "nb-publisher-compact" });
+    cleanup.add("etcd (compaction)", () => etcd.stop());
+    const store = await openEtcdStore(etcd.endpoints);
+    cleanup.add("compaction store", () => store.close());
     await seed(store);
     const bind = `tcp://127.0.0.1:${await freeTcpPort()}`;
-    // the publisher talks to one member only: when it dies, the publisher's watch breaks
-    const pinned = ((await cluster.leader()) + 1) % 3;
-    const pub = await startPublisher(`etcd://${cluster.endpoint(pinned).replace("http://", "")}`, bind);
+    const relay = await TcpRelay.start(Number(new URL(etcd.endpoint(0)).port));
+    cleanup.add("relay", () => relay.cut());
+    const pub = await startPublisher(`etcd://127.0.0.1:${relay.port}`, bind);
     const [cache] = await startCaches(store, bind, 1);
-    await waitFor(() => cache!.publisherId === pub.id, 10_000, "cache hears the publisher");
-    await cluster.kill(pinned);
+    await waitFor(
+      () => cache!.publisherId === pub.id && cache!.synced(),
+      10_000,
+      "cache hears the publisher and catches up",
+    );
+    await relay.cut();
     // two changes, then compact at the second: the first is gone from etcd's history
     await renameNetwork(store, "compacted-away");
     const missed = await renameNetwork(store, "behind-compaction");
-    const raw = new Etcd3({ hosts: cluster.endpoints.filter((_, i) => i !== pinned) });
+    const raw = new Etcd3({ hosts: etcd.endpoints });
     try {
       await raw.kv.compact({ revision: await store.revision(), physical: true });
     } finally {
       raw.close();
     }
-    await cluster.restart(pinned);
-    await waitFor(() => cache!.publisherId !== pub.id, 20_000, "a new publisher id after the resync");
+    expect(netVersion(cache!)).toBeLessThan(missed);
+    await relay.restore();
+    await waitFor(() => cache!.publisherId !== pub.id, 20_000, "a new publisher id after the resync").catch(
+      (err: Error) => {
+        throw new Error(`${err.message}\npublisher output:\n${pub.output().slice(-2000)}`);
+      },
+    );
     await waitFor(() => netVersion(cache!) === missed, 10_000, "the change behind the compaction");
     expect(stats(cache!).restarts).toBeGreaterThanOrEqual(1);
-    expect(pub.output()).toMatch(/store watch resynced: new publisher id/);
+    // stdout/stderr and the ZeroMQ socket are different channels: wait for the log line
+    await waitFor(
+      () => /store watch resynced: new publisher id/.test(pub.output()),
+      10_000,
+      "the publisher logs the new id",
+    );
+    expect(pub.output()).toMatch(/watch cancelled by etcd \(compacted\)/);
     const after = await renameNetwork(store, "after-resync");
     await waitFor(() => netVersion(cache!) === after, 10_000, "changes flow again");
     expect(await converged(store, cache!)).toBe(true);
