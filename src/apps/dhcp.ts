@@ -14,9 +14,9 @@
  * sends the reply back out of the port the request came in on.
  */
 import type { App, FlowSpec, LocalPort, AgentView } from "./types.js";
-import { handleDhcpFrame } from "./dhcp/responder.js";
+import { dhcpSubnetFor } from "./dhcp/context.js";
+import { defaultServerIp, handleDhcpFrame } from "./dhcp/responder.js";
 import type { Subnet } from "../nb/model/schemas.js";
-import { hostRange, bigToIp } from "../nb/model/ip.js";
 import { t } from "./flowtext.js";
 
 /** Server MAC when the subnet has no router interface (locally administered). */
@@ -29,12 +29,8 @@ export interface DhcpAppOptions {
   domain?: string;
 }
 
-function dhcpSubnet(view: AgentView, lp: LocalPort): { subnet: Subnet; ip: string } | undefined {
-  for (const f of lp.port.fixedIps) {
-    const s = view.subnets.get(f.subnetId);
-    if (s && s.ipVersion === 4 && s.enableDhcp) return { subnet: s, ip: f.ipAddress };
-  }
-  return undefined;
+function dhcpSubnet(view: AgentView, lp: LocalPort): { subnet: Subnet; ipAddress: string } | undefined {
+  return dhcpSubnetFor(lp.port, (id) => view.subnets.get(id));
 }
 
 /** The meter of a port: one per ofport, id = ofport (OpenFlow meter ids start at 1). */
@@ -73,7 +69,8 @@ export function dhcpApp(opts: DhcpAppOptions = {}): App {
       if (!found || !nv) return;
       const { subnet } = found;
       const routerPort = nv.routerPorts.find((r) => r.subnetId === subnet.id);
-      const serverIp = subnet.gatewayIp ?? bigToIp(hostRange(subnet.cidr).first, 4);
+      const serverIp = defaultServerIp(subnet);
+      if (!serverIp) return;
       const decision = handleDhcpFrame(pkt.data, {
         port: lp.port,
         subnet,

@@ -20,7 +20,9 @@ import {
 import type { HostSource } from "../offload/caps/source.js";
 import { UsageError } from "../util/errors.js";
 import { connectOpenFlow } from "../openflow/client.js";
-import { flowFromStats } from "../openflow/flow.js";
+import { flowFromStats, type Flow } from "../openflow/flow.js";
+import type { PortMap } from "../offload/planner/ir.js";
+import type { Plan } from "../offload/planner/plan.js";
 import { OvsdbClient } from "../ovsdb/client.js";
 import { op } from "../ovsdb/ops.js";
 import { capsProbes } from "./caps-probes.js";
@@ -36,31 +38,54 @@ interface CapsOptions {
   tunnel?: string[];
 }
 
-/**
- * `--explain FILE`: every flow of a saved flow set (ovs-ofctl dump-flows or
- * add-flows text, one per line) with the planner's decision and its reason,
- * for the NIC profile given (or the first NIC found) and the port map given
- * as `--port OFPORT=NETDEV` / `--tunnel OFPORT=vxlan|geneve`.
- */
-export function explainFlows(
-  text: string,
-  opts: { profile: string; port?: string[]; tunnel?: string[] },
-): string {
+/** The planner's split of a flow set under a NIC profile; rule ids are `flow<i>` in `flows` order. */
+export function planFlowSet(flows: readonly Flow[], profileId: string, ports: PortMap): Plan {
+  const rules = flows.map((f, i) => ruleFromFlow(f, ports, `flow${i}`));
+  return OffloadPlanner.plan({ rules, profile: profileById(profileId), ports });
+}
+
+function portMap(port: string[] = [], tunnel: string[] = []): PortMap {
   const hardware = new Map<number, string>();
   const tunnels = new Map<number, "vxlan" | "geneve">();
-  for (const p of opts.port ?? []) {
+  for (const p of port) {
     const [n, dev] = p.split("=");
     if (!n || !dev || !/^\d+$/.test(n)) throw new UsageError(`--port wants OFPORT=NETDEV, not ${p}`);
     hardware.set(Number(n), dev);
   }
-  for (const t of opts.tunnel ?? []) {
+  for (const t of tunnel) {
     const [n, kind] = t.split("=");
     if (!n || !/^\d+$/.test(n) || (kind !== "vxlan" && kind !== "geneve")) {
       throw new UsageError(`--tunnel wants OFPORT=vxlan|geneve, not ${t}`);
     }
     tunnels.set(Number(n), kind);
   }
-  const ports = { hardware, tunnels };
+  return { hardware, tunnels };
+}
+
+/**
+ * Every flow of a flow set with the planner's decision and its reason, for the
+ * NIC profile given and the port map given as `OFPORT=NETDEV` / `OFPORT=vxlan|geneve`.
+ */
+export function explainFlowSet(
+  flows: readonly Flow[],
+  opts: { profile: string; port?: string[]; tunnel?: string[] },
+): string {
+  const plan = planFlowSet(flows, opts.profile, portMap(opts.port, opts.tunnel));
+  const out = [
+    `profile: ${profileById(opts.profile).name}; ${plan.tc.length} tc rules in ${plan.chains.length} chains`,
+  ];
+  flows.forEach((f, i) => {
+    const d = plan.decisions.get(`flow${i}`)!;
+    out.push(`${formatFlow(f)}\n    ${d.offloaded ? "NIC" : "OVS"}: ${d.reason}`);
+  });
+  return `${out.join("\n")}\n`;
+}
+
+/** `--explain FILE`: a saved flow set (ovs-ofctl dump-flows or add-flows text, one per line). */
+export function explainFlows(
+  text: string,
+  opts: { profile: string; port?: string[]; tunnel?: string[] },
+): string {
   const lines = text
     .split("\n")
     .map((l) => l.trim())
@@ -74,15 +99,7 @@ export function explainFlows(
       throw new UsageError(`line ${i + 1}: ${(err as Error).message}`, { line: l });
     }
   });
-  const rules = flows.map((f, i) => ruleFromFlow(f, ports, `line${i + 1}`));
-  const profile = profileById(opts.profile);
-  const plan = OffloadPlanner.plan({ rules, profile, ports });
-  const out = [`profile: ${profile.name}; ${plan.tc.length} tc rules in ${plan.chains.length} chains`];
-  flows.forEach((f, i) => {
-    const d = plan.decisions.get(`line${i + 1}`)!;
-    out.push(`${formatFlow(f)}\n    ${d.offloaded ? "NIC" : "OVS"}: ${d.reason}`);
-  });
-  return `${out.join("\n")}\n`;
+  return explainFlowSet(flows, opts);
 }
 
 /**
@@ -95,11 +112,11 @@ export function explainFlows(
 export async function liveFlowSet(
   target: string,
   ovsdb: string | undefined,
-): Promise<{ text: string; port: string[]; tunnel: string[] }> {
+): Promise<{ flows: Flow[]; port: string[]; tunnel: string[] }> {
   const conn = await connectOpenFlow(target);
-  let text: string;
+  let flows: Flow[];
   try {
-    text = (await conn.flowStats()).map((s) => formatFlow(flowFromStats(s))).join("\n");
+    flows = (await conn.flowStats()).map(flowFromStats);
   } finally {
     conn.close();
   }
@@ -121,7 +138,7 @@ export async function liveFlowSet(
       client.close();
     }
   }
-  return { text, port, tunnel };
+  return { flows, port, tunnel };
 }
 
 export async function runCaps(opts: CapsOptions): Promise<string> {
@@ -133,7 +150,7 @@ export async function runCaps(opts: CapsOptions): Promise<string> {
       const src = opts.from ? captureSource(opts.from) : liveSource();
       profile = buildReport(await discover(src)).nics[0]?.profile.id ?? "none";
     }
-    return explainFlows(live.text, {
+    return explainFlowSet(live.flows, {
       profile,
       port: [...live.port, ...(opts.port ?? [])],
       tunnel: [...live.tunnel, ...(opts.tunnel ?? [])],

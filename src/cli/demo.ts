@@ -20,14 +20,13 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { Agent } from "../controller/agent.js";
+import { planFlowSet } from "./caps.js";
 import { parseAgentConfig } from "../controller/config.js";
 import { tableById } from "../controller/pipeline.js";
 import { openEmbeddedStore } from "../nb/store/embedded.js";
 import type { NbStore } from "../nb/store/types.js";
 import type { Port } from "../nb/model/schemas.js";
-import { ruleFromFlow } from "../offload/planner/from-openflow.js";
-import { OffloadPlanner } from "../offload/planner/plan.js";
-import { profileById } from "../offload/profiles/index.js";
+import { connectOpenFlow } from "../openflow/client.js";
 import { flowFromStats } from "../openflow/flow.js";
 import { runDhcpClient, type DhcpLease } from "../sandbox/dhcp-client.js";
 import { OvsSandbox, type VmPort } from "../sandbox/ovs.js";
@@ -143,10 +142,7 @@ export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void 
     say("5. summary");
     const pins = [...a.packetIns].map(([app, n]) => `${app} ${n}`).join(", ") || "none";
     say(`   packet-ins handled by this node's agent: ${pins}`);
-    const conn = await (async () => {
-      const { connectOpenFlow } = await import("../openflow/client.js");
-      return connectOpenFlow(sb.mgmtRemote());
-    })();
+    const conn = await connectOpenFlow(sb.mgmtRemote());
     try {
       const stats = await conn.flowStats();
       const perTable = new Map<number, { flows: number; packets: bigint }>();
@@ -170,9 +166,7 @@ export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void 
         if (p) tunnels.set(p, encap);
       }
       const flows = stats.map(flowFromStats);
-      const ports = { hardware, tunnels };
-      const rules = flows.map((f, i) => ruleFromFlow(f, ports, `f${i}`));
-      const plan = OffloadPlanner.plan({ rules, profile: profileById("connectx-6-dx"), ports });
+      const plan = planFlowSet(flows, "connectx-6-dx", { hardware, tunnels });
       const byReason = new Map<string, number>();
       let offloaded = 0;
       for (const d of plan.decisions.values()) {

@@ -49,7 +49,7 @@ import { logger } from "../util/log.js";
 import { type AgentConfig, openflowTarget } from "./config.js";
 import { appCookieBase, appOfCookie, cookieFor } from "./cookies.js";
 import { AgentMetrics } from "./metrics.js";
-import { missFlows, tableById } from "./pipeline.js";
+import { PIPELINE, missFlows, tableById } from "./pipeline.js";
 import { FlowReconciler, type ReconcileResult } from "./reconciler.js";
 import { TUNNEL_PORT_NAMES, ensurePatchPorts, ensureTunnelPort, patchPortNames } from "./tunnel-ports.js";
 import { type Binding, buildView } from "./view.js";
@@ -408,10 +408,10 @@ export class Agent {
       },
     });
     this.viewNow = view;
-    const desired: Flow[] = missFlows().map((text) => {
-      const table = /table=(\d+)/.exec(text)![1]!;
-      return this.flowOf("pipeline", table, text);
-    });
+    // missFlows() follows PIPELINE's order: one miss flow per table.
+    const desired: Flow[] = missFlows().map((text, i) =>
+      this.flowOf("pipeline", String(PIPELINE[i]!.id), text),
+    );
     const wantMeters = new Map<number, number>();
     for (const app of this.apps) {
       for (const spec of app.flows?.(view) ?? []) {

@@ -7,14 +7,13 @@
  * and go as flows (tun_dst, tun_id set by the egress_tunnel table), never as
  * ports, so a cloud of N hosts needs 2 ports per host rather than N−1.
  *
- * Written in one OVSDB transaction per port (Interface + Port + the bridge's
- * port list), guarded like ovs-vsctl's --may-exist: a port that already
- * exists with the right type and options is left alone; one with other
- * options is updated in place (its ofport does not change).
+ * Each port is written by `ensurePort` (src/ovsdb/helpers.ts): created when
+ * missing, left alone when it matches, updated in place (same ofport) when its
+ * type or options differ.
  */
 import type { OvsdbClient } from "../ovsdb/client.js";
-import { map, namedUuid, set, uuid } from "../ovsdb/datum.js";
-import { cond, mutation, op } from "../ovsdb/ops.js";
+import { ensurePort } from "../ovsdb/helpers.js";
+import { cond, op } from "../ovsdb/ops.js";
 import { logger } from "../util/log.js";
 import type { EncapType } from "../apps/types.js";
 
@@ -29,10 +28,9 @@ export async function ensureTunnelPort(
   encap: EncapType,
   extraOptions: Record<string, string> = {},
 ): Promise<void> {
-  await ensureInterfacePort(client, bridge, TUNNEL_PORT_NAMES[encap], encap, {
-    remote_ip: "flow",
-    key: "flow",
-    ...extraOptions,
+  await ensurePort(client, bridge, TUNNEL_PORT_NAMES[encap], {
+    type: encap,
+    options: { remote_ip: "flow", key: "flow", ...extraOptions },
   });
 }
 
@@ -61,49 +59,7 @@ export async function ensurePatchPorts(
     return false;
   }
   const n = patchPortNames(physicalNetwork);
-  await ensureInterfacePort(client, intBridge, n.int, "patch", { peer: n.phys });
-  await ensureInterfacePort(client, physBridge, n.phys, "patch", { peer: n.int });
+  await ensurePort(client, intBridge, n.int, { type: "patch", options: { peer: n.phys } });
+  await ensurePort(client, physBridge, n.phys, { type: "patch", options: { peer: n.int } });
   return true;
-}
-
-/**
- * One port with one interface of `type` and `options` on `bridge`, created
- * or brought to those settings in place (ovs-vsctl --may-exist semantics).
- */
-export async function ensureInterfacePort(
-  client: OvsdbClient,
-  bridge: string,
-  name: string,
-  type: string,
-  options: Record<string, string>,
-): Promise<void> {
-  const [ifs, brs] = await client.transact(DB, [
-    op.select("Interface", [cond("name", "==", name)], ["_uuid", "type", "options"]),
-    op.select("Bridge", [cond("name", "==", bridge)], ["_uuid"]),
-  ]);
-  const existing = ifs?.rows?.[0];
-  if (existing) {
-    const have = Object.fromEntries((existing.options as ["map", [string, string][]])[1] ?? []);
-    const same = (a: Record<string, string>, b: Record<string, string>): boolean =>
-      JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
-    if (existing.type === type && same(have, options)) return;
-    await client.transact(DB, [
-      op.update("Interface", [cond("name", "==", name)], { type, options: map(options) }),
-    ]);
-    log.info({ port: name, options }, "updated port");
-    return;
-  }
-  const br = brs?.rows?.[0]?._uuid as ["uuid", string] | undefined;
-  if (!br) throw new Error(`bridge ${bridge} does not exist`);
-  await client.transact(DB, [
-    op.insert("Interface", { name, type, options: map(options) }, "iface"),
-    op.insert("Port", { name, interfaces: set([namedUuid("iface")]) }, "port"),
-    op.mutate(
-      "Bridge",
-      [cond("_uuid", "==", uuid(br[1]))],
-      [mutation("ports", "insert", set([namedUuid("port")]))],
-    ),
-    op.comment(`flowdrake: ${type} port ${name}`),
-  ]);
-  log.info({ port: name, bridge, type, options }, "created port");
 }

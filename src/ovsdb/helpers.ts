@@ -127,6 +127,75 @@ export async function setExternalId(
   if (n === 0) throw new UsageError(`no ${table} row '${nameOrUuid}'`, { table, row: nameOrUuid });
 }
 
+export interface EnsurePortOptions {
+  /** Interface type ("" for a system device, "geneve", "patch", …). */
+  type: string;
+  options?: Record<string, string>;
+}
+
+function sameMap(wire: unknown, want: Record<string, string>): boolean {
+  const have = Object.fromEntries((wire as ["map", [string, string][]] | undefined)?.[1] ?? []);
+  return JSON.stringify(Object.entries(have).sort()) === JSON.stringify(Object.entries(want).sort());
+}
+
+/**
+ * `ovs-vsctl --may-exist add-port BRIDGE NAME -- set interface NAME type=… options:…`,
+ * one port with one interface, in one transaction: created when missing (guarded
+ * by "wait" on the name and on the bridge's port list, retried on a lost race),
+ * left alone when type and options match, updated in place otherwise — the
+ * interface keeps its ofport.
+ */
+export async function ensurePort(
+  client: OvsdbClient,
+  bridge: string,
+  name: string,
+  opts: EnsurePortOptions,
+): Promise<"created" | "updated" | "unchanged"> {
+  const options = opts.options ?? {};
+  return retrying("ensurePort", async () => {
+    const [ifs, brs] = await client.transact(DB, [
+      op.select("Interface", [cond("name", "==", name)], ["_uuid", "type", "options"]),
+      op.select("Bridge", [cond("name", "==", bridge)], ["_uuid", "ports"]),
+    ]);
+    const existing = ifs?.rows?.[0];
+    if (existing) {
+      if (existing.type === opts.type && sameMap(existing.options, options)) return "unchanged";
+      await client.transact(DB, [
+        op.update("Interface", [cond("name", "==", name)], { type: opts.type, options: map(options) }),
+      ]);
+      log.info({ port: name, type: opts.type, options }, "updated port");
+      return "updated";
+    }
+    const br = brs?.rows?.[0];
+    if (!br) throw new UsageError(`bridge ${bridge} does not exist`, { bridge });
+    const brUuid = (br._uuid as ["uuid", string])[1];
+    await client.transact(DB, [
+      op.wait("Interface", [cond("name", "==", name)], {
+        columns: ["name"],
+        until: "==",
+        rows: [],
+        timeout: 0,
+      }),
+      op.wait("Bridge", [cond("_uuid", "==", uuid(brUuid))], {
+        columns: ["ports"],
+        until: "==",
+        rows: [{ ports: br.ports as WireRow[string] }],
+        timeout: 0,
+      }),
+      op.insert("Interface", { name, type: opts.type, options: map(options) }, "iface"),
+      op.insert("Port", { name, interfaces: set([namedUuid("iface")]) }, "port"),
+      op.mutate(
+        "Bridge",
+        [cond("_uuid", "==", uuid(brUuid))],
+        [mutation("ports", "insert", set([namedUuid("port")]))],
+      ),
+      op.comment(`flowdrake: ${opts.type || "system"} port ${name} on ${bridge}`),
+    ]);
+    log.info({ port: name, bridge, type: opts.type, options }, "created port");
+    return "created";
+  });
+}
+
 export interface BoundInterface {
   uuid: string;
   name: string;
