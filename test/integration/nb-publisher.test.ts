@@ -28,6 +28,7 @@ import { NbCache } from "../../src/nb/sync/cache.js";
 import { KIND } from "../../src/nb/sync/refs.js";
 import { EtcdCluster } from "../harness/etcd.js";
 import { Cleanup, freeTcpPort, makeRunDir, waitFor } from "../harness/index.js";
+import { cacheMatchesStore, renameNetA, seedNetA } from "../harness/nb-fixture.js";
 
 const repo = resolve(import.meta.dirname, "../..");
 const cli = join(repo, "dist/src/cli/main.js");
@@ -135,57 +136,9 @@ class TcpRelay {
   }
 }
 
-async function seed(store: NbStore): Promise<void> {
-  await store.txn([
-    { op: "put", kind: KIND.network, key: "netA", value: { id: "netA", tenantId: "t1", name: "a" } },
-    { op: "put", kind: KIND.subnet, key: "subA", value: { id: "subA", tenantId: "t1", networkId: "netA" } },
-    {
-      op: "put",
-      kind: KIND.port,
-      key: "pA1",
-      value: {
-        id: "pA1",
-        tenantId: "t1",
-        networkId: "netA",
-        chassis: "h1",
-        fixedIps: [{ subnetId: "subA" }],
-      },
-    },
-    {
-      op: "put",
-      kind: KIND.port,
-      key: "pA2",
-      value: { id: "pA2", tenantId: "t1", networkId: "netA", chassis: "h2" },
-    },
-    { op: "put", kind: KIND.chassis, key: "h1", value: { name: "h1" } },
-    { op: "put", kind: KIND.chassis, key: "h2", value: { name: "h2" } },
-  ]);
-}
-
-async function renameNetwork(store: NbStore, name: string): Promise<number> {
-  const cur = (await store.get(KIND.network, "netA"))!;
-  const r = await store.txn([
-    {
-      op: "put",
-      kind: KIND.network,
-      key: "netA",
-      value: { ...(cur.value as object), name },
-      expectVersion: cur.version,
-    },
-  ]);
-  return r.versions[0]!;
-}
-
-/** Every cached object equals the store's copy. */
-async function converged(store: NbStore, cache: NbCache): Promise<boolean> {
-  for (const kind of [KIND.network, KIND.subnet, KIND.port, KIND.chassis]) {
-    for (const o of cache.list(kind)) {
-      const s = await store.get(kind, o.key);
-      if (!s || s.version !== o.version || JSON.stringify(s.value) !== JSON.stringify(o.value)) return false;
-    }
-  }
-  return true;
-}
+const seed = seedNetA;
+const renameNetwork = renameNetA;
+const converged = (store: NbStore, cache: NbCache): Promise<boolean> => cacheMatchesStore(store, cache);
 
 async function startCaches(store: NbStore, endpoint: string, n: number): Promise<NbCache[]> {
   const caches: NbCache[] = [];

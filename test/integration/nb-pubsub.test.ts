@@ -18,6 +18,7 @@ import { NbCache } from "../../src/nb/sync/cache.js";
 import { KIND } from "../../src/nb/sync/refs.js";
 import { useEtcd } from "../harness/etcd.js";
 import { Cleanup, freeTcpPort, waitFor } from "../harness/index.js";
+import { cacheMatchesStore, renameNetA, seedNetA } from "../harness/nb-fixture.js";
 
 const etcd = useEtcd({ label: "nb-pubsub" });
 const cleanup = new Cleanup();
@@ -28,57 +29,13 @@ beforeAll(async () => {
   store = await openEtcdStore(etcd().endpoints);
   cleanup.add("store", () => store.close());
   bind = `tcp://127.0.0.1:${await freeTcpPort()}`;
-  await store.txn([
-    { op: "put", kind: KIND.network, key: "netA", value: { id: "netA", tenantId: "t1", name: "a" } },
-    { op: "put", kind: KIND.subnet, key: "subA", value: { id: "subA", tenantId: "t1", networkId: "netA" } },
-    {
-      op: "put",
-      kind: KIND.port,
-      key: "pA1",
-      value: {
-        id: "pA1",
-        tenantId: "t1",
-        networkId: "netA",
-        chassis: "h1",
-        fixedIps: [{ subnetId: "subA" }],
-      },
-    },
-    {
-      op: "put",
-      kind: KIND.port,
-      key: "pA2",
-      value: { id: "pA2", tenantId: "t1", networkId: "netA", chassis: "h2" },
-    },
-    { op: "put", kind: KIND.chassis, key: "h1", value: { name: "h1" } },
-    { op: "put", kind: KIND.chassis, key: "h2", value: { name: "h2" } },
-  ]);
+  await seedNetA(store);
 });
 afterAll(() => cleanup.run());
 
-/** Every object the cache holds equals the store's copy, and nothing in scope is missing. */
-async function converged(cache: NbCache, kinds: string[]): Promise<boolean> {
-  for (const kind of kinds) {
-    for (const o of cache.list(kind)) {
-      const s = await store.get(kind, o.key);
-      if (!s || s.version !== o.version || JSON.stringify(s.value) !== JSON.stringify(o.value)) return false;
-    }
-  }
-  return true;
-}
-
-async function bumpNetwork(name: string): Promise<number> {
-  const cur = (await store.get(KIND.network, "netA"))!;
-  const r = await store.txn([
-    {
-      op: "put",
-      kind: KIND.network,
-      key: "netA",
-      value: { ...(cur.value as object), name },
-      expectVersion: cur.version,
-    },
-  ]);
-  return r.versions[0]!;
-}
+const converged = (cache: NbCache, kinds: string[]): Promise<boolean> =>
+  cacheMatchesStore(store, cache, kinds);
+const bumpNetwork = (name: string): Promise<number> => renameNetA(store, name);
 
 describe("ZeroMQ pub/sub", () => {
   it("delivers changes on the object's topics, with per-topic sequence numbers", async () => {
