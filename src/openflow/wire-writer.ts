@@ -13,7 +13,9 @@
  *   - Per field, the OXM header word(s), width, value kind and prerequisite
  *     rank are computed once from FIELDS (oxm.ts) and looked up by name.
  *   - Values are written straight from their typed form (numbers, bigints,
- *     MAC/IPv4 strings parsed by character code).
+ *     MAC/IPv4 strings parsed by character code with writeMacText /
+ *     writeIpv4Text from packet/addr.ts, which accept exactly the forms the
+ *     general codec's macToBytes / ipv4ToBytes in oxm.ts accept).
  *   - Output goes into 1 MiB chunks; a message starts only where 128 KiB are
  *     free, so nothing inside a message checks for space (an OpenFlow message
  *     is at most 64 KiB; a message that grows past that is handed to the
@@ -25,6 +27,7 @@
  * the whole message — so errors for bad input are the very EncodeErrors the
  * general codec raises, and unusual messages still come out right.
  */
+import { writeIpv4Text, writeMacText } from "../packet/addr.js";
 import { ByteWriter } from "../util/bytes.js";
 import { encodeAction, OFPP, OFPCML_NO_BUFFER, type Action } from "./actions.js";
 import { encodeInstructions, type Instruction } from "./instructions.js";
@@ -402,9 +405,9 @@ export class OfWireWriter {
         b.writeBigUInt64BE(v & U64, at + 8);
         return true;
       case Kind.Mac:
-        return typeof v === "string" && parseMac(v, b, at);
+        return typeof v === "string" && writeMacText(v, b, at);
       case Kind.Ipv4:
-        return typeof v === "string" && parseIpv4(v, b, at);
+        return typeof v === "string" && writeIpv4Text(v, b, at);
       case Kind.Ipv6: {
         if (typeof v !== "string") return false;
         let bytes: Buffer;
@@ -564,60 +567,6 @@ function stableByRank(fields: readonly MatchField[]): MatchField[] {
     .map((f, i) => ({ f, i, r: INFO.get(f.field)?.rank ?? prerequisiteRank(f.field) }))
     .sort((a, b) => a.r - b.r || a.i - b.i)
     .map((x) => x.f);
-}
-
-function hexDigit(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  const l = c | 0x20;
-  if (l >= 97 && l <= 102) return l - 87;
-  return -1;
-}
-
-/** `xx:xx:xx:xx:xx:xx` (1 or 2 hex digits per group, any case), written at `at`. */
-function parseMac(s: string, b: Buffer, at: number): boolean {
-  let i = 0;
-  const n = s.length;
-  for (let g = 0; g < 6; g++) {
-    if (g) {
-      if (i >= n || s.charCodeAt(i) !== 58) return false;
-      i++;
-    }
-    const d0 = i < n ? hexDigit(s.charCodeAt(i)) : -1;
-    if (d0 < 0) return false;
-    i++;
-    const d1 = i < n ? hexDigit(s.charCodeAt(i)) : -1;
-    if (d1 >= 0) {
-      b[at + g] = (d0 << 4) | d1;
-      i++;
-    } else {
-      b[at + g] = d0;
-    }
-  }
-  return i === n;
-}
-
-/** Dotted quad (1 to 3 decimal digits per part, each ≤ 255), written at `at`. */
-function parseIpv4(s: string, b: Buffer, at: number): boolean {
-  let i = 0;
-  const n = s.length;
-  for (let g = 0; g < 4; g++) {
-    if (g) {
-      if (i >= n || s.charCodeAt(i) !== 46) return false;
-      i++;
-    }
-    let v = 0;
-    let digits = 0;
-    while (i < n && digits < 4) {
-      const c = s.charCodeAt(i);
-      if (c < 48 || c > 57) break;
-      v = v * 10 + (c - 48);
-      digits++;
-      i++;
-    }
-    if (digits === 0 || digits > 3 || v > 255) return false;
-    b[at + g] = v;
-  }
-  return i === n;
 }
 
 /** One message, encoded by the bulk encoder (byte-identical to encodeMessage). */

@@ -8,6 +8,14 @@
  * with `===` and log them as they are; builders accept the same strings (IPv6
  * in any RFC 4291 form, parsed by ipaddr.js). Bad text is an EncodeError: it is
  * always the caller's value, never bytes off the wire, that can be malformed.
+ *
+ * This module also owns the allocation-free text writers the bulk encoders
+ * use (OpenFlow wire-writer, netlink attributes, tc templates):
+ * `writeMacText` and `writeIpv4Text` put the common text forms straight into
+ * a buffer by character code and answer false for anything else, so each
+ * caller falls back to its own general parser and its own errors. The netlink
+ * codec prints IPv6 with `bytesToIpv6Hex`, the same RFC 5952 §4 text without
+ * the §5 dotted tail for IPv4-mapped addresses.
  */
 import ipaddr from "ipaddr.js";
 import { EncodeError } from "../util/errors.js";
@@ -68,8 +76,17 @@ export function isIpv6(s: string): boolean {
   return ipaddr.IPv6.isValid(s) && !s.includes("%");
 }
 
-/** RFC 5952 §4 canonical text of 16 bytes at `at`. */
+/** RFC 5952 §4 canonical text of 16 bytes at `at`; an IPv4-mapped address keeps its dotted-quad tail (§5). */
 export function bytesToIpv6(b: Uint8Array, at = 0): string {
+  return ipv6Text(b, at, true);
+}
+
+/** RFC 5952 §4 text with every group in hex, IPv4-mapped ones too ("::ffff:c000:201"). */
+export function bytesToIpv6Hex(b: Uint8Array, at = 0): string {
+  return ipv6Text(b, at, false);
+}
+
+function ipv6Text(b: Uint8Array, at: number, mappedTail: boolean): string {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push((b[at + 2 * i]! << 8) | b[at + 2 * i + 1]!);
   let bestAt = -1;
@@ -88,8 +105,9 @@ export function bytesToIpv6(b: Uint8Array, at = 0): string {
     i = j;
   }
   const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  // RFC 5952 §5: an IPv4-mapped address keeps its dotted-quad tail.
-  if (bestAt === 0 && bestLen === 5 && g[5] === 0xffff) return `::ffff:${bytesToIpv4(b, at + 12)}`;
+  if (mappedTail && bestAt === 0 && bestLen === 5 && g[5] === 0xffff) {
+    return `::ffff:${bytesToIpv4(b, at + 12)}`;
+  }
   if (bestAt < 0) return hex(g);
   return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
 }
@@ -113,4 +131,68 @@ export function solicitedNodeAddress(ip: string): string {
 export function ipv6MulticastMac(ip: string): string {
   const b = ipv6ToBytes(ip);
   return bytesToMac(Buffer.from([0x33, 0x33, b[12]!, b[13]!, b[14]!, b[15]!]));
+}
+
+// ---- allocation-free text writers for the bulk encoders --------------------------------------
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  if (l >= 97 && l <= 102) return l - 87;
+  return -1;
+}
+
+/**
+ * "x:x:x:x:x:x" (one or two hex digits per group, either case, ':' only) into
+ * b[at..at+6), without regex or allocation. False for any other text, and then
+ * b[at..at+6) may hold a partial write.
+ */
+export function writeMacText(s: string, b: Uint8Array, at: number): boolean {
+  let i = 0;
+  const n = s.length;
+  for (let g = 0; g < 6; g++) {
+    if (g) {
+      if (i >= n || s.charCodeAt(i) !== 58) return false;
+      i++;
+    }
+    const d0 = i < n ? hexDigit(s.charCodeAt(i)) : -1;
+    if (d0 < 0) return false;
+    i++;
+    const d1 = i < n ? hexDigit(s.charCodeAt(i)) : -1;
+    if (d1 >= 0) {
+      b[at + g] = (d0 << 4) | d1;
+      i++;
+    } else {
+      b[at + g] = d0;
+    }
+  }
+  return i === n;
+}
+
+/**
+ * Dotted quad (four groups of one to three ASCII digits, each at most 255,
+ * leading zeros allowed) into b[at..at+4), without regex or allocation. False
+ * for any other text, and then b[at..at+4) may hold a partial write.
+ */
+export function writeIpv4Text(s: string, b: Uint8Array, at: number): boolean {
+  let i = 0;
+  const n = s.length;
+  for (let g = 0; g < 4; g++) {
+    if (g) {
+      if (i >= n || s.charCodeAt(i) !== 46) return false;
+      i++;
+    }
+    let v = 0;
+    let digits = 0;
+    while (i < n && digits < 4) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      v = v * 10 + (c - 48);
+      digits++;
+      i++;
+    }
+    if (digits === 0 || digits > 3 || v > 255) return false;
+    b[at + g] = v;
+  }
+  return i === n;
 }

@@ -9,7 +9,10 @@
  *   u8 u16 u32 u64 s32     host byte order (little-endian)
  *   be16 be32              network byte order (ports, key ids, eth types)
  *   string                 NUL-terminated on the wire
- *   binary mac ipv4 ipv6   raw bytes; mac/ip decode to their text forms
+ *   binary mac ipv4 ipv6   raw bytes; mac/ip decode to their text forms (plain
+ *                          mac/ipv4 text is written by packet/addr.ts's
+ *                          allocation-free writers, IPv6 printed by its
+ *                          bytesToIpv6Hex)
  *   flag                   zero-length, value `true`
  *   struct                 a fixed C struct (tc_gact, tc_mirred …), see StructDef
  *   nested                 an inner set; `nestedFlag` sets NLA_F_NESTED exactly
@@ -24,6 +27,7 @@
  */
 import { ByteReader, ByteWriter } from "../../util/bytes.js";
 import { DecodeError, EncodeError } from "../../util/errors.js";
+import { bytesToIpv6Hex, writeIpv4Text, writeMacText } from "../../packet/addr.js";
 
 export const NLA_F_NESTED = 0x8000;
 export const NLA_F_NET_BYTEORDER = 0x4000;
@@ -314,10 +318,12 @@ function writeField(w: ByteWriter, what: string, kind: FieldKind, v: unknown): v
       w.u64le(v);
       return;
     case "mac":
-      if (!writeMacFast(w, v)) w.bytes(parseMac(what, v));
+      if (typeof v === "string" && writeMacText(v, macScratch, 0)) w.bytes(macScratch);
+      else w.bytes(parseMac(what, v));
       return;
     case "ipv4":
-      if (!writeIpv4Fast(w, v)) w.bytes(parseIpv4(what, v));
+      if (typeof v === "string" && writeIpv4Text(v, ipv4Scratch, 0)) w.bytes(ipv4Scratch);
+      else w.bytes(parseIpv4(what, v));
       return;
     case "ipv6":
       w.bytes(parseIpv6(what, v));
@@ -325,51 +331,9 @@ function writeField(w: ByteWriter, what: string, kind: FieldKind, v: unknown): v
   }
 }
 
-function hexDigit(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
-
-/** "xx:xx:xx:xx:xx:xx" without regex or allocation; false → the general parser decides. */
-function writeMacFast(w: ByteWriter, v: unknown): boolean {
-  if (typeof v !== "string" || v.length !== 17) return false;
-  const out = [0, 0, 0, 0, 0, 0];
-  for (let i = 0; i < 6; i++) {
-    const hi = hexDigit(v.charCodeAt(i * 3));
-    const lo = hexDigit(v.charCodeAt(i * 3 + 1));
-    if (hi < 0 || lo < 0 || (i < 5 && v.charCodeAt(i * 3 + 2) !== 58)) return false;
-    out[i] = hi * 16 + lo;
-  }
-  for (const b of out) w.u8(b);
-  return true;
-}
-
-/** Dotted-quad IPv4 without regex or allocation; false → the general parser decides. */
-function writeIpv4Fast(w: ByteWriter, v: unknown): boolean {
-  if (typeof v !== "string" || v.length < 7 || v.length > 15) return false;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  let packed = 0;
-  for (let i = 0; i <= v.length; i++) {
-    const c = i < v.length ? v.charCodeAt(i) : 46;
-    if (c >= 48 && c <= 57) {
-      octet = octet * 10 + (c - 48);
-      if (++digits > 3 || octet > 255) return false;
-    } else if (c === 46) {
-      if (digits === 0) return false;
-      packed = packed * 256 + octet;
-      dots++;
-      octet = 0;
-      digits = 0;
-    } else return false;
-  }
-  if (dots !== 4) return false;
-  w.u32(packed);
-  return true;
-}
+// Scratch for the fast text writers: filled, then copied into the writer only when accepted.
+const macScratch = new Uint8Array(6);
+const ipv4Scratch = new Uint8Array(4);
 
 function badRange(what: string, v: unknown): never {
   throw new EncodeError(`${what}: ${String(v)} does not fit in u32`);
@@ -485,25 +449,12 @@ export function parseIpv6(what: string, v: unknown): Buffer {
   return out;
 }
 
+/**
+ * RFC 5952 text as the netlink codec has always printed it: every group in hex,
+ * IPv4-mapped addresses too ("::ffff:c000:201"). One implementation with the
+ * packet library's bytesToIpv6, which differs only in writing that tail as a
+ * dotted quad.
+ */
 export function formatIpv6(b: Buffer): string {
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(i));
-  let bestAt = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (bestAt < 0) return hex.join(":");
-  return `${hex.slice(0, bestAt).join(":")}::${hex.slice(bestAt + bestLen).join(":")}`;
+  return bytesToIpv6Hex(b, 0);
 }

@@ -11,11 +11,14 @@
  * first rule of a shape is encoded the ordinary way (filterAddMessage); its
  * bytes are walked once to find where each match value landed; every later
  * rule of that shape is a copy of those bytes with its values written at those
- * offsets. A value the fast writers do not accept (out of range, odd text)
- * sends that one rule through the ordinary encoder, which raises the usual
+ * offsets (MAC and IPv4 text by packet/addr.ts's writeMacText and
+ * writeIpv4Text, which accept what attrs.ts's parseMac and parseIpv4 accept,
+ * to the same bytes). A value the fast writers do not accept (out of range, odd
+ * text) sends that one rule through the ordinary encoder, which raises the usual
  * EncodeError — so the bytes and the errors are the ordinary encoder's, which
  * test/unit/netlink-tc-template.test.ts checks on random rules.
  */
+import { writeIpv4Text, writeMacText } from "../../../packet/addr.js";
 import { ByteReader, ByteWriter } from "../../../util/bytes.js";
 import { type AttrType, NLA_TYPE_MASK, parseIpv6 } from "../attrs.js";
 import type { OutMessage } from "../client.js";
@@ -197,45 +200,13 @@ function flowerAttrOffsets(body: Buffer): Map<number, number> | undefined {
   return undefined;
 }
 
-function hexDigit(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
-
 /** Write one match value at `at`; false when the fast path does not accept it. */
 function writeValue(b: Buffer, at: number, type: PatchType, v: unknown): boolean {
   switch (type) {
-    case "mac": {
-      if (typeof v !== "string" || v.length !== 17) return false;
-      for (let i = 0; i < 6; i++) {
-        const hi = hexDigit(v.charCodeAt(i * 3));
-        const lo = hexDigit(v.charCodeAt(i * 3 + 1));
-        if (hi < 0 || lo < 0 || (i < 5 && v.charCodeAt(i * 3 + 2) !== 58)) return false;
-        b[at + i] = hi * 16 + lo;
-      }
-      return true;
-    }
-    case "ipv4": {
-      if (typeof v !== "string" || v.length < 7 || v.length > 15) return false;
-      let octet = 0;
-      let digits = 0;
-      let n = 0;
-      for (let i = 0; i <= v.length; i++) {
-        const c = i < v.length ? v.charCodeAt(i) : 46;
-        if (c >= 48 && c <= 57) {
-          octet = octet * 10 + (c - 48);
-          if (++digits > 3 || octet > 255) return false;
-        } else if (c === 46) {
-          if (digits === 0 || n === 4) return false;
-          b[at + n++] = octet;
-          octet = 0;
-          digits = 0;
-        } else return false;
-      }
-      return n === 4;
-    }
+    case "mac":
+      return typeof v === "string" && writeMacText(v, b, at);
+    case "ipv4":
+      return typeof v === "string" && writeIpv4Text(v, b, at);
     case "ipv6":
       try {
         parseIpv6("ipv6", v).copy(b, at);
