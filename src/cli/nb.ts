@@ -118,6 +118,17 @@ function registerNoun(nb: Command, kind: ObjectKind): void {
 
 type Show = (o: NbOpts, v: Parameters<typeof formatShow>[1]) => string;
 
+/** A router by id or name, and a subnet by id or by a name unique in the router's tenant. */
+async function resolveRouterSubnet(
+  api: NbApi,
+  router: string,
+  subnet: string,
+): Promise<{ r: string; s: string }> {
+  const r = await api.resolve("lrouter", router);
+  const tenantId = (await api.get("lrouter", r)).value.tenantId;
+  return { r, s: await resolveOrKeep(api, "subnet", subnet, tenantId) };
+}
+
 function registerRouterOps(noun: Command, show: Show): void {
   common(
     noun
@@ -129,9 +140,7 @@ function registerRouterOps(noun: Command, show: Show): void {
       .option("--version <n>", "compare-and-swap on the router"),
   ).action((router: string, subnet: string, o: NbOpts) =>
     withApi(o, async (api) => {
-      const r = await api.resolve("lrouter", router);
-      const tenantId = (await api.get("lrouter", r)).value.tenantId;
-      const s = await resolveOrKeep(api, "subnet", subnet, tenantId);
+      const { r, s } = await resolveRouterSubnet(api, router, subnet);
       const ip = typeof o.ip === "string" ? { ipAddress: o.ip } : {};
       const res = await api.routerAddInterface(r, { subnetId: s, ...ip }, parseVersion(o.version));
       return o.json ? json(res) : show(o, res.router);
@@ -146,9 +155,7 @@ function registerRouterOps(noun: Command, show: Show): void {
       .option("--version <n>", "compare-and-swap on the router"),
   ).action((router: string, subnet: string, o: NbOpts) =>
     withApi(o, async (api) => {
-      const r = await api.resolve("lrouter", router);
-      const tenantId = (await api.get("lrouter", r)).value.tenantId;
-      const s = await resolveOrKeep(api, "subnet", subnet, tenantId);
+      const { r, s } = await resolveRouterSubnet(api, router, subnet);
       return show(o, await api.routerRemoveInterface(r, { subnetId: s }, parseVersion(o.version)));
     }),
   );
