@@ -390,3 +390,41 @@ describe("a rule the NIC cannot match does not take the rules below it down", ()
     }
   });
 });
+
+describe("a packet is never sent back into the tunnel it came from", () => {
+  it("traps tunnel-in packets that a later table would encapsulate to the same tunnel", () => {
+    const ports: PortMap = { hardware: new Map([[12, "pf0vf0"]]), tunnels: new Map([[100, "geneve"]]) };
+    const rules: PipelineRule[] = [
+      {
+        id: "decap",
+        table: 0,
+        priority: 100,
+        match: { in_port: exact("in_port", 100), tun_id: exact("tun_id", 1916) },
+        actions: [
+          { type: "set_field", field: "reg6", value: 1n },
+          { type: "goto", table: 10 },
+        ],
+      },
+      {
+        id: "to-remote",
+        table: 10,
+        priority: 100,
+        match: { reg6: exact("reg6", 1), eth_dst: exact("eth_dst", 55) },
+        actions: [
+          { type: "set_tunnel", id: 1916n, dst: 0x0a00fa37n, tunnel: "geneve" },
+          { type: "output", port: 100 },
+        ],
+      },
+    ];
+    const plan = OffloadPlanner.plan({ rules, profile: profileById("connectx-6-dx"), ports });
+    // Found by the incremental property test (seed -154106389): software drops the packet
+    // (output to its ingress port), so the NIC must hand it to OVS rather than re-encapsulate it.
+    const fromTunnel: Packet = { in_port: 100n, tun_id: 1916n, eth_dst: 55n, eth_type: 0x800n };
+    expect(runSoftware(rules, ports, fromTunnel)).toEqual([]);
+    expect(runSplit(plan, rules, ports, fromTunnel)).toEqual([]);
+    expect(
+      plan.tc.some((t) => t.ruleId === "to-remote" && t.role === "trap" && t.indev === "genev_sys_6081"),
+    ).toBe(true);
+    expect(plan.decisions.get("to-remote")!.offloaded).toBe(true);
+  });
+});

@@ -556,6 +556,9 @@ export class OffloadPlanner {
             }
             const miss = this.need("tunnel_encap", "tunnel encapsulation");
             if (miss) return fail(miss);
+            // A packet that came in from this tunnel must not be sent back into it: OVS drops
+            // output to the ingress port, so such packets are trapped like any other hairpin.
+            if (inPort === undefined) hairpins.push(tunnelDev[tunnel]);
             actions.push({ type: "tunnel_set", id: pendingTunnel.id, dst: pendingTunnel.dst, tunnel });
             actions.push({ type: "mirror", dev: tunnelDev[tunnel] });
             encapsulated = true;
