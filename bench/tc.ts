@@ -191,8 +191,7 @@ appctl() { ovs-appctl -t /tmp/ovs3/ovs-vswitchd.ctl "$@"; }
 vsctl --no-wait init
 vsctl --no-wait set Open_vSwitch . other_config:hw-offload=true other_config:tc-policy=skip_hw \\
   other_config:max-idle=3600000 other_config:max-revalidator=3600000 other_config:flow-limit=400000
-ovs-vswitchd unix:/tmp/ovs3/db.sock --pidfile=/tmp/ovs3/ovs-vswitchd.pid \\
-  --unixctl=/tmp/ovs3/ovs-vswitchd.ctl --log-file=/tmp/ovs3/ovs-vswitchd.log --detach
+lane_vswitchd /tmp/ovs3
 trap 'ovs-appctl -t /tmp/ovs3/ovs-vswitchd.ctl exit --cleanup || true; ovs-appctl -t /tmp/ovs3/ovsdb-server.ctl exit || true' EXIT
 vsctl add-br br3 -- set bridge br3 datapath_type=system fail-mode=secure
 for p in bo0 bo1; do

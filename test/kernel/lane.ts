@@ -146,9 +146,35 @@ lane_result() {
   fi
 }
 lane_modprobe() { modprobe -d "$LANE_MODULES_ROOT" "$@"; }
+# lane_vswitchd RUNDIR: start ovs-vswitchd on RUNDIR/db.sock, detached.
+# Debian's OVS 3.1.0 reads the CPU count only once CLOCK_MONOTONIC has passed
+# 10 s (count_cpu_cores(); fixed upstream by b354cee2e "ovs-thread: Fix cpus
+# not read for the first 10s"). A guest boots in 2-5 s, and an ovs-vswitchd
+# started that early sizes per-CPU upcall dispatch to 0 handlers: no miss ever
+# reaches it, the datapath stays empty and pings fail. So wait for the clock,
+# then check that handlers were created.
+lane_vswitchd() {
+  local run=$1
+  while awk '{ exit !($1 < 10.5) }' /proc/uptime; do sleep 0.1; done
+  ovs-vswitchd "unix:$run/db.sock" --pidfile="$run/ovs-vswitchd.pid" \
+    --unixctl="$run/ovs-vswitchd.ctl" --log-file="$run/ovs-vswitchd.log" --detach
+}
+# lane_vswitchd_check RUNDIR: fail when the datapath got no upcall handlers.
+lane_vswitchd_check() {
+  if grep -q 'Overriding n-handler-threads to 0' "$1/ovs-vswitchd.log"; then
+    echo "@@LANE-ERROR ovs-vswitchd has no upcall handlers (see lane_vswitchd in test/kernel/lane.ts)"
+    return 1
+  fi
+}
+# lane_flush_stats CTL: make OpenFlow counters include every packet the datapath
+# has seen. The kernel datapath counts packets in its flows; ovs-vswitchd's
+# revalidators credit them to OpenFlow rules once per dump. revalidator/wait
+# returns at the end of a dump; the second one returns at the end of a dump
+# that started after the first returned, i.e. after every packet sent so far.
+lane_flush_stats() { ovs-appctl -t "$1" revalidator/wait && ovs-appctl -t "$1" revalidator/wait; }
 # stdin's lines as a JSON array of strings
 lane_json_lines() { sed 's/\\\\/\\\\\\\\/g; s/"/\\\\"/g; s/\\t/ /g; s/.*/"&"/' | paste -sd, | sed 's/.*/[&]/'; }
-export -f lane_result lane_modprobe lane_json_lines
+export -f lane_result lane_modprobe lane_json_lines lane_vswitchd lane_vswitchd_check lane_flush_stats
 ip link set lo up
 ${modules.length ? `lane_modprobe -a ${modules.join(" ")} || { echo "@@LANE-ERROR modprobe failed"; exit 125; }` : ""}
 `;

@@ -35,14 +35,14 @@ ovsdb-server /tmp/ovs2/conf.db --remote=punix:/tmp/ovs2/db.sock --pidfile=/tmp/o
 vsctl() { ovs-vsctl --db=unix:/tmp/ovs2/db.sock --timeout=30 "$@"; }
 vsctl --no-wait init
 vsctl --no-wait set Open_vSwitch . other_config:hw-offload=false
-ovs-vswitchd unix:/tmp/ovs2/db.sock --pidfile=/tmp/ovs2/ovs-vswitchd.pid \
-  --unixctl=/tmp/ovs2/ovs-vswitchd.ctl --log-file=/tmp/ovs2/ovs-vswitchd.log --detach
+lane_vswitchd /tmp/ovs2
 stop_ovs() {
   ovs-appctl -t /tmp/ovs2/ovs-vswitchd.ctl exit --cleanup || true
   ovs-appctl -t /tmp/ovs2/ovsdb-server.ctl exit || true
 }
 trap stop_ovs EXIT
 vsctl add-br br1 -- set bridge br1 datapath_type=system fail-mode=secure protocols=OpenFlow13
+lane_vswitchd_check /tmp/ovs2
 for side in a b; do
   ip netns add fd_$side
   ip link add fr$side type veth peer name eth0 netns fd_$side
@@ -66,8 +66,9 @@ table=0,priority=200,icmp,in_port=2,actions=output:1
 table=0,priority=100,in_port=1,actions=output:2
 table=0,priority=100,in_port=2,actions=output:1
 FLOWS
-# n_packets of OVS's two ICMP flows as {"a2b": N, "b2a": N}
+# n_packets of OVS's two ICMP flows as {"a2b": N, "b2a": N}, every packet so far included
 ovs_icmp() {
+  lane_flush_stats /tmp/ovs2/ovs-vswitchd.ctl >/dev/null
   ovs-ofctl -O OpenFlow13 dump-flows br1 icmp | awk '
     /in_port=("?fra"?|1)[ ,]/ { match($0, /n_packets=[0-9]+/); a = substr($0, RSTART + 10, RLENGTH - 10) }
     /in_port=("?frb"?|2)[ ,]/ { match($0, /n_packets=[0-9]+/); b = substr($0, RSTART + 10, RLENGTH - 10) }

@@ -16,10 +16,10 @@ ovsdb-server /tmp/ovs/conf.db --remote=punix:/tmp/ovs/db.sock --pidfile=/tmp/ovs
 vsctl() { ovs-vsctl --db=unix:/tmp/ovs/db.sock --timeout=30 "$@"; }
 vsctl --no-wait init
 vsctl --no-wait set Open_vSwitch . other_config:hw-offload=true other_config:tc-policy=skip_hw
-ovs-vswitchd unix:/tmp/ovs/db.sock --pidfile=/tmp/ovs/ovs-vswitchd.pid \
-  --unixctl=/tmp/ovs/ovs-vswitchd.ctl --log-file=/tmp/ovs/ovs-vswitchd.log --detach
+lane_vswitchd /tmp/ovs
 appctl() { ovs-appctl -t /tmp/ovs/ovs-vswitchd.ctl "$@"; }
 vsctl add-br br0 -- set bridge br0 datapath_type=system fail-mode=secure protocols=OpenFlow13
+lane_vswitchd_check /tmp/ovs
 ip netns add ovs_a
 ip netns add ovs_b
 ip link add va type veth peer name eth0 netns ovs_a
