@@ -1,7 +1,8 @@
 /**
  * The etcd NB driver against a real single-member etcd: guarded transactions,
  * watch order and resume across an etcd restart, compaction → resync, leases,
- * locks, and typed errors when etcd is unreachable.
+ * locks, typed errors when etcd is unreachable, and a key holding bytes that
+ * are not JSON (written with another client) read as `malformed`.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
@@ -167,6 +168,59 @@ describe("etcd store: watch", () => {
     await waitFor(() => seen.some((e) => e.revision === after.revision), 5000, "event after resync");
     await w.close();
     expect(seen.every((e) => e.revision > resyncAt)).toBe(true);
+  });
+});
+
+describe("etcd store: a value that is not JSON", () => {
+  it("comes back from get, list and watch as malformed, and costs only itself", async () => {
+    const raw = new Etcd3({ hosts: etcd().endpoints });
+    try {
+      await store.txn([{ op: "put", kind: "mal", key: "good", value: { id: "good" } }]);
+      const from = await store.revision();
+      const seen: WatchEvent[] = [];
+      const w = await store.watch({ fromRevision: from, kinds: ["mal"] }, (ev) => seen.push(ev));
+      await raw.put("/flowdrake/nb/mal/bad1").value('{"id":"bad1",');
+      const bad = await store.get("mal", "bad1");
+      expect(bad).toMatchObject({ kind: "mal", key: "bad1", value: undefined, version: 1 });
+      expect(bad!.malformed).toMatch(/^not JSON: .+/);
+      expect(bad!.modRevision).toBe(from + 1);
+      const list = await store.list("mal");
+      expect(list.map((o) => [o.key, o.malformed === undefined])).toEqual([
+        ["bad1", false],
+        ["good", true],
+      ]);
+      expect(list[1]!.value).toEqual({ id: "good" });
+      // a malformed key is deleted like any other, guarded by its version
+      await raw.put("/flowdrake/nb/mal/bad1").value("");
+      expect((await store.get("mal", "bad1"))!).toMatchObject({ version: 2, value: undefined });
+      await store.txn([{ op: "delete", kind: "mal", key: "bad1", expectVersion: 2 }]);
+      expect(await store.get("mal", "bad1")).toBeUndefined();
+      // fixed by a writer: read normally again
+      await raw.put("/flowdrake/nb/mal/bad2").value("nope");
+      await raw.put("/flowdrake/nb/mal/bad2").value('{"id":"bad2"}');
+      expect(await store.get("mal", "bad2")).toMatchObject({ value: { id: "bad2" }, version: 2 });
+      expect((await store.get("mal", "bad2"))!.malformed).toBeUndefined();
+      await waitFor(() => seen.length === 5, 5000, "5 watch events");
+      await w.close();
+      expect(
+        seen.map((e) =>
+          e.type === "put"
+            ? `put ${e.object.key} ${e.object.malformed ? "malformed" : "ok"}`
+            : `delete ${e.key}`,
+        ),
+      ).toEqual([
+        "put bad1 malformed",
+        "put bad1 malformed",
+        "delete bad1",
+        "put bad2 malformed",
+        "put bad2 ok",
+      ]);
+      const ev = seen[0] as Extract<WatchEvent, { type: "put" }>;
+      expect(ev.object).toMatchObject({ key: "bad1", value: undefined, version: 1 });
+      expect(ev.object.malformed).toMatch(/^not JSON/);
+    } finally {
+      raw.close();
+    }
   });
 });
 

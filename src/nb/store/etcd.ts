@@ -6,6 +6,9 @@
  *   /flowdrake/lock/<name>         lock keys (lease-bound, outside the NB prefix)
  *
  * Mapping onto etcd's own terms:
+ *   - object value    = the key's bytes as JSON; bytes that do not parse (a
+ *     hand-written `etcdctl put`) come back from get/list/watch as an object
+ *     with `malformed` set and no value, never as an error of the whole call;
  *   - object version  = the key's etcd `version` (1 on create, +1 per update,
  *     0 when absent — exactly what a guard `expectVersion: 0` compares with);
  *   - store revision  = the response header revision; modRevision = mod_revision;
@@ -155,16 +158,22 @@ function splitKey(raw: Buffer | string): { kind: Kind; key: string } | undefined
   return { kind: rest.slice(0, slash), key: rest.slice(slash + 1) };
 }
 
+/**
+ * One etcd key-value as a StoredObject. Bytes that are not a JSON document
+ * (written with etcdctl or another client) give an object with `malformed`
+ * set instead of an error, so one bad key costs only itself.
+ */
 function decodeKv(kv: IKeyValue): StoredObject {
   const id = splitKey(kv.key);
   if (!id) throw new StoreError("key outside the NB prefix", { key: kv.key.toString() });
-  let value: unknown;
+  const meta = { version: Number(kv.version), modRevision: Number(kv.mod_revision) };
   try {
-    value = JSON.parse(kv.value.toString());
+    return { ...id, value: JSON.parse(kv.value.toString()) as unknown, ...meta };
   } catch (err) {
-    throw new StoreError(`stored value of ${id.kind}/${id.key} is not JSON`, { ...id }, { cause: err });
+    const malformed = `not JSON: ${errorMessage(err)}`;
+    log.debug({ ...id, ...meta, malformed }, "stored NB value is not JSON");
+    return { ...id, value: undefined, malformed, ...meta };
   }
-  return { ...id, value, version: Number(kv.version), modRevision: Number(kv.mod_revision) };
 }
 
 /**

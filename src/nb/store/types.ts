@@ -20,7 +20,16 @@ export type Kind = string;
 export interface StoredObject {
   kind: Kind;
   key: string;
+  /** The stored JSON document; `undefined` when `malformed` is set. */
   value: unknown;
+  /**
+   * Set when the stored bytes are not a JSON document (someone wrote the key
+   * with another tool): why they could not be read. `value` is then
+   * `undefined`. get/list return such objects and watch delivers them (a put
+   * of a malformed value is a put event with `malformed` set), so one bad key
+   * costs only itself; deleting it works like deleting any object.
+   */
+  malformed?: string;
   /** Per-object version: 1 on create, +1 on every update. */
   version: number;
   /** Store revision at which this version was written. */
