@@ -1,224 +1,47 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { runSoftware, runSplit, type Packet } from "../../src/offload/planner/evaluate.js";
+import {
+  Conntrack,
+  runSoftware,
+  runSplit,
+  traceSplit,
+  type Packet,
+} from "../../src/offload/planner/evaluate.js";
 import { exact, type PipelineRule, type PortMap } from "../../src/offload/planner/ir.js";
 import { OffloadPlanner } from "../../src/offload/planner/plan.js";
 import { profileById } from "../../src/offload/profiles/index.js";
-
-/*
- * A Dragonflow-shaped pipeline generated from a small topology:
- *   table 0   classification: in_port (+ port security on eth_src) → reg6=network, goto 10 (or via ct in 5);
- *             DHCP (udp dst 67) → CONTROLLER; tunnel port + tun_id → reg6
- *   table 5   conntrack: +trk+est → goto 10; otherwise ct(commit) → 10
- *   table 10  L2: reg6 + eth_dst → output local / encap to the remote chassis; broadcast → flood;
- *             router MAC + IPv4 → goto 20
- *   table 20  L3: ipv4_dst → rewrite MACs, dec_ttl, output
- */
-interface Topo {
-  networks: { vni: number; ports: number[]; remoteMacs: number[] }[];
-  portSecurity: boolean;
-  conntrack: boolean;
-  routing: boolean;
-  dhcpPunt: boolean;
-  oddRule: boolean;
-}
-
-const TUNNEL = 100;
-const INTERNAL = 200;
-const mac = (n: number) => 0x020000000000n + BigInt(n);
-const ip = (net: number, host: number) => (10n << 24n) | (BigInt(net) << 8n) | BigInt(host);
-const routerMac = 0x02aa00000001n;
-const BCAST = 0xffffffffffffn;
-
-function portsOf(t: Topo): PortMap {
-  const hardware = new Map<number, string>();
-  for (const n of t.networks) for (const p of n.ports) hardware.set(p, `rep${p}`);
-  return { hardware, tunnels: new Map([[TUNNEL, "geneve" as const]]) };
-}
-
-function pipeline(t: Topo): PipelineRule[] {
-  const rules: PipelineRule[] = [];
-  let id = 0;
-  const add = (r: Omit<PipelineRule, "id">) => rules.push({ id: `r${String(++id).padStart(4, "0")}`, ...r });
-  t.networks.forEach((n, ni) => {
-    const net = BigInt(ni + 1);
-    const next = t.conntrack
-      ? { type: "ct" as const, zone: ni + 1, commit: false, nat: false, table: 5 }
-      : { type: "goto" as const, table: 10 };
-    for (const p of n.ports) {
-      add({
-        table: 0,
-        priority: 100,
-        match: {
-          in_port: exact("in_port", p),
-          ...(t.portSecurity ? { eth_src: exact("eth_src", mac(p)) } : {}),
-        },
-        actions: [{ type: "set_field", field: "reg6", value: net }, next],
-      });
-    }
-    add({
-      table: 0,
-      priority: 100,
-      match: { in_port: exact("in_port", TUNNEL), tun_id: exact("tun_id", n.vni) },
-      actions: [
-        { type: "set_field", field: "reg6", value: net },
-        { type: "goto", table: 10 },
-      ],
-    });
-    for (const p of n.ports) {
-      add({
-        table: 10,
-        priority: 100,
-        match: { reg6: exact("reg6", net), eth_dst: exact("eth_dst", mac(p)) },
-        actions: [{ type: "output", port: p }],
-      });
-    }
-    for (const m of n.remoteMacs) {
-      add({
-        table: 10,
-        priority: 100,
-        match: { reg6: exact("reg6", net), eth_dst: exact("eth_dst", mac(m)) },
-        actions: [
-          { type: "set_tunnel", id: BigInt(n.vni), dst: ip(250, m % 200), tunnel: "geneve" },
-          { type: "output", port: TUNNEL },
-        ],
-      });
-    }
-    add({
-      table: 10,
-      priority: 90,
-      match: { reg6: exact("reg6", net), eth_dst: exact("eth_dst", BCAST) },
-      actions: n.ports.map((p) => ({ type: "output" as const, port: p })),
-    });
-    if (t.routing) {
-      add({
-        table: 10,
-        priority: 110,
-        match: {
-          reg6: exact("reg6", net),
-          eth_dst: exact("eth_dst", routerMac),
-          eth_type: exact("eth_type", 0x800),
-        },
-        actions: [{ type: "goto", table: 20 }],
-      });
-      for (const p of n.ports) {
-        add({
-          table: 20,
-          priority: 100,
-          match: { eth_type: exact("eth_type", 0x800), ipv4_dst: exact("ipv4_dst", ip(ni + 1, p)) },
-          actions: [
-            { type: "set_field", field: "eth_src", value: routerMac },
-            { type: "set_field", field: "eth_dst", value: mac(p) },
-            { type: "dec_ttl" },
-            { type: "output", port: p },
-          ],
-        });
-      }
-    }
-  });
-  if (t.conntrack) {
-    add({
-      table: 5,
-      priority: 100,
-      match: { ct_state: { value: 0x22n, mask: 0x22n } },
-      actions: [{ type: "goto", table: 10 }],
-    });
-    add({
-      table: 5,
-      priority: 50,
-      match: {},
-      actions: [{ type: "ct", zone: 1, commit: true, nat: false, table: 10 }],
-    });
-  }
-  if (t.dhcpPunt) {
-    add({
-      table: 0,
-      priority: 200,
-      match: {
-        eth_type: exact("eth_type", 0x800),
-        ip_proto: exact("ip_proto", 17),
-        tp_dst: exact("tp_dst", 67),
-      },
-      actions: [{ type: "controller", reason: "dhcp" }],
-    });
-  }
-  add({
-    table: 0,
-    priority: 150,
-    match: { in_port: exact("in_port", INTERNAL) },
-    actions: [{ type: "output", port: t.networks[0]!.ports[0]! }],
-  });
-  if (t.oddRule) {
-    add({
-      table: 10,
-      priority: 120,
-      match: { metadata: exact("metadata", 7), eth_type: exact("eth_type", 0x86dd) },
-      actions: [{ type: "other", name: "learn" }],
-    });
-  }
-  return rules;
-}
-
-const topoArb: fc.Arbitrary<Topo> = fc.record({
-  networks: fc
-    .array(
-      fc.record({
-        vni: fc.integer({ min: 1, max: 5000 }),
-        ports: fc.uniqueArray(fc.integer({ min: 1, max: 30 }), { minLength: 1, maxLength: 4 }),
-        remoteMacs: fc.uniqueArray(fc.integer({ min: 40, max: 60 }), { maxLength: 3 }),
-      }),
-      { minLength: 1, maxLength: 3 },
-    )
-    .filter((ns) => {
-      const ports = ns.flatMap((n) => n.ports);
-      const vnis = ns.map((n) => n.vni);
-      return new Set(ports).size === ports.length && new Set(vnis).size === vnis.length;
-    }),
-  portSecurity: fc.boolean(),
-  conntrack: fc.boolean(),
-  routing: fc.boolean(),
-  dhcpPunt: fc.boolean(),
-  oddRule: fc.boolean(),
-});
-
-function packetArb(t: Topo): fc.Arbitrary<Packet> {
-  const ports = [...t.networks.flatMap((n) => n.ports), TUNNEL, INTERNAL, 77];
-  const macs = [...t.networks.flatMap((n) => [...n.ports, ...n.remoteMacs]), 99].map(mac);
-  return fc.record({
-    in_port: fc.constantFrom(...ports).map(BigInt),
-    eth_src: fc.constantFrom(...macs),
-    eth_dst: fc.constantFrom(...macs, BCAST, routerMac),
-    eth_type: fc.constantFrom(0x800n, 0x806n, 0x86ddn),
-    ip_proto: fc.constantFrom(6n, 17n, 1n),
-    tp_dst: fc.constantFrom(67n, 80n),
-    nw_ttl: fc.constantFrom(0n, 1n, 2n, 64n),
-    ipv4_dst: fc.constantFrom(...t.networks.flatMap((n, ni) => n.ports.map((p) => ip(ni + 1, p))), ip(9, 9)),
-    tun_id: fc.constantFrom(...t.networks.map((n) => BigInt(n.vni)), 9999n),
-    ct_state: fc.constantFrom(0n, 0x22n),
-  });
-}
+import {
+  expectSameDecisions,
+  extraRules,
+  flowArb,
+  hardwareFlows,
+  INTERNAL,
+  ip,
+  offloadableArb,
+  offloadablePacketArb,
+  pipeline,
+  portsOf,
+  topoArb,
+  type Topo,
+} from "../harness/planner-pipeline.js";
 
 const profilesUnderTest = ["connectx-6-dx", "connectx-5", "connectx-4-lx", "none"].map(profileById);
 
 describe("offload planner", () => {
-  it("split datapath decides every packet as the software pipeline does (random topologies and packets)", () => {
+  it("split datapath decides every packet as the software pipeline does (random topologies and packet sequences)", () => {
     fc.assert(
       fc.property(
-        topoArb.chain((t) =>
-          fc.tuple(fc.constant(t), fc.array(packetArb(t), { minLength: 20, maxLength: 40 })),
-        ),
+        topoArb.chain((t) => fc.tuple(fc.constant(t), flowArb(t, { minLength: 20, maxLength: 40 }))),
         ([topo, packets]) => {
           const rules = pipeline(topo);
           const ports = portsOf(topo);
           for (const profile of profilesUnderTest) {
             const plan = OffloadPlanner.plan({ rules, profile, ports });
-            for (const pkt of packets) {
-              expect(runSplit(plan, rules, ports, pkt)).toEqual(runSoftware(rules, ports, pkt));
-            }
+            expectSameDecisions(plan, rules, ports, packets);
           }
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 100, seed: 0x14 },
     );
   });
 
@@ -228,39 +51,101 @@ describe("offload planner", () => {
         topoArb.chain((t) =>
           fc.tuple(
             fc.constant(t),
-            fc.array(fc.tuple(fc.nat(), fc.boolean(), fc.integer({ min: 1, max: 300 })), {
-              minLength: 1,
-              maxLength: 6,
-            }),
-            fc.array(packetArb(t), { minLength: 10, maxLength: 20 }),
+            fc.array(
+              fc.tuple(
+                fc.nat(),
+                fc.constantFrom("remove" as const, "reprioritise" as const, "insert" as const),
+                fc.integer({ min: 1, max: 300 }),
+              ),
+              { minLength: 1, maxLength: 6 },
+            ),
+            flowArb(t, { minLength: 10, maxLength: 20 }),
           ),
         ),
         ([topo, edits, packets]) => {
-          let rules = pipeline(topo);
+          const original = pipeline(topo);
+          const extra = extraRules(topo);
+          let rules = original;
           const ports = portsOf(topo);
           const planner = new OffloadPlanner(profileById("connectx-6-dx"), ports);
           planner.setRules(rules);
           const key = (r: object) =>
             JSON.stringify(r, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
           const installed = new Map(planner.result().tc.map((r) => [key(r), 1]));
-          for (const [pick, remove, prio] of edits) {
-            const victim = rules[pick % rules.length]!;
-            const diff = remove
+          for (const [pick, op, prio] of edits) {
+            // An insert adds one of the extra shapes (or brings an original back once all are gone).
+            const pool = op === "insert" || rules.length === 0 ? [...extra, ...original] : rules;
+            const victim = pool[pick % pool.length]!;
+            const gone = op === "remove" && rules.some((r) => r.id === victim.id);
+            const diff = gone
               ? planner.update({ remove: [victim.id] })
               : planner.update({ upsert: [{ ...victim, priority: prio }] });
-            rules = remove
+            rules = gone
               ? rules.filter((r) => r.id !== victim.id)
-              : rules.map((r) => (r.id === victim.id ? { ...victim, priority: prio } : r));
+              : [...rules.filter((r) => r.id !== victim.id), { ...victim, priority: prio }];
             for (const r of diff.removed) expect(installed.delete(key(r))).toBe(true);
             for (const r of diff.added) installed.set(key(r), 1);
           }
           const plan = planner.result();
           expect([...installed.keys()].sort()).toEqual(plan.tc.map(key).sort());
-          for (const pkt of packets)
-            expect(runSplit(plan, rules, ports, pkt)).toEqual(runSoftware(rules, ports, pkt));
+          const fresh = OffloadPlanner.plan({ rules, profile: profileById("connectx-6-dx"), ports });
+          const offloaded = (p: typeof plan) =>
+            [...p.decisions].map(([id, d]) => `${id}:${d.offloaded}`).sort();
+          expect(offloaded(plan)).toEqual(offloaded(fresh));
+          expectSameDecisions(plan, rules, ports, packets);
         },
       ),
-      { numRuns: 100 },
+      { numRuns: 60, seed: 0x14 },
+    );
+  });
+
+  it("offloads every rule of a pipeline that is fully offloadable by construction", () => {
+    const profile = profileById("connectx-6-dx");
+    fc.assert(
+      fc.property(
+        offloadableArb.chain((c) =>
+          fc.tuple(fc.constant(c), fc.array(offloadablePacketArb(c.ports), { minLength: 10, maxLength: 20 })),
+        ),
+        ([{ rules, ports }, packets]) => {
+          const plan = OffloadPlanner.plan({ rules, profile, ports });
+          for (const r of rules) {
+            const d = plan.decisions.get(r.id)!;
+            expect(d.offloaded, `${r.id}: ${d.reason}`).toBe(true);
+          }
+          // The only traps are the ones an offloaded rule needs (hairpins, TTL 0/1); no chain is poisoned.
+          for (const t of plan.tc.filter((x) => x.role === "trap")) {
+            expect(plan.decisions.get(t.ruleId!)!.offloaded).toBe(true);
+            expect(t.indev !== undefined || t.match.nw_ttl !== undefined).toBe(true);
+          }
+          for (const c of plan.chains) {
+            expect(plan.tc.some((t) => t.chain === c.chain && t.role === "miss")).toBe(true);
+          }
+          expectSameDecisions(plan, rules, ports, packets);
+        },
+      ),
+      { numRuns: 100, seed: 0x14 },
+    );
+  });
+
+  it("the NIC forwards every VM-to-VM, encapsulated, routed and decapsulated flow of a generated topology on its own", () => {
+    fc.assert(
+      fc.property(topoArb, (topo) => {
+        const rules = pipeline(topo);
+        const ports = portsOf(topo);
+        for (const profile of ["connectx-6-dx", "connectx-5"].map(profileById)) {
+          const plan = OffloadPlanner.plan({ rules, profile, ports });
+          // Conntrack is offloaded where the NIC has it and no table before the lookup matches its state.
+          const ctInHardware = profile.conntrack && topo.conntrack === "direct";
+          for (const flow of hardwareFlows(topo)) {
+            const ct = new Conntrack();
+            traceSplit(plan, rules, ports, flow.packet, ct); // the first packet may commit the connection
+            const second = traceSplit(plan, rules, ports, flow.packet, ct);
+            expect(second.events.length, flow.what).toBeGreaterThan(0);
+            expect(second.software, `${profile.id}: ${flow.what}`).toBe(flow.conntrack && !ctInHardware);
+          }
+        }
+      }),
+      { numRuns: 50, seed: 0x14 },
     );
   });
 
@@ -270,10 +155,14 @@ describe("offload planner", () => {
       { vni: 20, ports: [3], remoteMacs: [] },
     ],
     portSecurity: true,
-    conntrack: false,
+    conntrack: "none",
     routing: true,
     dhcpPunt: true,
     oddRule: false,
+    localFlood: false,
+    arpResponder: false,
+    tunnelTable: 10,
+    tunnelKeyFlood: false,
   };
   const rules = pipeline(topo);
   const ports = portsOf(topo);

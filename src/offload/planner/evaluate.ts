@@ -9,7 +9,24 @@
  * at zero, the highest-priority matching rule wins (ties by rule id, as the
  * planner orders them), an OpenFlow 1.3 table miss drops, output to the
  * ingress port is skipped, dec_ttl on TTL 0 or 1 punts to the controller and
- * stops, ct marks the packet tracked and established.
+ * stops.
+ *
+ * Connection tracking is state shared by packets, as in the kernel: a packet
+ * arrives untracked (ct_state 0); `ct` looks its connection up in the zone's
+ * table — +trk+est if the connection was committed (+rpl for a packet of the
+ * reply direction), +trk+new if not, +trk+inv for a packet that is not IP —
+ * and `ct(commit)` records the connection. Pass one `Conntrack` to a sequence
+ * of runs to carry that state from packet to packet. In the split datapath tc
+ * and OVS share one table (act_ct and OVS's ct action use the same kernel
+ * conntrack), and a packet that tc tracked and then hands to OVS arrives with
+ * that state in ct_state/ct_zone (the kernel keeps the skb's conntrack entry
+ * and OVS reads it when the packet arrives). NAT is not modelled.
+ *
+ * Tunnel metadata (tun_*) stays with a packet through the OVS pipeline;
+ * tc's tunnel_key unset removes it, so a later chain — or OVS, if tc hands
+ * the packet over — no longer sees it. Output events show what goes on the
+ * wire: headers, and the tunnel key and destination for output to a tunnel
+ * port; conntrack state is not part of the packet.
  */
 import { type FieldName, fieldDef, fullMask, type Match, type PipelineRule, type PortMap } from "./ir.js";
 import type { Plan, TcRule } from "./plan.js";
@@ -19,8 +36,42 @@ export type Packet = Partial<Record<FieldName, bigint>> & { in_port: bigint };
 export type Event =
   { kind: "output"; port: number; packet: Record<string, string> } | { kind: "controller"; reason: string };
 
-const CT_TRACKED_ESTABLISHED = 0x22n; // +trk+est
+/** ct_state bits (ovs-fields(7)). */
+export const ctState = { new: 0x01n, est: 0x02n, rel: 0x04n, rpl: 0x08n, inv: 0x10n, trk: 0x20n } as const;
+
 const maxSteps = 64;
+
+/** A conntrack table: the connections committed so far, per zone, direction-independent. */
+export class Conntrack {
+  private readonly committed = new Set<string>();
+
+  /** The `ct` action: the packet's ct_state in `zone`; with `commit`, the connection is recorded. */
+  track(zone: number, pkt: Packet, commit: boolean): bigint {
+    const tuple = connection(pkt);
+    if (!tuple) return ctState.trk | ctState.inv;
+    const [orig, reply] = tuple.map((t) => `${zone}|${t}`) as [string, string];
+    if (this.committed.has(orig)) return ctState.trk | ctState.est;
+    if (this.committed.has(reply)) return ctState.trk | ctState.est | ctState.rpl;
+    if (commit) this.committed.add(orig);
+    return ctState.trk | ctState.new;
+  }
+
+  /** The committed connections, sorted (to compare two tables). */
+  entries(): string[] {
+    return [...this.committed].sort();
+  }
+}
+
+/** The connection's key in both directions, or undefined for a packet conntrack does not track. */
+function connection(pkt: Packet): [string, string] | undefined {
+  const ethType = pkt.eth_type ?? 0n;
+  if (ethType !== 0x800n && ethType !== 0x86ddn) return undefined;
+  const v6 = ethType === 0x86ddn;
+  const src = `${(v6 ? pkt.ipv6_src : pkt.ipv4_src) ?? 0n}:${pkt.tp_src ?? 0n}`;
+  const dst = `${(v6 ? pkt.ipv6_dst : pkt.ipv4_dst) ?? 0n}:${pkt.tp_dst ?? 0n}`;
+  const proto = `${ethType}/${pkt.ip_proto ?? 0n}`;
+  return [`${proto}|${src}>${dst}`, `${proto}|${dst}>${src}`];
+}
 
 function matches(match: Match, pkt: Packet, regs?: Map<string, bigint>): boolean {
   for (const [name, mv] of Object.entries(match)) {
@@ -35,7 +86,7 @@ function matches(match: Match, pkt: Packet, regs?: Map<string, bigint>): boolean
 function snapshot(pkt: Packet, tunnel?: { id: bigint; dst: bigint }): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(pkt)) {
-    if (k === "in_port" || k.startsWith("tun_") || v === undefined) continue;
+    if (k === "in_port" || k.startsWith("tun_") || k.startsWith("ct_") || v === undefined) continue;
     out[k] = v.toString(16);
   }
   if (tunnel) {
@@ -46,7 +97,12 @@ function snapshot(pkt: Packet, tunnel?: { id: bigint; dst: bigint }): Record<str
 }
 
 /** The all-software pipeline, as OVS would run it. */
-export function runSoftware(rules: PipelineRule[], ports: PortMap, input: Packet): Event[] {
+export function runSoftware(
+  rules: PipelineRule[],
+  ports: PortMap,
+  input: Packet,
+  conntrack = new Conntrack(),
+): Event[] {
   const byTable = new Map<number, PipelineRule[]>();
   for (const r of rules) byTable.set(r.table, [...(byTable.get(r.table) ?? []), r]);
   for (const list of byTable.values()) {
@@ -88,7 +144,7 @@ export function runSoftware(rules: PipelineRule[], ports: PortMap, input: Packet
       } else if (a.type === "controller") events.push({ kind: "controller", reason: a.reason ?? "action" });
       else if (a.type === "goto") table = a.table;
       else if (a.type === "ct") {
-        pkt.ct_state = CT_TRACKED_ESTABLISHED;
+        pkt.ct_state = conntrack.track(a.zone, pkt, a.commit);
         pkt.ct_zone = BigInt(a.zone);
         if (a.table !== undefined) table = a.table;
       } else if (a.type === "other") events.push({ kind: "controller", reason: `other:${a.name}` });
@@ -98,76 +154,103 @@ export function runSoftware(rules: PipelineRule[], ports: PortMap, input: Packet
   return events;
 }
 
-/** The split datapath: tc chains first, OVS (runSoftware) for what tc passes or misses. */
-export function runSplit(plan: Plan, rules: PipelineRule[], ports: PortMap, input: Packet): Event[] {
-  {
-    const port = Number(input.in_port);
-    const tunnelType = ports.tunnels.get(port);
-    const indev =
-      ports.hardware.get(port) ??
-      (tunnelType === "vxlan" ? "vxlan_sys_4789" : tunnelType ? "genev_sys_6081" : undefined);
-    if (!indev) return runSoftware(rules, ports, input);
-    const devToPort = new Map<string, number>();
-    for (const [p, d] of ports.hardware) devToPort.set(d, p);
-    for (const [p, t] of ports.tunnels) devToPort.set(t === "vxlan" ? "vxlan_sys_4789" : "genev_sys_6081", p);
-    const byChain = new Map<number, TcRule[]>();
-    for (const r of plan.tc) byChain.set(r.chain, [...(byChain.get(r.chain) ?? []), r]);
-    for (const list of byChain.values()) list.sort((a, b) => a.prio - b.prio);
+/** What the split datapath did with one packet: the events, and whether OVS had to run. */
+export interface SplitTrace {
+  events: Event[];
+  /** tc handed the packet to OVS (a trap passed it, it missed every rule, or it came from a port tc does not see). */
+  software: boolean;
+}
 
-    const pkt: Packet = { ...input };
-    const events: Event[] = [];
-    let tunnel: { id: bigint; dst: bigint } | undefined;
-    let chain: number | undefined = 0;
-    for (let step = 0; chain !== undefined && step < maxSteps; step++) {
-      const rule: TcRule | undefined = (byChain.get(chain) ?? []).find(
-        (r) => (r.indev === undefined || r.indev === indev) && matches(r.match, pkt),
-      );
-      chain = undefined;
-      if (!rule) return [...events, ...runSoftware(rules, ports, pkt)];
-      for (const a of rule.actions) {
-        switch (a.type) {
-          case "pass":
-            return [...events, ...runSoftware(rules, ports, pkt)];
-          case "drop":
-            return events;
-          case "goto":
-            chain = a.chain;
-            break;
-          case "pedit":
-            pkt[a.field] = a.value;
-            break;
-          case "dec_ttl":
-            pkt.nw_ttl = (pkt.nw_ttl ?? 0n) - 1n;
-            break;
-          case "vlan_push":
-            pkt.vlan_vid = BigInt(a.vid) | 0x1000n;
-            break;
-          case "vlan_pop":
-            pkt.vlan_vid = 0n;
-            break;
-          case "tunnel_set":
-            tunnel = { id: a.id, dst: a.dst };
-            break;
-          case "tunnel_unset":
-            break;
-          case "ct":
-            pkt.ct_state = CT_TRACKED_ESTABLISHED;
-            pkt.ct_zone = BigInt(a.zone);
-            break;
-          case "mirror":
-          case "redirect": {
-            const out = devToPort.get(a.dev)!;
-            events.push({
-              kind: "output",
-              port: out,
-              packet: snapshot(pkt, ports.tunnels.has(out) ? tunnel : undefined),
-            });
-            if (a.type === "redirect") return events;
-            break;
-          }
+/** The split datapath: tc chains first, OVS (runSoftware) for what tc passes or misses. */
+export function runSplit(
+  plan: Plan,
+  rules: PipelineRule[],
+  ports: PortMap,
+  input: Packet,
+  conntrack = new Conntrack(),
+): Event[] {
+  return traceSplit(plan, rules, ports, input, conntrack).events;
+}
+
+/** runSplit, also saying whether the packet stayed in tc. */
+export function traceSplit(
+  plan: Plan,
+  rules: PipelineRule[],
+  ports: PortMap,
+  input: Packet,
+  conntrack = new Conntrack(),
+): SplitTrace {
+  const port = Number(input.in_port);
+  const tunnelType = ports.tunnels.get(port);
+  const indev =
+    ports.hardware.get(port) ??
+    (tunnelType === "vxlan" ? "vxlan_sys_4789" : tunnelType ? "genev_sys_6081" : undefined);
+  if (!indev) return { events: runSoftware(rules, ports, input, conntrack), software: true };
+  const devToPort = new Map<string, number>();
+  for (const [p, d] of ports.hardware) devToPort.set(d, p);
+  for (const [p, t] of ports.tunnels) devToPort.set(t === "vxlan" ? "vxlan_sys_4789" : "genev_sys_6081", p);
+  const byChain = new Map<number, TcRule[]>();
+  for (const r of plan.tc) byChain.set(r.chain, [...(byChain.get(r.chain) ?? []), r]);
+  for (const list of byChain.values()) list.sort((a, b) => a.prio - b.prio);
+
+  const pkt: Packet = { ...input };
+  const events: Event[] = [];
+  const handOver = (): SplitTrace => ({
+    events: [...events, ...runSoftware(rules, ports, pkt, conntrack)],
+    software: true,
+  });
+  let tunnel: { id: bigint; dst: bigint } | undefined;
+  let chain: number | undefined = 0;
+  for (let step = 0; chain !== undefined && step < maxSteps; step++) {
+    const rule: TcRule | undefined = (byChain.get(chain) ?? []).find(
+      (r) => (r.indev === undefined || r.indev === indev) && matches(r.match, pkt),
+    );
+    chain = undefined;
+    if (!rule) return handOver();
+    for (const a of rule.actions) {
+      switch (a.type) {
+        case "pass":
+          return handOver();
+        case "drop":
+          return { events, software: false };
+        case "goto":
+          chain = a.chain;
+          break;
+        case "pedit":
+          pkt[a.field] = a.value;
+          break;
+        case "dec_ttl":
+          pkt.nw_ttl = (pkt.nw_ttl ?? 0n) - 1n;
+          break;
+        case "vlan_push":
+          pkt.vlan_vid = BigInt(a.vid) | 0x1000n;
+          break;
+        case "vlan_pop":
+          pkt.vlan_vid = 0n;
+          break;
+        case "tunnel_set":
+          tunnel = { id: a.id, dst: a.dst };
+          break;
+        case "tunnel_unset":
+          for (const k of Object.keys(pkt)) if (k.startsWith("tun_")) delete pkt[k as FieldName];
+          break;
+        case "ct":
+          pkt.ct_state = conntrack.track(a.zone, pkt, a.commit);
+          pkt.ct_zone = BigInt(a.zone);
+          break;
+        case "mirror":
+        case "redirect": {
+          const out = devToPort.get(a.dev)!;
+          events.push({
+            kind: "output",
+            port: out,
+            packet: snapshot(pkt, ports.tunnels.has(out) ? tunnel : undefined),
+          });
+          if (a.type === "redirect") return { events, software: false };
+          break;
         }
       }
     }
-    return events;
   }
+  return { events, software: false };
 }

@@ -22,6 +22,8 @@ export interface FieldDef {
   rewrite?: ActionKind;
   /** Metadata that lives only in the pipeline (registers): tracked, never matched in hardware. */
   pipelineOnly?: boolean;
+  /** Connection-tracking state the ct action sets: it stays with a packet tc hands over to OVS. */
+  conntrack?: boolean;
 }
 
 type RegIndex = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12 | 13 | 14 | 15;
@@ -54,9 +56,9 @@ export const fields = {
   tun_id: { bits: 64, key: "enc_key_id" },
   tun_src: { bits: 32, key: "enc_addr" },
   tun_dst: { bits: 32, key: "enc_addr" },
-  ct_state: { bits: 32, key: "ct_state" },
-  ct_zone: { bits: 16, key: "ct_zone" },
-  ct_mark: { bits: 32, key: "ct_mark" },
+  ct_state: { bits: 32, key: "ct_state", conntrack: true },
+  ct_zone: { bits: 16, key: "ct_zone", conntrack: true },
+  ct_mark: { bits: 32, key: "ct_mark", conntrack: true },
   metadata: { bits: 64, pipelineOnly: true },
   ...regs,
 } satisfies Record<string, FieldDef>;

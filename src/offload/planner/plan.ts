@@ -30,9 +30,14 @@
  *   - if even its match cannot be expressed in flower, nothing below it in
  *     that chain is offloaded (they could shadow it) and the chain gets no
  *     catch-all, so such packets miss into OVS;
- *   - a rule that rewrites the packet is offloaded only if every chain it can
+ *   - a rule that changes the packet is offloaded only if every chain it can
  *     lead to keeps the packet in hardware; otherwise OVS would see a packet
- *     already rewritten by the NIC. Such rules become traps too (fixpoint).
+ *     already changed by the NIC. Such rules become traps too (fixpoint).
+ *     Changes are header rewrites, VLAN push/pop, tunnel decapsulation, a
+ *     ct commit or NAT, and a plain ct lookup when a table at or before the
+ *     rule's matches conntrack state: the NIC's ct leaves that state on the
+ *     packet, and OVS, running the pipeline from table 0, would see it there
+ *     where the software pipeline saw an untracked packet.
  *   - dec_ttl is offloaded with traps for TTL 0 and 1 above it, because OVS
  *     sends those packets to the controller instead of forwarding them.
  *
@@ -133,7 +138,8 @@ interface RuleOutcome {
   actions: TcAction[];
   /** Chains this rule can send the packet to. */
   next: number[];
-  modifies: boolean;
+  /** What the rule changes that OVS would see if a later chain handed the packet over (undefined: nothing). */
+  modifies: string | undefined;
   decTtl: boolean;
   /** Output ports the rule does not exclude as ingress: OVS never sends a packet back out of its ingress port. */
   hairpins: string[];
@@ -142,6 +148,8 @@ interface RuleOutcome {
 export class OffloadPlanner {
   /** table → rule id → rule. */
   private readonly byTable = new Map<number, Map<string, PipelineRule>>();
+  /** table → how many of its rules match a conntrack field. */
+  private readonly ctMatchers = new Map<number, number>();
   /** Per-table lookup by exact register match, rebuilt lazily after a change to the table. */
   private readonly index = new Map<number, TableIndex>();
   private readonly chainOf = new Map<string, number>();
@@ -169,6 +177,7 @@ export class OffloadPlanner {
   setRules(rules: PipelineRule[]): void {
     this.byTable.clear();
     this.index.clear();
+    this.ctMatchers.clear();
     for (const r of rules) this.addToTable(r);
     this.chainOf.clear();
     this.chainInfo.clear();
@@ -191,6 +200,7 @@ export class OffloadPlanner {
           rules.delete(id);
           changed.push(old);
           this.index.delete(t);
+          if (matchesConntrack(old)) this.ctMatchers.set(t, this.ctMatchers.get(t)! - 1);
         }
       }
     };
@@ -200,10 +210,15 @@ export class OffloadPlanner {
       this.addToTable(r);
       changed.push(r);
     }
-    // Only the chains in which a changed rule (old or new version) can apply are re-planned.
+    // Only the chains in which a changed rule (old or new version) can apply are re-planned, and,
+    // when a changed rule matches conntrack state, every chain of its table and later ones (their
+    // ct lookups may now count as changes; see translate).
+    const ctFrom = Math.min(...changed.filter(matchesConntrack).map((r) => r.table));
     const affected = [...this.chainInfo]
-      .filter(([, info]) =>
-        changed.some((r) => r.table === info.table && this.registersAllow(r.match, info.regs)),
+      .filter(
+        ([, info]) =>
+          info.table >= ctFrom ||
+          changed.some((r) => r.table === info.table && this.registersAllow(r.match, info.regs)),
       )
       .map(([c]) => c);
     const reachableBefore = new Set(this.reachableChains());
@@ -246,6 +261,15 @@ export class OffloadPlanner {
     if (!rules) this.byTable.set(r.table, (rules = new Map()));
     rules.set(r.id, r);
     this.index.delete(r.table);
+    if (matchesConntrack(r)) this.ctMatchers.set(r.table, (this.ctMatchers.get(r.table) ?? 0) + 1);
+  }
+
+  /** A table at or before `table` has a rule matching ct_state, ct_zone or ct_mark. */
+  private conntrackMatchedBy(table: number): number | undefined {
+    let first: number | undefined;
+    for (const [t, n] of this.ctMatchers)
+      if (n > 0 && t <= table && (first === undefined || t < first)) first = t;
+    return first;
   }
 
   /** The rules of `table` that can apply with registers `regs`, highest priority first. */
@@ -294,7 +318,7 @@ export class OffloadPlanner {
       reason,
       actions: [],
       next: [],
-      modifies: false,
+      modifies: undefined,
       decTtl: false,
       hairpins: [],
     });
@@ -465,7 +489,7 @@ export class OffloadPlanner {
     const actions: TcAction[] = [];
     const next: number[] = [];
     const hairpins: string[] = [];
-    let modifies = false;
+    let modifies: string | undefined;
     let decTtl = false;
     const fail = (reason: string): RuleOutcome => ({
       ok: false,
@@ -485,7 +509,7 @@ export class OffloadPlanner {
       const miss = this.need("tunnel_decap", "tunnel decapsulation");
       if (miss) return fail(miss);
       actions.push({ type: "tunnel_unset" });
-      modifies = true;
+      modifies = "decapsulates the packet";
     }
     let outputs = 0;
     let encapsulated = false;
@@ -509,7 +533,7 @@ export class OffloadPlanner {
           const miss = this.need(def.rewrite, `rewrite of ${a.field}`);
           if (miss) return fail(miss);
           actions.push({ type: "pedit", field: a.field, value: a.value & fullMask(def.bits) });
-          modifies = true;
+          modifies = "rewrites the packet";
           break;
         }
         case "dec_ttl": {
@@ -520,7 +544,7 @@ export class OffloadPlanner {
               : "dec_ttl needs TTL matching to trap TTL 0/1");
           if (miss) return fail(miss);
           actions.push({ type: "dec_ttl" });
-          modifies = true;
+          modifies = "rewrites the packet";
           decTtl = true;
           break;
         }
@@ -528,14 +552,14 @@ export class OffloadPlanner {
           const miss = this.need("vlan_push", "push_vlan");
           if (miss) return fail(miss);
           actions.push({ type: "vlan_push", vid: a.vid });
-          modifies = true;
+          modifies = "rewrites the packet";
           break;
         }
         case "pop_vlan": {
           const miss = this.need("vlan_pop", "pop_vlan");
           if (miss) return fail(miss);
           actions.push({ type: "vlan_pop" });
-          modifies = true;
+          modifies = "rewrites the packet";
           break;
         }
         case "set_tunnel":
@@ -595,8 +619,12 @@ export class OffloadPlanner {
           if (a.table === undefined) return fail("ct without a recirculation table is not offloadable");
           if (a.table <= rule.table) return fail("ct recirculation to an earlier table is not offloadable");
           if (outputs) return fail("output before ct is not offloadable");
-          // A commit or NAT changes state OVS would see if a later table handed the packet over.
-          if (a.commit || a.nat) modifies = true;
+          // A commit or NAT changes state OVS would see if a later table handed the packet over; so
+          // does the lookup itself when OVS, rerunning the pipeline, matches conntrack state before it.
+          const seenBy = this.conntrackMatchedBy(rule.table);
+          if (a.commit || a.nat) modifies = "commits the connection";
+          else if (seenBy !== undefined)
+            modifies = `leaves conntrack state on the packet, which table ${seenBy} matches`;
           const { chain, fresh } = this.chainFor(a.table, regs);
           if (fresh) queue.push(chain);
           next.push(chain);
@@ -634,8 +662,7 @@ export class OffloadPlanner {
           if (o.modifies && o.next.some((c) => reaches.get(c))) {
             this.settleLog?.push({ rule: tcRule, before: { ...tcRule } });
             o.ok = false;
-            o.reason =
-              "not offloaded: it rewrites the packet and a later table may hand the packet to OVS, which must see it unmodified";
+            o.reason = `not offloaded: it ${o.modifies} and a later table may hand the packet to OVS, which must see it unchanged`;
             tcRule.role = "trap";
             tcRule.actions = [{ type: "pass" }];
             changed = true;
@@ -730,6 +757,10 @@ function tcKey(r: TcRule): string {
   for (const a of r.actions)
     k += `${a.type}:${"dev" in a ? a.dev : ""}${"chain" in a ? a.chain : ""}${"field" in a ? `${a.field}=${a.value}` : ""}${"vid" in a ? a.vid : ""}${"id" in a ? `${a.id}@${a.dst}` : ""}${"zone" in a ? `${a.zone}${a.commit}${a.nat}` : ""};`;
   return k;
+}
+
+function matchesConntrack(r: PipelineRule): boolean {
+  return Object.keys(r.match).some((f) => fieldDef(f)?.conntrack);
 }
 
 const byPriority = (a: PipelineRule, b: PipelineRule) =>
