@@ -6,6 +6,8 @@
  * On disk (one data directory):
  *   LOCK           pid of the process that has the directory open; a second
  *                  writer process is refused with a clear error.
+ *   nb.sock        while the holder serves the store to other processes
+ *                  (src/nb/store/served.ts): the unix socket they use.
  *   snapshot.json  one checksummed record: every object and lease at a revision.
  *   log.jsonl      one checksummed record per committed transaction (and per
  *                  lease grant/revoke), newest last. Format of every record:
@@ -24,8 +26,10 @@
  * Watch keeps a bounded history of recent events (rebuilt from the log on
  * open); a watcher asking for a revision older than the history is told to
  * resync. Locks are in-process mutexes — sound because only one process may
- * open a data directory. Leases are persisted and expire `ttl` seconds after
- * their last refresh; leases restored after a restart get a fresh ttl.
+ * open a data directory (other processes lock through the holder's socket,
+ * i.e. through these same mutexes). Leases are persisted and expire `ttl`
+ * seconds after their last refresh; leases restored after a restart get a
+ * fresh ttl.
  *
  * Followers: `EmbeddedStore.follow(dir)` opens the same directory read-only in
  * another process (no LOCK taken) and tails log.jsonl, applying each complete
@@ -749,31 +753,76 @@ function conflictMessage(op: string, kind: Kind, key: string, expected: number, 
   return `${what}: expected version ${expected}, found ${actual}`;
 }
 
-/** Refuse a second writer process: LOCK holds the pid of the live owner. */
+/**
+ * Refuse a second writer process: LOCK holds the pid of the live owner. LOCK
+ * appears with its pid already in it (written to a private file, then hard-
+ * linked into place, which fails if LOCK exists). A LOCK naming a dead process
+ * is stale: it is renamed aside and deleted only if the file moved aside is
+ * still the one judged stale; if another process took the directory over in
+ * between, its LOCK is linked back instead.
+ */
 function takeDirLock(dir: string): void {
   const file = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = fs.openSync(file, "wx");
-      fs.writeSync(fd, `${process.pid}\n`);
-      fs.closeSync(fd);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new StoreError(`cannot lock NB data dir ${dir}: ${(err as Error).message}`, { dir });
+  const mine = `${file}.${process.pid}`;
+  try {
+    fs.writeFileSync(mine, `${process.pid}\n`);
+  } catch (err) {
+    throw new StoreError(`cannot lock NB data dir ${dir}: ${(err as Error).message}`, { dir });
+  }
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        fs.linkSync(mine, file);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
+          throw new StoreError(`cannot lock NB data dir ${dir}: ${(err as Error).message}`, { dir });
+        }
       }
+      const seen = readLock(file);
+      if (seen === undefined) continue; // released meanwhile
+      const pid = Number.parseInt(seen.trim(), 10);
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
+        throw new StoreError(
+          `NB data dir ${dir} is in use by process ${pid}; the embedded store allows one writer process (use etcd for several)`,
+          { dir, pid },
+        );
+      }
+      const aside = `${file}.stale.${process.pid}`;
+      try {
+        fs.renameSync(file, aside);
+      } catch {
+        continue; // someone else moved it first
+      }
+      if (readLock(aside) === seen) {
+        log.warn({ dir, stalePid: pid }, "removing stale NB data dir lock");
+      } else {
+        try {
+          fs.linkSync(aside, file);
+        } catch {
+          // a third process holds LOCK now; the next attempt reads it
+        }
+      }
+      fs.rmSync(aside, { force: true });
     }
-    const pid = Number.parseInt(fs.readFileSync(file, "utf8").trim(), 10);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-      throw new StoreError(
-        `NB data dir ${dir} is in use by process ${pid}; the embedded store allows one writer process (use etcd for several)`,
-        { dir, pid },
-      );
-    }
-    log.warn({ dir, stalePid: pid }, "removing stale NB data dir lock");
-    fs.rmSync(file, { force: true });
+  } finally {
+    fs.rmSync(mine, { force: true });
   }
   throw new StoreError(`cannot lock NB data dir ${dir}`, { dir });
+}
+
+function readLock(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of the live process holding a data directory, or undefined when it is free or its holder died. */
+export function dirHolder(dir: string): number | undefined {
+  const pid = Number.parseInt(readLock(path.join(dir, LOCK_FILE))?.trim() ?? "", 10);
+  return Number.isInteger(pid) && pid > 0 && pidAlive(pid) ? pid : undefined;
 }
 
 export async function openEmbeddedStore(dir: string, opts: EmbeddedStoreOptions = {}): Promise<NbStore> {
