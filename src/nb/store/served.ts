@@ -33,10 +33,10 @@
  * lock {name, timeoutMs?} → {token} · unlock {token} · grant {ttl} → {id} ·
  * keepalive {id} · revoke {id}. Objects, ops and events travel as their JSON,
  * unchanged, so any field a StoredObject carries reaches the client. Errors
- * travel typed (ConflictError, LockTimeoutError, StoreError, and the model's
- * ValidationError and NotFoundError) with their message and fields, so a
- * client's CLI prints the same line and exits with the same code as the holder
- * would; any other failure arrives as a StoreError.
+ * travel typed (ConflictError, LockTimeoutError, StoreError, UsageError, and
+ * the model's ValidationError and NotFoundError) with their message and
+ * fields, so a client's CLI prints the same line and exits with the same code
+ * as the holder would; any other failure arrives as a StoreError.
  *
  * Failures:
  *   - The client rejects every call still in flight with a StoreError (exit 5)
