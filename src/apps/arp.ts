@@ -1,106 +1,134 @@
 /**
  * arp: ARP requests for addresses the NB knows on a network — VMs on this
- * chassis and elsewhere, router interfaces — are answered by OVS itself in the
- * arp_responder table: the request is turned into the reply in place (swap
- * Ethernet addresses, op 2, sender ← the known MAC/IP, target ← the asker)
- * and sent back out its in_port, so no ARP crosses a tunnel and none reaches
- * the agent. A port asking about its own address (a duplicate-address probe)
- * is not answered: it goes on as a normal broadcast.
+ * chassis and elsewhere, router interfaces — are answered by OVS itself in
+ * the arp_responder table: the request is turned into the reply in place
+ * (swap Ethernet addresses, op 2, sender ← the known MAC/IP, target ← the
+ * asker) and sent back out its in_port, so no ARP crosses a tunnel and none
+ * reaches the agent. A port asking about its own address (a duplicate
+ * address probe) is not answered: it goes on as a normal broadcast.
+ *
+ * Owners: each port (its own addresses, on a network wired here, when the
+ * port is local or on another live chassis) and each router (its interface
+ * addresses on wired networks).
  *
  * IPv6 neighbour solicitations for known addresses are the equivalent; they
  * need an ICMPv6 checksum and an option rewrite OVS flows cannot express, so
- * they are punted to the agent (metered like DHCP) and answered there.
+ * they are punted to the agent and answered there (a port's own DAD again
+ * goes on unanswered). These punts are not metered per port; the host-wide
+ * punt budget bounds them.
  */
-import type { App, FlowSpec } from "./types.js";
-import { REG } from "../controller/pipeline.js";
+import type { App, OwnerOut, View } from "./types.js";
+import { F, flow } from "../datapath/index.js";
+import { canonicalIpv6, isIpv4 } from "../packet/addr.js";
 import { buildNeighborAdvertisement } from "../packet/builders.js";
 import { parseEthernet } from "../packet/frame.js";
-import { canonicalIpv6 } from "../packet/addr.js";
-import { hex, isV4, portIps, t } from "./flowtext.js";
 
-interface Known {
-  key: string;
-  ip: string;
-  mac: string;
-  ownerOfport?: number;
+function answer(out: OwnerOut, key: number, ip: string, mac: string): void {
+  if (!isIpv4(ip)) {
+    out.flow(
+      flow("arp_responder", 100)
+        .proto("icmp6")
+        .reg(F.network, key)
+        .eq("icmpv6_type", 135)
+        .eq("nd_target", ip)
+        .controller(),
+    );
+    return;
+  }
+  {
+    out.flow(
+      flow("arp_responder", 100)
+        .proto("arp")
+        .reg(F.network, key)
+        .eq("arp_op", 1)
+        .eq("arp_tpa", ip)
+        .move("eth_src", "eth_dst")
+        .set("eth_src", mac)
+        .set("arp_op", 2)
+        .move("arp_sha", "arp_tha")
+        .move("arp_spa", "arp_tpa")
+        .set("arp_sha", mac)
+        .set("arp_spa", ip)
+        .outputInPort(),
+    );
+  }
 }
 
-function knownAddresses(nv: import("./types.js").NetworkView): Known[] {
-  const out: Known[] = [];
-  for (const lp of nv.localPorts) {
-    for (const ip of [...portIps(lp.port).v4, ...portIps(lp.port).v6]) {
-      out.push({ key: lp.id, ip, mac: lp.port.macAddress, ownerOfport: lp.ofport });
+/** Who owns `target` on a network, for a neighbour solicitation. */
+function knownV6(
+  view: View,
+  networkId: string,
+  target: string,
+): { mac: string; router: boolean } | undefined {
+  for (const r of view.routerPortsOf(networkId)) {
+    if (!isIpv4(r.ipAddress) && canonicalIpv6(r.ipAddress) === target)
+      return { mac: r.macAddress, router: true };
+  }
+  for (const p of view.portsOnNetwork(networkId)) {
+    if (!view.localPort(p.id) && !view.remotePort(p.id)) continue;
+    if (p.fixedIps.some((f) => !isIpv4(f.ipAddress) && canonicalIpv6(f.ipAddress) === target)) {
+      return { mac: p.macAddress, router: false };
     }
   }
-  for (const rp of nv.remotePorts) {
-    for (const ip of [...portIps(rp.port).v4, ...portIps(rp.port).v6]) {
-      out.push({ key: rp.id, ip, mac: rp.port.macAddress });
-    }
-  }
-  for (const r of nv.routerPorts)
-    out.push({ key: `${r.routerId}/${r.subnetId}`, ip: r.ipAddress, mac: r.macAddress });
-  return out;
+  return undefined;
 }
 
 export const arpApp: App = {
   name: "arp",
-  flows(view) {
-    const out: FlowSpec[] = [];
-    const tbl = t("arp_responder");
-    for (const nv of view.networks.values()) {
-      const net = `${REG.network}=${hex(nv.key)}`;
-      for (const k of knownAddresses(nv)) {
-        if (isV4(k.ip)) {
-          if (k.ownerOfport !== undefined) {
-            out.push({
-              key: k.key,
-              flow: `table=${tbl},priority=110,arp,${net},in_port=${k.ownerOfport},arp_op=1,arp_tpa=${k.ip},actions=goto_table:${t("l3")}`,
-            });
-          }
-          out.push({
-            key: k.key,
-            flow:
-              `table=${tbl},priority=100,arp,${net},arp_op=1,arp_tpa=${k.ip},` +
-              `actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:${k.mac}->eth_src,` +
-              `set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],` +
-              `move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:${k.mac}->arp_sha,` +
-              `set_field:${k.ip}->arp_spa,IN_PORT`,
-          });
-        } else {
-          if (k.ownerOfport !== undefined) {
-            // The owner's own duplicate-address detection must go unanswered.
-            out.push({
-              key: k.key,
-              flow: `table=${tbl},priority=110,icmp6,${net},in_port=${k.ownerOfport},icmp_type=135,nd_target=${k.ip},actions=goto_table:${t("l3")}`,
-            });
-          }
-          out.push({
-            key: k.key,
-            flow: `table=${tbl},priority=100,icmp6,${net},icmp_type=135,nd_target=${k.ip},actions=controller(max_len=65535)`,
-          });
+  tables: ["arp_responder"],
+  owners: {
+    port(id, view, out) {
+      const lp = view.localPort(id);
+      const port = lp?.port ?? view.remotePort(id)?.port;
+      if (!port) return;
+      const nv = view.network(port.networkId);
+      if (!nv) return;
+      for (const f of port.fixedIps) {
+        if (lp) {
+          // The port's own probe or DAD for its address goes on unanswered.
+          const own = isIpv4(f.ipAddress)
+            ? flow("arp_responder", 110)
+                .proto("arp")
+                .reg(F.network, nv.key)
+                .inPort(lp.ofport)
+                .eq("arp_op", 1)
+                .eq("arp_tpa", f.ipAddress)
+            : flow("arp_responder", 110)
+                .proto("icmp6")
+                .reg(F.network, nv.key)
+                .inPort(lp.ofport)
+                .eq("icmpv6_type", 135)
+                .eq("nd_target", f.ipAddress);
+          out.flow(own.goto("l3"));
         }
+        answer(out, nv.key, f.ipAddress, port.macAddress);
       }
-    }
-    return out;
+    },
+    router(id, view, out) {
+      const r = view.router(id);
+      if (!r) return;
+      for (const itf of r.interfaces) {
+        const nv = view.network(itf.networkId);
+        if (nv) answer(out, nv.key, itf.ipAddress, itf.macAddress);
+      }
+    },
   },
   async packetIn(pkt, ctx) {
     const f = parseEthernet(pkt.data);
     const nd = f.icmpv6?.ndp;
     if (!f.ipv6 || nd?.kind !== "neighbor-solicitation") return;
-    const view = ctx.view();
+    const lp = ctx.view.localPortByOfport(pkt.inPort);
+    if (!lp) return;
     const target = canonicalIpv6(nd.target);
-    for (const nv of view.networks.values()) {
-      const hit = knownAddresses(nv).find((k) => !isV4(k.ip) && canonicalIpv6(k.ip) === target);
-      if (!hit || !nv.localPorts.some((lp) => lp.ofport === pkt.inPort)) continue;
-      const frame = buildNeighborAdvertisement({
-        mac: hit.mac,
-        target,
-        toMac: f.eth.src,
-        toIp: f.ipv6.src === "::" ? undefined : f.ipv6.src,
-        router: nv.routerPorts.some((r) => r.macAddress === hit.mac),
-      });
-      await ctx.packetOut(pkt.inPort, frame);
-      return;
-    }
+    const hit = knownV6(ctx.view, lp.networkId, target);
+    if (!hit) return;
+    const frame = buildNeighborAdvertisement({
+      mac: hit.mac,
+      target,
+      toMac: f.eth.src,
+      toIp: f.ipv6.src === "::" ? undefined : f.ipv6.src,
+      router: hit.router,
+    });
+    await ctx.packetOut(pkt.inPort, frame);
   },
 };

@@ -1,29 +1,30 @@
 /**
- * classifier: the first table. A packet from a local VM port gets its
- * network key (reg6) and ingress port (reg5) and goes on to port security; a
- * port that is administratively down has no flow, so its packets hit the
- * table's drop miss. Tunnel ingress is the tunnel app's part of this table.
+ * classifier: the first table, for packets from local VM ports. Owner: each
+ * local port. A packet from a VM gets its network key and ingress port
+ * (registers `network`, `inPort`) and goes on to port security; a port or
+ * network that is administratively down has no flow, so its packets hit
+ * the table's drop miss. Tunnel and provider ingress are the tunnel and
+ * provider apps' part of this table.
  */
-import type { App, FlowSpec } from "./types.js";
-import { REG } from "../controller/pipeline.js";
-import { hex, t } from "./flowtext.js";
+import type { App } from "./types.js";
+import { F, flow } from "../datapath/index.js";
 
 export const classifierApp: App = {
   name: "classifier",
-  flows(view) {
-    const out: FlowSpec[] = [];
-    for (const nv of view.networks.values()) {
-      for (const lp of nv.localPorts) {
-        if (!lp.port.adminStateUp || !nv.network.adminStateUp) continue;
-        out.push({
-          key: lp.id,
-          flow:
-            `table=${t("classification")},priority=100,in_port=${lp.ofport},` +
-            `actions=set_field:${hex(nv.key)}->${REG.network},set_field:${hex(lp.ofport)}->${REG.inPort},` +
-            `goto_table:${t("port_security")}`,
-        });
-      }
-    }
-    return out;
+  tables: ["classification"],
+  owners: {
+    port(id, view, out) {
+      const lp = view.localPort(id);
+      if (!lp) return;
+      const nv = view.network(lp.networkId);
+      if (!nv || !lp.port.adminStateUp || !nv.network.adminStateUp) return;
+      out.flow(
+        flow("classification", 100)
+          .inPort(lp.ofport)
+          .load(F.network, nv.key)
+          .load(F.inPort, lp.ofport)
+          .goto("port_security"),
+      );
+    },
   },
 };

@@ -1,8 +1,12 @@
 /**
  * The app registry: every app flowdrake ships, by the name the config's
- * `apps:` list uses. The agent loads the enabled ones in this order.
+ * `apps:` list uses (src/apps/registry.ts; cookie ids in src/datapath/
+ * cookies.ts). The agent loads the enabled ones in the order given.
+ * `networkNeeds` says which apps a kind of network cannot work without, so
+ * the agent can warn at start when the config leaves one out.
  */
 import type { App } from "./types.js";
+import type { AppName } from "./registry.js";
 import { arpApp } from "./arp.js";
 import { classifierApp } from "./classifier.js";
 import { dhcpApp, type DhcpAppOptions } from "./dhcp.js";
@@ -15,7 +19,7 @@ export interface AppOptions {
   dhcp?: DhcpAppOptions;
 }
 
-export const APP_FACTORIES: Record<string, (o: AppOptions) => App> = {
+export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } = {
   classifier: () => classifierApp,
   portsec: () => portsecApp,
   dhcp: (o) => dhcpApp(o.dhcp),
@@ -25,14 +29,30 @@ export const APP_FACTORIES: Record<string, (o: AppOptions) => App> = {
   provider: () => providerApp,
 };
 
-export const DEFAULT_APPS = ["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"];
+export const DEFAULT_APPS: AppName[] = ["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"];
+
+export function isAppName(n: string): n is AppName {
+  return Object.hasOwn(APP_FACTORIES, n);
+}
+
+/** Apps without which a network of this type gets no working datapath. */
+export function networkNeeds(networkType: string): AppName[] {
+  const base: AppName[] = ["classifier", "portsec", "l2"];
+  if (networkType === "geneve" || networkType === "vxlan") return [...base, "tunnel"];
+  if (networkType === "vlan" || networkType === "flat") return [...base, "provider"];
+  return base;
+}
 
 export function loadApps(names: readonly string[], opts: AppOptions = {}): App[] {
   return names.map((n) => {
-    const f = APP_FACTORIES[n];
-    if (!f) throw new Error(`unknown app "${n}" (known: ${Object.keys(APP_FACTORIES).join(", ")})`);
-    return f(opts);
+    if (!isAppName(n)) {
+      throw new Error(`unknown app "${n}" (known: ${Object.keys(APP_FACTORIES).join(", ")})`);
+    }
+    const app = APP_FACTORIES[n](opts);
+    if (app.name !== n) throw new Error(`app factory ${n} returned app ${app.name}`);
+    return app;
   });
 }
 
 export type { App } from "./types.js";
+export type { AppName } from "./registry.js";

@@ -1,58 +1,107 @@
 /**
  * portsec: anti-spoofing at the door of every local port (port_security
- * table). A port with port security on may send only from its MAC and its
- * fixed IPs or allowed address pairs (ARP included: sender hardware and
- * protocol address must match), plus a DHCP DISCOVER/REQUEST from 0.0.0.0,
- * IPv6 link-local and the unspecified-source ICMPv6 of DAD; everything else
- * hits the table's drop miss. No VM may answer as a DHCP server (udp source
- * port 67), whatever its security settings — a tenant DHCP server needs port
- * security off. A port with port security off passes untouched.
+ * table). Owner: each local port. A port with port security on may send
+ * only from its MAC and its fixed IPs or allowed address pairs (ARP
+ * included: sender hardware and protocol address must match), plus a DHCP
+ * DISCOVER/REQUEST from 0.0.0.0, IPv6 link-local and the unspecified-source
+ * ICMPv6 of DAD; everything else hits the table's drop miss. No VM may
+ * answer as a DHCP server (udp source port 67), whatever its allowed
+ * addresses — that drop sits above every allow. A port with port security
+ * off, or on a network with port security off, passes untouched (a tenant
+ * DHCP server needs that).
  */
-import type { App, FlowSpec } from "./types.js";
-import { t } from "./flowtext.js";
+import type { App } from "./types.js";
+import { flow, type FlowBuilder } from "../datapath/index.js";
+import { isIpv4 } from "../packet/addr.js";
 
-const NEXT = (): string => `goto_table:${t("ingress_secgroup")}`;
+export const PORTSEC_PRIORITY = { dhcpServerDrop: 100, bootstrap: 90, allow: 80, open: 50 } as const;
 
 export const portsecApp: App = {
   name: "portsec",
-  flows(view) {
-    const out: FlowSpec[] = [];
-    const ps = t("port_security");
-    for (const lp of view.localPorts.values()) {
+  tables: ["port_security"],
+  owners: {
+    port(id, view, out) {
+      const lp = view.localPort(id);
+      if (!lp) return;
       const p = lp.port;
-      const add = (flow: string): void => {
-        out.push({ key: lp.id, flow: `table=${ps},${flow}` });
-      };
-      const net = view.networks.get(lp.networkId);
-      const enabled = p.portSecurityEnabled && (net?.network.portSecurityEnabled ?? true);
-      if (!enabled) {
-        add(`priority=50,in_port=${lp.ofport},actions=${NEXT()}`);
-        continue;
+      const nv = view.network(lp.networkId);
+      const ps = (prio: number): FlowBuilder => flow("port_security", prio).inPort(lp.ofport);
+      const pass = (b: FlowBuilder): void => out.flow(b.goto("ingress_secgroup"));
+      if (!p.portSecurityEnabled || nv?.network.portSecurityEnabled === false) {
+        pass(ps(PORTSEC_PRIORITY.open));
+        return;
       }
-      add(`priority=100,udp,in_port=${lp.ofport},tp_src=67,actions=drop`);
       const mac = p.macAddress;
-      add(
-        `priority=90,udp,in_port=${lp.ofport},dl_src=${mac},nw_src=0.0.0.0,nw_dst=255.255.255.255,` +
-          `tp_src=68,tp_dst=67,actions=${NEXT()}`,
+      out.flow(ps(PORTSEC_PRIORITY.dhcpServerDrop).proto("udp").eq("udp_src", 67));
+      pass(
+        ps(PORTSEC_PRIORITY.bootstrap)
+          .proto("udp")
+          .eq("eth_src", mac)
+          .eq("ip_src", "0.0.0.0")
+          .eq("ip_dst", "255.255.255.255")
+          .eq("udp_src", 68)
+          .eq("udp_dst", 67),
       );
-      add(
-        `priority=90,arp,in_port=${lp.ofport},dl_src=${mac},arp_spa=0.0.0.0,arp_sha=${mac},actions=${NEXT()}`,
+      pass(
+        ps(PORTSEC_PRIORITY.bootstrap)
+          .proto("arp")
+          .eq("eth_src", mac)
+          .eq("arp_spa", "0.0.0.0")
+          .eq("arp_sha", mac),
       );
-      add(`priority=90,ipv6,in_port=${lp.ofport},dl_src=${mac},ipv6_src=fe80::/64,actions=${NEXT()}`);
-      add(`priority=90,icmp6,in_port=${lp.ofport},dl_src=${mac},ipv6_src=::,actions=${NEXT()}`);
+      pass(
+        ps(PORTSEC_PRIORITY.bootstrap)
+          .proto("ipv6")
+          .eq("eth_src", mac)
+          .eq("ipv6_src", "fe80::", "ffff:ffff:ffff:ffff::"),
+      );
+      pass(ps(PORTSEC_PRIORITY.bootstrap).proto("icmp6").eq("eth_src", mac).eq("ipv6_src", "::"));
       const pairs: { mac: string; ip: string }[] = p.fixedIps.map((f) => ({ mac, ip: f.ipAddress }));
       for (const a of p.allowedAddressPairs) pairs.push({ mac: a.macAddress ?? mac, ip: a.ipAddress });
       for (const { mac: m, ip } of pairs) {
-        if (ip.includes(":")) {
-          add(`priority=80,ipv6,in_port=${lp.ofport},dl_src=${m},ipv6_src=${ip},actions=${NEXT()}`);
-        } else {
-          add(`priority=80,ip,in_port=${lp.ofport},dl_src=${m},nw_src=${ip},actions=${NEXT()}`);
-          add(
-            `priority=80,arp,in_port=${lp.ofport},dl_src=${m},arp_spa=${ip},arp_sha=${m},actions=${NEXT()}`,
+        const [addr, len] = ip.split("/") as [string, string | undefined];
+        if (!isIpv4(addr)) {
+          pass(
+            ps(PORTSEC_PRIORITY.allow)
+              .proto("ipv6")
+              .eq("eth_src", m)
+              .eq("ipv6_src", addr, ...ipv6Mask(len)),
           );
+          continue;
         }
+        pass(
+          ps(PORTSEC_PRIORITY.allow)
+            .proto("ip")
+            .eq("eth_src", m)
+            .eq("ip_src", addr, ...ipv4Mask(len)),
+        );
+        pass(
+          ps(PORTSEC_PRIORITY.allow)
+            .proto("arp")
+            .eq("eth_src", m)
+            .eq("arp_spa", addr, ...ipv4Mask(len))
+            .eq("arp_sha", m),
+        );
       }
-    }
-    return out;
+    },
   },
 };
+
+/** The mask argument for an allowed address pair given as a CIDR (none for a single address). */
+function ipv4Mask(len: string | undefined): [] | [string] {
+  const n = len === undefined ? 32 : Number(len);
+  if (n >= 32) return [];
+  const m = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
+  return [[m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255].join(".")];
+}
+
+function ipv6Mask(len: string | undefined): [] | [string] {
+  const n = len === undefined ? 128 : Number(len);
+  if (n >= 128) return [];
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const bits = Math.max(0, Math.min(16, n - 16 * i));
+    groups.push(((0xffff << (16 - bits)) & 0xffff).toString(16));
+  }
+  return [groups.join(":")];
+}

@@ -1,88 +1,144 @@
 /**
- * What a flowdrake app is.
+ * What a flowdrake app is (Dragonflow's app model, made incremental).
  *
- * An app is a module with a name and two optional hooks:
- *   flows(view)          every flow it wants, as ovs-ofctl text, each tagged
- *                        with the NB object (or local thing) it derives from;
- *                        a pure function of the agent's view, so the desired
- *                        set is always recomputable and a restart reproduces it;
- *   packetIn(pkt, ctx)   packets its flows sent to the controller (the agent
- *                        dispatches by the cookie of the flow that punted it).
- * Apps refer to tables by name through src/controller/pipeline.ts and never
- * talk to OVS themselves: the agent turns their flows into a minimal set of
- * flow_mods (src/controller/reconciler.ts) and sends their packet-outs.
+ * An app declares
+ *   name      its entry in the layout's registry (src/datapath/cookies.ts:
+ *             the cookie id of every flow it installs);
+ *   tables    the pipeline tables it writes — a flow in any other table is
+ *             refused when the agent builds it;
+ *   owners    one builder per kind of owner it handles: `port` (every NB
+ *             port the agent's cache holds), `network`, `router`, and
+ *             `global` (one owner, id ""). A builder gets the owner's id and
+ *             the view and emits that owner's flows and meters. It is a pure
+ *             function of what it reads from the view: the agent records
+ *             every read, and when the model or the local bindings change it
+ *             rebuilds exactly the owners whose reads changed (src/controller/
+ *             engine.ts). An owner kind an app does not list never reaches
+ *             it, and a misspelt kind is a compile error;
+ *   packetIn  (optional) packets its flows punted to the local agent — the
+ *             agent dispatches by the cookie of the flow that sent them. The
+ *             handler may answer with a packet-out and may install reactive
+ *             flows (timeouts, removed when what they depend on changes);
+ *   adoptReactive (optional) after an agent restart, whether a reactive flow
+ *             found installed is still valid, and what it depends on.
+ * Apps never talk to OVS: the agent turns owners' flows into flow_mods and
+ * meters into meter_mods (src/controller/reconciler.ts) and sends their
+ * packet-outs.
  *
- * The view is the agent's picture of the world the apps need: this chassis,
- * its tunnel ports, the local ports bound on br-int (by external_ids:iface-id)
- * and, per network that has local ports, its subnets, the peers on other
- * chassis and the router interfaces on it.
+ * The view is what the apps may know: this chassis, the local ports bound
+ * on br-int (by external_ids:iface-id) with their NB ports, the ports on
+ * other live chassis, and for every network with local ports its key,
+ * subnets, members, remote chassis and router interfaces.
  */
+import type { AppName } from "./registry.js";
+import type { FlowBuilder, TableName } from "../datapath/index.js";
 import type { Chassis, Network, Port, Router, Subnet } from "../nb/model/schemas.js";
+import type { Flow } from "../openflow/flow.js";
 import type { Logger } from "../util/log.js";
 
 export type EncapType = "geneve" | "vxlan";
+
+/**
+ * An NB port as the agent admits it: the model guard (src/controller/
+ * model-guard.ts) lets a port through only with its MAC and every fixed
+ * address filled in, which the API always does.
+ */
+export type ReadyPort = Port & {
+  macAddress: string;
+  fixedIps: { subnetId: string; ipAddress: string }[];
+};
 
 export interface LocalPort {
   id: string;
   ofport: number;
   /** OVS interface name. */
   iface: string;
-  port: Port;
+  port: ReadyPort;
   networkId: string;
 }
 
 export interface RemotePort {
   id: string;
-  port: Port;
+  port: ReadyPort;
   chassis: string;
+  /** IPv4 tunnel endpoint of the port's chassis. */
   tunnelIp: string;
 }
 
 export interface RouterPortView {
   routerId: string;
+  networkId: string;
+  subnetId: string;
   ipAddress: string;
   macAddress: string;
   cidr: string;
-  subnetId: string;
 }
 
+/** A network wired on this chassis: it has local ports and a key. */
 export interface NetworkView {
   id: string;
   network: Network;
-  /** Network key in reg6 and on the wire (the VNI): the segmentation id. */
+  /** Network key in the network register and on the wire (the VNI for tunnelled networks). */
   key: number;
   /** Tunnel type used for this network's traffic between chassis (tunnelled networks). */
   encap?: EncapType;
   /** How a provider (vlan/flat) network reaches its physical network from here. */
   provider?: { physicalNetwork: string; vlan?: number; patchOfport: number };
-  subnets: Subnet[];
-  localPorts: LocalPort[];
-  remotePorts: RemotePort[];
-  /** Tunnel IPs of the other chassis that host ports of this network. */
-  remoteChassis: Map<string, string>;
-  routerPorts: RouterPortView[];
 }
 
-export interface AgentView {
-  chassis: string;
-  tunnelIp: string;
-  /** ofport of the flow-based tunnel port per encap type (absent until OVS assigned one). */
-  tunnelPorts: Partial<Record<EncapType, number>>;
-  /** ofport of br-int's patch port per physical network (bridge mappings). */
-  providerPorts: Map<string, number>;
-  networks: Map<string, NetworkView>;
-  localPorts: Map<string, LocalPort>;
-  subnets: Map<string, Subnet>;
-  chassisById: Map<string, Chassis>;
-  routers: Map<string, Router>;
+/** Everything an app may read. Reads made while building an owner are that owner's dependencies. */
+export interface View {
+  readonly chassis: string;
+  readonly tunnelIp: string;
+  /** An NB port the cache holds (local, remote or neither). */
+  port(id: string): ReadyPort | undefined;
+  /** A port bound on br-int here whose NB port exists. */
+  localPort(id: string): LocalPort | undefined;
+  /** A port bound on another chassis that is alive and has an IPv4 tunnel address. */
+  remotePort(id: string): RemotePort | undefined;
+  /** A network with at least one local port here and a key; undefined otherwise. */
+  network(id: string): NetworkView | undefined;
+  subnet(id: string): Subnet | undefined;
+  subnetsOf(networkId: string): readonly Subnet[];
+  /** Local ports of a network, by ofport. */
+  localPortsOf(networkId: string): readonly LocalPort[];
+  /** Other live chassis hosting ports of a network: chassis → tunnel IPv4, sorted by address. */
+  remoteChassisOf(networkId: string): ReadonlyMap<string, string>;
+  /** Router interfaces on a network. */
+  routerPortsOf(networkId: string): readonly RouterPortView[];
+  router(id: string): Router | undefined;
+  chassisInfo(name: string): Chassis | undefined;
+  /** ofport of the flow-based tunnel port of an encapsulation here. */
+  tunnelPort(encap: EncapType): number | undefined;
+  /** Not recorded as a dependency: for packet-in handlers finding the port a packet came from. */
+  localPortByOfport(ofport: number): LocalPort | undefined;
+  /** Not recorded as a dependency: every NB port on a network, for packet-in handlers. */
+  portsOnNetwork(networkId: string): readonly ReadyPort[];
 }
 
-export interface FlowSpec {
-  /** The object the flow derives from (a port id, network id, …): part of its cookie. */
-  key: string;
-  /** The flow in ovs-ofctl syntax, without cookie (the agent adds it). */
-  flow: string;
+/** Where an owner builder puts what it wants installed. */
+export interface OwnerOut {
+  flow(b: FlowBuilder): void;
+  /** An OpenFlow meter the owner's flows use: packets per second, burst of the same size. */
+  meter(id: number, ratePps: number): void;
 }
+
+export type OwnerKind = "port" | "network" | "router" | "global";
+
+export type OwnerBuilder = (id: string, view: View, out: OwnerOut) => void;
+
+/**
+ * What a reactive flow depends on: NB objects and local bindings by key.
+ * A change to any of them removes the flow.
+ */
+export const Dep = {
+  port: (id: string) => `port:${id}`,
+  binding: (id: string) => `binding:${id}`,
+  network: (id: string) => `network:${id}`,
+  subnet: (id: string) => `subnet:${id}`,
+  router: (id: string) => `router:${id}`,
+  chassis: (name: string) => `chassis:${name}`,
+} as const;
 
 export interface PacketInEvent {
   inPort: number;
@@ -91,17 +147,28 @@ export interface PacketInEvent {
   data: Buffer;
 }
 
+export interface ReactiveFlows {
+  /** Owner key inside the app: a later install under the same key replaces these flows. */
+  key: string;
+  flows: FlowBuilder[];
+  /** Dep.* keys; any change to one of them removes the flows. */
+  deps: string[];
+}
+
 export interface AppContext {
-  view(): AgentView;
-  /** Send a frame out of one port (packet_out with output action). */
+  view: View;
+  /** Send a frame out of one port (packet_out with an output action). */
   packetOut(outPort: number, frame: Buffer): Promise<void>;
+  /** Install reactive flows (they carry this app's reactive cookie and send flow_removed). */
+  installReactive(r: ReactiveFlows): Promise<void>;
   log: Logger;
 }
 
 export interface App {
-  readonly name: string;
-  flows?(view: AgentView): FlowSpec[];
+  readonly name: AppName;
+  readonly tables: readonly TableName[];
+  readonly owners: Partial<Record<OwnerKind, OwnerBuilder>>;
   packetIn?(pkt: PacketInEvent, ctx: AppContext): Promise<void>;
-  /** OpenFlow meters the app's flows use (meter id → packets per second). */
-  meters?(view: AgentView): Map<number, number>;
+  /** After a restart: is this installed reactive flow still right? Its owner key and deps, or undefined to delete it. */
+  adoptReactive?(flow: Flow, view: View): { key: string; deps: string[] } | undefined;
 }

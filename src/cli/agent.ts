@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { Agent } from "../controller/agent.js";
 import { loadAgentConfig } from "../controller/config.js";
-import { formatPipeline, PIPELINE } from "../controller/pipeline.js";
+import { formatPipeline, PIPELINE } from "../datapath/index.js";
 import { setLogLevel, logger } from "../util/log.js";
 
 const log = logger("cli-agent");

@@ -22,7 +22,7 @@ import type { Command } from "commander";
 import { Agent } from "../controller/agent.js";
 import { planFlowSet } from "./caps.js";
 import { parseAgentConfig } from "../controller/config.js";
-import { tableById } from "../controller/pipeline.js";
+import { tableById } from "../datapath/index.js";
 import { openEmbeddedStore } from "../nb/store/embedded.js";
 import type { NbStore } from "../nb/store/types.js";
 import type { Port } from "../nb/model/schemas.js";
@@ -104,11 +104,11 @@ export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void 
       vms[id] = await sb.addVm(id, { ifaceId: id, mac: port.macAddress });
     }
     const a = agent;
-    for (let i = 0; i < 200 && a.view()?.localPorts.size !== VMS.length; i++) {
+    for (let i = 0; i < 200 && a.localPortCount() !== VMS.length; i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const pass = await a.settle();
-    say(`   bound ${a.view()?.localPorts.size ?? 0} ports; ${pass?.flows ?? 0} flows in place`);
+    say(`   bound ${a.localPortCount()} ports; ${pass?.flows ?? 0} flows in place`);
 
     say("4. DHCP (busybox udhcpc in each VM, answered by the agent) and ping");
     const leases: Record<string, DhcpLease | undefined> = {};
@@ -162,7 +162,7 @@ export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void 
       VMS.forEach((id, i) => hardware.set(vms[id]!.ofport, `pf0vf${i}`));
       const tunnels = new Map<number, "geneve" | "vxlan">();
       for (const encap of ["geneve", "vxlan"] as const) {
-        const p = a.view()?.tunnelPorts[encap];
+        const p = a.view.tunnelPort(encap);
         if (p) tunnels.set(p, encap);
       }
       const flows = stats.map(flowFromStats);

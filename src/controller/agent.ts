@@ -1,113 +1,159 @@
 /**
- * The node agent: one per compute node, Dragonflow's local controller.
+ * The node agent: one per compute node, Dragonflow's local controller, on an
+ * incremental core.
  *
- * It follows two sources and drives one switch:
- *   - the local Open_vSwitch database (an OVSDB session with a replica):
- *     br-int's interfaces and their `external_ids:iface-id` — a VM plugged the
- *     Nova/os-vif/OVN way is bound to the NB port of that id, and the agent
- *     claims it for this chassis in the NB (port.chassis), which is how every
- *     other agent learns where to tunnel its traffic;
- *   - the NB, through a cache (src/nb/sync) that holds only what the local
- *     ports need and follows changes by pub/sub or the store's watch;
- *   - br-int over OpenFlow 1.3: the apps' flows, reconciled (never flushed),
- *     meters for the punts, packet-ins dispatched to the app whose flow sent
- *     them (by cookie), packet-outs.
+ *   NB cache ── typed change events ──┐           ┌── packet-ins ── apps ── reactive flows
+ *   OVSDB replica ── row changes ─────┼─► LocalModel ─► Engine ─► OwnerChange[] ─► reconciler ─► br-int
+ *   liveness keys ────────────────────┘   (model.ts)   (engine.ts)                (reconciler.ts)
+ *                                                                                       │ barrier
+ *                                              chassis-realised/<chassis> ◄── realised revision
  *
- * Every change from either source schedules one "pass": bindings → NB scope →
- * claim → view → every app's flows → reconcile. Passes are serialized and
- * coalesced (a burst of changes costs one pass), and a pass is a pure
- * function of (model, bindings), so a restarted agent computes exactly what
- * its predecessor installed and sends nothing.
+ * Inputs go into the local model as they arrive (NB objects through the model
+ * guard, which leaves out malformed ones; bindings from OVSDB row changes;
+ * liveness of other chassis). Each burst of changes schedules one *pass*:
+ * the engine rebuilds only the owners whose reads changed, the reconciler
+ * sends only the flow_mods and meter_mods those owners' changes need (one
+ * bundle, one barrier), and then the agent records the NB revision its switch
+ * now realises, claims newly bound ports for this chassis in the NB (batched
+ * transactions) and updates its metrics. Passes are serialised; a burst of
+ * NB events costs one pass.
+ *
+ * The agent reads what br-int holds at every new OpenFlow session and never
+ * flushes: a restarted agent computes the same desired state and sends
+ * nothing when nothing changed, and a restarted ovs-vswitchd gets everything
+ * back. Reactive flows that a packet-in handler installed survive an agent
+ * restart when their app confirms them (`adoptReactive`), and go when the
+ * switch reports them expired (flow_removed) or what they depend on changes.
  *
  * At start the agent creates br-int (fail_mode=secure, so OVS never falls
  * back to normal switching without us) and the flow-based tunnel ports if
- * missing, applies the configured offload settings, registers its chassis
- * (tunnel IP, encap types) and keeps a liveness key on a lease. Stopping the
- * agent — or killing it — leaves every flow in place: traffic keeps flowing.
+ * missing, applies the configured offload settings, checks that no other
+ * agent runs its chassis and registers it with a liveness key on a lease
+ * (chassis.ts), and starts the periodic recovery pass (src/nb/sync/
+ * recovery.ts, every `recoverySeconds`) that re-reads the NB and repairs what
+ * the cache missed — counted in a metric and logged. Stopping the agent —
+ * or killing it — leaves every flow in place: traffic keeps flowing. A stop
+ * is bounded (about two seconds) even when the NB or OVS is unreachable.
  */
-import { hostname } from "node:os";
-import type { App, AgentView, PacketInEvent } from "../apps/types.js";
-import { loadApps } from "../apps/index.js";
+import type { App, AppContext, PacketInEvent, ReadyPort } from "../apps/types.js";
+import { loadApps, networkNeeds } from "../apps/index.js";
+import { appOfCookie, categoryOfCookie } from "../datapath/index.js";
 import { NbApi } from "../nb/api.js";
+import type { RealisedValue } from "../nb/realised.js";
 import { openStore } from "../nb/store/open.js";
-import type { Lease, NbStore } from "../nb/store/types.js";
-import { NbCache } from "../nb/sync/cache.js";
-import { KIND } from "../nb/sync/refs.js";
-import type { Port } from "../nb/model/schemas.js";
+import type { NbStore, StoredObject } from "../nb/store/types.js";
+import { NbCache, type ChangeEvent } from "../nb/sync/cache.js";
+import { startRecovery, type Recovery } from "../nb/sync/recovery.js";
+import { AGENT_KIND, KIND } from "../nb/sync/refs.js";
 import { type ApplyResult, applyOffloadSettings } from "../offload/ovs-settings.js";
 import { OFPP } from "../openflow/actions.js";
 import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
-import type { Flow } from "../openflow/flow.js";
-import { OFP_NO_BUFFER, type PacketIn, type PacketIn2 } from "../openflow/message.js";
-import { parseFlow } from "../openflow/text.js";
+import { flowFromFlowMod, type Flow } from "../openflow/flow.js";
+import { OFP_NO_BUFFER, type OfMessage, type PacketIn, type PacketIn2 } from "../openflow/message.js";
 import { ensureBridge } from "../ovsdb/helpers.js";
 import { OvsdbSession } from "../ovsdb/session.js";
-import { VswitchView } from "../ovsdb/vswitch.js";
 import { ConnectionError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
+import { BindingTracker } from "./bindings.js";
+import { ChassisRegistration } from "./chassis.js";
 import { type AgentConfig, openflowTarget } from "./config.js";
-import { appCookieBase, appOfCookie, cookieFor } from "./cookies.js";
+import { Engine, type OwnerChange } from "./engine.js";
 import { AgentMetrics } from "./metrics.js";
-import { PIPELINE, missFlows, tableById } from "./pipeline.js";
-import { FlowReconciler, type ReconcileResult } from "./reconciler.js";
-import { TUNNEL_PORT_NAMES, ensurePatchPorts, ensureTunnelPort, patchPortNames } from "./tunnel-ports.js";
-import { type Binding, buildView } from "./view.js";
-import { MeterSet } from "./meters.js";
 import { ModelGuard } from "./model-guard.js";
+import { LocalModel, type ModelKind } from "./model.js";
+import { OpenFlowReconciler, type SyncResult } from "./reconciler.js";
+import { ensurePatchPorts, ensureTunnelPort } from "./tunnel-ports.js";
 
 const log = logger("agent");
 
 /** NB kind of the liveness key an agent keeps on a lease (not a model object). */
-export const LIVENESS_KIND = "chassis-liveness";
+export const LIVENESS_KIND = AGENT_KIND.liveness;
+
+/** NB store kind → model kind, for the kinds the model holds. */
+const MODEL_KINDS = new Map<string, ModelKind>([
+  [KIND.port, "port"],
+  [KIND.network, "network"],
+  [KIND.subnet, "subnet"],
+  [KIND.router, "router"],
+  [KIND.chassis, "chassis"],
+]);
+
+/** Ports claimed per NB transaction (each is one guarded put). */
+const CLAIM_BATCH = 100;
+/** Bound on one stop step when a peer is unreachable. */
+const STOP_STEP_MS = 600;
 
 export interface AgentDeps {
   /** An already open NB store (in-process use: demo, tests); otherwise `config.nb` is opened. */
   store?: NbStore;
   /** Extra tunnel port options (e.g. for userspace tunnelling in a sandbox). */
   tunnelOptions?: Record<string, string>;
+  /** Extra apps (tests of the engine's machinery); loaded after the configured ones. */
+  extraApps?: App[];
 }
 
-export interface PassResult extends ReconcileResult {
+export interface PassResult extends SyncResult {
   localPorts: number;
+  /** Flows the agent wants installed (all owners). */
   flows: number;
+  /** Owners rebuilt whose output changed. */
+  ownersChanged: number;
+  /** The NB revision the switch realises after this pass. */
+  realised: number;
+}
+
+function race<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
 }
 
 export class Agent {
   readonly metrics = new AgentMetrics();
-  readonly reconciler = new FlowReconciler();
+  readonly reconciler = new OpenFlowReconciler();
   readonly guard = new ModelGuard();
   readonly apps: App[];
+  readonly model: LocalModel;
+  readonly engine: Engine;
+  private readonly tracker: BindingTracker;
   private store!: NbStore;
   private ownStore = false;
   private api!: NbApi;
   private ovsdb!: OvsdbSession;
   private cache!: NbCache;
   private of!: OfClient;
-  private lease: Lease | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private bound = new Set<string>();
-  private viewNow: AgentView | undefined;
-  private parsed = new Map<string, Flow>();
-  private meters = new MeterSet();
+  private registration: ChassisRegistration | undefined;
+  private recovery: Recovery | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private pending: Promise<PassResult | undefined> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private dirtySince: number | undefined;
+  private needFull = true;
   private stopped = false;
-  private claims = new Set<string>();
+  private claiming = new Set<string>();
+  private localPortsSync: Promise<void> = Promise.resolve();
+  private realisedWritten = 0;
+  private realisedWrite: Promise<void> = Promise.resolve();
+  private readonly appLogs = new Map<string, ReturnType<typeof logger>>();
   /** Packet-ins handled, by app (also in metrics). */
   readonly packetIns = new Map<string, number>();
   metricsPort: number | undefined;
   /** What applying the configured OVS offload settings did (undefined: none configured). */
   offloadResult: ApplyResult | undefined;
   lastPass: PassResult | undefined;
+  /** The NB revision br-int realises (0 before the first complete pass). */
+  realised = 0;
+  /** Recovery passes run and what they repaired. */
+  readonly recoveryStats = { runs: 0, repairs: 0 };
 
   private constructor(
     readonly config: AgentConfig,
     private readonly deps: AgentDeps,
   ) {
-    this.apps = loadApps(config.apps, { dhcp: config.dhcp });
+    this.apps = [...loadApps(config.apps, { dhcp: config.dhcp }), ...(deps.extraApps ?? [])];
+    this.model = new LocalModel(config.chassis, config.tunnelIp);
+    this.engine = new Engine(this.model, this.apps);
+    this.tracker = new BindingTracker(config.bridge, Object.keys(config.bridgeMappings));
   }
 
   static async start(config: AgentConfig, deps: AgentDeps = {}): Promise<Agent> {
@@ -131,7 +177,7 @@ export class Agent {
       remote: c.ovsdb,
       tables: {
         Open_vSwitch: ["bridges", "other_config", "external_ids"],
-        Bridge: ["name", "ports", "datapath_type"],
+        Bridge: ["name", "ports", "datapath_type", "external_ids"],
         Port: ["name", "interfaces"],
         Interface: ["name", "type", "ofport", "external_ids", "options"],
       },
@@ -159,16 +205,34 @@ export class Agent {
       if (r.restartNeeded) log.warn({ changed: r.changed }, r.message);
       else if (r.changed.length) log.info({ changed: r.changed }, r.message);
     }
-    await this.registerChassis();
+    this.registration = new ChassisRegistration(this.store, this.api, {
+      chassis: c.chassis,
+      tunnelIp: c.tunnelIp,
+      encap: c.encap,
+      bridgeMappings: c.bridgeMappings,
+      heartbeatSeconds: c.heartbeatSeconds,
+    });
+    await this.registration.start();
 
+    this.applyBindings(this.tracker.reset(this.ovsdb.replica));
     this.cache = await NbCache.start({
       store: this.store,
       distribution: c.pubsub ? { mode: "pubsub", endpoint: c.pubsub } : { mode: "watch" },
-      localPorts: [],
+      localPorts: [...this.tracker.boundPorts().keys()],
     });
-    this.cache.on(() => this.schedule());
-    this.ovsdb.on("batch", () => this.schedule());
-    this.ovsdb.on("connected", () => this.schedule());
+    for (const kind of [...MODEL_KINDS.keys(), AGENT_KIND.liveness]) {
+      for (const o of this.cache.list(kind)) this.onNb({ action: "added", kind, key: o.key, object: o });
+    }
+    this.cache.on((ev) => this.onNb(ev));
+    this.cache.onProgress(() => this.schedule(1));
+    this.ovsdb.on("batch", (changes) => {
+      this.applyBindings(this.tracker.apply(changes));
+      this.schedule();
+    });
+    this.ovsdb.on("connected", () => {
+      this.applyBindings(this.tracker.reset(this.ovsdb.replica));
+      this.schedule();
+    });
 
     this.of = new OfClient(openflowTarget(c), {
       label: `${c.chassis}/${c.bridge}`,
@@ -178,54 +242,75 @@ export class Agent {
     this.of.on("disconnected", () => this.reconciler.invalidate());
     await this.of.start();
     this.metricsPort = await this.metrics.listen(c.metrics);
+    this.warnMissingApps();
+    if (c.recoverySeconds > 0) {
+      this.recovery = startRecovery(this.cache, c.recoverySeconds * 1000, (r) => {
+        this.recoveryStats.runs++;
+        this.recoveryStats.repairs += r.repaired.length;
+        this.metrics.recoveryRepairs.inc(r.repaired.length);
+      });
+    }
     await this.settle();
     log.info(
-      { chassis: c.chassis, tunnelIp: c.tunnelIp, apps: c.apps, localPorts: this.bound.size },
+      { chassis: c.chassis, tunnelIp: c.tunnelIp, apps: c.apps, localPorts: this.model.localPorts().length },
       "agent ready",
     );
   }
 
-  // ── chassis registration and liveness ────────────────────────────────────
+  // ── inputs ───────────────────────────────────────────────────────────────
 
-  private async registerChassis(): Promise<void> {
-    const c = this.config;
-    const value = {
-      name: c.chassis,
-      hostname: hostname(),
-      tunnelIps: [c.tunnelIp],
-      encapTypes: c.encap === "geneve" ? ["geneve", "vxlan"] : ["vxlan", "geneve"],
-      bridgeMappings: c.bridgeMappings,
-    };
-    const existing = await this.api.find("chassis", c.chassis);
-    if (!existing) await this.api.create("chassis", value);
-    else {
-      const v = existing.value;
-      const mine = [value.tunnelIps, value.encapTypes, value.bridgeMappings];
-      if (JSON.stringify([v.tunnelIps, v.encapTypes, v.bridgeMappings]) !== JSON.stringify(mine)) {
-        await this.api.update("chassis", c.chassis, {
-          tunnelIps: value.tunnelIps,
-          encapTypes: value.encapTypes,
-          bridgeMappings: value.bridgeMappings,
-        });
+  private onNb(ev: ChangeEvent): void {
+    if (ev.kind === AGENT_KIND.liveness) {
+      this.model.setAlive(ev.key, ev.action !== "removed");
+      this.schedule();
+      return;
+    }
+    const kind = MODEL_KINDS.get(ev.kind);
+    if (!kind) return;
+    const o: StoredObject | undefined = ev.action === "removed" ? undefined : ev.object;
+    if (!o) this.guard.forget(ev.kind, ev.key);
+    const value = o ? this.guard.admit(ev.kind, ev.key, o) : undefined;
+    this.model.setObject(kind, ev.key, value);
+    this.metrics.refusedObjects.set(this.guard.refused.size);
+    this.schedule();
+  }
+
+  private applyBindings(d: ReturnType<BindingTracker["apply"]>): void {
+    for (const [id, b] of d.bindings) this.model.setBinding(id, b);
+    if (d.tunnelsChanged) this.model.setTunnelPorts(this.tracker.tunnelPorts());
+    if (d.providersChanged) this.model.setProviderPorts(this.tracker.providerPorts());
+    if (d.bindings.size && this.cache) {
+      const ids = [...this.tracker.boundPorts().keys()];
+      this.localPortsSync = this.localPortsSync
+        .then(() => this.cache.setLocalPorts(ids))
+        .catch((err: unknown) =>
+          log.warn({ err: errorMessage(err) }, "NB cache could not follow the local ports"),
+        );
+    }
+  }
+
+  private warnMissingApps(): void {
+    const enabled = new Set<string>(this.apps.map((a) => a.name));
+    const seen = new Set<string>();
+    for (const lp of this.model.localPorts()) {
+      const n = this.cache.get(KIND.network, lp.networkId)?.value as { networkType?: string } | undefined;
+      const type = n?.networkType ?? "geneve";
+      if (seen.has(type)) continue;
+      seen.add(type);
+      const missing = networkNeeds(type).filter((a) => !enabled.has(a));
+      if (missing.length) {
+        log.warn(
+          { networkType: type, missing },
+          `apps: ${missing.join(", ")} not enabled; ${type} networks get no working datapath`,
+        );
       }
     }
-    this.lease = await this.store.grantLease(c.heartbeatSeconds * 3);
-    const beat = async (): Promise<void> => {
-      await this.store.txn([
-        {
-          op: "put",
-          kind: LIVENESS_KIND,
-          key: c.chassis,
-          value: { at: Date.now(), pid: process.pid },
-          lease: this.lease!.id,
-        },
-      ]);
-    };
-    await beat();
-    this.heartbeat = setInterval(() => {
-      beat().catch((err: unknown) => log.warn({ err: errorMessage(err) }, "chassis heartbeat failed"));
-    }, c.heartbeatSeconds * 1000);
-    this.heartbeat.unref();
+    const allTypes = ["geneve", "vxlan", "vlan", "flat"].filter((t) => !seen.has(t));
+    for (const t of allTypes) {
+      const missing = networkNeeds(t).filter((a) => !enabled.has(a));
+      if (missing.length)
+        log.warn({ networkType: t, missing }, `apps: ${t} networks would need ${missing.join(", ")}`);
+    }
   }
 
   // ── OpenFlow session ─────────────────────────────────────────────────────
@@ -233,9 +318,31 @@ export class Agent {
   private async onConnect(conn: OfConnection): Promise<void> {
     // The management socket is a service connection: packet-ins need a nonzero miss_send_len.
     await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
-    await this.reconciler.readInstalled(conn);
-    await this.meters.readInstalled(conn);
+    const installed = await this.reconciler.readInstalled(conn);
+    this.adoptReactive(installed);
     conn.on("packet_in", (m) => void this.onPacketIn(m));
+    conn.on("flow_removed", (m) => this.onFlowRemoved(m));
+  }
+
+  private adoptReactive(installed: Flow[]): void {
+    let adopted = 0;
+    for (const f of installed) {
+      if (categoryOfCookie(f.cookie) !== "reactive") continue;
+      const name = appOfCookie(f.cookie);
+      const app = this.apps.find((a) => a.name === name);
+      const got = app?.adoptReactive?.(f, this.model);
+      if (!app || !got) continue;
+      const owner = this.engine.adoptReactive(app.name, got.key, f, got.deps);
+      this.reconciler.update([{ owner, before: undefined, after: this.engine.output(owner) }]);
+      adopted++;
+    }
+    if (adopted) log.info({ adopted }, "kept reactive flows installed before the restart");
+  }
+
+  private appLog(name: string): ReturnType<typeof logger> {
+    let l = this.appLogs.get(name);
+    if (!l) this.appLogs.set(name, (l = logger(`app-${name}`)));
+    return l;
   }
 
   private async onPacketIn(m: PacketIn | PacketIn2): Promise<void> {
@@ -245,18 +352,55 @@ export class Agent {
     const inPort = Number(match.find((f) => f.field === "in_port")?.value ?? 0);
     const name = appOfCookie(cookie);
     const app = this.apps.find((a) => a.name === name);
-    if (!app?.packetIn || !this.viewNow) return;
+    if (!app?.packetIn) return;
     this.packetIns.set(app.name, (this.packetIns.get(app.name) ?? 0) + 1);
     this.metrics.packetIns.inc({ app: app.name });
     const ev: PacketInEvent = { inPort, tableId: m.tableId ?? 0, cookie, data };
+    const ctx: AppContext = {
+      view: this.model,
+      packetOut: (port, frame) => this.packetOut(port, frame),
+      installReactive: async (r) => {
+        const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
+        this.reconciler.update([change]);
+        await this.runPass();
+      },
+      log: this.appLog(app.name),
+    };
     try {
-      await app.packetIn(ev, {
-        view: () => this.viewNow!,
-        packetOut: (port, frame) => this.packetOut(port, frame),
-        log: logger(`app-${app.name}`),
-      });
+      await app.packetIn(ev, ctx);
     } catch (err) {
       log.warn({ app: app.name, err: errorMessage(err) }, "packet-in handler failed");
+    }
+  }
+
+  private onFlowRemoved(m: Extract<OfMessage, { type: "flow_removed" }>): void {
+    const name = appOfCookie(m.cookie);
+    if (!name || categoryOfCookie(m.cookie) !== "reactive") return;
+    const f = flowFromFlowMod({
+      type: "flow_mod",
+      xid: 0,
+      cookie: m.cookie,
+      cookieMask: 0n,
+      tableId: m.tableId,
+      command: "delete",
+      idleTimeout: 0,
+      hardTimeout: 0,
+      priority: m.priority,
+      bufferId: OFP_NO_BUFFER,
+      outPort: OFPP.ANY,
+      outGroup: 0xffffffff,
+      flags: 0,
+      match: m.match,
+      instructions: [],
+    });
+    this.reconciler.forgetInstalled(f);
+    for (const owner of [...this.engine.ownerKeys()]) {
+      if (!owner.startsWith(`${name}/reactive/`)) continue;
+      const out = this.engine.output(owner);
+      if (!out?.flows.some((d) => d.flow.cookie === m.cookie && d.flow.table === m.tableId)) continue;
+      const ch = this.engine.dropReactive(owner);
+      if (ch) this.reconciler.update([ch]);
+      this.schedule();
     }
   }
 
@@ -274,7 +418,7 @@ export class Agent {
 
   // ── passes ───────────────────────────────────────────────────────────────
 
-  private schedule(delayMs = 10): void {
+  private schedule(delayMs = 2): void {
     if (this.stopped) return;
     this.dirtySince ??= performance.now();
     if (this.timer) return;
@@ -289,14 +433,22 @@ export class Agent {
 
   /** Run passes until nothing is pending; resolves with the last pass. */
   async settle(): Promise<PassResult | undefined> {
+    await this.localPortsSync;
+    await this.cache?.settled();
     let last = await this.runPass();
-    while (this.timer || this.dirtySince !== undefined) {
+    for (let i = 0; i < 100; i++) {
+      await this.localPortsSync;
+      await this.cache?.settled();
+      const busy = this.timer !== undefined || this.dirtySince !== undefined || this.reconciler.pending();
+      if (!busy) break;
       if (this.timer) {
         clearTimeout(this.timer);
         this.timer = undefined;
       }
       last = await this.runPass();
+      if (!this.of.connection) break;
     }
+    await this.realisedWrite;
     return last;
   }
 
@@ -311,144 +463,133 @@ export class Agent {
     return p;
   }
 
-  private bindings(): Binding[] {
-    const v = new VswitchView(this.ovsdb.replica);
-    const out: Binding[] = [];
-    for (const p of v.ports(this.config.bridge)) {
-      for (const u of p.interfaces) {
-        const row = this.ovsdb.replica.get("Interface", u);
-        if (!row) continue;
-        const ids = (row.external_ids ?? {}) as Record<string, string>;
-        const ifaceId = ids["iface-id"];
-        const ofport = typeof row.ofport === "number" ? row.ofport : -1;
-        if (ifaceId && ofport > 0) out.push({ portId: ifaceId, ofport, iface: String(row.name) });
-      }
-    }
-    return out;
-  }
-
-  private tunnelPorts(): Partial<Record<"geneve" | "vxlan", number>> {
-    const v = new VswitchView(this.ovsdb.replica);
-    const out: Partial<Record<"geneve" | "vxlan", number>> = {};
-    for (const encap of ["geneve", "vxlan"] as const) {
-      const ofport = v.interface(TUNNEL_PORT_NAMES[encap])?.ofport;
-      if (ofport && ofport > 0) out[encap] = ofport;
-    }
-    return out;
-  }
-
-  private providerPorts(): Map<string, number> {
-    const v = new VswitchView(this.ovsdb.replica);
-    const out = new Map<string, number>();
-    for (const physnet of Object.keys(this.config.bridgeMappings)) {
-      const ofport = v.interface(patchPortNames(physnet).int)?.ofport;
-      if (ofport && ofport > 0) out.set(physnet, ofport);
-    }
-    return out;
-  }
-
-  private async claim(ports: Map<string, Port>): Promise<void> {
-    for (const [id, port] of ports) {
-      if (port.chassis === this.config.chassis || this.claims.has(id)) continue;
-      this.claims.add(id);
-      try {
-        await this.api.update("lport", id, { chassis: this.config.chassis });
-        log.info({ port: id, from: port.chassis ?? null }, "claimed port for this chassis");
-      } catch (err) {
-        log.warn({ port: id, err: errorMessage(err) }, "could not claim port; retrying");
-        this.schedule(1000);
-      } finally {
-        this.claims.delete(id);
-      }
-    }
-  }
-
-  private flowOf(app: string, key: string, text: string): Flow {
-    const id = `${app}\0${key}\0${text}`;
-    let f = this.parsed.get(id);
-    if (!f) {
-      f = { ...parseFlow(text), cookie: app === "pipeline" ? appCookieBase(app) : cookieFor(app, key) };
-      this.parsed.set(id, f);
-    }
-    return f;
-  }
-
   private async pass(): Promise<PassResult | undefined> {
     if (this.stopped) return undefined;
     const since = this.dirtySince;
     this.dirtySince = undefined;
     const started = performance.now();
-    if (!this.ovsdb.connected) return undefined;
-    const bindings = this.bindings();
-    const ids = new Set(bindings.map((b) => b.portId));
-    if (ids.size !== this.bound.size || [...ids].some((id) => !this.bound.has(id))) {
-      this.bound = ids;
-      await this.cache.setLocalPorts(ids);
-    }
-    const mine = new Map<string, Port>();
-    for (const b of bindings) {
-      const o = this.cache.get(KIND.port, b.portId);
-      const p = o && (this.guard.admit(KIND.port, o.key, o.value) as Port | undefined);
-      if (p) mine.set(b.portId, p);
-    }
-    await this.claim(mine);
-
-    const view = buildView({
-      chassis: this.config.chassis,
-      tunnelIp: this.config.tunnelIp,
-      tunnelPorts: this.tunnelPorts(),
-      providerPorts: this.providerPorts(),
-      bindings,
-      model: {
-        list: (kind: string) =>
-          this.cache
-            .list(kind)
-            .map((o) => ({ key: o.key, value: this.guard.admit(kind, o.key, o.value) }))
-            .filter((o) => o.value !== undefined),
-      },
-    });
-    this.viewNow = view;
-    // missFlows() follows PIPELINE's order: one miss flow per table.
-    const desired: Flow[] = missFlows().map((text, i) =>
-      this.flowOf("pipeline", String(PIPELINE[i]!.id), text),
-    );
-    const wantMeters = new Map<number, number>();
-    for (const app of this.apps) {
-      for (const spec of app.flows?.(view) ?? []) {
-        try {
-          desired.push(this.flowOf(app.name, spec.key, spec.flow));
-        } catch (err) {
-          log.error({ app: app.name, flow: spec.flow, err: errorMessage(err) }, "app produced a bad flow");
-        }
-      }
-      for (const [id, rate] of app.meters?.(view) ?? []) wantMeters.set(id, rate);
-    }
+    const revision = this.cache.revision();
+    let changes: OwnerChange[];
+    if (this.needFull) {
+      changes = this.engine.recomputeAll();
+      this.needFull = false;
+    } else changes = this.engine.recomputeChanged();
+    this.reconciler.update(changes);
     const conn = this.of.connection;
     if (!conn) {
-      this.dirtySince ??= since;
+      this.dirtySince ??= since ?? performance.now();
       return undefined;
     }
-    await this.meters.apply(conn, wantMeters);
-    const r = await this.reconciler.apply(conn, desired);
-    if (this.parsed.size > 4 * desired.length + 1000) this.parsed.clear();
+    const r = await this.reconciler.sync(conn);
+    if (!this.reconciler.pending()) this.noteRealised(revision);
+    this.armRetry();
+    void this.claim();
 
     this.metrics.flowMods.inc({ command: "add" }, r.added);
     this.metrics.flowMods.inc({ command: "modify" }, r.modified);
     this.metrics.flowMods.inc({ command: "delete" }, r.deleted);
+    this.metrics.ownerFailures.inc(r.failed.length);
+    this.metrics.failedOwners.set(this.reconciler.failed.size);
     this.metrics.reconcileDuration.observe((performance.now() - started) / 1000);
     if (since !== undefined) this.metrics.nbSyncLag.observe((performance.now() - since) / 1000);
-    this.metrics.localPorts.set(view.localPorts.size);
-    this.metrics.flows.reset();
-    for (const f of this.reconciler.installedFlows()) {
-      this.metrics.flows.inc({ table: tableById(f.table)?.name ?? String(f.table) });
+    const localPorts = this.model.localPorts().length;
+    this.metrics.localPorts.set(localPorts);
+    this.metrics.owners.set(this.engine.ownerCount);
+    this.metrics.realisedRevision.set(this.realised);
+    if (r.added + r.modified + r.deleted > 0) this.metrics.refreshFlows(this.reconciler.installedFlows());
+    this.lastPass = {
+      ...r,
+      localPorts,
+      flows: this.reconciler.flows.size,
+      ownersChanged: changes.length,
+      realised: this.realised,
+    };
+    if (r.added + r.modified + r.deleted + r.meters > 0) {
+      log.info(
+        {
+          added: r.added,
+          modified: r.modified,
+          deleted: r.deleted,
+          meters: r.meters,
+          owners: changes.length,
+        },
+        "reconciled",
+      );
     }
-    this.lastPass = { ...r, localPorts: view.localPorts.size, flows: desired.length };
     return this.lastPass;
   }
 
-  /** The apps' current view (for the demo and tests). */
-  view(): AgentView | undefined {
-    return this.viewNow;
+  private armRetry(): void {
+    const at = this.reconciler.nextRetryAt();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (at === undefined || !Number.isFinite(at)) return;
+    this.retryTimer = setTimeout(() => this.schedule(), Math.max(0, at - Date.now()) + 5);
+    this.retryTimer.unref();
+  }
+
+  // ── NB writes: realised revision, claims ─────────────────────────────────
+
+  private noteRealised(revision: number): void {
+    if (revision <= this.realised) return;
+    this.realised = revision;
+    this.realisedWrite = this.realisedWrite.then(async () => {
+      const rev = this.realised;
+      if (rev <= this.realisedWritten || this.stopped) return;
+      const value: RealisedValue = { revision: rev, at: Date.now() };
+      try {
+        await this.store.txn([{ op: "put", kind: AGENT_KIND.realised, key: this.config.chassis, value }]);
+        this.realisedWritten = rev;
+      } catch (err) {
+        log.warn({ err: errorMessage(err), revision: rev }, "could not record the realised revision");
+      }
+    });
+  }
+
+  /** Claim bound ports whose NB chassis is not this one, in batched guarded transactions. */
+  private async claim(): Promise<void> {
+    const mine = this.config.chassis;
+    const todo: { key: string; port: StoredObject }[] = [];
+    for (const [id] of this.tracker.boundPorts()) {
+      if (this.claiming.has(id)) continue;
+      const o = this.cache.get(KIND.port, id);
+      const p = o && this.guard.admit(KIND.port, id, o);
+      if (!o || !p || (p as ReadyPort).chassis === mine) continue;
+      todo.push({ key: id, port: o });
+    }
+    for (let i = 0; i < todo.length; i += CLAIM_BATCH) {
+      const batch = todo.slice(i, i + CLAIM_BATCH);
+      for (const t of batch) this.claiming.add(t.key);
+      try {
+        await this.store.txn(
+          batch.map((t) => ({
+            op: "put" as const,
+            kind: KIND.port,
+            key: t.key,
+            value: { ...(t.port.value as object), chassis: mine },
+            expectVersion: t.port.version,
+          })),
+        );
+        log.info({ ports: batch.length }, "claimed ports for this chassis");
+      } catch (err) {
+        // a racing writer moved one of them: the next pass sees its new version and tries again
+        log.info({ ports: batch.length, err: errorMessage(err) }, "could not claim ports; retrying");
+        this.schedule(200);
+      } finally {
+        for (const t of batch) this.claiming.delete(t.key);
+      }
+    }
+  }
+
+  // ── reading ──────────────────────────────────────────────────────────────
+
+  /** The apps' view (for the demo and tests). */
+  get view(): LocalModel {
+    return this.model;
+  }
+
+  localPortCount(): number {
+    return this.model.localPorts().length;
   }
 
   /** The ZeroMQ topics the NB cache follows (empty when it follows the store's watch). */
@@ -456,21 +597,35 @@ export class Agent {
     return this.cache?.topics() ?? [];
   }
 
+  get nbCache(): NbCache {
+    return this.cache;
+  }
+
   get nbApi(): NbApi {
     return this.api;
   }
 
+  get chassisRegistration(): ChassisRegistration | undefined {
+    return this.registration;
+  }
+
   /** Stop following changes. Flows stay installed: traffic keeps flowing without the agent. */
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    await this.chain.catch(() => undefined);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.recovery?.stop();
+    await race(
+      this.chain.catch(() => undefined),
+      STOP_STEP_MS,
+    );
     this.of?.stop();
-    await this.cache?.close().catch(() => undefined);
     this.ovsdb?.stop();
-    await this.lease?.revoke().catch(() => undefined);
+    await race(this.cache?.close().catch(() => undefined) ?? Promise.resolve(), STOP_STEP_MS);
+    await this.registration?.stop(STOP_STEP_MS);
     await this.metrics.close();
-    if (this.ownStore) await this.store?.close().catch(() => undefined);
+    if (this.ownStore)
+      await race(this.store?.close().catch(() => undefined) ?? Promise.resolve(), STOP_STEP_MS);
   }
 }

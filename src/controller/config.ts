@@ -24,7 +24,7 @@ import { isIPv4 } from "node:net";
 import { dirname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { DEFAULT_APPS, APP_FACTORIES } from "../apps/index.js";
+import { DEFAULT_APPS, isAppName } from "../apps/index.js";
 import { DEFAULT_NB_URL } from "../nb/store/open.js";
 import { UsageError } from "../util/errors.js";
 
@@ -45,9 +45,7 @@ export const agentConfigSchema = z.strictObject({
   pubsub: z.string().optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   metrics: z.string().default("127.0.0.1:9464"),
-  apps: z
-    .array(z.string().refine((a) => a in APP_FACTORIES, "is not a known app"))
-    .default([...DEFAULT_APPS]),
+  apps: z.array(z.string().refine((a) => isAppName(a), "is not a known app")).default([...DEFAULT_APPS]),
   dhcp: z
     .strictObject({
       ratePps: z.number().int().positive().default(100),
@@ -65,6 +63,8 @@ export const agentConfigSchema = z.strictObject({
     .default({}),
   /** Seconds between chassis heartbeats (the liveness lease lasts 3 of them). */
   heartbeatSeconds: z.number().int().positive().default(5),
+  /** Seconds between recovery passes (a full NB re-read that repairs the cache); 0 = off. */
+  recoverySeconds: z.number().int().nonnegative().default(300),
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;

@@ -8,9 +8,17 @@
  *   flowdrake_reconcile_duration_seconds     one desired→installed pass
  *   flowdrake_nb_sync_lag_seconds            NB change seen → its flows installed
  *   flowdrake_local_ports                    ports bound on this chassis
+ *   flowdrake_owners                         owners (app × object) the engine holds
+ *   flowdrake_owner_failures_total           owners whose state the switch rejected
+ *   flowdrake_failed_owners                  owners waiting for a retry now
+ *   flowdrake_nb_refused_objects             NB objects left out as malformed
+ *   flowdrake_realised_revision              the NB revision br-int realises
+ *   flowdrake_recovery_repairs_total         cache entries the recovery pass repaired
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { tableById } from "../datapath/index.js";
+import type { Flow } from "../openflow/flow.js";
 import { logger } from "../util/log.js";
 
 const log = logger("metrics");
@@ -52,7 +60,48 @@ export class AgentMetrics {
     help: "NB ports bound to this chassis",
     registers: [this.registry],
   });
+  readonly owners = new Gauge({
+    name: "flowdrake_owners",
+    help: "owners (app x object) the incremental engine holds",
+    registers: [this.registry],
+  });
+  readonly ownerFailures = new Counter({
+    name: "flowdrake_owner_failures_total",
+    help: "owners whose flows or meters the switch rejected",
+    registers: [this.registry],
+  });
+  readonly failedOwners = new Gauge({
+    name: "flowdrake_failed_owners",
+    help: "owners held back after a rejection, waiting for a retry",
+    registers: [this.registry],
+  });
+  readonly refusedObjects = new Gauge({
+    name: "flowdrake_nb_refused_objects",
+    help: "NB objects the agent leaves out because they are malformed",
+    registers: [this.registry],
+  });
+  readonly realisedRevision = new Gauge({
+    name: "flowdrake_realised_revision",
+    help: "the NB revision the switch realises",
+    registers: [this.registry],
+  });
+  readonly recoveryRepairs = new Counter({
+    name: "flowdrake_recovery_repairs_total",
+    help: "NB cache entries the periodic recovery pass repaired",
+    registers: [this.registry],
+  });
   private server: Server | undefined;
+
+  /** Recount flowdrake's flows per pipeline table. */
+  refreshFlows(installed: readonly Flow[]): void {
+    const counts = new Map<string, number>();
+    for (const f of installed) {
+      const t = tableById(f.table)?.name ?? String(f.table);
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    this.flows.reset();
+    for (const [table, n] of counts) this.flows.set({ table }, n);
+  }
 
   /** Serve /metrics on host:port ("" = off). Resolves with the bound port. */
   async listen(address: string): Promise<number | undefined> {

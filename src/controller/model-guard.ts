@@ -7,8 +7,12 @@
  * one log line naming the object, field and reason — what does not pass, so
  * one bad object costs its own flows and nothing else.
  *
- * Results are remembered per object value (the cache replaces values on
- * change), so a pass re-checks only what changed.
+ * An object whose stored bytes are not even JSON (`StoredObject.malformed`)
+ * is refused the same way, with the store's reason.
+ *
+ * Results are remembered per stored object (the cache replaces objects on
+ * change), so only what changed is checked again; fixing the object in the
+ * store brings it back.
  */
 import { KINDS, parseObject, type ObjectKind } from "../nb/model/index.js";
 import { errorMessage } from "../util/errors.js";
@@ -39,25 +43,32 @@ export class ModelGuard {
   /** Objects refused so far (kind/key → reason), for tests and status. */
   readonly refused = new Map<string, string>();
 
+  /** The object is gone from the store: it is no longer refused. */
+  forget(storeKind: string, key: string): void {
+    this.refused.delete(`${storeKind}/${key}`);
+  }
+
   /**
    * The object as the model defines it (defaults filled in) when it is
    * well-formed, else undefined (logged once per distinct problem).
    */
-  admit(storeKind: string, key: string, value: unknown): unknown {
+  admit(storeKind: string, key: string, stored: { value: unknown; malformed?: string }): unknown {
     const kind = KIND_BY_STORE.get(storeKind);
-    if (!kind) return value;
-    if (typeof value === "object" && value !== null && this.seen.has(value))
-      return this.seen.get(value)?.value;
+    if (!kind) return stored.value;
+    if (this.seen.has(stored)) return this.seen.get(stored)?.value;
     let reason: string | undefined;
     let parsed: unknown;
-    try {
-      parsed = parseObject(kind, value, key);
-      reason = filled(kind, parsed as Obj);
-    } catch (err) {
-      reason = errorMessage(err);
+    if (stored.malformed !== undefined) reason = `stored value is malformed: ${stored.malformed}`;
+    else {
+      try {
+        parsed = parseObject(kind, stored.value, key);
+        reason = filled(kind, parsed as Obj);
+      } catch (err) {
+        reason = errorMessage(err);
+      }
     }
     const result = reason === undefined ? { value: parsed } : undefined;
-    if (typeof value === "object" && value !== null) this.seen.set(value, result);
+    this.seen.set(stored, result);
     const id = `${storeKind}/${key}`;
     if (result) this.refused.delete(id);
     else if (this.refused.get(id) !== reason) {

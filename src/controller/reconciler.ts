@@ -1,136 +1,470 @@
 /**
- * Desired versus installed flows, and the fewest flow_mods between them.
+ * Desired vs installed, per owner and per output (OVN's ofctrl, in spirit).
  *
- * The agent hands the reconciler the complete desired flow set after every
- * change (apps are pure functions of the model, see src/apps). The reconciler
- * keeps what it believes OVS holds, keyed by OVS's own identity of a flow
- * (table, priority, normalized match — `flowKey`), and sends:
- *   add            for a key OVS does not hold, or holds with other actions,
- *                  cookie or timeouts (an add over an identical match
- *                  replaces the flow atomically: no window without it);
- *   delete_strict  for a key OVS holds and nobody wants.
- * All of one pass go in one ONF bundle followed by a barrier, so a packet
- * sees either the old or the new flow set, never half of each.
+ *   engine OwnerChange[] ──► desired index (owner → items, key → owners)
+ *                                   │ affected keys
+ *                                   ▼
+ *          installed state ◄─── sync(conn): only dirty keys are compared
+ *          (read from the switch at every new session, never flushed)
  *
- * "What OVS holds" is read from OVS (a flow-stats dump) when a session starts
- * — at agent start, and after ovs-vswitchd restarted or the session dropped —
- * never assumed. That is what makes an agent restart hitless: the new agent
- * reads the flows the old one left, computes the same desired set with the
- * same cookies, and sends nothing (or only what changed meanwhile). Nothing is
- * flushed. Flows reactive apps install with idle timeouts are not part of the
- * desired set; the reconciler leaves flows with a nonzero idle timeout alone
- * unless they carry a cookie it has been asked to own.
+ * An output is one kind of state the switch holds: OpenFlow flows (keyed by
+ * OVS's own identity: table, priority, normalised match) and OpenFlow meters
+ * (keyed by id) today; tc-flower filters are the next one. Each output keeps
+ * a `DesiredIndex` — items by owner and by key, where two owners wanting the
+ * same key resolve to the lowest owner key, so the winner does not depend on
+ * the order changes arrived in — and its installed state.
+ *
+ * A sync compares only the keys the changes touched, and sends:
+ *   1. meter adds and modifies (a flow may only name a meter that exists);
+ *   2. one ONF bundle with the flow deletes, adds and modifies
+ *      (modify_strict when only actions or cookie differ, so counters stay),
+ *      committed after a barrier showed every message was accepted;
+ *   3. meter deletes (after the flows that used them are gone).
+ * The installed state is updated from what the switch accepted, so a
+ * restarted agent — which reads what the switch holds at session start —
+ * sends nothing when nothing changed, and nothing is ever flushed. Flows
+ * whose cookie does not carry flowdrake's mark are never read or touched.
+ *
+ * A message the switch rejects fails only its owner: the bundle is
+ * discarded, the owner is marked failed (reason kept, counted in metrics),
+ * its keys are left as installed, the rest is sent again without it, and the
+ * owner is retried with exponential backoff (1 s doubling to 60 s) — or at
+ * once when its output changes. If a bundle commit itself fails, the same
+ * messages go again as plain flow_mods, so each error can be attributed.
  */
-import { installFlows } from "./flow-installer.js";
-import { logger } from "../util/log.js";
-import type { OfConnection } from "../openflow/connection.js";
+import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
-import { formatInstructions } from "../openflow/text.js";
+import { isOurs } from "../datapath/index.js";
+import { logger } from "../util/log.js";
+import { errorMessage } from "../util/errors.js";
+import type { DesiredFlow, DesiredMeter, OwnerChange, OwnerKey, OwnerOutput } from "./engine.js";
+import { flowSig } from "./engine.js";
+import { installFlows } from "./flow-installer.js";
 
 const log = logger("reconciler");
 
-export interface ReconcileResult {
+const OFPMF_PKTPS = 0x2;
+const OFPMF_BURST = 0x4;
+const OFPMF_STATS = 0x8;
+const METER_FLAGS = OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS;
+
+export const RETRY_MIN_MS = 1000;
+export const RETRY_MAX_MS = 60_000;
+
+/** Items of one output by owner and by key. */
+export class DesiredIndex<T extends { owner: OwnerKey }> {
+  private readonly byKey = new Map<string, Map<OwnerKey, T>>();
+  private readonly winners = new Map<string, T>();
+
+  constructor(private readonly keyOf: (t: T) => string) {}
+
+  /** Replace `owner`'s items; returns the keys whose winner may have changed. */
+  replace(owner: OwnerKey, before: readonly T[], after: readonly T[], affected: Set<string>): void {
+    for (const t of before) {
+      const k = this.keyOf(t);
+      const m = this.byKey.get(k);
+      if (!m) continue;
+      m.delete(owner);
+      if (m.size === 0) this.byKey.delete(k);
+      affected.add(k);
+    }
+    for (const t of after) {
+      const k = this.keyOf(t);
+      let m = this.byKey.get(k);
+      if (!m) this.byKey.set(k, (m = new Map()));
+      if (m.has(owner)) log.warn({ owner, key: k }, "owner wants the same key twice; the last one counts");
+      m.set(owner, t);
+      affected.add(k);
+    }
+    for (const k of affected) this.winners.delete(k);
+  }
+
+  winner(key: string): T | undefined {
+    const cached = this.winners.get(key);
+    if (cached) return cached;
+    const m = this.byKey.get(key);
+    if (!m) return undefined;
+    let best: [OwnerKey, T] | undefined;
+    for (const e of m) if (!best || e[0] < best[0]) best = e;
+    if (m.size > 1) log.debug({ key, owners: [...m.keys()], winner: best![0] }, "owners conflict on a key");
+    this.winners.set(key, best![1]);
+    return best![1];
+  }
+
+  keys(): IterableIterator<string> {
+    return this.byKey.keys();
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+}
+
+interface Installed {
+  flow: Flow;
+  sig: string;
+}
+
+export interface SyncResult {
   added: number;
   modified: number;
   deleted: number;
-  unchanged: number;
+  meters: number;
+  /** Owners that failed in this sync. */
+  failed: OwnerKey[];
   durationMs: number;
 }
 
-function sameFlow(a: Flow, b: Flow): boolean {
-  return (
-    a.cookie === b.cookie &&
-    (a.idleTimeout ?? 0) === (b.idleTimeout ?? 0) &&
-    (a.hardTimeout ?? 0) === (b.hardTimeout ?? 0) &&
-    formatInstructions(a.instructions) === formatInstructions(b.instructions)
-  );
+export interface FailedOwner {
+  reason: string;
+  attempts: number;
+  retryAt: number;
 }
 
-export class FlowReconciler {
-  private installed = new Map<string, Flow>();
+type FlowOp = { kind: "add" | "modify" | "replace" | "delete"; key: string; flow: Flow; owner?: OwnerKey };
+
+const meterKey = (m: DesiredMeter): string => String(m.id);
+
+export class OpenFlowReconciler {
+  readonly flows = new DesiredIndex<DesiredFlow>((f) => f.key);
+  readonly meters = new DesiredIndex<DesiredMeter>(meterKey);
+  private installed = new Map<string, Installed>();
+  private installedMeters = new Map<number, number>();
+  private dirty = new Set<string>();
+  private dirtyMeters = new Set<string>();
   private synced = false;
-  /** Totals since start, for metrics. */
-  readonly totals = { added: 0, modified: 0, deleted: 0, passes: 0 };
+  readonly failed = new Map<OwnerKey, FailedOwner>();
+  /** Keys held back because their owner failed, by owner. */
+  private held = new Map<OwnerKey, Set<string>>();
+  readonly totals = { added: 0, modified: 0, deleted: 0, meterMods: 0, syncs: 0, failures: 0 };
 
-  /** Read what OVS holds now (call on every new OpenFlow session). */
-  async readInstalled(conn: OfConnection): Promise<number> {
-    const stats = await conn.flowStats();
-    this.installed = new Map();
-    for (const s of stats) {
-      const f = flowFromStats(s);
-      if ((f.idleTimeout ?? 0) !== 0) continue; // reactive flows live and die on their own
-      this.installed.set(flowKey(f), f);
+  constructor(private readonly now: () => number = Date.now) {}
+
+  // ── desired ──────────────────────────────────────────────────────────────
+
+  update(changes: readonly OwnerChange[]): void {
+    for (const c of changes) {
+      const before: OwnerOutput = c.before ?? { flows: [], meters: [] };
+      const after: OwnerOutput = c.after ?? { flows: [], meters: [] };
+      this.flows.replace(c.owner, before.flows, after.flows, this.dirty);
+      this.meters.replace(c.owner, before.meters, after.meters, this.dirtyMeters);
+      if (this.failed.delete(c.owner)) this.release(c.owner);
     }
-    this.synced = true;
-    log.info({ conn: conn.label, flows: this.installed.size }, "read installed flows");
-    return this.installed.size;
   }
 
-  /** Take `flows` as what OVS holds (offline planning: what would a change cost?). */
-  assumeInstalled(flows: readonly Flow[]): void {
-    this.installed = new Map(flows.map((f) => [flowKey(f), f]));
-    this.synced = true;
+  private release(owner: OwnerKey): void {
+    for (const k of this.held.get(owner) ?? []) {
+      if (k.startsWith("meter:")) this.dirtyMeters.add(k.slice(6));
+      else this.dirty.add(k);
+    }
+    this.held.delete(owner);
   }
+
+  /** Whether something is waiting to be sent (or a failed owner is due for a retry). */
+  pending(): boolean {
+    this.releaseDue();
+    return this.dirty.size > 0 || this.dirtyMeters.size > 0 || !this.synced;
+  }
+
+  /** When the next failed owner is due for a retry (ms epoch), if any. */
+  nextRetryAt(): number | undefined {
+    let next: number | undefined;
+    for (const f of this.failed.values()) if (next === undefined || f.retryAt < next) next = f.retryAt;
+    return next;
+  }
+
+  private releaseDue(): void {
+    const now = this.now();
+    for (const [owner, f] of this.failed) {
+      if (f.retryAt > now) continue;
+      this.release(owner);
+      // stays in `failed` (for its attempt count) until it succeeds or changes
+      f.retryAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  // ── installed ────────────────────────────────────────────────────────────
 
   get isSynced(): boolean {
     return this.synced;
   }
 
-  /** Forget what OVS holds (the session is gone); the next session reads it again. */
+  /** Read what the switch holds (every new session); every key is compared again. */
+  async readInstalled(conn: OfConnection): Promise<Flow[]> {
+    const stats = await conn.flowStats();
+    const ours: Flow[] = [];
+    this.installed = new Map();
+    for (const s of stats) {
+      if (!isOurs(s.cookie)) continue;
+      const f = flowFromStats(s);
+      ours.push(f);
+      this.installed.set(flowKey(f), { flow: f, sig: flowSig(f) });
+    }
+    const parts = await conn.multipart({ mpType: "meter_config", meterId: 0xffffffff });
+    this.installedMeters = new Map();
+    for (const p of parts) {
+      if (p.mpType !== "meter_config") continue;
+      for (const m of p.meters) {
+        const band = m.bands[0];
+        if (band) this.installedMeters.set(m.meterId, band.rate);
+      }
+    }
+    for (const k of this.installed.keys()) this.dirty.add(k);
+    for (const k of this.flows.keys()) this.dirty.add(k);
+    for (const id of this.installedMeters.keys()) this.dirtyMeters.add(String(id));
+    for (const k of this.meters.keys()) this.dirtyMeters.add(k);
+    this.synced = true;
+    log.info(
+      { conn: conn.label, flows: this.installed.size, meters: this.installedMeters.size },
+      "read installed state",
+    );
+    return ours;
+  }
+
+  /** Take `flows` as what the switch holds (offline planning: what would a change cost?). */
+  assumeInstalled(flows: readonly Flow[]): void {
+    this.installed = new Map(flows.map((f) => [flowKey(f), { flow: f, sig: flowSig(f) }]));
+    this.dirty = new Set([...this.installed.keys(), ...this.flows.keys()]);
+    this.synced = true;
+  }
+
+  /** Mark what `planFlows` returned as sent (offline planning). */
+  commitPlanned(): void {
+    for (const op of this.planFlows()) {
+      if (op.kind === "delete") this.installed.delete(op.key);
+      else this.installed.set(op.key, { flow: op.flow, sig: flowSig(op.flow) });
+      this.dirty.delete(op.key);
+    }
+  }
+
+  /** The session is gone: the next one reads the switch again. */
   invalidate(): void {
     this.synced = false;
   }
 
+  /** A flow the switch removed on its own (flow_removed: idle or hard timeout). */
+  forgetInstalled(f: Flow): void {
+    this.installed.delete(flowKey(f));
+  }
+
   installedFlows(): Flow[] {
-    return [...this.installed.values()];
+    return [...this.installed.values()].map((i) => i.flow);
   }
 
-  /** The flow_mods that take OVS from what it holds to `desired`, without sending them. */
-  plan(desired: readonly Flow[]): { adds: Flow[]; modifies: Flow[]; deletes: Flow[]; unchanged: number } {
-    const want = new Map<string, Flow>();
-    for (const f of desired) want.set(flowKey(f), f);
-    const adds: Flow[] = [];
-    const modifies: Flow[] = [];
-    const deletes: Flow[] = [];
-    let unchanged = 0;
-    for (const [k, f] of want) {
-      const have = this.installed.get(k);
-      if (!have) adds.push(f);
-      else if (!sameFlow(have, f)) modifies.push(f);
-      else unchanged++;
+  installedCount(): number {
+    return this.installed.size;
+  }
+
+  // ── sync ─────────────────────────────────────────────────────────────────
+
+  private isHeld(owner: OwnerKey | undefined, key: string): boolean {
+    if (owner === undefined || !this.failed.has(owner)) return false;
+    let s = this.held.get(owner);
+    if (!s) this.held.set(owner, (s = new Set()));
+    s.add(key);
+    return true;
+  }
+
+  /** The flow ops the dirty keys need, without sending them. */
+  planFlows(): FlowOp[] {
+    const ops: FlowOp[] = [];
+    for (const key of this.dirty) {
+      const want = this.flows.winner(key);
+      const have = this.installed.get(key);
+      if (want && this.isHeld(want.owner, key)) continue;
+      if (!want) {
+        if (have) ops.push({ kind: "delete", key, flow: have.flow });
+        continue;
+      }
+      if (!have) ops.push({ kind: "add", key, flow: want.flow, owner: want.owner });
+      else if (have.sig !== want.sig) {
+        const sameAttrs =
+          (have.flow.idleTimeout ?? 0) === (want.flow.idleTimeout ?? 0) &&
+          (have.flow.hardTimeout ?? 0) === (want.flow.hardTimeout ?? 0) &&
+          (have.flow.flags ?? 0) === (want.flow.flags ?? 0);
+        ops.push({ kind: sameAttrs ? "modify" : "replace", key, flow: want.flow, owner: want.owner });
+      }
     }
-    for (const [k, f] of this.installed) if (!want.has(k)) deletes.push(f);
-    return { adds, modifies, deletes, unchanged };
+    return ops;
   }
 
-  /** Bring OVS to `desired` in one bundle; updates the installed view on success. */
-  async apply(conn: OfConnection, desired: readonly Flow[]): Promise<ReconcileResult> {
+  private planMeters(): { upserts: [DesiredMeter, boolean][]; deletes: number[] } {
+    const upserts: [DesiredMeter, boolean][] = [];
+    const deletes: number[] = [];
+    for (const k of this.dirtyMeters) {
+      const want = this.meters.winner(k);
+      const id = Number(k);
+      const have = this.installedMeters.get(id);
+      if (want && this.isHeld(want.owner, `meter:${k}`)) continue;
+      if (!want) {
+        if (have !== undefined) deletes.push(id);
+      } else if (have === undefined) upserts.push([want, true]);
+      else if (have !== want.ratePps) upserts.push([want, false]);
+    }
+    return { upserts, deletes };
+  }
+
+  private fail(owner: OwnerKey, reason: string): void {
+    const prev = this.failed.get(owner);
+    const attempts = (prev?.attempts ?? 0) + 1;
+    const delay = Math.min(RETRY_MIN_MS * 2 ** (attempts - 1), RETRY_MAX_MS);
+    this.failed.set(owner, { reason, attempts, retryAt: this.now() + delay });
+    this.totals.failures++;
+    log.warn(
+      { owner, reason, attempts, retryInMs: delay },
+      "the switch rejected an owner's state; retrying later",
+    );
+  }
+
+  /** Send what the dirty keys need; see the module comment. */
+  async sync(conn: OfConnection, opts: { timeoutMs?: number } = {}): Promise<SyncResult> {
     const started = performance.now();
     if (!this.synced) await this.readInstalled(conn);
-    const { adds, modifies, deletes, unchanged } = this.plan(desired);
-    const msgs = [
-      // Deletes first: a delete_strict never touches a flow an add of the same pass installs
-      // (different keys), and doing them first keeps the table small while OVS works.
-      ...deletes.map((f) => flowToFlowMod(f, { command: "delete_strict" })),
-      ...[...adds, ...modifies].map((f) => flowToFlowMod(f)),
-    ];
-    if (msgs.length > 0) {
-      await installFlows(conn, msgs, { bundle: true });
-      for (const f of deletes) this.installed.delete(flowKey(f));
-      for (const f of [...adds, ...modifies]) this.installed.set(flowKey(f), f);
+    this.releaseDue();
+    const result: SyncResult = { added: 0, modified: 0, deleted: 0, meters: 0, failed: [], durationMs: 0 };
+    for (let round = 0; ; round++) {
+      const m = this.planMeters();
+      const ops = this.planFlows();
+      if (m.upserts.length) {
+        const msgs: OfRequest[] = m.upserts.map(([dm, isNew]) => ({
+          type: "meter_mod",
+          xid: conn.allocXid(),
+          command: isNew ? "add" : "modify",
+          flags: METER_FLAGS,
+          meterId: dm.id,
+          bands: [{ type: "drop", rate: dm.ratePps, burstSize: dm.ratePps }],
+        }));
+        const r = await installFlows(conn, msgs, {
+          bundle: false,
+          throwOnError: false,
+          timeoutMs: opts.timeoutMs,
+        });
+        if (this.blame(r.errors, msgs, (i) => m.upserts[i]![0].owner, result)) continue;
+        for (const [dm] of m.upserts) {
+          this.installedMeters.set(dm.id, dm.ratePps);
+          this.dirtyMeters.delete(String(dm.id));
+        }
+        result.meters += msgs.length;
+      }
+      if (ops.length) {
+        const msgs = ops.map((op) => ({
+          ...flowToFlowMod(op.flow, {
+            command:
+              op.kind === "delete"
+                ? "delete_strict"
+                : op.kind === "modify"
+                  ? "modify_strict"
+                  : ("add" as const),
+          }),
+          xid: conn.allocXid(),
+        }));
+        // Deletes first: a delete_strict never touches a key an add of the same bundle installs.
+        const order = [...msgs.keys()].sort(
+          (a, b) => Number(ops[b]!.kind === "delete") - Number(ops[a]!.kind === "delete"),
+        );
+        const sorted = order.map((i) => msgs[i]!);
+        const sortedOps = order.map((i) => ops[i]!);
+        const bundled = await installFlows(conn, sorted, {
+          bundle: true,
+          throwOnError: false,
+          timeoutMs: opts.timeoutMs,
+        });
+        if (bundled.errors.length === 0) {
+          this.applyAccepted(sortedOps, sorted, [], result);
+        } else {
+          // Nothing of the bundle was applied. Blame the owners of rejected messages and try
+          // again without them; if no owner can be blamed (the commit itself failed), send the
+          // same messages one by one so that every error names its message.
+          const blamed = this.blame(bundled.errors, sorted, (i) => sortedOps[i]!.owner, result);
+          if (blamed) continue;
+          log.warn(
+            { errors: bundled.errors.length },
+            "bundle failed as a whole; sending the flow_mods one by one",
+          );
+          const plain = await installFlows(conn, sorted, {
+            bundle: false,
+            throwOnError: false,
+            timeoutMs: opts.timeoutMs,
+          });
+          this.applyAccepted(sortedOps, sorted, plain.errors, result);
+          if (this.blame(plain.errors, sorted, (i) => sortedOps[i]!.owner, result)) continue;
+        }
+      }
+      if (m.deletes.length) {
+        const msgs: OfRequest[] = m.deletes.map((id) => ({
+          type: "meter_mod",
+          xid: conn.allocXid(),
+          command: "delete",
+          flags: METER_FLAGS,
+          meterId: id,
+          bands: [],
+        }));
+        await installFlows(conn, msgs, { bundle: false, throwOnError: false, timeoutMs: opts.timeoutMs });
+        for (const id of m.deletes) {
+          this.installedMeters.delete(id);
+          this.dirtyMeters.delete(String(id));
+        }
+        result.meters += msgs.length;
+      }
+      // what is left dirty now is held by failed owners
+      for (const k of [...this.dirty]) if (!this.isHeldKey(k)) this.dirty.delete(k);
+      for (const k of [...this.dirtyMeters]) if (!this.isHeldKey(`meter:${k}`)) this.dirtyMeters.delete(k);
+      if (round > 50) log.error({ round }, "reconciler gave up after 50 rounds of rejections");
+      break;
     }
-    const result = {
-      added: adds.length,
-      modified: modifies.length,
-      deleted: deletes.length,
-      unchanged,
-      durationMs: performance.now() - started,
-    };
-    this.totals.added += adds.length;
-    this.totals.modified += modifies.length;
-    this.totals.deleted += deletes.length;
-    this.totals.passes++;
-    if (msgs.length > 0) log.info(result, "reconciled flows");
+    this.totals.syncs++;
+    this.totals.added += result.added;
+    this.totals.modified += result.modified;
+    this.totals.deleted += result.deleted;
+    this.totals.meterMods += result.meters;
+    result.durationMs = performance.now() - started;
+    if (result.added + result.modified + result.deleted + result.meters > 0) log.debug(result, "reconciled");
     return result;
+  }
+
+  private isHeldKey(key: string): boolean {
+    for (const s of this.held.values()) if (s.has(key)) return true;
+    return false;
+  }
+
+  private applyAccepted(ops: FlowOp[], msgs: OfRequest[], errors: OpenFlowError[], r: SyncResult): void {
+    const rejected = new Set(errors.map((e) => e.xid));
+    ops.forEach((op, i) => {
+      if (rejected.has(msgs[i]!.xid!)) return;
+      this.dirty.delete(op.key);
+      if (op.kind === "delete") {
+        this.installed.delete(op.key);
+        r.deleted++;
+      } else {
+        this.installed.set(op.key, { flow: op.flow, sig: flowSig(op.flow) });
+        if (op.kind === "add") r.added++;
+        else r.modified++;
+      }
+    });
+  }
+
+  /** Mark the owners of rejected messages failed; true when any was. */
+  private blame(
+    errors: readonly OpenFlowError[],
+    msgs: readonly OfRequest[],
+    ownerAt: (i: number) => OwnerKey | undefined,
+    r: SyncResult,
+  ): boolean {
+    if (!errors.length) return false;
+    let blamed = false;
+    for (const e of errors) {
+      const i = msgs.findIndex((m) => m.xid === e.xid);
+      const owner = i >= 0 ? ownerAt(i) : undefined;
+      if (owner === undefined) {
+        log.error({ err: errorMessage(e) }, "the switch rejected a message no owner is blamed for");
+        continue;
+      }
+      if (!this.failed.has(owner) || this.failed.get(owner)!.retryAt === Number.POSITIVE_INFINITY) {
+        this.fail(owner, e.message);
+        r.failed.push(owner);
+        blamed = true;
+      }
+    }
+    return blamed;
   }
 }

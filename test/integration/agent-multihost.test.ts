@@ -10,6 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/controller/agent.js";
+import { formatFlow } from "../../src/openflow/text.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
 import { NbApi } from "../../src/nb/api.js";
 import { openStore } from "../../src/nb/store/open.js";
@@ -64,10 +65,20 @@ async function startAgent(host: string): Promise<Agent> {
       bridgeMappings: { physnet1: "br-phy" },
       metrics: "",
       logLevel: "silent",
+      // a short liveness lease (3 s), so that a chassis whose agent stays down lapses within the test
+      heartbeatSeconds: 1,
     }),
   );
   agents.set(host, a);
   return a;
+}
+
+/** A tunnel IPv4 address as the reg8 value dump-flows prints. */
+function ipHex(ip: string): string {
+  return `0x${ip
+    .split(".")
+    .reduce((a, o) => a * 256 + Number(o), 0)
+    .toString(16)}`;
 }
 
 async function ping(from: VmPort, to: string, count = 3): Promise<boolean> {
@@ -128,12 +139,12 @@ beforeAll(async () => {
   await startAgent("host2");
   for (const [id, , host, mac] of PORTS) vms[id] = await ul.host(host).addVm(id, { ifaceId: id, mac });
   for (const [host, a] of agents) {
-    await waitFor(() => a.view()?.localPorts.size === 4, 20_000, `${host} binds its four ports`);
+    await waitFor(() => a.localPortCount() === 4, 20_000, `${host} binds its four ports`);
   }
   // Each agent sees the other's ports only once they were claimed in the NB.
   for (const [host, a] of agents) {
     await waitFor(
-      () => [...(a.view()?.networks.values() ?? [])].every((n) => n.remotePorts.length === 1),
+      () => PORTS.filter((p) => p[2] !== host).every((p) => a.view.remotePort(p[0]) !== undefined),
       20_000,
       `${host} learns the remote ports`,
     );
@@ -203,16 +214,7 @@ describe("agents on two hosts", () => {
       mac: "fa:16:3e:0a:00:03",
       ipCidr: "10.70.0.13/24",
     });
-    await waitFor(
-      () =>
-        agents
-          .get("host1")!
-          .view()
-          ?.networks.get("netg")
-          ?.remotePorts.some((p) => p.id === "g3"),
-      20_000,
-      "host1 learns g3",
-    );
+    await waitFor(() => agents.get("host1")!.view.remotePort("g3") !== undefined, 20_000, "host1 learns g3");
     await agents.get("host1")!.settle();
     await waitFor(() => ping(vms.g1!, "10.70.0.13", 2), 20_000, "g1 → g3");
   });
@@ -235,10 +237,40 @@ describe("agents on two hosts", () => {
     expect(h2.stdout).toMatch(/n_packets=[1-9]\d*, .*vlan_tci=0x0000\/0x1fff actions=set_field:0x2/);
   });
 
-  it("stopping host2's agent does not stop existing traffic", async () => {
+  it("stopping host2's agent does not stop existing traffic; a restarted agent takes over seamlessly", async () => {
     await agents.get("host2")!.stop();
     agents.delete("host2");
     expect(await ping(vms.g1!, "10.70.0.12")).toBe(true);
     expect(await ping(vms.v1!, "10.80.0.12")).toBe(true);
+    // a new agent takes the chassis over in one write: host1 never sees host2 go
+    const h1 = agents.get("host1")!;
+    const dropsBefore = h1.reconciler.totals.deleted;
+    await startAgent("host2");
+    await agents.get("host2")!.settle();
+    await h1.settle();
+    expect(h1.view.remotePort("g2")).toBeDefined();
+    expect(h1.reconciler.totals.deleted).toBe(dropsBefore);
+    expect(await ping(vms.g1!, "10.70.0.12")).toBe(true);
+  });
+
+  it("a chassis whose agent stays down is dropped once its liveness lapses, and restored when it returns", async () => {
+    const h1 = agents.get("host1")!;
+    await agents.get("host2")!.stop();
+    agents.delete("host2");
+    // the lease (3 heartbeats of 1 s) lapses; host1 stops tunnelling to host2
+    await waitFor(() => h1.view.remotePort("g2") === undefined, 15_000, "host2's liveness lapses on host1");
+    await h1.settle();
+    const flows = h1.reconciler.installedFlows().map((f) => formatFlow(f));
+    expect(flows.some((f) => f.includes("fa:16:3e:0a:00:02"))).toBe(false);
+    expect(flows.some((f) => f.includes(`->reg8`) && f.includes(ipHex(ul!.host("host2").tunnelIp)))).toBe(
+      false,
+    );
+    expect(await ping(vms.g1!, "10.70.0.12", 2)).toBe(false);
+    // host2's agent comes back: host1 wires it again
+    await startAgent("host2");
+    await waitFor(() => h1.view.remotePort("g2") !== undefined, 15_000, "host2 back on host1");
+    await h1.settle();
+    await agents.get("host2")!.settle();
+    expect(await ping(vms.g1!, "10.70.0.12")).toBe(true);
   });
 });

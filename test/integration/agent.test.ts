@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCaps } from "../../src/cli/caps.js";
 import { Agent } from "../../src/controller/agent.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
-import { table } from "../../src/controller/pipeline.js";
+import { table } from "../../src/datapath/index.js";
 import { NbApi } from "../../src/nb/api.js";
 import { openEmbeddedStore } from "../../src/nb/store/embedded.js";
 import type { NbStore } from "../../src/nb/store/types.js";
@@ -117,7 +117,7 @@ beforeAll(async () => {
   ] as const) {
     vms[name] = await sb().addVm(name, { ifaceId: name, mac });
   }
-  await waitFor(() => agent!.view()?.localPorts.size === 3, 20_000, "three local ports bound");
+  await waitFor(() => agent!.localPortCount() === 3, 20_000, "three local ports bound");
   await agent.settle();
 }, 120_000);
 
@@ -132,7 +132,7 @@ describe("node agent on one host", () => {
     for (const id of ["vm1", "vm2", "vm3"]) {
       const p = await api.get("lport", id);
       expect(p.value.chassis).toBe("host1");
-      expect(agent!.view()!.localPorts.get(id)?.ofport).toBe(vms[id]!.ofport);
+      expect(agent!.view.localPort(id)?.ofport).toBe(vms[id]!.ofport);
     }
     const ch = await api.get("chassis", "host1");
     expect(ch.value.tunnelIps).toEqual(["192.0.2.1"]);
@@ -309,6 +309,8 @@ describe("node agent on one host", () => {
 
   it("a malformed NB object written behind the API's back costs only itself", async () => {
     await api.create("chassis", { name: "hostX", tunnelIps: ["192.0.2.77"] });
+    // hostX's agent is alive (its liveness key), so its ports are remote peers here
+    await store.txn([{ op: "put", kind: "chassis-liveness", key: "hostX", value: { at: Date.now() } }]);
     const put = (key: string, value: unknown) => store.txn([{ op: "put", kind: "lport", key, value }]);
     await put("junk-mac", {
       id: "junk-mac",
@@ -334,11 +336,7 @@ describe("node agent on one host", () => {
       chassis: "hostX",
     });
     await waitFor(
-      () =>
-        agent!
-          .view()
-          ?.networks.get("net1")
-          ?.remotePorts.some((p) => p.id === "good-remote"),
+      () => agent!.view.remotePort("good-remote") !== undefined,
       10_000,
       "the good remote port in the view",
     );
@@ -392,7 +390,7 @@ describe("node agent on one host", () => {
     expect(vm3Flows.length).toBeGreaterThan(3);
     const before = { ...agent!.reconciler.totals };
     await sb().vsctl("del-port", "br-int", vms.vm3!.port);
-    await waitFor(() => agent!.view()?.localPorts.size === 2, 10_000, "vm3 unbound");
+    await waitFor(() => agent!.localPortCount() === 2, 10_000, "vm3 unbound");
     await agent!.settle();
     const t = agent!.reconciler.totals;
     // vm3 was alone on net2: its port flows, net2's flood and tunnel flows, and nothing else, go.
@@ -406,7 +404,7 @@ describe("node agent on one host", () => {
     expect(flowsMentioning("fa:16:3e:01:00:12").length).toBeGreaterThan(0);
 
     await api.delete("lport", "vm2");
-    await waitFor(() => agent!.view()?.localPorts.size === 1, 10_000, "vm2 unbound after NB delete");
+    await waitFor(() => agent!.localPortCount() === 1, 10_000, "vm2 unbound after NB delete");
     await agent!.settle();
     expect(agent!.reconciler.installedFlows().some((f) => formatFlow(f).includes("fa:16:3e:01:00:12"))).toBe(
       false,

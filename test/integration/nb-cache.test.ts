@@ -140,15 +140,18 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
     });
 
     it("the first local port pulls in its network, subnets, peers, routers and what is behind them", async () => {
-      const report = await cache.addLocalPort(topo.a1);
+      const seen = events.length;
+      await cache.addLocalPort(topo.a1);
       expect(keys(cache, KIND.network)).toEqual([topo.netA, topo.netB].sort());
       expect(keys(cache, KIND.subnet)).toEqual([topo.subA, topo.subB].sort());
       expect(keys(cache, KIND.port)).toEqual([topo.a1, topo.a2, topo.b1, ...topo.routerPorts].sort());
       expect(keys(cache, KIND.router)).toEqual([topo.router]);
       expect(keys(cache, KIND.secgroup)).toEqual([topo.sg1, topo.sg2].sort());
       expect(keys(cache, KIND.chassis)).toEqual([`${topo.t}-h1`, `${topo.t}-h2`, `${topo.t}-h3`]);
-      // the report and the change events name what came in
-      expect(report.changes.filter((c) => c.problem === "missing").length).toBe(
+      // the change events name what came in
+      expect(
+        events.slice(seen).filter((e) => e.action === "added" && e.kind !== "chassis-liveness").length,
+      ).toBe(
         2 + 2 + 5 + 1 + 2 + 3, // networks, subnets, ports, router, secgroups, chassis
       );
       expect(events.filter((e) => e.action === "added").map((e) => e.key)).toContain(topo.netB);
@@ -163,7 +166,7 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
     });
 
     it("follows changes in scope and ignores the rest", async () => {
-      await new Promise((r) => setTimeout(r, 300)); // new subscriptions settle
+      await waitFor(() => cache.synced(), 10_000, "new subscriptions based");
       const vB = await rename(api, "lswitch", topo.netB, "b-renamed");
       const vSub = await rename(api, "subnet", topo.subA, "sub-a-renamed");
       await rename(api, "lswitch", topo.netC, "c-renamed");
@@ -175,7 +178,10 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
         "in-scope changes",
       );
       expect((cache.get(KIND.network, topo.netB)!.value as { name: string }).name).toBe("b-renamed");
-      await new Promise((r) => setTimeout(r, 200));
+      // netC's rename was committed before netB's second write below: once that arrives, netC's
+      // change has been seen (watch and publisher deliver in revision order) and was ignored
+      const marker = await rename(api, "lswitch", topo.netB, "b-renamed-again");
+      await waitFor(() => cache.get(KIND.network, topo.netB)?.version === marker, 10_000, "marker change");
       expect(cache.get(KIND.network, topo.netC)).toBeUndefined();
       // a new peer on a followed network arrives too
       const a3 = (await api.create("lport", { tenantId: topo.t, networkId: topo.netA })).key;
@@ -187,26 +193,28 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
     it("removing the last local port evicts what it pulled in and unsubscribes", async () => {
       await cache.addLocalPort(topo.c1);
       expect(keys(cache, KIND.network)).toEqual([topo.netA, topo.netB, topo.netC].sort());
-      let report = await cache.removeLocalPort(topo.a1);
+      const seen = events.length;
+      await cache.removeLocalPort(topo.a1);
       // netC stays: c1 is still local; the rest of a1's world is gone
       expect(keys(cache, KIND.network)).toEqual([topo.netC]);
       expect(keys(cache, KIND.router)).toEqual([]);
       expect(keys(cache, KIND.secgroup)).toEqual([]);
-      expect(report.changes.some((c) => c.problem === "extra" && c.key === topo.netA)).toBe(true);
-      expect(events.some((e) => e.action === "removed" && e.key === topo.netA)).toBe(true);
+      expect(events.slice(seen).some((e) => e.action === "removed" && e.key === topo.netA)).toBe(true);
       if (env.distribution.mode === "pubsub") {
         expect(cache.topics()).toContain(networkTopic(topo.netC));
         expect(cache.topics()).not.toContain(networkTopic(topo.netA));
         expect(cache.topics()).not.toContain(routerTopic(topo.router));
       }
-      report = await cache.removeLocalPort(topo.c1);
+      await cache.removeLocalPort(topo.c1);
       for (const kind of [KIND.network, KIND.subnet, KIND.port, KIND.router, KIND.secgroup, KIND.chassis]) {
         expect(keys(cache, kind), kind).toEqual([]);
       }
       if (env.distribution.mode === "pubsub") expect(cache.topics()).toEqual([TOPIC_CHASSIS]);
       // an evicted network's changes no longer reach the cache
-      await rename(api, "lswitch", topo.netA, "a-after-eviction");
-      await new Promise((r) => setTimeout(r, 300));
+      const rev = (await api.update("lswitch", topo.netA, { name: "a-after-eviction" })).modRevision;
+      // in watch mode the watermark passes the rename once it was seen (and ignored); in pub/sub
+      // mode nothing of it is even sent to this cache — a heartbeat moves the watermark past it
+      await waitFor(() => cache.revision() >= rev, 10_000, "the cache past the rename");
       expect(cache.get(KIND.network, topo.netA)).toBeUndefined();
     });
 
@@ -230,14 +238,13 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
     });
 
     it("auto-recovery repairs changes that never reached the cache (stale, missing, extra)", async () => {
-      await new Promise((r) => setTimeout(r, 300)); // the cache's own follow-up read after new topics
+      await waitFor(() => cache.synced(), 10_000, "the cache caught up after new topics");
       if (env.cutFeed) await env.cutFeed();
       else return void (await lostWatchEvents());
       const vA = await rename(api, "lswitch", topo.netA, "renamed-while-cut");
       const a4 = (await api.create("lport", { tenantId: topo.t, networkId: topo.netA })).key;
       await api.delete("lport", topo.a2);
-      await new Promise((r) => setTimeout(r, 300));
-      // the feed is gone: the cache still has the old picture
+      // the feed is gone: the cache still has the old picture (nothing can deliver it)
       expect(cache.get(KIND.network, topo.netA)!.version).toBeLessThan(vA);
       expect(cache.get(KIND.port, a4)).toBeUndefined();
       expect(cache.get(KIND.port, topo.a2)).toBeDefined();
@@ -262,7 +269,6 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
       const vA = await rename(api, "lswitch", topo.netA, "renamed-while-unwatched");
       const a4 = (await api.create("lport", { tenantId: topo.t, networkId: topo.netA })).key;
       await api.delete("lport", topo.a2);
-      await new Promise((r) => setTimeout(r, 300));
       expect(cache.get(KIND.network, topo.netA)!.version).toBeLessThan(vA);
       const report = await recoverOnce(cache);
       const repaired = report.repaired.map((c) => `${c.problem} ${c.kind}/${c.key}`);

@@ -1,16 +1,13 @@
 /**
  * The agent's configuration: the shipped example parses, flags win over the
  * file, and a bad file is refused naming every bad field — before the agent
- * touches anything. Also the pipeline declaration's invariants.
+ * touches anything.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadAgentConfig, openflowTarget } from "../../src/controller/config.js";
-import { appOfCookie, cookieFor } from "../../src/controller/cookies.js";
-import { PIPELINE, formatPipeline, missFlows, table } from "../../src/controller/pipeline.js";
-import { parseFlow } from "../../src/openflow/text.js";
 
 const EXAMPLE = join(import.meta.dirname, "../../examples/agent.yaml");
 
@@ -50,33 +47,5 @@ describe("agent config", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-});
-
-describe("pipeline declaration", () => {
-  it("has unique ids and names, and every miss goes forward to a declared table", () => {
-    expect(new Set(PIPELINE.map((t) => t.id)).size).toBe(PIPELINE.length);
-    expect(new Set(PIPELINE.map((t) => t.name)).size).toBe(PIPELINE.length);
-    for (const t of PIPELINE) {
-      if (t.miss === "drop") continue;
-      const next = PIPELINE.find((x) => x.name === (t.miss as { goto: string }).goto);
-      expect(next, t.name).toBeDefined();
-      expect(next!.id).toBeGreaterThan(t.id);
-    }
-    expect(table("classification")).toBe(0);
-    expect(formatPipeline()).toMatch(/^TABLE\s+NAME\s+MISS\s+PURPOSE/);
-  });
-
-  it("miss flows parse as OpenFlow, one per table", () => {
-    const flows = missFlows().map(parseFlow);
-    expect(flows.map((f) => f.table).sort((a, b) => a - b)).toEqual(PIPELINE.map((t) => t.id));
-  });
-
-  it("cookies name their app and are stable", () => {
-    const c = cookieFor("dhcp", "port-1");
-    expect(cookieFor("dhcp", "port-1")).toBe(c);
-    expect(appOfCookie(c)).toBe("dhcp");
-    expect(appOfCookie(0x1234n)).toBeUndefined();
-    expect(cookieFor("dhcp", "port-2")).not.toBe(c);
   });
 });

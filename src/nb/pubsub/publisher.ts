@@ -29,7 +29,7 @@ import { Publisher } from "zeromq";
 import { ConnectionError, errorMessage } from "../../util/errors.js";
 import { logger } from "../../util/log.js";
 import type { NbStore, Watch, WatchEvent } from "../store/types.js";
-import { SYNC_KINDS, topicsOf } from "../sync/refs.js";
+import { AGENT_KIND, SYNC_KINDS, topicsOf } from "../sync/refs.js";
 import { TOPIC_ALL, TOPIC_HEARTBEAT, encodeMessage, type PubsubMessage } from "./message.js";
 
 const log = logger("nb-publisher");
@@ -87,7 +87,7 @@ export class NbPublisher {
 
   private async loadTopics(): Promise<Map<string, string[]>> {
     const topics = new Map<string, string[]>();
-    for (const kind of SYNC_KINDS) {
+    for (const kind of [...SYNC_KINDS, ...Object.values(AGENT_KIND)]) {
       for (const o of await this.store.list(kind))
         topics.set(`${kind}/${o.key}`, topicsOf(kind, o.key, o.value));
     }

@@ -19,6 +19,9 @@
  * gap. That is why a new baseline asks for a resync (unless a restart resync
  * is already asked for by the same message). `hasBaselines()` is true once
  * every followed topic has one: nothing published so far can be missing.
+ * A heartbeat that finds every followed topic based and complete reports
+ * its revision through `onCaughtUp`: the agent has then seen every change
+ * up to it that concerns it, which is what its realised revision stands on.
  */
 import { Subscriber } from "zeromq";
 import { ConnectionError, DecodeError, errorMessage } from "../../util/errors.js";
@@ -35,6 +38,11 @@ export type ResyncReason =
 export interface SubscriberHandlers {
   onChange(m: ChangeMessage): void;
   onResync(r: ResyncReason): void;
+  /**
+   * A heartbeat that showed nothing missing on any followed topic: every
+   * change up to `revision` on those topics has been delivered.
+   */
+  onCaughtUp?(revision: number): void;
 }
 
 export class NbSubscriber {
@@ -143,6 +151,7 @@ export class NbSubscriber {
       this.handlers.onResync({ reason: "gap", topic: m.topic, expected: last + 1, got: m.seq });
     }
     const based: string[] = [];
+    let consistent = !restarted;
     if (m.type === "heartbeat") {
       this.lastHeartbeatAt = Date.now();
       for (const t of [TOPIC_ALL, ...this.topics]) {
@@ -154,6 +163,7 @@ export class NbSubscriber {
         } else if (sent > prev) {
           this.lastSeq.set(t, sent);
           this.stats.gaps++;
+          consistent = false;
           log.info({ topic: t, expected: prev + 1, got: sent }, "heartbeat shows lost messages: resync");
           this.handlers.onResync({ reason: "gap", topic: t, expected: prev + 1, got: sent });
         }
@@ -167,6 +177,9 @@ export class NbSubscriber {
     }
     // after a restart the resync reads this change from the store
     if (m.type !== "heartbeat" && !restarted) this.handlers.onChange(m);
+    if (m.type === "heartbeat" && consistent && based.length === 0 && this.unbased.size === 0) {
+      this.handlers.onCaughtUp?.(m.revision);
+    }
   }
 
   async close(): Promise<void> {

@@ -11,21 +11,40 @@
  *   local ports ─► their security groups ─► remote groups of their rules (transitively)
  *   R ─► SNAT gateways; N / ports ─► floating IPs
  *
- * The closure is computed from a store read (`resync`), and the cache then
- * follows changes from one of two feeds:
+ * The closure is first computed from a store read (`resync`), and the cache
+ * then follows changes from one of two feeds:
  *   - pubsub: a ZeroMQ subscriber (pubsub/subscriber.ts) on exactly the topics
  *     of that scope (n/<net>/, r/<router>/, t/<tenant>/, c/) — adding the first
  *     local port on a network subscribes to its topic, removing the last one
  *     unsubscribes and evicts what only it needed;
  *   - watch: the store's own watch, filtered by the same scope.
- * A change that can move the scope (ports, routers, subnets, security groups)
- * re-runs the closure; any other change in scope is applied directly. Changes
- * are ordered by store revision, so duplicates and stale messages are harmless.
+ * A change in scope is applied at once. A change that can move the scope
+ * (ports, routers, subnets, security groups, and the local port set) also
+ * re-runs the closure over what the cache holds, once per burst of changes:
+ * if the scope shrank, what fell out is evicted without a store read; if it
+ * grew by chassis or security groups, just those are fetched by key; only
+ * when it grew by networks or routers — whose members the cache has never
+ * seen — is the store read again. So a port joining or leaving a network
+ * already in scope costs no read at all. Changes are ordered by store
+ * revision, so duplicates and stale messages are harmless.
  * A sequence gap, a publisher restart or a compacted watch triggers a resync,
  * and so does a topic's first sequence baseline (the subscriber's way of
  * saying "everything published before this is in the store now", which
  * closes the window before a new subscription reached the publisher).
  * `synced()` says when nothing is left to catch up.
+ *
+ * The cache also follows every chassis' liveness key (`chassis-liveness/<name>`,
+ * on a lease its agent refreshes), so the agent can tell live chassis from
+ * gone ones, and keeps a *revision watermark*: the highest NB revision up to
+ * which every model change that concerns this cache has been applied — from
+ * watch events (relevant or not), resyncs, and pub/sub heartbeats that show
+ * nothing missing. The agent's realised revision stands on it. Agents' own
+ * bookkeeping keys (liveness, realised revisions) do not move it, so an
+ * agent acknowledging a revision never makes itself acknowledge again.
+ *
+ * Objects whose stored value is malformed (`StoredObject.malformed`) are held
+ * like any other — they cost only themselves: they name nothing, so they
+ * pull nothing into the scope, and the agent's model guard leaves them out.
  *
  * Apps see typed change events: { action: added | updated | removed, kind, key,
  * object, previous }.
@@ -41,7 +60,7 @@ import {
   type ChangeMessage,
 } from "../pubsub/message.js";
 import { NbSubscriber, type ResyncReason } from "../pubsub/subscriber.js";
-import { KIND, SYNC_KINDS, refsOf } from "./refs.js";
+import { AGENT_KIND, KIND, SYNC_KINDS, refsOf } from "./refs.js";
 
 const log = logger("nb-sync");
 
@@ -215,8 +234,13 @@ export class NbCache {
   private queued: Promise<SyncReport> | undefined;
   private running = 0;
   private closed = false;
+  private watermark = 0;
+  private readonly progressListeners = new Set<(revision: number) => void>();
+  private readonly liveness: Table = new Map();
+  private recloseQueued = false;
+  private settling: Promise<void> = Promise.resolve();
   /** Counters for tests and operators. */
-  readonly stats = { resyncs: 0, applied: 0, ignored: 0 };
+  readonly stats = { resyncs: 0, applied: 0, ignored: 0, reclosures: 0, fetches: 0 };
 
   private constructor(opts: CacheOptions) {
     this.store = opts.store;
@@ -230,6 +254,9 @@ export class NbCache {
       cache.subscriber = NbSubscriber.connect(d.endpoint, {
         onChange: (m) => cache.onMessage(m),
         onResync: (r) => void cache.requestResync(describe(r)),
+        onCaughtUp: (revision) => {
+          if (!cache.queued && cache.running === 0) cache.advance(revision);
+        },
       });
       cache.subscriber.subscribe(TOPIC_CHASSIS);
     }
@@ -258,11 +285,41 @@ export class NbCache {
   }
 
   get(kind: string, key: string): StoredObject | undefined {
+    if (kind === AGENT_KIND.liveness) return this.liveness.get(key);
     return this.tables.get(kind)?.get(key);
   }
 
   list(kind: string): StoredObject[] {
+    if (kind === AGENT_KIND.liveness) return [...this.liveness.values()];
     return [...(this.tables.get(kind)?.values() ?? [])];
+  }
+
+  /** Whether a chassis' agent is alive (its liveness key exists). */
+  isAlive(chassis: string): boolean {
+    return this.liveness.has(chassis);
+  }
+
+  /** The revision watermark (see the module comment). */
+  revision(): number {
+    return this.watermark;
+  }
+
+  /** Called whenever the watermark moves. */
+  onProgress(listener: (revision: number) => void): () => void {
+    this.progressListeners.add(listener);
+    return () => this.progressListeners.delete(listener);
+  }
+
+  private advance(revision: number): void {
+    if (revision <= this.watermark) return;
+    this.watermark = revision;
+    for (const l of this.progressListeners) {
+      try {
+        l(revision);
+      } catch (err) {
+        log.error({ err }, "progress listener threw");
+      }
+    }
   }
 
   scope(): Scope {
@@ -292,20 +349,40 @@ export class NbCache {
     return !this.queued && this.running === 0 && (this.subscriber?.hasBaselines() ?? true);
   }
 
-  async addLocalPort(id: string): Promise<SyncReport> {
-    this.localPorts.add(id);
-    return this.requestResync(`local port ${id} added`);
+  async addLocalPort(id: string): Promise<void> {
+    await this.setLocalPorts([...this.localPorts, id]);
   }
 
-  async removeLocalPort(id: string): Promise<SyncReport> {
-    this.localPorts.delete(id);
-    return this.requestResync(`local port ${id} removed`);
+  async removeLocalPort(id: string): Promise<void> {
+    await this.setLocalPorts([...this.localPorts].filter((p) => p !== id));
   }
 
-  async setLocalPorts(ids: Iterable<string>): Promise<SyncReport> {
-    this.localPorts.clear();
-    for (const id of ids) this.localPorts.add(id);
-    return this.requestResync("local ports set");
+  /**
+   * The ports bound on this chassis. A new one the cache does not hold is
+   * fetched by key; then the closure is re-run (see the module comment).
+   * Resolves when the cache reflects the new set.
+   */
+  async setLocalPorts(ids: Iterable<string>): Promise<void> {
+    const want = new Set(ids);
+    const added = [...want].filter((id) => !this.localPorts.has(id));
+    const removed = [...this.localPorts].filter((id) => !want.has(id));
+    if (!added.length && !removed.length) return this.settling;
+    for (const id of removed) this.localPorts.delete(id);
+    for (const id of added) this.localPorts.add(id);
+    const missing = added.filter((id) => !this.tables.get(KIND.port)!.has(id));
+    if (missing.length) await this.fetch(KIND.port, missing);
+    this.queueReclosure();
+    await this.settled();
+  }
+
+  /** Resolves when no re-closure or resync is pending. */
+  async settled(): Promise<void> {
+    for (;;) {
+      const s = this.settling;
+      await s;
+      await this.chain.catch(() => undefined);
+      if (s === this.settling && !this.recloseQueued && !this.queued && this.running === 0) return;
+    }
   }
 
   /**
@@ -360,10 +437,11 @@ export class NbCache {
     const revision = await this.store.revision();
     const all = new Map<string, Table>();
     await Promise.all(
-      SYNC_KINDS.map(async (kind) =>
+      [...SYNC_KINDS, AGENT_KIND.liveness].map(async (kind) =>
         all.set(kind, new Map((await this.store.list(kind)).map((o) => [o.key, o]))),
       ),
     );
+    this.syncLiveness(all.get(AGENT_KIND.liveness)!, revision);
     const { wanted, scope } = closure(all, this.localPorts);
     const changes: RepairEntry[] = [];
     for (const kind of SYNC_KINDS) {
@@ -396,7 +474,104 @@ export class NbCache {
     // a new topic is caught up by the resync its first sequence baseline asks for
     this.updateTopics(scope);
     if (changes.length) log.info({ reason, revision, changes: changes.length }, "cache resynced");
+    if (!this.subscriber || this.subscriber.hasBaselines()) this.advance(revision);
     return { reason, revision, changes };
+  }
+
+  private syncLiveness(now: Table, revision: number): void {
+    for (const [key, o] of now) {
+      const cur = this.liveness.get(key);
+      if (cur && cur.modRevision >= o.modRevision) continue;
+      this.liveness.set(key, o);
+      this.emit({
+        action: cur ? "updated" : "added",
+        kind: AGENT_KIND.liveness,
+        key,
+        object: o,
+        ...(cur ? { previous: cur } : {}),
+      });
+    }
+    for (const [key, cur] of [...this.liveness]) {
+      if (now.has(key) || cur.modRevision > revision) continue;
+      this.liveness.delete(key);
+      this.emit({ action: "removed", kind: AGENT_KIND.liveness, key, previous: cur });
+    }
+  }
+
+  /** Fetch objects by key into the cache (those that exist), emitting their events. */
+  private async fetch(kind: string, keys: string[]): Promise<void> {
+    this.stats.fetches++;
+    const got = await Promise.all(keys.map((k) => this.store.get(kind, k)));
+    const table = this.tables.get(kind)!;
+    for (const o of got) {
+      if (!o) continue;
+      const cur = table.get(o.key);
+      if (cur && cur.modRevision >= o.modRevision) continue;
+      table.set(o.key, o);
+      this.emit({
+        action: cur ? "updated" : "added",
+        kind,
+        key: o.key,
+        object: o,
+        ...(cur ? { previous: cur } : {}),
+      });
+    }
+  }
+
+  private queueReclosure(): void {
+    if (this.recloseQueued || this.closed) return;
+    this.recloseQueued = true;
+    const run = this.settling.then(async () => {
+      await new Promise<void>((r) => setImmediate(r));
+      this.recloseQueued = false;
+      await this.reclose();
+    });
+    this.settling = run.catch((err: unknown) => {
+      log.error({ err }, "re-closure failed; resyncing");
+      void this.requestResync("re-closure failed");
+    });
+  }
+
+  /** Re-run the closure over what the cache holds; see the module comment. */
+  private async reclose(): Promise<void> {
+    if (this.closed) return;
+    this.stats.reclosures++;
+    for (let round = 0; round < 4; round++) {
+      const { wanted, scope } = closure(this.tables, this.localPorts);
+      const grew = (a: Set<string>, b: Set<string>): string[] => [...a].filter((x) => !b.has(x));
+      const now = this.scopeNow;
+      if (grew(scope.networks, now.networks).length || grew(scope.routers, now.routers).length) {
+        await this.requestResync("scope grew");
+        return;
+      }
+      const sgs = grew(scope.securityGroups, now.securityGroups).filter(
+        (g) => !this.tables.get(KIND.secgroup)!.has(g),
+      );
+      const chassis = grew(scope.chassis, now.chassis).filter((c) => !this.tables.get(KIND.chassis)!.has(c));
+      if (sgs.length || chassis.length) {
+        if (sgs.length) await this.fetch(KIND.secgroup, sgs);
+        if (chassis.length) await this.fetch(KIND.chassis, chassis);
+        this.scopeNow = {
+          ...now,
+          securityGroups: new Set([...now.securityGroups, ...sgs]),
+          chassis: new Set([...now.chassis, ...chassis]),
+        };
+        continue;
+      }
+      for (const kind of SYNC_KINDS) {
+        const have = this.tables.get(kind)!;
+        const want = wanted.get(kind)!;
+        for (const [key, cur] of [...have]) {
+          if (want.has(key)) continue;
+          have.delete(key);
+          this.emit({ action: "removed", kind, key, previous: cur });
+        }
+      }
+      this.scopeNow = scope;
+      this.updateTopics(scope);
+      return;
+    }
+    await this.requestResync("scope did not settle");
   }
 
   private updateTopics(scope: Scope): void {
@@ -448,27 +623,61 @@ export class NbCache {
     if (this.closed) return;
     const kind = object?.kind ?? dkind!;
     const key = object?.key ?? dkey!;
-    if (!this.tables.has(kind) || !this.relevant(kind, key, object?.value)) {
-      this.stats.ignored++;
+    if (kind === AGENT_KIND.liveness) {
+      this.onLiveness(object, revision, key);
       return;
     }
-    const cur = this.get(kind, key);
+    const table = this.tables.get(kind);
+    if (!table || !this.relevant(kind, key, object?.value)) {
+      this.stats.ignored++;
+      if (table) this.advanceAfter(revision);
+      return;
+    }
+    const cur = table.get(key);
     if (cur && cur.modRevision >= revision) {
       this.stats.ignored++;
-      return;
-    }
-    if (RELATIONAL.has(kind)) {
-      void this.requestResync(`${kind}/${key} changed`);
+      this.advanceAfter(revision);
       return;
     }
     this.stats.applied++;
-    const table = this.tables.get(kind)!;
     if (object) {
       table.set(key, object);
       this.emit({ action: cur ? "updated" : "added", kind, key, object, ...(cur ? { previous: cur } : {}) });
     } else if (cur) {
       table.delete(key);
       this.emit({ action: "removed", kind, key, previous: cur });
+    }
+    if (RELATIONAL.has(kind)) this.queueReclosure();
+    this.advanceAfter(revision);
+  }
+
+  /** Move the watermark once the change's consequences (a re-closure) are applied. */
+  private advanceAfter(revision: number): void {
+    if (this.queued || this.running > 0) return; // the resync in flight advances it
+    if (!this.recloseQueued) {
+      this.advance(revision);
+      return;
+    }
+    void this.settling.then(() => {
+      if (!this.queued && this.running === 0) this.advance(revision);
+    });
+  }
+
+  private onLiveness(object: StoredObject | undefined, revision: number, key: string): void {
+    const cur = this.liveness.get(key);
+    if (cur && cur.modRevision >= revision) return;
+    if (object) {
+      this.liveness.set(key, object);
+      this.emit({
+        action: cur ? "updated" : "added",
+        kind: AGENT_KIND.liveness,
+        key,
+        object,
+        ...(cur ? { previous: cur } : {}),
+      });
+    } else if (cur) {
+      this.liveness.delete(key);
+      this.emit({ action: "removed", kind: AGENT_KIND.liveness, key, previous: cur });
     }
   }
 }

@@ -26,6 +26,13 @@ export const KIND = {
 
 export const SYNC_KINDS: string[] = Object.values(KIND);
 
+/**
+ * Agents' own bookkeeping under the NB prefix (not model objects):
+ *   chassis-liveness/<chassis>  on a lease, refreshed by the chassis' agent while it runs
+ *   chassis-realised/<chassis>  the NB revision the chassis' switch realises
+ */
+export const AGENT_KIND = { liveness: "chassis-liveness", realised: "chassis-realised" } as const;
+
 export interface Refs {
   tenant?: string;
   networks: string[];
@@ -100,7 +107,9 @@ export function refsOf(kind: string, key: string, value: unknown): Refs {
  * its tenant (security groups, unattached routers), else `all/`.
  */
 export function topicsOf(kind: string, key: string, value: unknown): string[] {
-  if (kind === KIND.chassis) return [TOPIC_CHASSIS];
+  if (kind === KIND.chassis || kind === AGENT_KIND.liveness || kind === AGENT_KIND.realised) {
+    return [TOPIC_CHASSIS];
+  }
   const r = refsOf(kind, key, value);
   const topics = [...r.networks.map(networkTopic), ...r.routers.map(routerTopic)];
   if (topics.length === 0 && r.tenant) topics.push(tenantTopic(r.tenant));

@@ -1,0 +1,101 @@
+/**
+ * Numbers the datapath hands out: OpenFlow meter ids and conntrack zones.
+ *
+ * Meter ids are computed, not allocated: a punt meter belongs to one local
+ * port and one purpose, and its id is `purpose base + ofport`, so a restarted
+ * agent computes the same ids and the meter reconciler finds nothing to
+ * change. Each purpose owns a 64 Ki range (ofports are below 0xff00 on every
+ * bridge OVS builds):
+ *
+ *   purpose      ids
+ *   ─────────    ──────────────────────
+ *   dhcp         1 .. 0xfeff             (the id is the ofport, as before v2)
+ *   nd           0x10000 + ofport
+ *   l3           0x20000 + ofport        (first packets of routed flows)
+ *
+ * OVS maps OpenFlow meter ids onto datapath meters itself, so sparse ids
+ * cost nothing; only the number of meters counts against the switch's limit.
+ *
+ * Conntrack zones are allocated: a zone isolates one port's (or network's)
+ * connections, it is a 16-bit number, and two owners must never share one
+ * while both exist. `CtZones` hands out the lowest free zone per key, gives
+ * the same zone back for a key it already knows, and can be restored from
+ * and saved to a snapshot — the agent keeps the snapshot in br-int's
+ * `external_ids:ct-zone-<key>` (OVN's convention), so conntrack state
+ * survives an agent restart. Zone 0 (the default zone) is never handed out.
+ */
+
+export const METER_PURPOSES = { dhcp: 0, nd: 0x10000, l3: 0x20000 } as const;
+export type MeterPurpose = keyof typeof METER_PURPOSES;
+
+const OFPORT_MAX = 0xfeff;
+
+/** The meter id of a punt of `purpose` from the local port at `ofport`. */
+export function meterId(purpose: MeterPurpose, ofport: number): number {
+  if (!Number.isInteger(ofport) || ofport < 1 || ofport > OFPORT_MAX) {
+    throw new RangeError(`meterId: ofport ${ofport} outside 1..${OFPORT_MAX}`);
+  }
+  return METER_PURPOSES[purpose] + ofport;
+}
+
+export const CT_ZONE_MIN = 1;
+export const CT_ZONE_MAX = 0xffff;
+
+export class CtZoneExhausted extends Error {}
+
+export class CtZones {
+  private readonly byKey = new Map<string, number>();
+  private readonly used = new Set<number>();
+  private next = CT_ZONE_MIN;
+
+  /** Start from a saved snapshot (key → zone); invalid or duplicate entries are dropped. */
+  constructor(snapshot: Iterable<[string, number]> = []) {
+    for (const [k, z] of snapshot) {
+      if (
+        !Number.isInteger(z) ||
+        z < CT_ZONE_MIN ||
+        z > CT_ZONE_MAX ||
+        this.used.has(z) ||
+        this.byKey.has(k)
+      ) {
+        continue;
+      }
+      this.byKey.set(k, z);
+      this.used.add(z);
+    }
+  }
+
+  /** The zone of `key`, allocating the lowest free one the first time. */
+  zoneFor(key: string): number {
+    const have = this.byKey.get(key);
+    if (have !== undefined) return have;
+    for (let i = 0; i <= CT_ZONE_MAX - CT_ZONE_MIN; i++) {
+      const z = this.next;
+      this.next = z >= CT_ZONE_MAX ? CT_ZONE_MIN : z + 1;
+      if (this.used.has(z)) continue;
+      this.byKey.set(key, z);
+      this.used.add(z);
+      return z;
+    }
+    throw new CtZoneExhausted(`no conntrack zone left for ${key} (all ${CT_ZONE_MAX} in use)`);
+  }
+
+  peek(key: string): number | undefined {
+    return this.byKey.get(key);
+  }
+
+  release(key: string): void {
+    const z = this.byKey.get(key);
+    if (z === undefined) return;
+    this.byKey.delete(key);
+    this.used.delete(z);
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  snapshot(): Map<string, number> {
+    return new Map(this.byKey);
+  }
+}

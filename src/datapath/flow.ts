@@ -1,0 +1,238 @@
+/**
+ * The typed flow builder apps write their flows with. It speaks the layout —
+ * tables by name (tables.ts), registers by field (fields.ts), meters by
+ * purpose (allocators.ts) — and produces the typed `Flow` of
+ * src/openflow/flow.ts directly: no ovs-ofctl text is built or parsed on
+ * the agent's hot path. The text form (`formatFlow`) is what tests, logs and
+ * `caps --explain` show; a builder's flow and `parseFlow` of the same
+ * dump-flows line are the same value, which the apps' golden tests check.
+ *
+ *   flow("l2_lookup", 100)
+ *     .reg(F.network, key).eq("eth_dst", mac)
+ *     .load(F.outPort, ofport)
+ *     .goto("egress_secgroup")
+ *
+ * Match fields are added in call order (the reconciler normalises order);
+ * protocol shorthands (`proto("udp")`) add eth_type and nw_proto as
+ * ovs-ofctl does. Actions go into one apply_actions list in call order; a
+ * meter instruction comes first and a goto last, as OpenFlow orders them.
+ * A flow with no actions and no goto drops.
+ */
+import { OFPP, type Action, type Subfield } from "../openflow/actions.js";
+import type { Flow } from "../openflow/flow.js";
+import type { Instruction } from "../openflow/instructions.js";
+import { fieldByName, type MatchField, type OxmValue } from "../openflow/oxm.js";
+import { FLAG, isWhole, regName, type RegField } from "./fields.js";
+import { table, type TableName } from "./tables.js";
+
+export type Proto = "ip" | "ipv6" | "arp" | "icmp" | "icmp6" | "tcp" | "udp" | "tcp6" | "udp6";
+
+const PROTOS: Record<Proto, [ethType: number, nwProto?: number]> = {
+  ip: [0x0800],
+  ipv6: [0x86dd],
+  arp: [0x0806],
+  icmp: [0x0800, 1],
+  icmp6: [0x86dd, 58],
+  tcp: [0x0800, 6],
+  udp: [0x0800, 17],
+  tcp6: [0x86dd, 6],
+  udp6: [0x86dd, 17],
+};
+
+/** OFPFF_SEND_FLOW_REM: the switch tells us when the flow expires. */
+export const OFPFF_SEND_FLOW_REM = 0x1;
+
+function checkField(name: string): void {
+  if (!fieldByName(name)) throw new Error(`flow builder: unknown field ${name}`);
+}
+
+/** Integers wider than 32 bits are bigints in the Flow model (oxm.ts); accept plain numbers for them. */
+function typed(name: string, v: OxmValue): OxmValue {
+  const def = fieldByName(name)!;
+  return typeof v === "number" && def.length > 4 && def.format !== "bytes" ? BigInt(v) : v;
+}
+
+function subfield(f: RegField | string): Subfield {
+  if (typeof f === "string") {
+    checkField(f);
+    return { field: f, ofs: 0, nbits: 0 };
+  }
+  return isWhole(f)
+    ? { field: regName(f), ofs: 0, nbits: 0 }
+    : { field: regName(f), ofs: f.ofs, nbits: f.nbits };
+}
+
+export class FlowBuilder {
+  private readonly matches: MatchField[] = [];
+  private readonly actions: Action[] = [];
+  private meterId: number | undefined;
+  private next: number | undefined;
+  private idle = 0;
+  private hard = 0;
+  private flagBits = 0;
+
+  constructor(
+    readonly tableName: TableName,
+    readonly priority: number,
+  ) {}
+
+  // ── match ────────────────────────────────────────────────────────────────
+
+  /** eth_type (and nw_proto) of an ovs-ofctl protocol shorthand. */
+  proto(p: Proto): this {
+    const [ethType, nwProto] = PROTOS[p];
+    this.matches.push({ field: "eth_type", value: ethType });
+    if (nwProto !== undefined) this.matches.push({ field: "nw_proto", value: nwProto });
+    return this;
+  }
+
+  inPort(ofport: number): this {
+    this.matches.push({ field: "in_port", value: ofport });
+    return this;
+  }
+
+  /** Exact match on a register field (masked when it is part of its register). */
+  reg(f: RegField, value: number): this {
+    if (isWhole(f)) this.matches.push({ field: regName(f), value: value >>> 0 });
+    else {
+      const mask = ((2 ** f.nbits - 1) * 2 ** f.ofs) >>> 0;
+      this.matches.push({ field: regName(f), value: (value * 2 ** f.ofs) >>> 0, mask });
+    }
+    return this;
+  }
+
+  /** Match one flag bit of the flags register, set or clear. */
+  flag(bit: (typeof FLAG)[keyof typeof FLAG], set: boolean): this {
+    this.matches.push({ field: "reg0", value: set ? bit : 0, mask: bit });
+    return this;
+  }
+
+  /** Any OXM field by its ovs-fields name, optionally masked. */
+  eq(field: string, value: OxmValue, mask?: OxmValue): this {
+    checkField(field);
+    const v = typed(field, value);
+    this.matches.push(
+      mask === undefined ? { field, value: v } : { field, value: v, mask: typed(field, mask) },
+    );
+    return this;
+  }
+
+  // ── actions ──────────────────────────────────────────────────────────────
+
+  /** Write a register field: set_field for a whole register, load into the bit range otherwise. */
+  load(f: RegField, value: number): this {
+    if (isWhole(f)) this.actions.push({ type: "set_field", field: regName(f), value: value >>> 0 });
+    else this.actions.push({ type: "load", dst: subfield(f), value: BigInt(value) });
+    return this;
+  }
+
+  /** set_field on any OXM field. */
+  set(field: string, value: OxmValue): this {
+    checkField(field);
+    this.actions.push({ type: "set_field", field, value: typed(field, value) });
+    return this;
+  }
+
+  /** Copy a whole field or register field into another. */
+  move(src: RegField | string, dst: RegField | string): this {
+    this.actions.push({ type: "move", src: subfield(src), dst: subfield(dst) });
+    return this;
+  }
+
+  output(port: number): this {
+    this.actions.push({ type: "output", port });
+    return this;
+  }
+
+  /** Send the packet back out of the port it came in on. */
+  outputInPort(): this {
+    return this.output(OFPP.IN_PORT);
+  }
+
+  resubmit(t: TableName): this {
+    this.actions.push({ type: "resubmit", table: table(t) });
+    return this;
+  }
+
+  /** Punt to the controller (the local agent), the whole packet. */
+  controller(maxLen = 0xffff): this {
+    this.actions.push({ type: "output", port: OFPP.CONTROLLER, maxLen });
+    return this;
+  }
+
+  decTtl(): this {
+    this.actions.push({ type: "dec_ttl" });
+    return this;
+  }
+
+  pushVlan(vid: number): this {
+    this.actions.push({ type: "push_vlan", ethertype: 0x8100 });
+    this.actions.push({ type: "set_field", field: "vlan_vid", value: 0x1000 | vid });
+    return this;
+  }
+
+  popVlan(): this {
+    this.actions.push({ type: "pop_vlan" });
+    return this;
+  }
+
+  /** Append a raw action (for the few that have no helper). */
+  action(a: Action): this {
+    this.actions.push(a);
+    return this;
+  }
+
+  // ── instructions and flow attributes ─────────────────────────────────────
+
+  meter(id: number): this {
+    this.meterId = id;
+    return this;
+  }
+
+  goto(t: TableName): this {
+    this.next = table(t);
+    return this;
+  }
+
+  idleTimeout(seconds: number): this {
+    this.idle = seconds;
+    return this;
+  }
+
+  hardTimeout(seconds: number): this {
+    this.hard = seconds;
+    return this;
+  }
+
+  sendFlowRemoved(): this {
+    this.flagBits |= OFPFF_SEND_FLOW_REM;
+    return this;
+  }
+
+  build(cookie: bigint): Flow {
+    const instructions: Instruction[] = [];
+    if (this.meterId !== undefined) instructions.push({ type: "meter", meterId: this.meterId });
+    if (this.actions.length) instructions.push({ type: "apply_actions", actions: [...this.actions] });
+    if (this.next !== undefined) {
+      if (this.next <= table(this.tableName)) {
+        throw new Error(`flow builder: goto from ${this.tableName} must go forward`);
+      }
+      instructions.push({ type: "goto_table", table: this.next });
+    }
+    const f: Flow = {
+      table: table(this.tableName),
+      priority: this.priority,
+      cookie,
+      match: [...this.matches],
+      instructions,
+    };
+    if (this.idle) f.idleTimeout = this.idle;
+    if (this.hard) f.hardTimeout = this.hard;
+    if (this.flagBits) f.flags = this.flagBits;
+    return f;
+  }
+}
+
+export function flow(t: TableName, priority: number): FlowBuilder {
+  return new FlowBuilder(t, priority);
+}

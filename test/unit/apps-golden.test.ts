@@ -1,0 +1,333 @@
+/**
+ * Golden flows: for one small view, every app's flows stated as the lines
+ * `ovs-ofctl -O OpenFlow13 --no-stats dump-flows` prints (cookies left out),
+ * per owner — anyone can compare them with a switch. Each line also parses
+ * back (parseFlow) to exactly the flow the typed builder made, so the
+ * builder and the text form cannot drift apart.
+ *
+ * The view: chassis host1; net1 (geneve 101) with subnets 10.1.0.0/24 and
+ * fd00:1::/64, local vm1 (dual stack, ofport 1), local vm2 (ofport 2, two
+ * allowed address pairs, one with its own MAC), vm3 on host2 (alive,
+ * 192.0.2.2), router r1 on net1; net2 (vlan 100 on physnet1, patch port 50)
+ * with DHCP off, local vm4 (port security off, ofport 4) and vm5 on host2.
+ */
+import { describe, expect, it } from "vitest";
+import { loadApps } from "../../src/apps/index.js";
+import { Engine, flowSig } from "../../src/controller/engine.js";
+import { flowKey } from "../../src/openflow/flow.js";
+import { formatFlow, parseFlow } from "../../src/openflow/text.js";
+import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
+
+function view() {
+  const m = newModel();
+  m.setNetwork("net1", net("net1", { segmentationId: 101 }));
+  m.setSubnet("sub1", subnet("sub1", "net1", "10.1.0.0/24"));
+  m.setSubnet("sub6", subnet("sub6", "net1", "fd00:1::/64"));
+  m.setPort(
+    "vm1",
+    port("vm1", "net1", "fa:16:3e:01:00:11", [
+      ["sub1", "10.1.0.11"],
+      ["sub6", "fd00:1::11"],
+    ]),
+  );
+  m.setPort(
+    "vm2",
+    port("vm2", "net1", "fa:16:3e:01:00:12", [["sub1", "10.1.0.12"]], {
+      allowedAddressPairs: [
+        { ipAddress: "10.1.0.100" },
+        { ipAddress: "10.1.0.128/25", macAddress: "fa:16:3e:aa:bb:cc" },
+      ],
+    }),
+  );
+  m.setPort("vm3", port("vm3", "net1", "fa:16:3e:01:00:13", [["sub1", "10.1.0.13"]], { chassis: "host2" }));
+  m.setChassis("host2", chassis("host2", "192.0.2.2"));
+  m.setAlive("host2", true);
+  m.setBinding("vm1", binding("vm1", 1));
+  m.setBinding("vm2", binding("vm2", 2));
+  m.setRouter(
+    "r1",
+    router("r1", [
+      {
+        subnetId: "sub1",
+        portId: "rp1",
+        networkId: "net1",
+        ipAddress: "10.1.0.1",
+        cidr: "10.1.0.0/24",
+        macAddress: "fa:16:3e:00:00:01",
+      },
+    ]),
+  );
+  m.setProviderPorts(new Map([["physnet1", 50]]));
+  m.setNetwork(
+    "net2",
+    net("net2", { networkType: "vlan", physicalNetwork: "physnet1", segmentationId: 100 }),
+  );
+  m.setSubnet("sub2", subnet("sub2", "net2", "10.2.0.0/24", { enableDhcp: false }));
+  m.setPort(
+    "vm4",
+    port("vm4", "net2", "fa:16:3e:02:00:14", [["sub2", "10.2.0.14"]], { portSecurityEnabled: false }),
+  );
+  m.setPort("vm5", port("vm5", "net2", "fa:16:3e:02:00:15", [["sub2", "10.2.0.15"]], { chassis: "host2" }));
+  m.setBinding("vm4", binding("vm4", 4));
+  return m;
+}
+
+const EXPECTED: Record<string, [owner: string, line: string][]> = {
+  pipeline: [
+    ["pipeline/global/", "priority=0 actions=drop"],
+    ["pipeline/global/", "table=10, priority=0 actions=goto_table:15"],
+    ["pipeline/global/", "table=15, priority=0 actions=goto_table:20"],
+    ["pipeline/global/", "table=20, priority=0 actions=goto_table:30"],
+    ["pipeline/global/", "table=30, priority=0 actions=goto_table:35"],
+    ["pipeline/global/", "table=35, priority=0 actions=goto_table:40"],
+    ["pipeline/global/", "table=40, priority=0 actions=drop"],
+    ["pipeline/global/", "table=45, priority=0 actions=drop"],
+    ["pipeline/global/", "table=5, priority=0 actions=drop"],
+    ["pipeline/global/", "table=50, priority=0 actions=drop"],
+    ["pipeline/global/", "table=52, priority=0 actions=drop"],
+    ["pipeline/global/", "table=55, priority=0 actions=goto_table:60"],
+    ["pipeline/global/", "table=60, priority=0 actions=drop"],
+  ],
+  classifier: [
+    [
+      "classifier/port/vm1",
+      "priority=100,in_port=1 actions=set_field:0x65->reg6,set_field:0x1->reg5,goto_table:5",
+    ],
+    [
+      "classifier/port/vm2",
+      "priority=100,in_port=2 actions=set_field:0x65->reg6,set_field:0x2->reg5,goto_table:5",
+    ],
+    [
+      "classifier/port/vm4",
+      "priority=100,in_port=4 actions=set_field:0x1000064->reg6,set_field:0x4->reg5,goto_table:5",
+    ],
+  ],
+  portsec: [
+    ["portsec/port/vm1", "table=5, priority=100,udp,in_port=1,tp_src=67 actions=drop"],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=80,arp,in_port=1,dl_src=fa:16:3e:01:00:11,arp_spa=10.1.0.11,arp_sha=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=80,ip,in_port=1,dl_src=fa:16:3e:01:00:11,nw_src=10.1.0.11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=80,ipv6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=90,arp,in_port=1,dl_src=fa:16:3e:01:00:11,arp_spa=0.0.0.0,arp_sha=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=90,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=:: actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=90,ipv6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=90,udp,in_port=1,dl_src=fa:16:3e:01:00:11,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67 actions=goto_table:10",
+    ],
+    ["portsec/port/vm2", "table=5, priority=100,udp,in_port=2,tp_src=67 actions=drop"],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=80,arp,in_port=2,dl_src=fa:16:3e:01:00:12,arp_spa=10.1.0.100,arp_sha=fa:16:3e:01:00:12 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=80,arp,in_port=2,dl_src=fa:16:3e:01:00:12,arp_spa=10.1.0.12,arp_sha=fa:16:3e:01:00:12 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=80,arp,in_port=2,dl_src=fa:16:3e:aa:bb:cc,arp_spa=10.1.0.128/25,arp_sha=fa:16:3e:aa:bb:cc actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=80,ip,in_port=2,dl_src=fa:16:3e:01:00:12,nw_src=10.1.0.100 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=80,ip,in_port=2,dl_src=fa:16:3e:01:00:12,nw_src=10.1.0.12 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=80,ip,in_port=2,dl_src=fa:16:3e:aa:bb:cc,nw_src=10.1.0.128/25 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=90,arp,in_port=2,dl_src=fa:16:3e:01:00:12,arp_spa=0.0.0.0,arp_sha=fa:16:3e:01:00:12 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=90,icmp6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=:: actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=90,ipv6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=fe80::/64 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=90,udp,in_port=2,dl_src=fa:16:3e:01:00:12,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67 actions=goto_table:10",
+    ],
+    ["portsec/port/vm4", "table=5, priority=50,in_port=4 actions=goto_table:10"],
+  ],
+  dhcp: [
+    [
+      "dhcp/port/vm1",
+      "table=15, priority=100,udp,in_port=1,tp_src=68,tp_dst=67 actions=meter:1,CONTROLLER:65535",
+    ],
+    [
+      "dhcp/port/vm2",
+      "table=15, priority=100,udp,in_port=2,tp_src=68,tp_dst=67 actions=meter:2,CONTROLLER:65535",
+    ],
+  ],
+  arp: [
+    [
+      "arp/port/vm1",
+      "table=20, priority=100,arp,reg6=0x65,arp_tpa=10.1.0.11,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:01:00:11->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:01:00:11->arp_sha,set_field:10.1.0.11->arp_spa,IN_PORT",
+    ],
+    [
+      "arp/port/vm1",
+      "table=20, priority=100,icmp6,reg6=0x65,icmp_type=135,nd_target=fd00:1::11 actions=CONTROLLER:65535",
+    ],
+    [
+      "arp/port/vm1",
+      "table=20, priority=110,arp,reg6=0x65,in_port=1,arp_tpa=10.1.0.11,arp_op=1 actions=goto_table:30",
+    ],
+    [
+      "arp/port/vm1",
+      "table=20, priority=110,icmp6,reg6=0x65,in_port=1,icmp_type=135,nd_target=fd00:1::11 actions=goto_table:30",
+    ],
+    [
+      "arp/port/vm2",
+      "table=20, priority=100,arp,reg6=0x65,arp_tpa=10.1.0.12,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:01:00:12->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:01:00:12->arp_sha,set_field:10.1.0.12->arp_spa,IN_PORT",
+    ],
+    [
+      "arp/port/vm2",
+      "table=20, priority=110,arp,reg6=0x65,in_port=2,arp_tpa=10.1.0.12,arp_op=1 actions=goto_table:30",
+    ],
+    [
+      "arp/port/vm3",
+      "table=20, priority=100,arp,reg6=0x65,arp_tpa=10.1.0.13,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:01:00:13->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:01:00:13->arp_sha,set_field:10.1.0.13->arp_spa,IN_PORT",
+    ],
+    [
+      "arp/port/vm4",
+      "table=20, priority=100,arp,reg6=0x1000064,arp_tpa=10.2.0.14,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:02:00:14->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:02:00:14->arp_sha,set_field:10.2.0.14->arp_spa,IN_PORT",
+    ],
+    [
+      "arp/port/vm4",
+      "table=20, priority=110,arp,reg6=0x1000064,in_port=4,arp_tpa=10.2.0.14,arp_op=1 actions=goto_table:30",
+    ],
+    [
+      "arp/port/vm5",
+      "table=20, priority=100,arp,reg6=0x1000064,arp_tpa=10.2.0.15,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:02:00:15->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:02:00:15->arp_sha,set_field:10.2.0.15->arp_spa,IN_PORT",
+    ],
+    [
+      "arp/router/r1",
+      "table=20, priority=100,arp,reg6=0x65,arp_tpa=10.1.0.1,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:01->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:01->arp_sha,set_field:10.1.0.1->arp_spa,IN_PORT",
+    ],
+  ],
+  l2: [
+    ["l2/network/net1", "table=40, priority=50,reg6=0x65 actions=goto_table:45"],
+    [
+      "l2/network/net1",
+      "table=45, priority=100,reg4=0x0,reg6=0x65 actions=set_field:0x1->reg7,resubmit(,55),set_field:0x2->reg7,resubmit(,55),set_field:0xc0000202->reg8,resubmit(,50)",
+    ],
+    ["l2/network/net2", "table=40, priority=50,reg6=0x1000064 actions=goto_table:45"],
+    [
+      "l2/network/net2",
+      "table=45, priority=100,reg4=0x0,reg6=0x1000064 actions=set_field:0x4->reg7,resubmit(,55),resubmit(,52)",
+    ],
+    [
+      "l2/port/vm1",
+      "table=40, priority=100,reg6=0x65,dl_dst=fa:16:3e:01:00:11 actions=set_field:0x1->reg7,goto_table:55",
+    ],
+    ["l2/port/vm1", "table=60, priority=100,reg7=0x1 actions=output:1"],
+    [
+      "l2/port/vm2",
+      "table=40, priority=100,reg6=0x65,dl_dst=fa:16:3e:01:00:12 actions=set_field:0x2->reg7,goto_table:55",
+    ],
+    ["l2/port/vm2", "table=60, priority=100,reg7=0x2 actions=output:2"],
+    [
+      "l2/port/vm3",
+      "table=40, priority=100,reg6=0x65,dl_dst=fa:16:3e:01:00:13 actions=set_field:0xc0000202->reg8,goto_table:50",
+    ],
+    [
+      "l2/port/vm4",
+      "table=40, priority=100,reg6=0x1000064,dl_dst=fa:16:3e:02:00:14 actions=set_field:0x4->reg7,goto_table:55",
+    ],
+    ["l2/port/vm4", "table=60, priority=100,reg7=0x4 actions=output:4"],
+    ["l2/port/vm5", "table=40, priority=100,reg6=0x1000064,dl_dst=fa:16:3e:02:00:15 actions=goto_table:52"],
+  ],
+  tunnel: [
+    [
+      "tunnel/network/net1",
+      "priority=100,tun_id=0x65,in_port=100 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:40",
+    ],
+    [
+      "tunnel/network/net1",
+      "table=50, priority=100,reg0=0x0/0x1,reg6=0x65 actions=move:NXM_NX_REG8[]->NXM_NX_TUN_IPV4_DST[],set_field:0x65->tun_id,output:100",
+    ],
+  ],
+  provider: [
+    [
+      "provider/network/net2",
+      "priority=100,in_port=50,dl_vlan=100 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:40",
+    ],
+    [
+      "provider/network/net2",
+      "table=52, priority=100,reg0=0x0/0x2,reg6=0x1000064 actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:50",
+    ],
+  ],
+};
+
+const engine = new Engine(
+  view(),
+  loadApps(["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"]),
+);
+engine.recomputeAll();
+const all = engine.allFlows();
+
+describe("apps' flows for a small view (dump-flows lines)", () => {
+  for (const [app, expected] of Object.entries(EXPECTED)) {
+    it(`${app}`, () => {
+      const got = all
+        .filter((d) => d.owner.startsWith(`${app}/`))
+        .map((d): [string, string] => [d.owner, formatFlow({ ...d.flow, cookie: 0n })])
+        .sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
+      const want = [...expected].sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
+      expect(got).toEqual(want);
+    });
+  }
+
+  it("covers every flow the engine built", () => {
+    expect(all).toHaveLength(Object.values(EXPECTED).flat().length);
+  });
+
+  it("every line parses back to the flow the builder made", () => {
+    for (const d of all) {
+      const text = formatFlow(d.flow);
+      const parsed = { ...parseFlow(text), cookie: d.flow.cookie };
+      expect(flowKey(parsed), text).toBe(d.key);
+      expect(flowSig(parsed), text).toBe(d.sig);
+    }
+  });
+
+  it("meters: one DHCP punt meter per local port on a DHCP subnet, 100 pps", () => {
+    expect(engine.allMeters().map((m) => [m.owner, m.id, m.ratePps])).toEqual([
+      ["dhcp/port/vm1", 1, 100],
+      ["dhcp/port/vm2", 2, 100],
+    ]);
+  });
+
+  it("cookies carry the app and the owner", () => {
+    const c = all.find((d) => d.owner === "l2/port/vm1")!.flow.cookie;
+    expect(c >> 56n).toBe(0xfdn);
+    expect(Number((c >> 48n) & 0xffn)).toBe(6);
+    expect(new Set(all.filter((d) => d.owner === "l2/port/vm1").map((d) => d.flow.cookie)).size).toBe(1);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * The datapath layout's declarations and their load-time checks: tables in
+ * increasing order with forward misses, register fields that never overlap,
+ * cookies that name their app, owner and category, meter ids per purpose,
+ * conntrack zones that are never shared, and a flow builder that refuses
+ * what the layout forbids.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  APP_IDS,
+  CT_ZONE_MAX,
+  CtZoneExhausted,
+  CtZones,
+  F,
+  FLAG,
+  PIPELINE,
+  appOfCookie,
+  categoryOfCookie,
+  checkFields,
+  checkPipeline,
+  cookieFor,
+  flow,
+  formatPipeline,
+  isOurs,
+  meterId,
+  table,
+  type TableDef,
+} from "../../src/datapath/index.js";
+import { APP_FACTORIES } from "../../src/apps/index.js";
+import { formatFlow } from "../../src/openflow/text.js";
+
+describe("pipeline tables", () => {
+  it("ids increase, names are unique, misses go forward to declared tables", () => {
+    expect(() => checkPipeline(PIPELINE)).not.toThrow();
+    expect(new Set(PIPELINE.map((t) => t.name)).size).toBe(PIPELINE.length);
+    expect(table("classification")).toBe(0);
+    expect(table("l2_flood")).toBe(45);
+    expect(formatPipeline()).toMatch(/^TABLE\s+NAME\s+STAGE\s+MISS\s+PURPOSE/);
+  });
+
+  it("refuses a layout whose ids do not increase, or whose miss goes backwards or nowhere", () => {
+    const t = (id: number, name: string, miss: TableDef["miss"] = "drop"): TableDef => ({
+      id,
+      name,
+      stage: "classify",
+      purpose: "",
+      miss,
+    });
+    expect(() => checkPipeline([t(0, "a"), t(0, "b")])).toThrow(/does not follow/);
+    expect(() => checkPipeline([t(5, "a"), t(3, "b")])).toThrow(/does not follow/);
+    expect(() => checkPipeline([t(0, "a", { goto: "zz" })])).toThrow(/unknown table/);
+    expect(() => checkPipeline([t(0, "a"), t(1, "b", { goto: "a" })])).toThrow(/backwards/);
+    expect(() => checkPipeline([t(254, "a")])).toThrow(/outside/);
+  });
+});
+
+describe("register fields", () => {
+  it("do not overlap; an overlap or an out-of-range field is refused", () => {
+    expect(() => checkFields(Object.values(F))).not.toThrow();
+    expect(() =>
+      checkFields([
+        { name: "a", reg: 1, ofs: 0, nbits: 8, doc: "" },
+        { name: "b", reg: 1, ofs: 7, nbits: 4, doc: "" },
+      ]),
+    ).toThrow(/a and b overlap in reg1/);
+    expect(() =>
+      checkFields([
+        { name: "a", reg: 1, ofs: 0, nbits: 8, doc: "" },
+        { name: "b", reg: 2, ofs: 0, nbits: 8, doc: "" },
+      ]),
+    ).not.toThrow();
+    expect(() => checkFields([{ name: "c", reg: 3, ofs: 30, nbits: 4, doc: "" }])).toThrow(/out of range/);
+  });
+});
+
+describe("app registry and cookies", () => {
+  it("every loadable app has a cookie id, and ids are unique", () => {
+    for (const name of Object.keys(APP_FACTORIES)) expect(APP_IDS).toHaveProperty(name);
+    expect(new Set(Object.values(APP_IDS)).size).toBe(Object.keys(APP_IDS).length);
+  });
+
+  it("a cookie names its app, owner and category, deterministically", () => {
+    const c = cookieFor("dhcp", "port/p1");
+    expect(cookieFor("dhcp", "port/p1")).toBe(c);
+    expect(cookieFor("dhcp", "port/p2")).not.toBe(c);
+    expect(appOfCookie(c)).toBe("dhcp");
+    expect(categoryOfCookie(c)).toBe("proactive");
+    const r = cookieFor("l2", "reactive/x", "reactive");
+    expect(appOfCookie(r)).toBe("l2");
+    expect(categoryOfCookie(r)).toBe("reactive");
+    expect(isOurs(0x1234n)).toBe(false);
+    expect(appOfCookie(0x1234n)).toBeUndefined();
+  });
+});
+
+describe("meter ids and conntrack zones", () => {
+  it("meter ids are per purpose and per ofport, in disjoint ranges", () => {
+    expect(meterId("dhcp", 7)).toBe(7);
+    expect(meterId("nd", 7)).toBe(0x10007);
+    expect(meterId("l3", 7)).toBe(0x20007);
+    expect(() => meterId("dhcp", 0)).toThrow(RangeError);
+    expect(() => meterId("dhcp", 0xff00)).toThrow(RangeError);
+  });
+
+  it("zones are unique per key, stable, reusable after release, restored from a snapshot", () => {
+    const z = new CtZones();
+    const a = z.zoneFor("port/a");
+    const b = z.zoneFor("port/b");
+    expect(a).not.toBe(b);
+    expect(z.zoneFor("port/a")).toBe(a);
+    z.release("port/a");
+    expect(z.peek("port/a")).toBeUndefined();
+    const again = new CtZones(z.snapshot());
+    expect(again.zoneFor("port/b")).toBe(b);
+    expect(again.zoneFor("port/c")).not.toBe(b);
+    // bad snapshot entries (zone 0, duplicates) are dropped rather than shared
+    const bad = new CtZones([
+      ["x", 0],
+      ["y", 5],
+      ["z", 5],
+    ]);
+    expect(bad.peek("x")).toBeUndefined();
+    expect(bad.peek("z")).toBeUndefined();
+    expect(bad.zoneFor("z")).not.toBe(5);
+  });
+
+  it("runs out loudly instead of sharing a zone", () => {
+    const z = new CtZones(Array.from({ length: CT_ZONE_MAX }, (_, i): [string, number] => [`k${i}`, i + 1]));
+    expect(z.size).toBe(CT_ZONE_MAX);
+    expect(() => z.zoneFor("one-more")).toThrow(CtZoneExhausted);
+  });
+});
+
+describe("flow builder", () => {
+  it("writes what ovs-ofctl would print", () => {
+    const f = flow("egress_tunnel", 100)
+      .reg(F.network, 101)
+      .flag(FLAG.fromTunnel, false)
+      .move(F.remoteChassis, "tun_dst")
+      .set("tun_id", 101)
+      .output(100)
+      .build(0n);
+    expect(formatFlow(f)).toBe(
+      "table=50, priority=100,reg0=0x0/0x1,reg6=0x65 actions=move:NXM_NX_REG8[]->NXM_NX_TUN_IPV4_DST[],set_field:0x65->tun_id,output:100",
+    );
+  });
+
+  it("refuses a goto that does not go forward and a field OVS does not know", () => {
+    expect(() => flow("l2_lookup", 1).goto("classification").build(0n)).toThrow(/forward/);
+    expect(() => flow("l2_lookup", 1).eq("no_such_field", 1)).toThrow(/unknown field/);
+  });
+});
