@@ -5,6 +5,7 @@
  * dist/src/cli/main.js nb …`) use it through the socket.
  *
  *   - the NB conformance suite passes against the served driver;
+ *   - the socket is 0600: another user (nobody) is refused, exit 5;
  *   - the CLI creates, lists, shows, updates by CAS (stale --version → exit 4),
  *     deletes and applies a topology file, with the holder still holding the
  *     directory; a read-only follower keeps working beside it;
@@ -122,6 +123,26 @@ describe("flowdrake nb while another process holds the embedded store", { timeou
     const st = statSync(join(dir, "nb.sock"));
     expect(st.isSocket()).toBe(true);
     expect(st.mode & 0o777).toBe(0o600);
+    expect(dirHolder(dir)).toBe(holder.pid);
+  });
+
+  it("refuses another user at the socket: nb exits 5 saying so", async () => {
+    if (process.getuid?.() !== 0) throw new Error("this test runs the CLI as user nobody: run it as root");
+    const r = await new Promise<Result>((resolve) => {
+      execFile(
+        "runuser",
+        ["-u", "nobody", "--", process.execPath, MAIN, "nb", "network", "list", "--db", `embedded:${dir}`],
+        { cwd: "/", env: { ...process.env, FLOWDRAKE_LOG_LEVEL: "silent" }, timeout: 60_000 },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+          resolve({ code, stdout, stderr });
+        },
+      );
+    });
+    expect({ code: r.code, stderr: r.stderr }).toMatchObject({
+      code: 5,
+      stderr: expect.stringMatching(/nb\.sock: permission denied \(it serves only its own user/),
+    });
     expect(dirHolder(dir)).toBe(holder.pid);
   });
 
