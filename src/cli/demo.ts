@@ -6,7 +6,9 @@
  *      process) writes a small lab into an embedded NB store in a run dir:
  *      two Geneve networks, a router, a security group, three VM ports;
  *   2. a private Open vSwitch (userspace datapath) starts in its own namespace
- *      and the node agent (src/controller/agent.ts) starts on it with that NB;
+ *      and the node agent (src/controller/agent.ts) starts on it with that NB,
+ *      which the demo holds and serves on nb/nb.sock in the run dir (so
+ *      `flowdrake nb … --db embedded:RUNDIR/nb` works beside it with --keep);
  *   3. three "VMs" (namespaces with a real IP stack) are plugged into br-int
  *      the Nova/os-vif way, by external_ids:iface-id — nothing else tells the
  *      agent about them;
@@ -23,7 +25,7 @@ import { Agent } from "../controller/agent.js";
 import { planFlowSet } from "./caps.js";
 import { parseAgentConfig } from "../controller/config.js";
 import { tableById } from "../datapath/index.js";
-import { openEmbeddedStore } from "../nb/store/embedded.js";
+import { openStore } from "../nb/store/open.js";
 import type { NbStore } from "../nb/store/types.js";
 import type { Port } from "../nb/model/schemas.js";
 import { connectOpenFlow } from "../openflow/client.js";
@@ -82,7 +84,7 @@ export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void 
 
     say("2. a private Open vSwitch (userspace datapath) in its own namespace, and the flowdrake agent on it");
     sb = await OvsSandbox.start({ label: "demo", datapath: "netdev" });
-    store = await openEmbeddedStore(join(dir, "nb"));
+    store = await openStore(nbUrl, { serve: true });
     agent = await Agent.start(
       parseAgentConfig({
         chassis: "host1",
@@ -191,6 +193,7 @@ export async function runDemo(opts: { keep?: boolean; out?: (s: string) => void 
       say(`  ip netns exec ${vms.vm1!.netns} ping ${leases.vm2?.ip ?? "10.10.0.12"}`);
       say(`  ovs-vsctl --db=${sb.dbRemote} show`);
       say("  flowdrake pipeline");
+      say(`  flowdrake nb port list --db ${nbUrl}`);
       say(`run dir ${dir}; press Ctrl-C to tear down`);
       await new Promise<never>(() => {});
     }
