@@ -5,14 +5,18 @@
  * file, prints one line per change (`+ network net-a`, `~ port vm1
  * (macAddress)`, `- port p9`, or `no changes`) and maps errors to the `nb`
  * exit codes. A file that cannot be applied is refused before any write.
+ * The plan runs as one batch (see src/nb/apply.ts): when it stops, the
+ * changes printed are exactly the ones committed. Malformed stored objects
+ * of the kinds apply compares get a warning line each and are left alone;
+ * a file that lists or refers to one is refused.
  */
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
-import { type Change, executePlan, formatChange, loadState, parseTopology, planApply } from "../nb/apply.js";
+import { type Change, executePlan, formatChange, parseTopology, planApply, readState } from "../nb/apply.js";
 import { ValidationError } from "../nb/model/index.js";
 import { UsageError } from "../util/errors.js";
-import { type NbOpts, common, withApi } from "./nb-run.js";
+import { type NbOpts, common, warnMalformed, withApi } from "./nb-run.js";
 
 interface ApplyOpts extends NbOpts {
   file?: string;
@@ -50,7 +54,9 @@ export function register(nb: Command): void {
   ).action((o: ApplyOpts) =>
     withApi(o, async (api) => {
       const topology = parseTopology(readTopology(o.file!), o.file);
-      const plan = planApply(topology, await loadState(api), { prune: o.prune === true });
+      const { state, malformed } = await readState(api);
+      warnMalformed(malformed);
+      const plan = planApply(topology, state, { prune: o.prune === true, malformed });
       if (o.dryRun || plan.changes.length === 0) {
         if (o.json)
           return `${JSON.stringify({ dryRun: o.dryRun === true, changes: plan.changes.map(changeJson) }, null, 2)}\n`;

@@ -6,7 +6,14 @@
  */
 import type { Command } from "commander";
 import { NbApi } from "../nb/api.js";
-import { KINDS, NotFoundError, type ObjectKind, ValidationError } from "../nb/model/index.js";
+import type { MalformedObject } from "../nb/api.js";
+import {
+  KINDS,
+  MalformedObjectError,
+  NotFoundError,
+  type ObjectKind,
+  ValidationError,
+} from "../nb/model/index.js";
 import { ConflictError, LockTimeoutError, StoreError } from "../nb/store/errors.js";
 import { DEFAULT_NB_URL, openStore, resolveStoreUrl } from "../nb/store/open.js";
 import { FlowdrakeError, UsageError } from "../util/errors.js";
@@ -19,7 +26,7 @@ export const NB_EXIT = { ok: 0, invalid: 1, usage: 2, notFound: 3, conflict: 4, 
 export const NB_EXIT_HELP = `
 Exit codes:
   0  ok
-  1  validation or integrity error (the message names object, field and reason; nothing was written)
+  1  validation or integrity error (the message names object, field and reason; nothing was written), or a malformed stored object (it can only be deleted)
   2  usage error (unknown flag, missing argument, --set not a JSON object, bad --db)
   3  not found (the object named on the command line does not exist)
   4  conflict (--version does not match, the object already exists, a concurrent writer won)
@@ -38,7 +45,8 @@ export interface NbOpts {
 /** Map an error to the `nb` exit code. */
 export function nbExitCode(err: unknown): number {
   if (err instanceof ValidationError)
-    return err.reason === "already exists" ? NB_EXIT.conflict : NB_EXIT.invalid;
+    return err.reason.startsWith("already exists") ? NB_EXIT.conflict : NB_EXIT.invalid;
+  if (err instanceof MalformedObjectError) return NB_EXIT.invalid;
   if (err instanceof NotFoundError) return NB_EXIT.notFound;
   if (err instanceof ConflictError) return NB_EXIT.conflict;
   if (err instanceof StoreError || err instanceof LockTimeoutError) return NB_EXIT.unreachable;
@@ -56,6 +64,13 @@ export function nbErrorMessage(err: unknown): string {
   if (err instanceof NotFoundError) {
     const noun = Object.hasOwn(KINDS, err.kind) ? KINDS[err.kind as ObjectKind].noun : err.kind;
     return `${noun} ${err.key} does not exist`;
+  }
+  if (err instanceof MalformedObjectError) {
+    const noun = Object.hasOwn(KINDS, err.kind) ? KINDS[err.kind as ObjectKind].noun : err.kind;
+    return (
+      `${noun} ${err.key}: the stored value is malformed (${err.reason}); it cannot be shown or updated, ` +
+      `only deleted: flowdrake nb ${noun} delete ${err.key}`
+    );
   }
   if (err instanceof ConflictError) return `conflict: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
@@ -98,6 +113,17 @@ export async function withApi(opts: NbOpts, fn: (api: NbApi) => Promise<string |
 }
 
 export const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+/** One stderr warning per malformed stored object a command read past (the command itself goes on). */
+export function warnMalformed(objs: MalformedObject[]): void {
+  for (const m of objs) {
+    const noun = KINDS[m.kind].noun;
+    process.stderr.write(
+      `flowdrake nb: warning: ${noun} ${m.key} (version ${m.version}) is malformed: ${m.malformed}; ` +
+        `delete it with: flowdrake nb ${noun} delete ${m.key}\n`,
+    );
+  }
+}
 
 export function common(c: Command): Command {
   return c

@@ -9,7 +9,14 @@
  * Output is a table (list) or a `field: value` block (show, create, update)
  * for people and the stored objects as JSON with `--json` for scripts. Every
  * failure is one line on stderr and an exit code scripts can rely on
- * (NB_EXIT_CODES, also printed by every `--help`).
+ * (NB_EXIT, also printed by every `--help`).
+ *
+ * A stored object that is malformed (not JSON, or not its kind's schema; see
+ * src/nb/api.ts) never breaks a list: `list` prints the good objects, one
+ * warning line per malformed one on stderr, and exits 0; with `--json` the
+ * malformed ones are entries of the same array with a `malformed` reason and
+ * no `value` (plus `raw`, the stored JSON, when it parsed). `show` and
+ * `update` of one exit 1 naming the reason; `delete` removes it.
  */
 import type { Command } from "commander";
 import type { NbApi } from "../nb/api.js";
@@ -17,7 +24,16 @@ import { KINDS, NotFoundError, OBJECT_KINDS, type ObjectKind, ValidationError } 
 import { register as registerApply } from "./nb-apply.js";
 import { addFieldFlags, fieldsFromFlags } from "./nb-fields.js";
 import { formatList, formatShow } from "./nb-format.js";
-import { NB_EXIT_HELP, type NbOpts, common, json, parseSet, parseVersion, withApi } from "./nb-run.js";
+import {
+  NB_EXIT_HELP,
+  type NbOpts,
+  common,
+  json,
+  parseSet,
+  parseVersion,
+  warnMalformed,
+  withApi,
+} from "./nb-run.js";
 
 type Obj = Record<string, unknown>;
 
@@ -71,8 +87,10 @@ function registerNoun(nb: Command, kind: ObjectKind): void {
         ...(o.tenant ? { tenantId: o.tenant } : {}),
         ...(o.network ? { networkId: o.network } : {}),
       };
-      const objs = await api.list(kind, filter);
-      return o.json ? json(objs) : formatList(kind, objs);
+      const { objects, malformed } = await api.scan(kind, filter);
+      warnMalformed(malformed);
+      if (!o.json) return formatList(kind, objects);
+      return json([...objects, ...malformed].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)));
     }),
   );
 

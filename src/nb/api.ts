@@ -13,10 +13,40 @@
  *      unique resource (segmentation id, IP, MAC) as a create-only IPAM
  *      reservation. So a call fully happens or not at all, and a writer that
  *      raced us (another process, a stale `--version`) gets a ConflictError.
+ *
+ * Reads check what they hand out. A stored object whose bytes are not JSON
+ * (the store's `malformed`), whose JSON fails its kind's schema, or whose key
+ * field is not its key is *malformed*: `list` leaves it out, `scan` reports it
+ * beside the good ones with the reason, `find`/`get` (and so `update`) throw a
+ * MalformedObjectError naming it, and `delete` removes it together with every
+ * IPAM reservation it owns. So one bad key costs only itself: validating other
+ * objects never trips over it, and a malformed reservation counts as taken.
+ *
+ * Batches. One call at a time costs a lock, the reads and a transaction per
+ * object. `batch(locks, fn)` takes the named locks once (sorted, so batches
+ * cannot deadlock each other) and runs the same calls on a *view*: reads come
+ * from the store once per kind (a kind asked for more than a few single keys
+ * is read whole), overlaid with the batch's own writes; each call's ops, with
+ * exactly the guards and reservations it would commit alone, are staged. The
+ * staged calls are committed in order, as transactions of whole calls with at
+ * most BATCH_MAX_OPS ops (etcd's default `--max-txn-ops` is 128; the etcd
+ * driver adds one op, its commit marker) and about 1 MiB of values, cut before
+ * a call that touches a key already in the transaction; a store that refuses
+ * that many ops in one transaction makes the batch halve its size and retry.
+ * When a call fails validation, the calls staged before it are committed and
+ * then the error is thrown, as if they had run one at a time; when a
+ * transaction fails (a guard lost to a racing writer: ConflictError; the store:
+ * StoreError), the transactions before it stay committed and nothing of it is.
+ * Inside a batch a call returns its object with the version it will have and
+ * modRevision 0, which is set when its transaction commits; the objects a
+ * batch hands out are shared with its view, so callers must not change them.
+ * `createMany` is a batch of creates; `nb apply` runs its whole plan as one batch.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { ConflictError } from "./store/errors.js";
-import type { NbStore, StoredObject, TxnOp } from "./store/types.js";
+import { FlowdrakeError } from "../util/errors.js";
+import { logger } from "../util/log.js";
+import { ConflictError, StoreError } from "./store/errors.js";
+import type { Kind, NbStore, StoredObject, TxnOp, TxnResult } from "./store/types.js";
 import {
   type Chassis,
   DEFAULT_MTU,
@@ -24,6 +54,7 @@ import {
   type FloatingIp,
   IPAM_KINDS,
   KINDS,
+  MalformedObjectError,
   type Network,
   NotFoundError,
   type ObjectKind,
@@ -62,6 +93,24 @@ export interface Versioned<T> {
   value: T;
 }
 
+/** A stored object the API cannot use (see the module comment). */
+export interface MalformedObject {
+  kind: ObjectKind;
+  key: string;
+  version: number;
+  modRevision: number;
+  /** Why: `not JSON: …`, `<field>: <schema reason>`, or `id: is "x", not its key`. */
+  malformed: string;
+  /** The stored JSON when it parsed (a schema failure); absent for bytes that are not JSON. */
+  raw?: unknown;
+}
+
+/** `scan`: the usable objects and, apart, the malformed ones. */
+export interface ScanResult<T> {
+  objects: Versioned<T>[];
+  malformed: MalformedObject[];
+}
+
 export interface WriteOptions {
   /** CAS: fail with ConflictError unless the object is at this version. */
   expectVersion?: number;
@@ -75,6 +124,316 @@ export interface ListFilter {
 type Obj = Record<string, unknown>;
 type Reservations = Map<string, string>; // "<ipam kind>\0<key>" → owner
 
+const log = logger("nb-api");
+
+/** Ops per batch transaction: etcd's default `--max-txn-ops` (128) less the etcd driver's commit marker. */
+export const BATCH_MAX_OPS = 127;
+/** Bytes of values per batch transaction (etcd refuses requests over 1.5 MiB by default). */
+const BATCH_MAX_BYTES = 1 << 20;
+/** A batch reads a kind whole once it has been asked for more single keys of it than this. */
+const SINGLE_GETS_BEFORE_WHOLE_KIND = 8;
+const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
+
+/**
+ * The lock a write of this object takes: `tenant/<id>` for tenant-owned kinds,
+ * the kind's own name otherwise; undefined when a tenant-owned object names no tenant.
+ */
+export function lockName(kind: ObjectKind, tenantId: unknown): string | undefined {
+  if (!KINDS[kind].tenantOwned) return kind;
+  return typeof tenantId === "string" && tenantId !== "" ? `tenant/${tenantId}` : undefined;
+}
+
+/** A batch call needed a lock the batch was not given. */
+export class BatchLockError extends FlowdrakeError {
+  constructor(name: string, held: string[]) {
+    super("BATCH_LOCK", `the batch does not hold lock ${name} (it holds ${held.join(", ") || "none"})`, {
+      name,
+      held,
+    });
+  }
+}
+
+/** The calls a batch offers: NbApi's reads and writes, run on the batch's view. */
+export type NbBatch = Pick<
+  NbApi,
+  | "find"
+  | "get"
+  | "list"
+  | "scan"
+  | "create"
+  | "update"
+  | "delete"
+  | "routerAddInterface"
+  | "routerRemoveInterface"
+  | "secgroupRuleAdd"
+  | "secgroupRuleDelete"
+>;
+
+export interface BatchOptions {
+  /** Called after each committed transaction with the number of calls committed so far (in call order). */
+  onCommit?: (calls: number) => void | Promise<void>;
+  /** Ops per transaction (default BATCH_MAX_OPS). */
+  maxOps?: number;
+}
+
+/** Where the API's calls read and write: the store itself, or a batch's view. */
+interface Session {
+  get(kind: Kind, key: string): Promise<StoredObject | undefined>;
+  list(kind: Kind): Promise<StoredObject[]>;
+  /** Commit one call's ops (a batch stages them and answers with the versions they will get). */
+  commit(ops: TxnOp[]): Promise<TxnResult>;
+  locked<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** Set `modRevision` of these results once the ops that answered `res` are committed. */
+  settle(res: TxnResult, ...results: { modRevision: number }[]): void;
+  /** A stored object checked against its kind's schema (readObject; a batch remembers the answer). */
+  read<T>(kind: ObjectKind, o: StoredObject): Versioned<T> | MalformedObject;
+  /** Every object of a kind, for many lookups by key. */
+  index(kind: Kind): Promise<{ get(key: string): StoredObject | undefined; size: number }>;
+  /**
+   * Allocator memory (a batch's only): a number remembered under `key` until
+   * the batch deletes an object of `kind`; a plain call remembers nothing.
+   */
+  recall(kind: Kind, key: string): bigint | undefined;
+  remember(kind: Kind, key: string, n: bigint): void;
+}
+
+class DirectSession implements Session {
+  constructor(
+    private readonly store: NbStore,
+    private readonly lockTimeoutMs: number,
+  ) {}
+
+  get(kind: Kind, key: string): Promise<StoredObject | undefined> {
+    return this.store.get(kind, key);
+  }
+
+  list(kind: Kind): Promise<StoredObject[]> {
+    return this.store.list(kind);
+  }
+
+  commit(ops: TxnOp[]): Promise<TxnResult> {
+    return this.store.txn(ops);
+  }
+
+  locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return this.store.withLock(name, fn, { timeoutMs: this.lockTimeoutMs });
+  }
+
+  settle(): void {}
+
+  read<T>(kind: ObjectKind, o: StoredObject): Versioned<T> | MalformedObject {
+    return readObject<T>(kind, o);
+  }
+
+  async index(kind: Kind): Promise<{ get(key: string): StoredObject | undefined; size: number }> {
+    const all = new Map((await this.store.list(kind)).map((o) => [o.key, o]));
+    return { get: (key) => all.get(key), size: all.size };
+  }
+
+  recall(): undefined {
+    return undefined;
+  }
+
+  remember(): void {}
+}
+
+interface StagedCall {
+  ops: TxnOp[];
+  bytes: number;
+  res: TxnResult;
+  results: { modRevision: number }[];
+}
+
+const isTooManyOps = (err: unknown): boolean =>
+  err instanceof StoreError && /too many operations in txn/i.test(err.message);
+
+/** A batch's view and staging area; see the module comment. */
+class BatchSession implements Session {
+  /** Kinds read whole: key → object as last read from the store. */
+  private readonly whole = new Map<Kind, Map<string, StoredObject>>();
+  /** Single keys read from the store ("kind\0key"; null = absent), and how many per kind. */
+  private readonly singles = new Map<string, StoredObject | null>();
+  private readonly singleGets = new Map<Kind, number>();
+  /** This batch's writes (staged or committed) over what the store returned; null = deleted. */
+  private readonly overlay = new Map<Kind, Map<string, StoredObject | null>>();
+  private staged: StagedCall[] = [];
+  private stagedKeys = new Set<string>();
+  private committedCalls = 0;
+  private failed: unknown;
+  private readonly parsed = new WeakMap<StoredObject, Versioned<unknown> | MalformedObject>();
+  /** Deletes staged per kind: allocator memory of a kind is valid while this count stands. */
+  private readonly deletes = new Map<Kind, number>();
+  private readonly memory = new Map<string, { n: bigint; deletes: number }>();
+
+  constructor(
+    private readonly store: NbStore,
+    private readonly held: Set<string>,
+    private readonly opts: BatchOptions,
+    private maxOps = opts.maxOps ?? BATCH_MAX_OPS,
+  ) {}
+
+  async get(kind: Kind, key: string): Promise<StoredObject | undefined> {
+    const over = this.overlay.get(kind);
+    if (over?.has(key)) return over.get(key) ?? undefined;
+    const all = this.whole.get(kind);
+    if (all) return all.get(key);
+    const n = (this.singleGets.get(kind) ?? 0) + 1;
+    this.singleGets.set(kind, n);
+    if (n > SINGLE_GETS_BEFORE_WHOLE_KIND) return (await this.load(kind)).get(key);
+    const id = `${kind}\u0000${key}`;
+    if (this.singles.has(id)) return this.singles.get(id) ?? undefined;
+    const got = await this.store.get(kind, key);
+    this.singles.set(id, got ?? null);
+    return got;
+  }
+
+  async list(kind: Kind): Promise<StoredObject[]> {
+    const all = await this.load(kind);
+    const over = this.overlay.get(kind);
+    if (!over) return [...all.values()];
+    const out: StoredObject[] = [];
+    for (const [key, o] of all) if (!over.has(key)) out.push(o);
+    for (const o of over.values()) if (o) out.push(o);
+    return out;
+  }
+
+  read<T>(kind: ObjectKind, o: StoredObject): Versioned<T> | MalformedObject {
+    let r = this.parsed.get(o);
+    if (!r) this.parsed.set(o, (r = readObject<unknown>(kind, o)));
+    return r as Versioned<T> | MalformedObject;
+  }
+
+  async index(kind: Kind): Promise<{ get(key: string): StoredObject | undefined; size: number }> {
+    const all = await this.load(kind);
+    const over = this.overlay.get(kind);
+    return {
+      get: (key) => (over?.has(key) ? (over.get(key) ?? undefined) : all.get(key)),
+      size: all.size + (over?.size ?? 0),
+    };
+  }
+
+  recall(kind: Kind, key: string): bigint | undefined {
+    const m = this.memory.get(`${kind}\u0000${key}`);
+    return m && m.deletes === (this.deletes.get(kind) ?? 0) ? m.n : undefined;
+  }
+
+  remember(kind: Kind, key: string, n: bigint): void {
+    this.memory.set(`${kind}\u0000${key}`, { n, deletes: this.deletes.get(kind) ?? 0 });
+  }
+
+  private async load(kind: Kind): Promise<Map<string, StoredObject>> {
+    let all = this.whole.get(kind);
+    if (!all) {
+      all = new Map((await this.store.list(kind)).map((o) => [o.key, o]));
+      this.whole.set(kind, all);
+    }
+    return all;
+  }
+
+  async commit(ops: TxnOp[]): Promise<TxnResult> {
+    if (this.failed) throw this.failed;
+    const keys = ops.map((op) => `${op.kind}\u0000${op.key}`);
+    const bytes = ops.reduce(
+      (n, op) => n + (op.op === "put" ? JSON.stringify(op.value ?? null).length : 0),
+      0,
+    );
+    const size = this.staged.reduce((n, c) => n + c.ops.length, 0);
+    const bytesStaged = this.staged.reduce((n, c) => n + c.bytes, 0);
+    if (
+      keys.some((k) => this.stagedKeys.has(k)) ||
+      (this.staged.length > 0 && (size + ops.length > this.maxOps || bytesStaged + bytes > BATCH_MAX_BYTES))
+    ) {
+      await this.flush();
+    }
+    const versions: number[] = [];
+    for (const op of ops) {
+      let over = this.overlay.get(op.kind);
+      if (!over) this.overlay.set(op.kind, (over = new Map()));
+      if (op.op === "delete") {
+        versions.push(0);
+        over.set(op.key, null);
+        this.deletes.set(op.kind, (this.deletes.get(op.kind) ?? 0) + 1);
+        continue;
+      }
+      const version =
+        op.expectVersion !== undefined
+          ? op.expectVersion + 1
+          : ((await this.get(op.kind, op.key))?.version ?? 0) + 1;
+      versions.push(version);
+      over.set(op.key, { kind: op.kind, key: op.key, value: op.value, version, modRevision: 0 });
+    }
+    const res: TxnResult = { revision: 0, versions };
+    this.staged.push({ ops, bytes, res, results: [] });
+    for (const k of keys) this.stagedKeys.add(k);
+    return res;
+  }
+
+  settle(res: TxnResult, ...results: { modRevision: number }[]): void {
+    const call = this.staged.find((c) => c.res === res);
+    if (call) call.results.push(...results);
+    else for (const r of results) r.modRevision = res.revision;
+  }
+
+  locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    if (!this.held.has(name)) throw new BatchLockError(name, [...this.held]);
+    return fn();
+  }
+
+  /** Commit every staged call, in order, in transactions of whole calls. */
+  async flush(): Promise<void> {
+    if (this.failed) throw this.failed;
+    const calls = this.staged;
+    this.staged = [];
+    this.stagedKeys = new Set();
+    let i = 0;
+    while (i < calls.length) {
+      let n = 0;
+      let size = 0;
+      let bytes = 0;
+      while (i + n < calls.length) {
+        const c = calls[i + n]!;
+        if (n > 0 && (size + c.ops.length > this.maxOps || bytes + c.bytes > BATCH_MAX_BYTES)) break;
+        size += c.ops.length;
+        bytes += c.bytes;
+        n++;
+      }
+      const chunk = calls.slice(i, i + n);
+      let res: TxnResult;
+      try {
+        res = await this.store.txn(chunk.flatMap((c) => c.ops));
+      } catch (err) {
+        if (isTooManyOps(err) && size > 1 && n > 1) {
+          this.maxOps = Math.max(1, Math.floor(size / 2));
+          log.info({ maxOps: this.maxOps }, "store refused the transaction size; batching fewer ops");
+          continue;
+        }
+        this.failed = err;
+        throw err;
+      }
+      let at = 0;
+      for (const c of chunk) {
+        c.res.revision = res.revision;
+        c.res.versions.splice(0, c.ops.length, ...res.versions.slice(at, at + c.ops.length));
+        c.ops.forEach((op, j) => {
+          const over = this.overlay.get(op.kind);
+          const o = over?.get(op.key);
+          if (o) over!.set(op.key, { ...o, version: c.res.versions[j]!, modRevision: res.revision });
+        });
+        for (const r of c.results) r.modRevision = res.revision;
+        at += c.ops.length;
+      }
+      this.committedCalls += chunk.length;
+      i += n;
+      await this.opts.onCommit?.(this.committedCalls);
+    }
+  }
+
+  /** The calls staged before a failure: commit them unless a transaction already failed. */
+  async settleAfterError(): Promise<void> {
+    if (!this.failed) await this.flush();
+  }
+}
+
 /** Fields that update refuses to change (the object must be deleted and created again). */
 export const IMMUTABLE: Partial<Record<ObjectKind, string[]>> = {
   lswitch: ["networkType", "physicalNetwork", "external"],
@@ -85,16 +444,23 @@ export const IMMUTABLE: Partial<Record<ObjectKind, string[]>> = {
 };
 
 export class NbApi {
+  /** Where this instance's calls read and write (the store, or a batch's view). */
+  private s: Session;
+
   constructor(
     readonly store: NbStore,
     private readonly opts: { lockTimeoutMs?: number } = {},
-  ) {}
+  ) {
+    this.s = new DirectSession(store, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  }
 
   // ---- reads ----------------------------------------------------------------
 
+  /** The object, or undefined when absent; MalformedObjectError when it is stored but malformed. */
   async find<K extends ObjectKind>(kind: K, key: string): Promise<Versioned<ModelOf[K]> | undefined> {
-    const o = await this.store.get(kind, key);
-    return o ? toVersioned<ModelOf[K]>(kind, o) : undefined;
+    const o = await this.inspect<ModelOf[K]>(kind, key);
+    if (o && "malformed" in o) throw new MalformedObjectError(kind, key, o.malformed, o.version);
+    return o;
   }
 
   async get<K extends ObjectKind>(kind: K, key: string): Promise<Versioned<ModelOf[K]>> {
@@ -103,19 +469,46 @@ export class NbApi {
     return o;
   }
 
+  /** The usable objects of a kind (malformed ones are left out; `scan` reports them). */
   async list<K extends ObjectKind>(kind: K, filter: ListFilter = {}): Promise<Versioned<ModelOf[K]>[]> {
-    const all = (await this.store.list(kind)).map((o) => toVersioned<ModelOf[K]>(kind, o));
-    return all.filter((o) => {
+    return (await this.scan(kind, filter)).objects;
+  }
+
+  /**
+   * The usable objects of a kind and, apart, the malformed ones. The filter
+   * drops a malformed object only when its stored JSON names another tenant or network.
+   */
+  async scan<K extends ObjectKind>(kind: K, filter: ListFilter = {}): Promise<ScanResult<ModelOf[K]>> {
+    const out: ScanResult<ModelOf[K]> = { objects: [], malformed: [] };
+    for (const stored of await this.s.list(kind)) {
+      const o = this.s.read<ModelOf[K]>(kind, stored);
+      if ("malformed" in o) {
+        const raw = (isObj(o.raw) ? o.raw : {}) as Obj;
+        const other = (f: keyof ListFilter): boolean =>
+          filter[f] !== undefined && typeof raw[f] === "string" && raw[f] !== filter[f];
+        if (!other("tenantId") && !other("networkId")) out.malformed.push(o);
+        continue;
+      }
       const v = o.value as unknown as Obj;
-      if (filter.tenantId !== undefined && v.tenantId !== filter.tenantId) return false;
-      if (filter.networkId !== undefined && v.networkId !== filter.networkId) return false;
-      return true;
-    });
+      if (filter.tenantId !== undefined && v.tenantId !== filter.tenantId) continue;
+      if (filter.networkId !== undefined && v.networkId !== filter.networkId) continue;
+      out.objects.push(o);
+    }
+    return out;
+  }
+
+  /** The object as read, malformed or not; undefined when absent. */
+  private async inspect<T>(
+    kind: ObjectKind,
+    key: string,
+  ): Promise<Versioned<T> | MalformedObject | undefined> {
+    const o = await this.s.get(kind, key);
+    return o ? this.s.read<T>(kind, o) : undefined;
   }
 
   /** Resolve an id, or a name unique within the tenant (or globally when no tenant is given). */
   async resolve(kind: ObjectKind, idOrName: string, tenantId?: string): Promise<string> {
-    if (await this.store.get(kind, idOrName)) return idOrName;
+    if (await this.s.get(kind, idOrName)) return idOrName;
     const matches = (await this.list(kind, tenantId ? { tenantId } : {})).filter(
       (o) => (o.value as unknown as Obj).name === idOrName,
     );
@@ -134,8 +527,14 @@ export class NbApi {
     if (kind === "secgroup") draft.rules = withRuleIds(draft.rules);
     const key = keyOf(kind, draft);
     return this.locked(kind, draft, async () => {
-      if (await this.store.get(kind, key))
-        throw new ValidationError(kind, key, KINDS[kind].keyField, "already exists");
+      const existing = await this.inspect(kind, key);
+      if (existing) {
+        const bad =
+          "malformed" in existing
+            ? ` (its stored value is malformed: ${existing.malformed}; delete it first)`
+            : "";
+        throw new ValidationError(kind, key, KINDS[kind].keyField, `already exists${bad}`);
+      }
       const parsed = parseObject<Obj>(kind, draft, key);
       const { value, reservations } = await this.prepare(kind, parsed, undefined);
       const ops: TxnOp[] = [{ op: "put", kind, key, value, expectVersion: 0 }];
@@ -182,17 +581,38 @@ export class NbApi {
     });
   }
 
+  /**
+   * Delete after the integrity checks. A malformed object is deleted without
+   * them (nothing can be read from it), with every IPAM reservation it owns,
+   * under its tenant's lock when its stored JSON names one.
+   */
   async delete(kind: ObjectKind, key: string, opts: WriteOptions = {}): Promise<void> {
-    const first = await this.get(kind, key);
-    await this.locked(kind, first.value as unknown as Obj, async () => {
-      const old = await this.get(kind, key);
+    const first = await this.inspect(kind, key);
+    if (!first) throw new NotFoundError(kind, key);
+    const bad = "malformed" in first;
+    const tenantValue = (bad ? (isObj(first.raw) ? first.raw : {}) : first.value) as Obj;
+    const run = async (): Promise<boolean> => {
+      const old = await this.inspect(kind, key);
+      if (!old) throw new NotFoundError(kind, key);
       checkVersion(kind, key, opts.expectVersion, old.version);
+      if ("malformed" in old) {
+        await this.s.commit([
+          { op: "delete", kind, key, expectVersion: old.version },
+          ...(await this.ownedReservationOps(kind, key)),
+        ]);
+        return true;
+      }
+      if (bad) return false; // repaired meanwhile: delete it the ordinary way, under its tenant's lock
       const v = old.value as unknown as Obj;
       await this.checkDelete(kind, key, v);
       const ops: TxnOp[] = [{ op: "delete", kind, key, expectVersion: old.version }];
       ops.push(...(await this.reservationOps(kind, key, this.reservationsOf(kind, v), new Map())));
-      await this.store.txn(ops);
-    });
+      await this.s.commit(ops);
+      return true;
+    };
+    const name = lockName(kind, tenantValue.tenantId);
+    const done = bad && name === undefined ? await run() : await this.locked(kind, tenantValue, run);
+    if (!done) await this.delete(kind, key, opts);
   }
 
   // ---- multi-object operations ----------------------------------------------------------
@@ -276,23 +696,25 @@ export class NbApi {
         { op: "put", kind: "lrouter", key: r.id, value: newRouter, expectVersion: router.version },
         ...(await this.reservationOps("lport", port.id, new Map(), reservations)),
       ];
-      const res = await this.store.txn(ops);
-      return {
+      const res = await this.s.commit(ops);
+      const out = {
         port: {
-          kind: "lport",
+          kind: "lport" as const,
           key: port.id,
           version: res.versions[0]!,
           modRevision: res.revision,
           value: port,
         },
         router: {
-          kind: "lrouter",
+          kind: "lrouter" as const,
           key: r.id,
           version: res.versions[1]!,
           modRevision: res.revision,
           value: newRouter,
         },
       };
+      this.s.settle(res, out.port, out.router);
+      return out;
     });
   }
 
@@ -340,14 +762,16 @@ export class NbApi {
           )),
         );
       }
-      const res = await this.store.txn(ops);
-      return {
+      const res = await this.s.commit(ops);
+      const out: Versioned<Router> = {
         kind: "lrouter",
         key: r.id,
         version: res.versions[0]!,
         modRevision: res.revision,
         value: newRouter,
       };
+      this.s.settle(res, out);
+      return out;
     });
   }
 
@@ -388,17 +812,75 @@ export class NbApi {
   // ---- locking ------------------------------------------------------------------------
 
   private async locked<T>(kind: ObjectKind, value: Obj, fn: () => Promise<T>): Promise<T> {
-    if (!KINDS[kind].tenantOwned)
-      return this.store.withLock(kind, fn, { timeoutMs: this.opts.lockTimeoutMs ?? 30_000 });
-    const tenant = value.tenantId;
-    if (typeof tenant !== "string" || tenant === "") {
-      throw new ValidationError(kind, keyOf(kind, value), "tenantId", "is required");
-    }
-    return this.withTenantLock(tenant, fn);
+    const name = lockName(kind, value.tenantId);
+    if (name === undefined) throw new ValidationError(kind, keyOf(kind, value), "tenantId", "is required");
+    return this.s.locked(name, fn);
   }
 
   private withTenantLock<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
-    return this.store.withLock(`tenant/${tenantId}`, fn, { timeoutMs: this.opts.lockTimeoutMs ?? 30_000 });
+    return this.s.locked(`tenant/${tenantId}`, fn);
+  }
+
+  // ---- batches ------------------------------------------------------------------------
+
+  /**
+   * Run `fn`'s calls as one batch holding `locks` (see the module comment);
+   * every lock a call needs must be named (lockName). Returns fn's result once
+   * every staged call is committed.
+   */
+  async batch<T>(
+    locks: Iterable<string>,
+    fn: (b: NbBatch) => Promise<T>,
+    opts: BatchOptions = {},
+  ): Promise<T> {
+    const names = [...new Set(locks)].sort();
+    if (this.s instanceof BatchSession) {
+      for (const n of names) await this.s.locked(n, async () => undefined);
+      return fn(this);
+    }
+    const hold = async (i: number): Promise<T> => {
+      if (i < names.length) return this.s.locked(names[i]!, () => hold(i + 1));
+      const session = new BatchSession(this.store, new Set(names), opts);
+      const inner = new NbApi(this.store, this.opts);
+      inner.s = session;
+      let result: T;
+      try {
+        result = await fn(inner);
+      } catch (err) {
+        try {
+          await session.settleAfterError();
+        } catch (flushErr) {
+          // the calls before the failed one could not be committed: that is what stopped the batch
+          log.warn({ err }, "batch call failed, and committing the calls before it failed too");
+          throw flushErr;
+        }
+        throw err;
+      }
+      await session.flush();
+      return result;
+    };
+    return hold(0);
+  }
+
+  /** Create many objects in one batch (their locks taken once); returns them as committed. */
+  async createMany(
+    items: { kind: ObjectKind; input: Obj }[],
+    opts: BatchOptions = {},
+  ): Promise<Versioned<unknown>[]> {
+    const locks = new Set<string>();
+    for (const it of items) {
+      const name = lockName(it.kind, it.input.tenantId);
+      if (name !== undefined) locks.add(name);
+    }
+    return this.batch(
+      locks,
+      async (b) => {
+        const out: Versioned<unknown>[] = [];
+        for (const it of items) out.push(await b.create(it.kind, it.input));
+        return out;
+      },
+      opts,
+    );
   }
 
   // ---- integrity and IPAM -------------------------------------------------------------
@@ -411,14 +893,16 @@ export class NbApi {
     ops: TxnOp[],
     value: unknown,
   ): Promise<Versioned<ModelOf[K]>> {
-    const r = await this.store.txn(ops);
-    return {
+    const r = await this.s.commit(ops);
+    const out: Versioned<ModelOf[K]> = {
       kind,
       key,
       version: r.versions[0]!,
       modRevision: r.revision,
       value: value as ModelOf[K],
     };
+    this.s.settle(r, out);
+    return out;
   }
 
   private async prepare(
@@ -431,7 +915,7 @@ export class NbApi {
       throw new ValidationError(kind, key, field, reason);
     };
     const owner = `${kind}/${key}`;
-    const mine = old ? this.reservationsOf(kind, old) : new Map<string, string>();
+    const fresh = old === undefined;
     const taken = new Set<string>();
     switch (kind) {
       case "lswitch": {
@@ -523,7 +1007,7 @@ export class NbApi {
             );
           }
           let ip = f.ipAddress;
-          if (ip === undefined) ip = await this.allocateIp(p.networkId, s!, taken, mine, owner);
+          if (ip === undefined) ip = await this.allocateIp(p.networkId, s!, taken, owner, fresh);
           else {
             const field = `fixedIps[${i}].ipAddress`;
             const hosts = hostRange(s!.cidr);
@@ -594,7 +1078,7 @@ export class NbApi {
         if (ip === undefined) {
           const s = subnets.find((x) => x.ipVersion === 4) ?? subnets[0];
           if (!s) fail(ipField, `external network ${netId} has no subnet to allocate from`);
-          ip = await this.allocateIp(netId, s!, taken, mine, owner);
+          ip = await this.allocateIp(netId, s!, taken, owner, fresh);
         } else {
           const s = subnets.find((x) => cidrContains(x.cidr, ip!));
           if (!s) fail(ipField, `${ip} is not inside a subnet of network ${netId}`);
@@ -743,8 +1227,8 @@ export class NbApi {
     for (const k of before.keys()) {
       if (after.has(k)) continue;
       const [ipamKind, rkey] = k.split("\u0000") as [string, string];
-      const cur = await this.store.get(ipamKind, rkey);
-      if (cur && (cur.value as { owner?: string }).owner === `${kind}/${key}`) {
+      const cur = await this.s.get(ipamKind, rkey);
+      if (cur && ownerOf(cur) === `${kind}/${key}`) {
         ops.push({ op: "delete", kind: ipamKind, key: rkey, expectVersion: cur.version });
       }
     }
@@ -756,15 +1240,29 @@ export class NbApi {
     return ops;
   }
 
+  /** Deletes of every reservation `kind/key` owns (for an object whose value cannot say which). */
+  private async ownedReservationOps(kind: ObjectKind, key: string): Promise<TxnOp[]> {
+    const ops: TxnOp[] = [];
+    for (const ipamKind of Object.values(IPAM_KINDS)) {
+      for (const r of await this.s.list(ipamKind)) {
+        if (ownerOf(r) === `${kind}/${key}`)
+          ops.push({ op: "delete", kind: ipamKind, key: r.key, expectVersion: r.version });
+      }
+    }
+    return ops;
+  }
+
+  /** Who holds a reservation; a malformed reservation is held by nobody we know, but held. */
   private async reservationOwner(ipamKind: string, key: string): Promise<string | undefined> {
-    const r = await this.store.get(ipamKind, key);
-    return r ? String((r.value as { owner?: string }).owner) : undefined;
+    const r = await this.s.get(ipamKind, key);
+    if (!r) return undefined;
+    return ownerOf(r) ?? `a malformed reservation (${ipamKind} ${key})`;
   }
 
   private async allocateSegmentationId(n: Network, range: [number, number]): Promise<number> {
     const prefix = `${n.networkType}/${n.physicalNetwork ?? "-"}/`;
     const used = new Set(
-      (await this.store.list(IPAM_KINDS.seg))
+      (await this.s.list(IPAM_KINDS.seg))
         .filter((r) => r.key.startsWith(prefix))
         .map((r) => Number(r.key.slice(prefix.length))),
     );
@@ -777,27 +1275,37 @@ export class NbApi {
     );
   }
 
+  /**
+   * The lowest free address of the subnet's pools: not the gateway, not
+   * reserved by another object, not `taken` by this call. A batch remembers
+   * the last address it allocated per pool and starts new objects' searches
+   * there (every address below it was taken when it was allocated, and stays
+   * taken while the batch deletes no reservation).
+   */
   private async allocateIp(
     networkId: string,
     s: Subnet,
     taken: Set<string>,
-    mine: Reservations,
     owner: string,
+    fresh: boolean,
   ): Promise<string> {
-    const prefix = `${networkId}/`;
-    const used = new Set<string>();
-    for (const r of await this.store.list(IPAM_KINDS.ip)) {
-      if (r.key.startsWith(prefix) && (r.value as { owner?: string }).owner !== owner)
-        used.add(r.key.slice(prefix.length));
-    }
-    void mine;
+    const reserved = await this.s.index(IPAM_KINDS.ip);
+    const used = (ip: string): boolean => {
+      const r = reserved.get(`${networkId}/${ip}`);
+      return r !== undefined && ownerOf(r) !== owner;
+    };
     const version = parseCidr(s.cidr).version;
     for (const pool of s.allocationPools) {
+      const memo = `${networkId}/${s.id}/${pool.start}-${pool.end}`;
+      const start = (fresh ? this.s.recall(IPAM_KINDS.ip, memo) : undefined) ?? ipToBig(pool.start);
       const end = ipToBig(pool.end);
-      let scanned = 0;
-      for (let n = ipToBig(pool.start); n <= end && scanned <= used.size + taken.size + 1; n++, scanned++) {
+      const bound = reserved.size + taken.size + 2;
+      for (let n = start, scanned = 0; n <= end && scanned <= bound; n++, scanned++) {
         const ip = bigToIp(n, version);
-        if (ip !== s.gatewayIp && !used.has(ip) && !taken.has(ip)) return ip;
+        if (ip !== s.gatewayIp && !used(ip) && !taken.has(ip)) {
+          if (fresh) this.s.remember(IPAM_KINDS.ip, memo, n);
+          return ip;
+        }
       }
     }
     throw new ValidationError(
@@ -812,7 +1320,7 @@ export class NbApi {
     for (let i = 0; i < 32; i++) {
       const b = randomBytes(3);
       const mac = `fa:16:3e:${[...b].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
-      if (!(await this.store.get(IPAM_KINDS.mac, `${networkId}/${mac}`))) return mac;
+      if (!(await this.s.get(IPAM_KINDS.mac, `${networkId}/${mac}`))) return mac;
     }
     throw new ValidationError(
       "lport",
@@ -852,6 +1360,31 @@ function checkVersion(kind: ObjectKind, key: string, expected: number | undefine
   }
 }
 
-function toVersioned<T>(kind: ObjectKind, o: StoredObject): Versioned<T> {
-  return { kind, key: o.key, version: o.version, modRevision: o.modRevision, value: o.value as T };
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The owner a reservation names; undefined when its value is malformed. */
+function ownerOf(r: StoredObject): string | undefined {
+  const owner = isObj(r.value) ? r.value.owner : undefined;
+  return typeof owner === "string" ? owner : undefined;
+}
+
+/** A stored object checked against its kind's schema (defaults filled), or why it is malformed. */
+function readObject<T>(kind: ObjectKind, o: StoredObject): Versioned<T> | MalformedObject {
+  const meta = { kind, key: o.key, version: o.version, modRevision: o.modRevision };
+  if (o.malformed !== undefined) return { ...meta, malformed: o.malformed };
+  let value: Obj;
+  try {
+    value = parseObject<Obj>(kind, o.value, o.key);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    return { ...meta, malformed: err.field ? `${err.field}: ${err.reason}` : err.reason, raw: o.value };
+  }
+  const keyField = KINDS[kind].keyField;
+  if (value[keyField] !== o.key)
+    return {
+      ...meta,
+      malformed: `${keyField}: is ${JSON.stringify(value[keyField])}, not its key`,
+      raw: o.value,
+    };
+  return { ...meta, value: value as T };
 }

@@ -10,10 +10,32 @@
  *     make them. Every object is validated by its schema, every reference is
  *     checked against what will exist afterwards, and immutable fields are
  *     compared — so a bad file is refused before anything is written.
- *   - `executePlan(api, plan)` performs the calls through NbApi (each call is
- *     itself atomic and validated), with compare-and-swap on the versions the
- *     plan was computed from: a writer that raced the apply makes it stop with
- *     a ConflictError instead of overwriting.
+ *   - `executePlan(api, plan)` performs the calls through NbApi, with
+ *     compare-and-swap on the versions the plan was computed from: a writer
+ *     that raced the apply makes it stop with a ConflictError instead of
+ *     overwriting.
+ *
+ * Execution is one NbApi batch (see api.ts): every lock the plan needs
+ * (`plan.locks`: `tenant/<id>` per tenant it writes, `tenant`/`chassis` for
+ * those kinds) is taken once, in sorted order, for the whole apply; each call
+ * reads the store through the batch's view (each kind read once) and is
+ * validated exactly as a call on its own is — schema, references, immutable
+ * fields, IPAM — and its writes carry the same guards: the version the plan
+ * saw (or the previous call produced) on every object, create-only on every
+ * reservation. The calls are committed in plan order as transactions of whole
+ * calls (at most BATCH_MAX_OPS ops each). When transaction k of m fails, 1..k-1
+ * are committed and nothing of k or later is: a lost guard (a racing writer)
+ * throws ConflictError, a store failure StoreError. When a call fails
+ * validation, every call before it is committed first, then the error is
+ * thrown. Either way `onChange` has been called for exactly the changes whose
+ * every call is committed, and the CLI prints "stopped after N of M changes".
+ * `{ perCall: true }` runs the calls one at a time instead (a lock, reads and
+ * a transaction each), the way apply worked before batching; the benchmark
+ * compares the two.
+ *
+ * A stored object that is malformed (api.ts) cannot be compared: `readState`
+ * reports such objects, the plan refuses a file that lists one or refers to
+ * one, and otherwise leaves them alone (never updated or pruned).
  *
  * Comparison is declarative: a field the file leaves out means the model's
  * default — except the fields the API allocates (segmentation id, MTU,
@@ -29,7 +51,14 @@
  * then the remaining deletes in reverse dependency order.
  */
 import { z } from "zod";
-import { IMMUTABLE, type NbApi, type Versioned } from "./api.js";
+import {
+  IMMUTABLE,
+  type MalformedObject,
+  type NbApi,
+  type NbBatch,
+  type Versioned,
+  lockName,
+} from "./api.js";
 import {
   DEVICE_OWNER_ROUTER_INTERFACE,
   ID_PATTERN,
@@ -254,6 +283,8 @@ export interface Plan {
   steps: (Step & { change: number })[];
   /** versions the plan was computed from, "kind/key" → version (for CAS) */
   versions: Record<string, number>;
+  /** every lock the calls take (api.ts lockName), sorted */
+  locks: string[];
 }
 
 /** What the store holds now, per kind. */
@@ -364,12 +395,28 @@ function diffFields(d: DesiredObject, stored: Obj): string[] {
  * Compute the changes and calls that make `state` match `topology`.
  * Throws a ValidationError (nothing to execute) when the file cannot be applied.
  */
-export function planApply(topology: Topology, state: State, opts: { prune?: boolean } = {}): Plan {
+export function planApply(
+  topology: Topology,
+  state: State,
+  opts: { prune?: boolean; malformed?: MalformedObject[] } = {},
+): Plan {
   const current = new Map<string, Versioned<unknown>>();
   for (const kind of Object.keys(state) as ObjectKind[])
     for (const o of state[kind] ?? []) if (!isRouterPort(o)) current.set(vkey(kind, o.key), o);
   const desired = new Map(topology.objects.map((d) => [vkey(d.kind, d.key), d]));
   const scope = new Set(topology.tenants);
+  const malformed = new Map((opts.malformed ?? []).map((m) => [vkey(m.kind, m.key), m]));
+  for (const d of topology.objects) {
+    const m = malformed.get(vkey(d.kind, d.key));
+    if (m) {
+      throw new ValidationError(
+        d.kind,
+        d.key,
+        "",
+        `the stored object is malformed (${m.malformed}); delete it first (flowdrake nb ${KINDS[d.kind].noun} delete ${d.key})`,
+      );
+    }
+  }
 
   const pruned = new Set<string>();
   if (opts.prune) {
@@ -381,7 +428,7 @@ export function planApply(topology: Topology, state: State, opts: { prune?: bool
   const existsAfter = (kind: ObjectKind, key: string): boolean =>
     desired.has(vkey(kind, key)) || (current.has(vkey(kind, key)) && !pruned.has(vkey(kind, key)));
 
-  checkReferences(topology, existsAfter);
+  checkReferences(topology, existsAfter, malformed);
 
   const changes: Change[] = [];
   const steps: Plan["steps"] = [];
@@ -512,7 +559,19 @@ export function planApply(topology: Topology, state: State, opts: { prune?: bool
       step({ op: "delete", kind, key: o.key }, c);
     }
   }
-  return { changes, steps, versions };
+
+  const locks = new Set<string>();
+  for (const s of steps) {
+    const [kind, key] =
+      s.op === "addInterface" || s.op === "removeInterface"
+        ? (["lrouter", s.router] as const)
+        : [s.kind, s.key];
+    const k = vkey(kind, key);
+    const tenantId = (desired.get(k)?.value ?? (current.get(k)?.value as Obj | undefined))?.tenantId;
+    const name = lockName(kind, tenantId);
+    if (name !== undefined) locks.add(name);
+  }
+  return { changes, steps, versions, locks: [...locks].sort() };
 }
 
 function planRouter(
@@ -571,9 +630,22 @@ function planRouter(
     step({ op: "update", kind: "lrouter", key: d.key, patch: { routes } }, c);
 }
 
-function checkReferences(topology: Topology, existsAfter: (kind: ObjectKind, key: string) => boolean): void {
+function checkReferences(
+  topology: Topology,
+  existsAfter: (kind: ObjectKind, key: string) => boolean,
+  malformed: Map<string, MalformedObject>,
+): void {
   const need = (d: DesiredObject, field: string, kind: ObjectKind, key: unknown): void => {
     if (typeof key !== "string") return;
+    const m = malformed.get(vkey(kind, key));
+    if (m && !existsAfter(kind, key)) {
+      throw new ValidationError(
+        d.kind,
+        d.key,
+        field,
+        `${KINDS[kind].noun} ${key} is malformed in the store (${m.malformed})`,
+      );
+    }
     if (!existsAfter(kind, key)) {
       throw new ValidationError(
         d.kind,
@@ -602,46 +674,73 @@ function checkReferences(topology: Topology, existsAfter: (kind: ObjectKind, key
 
 // ---- the executor ----------------------------------------------------------------------
 
-/** Read every object the planner compares. */
-export async function loadState(api: NbApi): Promise<State> {
+/** What the store holds now (the planner's input), and the objects it cannot read. */
+export async function readState(api: NbApi): Promise<{ state: State; malformed: MalformedObject[] }> {
   const state: State = {};
-  for (const [, kind] of SECTIONS) state[kind] = await api.list(kind);
-  return state;
+  const malformed: MalformedObject[] = [];
+  for (const [, kind] of SECTIONS) {
+    const r = await api.scan(kind);
+    state[kind] = r.objects;
+    malformed.push(...r.malformed);
+  }
+  return { state, malformed };
+}
+
+/** Read every object the planner compares (malformed ones left out; readState reports them). */
+export async function loadState(api: NbApi): Promise<State> {
+  return (await readState(api)).state;
 }
 
 export interface ApplyProgress {
-  /** called once per change, when its last call has succeeded */
-  onChange?: (c: Change) => void;
+  /** called once per change, in order, when its last call has been committed; awaited */
+  onChange?: (c: Change) => void | Promise<void>;
+}
+
+export interface ApplyOptions extends ApplyProgress {
+  /** one lock, read and transaction per call instead of one batch (how apply worked before batching) */
+  perCall?: boolean;
+  /** ops per transaction of the batch (default BATCH_MAX_OPS) */
+  maxOps?: number;
 }
 
 /**
  * Perform the plan's calls in order, each guarded by the version the plan saw
- * (or the version the previous call of this apply produced). Stops at the
- * first error, which it rethrows; changes completed so far were reported.
+ * (or the version the previous call of this apply produced), as one batch
+ * (module comment). Stops at the first error, which it rethrows; the changes
+ * committed before it have been reported.
  */
-export async function executePlan(api: NbApi, plan: Plan, progress: ApplyProgress = {}): Promise<Change[]> {
+export async function executePlan(api: NbApi, plan: Plan, opts: ApplyOptions = {}): Promise<Change[]> {
   const versions = new Map(Object.entries(plan.versions));
   const done: Change[] = [];
-  const remaining = new Map<number, number>();
-  for (const s of plan.steps) remaining.set(s.change, (remaining.get(s.change) ?? 0) + 1);
+  const lastStep = new Map<number, number>();
+  plan.steps.forEach((s, i) => lastStep.set(s.change, i));
+  const order = [...lastStep.keys()].sort((a, b) => lastStep.get(a)! - lastStep.get(b)!);
+  /** `committed` calls (= steps, in order) are in the store: report the changes they complete. */
+  const report = async (committed: number): Promise<void> => {
+    while (done.length < order.length && lastStep.get(order[done.length]!)! < committed) {
+      const c = plan.changes[order[done.length]!]!;
+      done.push(c);
+      await opts.onChange?.(c);
+    }
+  };
   const expect = (kind: ObjectKind, key: string): { expectVersion?: number } => {
     const v = versions.get(vkey(kind, key));
     return v === undefined ? {} : { expectVersion: v };
   };
-  for (const s of plan.steps) {
+  const run = async (w: NbBatch, s: Step): Promise<void> => {
     switch (s.op) {
       case "create": {
-        const r = await api.create(s.kind, s.value);
+        const r = await w.create(s.kind, s.value);
         versions.set(vkey(s.kind, s.key), r.version);
         break;
       }
       case "update": {
-        const r = await api.update(s.kind, s.key, s.patch, expect(s.kind, s.key));
+        const r = await w.update(s.kind, s.key, s.patch, expect(s.kind, s.key));
         versions.set(vkey(s.kind, s.key), r.version);
         break;
       }
       case "delete":
-        await api.delete(s.kind, s.key, expect(s.kind, s.key));
+        await w.delete(s.kind, s.key, expect(s.kind, s.key));
         versions.delete(vkey(s.kind, s.key));
         break;
       case "addInterface": {
@@ -649,12 +748,12 @@ export async function executePlan(api: NbApi, plan: Plan, progress: ApplyProgres
           s.ipAddress === undefined
             ? { subnetId: s.subnetId }
             : { subnetId: s.subnetId, ipAddress: s.ipAddress };
-        const r = await api.routerAddInterface(s.router, args, expect("lrouter", s.router));
+        const r = await w.routerAddInterface(s.router, args, expect("lrouter", s.router));
         versions.set(vkey("lrouter", s.router), r.router.version);
         break;
       }
       case "removeInterface": {
-        const r = await api.routerRemoveInterface(
+        const r = await w.routerRemoveInterface(
           s.router,
           { subnetId: s.subnetId },
           expect("lrouter", s.router),
@@ -663,13 +762,21 @@ export async function executePlan(api: NbApi, plan: Plan, progress: ApplyProgres
         break;
       }
     }
-    const left = remaining.get(s.change)! - 1;
-    remaining.set(s.change, left);
-    if (left === 0) {
-      const c = plan.changes[s.change]!;
-      done.push(c);
-      progress.onChange?.(c);
+  };
+  if (opts.perCall) {
+    for (const [i, s] of plan.steps.entries()) {
+      await run(api, s);
+      await report(i + 1);
     }
+    return done;
   }
+  if (plan.steps.length === 0) return done;
+  await api.batch(
+    plan.locks,
+    async (b) => {
+      for (const s of plan.steps) await run(b, s);
+    },
+    { onCommit: report, ...(opts.maxOps === undefined ? {} : { maxOps: opts.maxOps }) },
+  );
   return done;
 }

@@ -5,9 +5,12 @@
  * etcd. Every subcommand; exit codes (0 ok, 1 validation, 2 usage, 3 not
  * found, 4 conflict, 5 unreachable); bad input names object and field and
  * writes nothing (the store revision does not move); `nb apply` creates,
- * is idempotent, updates, prunes and dry-runs.
+ * is idempotent, updates, prunes and dry-runs; a malformed stored object
+ * (etcd: bytes put with `etcdctl` that are not JSON; embedded: JSON that is
+ * not a port) is listed with a warning, refused by show/update, and deleted.
  */
 import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -519,6 +522,76 @@ function cliSuite(name: string, url: () => string): void {
       expect((await nb("tenant", "list")).stdout).toMatch(/\nt1 +team one +lab +2\n/);
       await json("tenant", "create", "t-gone");
       expect((await nb("tenant", "delete", "t-gone")).code).toBe(0);
+    });
+
+    it("a malformed stored port costs only itself: list warns, show/update refuse, delete removes it", async () => {
+      // etcd: what an operator's typo in `etcdctl put` leaves; embedded (JSON only): a port without a network
+      const isEtcd = url().startsWith("etcd://");
+      const reason = isEtcd ? /not JSON: / : /networkId: is required/;
+      if (isEtcd) {
+        await promisify(execFile)(
+          "etcdctl",
+          [
+            `--endpoints=${url().slice("etcd://".length)}`,
+            "put",
+            "/flowdrake/nb/lport/bad1",
+            '{"id":"bad1",',
+          ],
+          { env: { ...process.env, ETCDCTL_API: "3" } },
+        );
+      } else {
+        const store = await openStore(url());
+        await store
+          .txn([{ op: "put", kind: "lport", key: "bad1", value: { id: "bad1", tenantId: "t1" } }])
+          .finally(() => store.close());
+      }
+      let r = await nb("port", "list");
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^ID .*\np1 .*\np2 .*\n$/);
+      expect(r.stderr).toMatch(/^flowdrake nb: warning: port bad1 \(version 1\) is malformed: /);
+      expect(r.stderr).toMatch(reason);
+      expect(r.stderr).toContain("delete it with: flowdrake nb port delete bad1\n");
+      r = await nb("port", "list", "--json");
+      expect(r.code, r.stderr).toBe(0);
+      const entries = JSON.parse(r.stdout) as Record<string, unknown>[];
+      expect(entries.map((e) => e.key)).toEqual(["bad1", "p1", "p2"]);
+      expect(entries[0]).toMatchObject({
+        kind: "lport",
+        key: "bad1",
+        version: 1,
+        malformed: expect.stringMatching(reason),
+      });
+      expect(entries[0]).not.toHaveProperty("value");
+      expect(entries[1]).toHaveProperty("value.macAddress", "fa:16:3e:00:00:01");
+      await refused(
+        1,
+        /port bad1: the stored value is malformed \(.+\); .*flowdrake nb port delete bad1/,
+        "port",
+        "show",
+        "bad1",
+      );
+      await refused(1, /port bad1: the stored value is malformed/, "port", "update", "bad1", "--name", "x");
+      await refused(
+        4,
+        /port bad1: id: already exists \(its stored value is malformed/,
+        "port",
+        "create",
+        "bad1",
+        "--network",
+        "net1",
+      );
+      // other writes go on: a port on the same network, with an address allocated next to the others
+      const p3 = await value("port", "create", "p3", "--network", "net1");
+      expect(p3.fixedIps).toEqual([{ subnetId: "sub1", ipAddress: "10.0.0.3" }]);
+      expect((await nb("port", "delete", "p3")).code).toBe(0);
+      r = await nb("port", "delete", "bad1");
+      expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        code: 0,
+        stdout: "deleted port bad1\n",
+        stderr: "",
+      });
+      r = await nb("port", "list");
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     });
 
     it("nb apply: refuses to move an object to another tenant; a dry run writes nothing", async () => {

@@ -137,6 +137,8 @@ describe("planApply", () => {
       "create lport vm2",
       "create lport vm3",
     ]);
+    // the whole apply takes these locks once: the tenant kind's, and tenant demo's
+    expect(plan.locks).toEqual(["tenant", "tenant/demo"]);
     const vm1 = plan.steps.find((s) => s.op === "create" && s.key === "vm1");
     expect(vm1).toMatchObject({
       value: {
@@ -200,6 +202,14 @@ describe("planApply", () => {
     expect(lines(plan)).toEqual(["- port p9"]);
     expect(plan.steps).toEqual([{ op: "delete", kind: "lport", key: "p9", change: 0 }]);
     expect(plan.versions["lport/p9"]).toBe(3);
+    // a delete locks the stored object's tenant
+    expect(plan.locks).toEqual(["tenant/demo"]);
+    const other = planApply(
+      parseTopology({ tenant: "other", ports: [] }),
+      withObject({}, "lport", port9("other")),
+      { prune: true },
+    );
+    expect(other.locks).toEqual(["tenant/other"]);
   });
 
   it("prunes a whole router, subnet and network in reverse dependency order", () => {
