@@ -31,6 +31,14 @@ function readTopology(file: string): unknown {
   } catch (err) {
     throw new UsageError(`-f ${file}: ${(err as Error).message}`);
   }
+  if (/^\s*\{/.test(text)) {
+    // JSON is YAML too, but JSON.parse reads a generated 1,000-port file ~10x faster
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // not strict JSON after all: let the YAML parser read it (and word any error)
+    }
+  }
   try {
     return parseYaml(text);
   } catch (err) {
