@@ -11,19 +11,32 @@
  *   - watch fan-out latency to 100 subscribers, from the start of the write to
  *     each subscriber's receipt, p50/p99: ZeroMQ pub/sub (NbPublisher on the
  *     embedded store, 100 NbSubscribers), etcd watch (100 clients, one watch
- *     each), and the embedded store's in-process watch.
+ *     each), and the embedded store's in-process watch;
+ *   - `nb apply` of 1,000 ports on one network (a /16 with DHCP), seconds from
+ *     reading the store to the last commit (parse, read state, plan, execute:
+ *     what the command does after start-up), into etcd and the embedded store,
+ *     once with every MAC and address given in the file and once with both
+ *     allocated: batched (the apply as one NbApi batch) side by side with the
+ *     per-call path (a lock, reads and a transaction per port: how apply
+ *     worked before batching). Each case starts from an empty NB (etcd's NB
+ *     prefix wiped, a fresh embedded directory). Plus the whole command,
+ *     `flowdrake nb apply -f` as a new node process, batched into etcd.
  * Everything runs in this one Node process on the same cores as etcd, so the
  * fan-out numbers include the subscribers' own CPU time.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { Etcd3 } from "etcd3";
+import { NbApi } from "../src/nb/api.js";
+import { executePlan, loadState, parseTopology, planApply } from "../src/nb/apply.js";
 import { NbPublisher } from "../src/nb/pubsub/publisher.js";
 import { NbSubscriber } from "../src/nb/pubsub/subscriber.js";
 import { networkTopic } from "../src/nb/pubsub/message.js";
 import { EmbeddedStore } from "../src/nb/store/embedded.js";
-import { openEtcdStore } from "../src/nb/store/etcd.js";
+import { NB_PREFIX, openEtcdStore } from "../src/nb/store/etcd.js";
 import type { NbStore } from "../src/nb/store/types.js";
 import { KIND } from "../src/nb/sync/refs.js";
 import { freeTcpPort } from "../src/sandbox/ovs.js";
@@ -186,12 +199,114 @@ async function fanOut(
   };
 }
 
+const APPLY_PORTS = 1000;
+
+/** One tenant, one Geneve network, a /16 with DHCP, and APPLY_PORTS ports (MAC and address given, or not). */
+function applyTopology(given: boolean): Record<string, unknown> {
+  const hex = (n: number): string => n.toString(16).padStart(2, "0");
+  return {
+    tenant: "bench",
+    tenants: ["bench"],
+    networks: [{ id: "net1", networkType: "geneve" }],
+    subnets: [{ id: "sub1", networkId: "net1", cidr: "10.1.0.0/16", enableDhcp: true }],
+    ports: Array.from({ length: APPLY_PORTS }, (_, i) =>
+      given
+        ? {
+            id: `p${i}`,
+            networkId: "net1",
+            macAddress: `fa:16:3e:00:${hex(i >> 8)}:${hex(i & 255)}`,
+            fixedIps: [{ subnetId: "sub1", ipAddress: `10.1.${(i + 10) >> 8}.${(i + 10) & 255}` }],
+          }
+        : { id: `p${i}`, networkId: "net1" },
+    ),
+  };
+}
+
+/** Seconds for `nb apply` of the topology into a store, in process. */
+async function applySeconds(store: NbStore, doc: Record<string, unknown>, perCall: boolean): Promise<number> {
+  const api = new NbApi(store);
+  const t0 = performance.now();
+  const plan = planApply(parseTopology(doc), await loadState(api));
+  await executePlan(api, plan, { perCall });
+  const s = (performance.now() - t0) / 1000;
+  if (plan.changes.length !== APPLY_PORTS + 3)
+    throw new Error(`apply planned ${plan.changes.length} changes`);
+  if ((await api.list("lport")).length !== APPLY_PORTS) throw new Error("apply did not create every port");
+  return Number(s.toFixed(2));
+}
+
+interface ApplyCase {
+  store: "etcd" | "embedded";
+  ports: "given" | "allocated";
+  batchedSec: number;
+  perCallSec: number;
+}
+
+async function applyBench(
+  dir: string,
+  endpoint: string,
+): Promise<{ cases: ApplyCase[]; cliEtcdSec: number }> {
+  const raw = new Etcd3({ hosts: [endpoint] });
+  const wipe = async (): Promise<void> => void (await raw.delete().prefix(NB_PREFIX));
+  let n = 0;
+  const once = async (kind: "etcd" | "embedded", given: boolean, perCall: boolean): Promise<number> => {
+    const doc = applyTopology(given);
+    if (kind === "etcd") {
+      await wipe();
+      const store = await openEtcdStore([endpoint]);
+      try {
+        return await applySeconds(store, doc, perCall);
+      } finally {
+        await store.close();
+      }
+    }
+    const store = await EmbeddedStore.open(join(dir, `apply-${n++}`), { compactEveryRecords: 0 });
+    try {
+      return await applySeconds(store, doc, perCall);
+    } finally {
+      await store.close();
+    }
+  };
+  const cases: ApplyCase[] = [];
+  try {
+    for (const kind of ["etcd", "embedded"] as const) {
+      for (const given of [true, false]) {
+        process.stdout
+          .write(`nb apply of ${APPLY_PORTS} ports into ${kind}, ${given ? "given" : "allocated"} …
+`);
+        const batchedSec = await once(kind, given, false);
+        const perCallSec = await once(kind, given, true);
+        cases.push({ store: kind, ports: given ? "given" : "allocated", batchedSec, perCallSec });
+      }
+    }
+    await wipe();
+    const file = join(dir, "apply.json");
+    writeFileSync(file, JSON.stringify(applyTopology(true)));
+    const main = join(import.meta.dirname, "..", "src", "cli", "main.js");
+    const t0 = performance.now();
+    await run(
+      process.execPath,
+      [main, "nb", "apply", "-f", file, "--db", `etcd://${endpoint.replace(/^http:\/\//, "")}`],
+      {
+        env: { ...process.env, FLOWDRAKE_LOG_LEVEL: "silent" },
+        maxBuffer: 16 << 20,
+      },
+    );
+    const cliEtcdSec = Number(((performance.now() - t0) / 1000).toFixed(2));
+    await wipe();
+    return { cases, cliEtcdSec };
+  } finally {
+    raw.close();
+  }
+}
+
 function stampOf(value: unknown): number | undefined {
   const s = (value as { stamp?: unknown } | undefined)?.stamp;
   return typeof s === "number" ? s : undefined;
 }
 
 export async function nb(): Promise<void> {
+  const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
   const dir = makeRunDir("bench-nb");
   let etcd: Etcd | undefined;
   const stores: NbStore[] = [];
@@ -274,6 +389,8 @@ export async function nb(): Promise<void> {
       "fan-embedded",
     );
 
+    const apply = await applyBench(dir, etcd.endpoint);
+
     const ratios = {
       etcdDriverCreatesVsEtcdctlPut: Number((tput.etcd.createsPerSec / etcdctlPutsPerSec).toFixed(1)),
       embeddedVsEtcdCreates: Number((tput.embedded.createsPerSec / tput.etcd.createsPerSec).toFixed(2)),
@@ -282,6 +399,12 @@ export async function nb(): Promise<void> {
       ),
       embeddedVsEtcdReads: Number((tput.embedded.readsPerSec / tput.etcd.readsPerSec).toFixed(2)),
       zmqVsEtcdWatchP99: Number((zmq.p99Ms / etcdWatch.p99Ms).toFixed(2)),
+      ...Object.fromEntries(
+        apply.cases.map((c) => [
+          `applyPerCallVsBatched_${c.store}_${c.ports}`,
+          Number((c.perCallSec / c.batchedSec).toFixed(1)),
+        ]),
+      ),
     };
 
     process.stdout.write(`\nthroughput (${IN_FLIGHT} in flight, ${PHASE_MS} ms per phase)\n`);
@@ -319,6 +442,17 @@ export async function nb(): Promise<void> {
         };
       }),
     );
+    process.stdout.write(`\nnb apply of ${APPLY_PORTS} ports on one /16 network (seconds, in process)\n`);
+    printTable(
+      apply.cases.map((c) => ({
+        store: c.store,
+        "MAC and IP": c.ports,
+        "batched s": c.batchedSec,
+        "per call s": c.perCallSec,
+        speed: `${(c.perCallSec / c.batchedSec).toFixed(1)}x`,
+      })),
+    );
+    process.stdout.write(`flowdrake nb apply -f (new process, etcd, given): ${apply.cliEtcdSec} s\n`);
     process.stdout.write("\n");
     for (const [k, v] of Object.entries(ratios)) process.stdout.write(`${k.padEnd(34)} ${v}\n`);
 
@@ -333,9 +467,12 @@ export async function nb(): Promise<void> {
       etcd: (await run("etcd", ["--version"])).stdout.split("\n")[0],
       throughput: { ...tput, etcdctlPutLoop: { putsPerSec: etcdctlPutsPerSec } },
       fanOut: { zmqPubsub: zmq, etcdWatch, embeddedWatch },
+      apply: { ports: APPLY_PORTS, cases: apply.cases, cliEtcdSec: apply.cliEtcdSec },
       ratios,
+      loadAverage: { before: loadBefore, after: loadavg().map((x) => Number(x.toFixed(2))) },
       notes:
-        "one Node process drives writers and all subscribers; etcd single member on loopback; embedded fsyncs every commit",
+        "one Node process drives writers and all subscribers; etcd single member on loopback; embedded fsyncs every commit; " +
+        "apply: seconds from reading the store to the last commit, per-call = one lock, read set and transaction per object",
     });
     process.stdout.write(`results: ${path}\n`);
   } finally {
