@@ -169,7 +169,9 @@ export class Agent {
 
   private async init(): Promise<void> {
     const c = this.config;
-    this.store = this.deps.store ?? (await openStore(c.nb));
+    log.debug({ config: c, apps: this.apps.map((a) => a.name) }, "starting agent");
+    // An embedded store is served to other processes (the nb CLI) on DIR/nb.sock while the agent holds it.
+    this.store = this.deps.store ?? (await openStore(c.nb, { serve: true }));
     this.ownStore = !this.deps.store;
     this.api = new NbApi(this.store);
 

@@ -210,7 +210,7 @@ export class ChassisRegistration {
         if (!now) await this.regrant();
         return;
       }
-      if (/lease.*not found|requested lease/i.test(errorMessage(err))) {
+      if (/lease.*(not found|expired|revoked)|requested lease/i.test(errorMessage(err))) {
         await this.regrant();
         return;
       }

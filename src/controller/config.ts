@@ -1,6 +1,7 @@
 /**
  * The agent's configuration: one YAML file (`flowdrake agent --config FILE`),
- * every option also a command-line flag that wins over the file. Validated
+ * every option also a command-line flag that wins over the file (src/cli/
+ * agent.ts derives the flags from this schema). Validated
  * with zod; a bad file is refused with the field and the reason, before the
  * agent touches OVS or the NB.
  *
@@ -15,9 +16,11 @@
  *   pubsub: tcp://127.0.0.1:6650    # ZeroMQ publisher; absent = follow the store's watch
  *   logLevel: info
  *   metrics: 127.0.0.1:9464         # Prometheus /metrics; "" = off
- *   apps: [classifier, portsec, dhcp, arp, l2, tunnel]
+ *   apps: [classifier, portsec, dhcp, arp, l2, tunnel, provider]
  *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
+ *   heartbeatSeconds: 5             # liveness heartbeat; the lease lasts 3 of them
+ *   recoverySeconds: 300            # recovery pass interval (full NB re-read); 0 = off
  */
 import { readFileSync } from "node:fs";
 import { isIPv4 } from "node:net";
@@ -81,7 +84,35 @@ export function parseAgentConfig(raw: unknown, source = "config"): AgentConfig {
   return r.data;
 }
 
-export function loadAgentConfig(file: string | undefined, flags: Record<string, unknown>): AgentConfig {
+export interface LoadOptions {
+  /** FLOWDRAKE_LOG_LEVEL: used when neither a flag nor the file sets logLevel. */
+  envLogLevel?: string;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** `over` on top of `base`, nested objects merged key by key. */
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    out[k] = isPlain(v) && isPlain(out[k]) ? merge(out[k], v) : v;
+  }
+  return out;
+}
+
+/**
+ * The config from a YAML file (optional) and flags: flags win, key by key,
+ * also inside `dhcp` and `offload`; `logLevel` falls back to
+ * FLOWDRAKE_LOG_LEVEL, then "info".
+ */
+export function loadAgentConfig(
+  file: string | undefined,
+  flags: Record<string, unknown>,
+  opts: LoadOptions = {},
+): AgentConfig {
   let raw: Record<string, unknown> = {};
   if (file) {
     let text: string;
@@ -90,15 +121,17 @@ export function loadAgentConfig(file: string | undefined, flags: Record<string, 
     } catch (err) {
       throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`, { file });
     }
+    let parsed: unknown;
     try {
-      raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
+      parsed = parseYaml(text) ?? {};
     } catch (err) {
       throw new ConfigError(`${file} is not valid YAML: ${(err as Error).message}`, { file });
     }
-    if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file}: expected a mapping`);
+    if (!isPlain(parsed)) throw new ConfigError(`${file}: expected a mapping`);
+    raw = parsed;
   }
-  const merged = { ...raw };
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+  const merged = merge(raw, flags);
+  if (merged.logLevel === undefined && opts.envLogLevel) merged.logLevel = opts.envLogLevel;
   return parseAgentConfig(merged, file ?? "flags");
 }
 

@@ -7,7 +7,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadAgentConfig, openflowTarget } from "../../src/controller/config.js";
+import { networkNeeds } from "../../src/apps/index.js";
+import { configFlags, flagsToConfig } from "../../src/cli/agent.js";
+import {
+  ConfigError,
+  loadAgentConfig,
+  openflowTarget,
+  parseAgentConfig,
+} from "../../src/controller/config.js";
 
 const EXAMPLE = join(import.meta.dirname, "../../examples/agent.yaml");
 
@@ -46,6 +53,71 @@ describe("agent config", () => {
       expect(() => loadAgentConfig(join(dir, "missing.yaml"), {})).toThrow(/cannot read/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("agent flags", () => {
+  it("every config key has a flag, derived from the schema", () => {
+    const flags = configFlags();
+    const paths = flags.map((f) => f.path.join("."));
+    const leaves = (obj: Record<string, unknown>, prefix = ""): string[] =>
+      Object.entries(obj).flatMap(([k, v]) =>
+        v && typeof v === "object" && !Array.isArray(v) && k !== "bridgeMappings"
+          ? leaves(v as Record<string, unknown>, `${prefix}${k}.`)
+          : [`${prefix}${k}`],
+      );
+    const full = parseAgentConfig({
+      chassis: "h",
+      tunnelIp: "192.0.2.1",
+      openflow: "unix:/x",
+      pubsub: "tcp://127.0.0.1:1",
+      dhcp: { ratePps: 1, leaseTime: 2, domain: "d" },
+      offload: { hwOffload: true, tcPolicy: "none", maxIdleMs: 1, nOffloadThreads: 1 },
+    });
+    expect(paths.sort()).toEqual(leaves(full as unknown as Record<string, unknown>).sort());
+    const byPath = new Map(flags.map((f) => [f.path.join("."), f.flag]));
+    expect(byPath.get("nb")).toBe("db");
+    expect(byPath.get("tunnelIp")).toBe("tunnel-ip");
+    expect(byPath.get("dhcp.ratePps")).toBe("dhcp-rate-pps");
+    expect(byPath.get("offload.hwOffload")).toBe("offload-hw-offload");
+    expect(byPath.get("bridgeMappings")).toBe("bridge-mappings");
+  });
+
+  it("flags become typed config values and win over the file, key by key inside nested objects", () => {
+    const over = flagsToConfig({
+      dhcpRatePps: "7",
+      offloadHwOffload: "false",
+      apps: "classifier, l2",
+      bridgeMappings: ["physnet1=br-ex", "physnet2=br-p2"],
+      db: "etcd://127.0.0.1:2379",
+      heartbeatSeconds: "2",
+    });
+    const c = loadAgentConfig(EXAMPLE, over);
+    expect(c.dhcp).toEqual({ ratePps: 7, leaseTime: 86400, domain: "openstacklocal" });
+    expect(c.offload.hwOffload).toBe(false);
+    expect(c.offload.maxIdleMs).toBe(10000);
+    expect(c.apps).toEqual(["classifier", "l2"]);
+    expect(c.bridgeMappings).toEqual({ physnet1: "br-ex", physnet2: "br-p2" });
+    expect(c.nb).toBe("etcd://127.0.0.1:2379");
+    expect(c.heartbeatSeconds).toBe(2);
+    expect(() => flagsToConfig({ dhcpRatePps: "fast" })).toThrow(/not a number/);
+    expect(() => flagsToConfig({ offloadHwOffload: "yes" })).toThrow(/true or false/);
+    expect(() => flagsToConfig({ bridgeMappings: ["physnet1"] })).toThrow(/KEY=VALUE/);
+  });
+
+  it("log level: a flag wins over the file, the file over FLOWDRAKE_LOG_LEVEL", () => {
+    expect(loadAgentConfig(EXAMPLE, { logLevel: "debug" }, { envLogLevel: "warn" }).logLevel).toBe("debug");
+    expect(loadAgentConfig(EXAMPLE, {}, { envLogLevel: "warn" }).logLevel).toBe("info");
+    expect(
+      loadAgentConfig(undefined, { chassis: "h", tunnelIp: "192.0.2.1" }, { envLogLevel: "warn" }).logLevel,
+    ).toBe("warn");
+  });
+
+  it("the shipped example enables every app a network type needs", () => {
+    const c = loadAgentConfig(EXAMPLE, {});
+    for (const t of ["geneve", "vxlan", "vlan", "flat"]) {
+      for (const a of networkNeeds(t)) expect(c.apps, `${t} needs ${a}`).toContain(a);
     }
   });
 });

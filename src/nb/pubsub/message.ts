@@ -45,6 +45,8 @@ export interface ChangeMessage {
   revision: number;
   /** The object's value (puts only). */
   value?: unknown;
+  /** Set when the stored value is not a JSON document (StoredObject.malformed); `value` is then absent. */
+  malformed?: string;
 }
 
 export interface HeartbeatMessage {
@@ -97,6 +99,7 @@ export function decodeMessage(topic: Buffer | string, body: Buffer | string): Pu
   field(m, "kind", "string");
   field(m, "key", "string");
   field(m, "version", "number");
+  if (m.malformed !== undefined) field(m, "malformed", "string");
   return m as unknown as ChangeMessage;
 }
 

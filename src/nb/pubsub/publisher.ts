@@ -195,6 +195,7 @@ export class NbPublisher {
           version: o.version,
           revision: ev.revision,
           value: o.value,
+          ...(o.malformed !== undefined ? { malformed: o.malformed } : {}),
         });
       }
     } else {

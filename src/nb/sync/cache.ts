@@ -42,9 +42,11 @@
  * bookkeeping keys (liveness, realised revisions) do not move it, so an
  * agent acknowledging a revision never makes itself acknowledge again.
  *
- * Objects whose stored value is malformed (`StoredObject.malformed`) are held
- * like any other — they cost only themselves: they name nothing, so they
- * pull nothing into the scope, and the agent's model guard leaves them out.
+ * Objects whose stored value is malformed (`StoredObject.malformed`) cost
+ * only themselves: they name nothing, so they pull nothing into the scope,
+ * and the agent's model guard leaves them out. Every cache holds them
+ * whatever its scope (they are rare), so every agent reports them, and a
+ * fixed value replaces them like any update.
  *
  * Apps see typed change events: { action: added | updated | removed, kind, key,
  * object, previous }.
@@ -190,6 +192,9 @@ export function closure(
     const o = t(KIND.chassis).get(c);
     if (o) keep(o);
   }
+  // An object whose stored value is malformed names nothing, so no scope reaches it; every
+  // cache keeps it instead, so that every agent reports it (it costs only itself).
+  for (const kind of SYNC_KINDS) for (const o of t(kind).values()) if (o.malformed !== undefined) keep(o);
   const portKeys = new Set(ports.map((p) => p.key));
   for (const kind of [KIND.fip, KIND.snat]) {
     for (const o of t(kind).values()) {
@@ -590,7 +595,14 @@ export class NbCache {
   private onMessage(m: ChangeMessage): void {
     if (m.type === "put") {
       this.onChange(
-        { kind: m.kind, key: m.key, value: m.value, version: m.version, modRevision: m.revision },
+        {
+          kind: m.kind,
+          key: m.key,
+          value: m.value,
+          version: m.version,
+          modRevision: m.revision,
+          ...(m.malformed !== undefined ? { malformed: m.malformed } : {}),
+        },
         m.revision,
       );
     } else {
@@ -604,8 +616,8 @@ export class NbCache {
   }
 
   /** Whether a change touches what this cache holds or follows. */
-  private relevant(kind: string, key: string, value: unknown): boolean {
-    if (this.get(kind, key)) return true;
+  private relevant(kind: string, key: string, value: unknown, malformed?: string): boolean {
+    if (this.get(kind, key) || malformed !== undefined) return true;
     if (kind === KIND.port && this.localPorts.has(key)) return true;
     if (value === undefined) return false;
     const r = refsOf(kind, key, value);
@@ -628,7 +640,7 @@ export class NbCache {
       return;
     }
     const table = this.tables.get(kind);
-    if (!table || !this.relevant(kind, key, object?.value)) {
+    if (!table || !this.relevant(kind, key, object?.value, object?.malformed)) {
       this.stats.ignored++;
       if (table) this.advanceAfter(revision);
       return;
