@@ -37,6 +37,12 @@ export function parseRemote(remote: string): Remote {
     }
     return { kind: "tcp", host: m[1]!, port };
   }
+  if (/^p?ssl:/.test(remote)) {
+    throw new UsageError(
+      `OVSDB remote '${remote}': ssl: is not supported by this flowdrake; use unix:PATH (the default) or tcp:HOST:PORT`,
+      { remote },
+    );
+  }
   throw new UsageError(`unsupported OVSDB remote '${remote}' (expected unix:PATH or tcp:HOST:PORT)`);
 }
 

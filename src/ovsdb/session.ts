@@ -22,6 +22,7 @@ import { ConnectionError, errorMessage } from "../util/errors.js";
 import { type Logger, logger } from "../util/log.js";
 import { type MonitorRequests, OvsdbClient, type UpdateMessage } from "./client.js";
 import { OvsdbRpcError } from "./errors.js";
+import { parseRemote } from "./jsonrpc.js";
 import type { OpResult, Operation } from "./ops.js";
 import { Replica, type RowChange } from "./replica.js";
 
@@ -71,8 +72,13 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
     this.log = logger("ovsdb", { remote: opts.remote, db: this.db });
   }
 
-  /** Starts connecting in the background; `await session.ready()` for the first full replica. */
+  /**
+   * Starts connecting in the background; `await session.ready()` for the first
+   * full replica. A remote this client cannot speak is refused here, at once
+   * (UsageError), rather than retried as if the server were down.
+   */
   static start(opts: OvsdbSessionOptions): OvsdbSession {
+    parseRemote(opts.remote);
     const s = new OvsdbSession(opts);
     void s.loop();
     return s;

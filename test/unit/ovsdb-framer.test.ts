@@ -119,3 +119,18 @@ describe("JsonFramer", () => {
     );
   });
 });
+
+describe("OVSDB remotes", () => {
+  it("refuses ssl: and pssl: at once, naming what works, instead of retrying as if the server were down", async () => {
+    const { OvsdbSession } = await import("../../src/ovsdb/session.js");
+    // start() throws synchronously: nothing is retried in the background
+    for (const remote of ["ssl:127.0.0.1:6640", "pssl:6640"]) {
+      expect(() => OvsdbSession.start({ remote, tables: { Open_vSwitch: [] } })).toThrow(
+        /ssl: is not supported by this flowdrake; use unix:PATH \(the default\) or tcp:HOST:PORT/,
+      );
+    }
+    expect(() => OvsdbSession.start({ remote: "tcp:nope", tables: { Open_vSwitch: [] } })).toThrow(
+      /bad tcp remote/,
+    );
+  });
+});
