@@ -1,0 +1,103 @@
+/**
+ * Reactive owners: flows a packet-in handler installs, owned like any other,
+ * dropped when one of the objects they depend on changes (and only then),
+ * forgotten when the switch says they expired, adopted after a restart, and
+ * carried to the reconciler with the reactive cookie category.
+ */
+import { describe, expect, it } from "vitest";
+import { loadApps } from "../../src/apps/index.js";
+import { Dep } from "../../src/apps/types.js";
+import { F, categoryOfCookie, flow } from "../../src/datapath/index.js";
+import { Engine } from "../../src/controller/engine.js";
+import { OpenFlowReconciler } from "../../src/controller/reconciler.js";
+import { binding, net, newModel, port, subnet } from "../harness/model-fixture.js";
+
+function setup() {
+  const m = newModel();
+  m.setNetwork("net1", net("net1", { segmentationId: 5 }));
+  m.setSubnet("sub1", subnet("sub1", "net1", "10.0.0.0/24"));
+  m.setPort("a", port("a", "net1", "fa:16:3e:00:00:0a", [["sub1", "10.0.0.10"]]));
+  m.setPort("b", port("b", "net1", "fa:16:3e:00:00:0b", [["sub1", "10.0.0.11"]]));
+  m.setBinding("a", binding("a", 1));
+  m.setBinding("b", binding("b", 2));
+  const e = new Engine(m, loadApps(["l2"]));
+  const r = new OpenFlowReconciler();
+  r.update(e.recomputeAll());
+  return { m, e, r };
+}
+
+const shortcut = () =>
+  flow("l2_lookup", 200)
+    .reg(F.network, 5)
+    .eq("eth_dst", "fa:16:3e:00:00:0b")
+    .load(F.outPort, 2)
+    .goto("egress_secgroup")
+    .idleTimeout(30)
+    .sendFlowRemoved();
+
+describe("reactive owners", () => {
+  it("carry the reactive cookie category, timeouts and send_flow_rem", () => {
+    const { e, r } = setup();
+    const ch = e.setReactive("l2", "a->b", [shortcut()], [Dep.port("a"), Dep.port("b")]);
+    r.update([ch]);
+    const f = ch.after!.flows[0]!.flow;
+    expect(categoryOfCookie(f.cookie)).toBe("reactive");
+    expect(f.idleTimeout).toBe(30);
+    expect(f.flags).toBe(1);
+    expect(r.flows.winner(ch.after!.flows[0]!.key)?.owner).toBe("l2/reactive/a->b");
+  });
+
+  it("are dropped when a dependency changes, and not when anything else does", () => {
+    const { m, e } = setup();
+    e.setReactive("l2", "a->b", [shortcut()], [Dep.port("a"), Dep.port("b")]);
+    m.setPort("c", port("c", "net1", "fa:16:3e:00:00:0c", [["sub1", "10.0.0.12"]]));
+    e.recomputeChanged();
+    expect(e.output("l2/reactive/a->b")).toBeDefined();
+    m.setPort("b", port("b", "net1", "fa:16:3e:00:00:0b", [["sub1", "10.0.0.99"]]));
+    const changes = e.recomputeChanged();
+    expect(e.output("l2/reactive/a->b")).toBeUndefined();
+    expect(changes.find((c) => c.owner === "l2/reactive/a->b")).toMatchObject({ after: undefined });
+  });
+
+  it("are dropped on a binding change of a port they depend on", () => {
+    const { m, e } = setup();
+    e.setReactive("l2", "a->b", [shortcut()], [Dep.binding("b")]);
+    m.setBinding("b", binding("b", 7));
+    e.recomputeChanged();
+    expect(e.output("l2/reactive/a->b")).toBeUndefined();
+  });
+
+  it("survive a full recompute (they are not a function of the model)", () => {
+    const { e } = setup();
+    e.setReactive("l2", "a->b", [shortcut()], [Dep.port("a")]);
+    e.recomputeAll();
+    expect(e.output("l2/reactive/a->b")).toBeDefined();
+  });
+
+  it("are forgotten when the switch removed them, without a delete being sent", () => {
+    const { e, r } = setup();
+    const ch = e.setReactive("l2", "a->b", [shortcut()], [Dep.port("a")]);
+    r.update([ch]);
+    r.assumeInstalled([]);
+    r.commitPlanned();
+    const f = ch.after!.flows[0]!.flow;
+    r.forgetInstalled(f);
+    r.update([e.dropReactive("l2/reactive/a->b")!]);
+    expect(r.planFlows()).toEqual([]);
+  });
+
+  it("can be adopted after a restart with their dependencies, then dropped like the others", () => {
+    const { m, e } = setup();
+    const f = shortcut().build(0xfd06_1000_0000_0001n);
+    const owner = e.adoptReactive("l2", "a->b", f, [Dep.port("b")]);
+    expect(e.output(owner)?.flows).toHaveLength(1);
+    m.setPort("b", undefined);
+    e.recomputeChanged();
+    expect(e.output(owner)).toBeUndefined();
+  });
+
+  it("refuse a flow in a table the app did not declare", () => {
+    const { e } = setup();
+    expect(() => e.setReactive("l2", "x", [flow("dhcp", 1)], [])).toThrow(/not in its tables/);
+  });
+});
