@@ -332,7 +332,7 @@ export class OffloadPlanner {
     for (const rule of this.candidates(table, regs)) {
       if (!this.registersAllow(rule.match, regs)) continue;
       const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
-      if (inPort !== undefined && !this.ports.hardware.has(inPort) && !this.ports.tunnels.has(inPort)) {
+      if (inPort !== undefined && !this.devOf(inPort)) {
         // Packets from this port never pass through the NIC, so the rule cannot be shadowed by tc either.
         outcomes.set(
           rule.id,
@@ -424,10 +424,8 @@ export class OffloadPlanner {
       const def = fieldDef(name)!;
       if (def.pipelineOnly) continue;
       if (name === "in_port") {
-        const port = Number(mv.value);
-        const dev = this.ports.hardware.get(port) ?? this.tunnelDevFor(port);
-        if (!dev) return { ok: false, reason: `match in_port=${port}: port ${port} is not an eswitch port` };
-        indev = dev;
+        // planChain has set aside rules whose in_port the NIC does not see.
+        indev = this.devOf(Number(mv.value));
         continue;
       }
       if (!def.key || !this.profile.matches.includes(def.key)) {
@@ -450,8 +448,8 @@ export class OffloadPlanner {
 
   /**
    * The part of a rule's match the NIC can express, for a coarse trap; undefined
-   * when nothing narrower than "every packet" remains (or the in_port is not an
-   * eswitch port), in which case the rest of the chain must stay in software.
+   * when nothing narrower than "every packet" remains, in which case the rest
+   * of the chain must stay in software.
    */
   private coarseMatch(rule: PipelineRule): { match: Match; indev?: string } | undefined {
     const out: Match = {};
@@ -461,9 +459,7 @@ export class OffloadPlanner {
       const def = fieldDef(name)!;
       if (def.pipelineOnly) continue;
       if (name === "in_port") {
-        const port = Number(mv.value);
-        indev = this.ports.hardware.get(port) ?? this.tunnelDevFor(port);
-        if (!indev) return undefined;
+        indev = this.devOf(Number(mv.value));
         continue;
       }
       if (!def.key || !this.profile.matches.includes(def.key) || name.startsWith("tun_")) continue;
@@ -473,9 +469,10 @@ export class OffloadPlanner {
     return indev === undefined ? { match: out } : { match: out, indev };
   }
 
-  private tunnelDevFor(port: number): string | undefined {
+  /** The netdev tc sees a port's packets on: its representor or uplink, or the tunnel device. */
+  private devOf(port: number): string | undefined {
     const t = this.ports.tunnels.get(port);
-    return t ? tunnelDev[t] : undefined;
+    return this.ports.hardware.get(port) ?? (t && tunnelDev[t]);
   }
 
   private need(kind: ActionKind, what: string): string | undefined {
@@ -500,7 +497,6 @@ export class OffloadPlanner {
       decTtl,
       hairpins,
     });
-    if (!this.profile.switchdev) return fail(`${this.profile.name} has no embedded switch`);
     const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
     const inTunnel = inPort !== undefined ? this.ports.tunnels.get(inPort) : undefined;
     if (inTunnel) {
