@@ -33,8 +33,9 @@
  * driver adds one op, its commit marker) and about 1 MiB of values, cut before
  * a call that touches a key already in the transaction; a store that refuses
  * that many ops in one transaction makes the batch halve its size and retry.
- * When a call fails validation, the calls staged before it are committed and
- * then the error is thrown, as if they had run one at a time; when a
+ * When a call fails (validation, a lock the batch lacks), the calls staged
+ * before it are committed and then its error is thrown, as if they had run
+ * one at a time (should that commit fail, its error is thrown instead); when a
  * transaction fails (a guard lost to a racing writer: ConflictError; the store:
  * StoreError), the transactions before it stay committed and nothing of it is.
  * Inside a batch a call returns its object with the version it will have and

@@ -27,7 +27,7 @@
  * are committed and nothing of k or later is: a lost guard (a racing writer)
  * throws ConflictError, a store failure StoreError. When a call fails
  * validation, every call before it is committed first, then the error is
- * thrown. Either way `onChange` has been called for exactly the changes whose
+ * thrown (or, should that commit fail, the commit's error). Either way `onChange` has been called for exactly the changes whose
  * every call is committed, and the CLI prints "stopped after N of M changes".
  * `{ perCall: true }` runs the calls one at a time instead (a lock, reads and
  * a transaction each), the way apply worked before batching; the benchmark
