@@ -62,6 +62,7 @@ import { Engine, type OwnerChange } from "./engine.js";
 import { AgentMetrics } from "./metrics.js";
 import { ModelGuard } from "./model-guard.js";
 import { LocalModel, type ModelKind } from "./model.js";
+import { PuntQueue } from "./punt-queue.js";
 import { OpenFlowReconciler, type SyncResult } from "./reconciler.js";
 import { ensurePatchPorts, ensureTunnelPort } from "./tunnel-ports.js";
 
@@ -135,6 +136,8 @@ export class Agent {
   private realisedWritten = 0;
   private realisedWrite: Promise<void> = Promise.resolve();
   private readonly appLogs = new Map<string, ReturnType<typeof logger>>();
+  /** Packet-ins waiting for their app, fairly across ports (punt-queue.ts). */
+  readonly punts: PuntQueue<PacketIn | PacketIn2>;
   /** Packet-ins handled, by app (also in metrics). */
   readonly packetIns = new Map<string, number>();
   metricsPort: number | undefined;
@@ -152,7 +155,12 @@ export class Agent {
   ) {
     this.apps = [...loadApps(config.apps, { dhcp: config.dhcp }), ...(deps.extraApps ?? [])];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
-    this.engine = new Engine(this.model, this.apps);
+    this.engine = new Engine(this.model, this.apps, { hostPuntPps: config.punt.hostRatePps });
+    this.punts = new PuntQueue(
+      config.punt.queuePerPort,
+      (m) => this.onPacketIn(m),
+      (err) => log.warn({ err: errorMessage(err) }, "packet-in handler failed"),
+    );
     this.tracker = new BindingTracker(config.bridge, Object.keys(config.bridgeMappings));
   }
 
@@ -322,7 +330,13 @@ export class Agent {
     await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
     const installed = await this.reconciler.readInstalled(conn);
     this.adoptReactive(installed);
-    conn.on("packet_in", (m) => void this.onPacketIn(m));
+    conn.on("packet_in", (m) => {
+      const match = m.type === "packet_in" ? m.match : m.metadata;
+      const inPort = Number(match.find((f) => f.field === "in_port")?.value ?? 0);
+      const dropped = this.punts.stats.dropped;
+      this.punts.push(inPort, m);
+      if (this.punts.stats.dropped > dropped) this.metrics.puntDrops.inc();
+    });
     conn.on("flow_removed", (m) => this.onFlowRemoved(m));
   }
 

@@ -36,6 +36,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { NbApi } from "../nb/api.js";
+import { MalformedObjectError } from "../nb/model/index.js";
 import { ConflictError } from "../nb/store/errors.js";
 import type { Lease, NbStore } from "../nb/store/types.js";
 import { AGENT_KIND } from "../nb/sync/refs.js";
@@ -160,7 +161,16 @@ export class ChassisRegistration {
       encapTypes: s.encap === "geneve" ? ["geneve", "vxlan"] : ["vxlan", "geneve"],
       bridgeMappings: s.bridgeMappings,
     };
-    const existing = await this.api.find("chassis", s.chassis);
+    let existing;
+    try {
+      existing = await this.api.find("chassis", s.chassis);
+    } catch (err) {
+      if (!(err instanceof MalformedObjectError)) throw err;
+      // The chassis record is this agent's to write (it holds the liveness key): replace it.
+      log.warn({ chassis: s.chassis, reason: err.reason }, "chassis record was malformed; writing it again");
+      await this.api.delete("chassis", s.chassis);
+      existing = undefined;
+    }
     if (!existing) {
       await this.api.create("chassis", { name: s.chassis, hostname: hostname(), ...want });
       return;

@@ -17,7 +17,8 @@
  *   logLevel: info
  *   metrics: 127.0.0.1:9464         # Prometheus /metrics; "" = off
  *   apps: [classifier, portsec, dhcp, arp, l2, tunnel, provider]
- *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }
+ *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }   # ratePps: per-port DHCP punts
+ *   punt: { hostRatePps: 1000, queuePerPort: 64 }   # all punts of the host; agent queue per port
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  *   heartbeatSeconds: 5             # liveness heartbeat; the lease lasts 3 of them
  *   recoverySeconds: 300            # recovery pass interval (full NB re-read); 0 = off
@@ -56,6 +57,15 @@ export const agentConfigSchema = z.strictObject({
       domain: z.string().optional(),
     })
     .default({ ratePps: 100 }),
+  /** Packets the switch sends this agent (DHCP, ND, first packets): the host-wide budget. */
+  punt: z
+    .strictObject({
+      /** All punts of this host together, packets per second (OVS's "controller" meter); 0 = no cap. */
+      hostRatePps: z.number().int().nonnegative().default(1000),
+      /** Punted packets queued per port while the agent is busy; older ones are dropped first. */
+      queuePerPort: z.number().int().positive().default(64),
+    })
+    .default({ hostRatePps: 1000, queuePerPort: 64 }),
   offload: z
     .strictObject({
       hwOffload: z.boolean().optional(),

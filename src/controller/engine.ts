@@ -10,7 +10,8 @@
  *
  * An *owner* is one app's share of one object: `l2/port/vm1`, `tunnel/
  * network/net1`, `arp/router/r1`, plus `pipeline/global/` (the miss flow of
- * every table) and reactive owners that packet-in handlers create
+ * every table, and the host-wide punt meter) and reactive owners that
+ * packet-in handlers create
  * (`l3/reactive/<key>`). Building an owner runs the app's builder for it with
  * the model recording every read; those reads are the owner's dependencies.
  *
@@ -31,6 +32,7 @@
  */
 import type { App, OwnerKind, OwnerOut } from "../apps/types.js";
 import {
+  CONTROLLER_METER,
   MISS_PRIORITY,
   PIPELINE,
   cookieFor,
@@ -121,6 +123,11 @@ function empty(o: OwnerOutput): boolean {
 
 export class AppBuildError extends Error {}
 
+export interface EngineOptions {
+  /** Host-wide punt budget in packets per second (the "controller" meter); 0 = none. */
+  hostPuntPps?: number;
+}
+
 export class Engine {
   private readonly owners = new Map<OwnerKey, OwnerRecord>();
   private readonly depIndex = new Map<string, Set<OwnerKey>>();
@@ -133,6 +140,7 @@ export class Engine {
   constructor(
     readonly model: LocalModel,
     readonly apps: readonly App[],
+    private readonly opts: EngineOptions = {},
   ) {
     this.appByName = new Map(apps.map((a) => [a.name, a]));
     for (const k of OWNER_KINDS)
@@ -151,8 +159,11 @@ export class Engine {
     const cookie = cookieFor(app, `${kind}/${id}`);
     this.stats.builds++;
     try {
-      if (app === "pipeline") output.flows = missFlows(key, cookie);
-      else {
+      if (app === "pipeline") {
+        output.flows = missFlows(key, cookie);
+        const pps = this.opts.hostPuntPps ?? 0;
+        if (pps > 0) output.meters.push({ owner: key, id: CONTROLLER_METER, ratePps: pps });
+      } else {
         const a = this.appByName.get(app)!;
         const allowed = new Set<number>(a.tables.map((t) => table(t)));
         const out: OwnerOut = {

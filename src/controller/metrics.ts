@@ -14,6 +14,7 @@
  *   flowdrake_nb_refused_objects             NB objects left out as malformed
  *   flowdrake_realised_revision              the NB revision br-int realises
  *   flowdrake_recovery_repairs_total         cache entries the recovery pass repaired
+ *   flowdrake_punt_queue_drops_total         packet-ins dropped from a full per-port queue
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
@@ -88,6 +89,11 @@ export class AgentMetrics {
   readonly recoveryRepairs = new Counter({
     name: "flowdrake_recovery_repairs_total",
     help: "NB cache entries the periodic recovery pass repaired",
+    registers: [this.registry],
+  });
+  readonly puntDrops = new Counter({
+    name: "flowdrake_punt_queue_drops_total",
+    help: "packet-ins dropped because their port's queue in the agent was full",
     registers: [this.registry],
   });
   private server: Server | undefined;

@@ -23,7 +23,8 @@
  * The installed state is updated from what the switch accepted, so a
  * restarted agent — which reads what the switch holds at session start —
  * sends nothing when nothing changed, and nothing is ever flushed. Flows
- * whose cookie does not carry flowdrake's mark are never read or touched.
+ * whose cookie does not carry flowdrake's mark, and meters outside the ids
+ * flowdrake hands out (src/datapath/allocators.ts), are never touched.
  *
  * A message the switch rejects fails only its owner: the bundle is
  * discarded, the owner is marked failed (reason kept, counted in metrics),
@@ -34,7 +35,7 @@
  */
 import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
-import { isOurs } from "../datapath/index.js";
+import { isOurMeter, isOurs } from "../datapath/index.js";
 import { logger } from "../util/log.js";
 import { errorMessage } from "../util/errors.js";
 import type { DesiredFlow, DesiredMeter, OwnerChange, OwnerKey, OwnerOutput } from "./engine.js";
@@ -206,7 +207,7 @@ export class OpenFlowReconciler {
       if (p.mpType !== "meter_config") continue;
       for (const m of p.meters) {
         const band = m.bands[0];
-        if (band) this.installedMeters.set(m.meterId, band.rate);
+        if (band && isOurMeter(m.meterId)) this.installedMeters.set(m.meterId, band.rate);
       }
     }
     for (const k of this.installed.keys()) this.dirty.add(k);

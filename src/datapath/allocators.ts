@@ -15,6 +15,8 @@
  *
  * OVS maps OpenFlow meter ids onto datapath meters itself, so sparse ids
  * cost nothing; only the number of meters counts against the switch's limit.
+ * On top of the per-port meters, OpenFlow's reserved "controller" meter
+ * (`CONTROLLER_METER`) caps all punts of the host together.
  *
  * Conntrack zones are allocated: a zone isolates one port's (or network's)
  * connections, it is a 16-bit number, and two owners must never share one
@@ -26,6 +28,14 @@
  */
 
 export const METER_PURPOSES = { dhcp: 0, nd: 0x10000, l3: 0x20000 } as const;
+
+/**
+ * OpenFlow 1.3's reserved meter for packets sent to the controller (OFPM_CONTROLLER,
+ * 0xfffffffe; 0xfffffffd is OFPM_SLOWPATH, the one for upcalls).
+ * OVS applies it to every punt on top of the flow's own meter: the host-wide
+ * budget of packets the local agent receives.
+ */
+export const CONTROLLER_METER = 0xfffffffe;
 export type MeterPurpose = keyof typeof METER_PURPOSES;
 
 const OFPORT_MAX = 0xfeff;
@@ -36,6 +46,14 @@ export function meterId(purpose: MeterPurpose, ofport: number): number {
     throw new RangeError(`meterId: ofport ${ofport} outside 1..${OFPORT_MAX}`);
   }
   return METER_PURPOSES[purpose] + ofport;
+}
+
+/** Whether a meter id is one flowdrake hands out (other meters on the bridge are not its business). */
+export function isOurMeter(id: number): boolean {
+  if (id === CONTROLLER_METER) return true;
+  const base = id - (id % 0x10000);
+  const ofport = id % 0x10000;
+  return Object.values(METER_PURPOSES).includes(base as never) && ofport >= 1 && ofport <= OFPORT_MAX;
 }
 
 export const CT_ZONE_MIN = 1;

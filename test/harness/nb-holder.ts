@@ -79,7 +79,7 @@ export function runNodeScript(label: string, code: string, args: string[] = []):
         () => {
           if (done && !events.some((e) => e.event === event))
             throw new Error(`${label} exited before "${event}"; stderr:\n${err}`);
-          return events.find((e) => e.event === event);
+          return events.find((e) => e.event === event)!;
         },
         timeoutMs,
         `${label}: event "${event}" (stderr so far:\n${err})`,

@@ -127,9 +127,11 @@ describe("a malformed NB value in etcd", () => {
     ).not.toBe(0);
   });
 
-  it("a restarted agent starts with the value present, and reports it", async () => {
+  it("a restarted agent starts with the value present, and reports it; its own malformed chassis record it rewrites", async () => {
     await agent!.stop();
+    await etcdctl("put", "/flowdrake/nb/chassis/host1", "{not json");
     agent = await Agent.start(config());
+    expect((await api.get("chassis", "host1")).value.tunnelIps).toEqual(["192.0.2.1"]);
     expect(agent.localPortCount()).toBe(2);
     expect(agent.guard.refused.get("lport/bad1")).toMatch(/malformed/);
     expect(agent.lastPass).toMatchObject({ added: 0, deleted: 0 });

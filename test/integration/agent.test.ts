@@ -26,6 +26,7 @@ import { formatFlow, parseFlow } from "../../src/openflow/text.js";
 import { runDhcpClient } from "../../src/sandbox/dhcp-client.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
 import { run } from "../../src/util/exec.js";
+import { loggerCount } from "../../src/util/log.js";
 import { makeRunDir, useOvsSandbox, waitFor } from "../harness/index.js";
 
 const sb = useOvsSandbox({ label: "agent" });
@@ -185,6 +186,10 @@ describe("node agent on one host", () => {
     const lease2 = await runDhcpClient(vms.vm2!.netns, { apply: true, timeoutS: 10 });
     expect(lease2?.ip).toBe("10.1.0.12");
     expect(agent!.packetIns.get("dhcp") ?? 0).toBeGreaterThanOrEqual(4);
+    // handling more packet-ins makes no more loggers (the agent once made one per packet and kept them all)
+    const loggers = loggerCount();
+    await runDhcpClient(vms.vm2!.netns, { apply: true, timeoutS: 10 });
+    expect(loggerCount()).toBe(loggers);
   });
 
   it("a port on a subnet without DHCP gets no answer (a tenant DHCP server would)", async () => {
@@ -260,6 +265,8 @@ describe("node agent on one host", () => {
     }
     // vm3's subnet has no DHCP: no punt, no meter.
     expect(stdout).not.toMatch(new RegExp(`meter=${vms.vm3!.ofport} `));
+    // and every punt of the host together goes through OVS's "controller" meter (the host budget)
+    expect(stdout).toMatch(/meter=controller pktps burst stats bands=\s*type=drop rate=1000 burst_size=1000/);
   });
 
   it("IPv6 neighbour solicitations for known addresses are answered by the agent; DAD is not", async () => {

@@ -8,6 +8,8 @@
 import { describe, expect, it } from "vitest";
 import {
   APP_IDS,
+  CONTROLLER_METER,
+  isOurMeter,
   CT_ZONE_MAX,
   CtZoneExhausted,
   CtZones,
@@ -100,6 +102,11 @@ describe("meter ids and conntrack zones", () => {
     expect(meterId("l3", 7)).toBe(0x20007);
     expect(() => meterId("dhcp", 0)).toThrow(RangeError);
     expect(() => meterId("dhcp", 0xff00)).toThrow(RangeError);
+    expect(isOurMeter(meterId("nd", 3))).toBe(true);
+    expect(isOurMeter(CONTROLLER_METER)).toBe(true);
+    expect(isOurMeter(0xfffffffd)).toBe(false); // OFPM_SLOWPATH: an operator's, not ours
+    expect(isOurMeter(0x30001)).toBe(false);
+    expect(isOurMeter(0)).toBe(false);
   });
 
   it("zones are unique per key, stable, reusable after release, restored from a snapshot", () => {
