@@ -146,8 +146,8 @@ export function runSoftware(
       else if (a.type === "ct") {
         pkt.ct_state = conntrack.track(a.zone, pkt, a.commit);
         pkt.ct_zone = BigInt(a.zone);
-        if (a.table !== undefined) table = a.table;
-      } else if (a.type === "other") events.push({ kind: "controller", reason: `other:${a.name}` });
+        table = a.table;
+      } else events.push({ kind: "controller", reason: `other:${a.name}` });
       if (table !== undefined) break;
     }
   }

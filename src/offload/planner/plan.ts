@@ -32,7 +32,9 @@
  *     catch-all, so such packets miss into OVS;
  *   - a rule that changes the packet is offloaded only if every chain it can
  *     lead to keeps the packet in hardware; otherwise OVS would see a packet
- *     already changed by the NIC. Such rules become traps too (fixpoint).
+ *     already changed by the NIC. Such rules become traps too (a fixpoint,
+ *     recomputed on every update, so that a rule whose later chains stop
+ *     reaching software is offloaded again).
  *     Changes are header rewrites, VLAN push/pop, tunnel decapsulation, a
  *     ct commit or NAT, and a plain ct lookup when a table at or before the
  *     rule's matches conntrack state: the NIC's ct leaves that state on the
@@ -160,8 +162,10 @@ export class OffloadPlanner {
   >();
   /** How many chains the last plan/update computed (for incremental-planning tests and stats). */
   lastPlannedChains = 0;
-  /** While an update runs: tc rules settle() turned into traps, with their previous form. */
+  /** While an update runs: tc rules settle() changed, with their previous form. */
   private settleLog: { rule: TcRule; before: TcRule }[] | undefined;
+  /** Offloaded tc rules settle() has turned into traps, with their offload actions. */
+  private readonly settled = new Map<TcRule, TcAction[]>();
 
   constructor(
     private readonly profile: NicProfile,
@@ -182,6 +186,7 @@ export class OffloadPlanner {
     this.chainOf.clear();
     this.chainInfo.clear();
     this.perChain.clear();
+    this.settled.clear();
     this.lastPlannedChains = 0;
     this.chainFor(0, new Map());
     this.expandFrom([0]);
@@ -309,6 +314,7 @@ export class OffloadPlanner {
 
   private planChain(chain: number, queue: number[]): void {
     this.lastPlannedChains++;
+    for (const r of this.perChain.get(chain)?.rules ?? []) this.settled.delete(r);
     const { table, regs } = this.chainInfo.get(chain)!;
     const outcomes = new Map<string, RuleOutcome>();
     const tc: TcRule[] = [];
@@ -646,8 +652,23 @@ export class OffloadPlanner {
     return { ok: true, reason: "offloaded", actions, next, modifies, decTtl, hairpins };
   }
 
-  /** Turn rewriting rules that lead to a software-reaching chain into traps, until nothing changes. */
+  /**
+   * Turn rules that change the packet and lead to a software-reaching chain
+   * into traps, until nothing changes. The fixpoint starts from the rules as
+   * translated: a trap set by an earlier settle() is first turned back, so a
+   * chain that no longer reaches software gives its rewrites back to the NIC.
+   */
   private settle(): void {
+    const start = new Map<TcRule, TcRule>();
+    for (const [tcRule, actions] of this.settled) {
+      start.set(tcRule, { ...tcRule });
+      const o = this.perChain.get(tcRule.chain)!.outcomes.get(tcRule.ruleId!)!;
+      o.ok = true;
+      o.reason = "offloaded";
+      tcRule.role = "offload";
+      tcRule.actions = actions;
+    }
+    this.settled.clear();
     for (;;) {
       const reaches = this.reachesSoftware();
       let changed = false;
@@ -656,7 +677,8 @@ export class OffloadPlanner {
           if (tcRule.role !== "offload" || !tcRule.ruleId) continue;
           const o = pc.outcomes.get(tcRule.ruleId)!;
           if (o.modifies && o.next.some((c) => reaches.get(c))) {
-            this.settleLog?.push({ rule: tcRule, before: { ...tcRule } });
+            if (!start.has(tcRule)) start.set(tcRule, { ...tcRule });
+            this.settled.set(tcRule, tcRule.actions);
             o.ok = false;
             o.reason = `not offloaded: it ${o.modifies} and a later table may hand the packet to OVS, which must see it unchanged`;
             tcRule.role = "trap";
@@ -665,7 +687,10 @@ export class OffloadPlanner {
           }
         }
       }
-      if (!changed) return;
+      if (!changed) break;
+    }
+    for (const [tcRule, before] of start) {
+      if (tcKey(before) !== tcKey(tcRule)) this.settleLog?.push({ rule: tcRule, before });
     }
   }
 
