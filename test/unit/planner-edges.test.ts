@@ -1,0 +1,130 @@
+import { describe, expect, it } from "vitest";
+import type { Flow } from "../../src/openflow/flow.js";
+import { ruleFromFlow } from "../../src/offload/planner/from-openflow.js";
+import { exact, type PipelineRule, type PortMap } from "../../src/offload/planner/ir.js";
+import { OffloadPlanner } from "../../src/offload/planner/plan.js";
+import { profileById } from "../../src/offload/profiles/index.js";
+import { expectSameDecisions } from "../harness/planner-pipeline.js";
+
+/*
+ * Edges of the planner and its OpenFlow adapter that the broader tests pass
+ * by: how chains are keyed by register values, values wider than their field,
+ * rewrites after the last output, and conversions that look alike.
+ */
+const ports: PortMap = {
+  hardware: new Map([
+    [1, "rep1"],
+    [2, "rep2"],
+  ]),
+  tunnels: new Map([[100, "geneve"]]),
+};
+const cx6 = profileById("connectx-6-dx");
+const rule = (id: string, table: number, r: Pick<PipelineRule, "match" | "actions">): PipelineRule => ({
+  id,
+  table,
+  priority: 100,
+  ...r,
+});
+
+describe("chains are keyed by the register values a packet brings", () => {
+  it("one chain for the same values set in any order, zero the same as unset", () => {
+    const rules = [
+      rule("a", 0, {
+        match: { in_port: exact("in_port", 1) },
+        actions: [
+          { type: "set_field", field: "reg6", value: 1n },
+          { type: "set_field", field: "reg7", value: 2n },
+          { type: "goto", table: 10 },
+        ],
+      }),
+      rule("b", 0, {
+        match: { in_port: exact("in_port", 2) },
+        actions: [
+          { type: "set_field", field: "reg7", value: 2n },
+          { type: "set_field", field: "reg6", value: 1n },
+          { type: "goto", table: 10 },
+        ],
+      }),
+      rule("c", 0, {
+        match: { in_port: exact("in_port", 100) },
+        actions: [
+          { type: "set_field", field: "reg5", value: 0n },
+          { type: "goto", table: 20 },
+        ],
+      }),
+      rule("d", 0, { match: { eth_type: exact("eth_type", 0x806) }, actions: [{ type: "goto", table: 20 }] }),
+      rule("l2", 10, { match: { in_port: exact("in_port", 1) }, actions: [{ type: "output", port: 2 }] }),
+      rule("l3", 20, { match: { in_port: exact("in_port", 1) }, actions: [{ type: "output", port: 2 }] }),
+    ];
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(p.chains.map((c) => [c.table, c.registers])).toEqual([
+      [0, {}],
+      [10, { reg6: 1n, reg7: 2n }],
+      [20, {}],
+    ]);
+    expect(p.decisions.get("c")!.offloaded).toBe(true);
+    expectSameDecisions(p, rules, ports, [
+      { in_port: 1n },
+      { in_port: 2n },
+      { in_port: 1n, eth_type: 0x806n },
+    ]);
+  });
+});
+
+describe("rewrites", () => {
+  it("keep a value wider than its field to the field's width, in the NIC as in OVS", () => {
+    const rules = [
+      rule("wide", 0, {
+        match: { in_port: exact("in_port", 1) },
+        actions: [
+          { type: "set_field", field: "eth_dst", value: 0x1_0000_0000_0009n },
+          { type: "output", port: 2 },
+          { type: "set_field", field: "eth_src", value: 5n },
+          { type: "dec_ttl" },
+        ],
+      }),
+    ];
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    // What comes after the last output changes nothing that is sent: the rule ends with the redirect.
+    expect(p.tc.find((t) => t.ruleId === "wide" && t.role === "offload")!.actions).toEqual([
+      { type: "pedit", field: "eth_dst", value: 9n },
+      { type: "redirect", dev: "rep2" },
+    ]);
+    expectSameDecisions(p, rules, ports, [{ in_port: 1n, eth_type: 0x800n, nw_ttl: 1n }]);
+  });
+});
+
+describe("OpenFlow conversion", () => {
+  const ports9: PortMap = { hardware: new Map([[1, "rep1"]]), tunnels: new Map([[9, "geneve"]]) };
+  const flow = (f: Partial<Flow>): Flow => ({
+    table: 0,
+    priority: 1,
+    cookie: 0n,
+    match: [],
+    instructions: [],
+    ...f,
+  });
+
+  it("folds push_vlan only with a vlan_vid write, and sees nat only among ct's actions", () => {
+    const rule = ruleFromFlow(
+      flow({
+        instructions: [
+          {
+            type: "apply_actions",
+            actions: [
+              { type: "push_vlan", ethertype: 0x8100 },
+              { type: "set_field", field: "eth_src", value: "fa:16:3e:00:00:01" },
+              { type: "ct", zone: 1, table: 2, actions: [{ type: "set_field", field: "ct_mark", value: 1 }] },
+            ],
+          },
+        ],
+      }),
+      ports9,
+    );
+    expect(rule.actions).toEqual([
+      { type: "other", name: "push_vlan without vlan_vid" },
+      { type: "set_field", field: "eth_src", value: 0xfa163e000001n },
+      { type: "ct", zone: 1, commit: false, nat: false, table: 2 },
+    ]);
+  });
+});
