@@ -30,30 +30,31 @@
  *   - lsp<i>'s "VM" on hv0 is the OVS interface `vif<i>` on br-int, type
  *     dummy, external_ids:iface-id=lsp<i>.
  *
- * Scenarios (each returns a typed result; seconds are wall-clock from the start
- * of the NB write to `ovn-nbctl --wait=hv` returning, i.e. until ovn-controller
- * has installed the flows and reported the NB_Global.nb_cfg it saw):
+ * Scenarios (each returns a typed result; times are wall-clock):
  *   - bulk(n): plug vif0..vif<n-1> and wait (`--wait=hv sync`), untimed; then
  *     write the n ports with ovn-nbctl, BULK_PORTS_PER_INVOCATION ports (four
  *     `--`-joined commands each) per invocation and so per NB transaction, and
- *     `ovn-nbctl --wait=hv sync`. Reports br-int's flow count and
- *     ovn-controller's VmRSS before and after, and checks that every port was
- *     bound to hv0 in the SB. A `--wait=hv` that OVN 23.03 leaves hanging
- *     after an OpenFlow reconnect is recognised, nudged and counted (see
- *     OvnSandbox.waitHv).
+ *     `ovn-nbctl --wait=hv sync`. `seconds` runs from the first write until
+ *     the wait has returned and br-int's flow count has settled (see
+ *     `waitSettled`); `waitHvSeconds` until the wait alone returned. Reports
+ *     br-int's flow count and ovn-controller's VmRSS before and after, and
+ *     checks that every port was bound to hv0 in the SB. A `--wait=hv` that
+ *     OVN 23.03 leaves hanging after an OpenFlow reconnect is recognised,
+ *     nudged and counted (see OvnSandbox.waitHv).
  *   - churn(n, samples): on ls0 holding lsp0..lsp<n-1> (written untimed when
  *     ls0 is empty), each sample plugs vif<n+k> (untimed, waited for), times
  *     `ovn-nbctl --wait=hv lsp-add … -- lsp-set-addresses … --
  *     lsp-set-port-security … -- lsp-set-dhcpv4-options …`, then times
- *     `ovn-nbctl --wait=hv lsp-del`, then unplugs. With `verifyFlows` the
- *     port's MAC must appear in br-int's flows after the add and be gone
- *     after the delete (checked outside the timed windows).
+ *     `ovn-nbctl --wait=hv lsp-del`, then unplugs. Outside the timed windows it
+ *     counts samples whose add did not grow br-int's flow count or whose
+ *     delete did not bring it back; with `verifyFlows` the port's MAC must
+ *     appear in br-int's flows after the add and be gone after the delete.
  *   - coldStart(): the layout of `coldSwitch`/`coldPort` — 100 switches of 100
  *     ports bound to 100 fake chassis, plus 50 ports of hv0 — is written with
  *     no ovn-controller running; then ovn-controller starts, and the time runs
  *     until its Chassis_Private.nb_cfg has reached the nb_cfg of an
  *     `ovn-nbctl --wait=sb sync` issued right after the start and br-int's flow
- *     count has stopped changing (see `waitConverged`).
+ *     count has settled (see `waitSettled`).
  *
  * Fake chassis are SB rows only (`ovn-sbctl chassis-add`: a Chassis and its
  * Encap, no Chassis_Private), so northd's hv_cfg, the minimum over
@@ -685,8 +686,10 @@ const lsVifs = (indices: number[]) =>
 
 export interface BulkResult {
   ports: number;
-  /** NB write start → `--wait=hv sync` returned. */
+  /** NB write start → realised: `--wait=hv sync` returned and br-int's flows settled. */
   seconds: number;
+  /** NB write start → `--wait=hv sync` returned. */
+  waitHvSeconds: number;
   /** The ovn-nbctl writes alone (part of `seconds`). */
   writeSeconds: number;
   nbctlInvocations: number;
@@ -705,7 +708,7 @@ export interface BulkResult {
 export async function bulk(
   ovn: OvnSandbox,
   n: number,
-  opts: { portsPerInvocation?: number } = {},
+  opts: { portsPerInvocation?: number; settleWindowMs?: number } = {},
 ): Promise<BulkResult> {
   checkSize(n);
   const dhcp = await ovn.ensureSwitch();
@@ -721,17 +724,21 @@ export async function bulk(
   const t0 = performance.now();
   const nbctlInvocations = await ovn.addPorts(ports, opts.portsPerInvocation ?? BULK_PORTS_PER_INVOCATION);
   const tWrite = performance.now();
-  const wait = await ovn.waitHv();
-  const t1 = performance.now();
+  const done = await waitSettled(ovn, t0, ovn.waitHv(), {
+    windowMs: opts.settleWindowMs ?? 2000,
+    minFlows: flowsBefore,
+  });
+  const wait = done.report;
   const result: BulkResult = {
     ports: n,
-    seconds: seconds(t0, t1),
+    seconds: seconds(t0, done.at),
+    waitHvSeconds: seconds(t0, done.reportedAt),
     writeSeconds: seconds(t0, tWrite),
     nbctlInvocations,
     nbCfgStalls: wait.stalls,
     stalledSeconds: wait.stalledSeconds,
     flowsBefore,
-    flows: await ovn.flowCount(),
+    flows: done.flows,
     rssBeforeKiB,
     rssAfterKiB: ovn.controllerRssKiB(),
   };
@@ -768,6 +775,10 @@ export interface ChurnResult {
   remove: Percentiles;
   /** br-int flows at n ports, after the last sample. */
   flows: number;
+  /** Samples whose `--wait=hv` add returned with br-int's flow count not grown. */
+  addsWithoutFlows: number;
+  /** Samples whose `--wait=hv` delete returned with the flow count not back to its value before the add. */
+  removesLeavingFlows: number;
   /** The ports added and removed, in order (ls0 indices n..n+samples-1). */
   churned: PortAddress[];
 }
@@ -800,6 +811,8 @@ export async function churn(
   const addSeconds: number[] = [];
   const removeSeconds: number[] = [];
   const churned: PortAddress[] = [];
+  let addsWithoutFlows = 0;
+  let removesLeavingFlows = 0;
   const hasMac = async (mac: string) => (await ovn.dumpFlows()).some((l) => l.includes(mac));
   for (let k = 0; k < samples; k++) {
     const i = n + k;
@@ -807,6 +820,7 @@ export async function churn(
     churned.push(p);
     await ovn.plug(lsVifs([i]));
     await ovn.waitHv();
+    const flowsBefore = await ovn.flowCount();
     let t0 = performance.now();
     await ovn.nbctl(
       `--timeout=${ovn.waitTimeoutS}`,
@@ -814,12 +828,14 @@ export async function churn(
       ...lspCommands({ sw: SWITCH, port: p, dhcp }),
     );
     addSeconds.push(seconds(t0));
+    if ((await ovn.flowCount()) <= flowsBefore) addsWithoutFlows++;
     if (opts.verifyFlows && !(await hasMac(p.mac))) {
       throw new FlowdrakeError("OVN_NOT_REALISED", `no flow of ${p.name} (${p.mac}) after --wait=hv lsp-add`);
     }
     t0 = performance.now();
     await ovn.nbctl(`--timeout=${ovn.waitTimeoutS}`, "--wait=hv", "lsp-del", p.name);
     removeSeconds.push(seconds(t0));
+    if ((await ovn.flowCount()) !== flowsBefore) removesLeavingFlows++;
     if (opts.verifyFlows && (await hasMac(p.mac))) {
       throw new FlowdrakeError(
         "OVN_NOT_REALISED",
@@ -836,9 +852,14 @@ export async function churn(
     add: percentiles(addSeconds),
     remove: percentiles(removeSeconds),
     flows: await ovn.flowCount(),
+    addsWithoutFlows,
+    removesLeavingFlows,
     churned,
   };
-  log.info({ ports: n, add: result.add, remove: result.remove }, "ovn churn");
+  log.info(
+    { ports: n, add: result.add, remove: result.remove, addsWithoutFlows, removesLeavingFlows },
+    "ovn churn",
+  );
   return result;
 }
 
@@ -859,32 +880,30 @@ export interface ColdStartResult extends ColdStartLayout {
 }
 
 /**
- * Wait until ovn-controller has converged after its start at `t0` (a
- * performance.now() value): its Chassis_Private.nb_cfg ≥ `nbCfg`, and
- * br-int's flow count (polled every `pollMs`) has not changed, nor
- * ovn-controller used more than a tenth of a core, for `windowMs`. The
- * converged time is the later of the nb_cfg catch-up and the last poll that
- * saw the flow count change, so it is exact to one poll interval.
+ * Wait until OVN says it is done — `reported` resolves: hv0's nb_cfg caught
+ * up, or `--wait=hv` returned — and br-int's flow count (polled every
+ * `pollMs` from `t0`, a performance.now() value) has stayed above `minFlows`
+ * and unchanged, with ovn-controller using under a tenth of a core, for
+ * `windowMs`. The settled time is the later of the report and the last poll
+ * that saw the flow count change, so it is exact to one poll interval. Both
+ * are needed: at 5000 ports OVN 23.03 has been seen to report while br-int
+ * held none of the flows (they were reinstalled after an OpenFlow reconnect).
  */
-async function waitConverged(
+async function waitSettled<T>(
   ovn: OvnSandbox,
   t0: number,
-  nbCfg: number,
-  windowMs: number,
-  pollMs = 100,
-): Promise<{ at: number; nbCfgAt: number; flows: number }> {
-  let nbCfgAt: number | undefined;
-  const nbWait = ovn
-    .sbctl(`--timeout=${ovn.waitTimeoutS}`, "wait-until", "Chassis_Private", CHASSIS, `nb_cfg>=${nbCfg}`)
-    .then(() => {
-      nbCfgAt = performance.now();
-    });
+  reported: Promise<T>,
+  opts: { windowMs: number; minFlows: number; pollMs?: number },
+): Promise<{ at: number; reportedAt: number; report: T; flows: number }> {
+  let done: { at: number; report: T } | undefined;
   let failed: unknown;
-  nbWait.catch((err: unknown) => (failed = err));
+  reported.then(
+    (report) => void (done = { at: performance.now(), report }),
+    (err: unknown) => void (failed = err),
+  );
   const pid = () => {
     const p = ovn.controllerPid();
-    if (p === undefined)
-      throw new FlowdrakeError("OVN_CONTROLLER_DOWN", "ovn-controller exited during cold start");
+    if (p === undefined) throw new FlowdrakeError("OVN_CONTROLLER_DOWN", "ovn-controller exited");
     return p;
   };
   let flows = await ovn.flowCount();
@@ -893,7 +912,7 @@ async function waitConverged(
   const deadline = performance.now() + ovn.waitTimeoutS * 1000;
   for (;;) {
     if (failed) throw failed;
-    await new Promise((r) => setTimeout(r, pollMs));
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 100));
     const now = performance.now();
     const count = await ovn.flowCount();
     const ticks = cpuTicks(pid());
@@ -904,15 +923,18 @@ async function waitConverged(
       continue;
     }
     const quietMs = now - window.from;
-    if (quietMs >= windowMs) {
-      const busyMs = ((ticks - window.ticks) * 1000) / 100;
-      if (nbCfgAt !== undefined && busyMs <= quietMs / 10) {
-        return { at: Math.max(nbCfgAt, changedAt), nbCfgAt, flows };
+    if (quietMs >= opts.windowMs) {
+      const busy = ((ticks - window.ticks) * 1000) / 100 > quietMs / 10;
+      if (done && !busy && flows > opts.minFlows) {
+        return { at: Math.max(done.at, changedAt), reportedAt: done.at, report: done.report, flows };
       }
-      if (busyMs > quietMs / 10) window = { from: now, ticks };
+      if (busy) window = { from: now, ticks };
     }
     if (now > deadline) {
-      throw new FlowdrakeError("TIMEOUT", `ovn-controller did not converge within ${ovn.waitTimeoutS} s`);
+      throw new FlowdrakeError("TIMEOUT", `ovn-controller did not settle within ${ovn.waitTimeoutS} s`, {
+        flows,
+        reported: !!done,
+      });
     }
   }
 }
@@ -984,7 +1006,14 @@ export async function coldStart(
     await ovn.startController();
     await ovn.nbctl("--wait=sb", "sync");
     const nbCfg = Number((await ovn.nbctl("get", "NB_Global", ".", "nb_cfg")).stdout.trim());
-    const done = await waitConverged(ovn, t0, nbCfg, settleWindowMs);
+    const nbCfgReached = ovn.sbctl(
+      `--timeout=${ovn.waitTimeoutS}`,
+      "wait-until",
+      "Chassis_Private",
+      CHASSIS,
+      `nb_cfg>=${nbCfg}`,
+    );
+    const done = await waitSettled(ovn, t0, nbCfgReached, { windowMs: settleWindowMs, minFlows: 0 });
     const bound = new Set(await ovn.boundPorts());
     const missing = local.filter((p) => !bound.has(p.port.name)).map((p) => p.port.name);
     if (missing.length) {
@@ -1001,7 +1030,7 @@ export async function coldStart(
       ...layout,
       remotePorts: remote.length,
       seconds: seconds(t0, done.at),
-      nbCfgSeconds: seconds(t0, done.nbCfgAt),
+      nbCfgSeconds: seconds(t0, done.reportedAt),
       settleWindowSeconds: settleWindowMs / 1000,
       flows: done.flows,
       rssKiB: ovn.controllerRssKiB(),
@@ -1064,6 +1093,7 @@ export async function controlPlaneOvn(
     results.map((r) => ({
       ports: r.ports,
       "bulk s": r.bulk.seconds,
+      "wait=hv s": r.bulk.waitHvSeconds,
       "nbctl s": r.bulk.writeSeconds,
       flows: r.bulk.flows,
       "rss MiB": +(r.bulk.rssAfterKiB / 1024).toFixed(1),

@@ -53,7 +53,9 @@ describe("OVN sandbox: bulk and churn", () => {
     bulkResult = b;
     expect(b.ports).toBe(20);
     expect(b.seconds).toBeGreaterThan(0);
-    expect(b.writeSeconds).toBeLessThanOrEqual(b.seconds);
+    expect(b.writeSeconds).toBeLessThanOrEqual(b.waitHvSeconds);
+    expect(b.waitHvSeconds).toBeLessThanOrEqual(b.seconds);
+    expect(b.nbCfgStalls).toBe(0);
     expect(b.nbctlInvocations).toBe(1);
     expect(b.flows).toBeGreaterThan(b.flowsBefore + 20);
     expect(b.rssBeforeKiB).toBeGreaterThan(0);
@@ -69,6 +71,8 @@ describe("OVN sandbox: bulk and churn", () => {
     expect(c.removeSeconds).toHaveLength(3);
     for (const s of [...c.addSeconds, ...c.removeSeconds]) expect(s).toBeGreaterThan(0);
     expect(c.add.p50).toBeLessThanOrEqual(c.add.p99);
+    expect(c.addsWithoutFlows).toBe(0);
+    expect(c.removesLeavingFlows).toBe(0);
     expect(c.remove.p99).toBe(Math.max(...c.removeSeconds));
     expect(c.churned.map((p) => p.name)).toEqual(["lsp20", "lsp21", "lsp22"]);
     const flows = (await ovn().dumpFlows()).join("\n");
