@@ -16,7 +16,7 @@ import { parse as parseYaml } from "yaml";
 import { type Change, executePlan, formatChange, parseTopology, planApply, readState } from "../nb/apply.js";
 import { ValidationError } from "../nb/model/index.js";
 import { UsageError } from "../util/errors.js";
-import { type NbOpts, common, warnMalformed, withApi } from "./nb-run.js";
+import { type NbOpts, WAIT_OPTION, common, warnMalformed, withApi } from "./nb-run.js";
 
 interface ApplyOpts extends NbOpts {
   file?: string;
@@ -58,7 +58,8 @@ export function register(nb: Command): void {
       )
       .requiredOption("-f, --file <topology.yaml>", "topology (YAML or JSON); see examples/topology.yaml")
       .option("--prune", "delete objects of the file's tenants that the file does not list")
-      .option("--dry-run", "print the changes without writing anything"),
+      .option("--dry-run", "print the changes without writing anything")
+      .option(...WAIT_OPTION),
   ).action((o: ApplyOpts) =>
     withApi(o, async (api) => {
       const topology = parseTopology(readTopology(o.file!), o.file);

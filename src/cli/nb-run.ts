@@ -1,8 +1,15 @@
 /**
  * What every `flowdrake nb` command shares: the exit codes scripts rely on
  * (and the help text that documents them), the mapping from the NB layer's
- * typed errors to those codes and to a one-line message, `--db`/`--json`, and
- * `withApi` — open the store, run, print, close, never throw.
+ * typed errors to those codes and to a one-line message, `--db`/`--json`,
+ * `--wait`, and `withApi` — open the store, run, print, close, never throw.
+ *
+ * `--wait[=SECONDS]` (writing commands): after the write commits, wait until
+ * every live chassis' agent has realised it — installed its flows — like
+ * OVN's `--wait=hv` (src/nb/realised.ts). The revision waited for is the
+ * highest one the command's own transactions committed at. When the time
+ * (default 30 s) runs out, the write stays committed and the command exits
+ * 6, naming each chassis that has not realised it and where it is.
  */
 import type { Command } from "commander";
 import { NbApi } from "../nb/api.js";
@@ -14,14 +21,24 @@ import {
   type ObjectKind,
   ValidationError,
 } from "../nb/model/index.js";
+import { WaitTimeoutError, waitRealised } from "../nb/realised.js";
 import { ConflictError, LockTimeoutError, StoreError } from "../nb/store/errors.js";
 import { DEFAULT_NB_URL, openStore, resolveStoreUrl } from "../nb/store/open.js";
+import type { NbStore } from "../nb/store/types.js";
 import { FlowdrakeError, UsageError } from "../util/errors.js";
 
 type Obj = Record<string, unknown>;
 
 /** The exit codes of every `flowdrake nb` command. */
-export const NB_EXIT = { ok: 0, invalid: 1, usage: 2, notFound: 3, conflict: 4, unreachable: 5 } as const;
+export const NB_EXIT = {
+  ok: 0,
+  invalid: 1,
+  usage: 2,
+  notFound: 3,
+  conflict: 4,
+  unreachable: 5,
+  notRealised: 6,
+} as const;
 
 export const NB_EXIT_HELP = `
 Exit codes:
@@ -30,7 +47,8 @@ Exit codes:
   2  usage error (unknown flag, missing argument, --set not a JSON object, bad --db)
   3  not found (the object named on the command line does not exist)
   4  conflict (--version does not match, the object already exists, a concurrent writer won)
-  5  store unreachable (etcd down, embedded store in use by another process, lock timeout)`;
+  5  store unreachable (etcd down, embedded store's holder gone or not serving it, lock timeout)
+  6  --wait ran out: the write is committed, but not every live chassis has realised it (named)`;
 
 export interface NbOpts {
   db?: string;
@@ -39,6 +57,7 @@ export interface NbOpts {
   version?: string;
   tenant?: string;
   network?: string;
+  wait?: boolean | string;
   [flag: string]: unknown;
 }
 
@@ -47,6 +66,7 @@ export function nbExitCode(err: unknown): number {
   if (err instanceof ValidationError)
     return err.reason.startsWith("already exists") ? NB_EXIT.conflict : NB_EXIT.invalid;
   if (err instanceof MalformedObjectError) return NB_EXIT.invalid;
+  if (err instanceof WaitTimeoutError) return NB_EXIT.notRealised;
   if (err instanceof NotFoundError) return NB_EXIT.notFound;
   if (err instanceof ConflictError) return NB_EXIT.conflict;
   if (err instanceof StoreError || err instanceof LockTimeoutError) return NB_EXIT.unreachable;
@@ -93,24 +113,57 @@ export function parseVersion(v: string | undefined): { expectVersion?: number } 
   return { expectVersion: Number(v) };
 }
 
+/** The `--wait` time in ms, or undefined when not asked for. */
+export function parseWait(v: boolean | string | undefined): number | undefined {
+  if (v === undefined || v === false) return undefined;
+  if (v === true) return 30_000;
+  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) <= 0) {
+    throw new UsageError(`--wait takes a number of seconds, got "${v}"`);
+  }
+  return Number(v) * 1000;
+}
+
+/** A store that remembers the highest revision its transactions committed at. */
+function tracking(store: NbStore): { store: NbStore; revision: () => number } {
+  let max = 0;
+  const wrapped = Object.create(store) as NbStore;
+  wrapped.txn = async (ops) => {
+    const r = await store.txn(ops);
+    max = Math.max(max, r.revision);
+    return r;
+  };
+  return { store: wrapped, revision: () => max };
+}
+
 /**
- * Open the store, run `fn`, print what it returns, close the store; map any
- * error to its message on stderr and the exit code. Never throws.
+ * Open the store, run `fn`, print what it returns, wait (`--wait`) for the
+ * chassis to realise what it wrote, close the store; map any error to its
+ * message on stderr and the exit code. Never throws.
  */
 export async function withApi(opts: NbOpts, fn: (api: NbApi) => Promise<string | undefined>): Promise<void> {
-  let api: NbApi | undefined;
+  let store: NbStore | undefined;
   try {
-    const store = await openStore(resolveStoreUrl(opts.db));
-    api = new NbApi(store);
-    const out = await fn(api);
+    const waitMs = parseWait(opts.wait);
+    store = await openStore(resolveStoreUrl(opts.db));
+    const t = tracking(store);
+    const out = await fn(new NbApi(t.store));
     if (out !== undefined) process.stdout.write(out);
+    if (waitMs !== undefined && t.revision() > 0) {
+      await waitRealised(store, t.revision(), { timeoutMs: waitMs });
+    }
   } catch (err) {
     process.stderr.write(`flowdrake nb: ${nbErrorMessage(err)}\n`);
     process.exitCode = nbExitCode(err);
   } finally {
-    await api?.store.close().catch(() => undefined);
+    await store?.close().catch(() => undefined);
   }
 }
+
+/** The `--wait` option of a writing command: `.option(...WAIT_OPTION)`. */
+export const WAIT_OPTION = [
+  "--wait [seconds]",
+  "after the write, wait until every live chassis has realised it (default 30 s; exit 6 when not)",
+] as const;
 
 export const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 

@@ -26,6 +26,7 @@ import { addFieldFlags, fieldsFromFlags } from "./nb-fields.js";
 import { formatList, formatShow } from "./nb-format.js";
 import {
   NB_EXIT_HELP,
+  WAIT_OPTION,
   type NbOpts,
   common,
   json,
@@ -66,6 +67,7 @@ function registerNoun(nb: Command, kind: ObjectKind): void {
     kind,
   )
     .option("--set <json>", "more fields as a JSON object (flags win)")
+    .option(...WAIT_OPTION)
     .action((key: string | undefined, o: NbOpts) =>
       withApi(o, async (api) => {
         const input: Obj = { ...parseSet(o.set) };
@@ -109,6 +111,7 @@ function registerNoun(nb: Command, kind: ObjectKind): void {
   )
     .option("--set <json>", "more fields as a JSON object (flags win)")
     .option("--version <n>", "compare-and-swap: only if the stored version is n")
+    .option(...WAIT_OPTION)
     .action((key: string, o: NbOpts) =>
       withApi(o, async (api) => {
         await api.get(kind, key);
@@ -122,7 +125,8 @@ function registerNoun(nb: Command, kind: ObjectKind): void {
       .command("delete")
       .description(`delete a ${info.noun}`)
       .argument(`<${info.keyField}>`)
-      .option("--version <n>", "compare-and-swap: only if the stored version is n"),
+      .option("--version <n>", "compare-and-swap: only if the stored version is n")
+      .option(...WAIT_OPTION),
   ).action((key: string, o: NbOpts) =>
     withApi(o, async (api) => {
       await api.delete(kind, key, parseVersion(o.version));
@@ -155,7 +159,8 @@ function registerRouterOps(noun: Command, show: Show): void {
       .argument("<router>", "router id or name")
       .argument("<subnet>", "subnet id or name")
       .option("--ip <address>", "interface address (default: the subnet's gateway)")
-      .option("--version <n>", "compare-and-swap on the router"),
+      .option("--version <n>", "compare-and-swap on the router")
+      .option(...WAIT_OPTION),
   ).action((router: string, subnet: string, o: NbOpts) =>
     withApi(o, async (api) => {
       const { r, s } = await resolveRouterSubnet(api, router, subnet);
@@ -170,7 +175,8 @@ function registerRouterOps(noun: Command, show: Show): void {
       .description("detach a subnet: deletes the router's port on it")
       .argument("<router>", "router id or name")
       .argument("<subnet>", "subnet id or name")
-      .option("--version <n>", "compare-and-swap on the router"),
+      .option("--version <n>", "compare-and-swap on the router")
+      .option(...WAIT_OPTION),
   ).action((router: string, subnet: string, o: NbOpts) =>
     withApi(o, async (api) => {
       const { r, s } = await resolveRouterSubnet(api, router, subnet);
@@ -193,7 +199,8 @@ function registerRuleOps(noun: Command, show: Show): void {
       .option("--remote-ip <cidr>", "remote address prefix")
       .option("--remote-group <sg>", "remote security group (id or name)")
       .option("--id <id>", "rule id (generated when absent)")
-      .option("--version <n>", "compare-and-swap on the group"),
+      .option("--version <n>", "compare-and-swap on the group")
+      .option(...WAIT_OPTION),
   ).action((sg: string, o: NbOpts) =>
     withApi(o, async (api) => {
       const g = await api.resolve("secgroup", sg);
@@ -209,7 +216,8 @@ function registerRuleOps(noun: Command, show: Show): void {
       .description("delete a rule from a security group")
       .argument("<secgroup>", "security group id or name")
       .argument("<rule>", "rule id")
-      .option("--version <n>", "compare-and-swap on the group"),
+      .option("--version <n>", "compare-and-swap on the group")
+      .option(...WAIT_OPTION),
   ).action((sg: string, ruleId: string, o: NbOpts) =>
     withApi(o, async (api) => {
       const g = await api.resolve("secgroup", sg);

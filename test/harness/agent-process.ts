@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { requireFreshDist } from "./dist.js";
 import { waitFor } from "./index.js";
 
 const CLI = join(import.meta.dirname, "../../dist/src/cli/main.js");
@@ -18,6 +19,7 @@ export class AgentProcess {
 
   static start(args: string[], opts: { logPath: string; netns?: string }): AgentProcess {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'bash scripts/setup' (it builds dist/)`);
+    requireFreshDist();
     const fd = openSync(opts.logPath, "a");
     const argv = [process.execPath, CLI, "agent", ...args];
     const full = opts.netns ? ["ip", "netns", "exec", opts.netns, ...argv] : argv;

@@ -6,9 +6,11 @@
 import { describe, expect, it } from "vitest";
 import { runDemo } from "../../src/cli/demo.js";
 import { run } from "../../src/util/exec.js";
+import { requireFreshDist } from "../harness/dist.js";
 
 describe("flowdrake demo", () => {
   it("runs the whole system on one machine and leaves nothing behind", async () => {
+    requireFreshDist(); // the demo runs `flowdrake nb apply` from dist/
     const lines: string[] = [];
     const r = await runDemo({ out: (s) => lines.push(s) });
     const text = lines.join("\n");

@@ -17,6 +17,7 @@ import {
   scenarioScript,
   sections,
 } from "./lane.js";
+import { requireFreshDist } from "../harness/dist.js";
 
 const scenario = (name: string, timeoutS = 240) => ({
   name,
@@ -41,6 +42,7 @@ let secs: Map<string, ScenarioSection> = new Map();
 beforeAll(async () => {
   const cli = join(repoRoot(), "dist", "src", "cli", "tc.js");
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run 'bash scripts/setup' (it builds dist/)`);
+  requireFreshDist();
   lane = await bootLane({
     script: scenarioScript([scenario("iproute2"), scenario("ovs-offload"), scenario("flowdrake-tc", 360)]),
     timeoutMs: 900_000,
