@@ -71,6 +71,39 @@ describe("chains are keyed by the register values a packet brings", () => {
   });
 });
 
+describe("pipeline state the NIC never matches", () => {
+  it("resolves a metadata match like a register, and treats ct_zone and ct_mark as conntrack state", () => {
+    const rules = [
+      rule("meta", 0, {
+        match: { in_port: exact("in_port", 1) },
+        actions: [
+          { type: "set_field", field: "metadata", value: 7n },
+          { type: "goto", table: 10 },
+        ],
+      }),
+      rule("by-meta", 10, {
+        match: { metadata: exact("metadata", 7) },
+        actions: [{ type: "output", port: 2 }],
+      }),
+    ];
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(p.decisions.get("by-meta")!.offloaded).toBe(true);
+    expect(p.chains[1]!.registers).toEqual({ metadata: 7n });
+    for (const field of ["ct_zone", "ct_mark"] as const) {
+      const ct = [
+        rule("lookup", 0, {
+          match: { in_port: exact("in_port", 1), [field]: exact(field, 0) },
+          actions: [{ type: "ct", zone: 3, commit: false, nat: false, table: 10 }],
+        }),
+        rule("v6", 10, { match: { eth_type: exact("eth_type", 0x86dd) }, actions: [{ type: "controller" }] }),
+      ];
+      expect(OffloadPlanner.plan({ rules: ct, profile: cx6, ports }).decisions.get("lookup")!.reason).toMatch(
+        /leaves conntrack state on the packet, which table 0 matches/,
+      );
+    }
+  });
+});
+
 describe("rewrites", () => {
   it("keep a value wider than its field to the field's width, in the NIC as in OVS", () => {
     const rules = [
