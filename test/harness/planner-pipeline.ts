@@ -473,7 +473,7 @@ export function show(p: Packet): string {
     .join(",");
 }
 
-/** A packet the NIC must forward on its own (on a profile that can carry `needs`), with what it is. */
+/** A packet the NIC must forward on its own (from its second packet on, if it goes through conntrack). */
 export interface HardwareFlow {
   what: string;
   packet: Packet;
