@@ -7,6 +7,7 @@ export const suites: Record<string, () => Promise<void>> = {
   tc: async () => (await import("./tc.js")).tcBench(),
   "openflow-codec": async () => (await import("./openflow-codec.js")).openflowCodec(),
   nb: async () => (await import("./nb.js")).nb(),
+  "control-plane": async () => (await import("./control-plane.js")).controlPlane(),
   "control-plane-ovn": async () => {
     await (await import("./control-plane-ovn.js")).controlPlaneOvn();
   },

@@ -130,7 +130,8 @@ export interface EngineOptions {
 
 export class Engine {
   private readonly owners = new Map<OwnerKey, OwnerRecord>();
-  private readonly depIndex = new Map<string, Set<OwnerKey>>();
+  /** Entity → the owners that read it; `key` is the one copy of the entity string owners keep. */
+  private readonly depIndex = new Map<string, { key: string; owners: Set<OwnerKey> }>();
   private readonly appByName: Map<string, App>;
   private readonly kindsOf = new Map<OwnerKind, App[]>();
   /** Owners whose last build threw: owner → message. */
@@ -192,20 +193,23 @@ export class Engine {
   private install(rec: OwnerRecord, key: OwnerKey): void {
     const old = this.owners.get(key);
     if (old) this.unindex(key, old.deps);
-    this.owners.set(key, rec);
+    const deps = new Set<string>();
     for (const d of rec.deps) {
-      let s = this.depIndex.get(d);
-      if (!s) this.depIndex.set(d, (s = new Set()));
-      s.add(key);
+      let e = this.depIndex.get(d);
+      if (!e) this.depIndex.set(d, (e = { key: d, owners: new Set() }));
+      e.owners.add(key);
+      deps.add(e.key);
     }
+    rec.deps = deps;
+    this.owners.set(key, rec);
   }
 
   private unindex(key: OwnerKey, deps: Set<string>): void {
     for (const d of deps) {
-      const s = this.depIndex.get(d);
-      if (!s) continue;
-      s.delete(key);
-      if (s.size === 0) this.depIndex.delete(d);
+      const e = this.depIndex.get(d);
+      if (!e) continue;
+      e.owners.delete(key);
+      if (e.owners.size === 0) this.depIndex.delete(d);
     }
   }
 
@@ -276,7 +280,7 @@ export class Engine {
     this.stats.incrementalRecomputes++;
     const dirty = new Map<OwnerKey, [CookieAppName, OwnerKind, string] | "reactive">();
     for (const entity of changed) {
-      for (const key of this.depIndex.get(entity) ?? []) {
+      for (const key of this.depIndex.get(entity)?.owners ?? []) {
         const rec = this.owners.get(key)!;
         dirty.set(key, rec.kind === "reactive" ? "reactive" : [rec.app, rec.kind, rec.id]);
       }

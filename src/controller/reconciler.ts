@@ -52,44 +52,52 @@ const METER_FLAGS = OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS;
 export const RETRY_MIN_MS = 1000;
 export const RETRY_MAX_MS = 60_000;
 
-/** Items of one output by owner and by key. */
+/**
+ * Items of one output by owner and by key. Almost every key has one owner,
+ * so a key holds its item directly and only a contested key holds a map of
+ * owners (the winner is the lowest owner key, whatever the arrival order).
+ */
 export class DesiredIndex<T extends { owner: OwnerKey }> {
-  private readonly byKey = new Map<string, Map<OwnerKey, T>>();
-  private readonly winners = new Map<string, T>();
+  private readonly byKey = new Map<string, T | Map<OwnerKey, T>>();
 
   constructor(private readonly keyOf: (t: T) => string) {}
 
-  /** Replace `owner`'s items; returns the keys whose winner may have changed. */
+  /** Replace `owner`'s items; adds the keys whose winner may have changed to `affected`. */
   replace(owner: OwnerKey, before: readonly T[], after: readonly T[], affected: Set<string>): void {
     for (const t of before) {
       const k = this.keyOf(t);
-      const m = this.byKey.get(k);
-      if (!m) continue;
-      m.delete(owner);
-      if (m.size === 0) this.byKey.delete(k);
+      const cur = this.byKey.get(k);
+      if (cur === undefined) continue;
       affected.add(k);
+      if (!(cur instanceof Map)) {
+        if (cur.owner === owner) this.byKey.delete(k);
+        continue;
+      }
+      cur.delete(owner);
+      if (cur.size === 1) this.byKey.set(k, cur.values().next().value!);
     }
     for (const t of after) {
       const k = this.keyOf(t);
-      let m = this.byKey.get(k);
-      if (!m) this.byKey.set(k, (m = new Map()));
+      const cur = this.byKey.get(k);
+      affected.add(k);
+      if (cur === undefined || (!(cur instanceof Map) && cur.owner === owner)) {
+        this.byKey.set(k, t);
+        continue;
+      }
+      const m = cur instanceof Map ? cur : new Map([[cur.owner, cur]]);
       if (m.has(owner)) log.warn({ owner, key: k }, "owner wants the same key twice; the last one counts");
       m.set(owner, t);
-      affected.add(k);
+      this.byKey.set(k, m);
     }
-    for (const k of affected) this.winners.delete(k);
   }
 
   winner(key: string): T | undefined {
-    const cached = this.winners.get(key);
-    if (cached) return cached;
-    const m = this.byKey.get(key);
-    if (!m) return undefined;
-    let best: [OwnerKey, T] | undefined;
-    for (const e of m) if (!best || e[0] < best[0]) best = e;
-    if (m.size > 1) log.debug({ key, owners: [...m.keys()], winner: best![0] }, "owners conflict on a key");
-    this.winners.set(key, best![1]);
-    return best![1];
+    const cur = this.byKey.get(key);
+    if (!(cur instanceof Map)) return cur;
+    let best: T | undefined;
+    for (const t of cur.values()) if (!best || t.owner < best.owner) best = t;
+    log.debug({ key, owners: [...cur.keys()], winner: best!.owner }, "owners conflict on a key");
+    return best;
   }
 
   keys(): IterableIterator<string> {
@@ -122,7 +130,13 @@ export interface FailedOwner {
   retryAt: number;
 }
 
-type FlowOp = { kind: "add" | "modify" | "replace" | "delete"; key: string; flow: Flow; owner?: OwnerKey };
+type FlowOp = {
+  kind: "add" | "modify" | "replace" | "delete";
+  key: string;
+  flow: Flow;
+  owner?: OwnerKey;
+  sig?: string;
+};
 
 const meterKey = (m: DesiredMeter): string => String(m.id);
 
@@ -233,7 +247,7 @@ export class OpenFlowReconciler {
   commitPlanned(): void {
     for (const op of this.planFlows()) {
       if (op.kind === "delete") this.installed.delete(op.key);
-      else this.installed.set(op.key, { flow: op.flow, sig: flowSig(op.flow) });
+      else this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
       this.dirty.delete(op.key);
     }
   }
@@ -277,13 +291,19 @@ export class OpenFlowReconciler {
         if (have) ops.push({ kind: "delete", key, flow: have.flow });
         continue;
       }
-      if (!have) ops.push({ kind: "add", key, flow: want.flow, owner: want.owner });
+      if (!have) ops.push({ kind: "add", key, flow: want.flow, owner: want.owner, sig: want.sig });
       else if (have.sig !== want.sig) {
         const sameAttrs =
           (have.flow.idleTimeout ?? 0) === (want.flow.idleTimeout ?? 0) &&
           (have.flow.hardTimeout ?? 0) === (want.flow.hardTimeout ?? 0) &&
           (have.flow.flags ?? 0) === (want.flow.flags ?? 0);
-        ops.push({ kind: sameAttrs ? "modify" : "replace", key, flow: want.flow, owner: want.owner });
+        ops.push({
+          kind: sameAttrs ? "modify" : "replace",
+          key,
+          flow: want.flow,
+          owner: want.owner,
+          sig: want.sig,
+        });
       }
     }
     return ops;
@@ -437,7 +457,7 @@ export class OpenFlowReconciler {
         this.installed.delete(op.key);
         r.deleted++;
       } else {
-        this.installed.set(op.key, { flow: op.flow, sig: flowSig(op.flow) });
+        this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
         if (op.kind === "add") r.added++;
         else r.modified++;
       }

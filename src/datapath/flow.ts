@@ -21,7 +21,7 @@
 import { OFPP, type Action, type Subfield } from "../openflow/actions.js";
 import type { Flow } from "../openflow/flow.js";
 import type { Instruction } from "../openflow/instructions.js";
-import { fieldByName, type MatchField, type OxmValue } from "../openflow/oxm.js";
+import { fieldByName, type MatchField, type OxmFieldDef, type OxmValue } from "../openflow/oxm.js";
 import { FLAG, isWhole, regName, type RegField } from "./fields.js";
 import { table, type TableName } from "./tables.js";
 
@@ -39,16 +39,30 @@ const PROTOS: Record<Proto, [ethType: number, nwProto?: number]> = {
   udp6: [0x86dd, 17],
 };
 
+/**
+ * Instructions and actions that many flows share are one frozen object each
+ * (an agent holds tens of thousands of flows; they only ever read them).
+ */
+const GOTO = new Map<number, Instruction>();
+const RESUBMIT = new Map<number, Action>();
+const PROTO_MATCH = new Map<number, MatchField>();
+const shared = <K, V>(m: Map<K, V>, k: K, make: () => V): V => {
+  let v = m.get(k);
+  if (!v) m.set(k, (v = Object.freeze(make()) as V));
+  return v;
+};
+
 /** OFPFF_SEND_FLOW_REM: the switch tells us when the flow expires. */
 export const OFPFF_SEND_FLOW_REM = 0x1;
 
-function checkField(name: string): void {
-  if (!fieldByName(name)) throw new Error(`flow builder: unknown field ${name}`);
+function checkField(name: string): OxmFieldDef {
+  const def = fieldByName(name);
+  if (!def) throw new Error(`flow builder: unknown field ${name}`);
+  return def;
 }
 
 /** Integers wider than 32 bits are bigints in the Flow model (oxm.ts); accept plain numbers for them. */
-function typed(name: string, v: OxmValue): OxmValue {
-  const def = fieldByName(name)!;
+function typed(def: OxmFieldDef, v: OxmValue): OxmValue {
   return typeof v === "number" && def.length > 4 && def.format !== "bytes" ? BigInt(v) : v;
 }
 
@@ -81,8 +95,12 @@ export class FlowBuilder {
   /** eth_type (and nw_proto) of an ovs-ofctl protocol shorthand. */
   proto(p: Proto): this {
     const [ethType, nwProto] = PROTOS[p];
-    this.matches.push({ field: "eth_type", value: ethType });
-    if (nwProto !== undefined) this.matches.push({ field: "nw_proto", value: nwProto });
+    this.matches.push(shared(PROTO_MATCH, ethType, () => ({ field: "eth_type", value: ethType })));
+    if (nwProto !== undefined) {
+      this.matches.push(
+        shared(PROTO_MATCH, 0x10000 + nwProto, () => ({ field: "nw_proto", value: nwProto })),
+      );
+    }
     return this;
   }
 
@@ -109,11 +127,9 @@ export class FlowBuilder {
 
   /** Any OXM field by its ovs-fields name, optionally masked. */
   eq(field: string, value: OxmValue, mask?: OxmValue): this {
-    checkField(field);
-    const v = typed(field, value);
-    this.matches.push(
-      mask === undefined ? { field, value: v } : { field, value: v, mask: typed(field, mask) },
-    );
+    const def = checkField(field);
+    const v = typed(def, value);
+    this.matches.push(mask === undefined ? { field, value: v } : { field, value: v, mask: typed(def, mask) });
     return this;
   }
 
@@ -128,8 +144,8 @@ export class FlowBuilder {
 
   /** set_field on any OXM field. */
   set(field: string, value: OxmValue): this {
-    checkField(field);
-    this.actions.push({ type: "set_field", field, value: typed(field, value) });
+    const def = checkField(field);
+    this.actions.push({ type: "set_field", field, value: typed(def, value) });
     return this;
   }
 
@@ -150,7 +166,8 @@ export class FlowBuilder {
   }
 
   resubmit(t: TableName): this {
-    this.actions.push({ type: "resubmit", table: table(t) });
+    const id = table(t);
+    this.actions.push(shared(RESUBMIT, id, () => ({ type: "resubmit", table: id })));
     return this;
   }
 
@@ -217,7 +234,8 @@ export class FlowBuilder {
       if (this.next <= table(this.tableName)) {
         throw new Error(`flow builder: goto from ${this.tableName} must go forward`);
       }
-      instructions.push({ type: "goto_table", table: this.next });
+      const next = this.next;
+      instructions.push(shared(GOTO, next, () => ({ type: "goto_table", table: next })));
     }
     const f: Flow = {
       table: table(this.tableName),

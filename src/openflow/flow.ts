@@ -11,7 +11,14 @@ import { OFPG_ANY, OFPP } from "./actions.js";
 import type { Instruction } from "./instructions.js";
 import { OFP_NO_BUFFER, type FlowMod, type FlowModCommand } from "./message.js";
 import type { FlowStats } from "./multipart.js";
-import { fieldByName, valueToBytes, bytesToValue, type MatchField } from "./oxm.js";
+import {
+  fieldByName,
+  valueToBytes,
+  bytesToValue,
+  type MatchField,
+  type OxmFieldDef,
+  type OxmValue,
+} from "./oxm.js";
 
 export interface Flow {
   table: number;
@@ -121,16 +128,61 @@ export function normalizeMatch(match: readonly MatchField[]): MatchField[] {
 function valueText(f: MatchField, v: MatchField["value"]): string {
   const def = fieldByName(f.field);
   if (Buffer.isBuffer(v)) return v.toString("hex");
-  if (def && def.format !== "bytes") return valueToBytes(def, v).toString("hex");
+  if (def && def.format !== "bytes") return fastHex(def, v);
   return String(v);
+}
+
+const MAC_TEXT = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const IPV4_TEXT = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/**
+ * `valueToBytes(def, v).toString("hex")` without the Buffer for the common
+ * shapes (integers, canonical MACs and IPv4 addresses): flow keys are made
+ * for every flow the agent builds or reads.
+ */
+function fastHex(def: OxmFieldDef, v: OxmValue): string {
+  const width = def.length * 2;
+  if (
+    typeof v === "number" &&
+    Number.isInteger(v) &&
+    v >= 0 &&
+    def.format !== "mac" &&
+    def.format !== "ipv4"
+  ) {
+    const h = v.toString(16);
+    if (h.length <= width) return h.padStart(width, "0");
+  } else if (typeof v === "bigint" && v >= 0n) {
+    const h = v.toString(16);
+    if (h.length <= width) return h.padStart(width, "0");
+  } else if (typeof v === "string") {
+    if (def.format === "mac" && MAC_TEXT.test(v)) return v.replace(/:/g, "");
+    if (def.format === "ipv4") {
+      const m = IPV4_TEXT.exec(v);
+      if (m && m.slice(1).every((o) => Number(o) <= 255)) {
+        return m
+          .slice(1)
+          .map((o) => Number(o).toString(16).padStart(2, "0"))
+          .join("");
+      }
+    }
+  }
+  return valueToBytes(def, v).toString("hex");
 }
 
 /** Canonical identity of a flow in OVS: table, priority and normalized match. */
 export function flowKey(flow: Pick<Flow, "table" | "priority" | "match">): string {
-  const m = normalizeMatch(flow.match)
-    .map(
-      (f) => `${f.field}=${valueText(f, f.value)}${f.mask !== undefined ? `/${valueText(f, f.mask)}` : ""}`,
-    )
-    .join(",");
-  return `${flow.table}/${flow.priority}/${m}`;
+  const parts: string[] = [];
+  for (const m of flow.match) {
+    const def = fieldByName(m.field);
+    if (def && m.mask === undefined) {
+      parts.push(`${def.name}=${valueText(m, m.value)}`);
+      continue;
+    }
+    for (const n of normalizeMatch([m])) {
+      parts.push(
+        `${n.field}=${valueText(n, n.value)}${n.mask !== undefined ? `/${valueText(n, n.mask)}` : ""}`,
+      );
+    }
+  }
+  return `${flow.table}/${flow.priority}/${parts.sort().join(",")}`;
 }

@@ -659,8 +659,53 @@ export class NbCache {
       table.delete(key);
       this.emit({ action: "removed", kind, key, previous: cur });
     }
-    if (RELATIONAL.has(kind)) this.queueReclosure();
+    if (RELATIONAL.has(kind) && this.mayMoveScope(kind, key, cur, object)) this.queueReclosure();
     this.advanceAfter(revision);
+  }
+
+  /**
+   * Whether a change can move the scope, so the closure must run again. Most
+   * changes cannot: a peer port joining or changing on a network in scope, on
+   * a chassis in scope; a subnet of a network in scope; a group whose remote
+   * groups are in scope. (A peer port leaving may leave an unreferenced
+   * chassis cached: harmless, and the recovery pass evicts it.)
+   */
+  private mayMoveScope(kind: string, key: string, before?: StoredObject, after?: StoredObject): boolean {
+    if (kind === KIND.router) return true;
+    const local = kind === KIND.port && this.localPorts.has(key);
+    if (!after) return kind !== KIND.port || local;
+    const s = this.scopeNow;
+    const r = refsOf(kind, key, after.value);
+    const old = before ? refsOf(kind, key, before.value) : undefined;
+    const within = (xs: string[], set: Set<string>) => xs.every((x) => set.has(x));
+    if (old && old.networks.join() !== r.networks.join()) return true;
+    // a local port pulls in its networks, groups and routers: only a change of those moves the scope
+    if (local) {
+      const shrinks =
+        !!old &&
+        (old.securityGroups.join() !== r.securityGroups.join() || old.routers.join() !== r.routers.join());
+      return (
+        shrinks ||
+        !within(r.networks, s.networks) ||
+        !within(r.securityGroups, s.securityGroups) ||
+        !within(r.routers, s.routers)
+      );
+    }
+    switch (kind) {
+      case KIND.port:
+        return (
+          !within(r.networks, s.networks) || !within(r.chassis, s.chassis) || !within(r.routers, s.routers)
+        );
+      case KIND.subnet:
+        return !within(
+          r.networks.filter((n) => n !== key),
+          s.networks,
+        );
+      case KIND.secgroup:
+        return !within(r.remoteGroups, s.securityGroups);
+      default:
+        return true;
+    }
   }
 
   /** Move the watermark once the change's consequences (a re-closure) are applied. */
