@@ -43,6 +43,16 @@ export function networkNeeds(networkType: string): AppName[] {
   return base;
 }
 
+/** For each kind of network, the apps it needs that `enabled` leaves out (empty kinds omitted). */
+export function missingApps(enabled: readonly string[]): Map<string, AppName[]> {
+  const out = new Map<string, AppName[]>();
+  for (const t of ["geneve", "vxlan", "vlan", "flat"]) {
+    const missing = networkNeeds(t).filter((a) => !enabled.includes(a));
+    if (missing.length) out.set(t, missing);
+  }
+  return out;
+}
+
 export function loadApps(names: readonly string[], opts: AppOptions = {}): App[] {
   return names.map((n) => {
     if (!isAppName(n)) {

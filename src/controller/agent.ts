@@ -36,7 +36,7 @@
  * is bounded (about two seconds) even when the NB or OVS is unreachable.
  */
 import type { App, AppContext, PacketInEvent, ReadyPort } from "../apps/types.js";
-import { loadApps, networkNeeds } from "../apps/index.js";
+import { loadApps, missingApps } from "../apps/index.js";
 import { appOfCookie, categoryOfCookie } from "../datapath/index.js";
 import { NbApi } from "../nb/api.js";
 import type { RealisedValue } from "../nb/realised.js";
@@ -300,26 +300,11 @@ export class Agent {
   }
 
   private warnMissingApps(): void {
-    const enabled = new Set<string>(this.apps.map((a) => a.name));
-    const seen = new Set<string>();
-    for (const lp of this.model.localPorts()) {
-      const n = this.cache.get(KIND.network, lp.networkId)?.value as { networkType?: string } | undefined;
-      const type = n?.networkType ?? "geneve";
-      if (seen.has(type)) continue;
-      seen.add(type);
-      const missing = networkNeeds(type).filter((a) => !enabled.has(a));
-      if (missing.length) {
-        log.warn(
-          { networkType: type, missing },
-          `apps: ${missing.join(", ")} not enabled; ${type} networks get no working datapath`,
-        );
-      }
-    }
-    const allTypes = ["geneve", "vxlan", "vlan", "flat"].filter((t) => !seen.has(t));
-    for (const t of allTypes) {
-      const missing = networkNeeds(t).filter((a) => !enabled.has(a));
-      if (missing.length)
-        log.warn({ networkType: t, missing }, `apps: ${t} networks would need ${missing.join(", ")}`);
+    for (const [type, missing] of missingApps(this.apps.map((a) => a.name))) {
+      log.warn(
+        { networkType: type, missing },
+        `apps: ${missing.join(", ")} not enabled, so ${type} networks get no working datapath here`,
+      );
     }
   }
 

@@ -75,7 +75,7 @@ const DEFS = [
     id: 20,
     name: "arp_responder",
     stage: "ingress",
-    purpose: "ARP requests for known addresses answered in flows; ND solicitations → agent (metered)",
+    purpose: "ARP requests for known addresses answered in flows; ND solicitations for them → agent",
     miss: { goto: "l3" },
   },
   {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { networkNeeds } from "../../src/apps/index.js";
+import { missingApps, networkNeeds } from "../../src/apps/index.js";
 import { configFlags, flagsToConfig } from "../../src/cli/agent.js";
 import {
   ConfigError,
@@ -114,10 +114,18 @@ describe("agent flags", () => {
     ).toBe("warn");
   });
 
-  it("the shipped example enables every app a network type needs", () => {
+  it("the shipped example enables every app a network type needs; a list without provider is flagged", () => {
     const c = loadAgentConfig(EXAMPLE, {});
     for (const t of ["geneve", "vxlan", "vlan", "flat"]) {
       for (const a of networkNeeds(t)) expect(c.apps, `${t} needs ${a}`).toContain(a);
     }
+    expect(missingApps(c.apps)).toEqual(new Map());
+    const old = ["classifier", "portsec", "dhcp", "arp", "l2", "tunnel"];
+    expect(missingApps(old)).toEqual(
+      new Map([
+        ["vlan", ["provider"]],
+        ["flat", ["provider"]],
+      ]),
+    );
   });
 });
