@@ -54,6 +54,9 @@ const OFPAT_EXPERIMENTER = 0xffff;
 const NXAST_RESUBMIT_TABLE = 14;
 const NXAST_REG_LOAD2 = 33;
 
+/** Encoded move actions by their subfields (a handful of distinct ones in any flow set). */
+const MOVES = new Map<string, Buffer>();
+
 /** Room guaranteed before every message: two maximal messages. */
 const RESERVE = 2 * 0x10000 + 64;
 const DEFAULT_CHUNK = 1 << 20;
@@ -534,6 +537,18 @@ export class OfWireWriter {
         b[at + 12] = a.table ?? 255;
         b[at + 13] = b[at + 14] = b[at + 15] = 0;
         this.pos = at + 16;
+        return;
+      }
+      case "move": {
+        // A move's bytes depend only on its two subfields: encode each pair once.
+        const k = `${a.src.field}/${a.src.ofs}/${a.src.nbits}>${a.dst.field}/${a.dst.ofs}/${a.dst.nbits}`;
+        let bytes = MOVES.get(k);
+        if (!bytes) {
+          const w = new ByteWriter(32);
+          encodeAction(w, a);
+          MOVES.set(k, (bytes = Buffer.from(w.finish())));
+        }
+        this.copyIn(bytes);
         return;
       }
       case "dec_ttl":

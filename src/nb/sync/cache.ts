@@ -125,6 +125,14 @@ function sameObject(a: StoredObject, b: StoredObject): boolean {
   );
 }
 
+/** Refs of a stored object, computed once per object (stored objects are never mutated). */
+const REFS = new WeakMap<StoredObject, ReturnType<typeof refsOf>>();
+function refs(o: StoredObject): ReturnType<typeof refsOf> {
+  let r = REFS.get(o);
+  if (!r) REFS.set(o, (r = refsOf(o.kind, o.key, o.value)));
+  return r;
+}
+
 /** Compute what the local ports need from a full read of the store. */
 export function closure(
   all: Map<string, Table>,
@@ -133,11 +141,11 @@ export function closure(
   const t = (kind: string): Table => all.get(kind) ?? new Map();
   const subnetNet = new Map<string, string>();
   for (const s of t(KIND.subnet).values()) {
-    const net = refsOf(KIND.subnet, s.key, s.value).networks.find((n) => n !== s.key);
+    const net = refs(s).networks.find((n) => n !== s.key);
     if (net) subnetNet.set(s.key, net);
   }
   const netsOf = (o: StoredObject): string[] => {
-    const r = refsOf(o.kind, o.key, o.value);
+    const r = refs(o);
     return [
       ...new Set([...r.networks, ...r.subnets.map((s) => subnetNet.get(s)).filter((n): n is string => !!n)]),
     ].filter((n) => o.kind !== KIND.subnet || n !== o.key);
@@ -147,7 +155,7 @@ export function closure(
   const networks = new Set(local.flatMap(netsOf));
   // routers attached to our networks, then every network behind them
   const routerLinks = [...t(KIND.port).values(), ...t(KIND.router).values()]
-    .map((o) => ({ routers: refsOf(o.kind, o.key, o.value).routers, nets: netsOf(o) }))
+    .map((o) => ({ routers: refs(o).routers, nets: netsOf(o) }))
     .filter((l) => l.routers.length);
   const routers = new Set<string>();
   for (const l of routerLinks)
@@ -170,13 +178,13 @@ export function closure(
     const o = t(KIND.router).get(r);
     if (o) keep(o);
   }
-  const sgs = new Set(local.flatMap((p) => refsOf(p.kind, p.key, p.value).securityGroups));
+  const sgs = new Set(local.flatMap((p) => refs(p).securityGroups));
   for (let grew = true; grew;) {
     grew = false;
     for (const g of [...sgs]) {
       const o = t(KIND.secgroup).get(g);
       if (!o) continue;
-      for (const rg of refsOf(o.kind, o.key, o.value).remoteGroups) {
+      for (const rg of refs(o).remoteGroups) {
         if (sgs.has(rg)) continue;
         sgs.add(rg);
         grew = true;
@@ -187,7 +195,7 @@ export function closure(
     const o = t(KIND.secgroup).get(g);
     if (o) keep(o);
   }
-  const chassis = new Set(ports.flatMap((p) => refsOf(p.kind, p.key, p.value).chassis));
+  const chassis = new Set(ports.flatMap((p) => refs(p).chassis));
   for (const c of chassis) {
     const o = t(KIND.chassis).get(c);
     if (o) keep(o);
@@ -199,7 +207,7 @@ export function closure(
   for (const kind of [KIND.fip, KIND.snat]) {
     for (const o of t(kind).values()) {
       const v = (o.value ?? {}) as Record<string, unknown>;
-      const r = refsOf(o.kind, o.key, o.value);
+      const r = refs(o);
       if (
         netsOf(o).some((n) => networks.has(n)) ||
         r.routers.some((x) => routers.has(x)) ||
@@ -212,7 +220,7 @@ export function closure(
   const tenants = new Set<string>();
   for (const table of wanted.values()) {
     for (const o of table.values()) {
-      const tn = refsOf(o.kind, o.key, o.value).tenant;
+      const tn = refs(o).tenant;
       if (tn && (o.kind === KIND.secgroup || o.kind === KIND.router || localPorts.has(o.key)))
         tenants.add(tn);
     }
