@@ -11,12 +11,14 @@ import { arpApp } from "./arp.js";
 import { classifierApp } from "./classifier.js";
 import { dhcpApp, type DhcpAppOptions } from "./dhcp.js";
 import { l2App } from "./l2.js";
+import { l3App, type L3AppOptions } from "./l3.js";
 import { portsecApp } from "./portsec.js";
 import { providerApp } from "./provider.js";
 import { tunnelApp } from "./tunnel.js";
 
 export interface AppOptions {
   dhcp?: DhcpAppOptions;
+  l3?: L3AppOptions;
 }
 
 export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } = {
@@ -25,11 +27,21 @@ export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } 
   dhcp: (o) => dhcpApp(o.dhcp),
   arp: () => arpApp,
   l2: () => l2App,
+  l3: (o) => l3App(o.l3),
   tunnel: () => tunnelApp,
   provider: () => providerApp,
 };
 
-export const DEFAULT_APPS: AppName[] = ["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"];
+export const DEFAULT_APPS: AppName[] = [
+  "classifier",
+  "portsec",
+  "dhcp",
+  "arp",
+  "l2",
+  "l3",
+  "tunnel",
+  "provider",
+];
 
 export function isAppName(n: string): n is AppName {
   return Object.hasOwn(APP_FACTORIES, n);

@@ -98,12 +98,16 @@ export interface View {
   remotePort(id: string): RemotePort | undefined;
   /** A network with at least one local port here and a key; undefined otherwise. */
   network(id: string): NetworkView | undefined;
+  /** The NB network object, wired here or not. */
+  networkObject(id: string): Network | undefined;
   subnet(id: string): Subnet | undefined;
   subnetsOf(networkId: string): readonly Subnet[];
   /** Local ports of a network, by ofport. */
   localPortsOf(networkId: string): readonly LocalPort[];
   /** Other live chassis hosting ports of a network: chassis → tunnel IPv4, sorted by address. */
   remoteChassisOf(networkId: string): ReadonlyMap<string, string>;
+  /** The NB port on a network that has this fixed IP (any port: local, remote or neither). */
+  portWithIp(networkId: string, ip: string): ReadyPort | undefined;
   /** Router interfaces on a network. */
   routerPortsOf(networkId: string): readonly RouterPortView[];
   router(id: string): Router | undefined;
@@ -114,6 +118,8 @@ export interface View {
   localPortByOfport(ofport: number): LocalPort | undefined;
   /** Not recorded as a dependency: every NB port on a network, for packet-in handlers. */
   portsOnNetwork(networkId: string): readonly ReadyPort[];
+  /** Not recorded as a dependency: the wired network with this key (the network register's value). */
+  networkByKey(key: number): NetworkView | undefined;
 }
 
 /** Where an owner builder puts what it wants installed. */
@@ -133,6 +139,9 @@ export type OwnerBuilder = (id: string, view: View, out: OwnerOut) => void;
  */
 export const Dep = {
   port: (id: string) => `port:${id}`,
+  /** Whether a network has local ports here (and so its own L2 tables). */
+  wired: (id: string) => `wired:${id}`,
+  tunnels: "tunnels",
   binding: (id: string) => `binding:${id}`,
   network: (id: string) => `network:${id}`,
   subnet: (id: string) => `subnet:${id}`,
@@ -159,6 +168,13 @@ export interface AppContext {
   view: View;
   /** Send a frame out of one port (packet_out with an output action). */
   packetOut(outPort: number, frame: Buffer): Promise<void>;
+  /** Run a frame through the pipeline from table 0 as if it came in on `inPort` (packet_out to OFPP_TABLE). */
+  resubmit(inPort: number, frame: Buffer): Promise<void>;
+  /**
+   * Run `fn` recording what it reads from the view: the dependencies to give
+   * reactive flows decided in `fn` (any change to one of them removes them).
+   */
+  track<T>(fn: () => T): { result: T; deps: string[] };
   /** Install reactive flows (they carry this app's reactive cookie and send flow_removed). */
   installReactive(r: ReactiveFlows): Promise<void>;
   log: Logger;
@@ -169,6 +185,13 @@ export interface App {
   readonly tables: readonly TableName[];
   readonly owners: Partial<Record<OwnerKind, OwnerBuilder>>;
   packetIn?(pkt: PacketInEvent, ctx: AppContext): Promise<void>;
-  /** After a restart: is this installed reactive flow still right? Its owner key and deps, or undefined to delete it. */
-  adoptReactive?(flow: Flow, view: View): { key: string; deps: string[] } | undefined;
+  /**
+   * After a restart: is this installed reactive flow still what the app would
+   * install now? Its owner key and dependencies (use `track`), or undefined
+   * to delete it.
+   */
+  adoptReactive?(
+    flow: Flow,
+    ctx: Pick<AppContext, "view" | "track">,
+  ): { key: string; deps: string[] } | undefined;
 }

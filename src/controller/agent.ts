@@ -153,7 +153,7 @@ export class Agent {
     readonly config: AgentConfig,
     private readonly deps: AgentDeps,
   ) {
-    this.apps = [...loadApps(config.apps, { dhcp: config.dhcp }), ...(deps.extraApps ?? [])];
+    this.apps = [...loadApps(config.apps, { dhcp: config.dhcp, l3: config.l3 }), ...(deps.extraApps ?? [])];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
     this.engine = new Engine(this.model, this.apps, { hostPuntPps: config.punt.hostRatePps });
     this.punts = new PuntQueue(
@@ -331,13 +331,19 @@ export class Agent {
       if (categoryOfCookie(f.cookie) !== "reactive") continue;
       const name = appOfCookie(f.cookie);
       const app = this.apps.find((a) => a.name === name);
-      const got = app?.adoptReactive?.(f, this.model);
+      const got = app?.adoptReactive?.(f, { view: this.model, track: (fn) => this.track(fn) });
       if (!app || !got) continue;
       const owner = this.engine.adoptReactive(app.name, got.key, f, got.deps);
       this.reconciler.update([{ owner, before: undefined, after: this.engine.output(owner) }]);
       adopted++;
     }
     if (adopted) log.info({ adopted }, "kept reactive flows installed before the restart");
+  }
+
+  private track<T>(fn: () => T): { result: T; deps: string[] } {
+    const deps = new Set<string>();
+    const result = this.model.tracking(deps, fn);
+    return { result, deps: [...deps] };
   }
 
   private appLog(name: string): ReturnType<typeof logger> {
@@ -360,6 +366,8 @@ export class Agent {
     const ctx: AppContext = {
       view: this.model,
       packetOut: (port, frame) => this.packetOut(port, frame),
+      resubmit: (port, frame) => this.packetOut(OFPP.TABLE, frame, port),
+      track: (fn) => this.track(fn),
       installReactive: async (r) => {
         const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
         this.reconciler.update([change]);
@@ -405,13 +413,14 @@ export class Agent {
     }
   }
 
-  async packetOut(outPort: number, frame: Buffer): Promise<void> {
+  /** Send a frame out of `outPort` (OFPP.TABLE: through the pipeline, as if from `inPort`). */
+  async packetOut(outPort: number, frame: Buffer, inPort: number = OFPP.CONTROLLER): Promise<void> {
     const conn = this.of.connection;
     if (!conn) throw new Error("no OpenFlow session");
     await conn.send({
       type: "packet_out",
       bufferId: OFP_NO_BUFFER,
-      inPort: OFPP.CONTROLLER,
+      inPort,
       actions: [{ type: "output", port: outPort, maxLen: 0 }],
       data: frame,
     });

@@ -16,9 +16,10 @@
  *   pubsub: tcp://127.0.0.1:6650    # ZeroMQ publisher; absent = follow the store's watch
  *   logLevel: info
  *   metrics: 127.0.0.1:9464         # Prometheus /metrics; "" = off
- *   apps: [classifier, portsec, dhcp, arp, l2, tunnel, provider]
+ *   apps: [classifier, portsec, dhcp, arp, l2, l3, tunnel, provider]
  *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }   # ratePps: per-port DHCP punts
  *   punt: { hostRatePps: 1000, queuePerPort: 64 }   # all punts of the host; agent queue per port
+ *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  *   heartbeatSeconds: 5             # liveness heartbeat; the lease lasts 3 of them
  *   recoverySeconds: 300            # recovery pass interval (full NB re-read); 0 = off
@@ -57,6 +58,14 @@ export const agentConfigSchema = z.strictObject({
       domain: z.string().optional(),
     })
     .default({ ratePps: 100 }),
+  /** The distributed router: host routes on the first packet (reactive) or ahead of time (proactive). */
+  l3: z
+    .strictObject({
+      mode: z.enum(["reactive", "proactive"]).default("reactive"),
+      /** Idle timeout of a reactive host route, seconds. */
+      idleTimeoutS: z.number().int().positive().default(300),
+    })
+    .default({ mode: "reactive", idleTimeoutS: 300 }),
   /** Packets the switch sends this agent (DHCP, ND, first packets): the host-wide budget. */
   punt: z
     .strictObject({

@@ -22,10 +22,11 @@
  *   binding:X     localPort(X), remotePort(X)    OVSDB binding of X
  *   chassis:C     remotePort(·), chassisInfo,    NB chassis C, its liveness key
  *                 remoteChassisOf(·)
- *   network:N     network(N)                     NB network N
+ *   network:N     network(N), networkObject(N)   NB network N
  *   wired:N       network(N)                     N's local port count crossing 0
  *   members:N     localPortsOf(N)                a local port of N changing, (un)binding
  *   remotes:N     remoteChassisOf(N)             a non-local port of N changing, (un)binding
+ *   ports:N       portWithIp(N, ·)               any port of N changing, (un)binding
  *   subnet:S      subnet(S)                      NB subnet S
  *   subnets:N     subnetsOf(N)                   a subnet of N changing
  *   router:R      router(R)                      NB router R
@@ -174,6 +175,7 @@ export class LocalModel implements View {
     apply: () => void,
   ): void {
     const nets = [from, to].filter((n): n is string => n !== undefined);
+    for (const n of nets) this.touch(`ports:${n}`);
     const wiredBefore = nets.map((n) => this.localByNet.has(n));
     if (from !== undefined) {
       if (wasLocal) {
@@ -373,6 +375,11 @@ export class LocalModel implements View {
     };
   }
 
+  networkObject(id: string): Network | undefined {
+    this.read(`network:${id}`);
+    return this.networks.get(id);
+  }
+
   subnet(id: string): Subnet | undefined {
     this.read(`subnet:${id}`);
     return this.subnets.get(id);
@@ -444,6 +451,29 @@ export class LocalModel implements View {
   tunnelPort(encap: EncapType): number | undefined {
     this.read("tunnels");
     return this.tunnels[encap];
+  }
+
+  networkByKey(key: number): NetworkView | undefined {
+    const prev = this.reads;
+    this.reads = undefined;
+    try {
+      for (const id of this.localByNet.keys()) {
+        const nv = this.network(id);
+        if (nv?.key === key) return nv;
+      }
+      return undefined;
+    } finally {
+      this.reads = prev;
+    }
+  }
+
+  portWithIp(networkId: string, ip: string): ReadyPort | undefined {
+    this.read(`ports:${networkId}`);
+    for (const id of this.portsByNet.get(networkId) ?? []) {
+      const p = this.ports.get(id)!;
+      if (p.fixedIps.some((f) => f.ipAddress === ip)) return p;
+    }
+    return undefined;
   }
 
   localPortByOfport(ofport: number): LocalPort | undefined {

@@ -32,7 +32,8 @@ export const APP_IDS = {
   arp: 5,
   l2: 6,
   tunnel: 7,
-  // 8, 9, 10 are reserved for l3, secgroup and nat: add each here with its app.
+  l3: 8,
+  // 9 and 10 are reserved for secgroup and nat: add each here with its app.
   provider: 11,
 } as const;
 

@@ -293,6 +293,9 @@ export class OvsSandbox {
     const port = `t${name}`.slice(0, 15);
     await createVeth({ name: port, netns: this.netns }, { name: "eth0", netns: vmNs });
     if (opts.mac) await run(["ip", "link", "set", "eth0", "address", opts.mac], { netns: vmNs });
+    // The userspace datapath does not fill in checksums a veth leaves to "hardware": a VM
+    // computes its own TCP/UDP checksums, as one behind a real NIC would.
+    await run(["ethtool", "-K", "eth0", "tx", "off"], { netns: vmNs });
     if (opts.ipCidr) await run(["ip", "addr", "add", opts.ipCidr, "dev", "eth0"], { netns: vmNs });
     if (opts.gateway) await run(["ip", "route", "add", "default", "via", opts.gateway], { netns: vmNs });
     const ifaceId = opts.ifaceId ?? name;

@@ -1,0 +1,364 @@
+/**
+ * l3: the distributed router (Dragonflow's first release): a virtual router
+ * made of flows on every chassis that hosts a port on one of its networks —
+ * no namespace, no network node. Routing happens on the source host; the
+ * packet leaves it already rewritten for the destination network (its MACs,
+ * its TTL, its key in the network register and on the tunnel).
+ *
+ * Everything matches "sent to the router": the network register holds a
+ * network the router has an interface on, and the Ethernet destination is
+ * that interface's MAC. In the l3 table, by priority:
+ *
+ *   1000  TTL (hop limit) 0 or 1            → agent: ICMP time exceeded from the
+ *                                             interface (traceroute shows the hop)
+ *    900  ICMP echo to a router address      → answered in flows (IPv4: swap the
+ *                                             addresses, type 0; OVS fixes the
+ *                                             checksums); ICMPv6 echo → agent
+ *    800  anything else to a router address  → drop
+ *   300+len  routes, longest prefix first:
+ *            a host route to a port          → MAC rewrite (router interface on the
+ *                                             destination network, the port's MAC),
+ *                                             dec_ttl, network = destination's key,
+ *                                             then L2 lookup — or, when that network
+ *                                             has no port here, straight into the
+ *                                             tunnel to the port's chassis
+ *            a static route (NB `routes`)    → the same towards its next hop
+ *            a connected subnet              → agent (the first packet; below)
+ *    100  no route                           → agent: ICMP destination unreachable
+ *     50  not IP                             → drop
+ *
+ * Host routes are where the two modes differ. `reactive` (Dragonflow's hybrid
+ * model, the default): the first packet to an address on a connected subnet
+ * goes to *this* host's agent, which finds the port, installs the host route
+ * on this host only (idle timeout, flow_removed), and sends the packet on
+ * through the pipeline; later packets never leave the datapath. The reactive
+ * flow depends on exactly what the decision read (the port, its binding and
+ * chassis, the router, the networks, the tunnel ports): a change to any of
+ * them removes it, and the next packet decides again. An address with no port
+ * gets ICMP host unreachable. `proactive` (OVN's way): every port on a
+ * router's network gets its host routes ahead of time, from every other
+ * network of the router wired here, so there is no first-packet cost.
+ *
+ * Owners: each router (its TTL, echo, connected, static-route, no-route and
+ * drop flows for every interface on a network wired here), each port
+ * (proactive host routes to it), and reactive owners `l3/reactive/<router>/
+ * <source network key>/<address>`.
+ */
+import type { App, AppContext, OwnerOut, ReadyPort, View } from "./types.js";
+import { F, flow, type FlowBuilder } from "../datapath/index.js";
+import { cidrContains, parseCidr } from "../nb/model/ip.js";
+import type { Router, RouterInterface } from "../nb/model/schemas.js";
+import type { Flow } from "../openflow/flow.js";
+import { flowKey } from "../openflow/flow.js";
+import { formatInstructions } from "../openflow/text.js";
+import { buildEchoReply } from "../packet/builders.js";
+import { ICMPV6_TYPE } from "../packet/constants.js";
+import { parseEthernet, type Frame } from "../packet/frame.js";
+import { buildIcmpError, type IcmpErrorKind } from "../packet/icmp-error.js";
+import { isIpv4 } from "../packet/addr.js";
+
+export type L3Mode = "reactive" | "proactive";
+
+export interface L3AppOptions {
+  mode?: L3Mode;
+  /** Idle timeout of reactive host routes, seconds (default 300). */
+  idleTimeoutS?: number;
+}
+
+export const L3_PRIORITY = {
+  ttl: 1000,
+  echo: 900,
+  toRouter: 800,
+  route: 300,
+  noRoute: 100,
+  nonIp: 50,
+} as const;
+
+type Family = 4 | 6;
+const familyOf = (ip: string): Family => (isIpv4(ip) ? 4 : 6);
+const PROTO = { 4: "ip", 6: "ipv6" } as const;
+const DST = { 4: "ip_dst", 6: "ipv6_dst" } as const;
+const BITS = { 4: 32, 6: 128 } as const;
+
+/** The mask of a prefix, as the text the match field takes. */
+function prefixMatch(cidr: string): [string, string | undefined] {
+  const c = parseCidr(cidr);
+  const bits = c.version === 4 ? 32 : 128;
+  if (c.prefix === bits) return [cidr.split("/")[0]!, undefined];
+  const mask = ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - c.prefix)) - 1n);
+  const toText = (n: bigint): string => {
+    if (c.version === 4) return [24, 16, 8, 0].map((s) => Number((n >> BigInt(s)) & 255n)).join(".");
+    const groups: string[] = [];
+    for (let i = 7; i >= 0; i--) groups.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
+    return groups.join(":");
+  };
+  return [toText(c.first), toText(mask)];
+}
+
+/** Matches packets on `key` sent to the router interface `itf`. */
+function toRouter(prio: number, key: number, itf: RouterInterface): FlowBuilder {
+  return flow("l3", prio).reg(F.network, key).eq("eth_dst", itf.macAddress);
+}
+
+/**
+ * The actions that deliver a routed packet to port `p`, leaving through the
+ * router interface `out`; undefined when it cannot be delivered from here.
+ */
+function deliver(b: FlowBuilder, view: View, out: RouterInterface, p: ReadyPort): FlowBuilder | undefined {
+  const wired = view.network(p.networkId);
+  if (!view.localPort(p.id) && !view.remotePort(p.id)) return undefined;
+  b.set("eth_src", out.macAddress).set("eth_dst", p.macAddress).decTtl();
+  if (wired) return b.load(F.network, wired.key).goto("l2_lookup");
+  // The destination network has no port here, so no L2 tables: straight into its tunnel.
+  const rp = view.remotePort(p.id);
+  const net = view.networkObject(p.networkId);
+  const encap = net?.networkType === "geneve" || net?.networkType === "vxlan" ? net.networkType : undefined;
+  const tunnel = encap ? view.tunnelPort(encap) : undefined;
+  if (!rp || !encap || tunnel === undefined || net?.segmentationId === undefined) return undefined;
+  const key = net.segmentationId;
+  return b.load(F.network, key).set("tun_id", key).set("tun_dst", rp.tunnelIp).output(tunnel);
+}
+
+/** The router interface whose subnet holds `ip` (longest prefix), if any. */
+function connected(r: Router, ip: string): RouterInterface | undefined {
+  let best: RouterInterface | undefined;
+  for (const itf of r.interfaces) {
+    if (familyOf(itf.ipAddress) !== familyOf(ip) || !cidrContains(itf.cidr, ip)) continue;
+    if (!best || parseCidr(itf.cidr).prefix > parseCidr(best.cidr).prefix) best = itf;
+  }
+  return best;
+}
+
+/** The host route from `src` (an interface on a wired network, key `srcKey`) to port `p` at `ip`. */
+function hostRoute(
+  view: View,
+  r: Router,
+  src: RouterInterface,
+  srcKey: number,
+  ip: string,
+): FlowBuilder | undefined {
+  const out = connected(r, ip);
+  if (!out) return undefined;
+  const p = view.portWithIp(out.networkId, ip);
+  if (!p) return undefined;
+  const fam = familyOf(ip);
+  const b = toRouter(L3_PRIORITY.route + BITS[fam], srcKey, src)
+    .proto(PROTO[fam])
+    .eq(DST[fam], ip);
+  return deliver(b, view, out, p);
+}
+
+function routerFlows(r: Router, view: View, out: OwnerOut): void {
+  for (const src of r.interfaces) {
+    const nv = view.network(src.networkId);
+    if (!nv) continue;
+    const key = nv.key;
+    if (!r.adminStateUp) {
+      out.flow(toRouter(L3_PRIORITY.nonIp, key, src));
+      continue;
+    }
+    for (const fam of [4, 6] as const) {
+      const mine = r.interfaces.filter((i) => familyOf(i.ipAddress) === fam);
+      if (!mine.length) continue;
+      for (const ttl of [0, 1]) {
+        out.flow(toRouter(L3_PRIORITY.ttl, key, src).proto(PROTO[fam]).eq("nw_ttl", ttl).controller());
+      }
+      for (const itf of mine) {
+        if (fam === 4) {
+          out.flow(
+            toRouter(L3_PRIORITY.echo, key, src)
+              .proto("icmp")
+              .eq("ip_dst", itf.ipAddress)
+              .eq("icmp_type", 8)
+              .eq("icmp_code", 0)
+              .move("eth_src", "eth_dst")
+              .set("eth_src", src.macAddress)
+              .move("ip_src", "ip_dst")
+              .set("ip_src", itf.ipAddress)
+              .set("nw_ttl", 64)
+              .set("icmp_type", 0)
+              .outputInPort(),
+          );
+        } else {
+          out.flow(
+            toRouter(L3_PRIORITY.echo, key, src)
+              .proto("icmp6")
+              .eq("ipv6_dst", itf.ipAddress)
+              .eq("icmpv6_type", ICMPV6_TYPE.ECHO_REQUEST)
+              .controller(),
+          );
+        }
+        out.flow(toRouter(L3_PRIORITY.toRouter, key, src).proto(PROTO[fam]).eq(DST[fam], itf.ipAddress));
+        // A connected subnet: the first packet to each address decides (both modes: in proactive
+        // mode every port already has its host route, so only an unknown address lands here).
+        const [net, mask] = prefixMatch(itf.cidr);
+        out.flow(
+          toRouter(L3_PRIORITY.route + parseCidr(itf.cidr).prefix, key, src)
+            .proto(PROTO[fam])
+            .eq(DST[fam], net, mask)
+            .controller(),
+        );
+      }
+      for (const route of r.routes.filter((x) => familyOf(x.nexthop) === fam)) {
+        const via = connected(r, route.nexthop);
+        const hop = via && view.portWithIp(via.networkId, route.nexthop);
+        const [net, mask] = prefixMatch(route.destination);
+        const b = toRouter(L3_PRIORITY.route + parseCidr(route.destination).prefix, key, src)
+          .proto(PROTO[fam])
+          .eq(DST[fam], net, mask);
+        const d = via && hop ? deliver(b, view, via, hop) : undefined;
+        out.flow(d ?? b.controller());
+      }
+      out.flow(toRouter(L3_PRIORITY.noRoute, key, src).proto(PROTO[fam]).controller());
+    }
+    out.flow(toRouter(L3_PRIORITY.nonIp, key, src));
+  }
+}
+
+/** The NB router and interface a frame from network `networkId` was sent to, by its MAC. */
+function routerOf(
+  view: View,
+  networkId: string,
+  mac: string,
+): { r: Router; itf: RouterInterface } | undefined {
+  for (const rp of view.routerPortsOf(networkId)) {
+    if (rp.macAddress !== mac) continue;
+    const r = view.router(rp.routerId);
+    const itf = r?.interfaces.find((i) => i.networkId === networkId && i.macAddress === mac);
+    if (r && itf && r.adminStateUp) return { r, itf };
+  }
+  return undefined;
+}
+
+function reactiveKey(r: Router, srcKey: number, ip: string): string {
+  return `${r.id}/${srcKey}/${ip}`;
+}
+
+export function l3App(opts: L3AppOptions = {}): App {
+  const mode = opts.mode ?? "reactive";
+  const idle = opts.idleTimeoutS ?? 300;
+
+  async function icmpError(
+    ctx: AppContext,
+    inPort: number,
+    frame: Buffer,
+    f: Frame,
+    itf: RouterInterface,
+    kind: IcmpErrorKind,
+  ): Promise<void> {
+    const fam: Family = f.ipv4 ? 4 : 6;
+    // The error comes from the router's address on the sender's network, of the packet's family.
+    const from =
+      familyOf(itf.ipAddress) === fam
+        ? itf.ipAddress
+        : (addressOfFamily(ctx.view, itf, fam) ?? itf.ipAddress);
+    const reply = buildIcmpError({ frame, parsed: f, kind, routerMac: itf.macAddress, routerIp: from });
+    if (reply) await ctx.packetOut(inPort, reply);
+  }
+
+  return {
+    name: "l3",
+    tables: ["l3"],
+    owners: {
+      router(id, view, out) {
+        const r = view.router(id);
+        if (r) routerFlows(r, view, out);
+      },
+      port(id, view, out) {
+        if (mode !== "proactive") return;
+        const p = view.port(id);
+        if (!p || (!view.localPort(id) && !view.remotePort(id))) return;
+        for (const rp of view.routerPortsOf(p.networkId)) {
+          const r = view.router(rp.routerId);
+          if (!r?.adminStateUp) continue;
+          for (const f of p.fixedIps) {
+            if (!cidrContains(rp.cidr, f.ipAddress)) continue;
+            for (const src of r.interfaces) {
+              const nv = view.network(src.networkId);
+              if (!nv || familyOf(src.ipAddress) !== familyOf(f.ipAddress)) continue;
+              const b = hostRoute(view, r, src, nv.key, f.ipAddress);
+              if (b) out.flow(b);
+            }
+          }
+        }
+      },
+    },
+    async packetIn(pkt, ctx) {
+      const f = parseEthernet(pkt.data);
+      const ip = f.ipv4 ?? f.ipv6;
+      if (!ip) return;
+      const lp = ctx.view.localPortByOfport(pkt.inPort);
+      if (!lp) return;
+      const hit = routerOf(ctx.view, lp.networkId, f.eth.dst);
+      if (!hit) return;
+      const { r, itf } = hit;
+      const ttl = f.ipv4 ? f.ipv4.ttl : f.ipv6!.hopLimit;
+      if (ttl <= 1) return icmpError(ctx, pkt.inPort, pkt.data, f, itf, "ttl-exceeded");
+      if (
+        f.icmpv6?.type === ICMPV6_TYPE.ECHO_REQUEST &&
+        r.interfaces.some((i) => i.ipAddress === f.ipv6!.dst)
+      ) {
+        const echo = f.icmpv6.echo!;
+        await ctx.packetOut(
+          pkt.inPort,
+          buildEchoReply({
+            ethSrc: itf.macAddress,
+            ethDst: f.eth.src,
+            ipSrc: f.ipv6!.dst,
+            ipDst: f.ipv6!.src,
+            identifier: echo.identifier,
+            sequence: echo.sequence,
+            data: f.icmpv6.body,
+            v6: true,
+          }),
+        );
+        return;
+      }
+      const dst = ip.dst;
+      const nv = ctx.view.network(lp.networkId);
+      if (!nv) return;
+      const { result: route, deps } = ctx.track(() => hostRoute(ctx.view, r, itf, nv.key, dst));
+      if (!route) {
+        return icmpError(
+          ctx,
+          pkt.inPort,
+          pkt.data,
+          f,
+          itf,
+          connected(r, dst) ? "host-unreachable" : "no-route",
+        );
+      }
+      await ctx.installReactive({
+        key: reactiveKey(r, nv.key, dst),
+        flows: [route.idleTimeout(idle).sendFlowRemoved()],
+        deps,
+      });
+      await ctx.resubmit(pkt.inPort, pkt.data);
+    },
+    adoptReactive(installed, ctx) {
+      const at = (field: string) => installed.match.find((m) => m.field === field)?.value;
+      const key = Number(at("reg6"));
+      const mac = String(at("eth_dst"));
+      const dst = at("ip_dst") ?? at("ipv6_dst");
+      const nv = ctx.view.networkByKey(key);
+      if (!nv || dst === undefined) return undefined;
+      const hit = routerOf(ctx.view, nv.id, mac);
+      if (!hit) return undefined;
+      const { result: b, deps } = ctx.track(() => hostRoute(ctx.view, hit.r, hit.itf, key, String(dst)));
+      if (!b) return undefined;
+      const want: Flow = b.idleTimeout(idle).sendFlowRemoved().build(installed.cookie);
+      const same =
+        flowKey(want) === flowKey(installed) &&
+        formatInstructions(want.instructions) === formatInstructions(installed.instructions);
+      return same ? { key: reactiveKey(hit.r, key, String(dst)), deps } : undefined;
+    },
+  };
+}
+
+/** The router's address of family `fam` on `itf`'s network and MAC (an ICMP error's source). */
+function addressOfFamily(view: View, itf: RouterInterface, fam: Family): string | undefined {
+  for (const rp of view.routerPortsOf(itf.networkId)) {
+    if (rp.macAddress === itf.macAddress && familyOf(rp.ipAddress) === fam) return rp.ipAddress;
+  }
+  return undefined;
+}
