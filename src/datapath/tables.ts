@@ -82,7 +82,7 @@ const DEFS = [
     id: 30,
     name: "l3",
     stage: "route",
-    purpose: "distributed router between subnets — reserved, no app yet: passes",
+    purpose: "distributed router: routes to the router MAC, host routes (reactive or proactive), ICMP errors",
     miss: { goto: "nat" },
   },
   {
