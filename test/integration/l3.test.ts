@@ -208,6 +208,74 @@ describe("distributed router, reactive", () => {
   });
 });
 
+describe("distributed router: static routes and IPv6", () => {
+  it("a static route sends a prefix to its next hop port", async () => {
+    // a2 is the next hop for 172.16.0.0/16: it owns 172.16.0.5 and may send from it
+    await api.update("lport", "a2", { allowedAddressPairs: [{ ipAddress: "172.16.0.0/16" }] });
+    await run(["ip", "addr", "add", "172.16.0.5/32", "dev", "lo"], { netns: vms.a2!.netns });
+    const v = await api.update("lrouter", "r1", {
+      routes: [{ destination: "172.16.0.0/16", nexthop: "10.50.1.12" }],
+    });
+    await waitFor(() => agent!.realised >= v.modRevision, 10_000, "the route realised");
+    const flows = agent!.reconciler.installedFlows().filter((f) => f.table === 30 && f.priority === 316);
+    expect(flows.length).toBe(2); // from netA and from netB
+    const r = await ping("b1", "172.16.0.5", 2);
+    expect(r.ok, r.out).toBe(true);
+    expect(r.out).toMatch(/from 172\.16\.0\.5/);
+  });
+
+  it("routes IPv6 between subnets, answers ND and ping for the gateway, and decrements the hop limit", async () => {
+    for (const [net, sub, cidr, gw] of [
+      ["netA", "subA6", "fd00:50:1::/64", "fd00:50:1::1"],
+      ["netB", "subB6", "fd00:50:2::/64", "fd00:50:2::1"],
+    ] as const) {
+      await api.create("subnet", {
+        id: sub,
+        tenantId: "t1",
+        networkId: net,
+        cidr,
+        gatewayIp: gw,
+        enableDhcp: false,
+      });
+      await api.routerAddInterface("r1", { subnetId: sub });
+    }
+    const ips: Record<string, [string, string, string]> = {
+      a1: ["subA", "10.50.1.11", "fd00:50:1::11"],
+      b1: ["subB", "10.50.2.11", "fd00:50:2::11"],
+    };
+    let last = 0;
+    for (const [id, [sub, v4, v6]] of Object.entries(ips)) {
+      const v = await api.update("lport", id, {
+        fixedIps: [
+          { subnetId: sub, ipAddress: v4 },
+          { subnetId: `${sub}6`, ipAddress: v6 },
+        ],
+      });
+      last = Math.max(last, v.modRevision);
+      const gw = v6.replace(/::11$/, "::1");
+      await run(["ip", "-6", "addr", "add", `${v6}/64`, "dev", "eth0", "nodad"], { netns: vms[id]!.netns });
+      await run(["ip", "-6", "route", "replace", "default", "via", gw], { netns: vms[id]!.netns });
+    }
+    await waitFor(() => agent!.realised >= last, 10_000, "the v6 addresses realised");
+    const gw = await run(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd00:50:1::1"], {
+      netns: vms.a1!.netns,
+      allowFailure: true,
+    });
+    expect(gw.code, gw.stdout + gw.stderr).toBe(0);
+    const before = l3PacketIns();
+    const far = await run(["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "fd00:50:2::11"], {
+      netns: vms.a1!.netns,
+      allowFailure: true,
+    });
+    expect(far.code, far.stdout + far.stderr).toBe(0);
+    // the hop limit went down by one on the way (64 → 63)
+    expect(far.stdout).toMatch(/ttl=63/);
+    expect(l3PacketIns() - before).toBe(2);
+    const routes = reactiveFlows().map((f) => f.match.find((m) => m.field === "ipv6_dst")?.value);
+    expect(routes).toEqual(expect.arrayContaining(["fd00:50:1::11", "fd00:50:2::11"]));
+  });
+});
+
 describe("distributed router, proactive", () => {
   it("routes between subnets with no packet-in at all", async () => {
     await agent!.stop();
