@@ -122,18 +122,38 @@ describe("the tc rules a plan is made of", () => {
     expectSameDecisions(p, rules, ports, [{ in_port: 2n }]);
   });
 
-  it("names the first table that matches conntrack state", () => {
+  it("names the first table that matches conntrack state, whatever order the rules came in", () => {
     const rules = [
-      r([{ type: "goto", table: 5 }], { ...fromPort1, ct_state: { value: 0n, mask: 0x20n } }),
       r(
         [{ type: "ct", zone: 1, commit: false, nat: false, table: 10 }],
         { ct_mark: exact("ct_mark", 0) },
         5,
         "ct",
       ),
+      r([{ type: "goto", table: 5 }], { ...fromPort1, ct_state: { value: 0n, mask: 0x20n } }),
       r([{ type: "controller" }], {}, 10, "t10"),
     ];
     expect(plan(rules).decisions.get("ct")!.reason).toMatch(/which table 0 matches/);
+  });
+
+  it("traps the flower-expressible part of a rule without in_port instead of poisoning the chain", () => {
+    const cx5 = profileById("connectx-5");
+    const rules = [
+      {
+        ...r([{ type: "output", port: 2 }], {
+          eth_type: exact("eth_type", 0x800),
+          ct_mark: exact("ct_mark", 1),
+        }),
+        priority: 200,
+      },
+      r([{ type: "output", port: 2 }], fromPort1, 0, "fwd"),
+    ];
+    const p = plan(rules, cx5);
+    expect(p.tc.find((t) => t.ruleId === "r")).toMatchObject({
+      role: "trap",
+      match: { eth_type: { value: 0x800n } },
+    });
+    expect(p.decisions.get("fwd")!.offloaded).toBe(true);
   });
 });
 
@@ -158,6 +178,30 @@ describe("updates", () => {
     for (const t of diff.added) installed.add(key(t));
     expect([...installed].sort()).toEqual(planner.result().tc.map(key).sort());
     expect(planner.lastPlannedChains).toBe(2);
+  });
+
+  it("list chains by id, also when an update adds one that is reached before older ones", () => {
+    const planner = new OffloadPlanner(cx6, ports);
+    const toTen = (reg: bigint) =>
+      r(
+        [
+          { type: "set_field", field: "reg6", value: reg },
+          { type: "goto", table: 10 },
+        ],
+        fromPort1,
+        0,
+        "a",
+      );
+    planner.setRules([
+      toTen(1n),
+      r([{ type: "goto", table: 20 }], { in_port: exact("in_port", 2) }, 0, "b"),
+      r([{ type: "output", port: 2 }], fromPort1, 10, "t10"),
+      r([{ type: "output", port: 1 }], { in_port: exact("in_port", 2) }, 20, "t20"),
+    ]);
+    planner.update({ upsert: [toTen(5n)] });
+    const ids = planner.result().chains.map((c) => c.chain);
+    expect(ids).toEqual([...ids].sort((x, y) => x - y));
+    expect(ids).toHaveLength(3);
   });
 
   it("that add a conntrack match re-plan the lookups of other chains of that table", () => {
