@@ -14,13 +14,24 @@
  *     and the last numbers, so an idle subscriber notices too);
  *   - a store that is unreachable at start is retried until it answers.
  *
+ * Security: `--db` takes a secured etcd URL like every command
+ * (`etcds://…?ca=&cert=&key=&user=`, password in FLOWDRAKE_NB_PASSWORD or
+ * password-file=); a store that refuses our certificate or password is not
+ * retried — the command exits 1 saying why. `--curve-key FILE` makes the
+ * socket a CURVE server (src/nb/pubsub/curve.ts) with that key pair, and
+ * `--curve-authorized-keys FILE|DIR` admits only the subscribers listed.
+ * `flowdrake publisher keygen --out PREFIX` writes a key pair (PREFIX.pub to
+ * hand out, PREFIX.key mode 0600) and prints the public key.
+ *
  * On start it prints one JSON line on stdout:
  *   {"event":"ready","publisher":"<id>","bind":"tcp://…","revision":N}
  * SIGTERM/SIGINT close the socket and exit 0. `--fault-injection` makes
  * SIGUSR2 drop the next change message (for testing gap detection).
  */
 import { Option, type Command } from "commander";
+import { loadCurveServer, writeKeyPair } from "../nb/pubsub/curve.js";
 import { NbPublisher } from "../nb/pubsub/publisher.js";
+import { StoreError } from "../nb/store/errors.js";
 import { openStore, resolveStoreUrl } from "../nb/store/open.js";
 import type { NbStore } from "../nb/store/types.js";
 import { UsageError, errorMessage } from "../util/errors.js";
@@ -33,6 +44,8 @@ interface PublisherOpts {
   bind: string;
   heartbeatMs: string;
   faultInjection?: boolean;
+  curveKey?: string;
+  curveAuthorizedKeys?: string;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -44,6 +57,8 @@ async function openWhenReachable(url: string, stopped: () => boolean): Promise<N
       return await openStore(url, { readOnly: true });
     } catch (err) {
       if (err instanceof UsageError) throw err;
+      // a refused certificate or password does not mend by waiting
+      if (err instanceof StoreError && err.context.refused !== undefined) throw err;
       if (attempt === 0 || attempt % 10 === 0)
         log.warn({ db: url, err: errorMessage(err) }, "NB store not reachable yet, retrying");
       await sleep(Math.min(200 * 2 ** attempt, 2000));
@@ -59,6 +74,7 @@ async function runPublisher(o: PublisherOpts): Promise<void> {
   if (!/^(tcp|ipc|inproc):\/\//.test(o.bind))
     throw new UsageError(`--bind ${o.bind}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5555`);
   const url = resolveStoreUrl(o.db);
+  const curve = loadCurveServer(o.curveKey, o.curveAuthorizedKeys);
 
   let stop!: () => void;
   let stopped = false;
@@ -76,7 +92,7 @@ async function runPublisher(o: PublisherOpts): Promise<void> {
     const store = await openWhenReachable(url, () => stopped);
     if (!store) return;
     try {
-      const pub = await NbPublisher.start({ store, bind: o.bind, heartbeatMs });
+      const pub = await NbPublisher.start({ store, bind: o.bind, heartbeatMs, curve });
       try {
         if (o.faultInjection) {
           process.on("SIGUSR2", () => {
@@ -85,7 +101,7 @@ async function runPublisher(o: PublisherOpts): Promise<void> {
           });
         }
         process.stdout.write(
-          `${JSON.stringify({ event: "ready", publisher: pub.id, bind: o.bind, revision: pub.revision, db: url })}\n`,
+          `${JSON.stringify({ event: "ready", publisher: pub.id, bind: o.bind, revision: pub.revision, db: url, curve: curve ? curve.publicKey : null })}\n`,
         );
         await stopping;
       } finally {
@@ -99,15 +115,36 @@ async function runPublisher(o: PublisherOpts): Promise<void> {
   }
 }
 
+function keygen(o: { out: string; force?: boolean }): void {
+  const r = writeKeyPair(o.out, undefined, { force: o.force ?? false });
+  process.stdout.write(
+    `${JSON.stringify({ event: "keygen", publicKey: r.publicKey, public: r.pub, secret: r.key })}\n`,
+  );
+}
+
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("publisher")
     .description(
       "forward NB store changes (etcd watch or embedded log) to a ZeroMQ PUB socket for agents (df-publisher-service)",
     )
-    .option("--db <url>", "embedded:/path or etcd://host:port[,host:port] (env FLOWDRAKE_NB)")
+    .option(
+      "--db <url>",
+      "embedded:/path, etcd://host:port[,host:port] or etcds://…?ca=&cert=&key=&user= (env FLOWDRAKE_NB; etcd password in FLOWDRAKE_NB_PASSWORD)",
+    )
     .option("--bind <endpoint>", "ZeroMQ endpoint to publish on", "tcp://127.0.0.1:5555")
     .option("--heartbeat-ms <ms>", "heartbeat period on topic hb/", "1000")
+    .option("--curve-key <file>", "CURVE: encrypt, with this key pair (made by `publisher keygen`)")
+    .option(
+      "--curve-authorized-keys <file|dir>",
+      "CURVE: admit only subscribers whose public key is listed (a file of keys, or a directory of .pub files)",
+    )
     .addOption(new Option("--fault-injection", "SIGUSR2 drops the next change message (tests)").hideHelp())
     .action((o: PublisherOpts) => runPublisher(o));
+  cmd
+    .command("keygen")
+    .description("write a CURVE key pair: PREFIX.pub (give to peers) and PREFIX.key (secret, mode 0600)")
+    .requiredOption("--out <prefix>", "path prefix of the two files")
+    .option("--force", "overwrite existing files")
+    .action((o: { out: string; force?: boolean }) => keygen(o));
 }

@@ -21,15 +21,23 @@
  * waits for the socket's "close" event (ZMQ_EVENT_CLOSED) — a publisher
  * started on the same endpoint right after never meets EADDRINUSE.
  *
+ * With `curve` (curve.ts) the socket is a CURVE server: the channel is
+ * encrypted, subscribers must know the publisher's public key, and with an
+ * authorized-keys list a ZAP handler admits only the listed subscribers. The
+ * socket then lives in a ZeroMQ context of its own, so the ZAP handler
+ * governs this publisher only. A subscriber that fails the handshake is
+ * logged once per kind of failure and counted (`handshakeFailures`).
+ *
  * `dropNext(n)` is a test hook: it consumes sequence numbers without sending,
  * which is exactly what a lost message looks like to a subscriber.
  */
 import { randomBytes } from "node:crypto";
-import { Publisher } from "zeromq";
+import { Context, Publisher } from "zeromq";
 import { ConnectionError, errorMessage } from "../../util/errors.js";
 import { logger } from "../../util/log.js";
 import type { NbStore, Watch, WatchEvent } from "../store/types.js";
 import { AGENT_KIND, SYNC_KINDS, topicsOf } from "../sync/refs.js";
+import { type CurveServer, ZapHandler } from "./curve.js";
 import { TOPIC_ALL, TOPIC_HEARTBEAT, encodeMessage, type PubsubMessage } from "./message.js";
 
 const log = logger("nb-publisher");
@@ -42,6 +50,8 @@ export interface PublisherOptions {
   /** ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:5555. */
   bind: string;
   heartbeatMs?: number;
+  /** Encrypt and authenticate with CURVE (curve.ts: loadCurveServer). */
+  curve?: CurveServer;
 }
 
 export class NbPublisher {
@@ -61,17 +71,36 @@ export class NbPublisher {
   private readonly released: Promise<void>;
   /** Messages sent so far (for tests and the bench). */
   sent = 0;
+  /** Subscriber handshakes that failed (CURVE: wrong keys, a plain subscriber, a key not authorized). */
+  handshakeFailures = 0;
+  private zap: ZapHandler | undefined;
 
   private constructor(
     private readonly sock: Publisher,
     readonly bind: string,
     private readonly store: NbStore,
   ) {
+    const seen = new Set<string>();
+    sock.events.on("handshake:error:protocol", (e) =>
+      this.onHandshakeError("protocol", e.error.message, seen),
+    );
+    sock.events.on("handshake:error:auth", (e) => this.onHandshakeError("auth", e.error.message, seen));
+    sock.events.on("handshake:error:other", (e) => this.onHandshakeError("other", e.error.message, seen));
     // the observer must exist before unbind; only a close after close() began counts
     this.released = new Promise<void>((resolve) =>
       sock.events.on("close", () => {
         if (this.closed) resolve();
       }),
+    );
+  }
+
+  private onHandshakeError(kind: string, message: string, seen: Set<string>): void {
+    this.handshakeFailures++;
+    if (seen.has(kind)) return;
+    seen.add(kind);
+    log.warn(
+      { bind: this.bind, kind, err: message },
+      "a subscriber failed the handshake (no CURVE, or not our public key); it gets nothing",
     );
   }
 
@@ -130,16 +159,33 @@ export class NbPublisher {
   }
 
   static async start(opts: PublisherOptions): Promise<NbPublisher> {
-    const sock = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
+    const curve = opts.curve;
+    const context = curve ? new Context() : undefined;
+    const zap = curve?.authorizedKeys ? await ZapHandler.start(context!, curve.authorizedKeys) : undefined;
+    const sock = new Publisher({
+      linger: 0,
+      sendHighWaterMark: 100_000,
+      ...(curve
+        ? {
+            context,
+            curveServer: true,
+            curveSecretKey: curve.secretKey,
+            curvePublicKey: curve.publicKey,
+            zapDomain: "flowdrake-nb",
+          }
+        : {}),
+    });
     try {
       await sock.bind(opts.bind);
     } catch (err) {
       sock.close();
+      await zap?.close();
       throw new ConnectionError(`cannot bind publisher to ${opts.bind}: ${errorMessage(err)}`, {
         bind: opts.bind,
       });
     }
     const pub = new NbPublisher(sock, opts.bind, opts.store);
+    pub.zap = zap;
     try {
       const from = await opts.store.revision();
       for (const [id, t] of await pub.loadTopics()) pub.topicsByKey.set(id, t);
@@ -166,7 +212,19 @@ export class NbPublisher {
       hbMs,
     );
     pub.heartbeat.unref();
-    log.info({ id: pub.id, bind: opts.bind, fromRevision: pub.lastRevision }, "publisher started");
+    log.info(
+      {
+        id: pub.id,
+        bind: opts.bind,
+        fromRevision: pub.lastRevision,
+        curve: curve
+          ? curve.authorizedKeys
+            ? "authorized keys only"
+            : "any subscriber with our key"
+          : "off",
+      },
+      "publisher started",
+    );
     return pub;
   }
 
@@ -277,6 +335,7 @@ export class NbPublisher {
       if (late) log.warn({ bind: this.bind }, "ZeroMQ did not report the endpoint closed in time");
     }
     this.sock.close();
+    await this.zap?.close();
     log.info({ id: this.id }, "publisher stopped");
   }
 }

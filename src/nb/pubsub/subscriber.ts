@@ -22,10 +22,18 @@
  * A heartbeat that finds every followed topic based and complete reports
  * its revision through `onCaughtUp`: the agent has then seen every change
  * up to it that concerns it, which is what its realised revision stands on.
+ *
+ * With `curve` (curve.ts: the publisher's public key and a key pair of our
+ * own) the subscriber completes a handshake only with the publisher holding
+ * that key, and the channel is encrypted. A failed handshake (wrong key, a
+ * publisher without CURVE, our key not authorized) delivers nothing; it is
+ * logged once and counted in `stats.handshakeFailures`, and ZeroMQ keeps
+ * retrying.
  */
 import { Subscriber } from "zeromq";
 import { ConnectionError, DecodeError, errorMessage } from "../../util/errors.js";
 import { logger } from "../../util/log.js";
+import type { CurveClient } from "./curve.js";
 import { TOPIC_ALL, TOPIC_HEARTBEAT, decodeMessage, type ChangeMessage } from "./message.js";
 
 const log = logger("nb-subscriber");
@@ -45,8 +53,13 @@ export interface SubscriberHandlers {
   onCaughtUp?(revision: number): void;
 }
 
+export interface SubscriberOptions {
+  /** Encrypt and authenticate with CURVE (curve.ts: loadCurveClient). */
+  curve?: CurveClient;
+}
+
 export class NbSubscriber {
-  private readonly sock = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
+  private readonly sock: Subscriber;
   private readonly lastSeq = new Map<string, number>();
   private readonly topics = new Set<string>();
   /** Followed topics (and `all/`) without a sequence baseline from the current publisher. */
@@ -55,16 +68,35 @@ export class NbSubscriber {
   private loop: Promise<void> | undefined;
   private closed = false;
   /** Counters for tests and the bench. */
-  readonly stats = { received: 0, gaps: 0, restarts: 0, malformed: 0 };
+  readonly stats = { received: 0, gaps: 0, restarts: 0, malformed: 0, handshakeFailures: 0 };
   lastHeartbeatAt = 0;
 
   private constructor(
     readonly endpoint: string,
     private readonly handlers: SubscriberHandlers,
-  ) {}
+    opts: SubscriberOptions,
+  ) {
+    const c = opts.curve;
+    this.sock = new Subscriber({
+      linger: 0,
+      receiveHighWaterMark: 100_000,
+      ...(c ? { curveServerKey: c.serverKey, curvePublicKey: c.publicKey, curveSecretKey: c.secretKey } : {}),
+    });
+    const onError = (e: { error: Error }): void => {
+      if (this.stats.handshakeFailures++ === 0) {
+        log.warn(
+          { endpoint, curve: !!c, err: e.error.message },
+          "handshake with the publisher failed (CURVE keys or mode do not match, or our key is not authorized): nothing is received",
+        );
+      }
+    };
+    this.sock.events.on("handshake:error:protocol", onError);
+    this.sock.events.on("handshake:error:auth", onError);
+    this.sock.events.on("handshake:error:other", onError);
+  }
 
-  static connect(endpoint: string, handlers: SubscriberHandlers): NbSubscriber {
-    const s = new NbSubscriber(endpoint, handlers);
+  static connect(endpoint: string, handlers: SubscriberHandlers, opts: SubscriberOptions = {}): NbSubscriber {
+    const s = new NbSubscriber(endpoint, handlers, opts);
     try {
       s.sock.connect(endpoint);
     } catch (err) {
