@@ -47,7 +47,7 @@ Exit codes:
   2  usage error (unknown flag, missing argument, --set not a JSON object, bad --db)
   3  not found (the object named on the command line does not exist)
   4  conflict (--version does not match, the object already exists, a concurrent writer won)
-  5  store unreachable (etcd down, embedded store's holder gone or not serving it, lock timeout)
+  5  store unreachable (etcd down, embedded store's holder gone or not serving it, lock timeout), or etcd refused us (TLS certificate, user/password, permission)
   6  --wait ran out: the write is committed, but not every live chassis has realised it (named)`;
 
 export interface NbOpts {
@@ -182,7 +182,7 @@ export function common(c: Command): Command {
   return c
     .option(
       "--db <url>",
-      `embedded:PATH or etcd://host:port[,host:port] (env FLOWDRAKE_NB; default ${DEFAULT_NB_URL})`,
+      `embedded:PATH, etcd://host:port[,host:port] or etcds://host:port[,…]?ca=FILE&cert=FILE&key=FILE&user=NAME[&password-file=FILE] (env FLOWDRAKE_NB; etcd password also in FLOWDRAKE_NB_PASSWORD; default ${DEFAULT_NB_URL})`,
     )
     .option("--json", "print JSON for scripts")
     .addHelpText("after", NB_EXIT_HELP);

@@ -39,8 +39,18 @@
  * fails its marker guard, and the failure branch reads the marker back: it
  * holds our nonce, so the write is reported as committed (at the marker's
  * revision), exactly once. Locks use the same idea with the holder id.
+ *
+ * Transport security: `tls` (CA, client certificate and key, as PEM bytes;
+ * also implied by `https://` endpoints) and `auth` (etcd's user/password,
+ * exchanged for a token the client renews) — src/nb/store/open.ts builds them
+ * from an `etcds://…?ca=&cert=&key=&user=` URL. A first contact that fails
+ * says what was refused: our client certificate, the member's certificate,
+ * the user name or password, or the permission on /flowdrake/ (StoreError
+ * with `context.refused` = "tls" | "auth"). A certificate one side refuses is
+ * not retried: no other member or later attempt will think otherwise.
  */
 import { randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import {
   Etcd3,
   isRecoverableError,
@@ -85,10 +95,15 @@ class HostSkipped extends Error {
   }
 }
 
+/** A TLS failure no retry can mend: a certificate one side does not accept. */
+const TLS_REFUSED =
+  /alert (bad certificate|unknown ca|certificate required|certificate unknown|certificate expired|access denied|handshake failure)|unable to verify|unable to get (local )?issuer|self[- ]signed certificate|certificate has expired|certificate is not yet valid|Hostname\/IP does not match|wrong version number/i;
+
 /** A failure that another attempt (possibly on another member) may not have. */
 export function isTransient(err: unknown): boolean {
   if (err instanceof ConflictError || err instanceof LockTimeoutError) return false;
   if (!(err instanceof Error)) return false;
+  if (TLS_REFUSED.test(err.message)) return false;
   if (err instanceof HostSkipped || isRecoverableError(err)) return true;
   return /leader changed|no leader|timed out|timeout|deadline|unavailable|ECONNREFUSED|ECONNRESET|EPIPE|connection|too many requests|not capable|stopped|member skipped|No connection established|Connection pool has no hosts|circuit/i.test(
     err.message,
@@ -620,17 +635,125 @@ class EtcdWatch {
   }
 }
 
+/** TLS towards etcd's client port (PEM bytes). */
+export interface EtcdTls {
+  /** CA that signed the members' certificates; absent = the system's trusted roots. */
+  ca?: Buffer;
+  /** Client certificate and its key, for members started with `--client-cert-auth`. */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export interface EtcdStoreOptions {
   /** How long one call keeps retrying transient failures (default 20 s). */
   retryMs?: number;
+  /** Talk TLS (also implied by `https://` endpoints). */
+  tls?: EtcdTls;
+  /** etcd's own user/password authentication (`etcdctl auth enable`). */
+  auth?: { username: string; password: string };
 }
 
-/** Open the etcd driver on these endpoints (`host:port`, `http://host:port` or `etcd://h:p,h:p`). */
+/** gRPC's message without its hex prefix, timestamps and resolution note. */
+function tidy(message: string): string {
+  return message
+    .replace(/(\s*\(\d{4}-\d\d-\d\dT[^)]*\))?\.?\s*Resolution note:.*$/s, "")
+    .replace(/[0-9A-F]{8,}:error:[0-9A-F]+:SSL routines:[^:]*:/g, "")
+    .replace(/:[^:\s]*\.c:\d+:SSL alert number \d+/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+/**
+ * What a failed first contact means, for a person: credentials etcd refused,
+ * a certificate one side refused, or simply no answer.
+ */
+function refusal(err: unknown): { kind: "auth" | "tls" | "unreachable"; hint: string } {
+  const m = errorMessage(err);
+  if (/authentication failed|invalid user ID or password|user name not found/i.test(m)) {
+    return { kind: "auth", hint: "etcd refused the user name or password" };
+  }
+  if (/user name is empty|invalid auth token/i.test(m)) {
+    return {
+      kind: "auth",
+      hint: "etcd has authentication enabled: give user=NAME in the URL and the password in FLOWDRAKE_NB_PASSWORD or password-file=FILE",
+    };
+  }
+  if (/permission denied/i.test(m)) {
+    return { kind: "auth", hint: "the etcd user has no read-write permission on /flowdrake/" };
+  }
+  if (/alert (bad certificate|unknown ca|certificate required|certificate unknown|access denied)/i.test(m)) {
+    return {
+      kind: "tls",
+      hint: "TLS: the member refused our client certificate (none given with cert=/key=, or not signed by the CA the member trusts, its --trusted-ca-file)",
+    };
+  }
+  if (TLS_REFUSED.test(m)) {
+    return {
+      kind: "tls",
+      hint: "TLS: the member's certificate is not trusted (is ca= the CA that signed it, and does it name the host?)",
+    };
+  }
+  return { kind: "unreachable", hint: "is etcd running there?" };
+}
+
+let ipServernameMuted = false;
+
+/**
+ * gRPC names a TLS server by the endpoint's host even when it is an IP
+ * address, which Node reports once per process as deprecation DEP0123 on
+ * stderr — in the middle of a CLI's output, and nothing an operator can act
+ * on (certificates for IP endpoints are normal in etcd). That one warning is
+ * dropped; every other goes through.
+ */
+function muteIpServernameWarning(): void {
+  if (ipServernameMuted) return;
+  ipServernameMuted = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+    const code = typeof rest[0] === "object" ? (rest[0] as { code?: string } | null)?.code : rest[1];
+    if (code === "DEP0123") return;
+    emit(warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+
+/**
+ * Open the etcd driver on these endpoints (`host:port`, `http://host:port`,
+ * `https://host:port` or `etcd://h:p,h:p`).
+ */
 export async function openEtcdStore(endpoints: string[], opts: EtcdStoreOptions = {}): Promise<NbStore> {
-  const hosts = etcdEndpoints(endpoints);
+  const tls = opts.tls !== undefined || endpoints.some((e) => e.startsWith("https://"));
+  const hosts = etcdEndpoints(endpoints).map((h) => (tls ? h.replace(/^http:\/\//, "https://") : h));
   if (hosts.length === 0) throw new StoreError("no etcd endpoints given", { endpoints });
+  if ((opts.tls?.cert === undefined) !== (opts.tls?.key === undefined)) {
+    throw new StoreError("an etcd client certificate needs its key, and a key its certificate", {
+      endpoints: hosts,
+    });
+  }
+  if (
+    tls &&
+    hosts.some((h) =>
+      isIP(
+        h
+          .replace(/^https:\/\//, "")
+          .replace(/:\d+$/, "")
+          .replace(/^\[|\]$/g, ""),
+      ),
+    )
+  ) {
+    muteIpServernameWarning();
+  }
   const client = new Etcd3({
     hosts,
+    ...(opts.tls
+      ? {
+          credentials: {
+            // etcd3's type insists on a Buffer; gRPC takes null as "the system's roots"
+            rootCertificate: opts.tls.ca ?? (null as unknown as Buffer),
+            ...(opts.tls.cert ? { certChain: opts.tls.cert, privateKey: opts.tls.key } : {}),
+          },
+        }
+      : {}),
+    ...(opts.auth ? { auth: { username: opts.auth.username, password: opts.auth.password } } : {}),
     dialTimeout: 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
     faultHandling: {
@@ -646,12 +769,12 @@ export async function openEtcdStore(endpoints: string[], opts: EtcdStoreOptions 
     store.retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
   } catch (err) {
     client.close();
+    const r = refusal(err);
+    const what = r.kind === "unreachable" ? "cannot reach etcd" : "etcd refused the connection";
     throw new StoreError(
-      `cannot reach etcd at ${hosts.join(",")}: ${errorMessage(err)}`,
-      { endpoints: hosts },
-      {
-        cause: err,
-      },
+      `${what} at ${hosts.join(",")}: ${r.hint}: ${tidy(errorMessage(err))}`,
+      { endpoints: hosts, refused: r.kind === "unreachable" ? undefined : r.kind },
+      { cause: err },
     );
   }
   return store;

@@ -7,6 +7,23 @@
  * The default, for a single node and the demo, is `embedded:/var/lib/flowdrake/nb`;
  * `FLOWDRAKE_NB` overrides it for every command that reads the NB.
  *
+ * A secured etcd is named by the same URL, so every place that takes one (the
+ * `nb` CLI's `--db`, `flowdrake publisher --db`, the agent's `nb` key,
+ * FLOWDRAKE_NB) can use it:
+ *
+ *   etcds://h:p[,h:p…]?ca=CA.pem&cert=CLIENT.pem&key=CLIENT-key.pem&user=NAME&password-file=FILE
+ *
+ * `etcds://` is TLS to every member (`ca=` the CA that signed the members'
+ * certificates, else the system's roots; `cert=`/`key=` a client certificate
+ * for members started with `--client-cert-auth`). `user=` turns on etcd's
+ * own authentication (also over plain `etcd://`, with a warning: the password
+ * then crosses the network in clear). The password is never part of the URL
+ * (a command line is visible to every user of the host): it comes from the
+ * file `password-file=` names, else from FLOWDRAKE_NB_PASSWORD. Values are
+ * URL-encoded (`%2C` for a comma in a path); relative paths are relative to
+ * the working directory. The files are read when the store is opened; one
+ * that cannot be read is a UsageError, as is any other parameter.
+ *
  * An embedded directory has one holder process at a time (its LOCK). Opening
  * `embedded:DIR`:
  *   - free (no LOCK, or one naming a dead process): this process opens it
@@ -20,9 +37,11 @@
  *     running, a holder still starting, or a flowdrake from before the store
  *     was served): retried for up to 3 s, then a StoreError naming the pid.
  */
-import { UsageError } from "../../util/errors.js";
+import { readFileSync } from "node:fs";
+import { UsageError, errorMessage } from "../../util/errors.js";
 import { logger } from "../../util/log.js";
 import type { EmbeddedStore } from "./embedded.js";
+import type { EtcdStoreOptions } from "./etcd.js";
 import { StoreError } from "./errors.js";
 import type { NbStore } from "./types.js";
 
@@ -30,7 +49,61 @@ const log = logger("nb-open");
 
 export const DEFAULT_NB_URL = "embedded:/var/lib/flowdrake/nb";
 
-export type StoreUrl = { driver: "embedded"; dir: string } | { driver: "etcd"; endpoints: string[] };
+/** File paths and the user name of a secured etcd URL (no secrets: those are read at open). */
+export interface EtcdSecurity {
+  tls: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  user?: string;
+  passwordFile?: string;
+}
+
+export type StoreUrl =
+  { driver: "embedded"; dir: string } | { driver: "etcd"; endpoints: string[]; security: EtcdSecurity };
+
+/** The environment variable that carries the etcd password. */
+export const PASSWORD_ENV = "FLOWDRAKE_NB_PASSWORD";
+
+const ETCD_PARAMS: Record<string, keyof EtcdSecurity> = {
+  ca: "ca",
+  cert: "cert",
+  key: "key",
+  user: "user",
+  "password-file": "passwordFile",
+};
+
+function parseEtcdParams(url: string, query: string, tls: boolean): EtcdSecurity {
+  const sec: EtcdSecurity = { tls };
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (name === "password") {
+      throw new UsageError(
+        `--db ${url.replace(/([?&]password=)[^&]*/, "$1***")}: no password in the URL (every user of the host can read a command line): ` +
+          `put it in ${PASSWORD_ENV} or in a file named by password-file=`,
+        {},
+      );
+    }
+    const field = ETCD_PARAMS[name];
+    if (!field) {
+      throw new UsageError(
+        `--db ${url}: unknown parameter "${name}" (expected ${Object.keys(ETCD_PARAMS).join(", ")})`,
+        { url },
+      );
+    }
+    if (value === "") throw new UsageError(`--db ${url}: ${name}= is empty`, { url });
+    (sec as unknown as Record<string, string>)[field] = value;
+  }
+  if (!tls && (sec.ca || sec.cert || sec.key)) {
+    throw new UsageError(`--db ${url}: ca=, cert= and key= need TLS: use etcds://`, { url });
+  }
+  if ((sec.cert === undefined) !== (sec.key === undefined)) {
+    throw new UsageError(`--db ${url}: a client certificate needs both cert= and key=`, { url });
+  }
+  if (sec.passwordFile && !sec.user) {
+    throw new UsageError(`--db ${url}: password-file= needs user=`, { url });
+  }
+  return sec;
+}
 
 export function parseStoreUrl(url: string): StoreUrl {
   if (url.startsWith("embedded:")) {
@@ -38,9 +111,12 @@ export function parseStoreUrl(url: string): StoreUrl {
     if (dir === "") throw new UsageError(`--db ${url}: embedded needs a directory (embedded:/path)`, { url });
     return { driver: "embedded", dir };
   }
-  if (url.startsWith("etcd://")) {
-    const hosts = url
-      .slice("etcd://".length)
+  const scheme = /^(etcds?):\/\//.exec(url)?.[1];
+  if (scheme) {
+    const rest = url.slice(scheme.length + 3);
+    const q = rest.indexOf("?");
+    const security = parseEtcdParams(url, q < 0 ? "" : rest.slice(q + 1), scheme === "etcds");
+    const hosts = (q < 0 ? rest : rest.slice(0, q))
       .split(",")
       .map((h) => h.trim())
       .filter((h) => h !== "");
@@ -50,9 +126,50 @@ export function parseStoreUrl(url: string): StoreUrl {
         throw new UsageError(`--db ${url}: "${h}" is not host:port`, { url });
       }
     }
-    return { driver: "etcd", endpoints: hosts.map((h) => `http://${h}`) };
+    const proto = security.tls ? "https" : "http";
+    return { driver: "etcd", endpoints: hosts.map((h) => `${proto}://${h}`), security };
   }
-  throw new UsageError(`--db ${url}: expected embedded:/path or etcd://host:port[,host:port…]`, { url });
+  throw new UsageError(
+    `--db ${url}: expected embedded:/path, etcd://host:port[,host:port…] or etcds://host:port[,…][?ca=…&cert=…&key=…&user=…]`,
+    { url },
+  );
+}
+
+function readSecret(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`--db: cannot read the ${what} ${path}: ${errorMessage(err)}`, { path });
+  }
+}
+
+/** The TLS material and credentials a parsed etcd URL names, read from their files and the environment. */
+export function etcdStoreOptions(sec: EtcdSecurity, env: NodeJS.ProcessEnv = process.env): EtcdStoreOptions {
+  const out: EtcdStoreOptions = {};
+  if (sec.tls) {
+    out.tls = {
+      ...(sec.ca ? { ca: readSecret("CA certificate (ca=)", sec.ca) } : {}),
+      ...(sec.cert ? { cert: readSecret("client certificate (cert=)", sec.cert) } : {}),
+      ...(sec.key ? { key: readSecret("client key (key=)", sec.key) } : {}),
+    };
+  }
+  if (sec.user) {
+    let password: string | undefined;
+    if (sec.passwordFile)
+      password = readSecret("password file", sec.passwordFile)
+        .toString("utf8")
+        .replace(/\r?\n$/, "");
+    else password = env[PASSWORD_ENV];
+    if (password === undefined || password === "") {
+      throw new UsageError(
+        `--db: user=${sec.user} needs a password: set ${PASSWORD_ENV} or name a file with password-file=`,
+        { user: sec.user },
+      );
+    }
+    if (!sec.tls) log.warn({ user: sec.user }, "etcd password sent over plain etcd:// (use etcds://)");
+    out.auth = { username: sec.user, password };
+  }
+  return out;
 }
 
 /** The URL to use: explicit flag, then FLOWDRAKE_NB, then the default. */
@@ -89,7 +206,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     return openEmbedded(u.dir, opts.serve ?? false);
   }
   const { openEtcdStore } = await import("./etcd.js");
-  return openEtcdStore(u.endpoints);
+  return openEtcdStore(u.endpoints, etcdStoreOptions(u.security));
 }
 
 async function openEmbedded(dir: string, serve: boolean): Promise<NbStore> {
