@@ -1,7 +1,10 @@
 /**
  * The active side: flowdrake dials the switch, the way ovs-ofctl does, at
- * `unix:<rundir>/<bridge>.mgmt` (the bridge's management socket) or
- * `tcp:host:port` (a bridge with a `ptcp:` listener). The client keeps the
+ * `unix:<rundir>/<bridge>.mgmt` (the bridge's management socket),
+ * `tcp:host:port` (a bridge with a `ptcp:` listener) or `ssl:host:port` (a
+ * `pssl:` listener, e.g. `ovs-vsctl set-controller br-int pssl:6653`, with
+ * OVS's three SSL files in `ssl`: src/util/ssl.ts; an `ssl:` target without
+ * them is refused when the client is made). The client keeps the
  * session up: when it drops (vswitchd restarted, socket closed, echo
  * keepalive timed out) it dials again with exponential backoff, and after
  * every successful handshake it calls `onConnect(conn)` — the place to replay
@@ -12,37 +15,72 @@ import { EventEmitter } from "node:events";
 import { createConnection, type Socket } from "node:net";
 import { ConnectionError, UsageError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
+import { type SslFiles, connectSsl, describeSslFailure, isSslRefusal } from "../util/ssl.js";
 import { OfConnection, type OfConnectionOptions } from "./connection.js";
 
 const log = logger("openflow-client");
 
-export type OfTarget = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number };
+export type OfTarget = { kind: "unix"; path: string } | { kind: "tcp" | "ssl"; host: string; port: number };
 
-/** Parse `unix:/path` or `tcp:host:port` (ovs-ofctl's active connection syntax). */
-export function parseTarget(s: string): OfTarget {
+/**
+ * Parse `unix:/path`, `tcp:host:port` or `ssl:host:port` (ovs-ofctl's active
+ * connection syntax); `ssl:` only when `ssl` files are given.
+ */
+export function parseTarget(s: string, ssl?: SslFiles): OfTarget {
   if (s.startsWith("unix:") && s.length > 5) return { kind: "unix", path: s.slice(5) };
-  const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(s);
+  const m = /^(tcp|ssl):(\[[^\]]+\]|[^:]+):(\d+)$/.exec(s);
   if (m) {
-    const port = Number(m[2]);
-    if (port > 0 && port < 65536) return { kind: "tcp", host: m[1]!.replace(/^\[|\]$/g, ""), port };
+    const port = Number(m[3]);
+    const kind = m[1] as "tcp" | "ssl";
+    if (kind === "ssl" && !ssl) {
+      throw new UsageError(
+        `OpenFlow target '${s}' needs SSL files: a private key, a certificate and the CA certificate ` +
+          "that signed the switch's (agent config ssl.privateKey, ssl.certificate, ssl.caCert)",
+        { target: s },
+      );
+    }
+    if (port > 0 && port < 65536) return { kind, host: m[2]!.replace(/^\[|\]$/g, ""), port };
   }
-  throw new UsageError(`OpenFlow target '${s}' is neither unix:<path> nor tcp:<host>:<port>`, { target: s });
+  throw new UsageError(`OpenFlow target '${s}' is not unix:<path>, tcp:<host>:<port> or ssl:<host>:<port>`, {
+    target: s,
+  });
+}
+
+export interface OfDialOptions extends OfConnectionOptions {
+  /** OVS's SSL files, for `ssl:` targets. */
+  ssl?: SslFiles;
 }
 
 /** Dial once and handshake. */
-export async function connectOpenFlow(target: string, opts: OfConnectionOptions = {}): Promise<OfConnection> {
-  const t = parseTarget(target);
-  const socket: Socket = t.kind === "unix" ? createConnection(t.path) : createConnection(t.port, t.host);
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", (err) =>
-      reject(new ConnectionError(`cannot connect to ${target}: ${err.message}`, { target }, { cause: err })),
-    );
-  });
-  return OfConnection.handshake(socket, { label: target, ...opts });
+export async function connectOpenFlow(target: string, opts: OfDialOptions = {}): Promise<OfConnection> {
+  const { ssl, ...connOpts } = opts;
+  const t = parseTarget(target, ssl);
+  let socket: Socket;
+  if (t.kind === "ssl") socket = await connectSsl(t.host, t.port, ssl!, target);
+  else {
+    socket = t.kind === "unix" ? createConnection(t.path) : createConnection(t.port, t.host);
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", (err) =>
+        reject(
+          new ConnectionError(`cannot connect to ${target}: ${err.message}`, { target }, { cause: err }),
+        ),
+      );
+    });
+  }
+  try {
+    return await OfConnection.handshake(socket, { label: target, ...connOpts });
+  } catch (err) {
+    // TLS 1.3: the switch refuses our certificate after our half of the handshake
+    const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+    if (t.kind === "ssl" && isSslRefusal(cause)) {
+      throw new ConnectionError(`${target}: ${describeSslFailure(cause)}`, { target }, { cause: err });
+    }
+    throw err;
+  }
 }
 
-export interface OfClientOptions extends OfConnectionOptions {
+export interface OfClientOptions extends OfDialOptions {
   /** Called after every (re)connect, before `ready()` resolves: replay state here. */
   onConnect?: (conn: OfConnection) => Promise<void>;
   minBackoffMs?: number;
@@ -70,7 +108,7 @@ export class OfClient extends EventEmitter<OfClientEvents> {
     private readonly opts: OfClientOptions = {},
   ) {
     super();
-    parseTarget(target);
+    parseTarget(target, opts.ssl);
     this.backoff = opts.minBackoffMs ?? 100;
   }
 

@@ -11,39 +11,61 @@
  * throws out of a socket callback.
  *
  * Remotes use OVS's syntax: `unix:/path/db.sock`, `tcp:127.0.0.1:6640`,
- * `tcp:[::1]:6640`.
+ * `tcp:[::1]:6640`, and `ssl:HOST:PORT` for an ovsdb-server listening with
+ * `--remote=pssl:PORT` (or `ovs-vsctl set-manager pssl:PORT`). An `ssl:`
+ * remote needs OVS's three SSL files (`ssl`: private key, certificate, CA
+ * certificate; src/util/ssl.ts); without them it is refused at once, as are
+ * the passive forms (`pssl:`, `ptcp:`, `punix:`) — flowdrake dials.
  */
 import { EventEmitter } from "node:events";
 import { type Socket, createConnection } from "node:net";
 import { ConnectionError, DecodeError, UsageError } from "../util/errors.js";
 import { type Logger, logger } from "../util/log.js";
+import { type SslFiles, connectSsl, describeSslFailure } from "../util/ssl.js";
 import { JsonFramer, type FramerOptions } from "./framer.js";
 import { OvsdbRpcError } from "./errors.js";
 
-export type Remote = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number };
+export type Remote = { kind: "unix"; path: string } | { kind: "tcp" | "ssl"; host: string; port: number };
 
-export function parseRemote(remote: string): Remote {
+/**
+ * Parse a remote; `ssl` is what an `ssl:` remote will use — without it such
+ * a remote is refused here, before any connection attempt.
+ */
+export function parseRemote(remote: string, ssl?: SslFiles): Remote {
   if (remote.startsWith("unix:")) {
     const path = remote.slice(5);
     if (!path) throw new UsageError(`empty unix socket path in remote '${remote}'`);
     return { kind: "unix", path };
   }
-  if (remote.startsWith("tcp:")) {
+  const kind = /^(tcp|ssl):/.exec(remote)?.[1] as "tcp" | "ssl" | undefined;
+  if (kind) {
     const rest = remote.slice(4);
     const m = /^\[([^\]]+)\]:(\d+)$/.exec(rest) ?? /^([^:]+):(\d+)$/.exec(rest);
     const port = m ? Number(m[2]) : NaN;
     if (!m || !(port > 0 && port < 65536)) {
-      throw new UsageError(`bad tcp remote '${remote}' (expected tcp:HOST:PORT)`);
+      throw new UsageError(`bad ${kind} remote '${remote}' (expected ${kind}:HOST:PORT)`, { remote });
     }
-    return { kind: "tcp", host: m[1]!, port };
+    if (kind === "ssl" && !ssl) {
+      throw new UsageError(
+        `OVSDB remote '${remote}' needs SSL files: a private key, a certificate and the CA certificate ` +
+          "that signed ovsdb-server's (agent config ssl.privateKey, ssl.certificate, ssl.caCert); " +
+          "or use unix:PATH (the default) or tcp:HOST:PORT",
+        { remote },
+      );
+    }
+    return { kind, host: m[1]!, port };
   }
-  if (/^p?ssl:/.test(remote)) {
+  if (/^p(ssl|tcp|unix):/.test(remote)) {
     throw new UsageError(
-      `OVSDB remote '${remote}': ssl: is not supported by this flowdrake; use unix:PATH (the default) or tcp:HOST:PORT`,
+      `OVSDB remote '${remote}' is a passive (listening) form: flowdrake connects to ovsdb-server, ` +
+        "so give the active form (unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT)",
       { remote },
     );
   }
-  throw new UsageError(`unsupported OVSDB remote '${remote}' (expected unix:PATH or tcp:HOST:PORT)`);
+  throw new UsageError(
+    `unsupported OVSDB remote '${remote}' (expected unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT)`,
+    { remote },
+  );
 }
 
 export interface JsonRpcOptions extends FramerOptions {
@@ -51,6 +73,8 @@ export interface JsonRpcOptions extends FramerOptions {
   probeIntervalMs?: number;
   /** Connect timeout (default 5000 ms). */
   connectTimeoutMs?: number;
+  /** OVS's SSL files, for `ssl:` remotes. */
+  ssl?: SslFiles;
   log?: Logger;
 }
 
@@ -90,8 +114,15 @@ export class JsonRpcConnection extends EventEmitter<JsonRpcConnectionEvents> {
     this.framer = new JsonFramer(opts);
     this.handlers.set("echo", (params) => params);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    const tls = remote.startsWith("ssl:");
     socket.on("error", (err) =>
-      this.shutdown(new ConnectionError(`ovsdb ${remote}: ${err.message}`, { remote }, { cause: err })),
+      this.shutdown(
+        new ConnectionError(
+          `ovsdb ${remote}: ${tls ? describeSslFailure(err) : err.message}`,
+          { remote },
+          { cause: err },
+        ),
+      ),
     );
     socket.on("close", () =>
       this.shutdown(
@@ -105,8 +136,13 @@ export class JsonRpcConnection extends EventEmitter<JsonRpcConnectionEvents> {
     }
   }
 
-  static connect(remote: string, opts: JsonRpcOptions = {}): Promise<JsonRpcConnection> {
-    const r = parseRemote(remote);
+  static async connect(remote: string, opts: JsonRpcOptions = {}): Promise<JsonRpcConnection> {
+    const r = parseRemote(remote, opts.ssl);
+    if (r.kind === "ssl") {
+      const socket = await connectSsl(r.host, r.port, opts.ssl!, `ovsdb ${remote}`, opts.connectTimeoutMs);
+      socket.setNoDelay(true);
+      return new JsonRpcConnection(socket, remote, opts);
+    }
     return new Promise((resolve, reject) => {
       const socket =
         r.kind === "unix"

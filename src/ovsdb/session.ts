@@ -20,6 +20,7 @@
 import { EventEmitter } from "node:events";
 import { ConnectionError, errorMessage } from "../util/errors.js";
 import { type Logger, logger } from "../util/log.js";
+import type { SslFiles } from "../util/ssl.js";
 import { type MonitorRequests, OvsdbClient, type UpdateMessage } from "./client.js";
 import { OvsdbRpcError } from "./errors.js";
 import { parseRemote } from "./jsonrpc.js";
@@ -30,6 +31,8 @@ export type MonitorMode = "monitor_cond_since" | "monitor_cond" | "monitor";
 
 export interface OvsdbSessionOptions {
   remote: string;
+  /** OVS's SSL files (private key, certificate, CA certificate), for an `ssl:` remote. */
+  ssl?: SslFiles;
   /** Database name (default "Open_vSwitch"). */
   db?: string;
   /** Tables to monitor, each with the columns to monitor (undefined: all columns). */
@@ -78,7 +81,7 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
    * (UsageError), rather than retried as if the server were down.
    */
   static start(opts: OvsdbSessionOptions): OvsdbSession {
-    parseRemote(opts.remote);
+    parseRemote(opts.remote, opts.ssl);
     const s = new OvsdbSession(opts);
     void s.loop();
     return s;
@@ -153,6 +156,7 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
       try {
         client = await OvsdbClient.connect(this.opts.remote, {
           probeIntervalMs: this.opts.probeIntervalMs ?? 5000,
+          ...(this.opts.ssl ? { ssl: this.opts.ssl } : {}),
         });
         if (this.stopped) {
           client.close();

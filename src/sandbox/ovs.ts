@@ -14,6 +14,11 @@
  * A `dummy` datapath creates no kernel devices at all, so such a sandbox may run
  * its vswitchd in the host namespace (`hostNetwork`), which lets it reach a
  * controller listening on the host's 127.0.0.1.
+ *
+ * `ssl` (OVS's --private-key/--certificate/--ca-cert files) gives both daemons
+ * SSL: ovsdb-server also listens on pssl:<ovsdbSslPort>:127.0.0.1 (and serves
+ * `ovs-vsctl set-manager pssl:…` remotes), ovs-vswitchd can then serve
+ * `ovs-vsctl set-controller BR pssl:…` listeners.
  */
 
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -21,6 +26,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { FlowdrakeError } from "../util/errors.js";
 import { type RunResult, run } from "../util/exec.js";
+import type { SslFiles } from "../util/ssl.js";
 import { createNetns, createVeth } from "./netns.js";
 import { Cleanup, makeRunDir, sweepStale } from "./rundir.js";
 
@@ -40,6 +46,8 @@ export interface OvsSandboxOptions {
   otherConfig?: Record<string, string>;
   /** Reuse an existing namespace instead of creating one. */
   netns?: string;
+  /** SSL files for both daemons; ovsdb-server then also listens on pssl:<ovsdbSslPort>:127.0.0.1. */
+  ssl?: SslFiles;
 }
 
 export interface VmPort {
@@ -60,11 +68,13 @@ export class OvsSandbox {
   readonly cleanup = new Cleanup();
   readonly env: NodeJS.ProcessEnv;
   ovsdbTcpPort?: number;
+  ovsdbSslPort?: number;
 
   private constructor(
     readonly dir: string,
     readonly netns: string | undefined,
     readonly datapath: DatapathType,
+    readonly ssl?: SslFiles,
   ) {
     this.env = {
       ...process.env,
@@ -95,7 +105,7 @@ export class OvsSandbox {
     let netns = opts.netns;
     try {
       if (!netns && !opts.hostNetwork) netns = await createNetns(label.slice(0, 6), cleanup);
-      const sb = new OvsSandbox(dir, netns, datapath);
+      const sb = new OvsSandbox(dir, netns, datapath, opts.ssl);
       sb.cleanup.add("run dir", () => {
         if (!process.env.FLOWDRAKE_KEEP_SANDBOX) rmSync(dir, { recursive: true, force: true });
       });
@@ -125,6 +135,11 @@ export class OvsSandbox {
   get dbRemote(): string {
     return `unix:${this.dbSocket}`;
   }
+  /** `ssl:127.0.0.1:<port>` of ovsdb-server's pssl listener (sandboxes started with `ssl`). */
+  get dbSslRemote(): string {
+    if (this.ovsdbSslPort === undefined) throw new FlowdrakeError("USAGE", "sandbox started without ssl");
+    return `ssl:127.0.0.1:${this.ovsdbSslPort}`;
+  }
   mgmtSocket(bridge = "br-int"): string {
     return join(this.dir, `${bridge}.mgmt`);
   }
@@ -152,6 +167,10 @@ export class OvsSandbox {
       this.ovsdbTcpPort ??= await freeTcpPort();
       argv.push(`--remote=ptcp:${this.ovsdbTcpPort}:127.0.0.1`);
     }
+    if (this.ssl) {
+      this.ovsdbSslPort ??= await freeTcpPort();
+      argv.push(...sslArgs(this.ssl), `--remote=pssl:${this.ovsdbSslPort}:127.0.0.1`);
+    }
     await run(argv, { env: this.env });
     this.cleanup.add("ovsdb-server", () => this.killDaemon("ovsdb-server"));
   }
@@ -168,6 +187,7 @@ export class OvsSandbox {
         `--pidfile=${join(this.dir, "ovs-vswitchd.pid")}`,
         `--log-file=${this.logFile("ovs-vswitchd")}`,
         "--detach",
+        ...(this.ssl ? sslArgs(this.ssl) : []),
       ],
       { env: this.env, netns: this.netns },
     );
@@ -309,6 +329,10 @@ export class OvsSandbox {
   async stop(): Promise<void> {
     await this.cleanup.run();
   }
+}
+
+function sslArgs(f: SslFiles): string[] {
+  return [`--private-key=${f.privateKey}`, `--certificate=${f.certificate}`, `--ca-cert=${f.caCert}`];
 }
 
 export function freeTcpPort(): Promise<number> {
