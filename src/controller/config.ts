@@ -12,10 +12,16 @@
  *   bridge: br-int
  *   bridgeMappings: { physnet1: br-ex }   # provider networks: physical network → bridge
  *   openflow: unix:/var/run/openvswitch/br-int.mgmt   # default: next to the ovsdb socket
- *   nb: embedded:/var/lib/flowdrake/nb                 # or etcd://h:p[,h:p]
+ *   nb: embedded:/var/lib/flowdrake/nb                 # or etcd://h:p[,h:p], etcds://…?ca=&cert=&key=&user=
  *   pubsub: tcp://127.0.0.1:6650    # ZeroMQ publisher; absent = follow the store's watch
+ *   pubsubServerKey: /etc/flowdrake/publisher.pub      # CURVE: the publisher's public key
+ *   pubsubKey: /etc/flowdrake/agent.key                # CURVE: this agent's key pair (authorized-keys publishers)
+ *   ssl: { privateKey: …/ctl-privkey.pem, certificate: …/ctl-cert.pem, caCert: …/switchca/cacert.pem }
+ *                                   # for ssl: ovsdb/openflow remotes, as OVS's --private-key/--certificate/--ca-cert
  *   logLevel: info
  *   metrics: 127.0.0.1:9464         # Prometheus /metrics; "" = off
+ *   metricsTls: { certificate: …, privateKey: … }   # serve https
+ *   metricsAuthFile: /etc/flowdrake/metrics.auth    # basic auth, user:password lines
  *   apps: [classifier, portsec, dhcp, arp, l2, l3, tunnel, provider]
  *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }   # ratePps: per-port DHCP punts
  *   punt: { hostRatePps: 1000, queuePerPort: 64 }   # all punts of the host; agent queue per port
@@ -48,8 +54,24 @@ export const agentConfigSchema = z.strictObject({
   openflow: z.string().optional(),
   nb: z.string().default(DEFAULT_NB_URL),
   pubsub: z.string().optional(),
+  /** The publisher's CURVE public key file (`flowdrake publisher keygen`'s .pub): pub/sub over CURVE. */
+  pubsubServerKey: z.string().min(1).optional(),
+  /** This agent's CURVE key pair file (.key), for a publisher that admits listed keys only. */
+  pubsubKey: z.string().min(1).optional(),
+  /** OVS's SSL files, for `ssl:` ovsdb and openflow remotes (src/util/ssl.ts). */
+  ssl: z
+    .strictObject({
+      privateKey: z.string().min(1),
+      certificate: z.string().min(1),
+      caCert: z.string().min(1),
+    })
+    .optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   metrics: z.string().default("127.0.0.1:9464"),
+  /** Serve /metrics over https with this certificate and key. */
+  metricsTls: z.strictObject({ certificate: z.string().min(1), privateKey: z.string().min(1) }).optional(),
+  /** Demand basic auth on /metrics: a file of user:password lines. */
+  metricsAuthFile: z.string().min(1).optional(),
   apps: z.array(z.string().refine((a) => isAppName(a), "is not a known app")).default([...DEFAULT_APPS]),
   dhcp: z
     .strictObject({

@@ -15,14 +15,74 @@
  *   flowdrake_realised_revision              the NB revision br-int realises
  *   flowdrake_recovery_repairs_total         cache entries the recovery pass repaired
  *   flowdrake_punt_queue_drops_total         packet-ins dropped from a full per-port queue
+ *
+ * The endpoint is loopback by default. It can serve https (`tls`: a
+ * certificate and key) and demand HTTP basic auth (`basicAuthFile`: lines of
+ * `user:password`, kept mode 0600), which is what Prometheus' `tls_config`
+ * and `basic_auth` scrape settings speak. Binding a non-loopback address
+ * without both logs a warning: the counters describe this host's ports,
+ * flows and peers to anyone who can reach it.
  */
-import { createServer, type Server } from "node:http";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { isIP } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { tableById } from "../datapath/index.js";
 import type { Flow } from "../openflow/flow.js";
+import { UsageError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
 
 const log = logger("metrics");
+
+export interface MetricsSecurity {
+  /** Serve https with this certificate and key (PEM file paths). */
+  tls?: { certificate: string; privateKey: string };
+  /** Demand HTTP basic auth; the file holds `user:password` lines. */
+  basicAuthFile?: string;
+}
+
+function readFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`metrics: cannot read the ${what} ${path}: ${errorMessage(err)}`, { path });
+  }
+}
+
+const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
+
+/** The digests of the `user:password` lines of a basic-auth file. */
+function readCredentials(path: string): Buffer[] {
+  const lines = readFile(path, "basic auth file")
+    .toString("utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  if (lines.length === 0 || lines.some((l) => l.indexOf(":") <= 0)) {
+    throw new UsageError(`metrics: ${path} must hold user:password lines`, { path });
+  }
+  if (statSync(path).mode & 0o077)
+    log.warn({ path }, "metrics basic auth file is readable by others: chmod 600 it");
+  return lines.map(digest);
+}
+
+function authorized(req: IncomingMessage, credentials: Buffer[]): boolean {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(req.headers.authorization ?? "");
+  if (!m) return false;
+  const given = digest(Buffer.from(m[1]!, "base64").toString("utf8"));
+  let ok = false;
+  for (const c of credentials) ok = timingSafeEqual(given, c) || ok;
+  return ok;
+}
+
+/** Whether a listen host is loopback-only. */
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
+}
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -109,13 +169,21 @@ export class AgentMetrics {
     for (const [table, n] of counts) this.flows.set({ table }, n);
   }
 
-  /** Serve /metrics on host:port ("" = off). Resolves with the bound port. */
-  async listen(address: string): Promise<number | undefined> {
+  /**
+   * Serve /metrics on host:port ("" = off; `[::1]:port` for IPv6), with
+   * optional https and basic auth. Resolves with the bound port.
+   */
+  async listen(address: string, security: MetricsSecurity = {}): Promise<number | undefined> {
     if (!address) return undefined;
     const i = address.lastIndexOf(":");
-    const host = address.slice(0, i) || "127.0.0.1";
+    const host = address.slice(0, i).replace(/^\[(.*)\]$/, "$1") || "127.0.0.1";
     const port = Number(address.slice(i + 1));
-    this.server = createServer((req, res) => {
+    const credentials = security.basicAuthFile ? readCredentials(security.basicAuthFile) : undefined;
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      if (credentials && !authorized(req, credentials)) {
+        res.writeHead(401, { "www-authenticate": 'Basic realm="flowdrake metrics"' }).end("unauthorized\n");
+        return;
+      }
       if (req.url !== "/metrics") {
         res.writeHead(404).end("try /metrics\n");
         return;
@@ -124,13 +192,31 @@ export class AgentMetrics {
         (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
         (err: Error) => res.writeHead(500).end(err.message),
       );
-    });
+    };
+    const tls = security.tls;
+    this.server = tls
+      ? createHttpsServer(
+          {
+            cert: readFile(tls.certificate, "TLS certificate"),
+            key: readFile(tls.privateKey, "TLS private key"),
+            minVersion: "TLSv1.2",
+          },
+          handler,
+        )
+      : createServer(handler);
     await new Promise<void>((resolve, reject) => {
       this.server!.once("error", reject);
       this.server!.listen(port, host, () => resolve());
     });
     const bound = (this.server.address() as { port: number }).port;
-    log.info({ address: `${host}:${bound}` }, "metrics listening");
+    const where = { address: `${host}:${bound}`, tls: !!tls, basicAuth: !!credentials };
+    if (!isLoopback(host) && !(tls && credentials)) {
+      log.warn(
+        where,
+        "metrics served on a non-loopback address without TLS and basic auth: anyone who can reach it " +
+          "reads this host's ports, flows and peers (set metricsTls and metricsAuthFile, or bind 127.0.0.1 behind a proxy)",
+      );
+    } else log.info(where, "metrics listening");
     return bound;
   }
 

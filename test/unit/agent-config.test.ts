@@ -72,6 +72,11 @@ describe("agent flags", () => {
       tunnelIp: "192.0.2.1",
       openflow: "unix:/x",
       pubsub: "tcp://127.0.0.1:1",
+      pubsubServerKey: "/k/publisher.pub",
+      pubsubKey: "/k/agent.key",
+      ssl: { privateKey: "/k/ctl-privkey.pem", certificate: "/k/ctl-cert.pem", caCert: "/k/cacert.pem" },
+      metricsTls: { certificate: "/k/m.pem", privateKey: "/k/m-key.pem" },
+      metricsAuthFile: "/k/metrics.auth",
       dhcp: { ratePps: 1, leaseTime: 2, domain: "d" },
       offload: { hwOffload: true, tcPolicy: "none", maxIdleMs: 1, nOffloadThreads: 1 },
     });
@@ -82,6 +87,8 @@ describe("agent flags", () => {
     expect(byPath.get("dhcp.ratePps")).toBe("dhcp-rate-pps");
     expect(byPath.get("offload.hwOffload")).toBe("offload-hw-offload");
     expect(byPath.get("bridgeMappings")).toBe("bridge-mappings");
+    expect(byPath.get("ssl.caCert")).toBe("ssl-ca-cert");
+    expect(byPath.get("pubsubServerKey")).toBe("pubsub-server-key");
   });
 
   it("flags become typed config values and win over the file, key by key inside nested objects", () => {
