@@ -1,9 +1,10 @@
 /**
  * Ready-made frames for the reactive apps: ARP request/reply, DHCPv4 over
  * UDP/IPv4, ICMPv6 neighbor advertisement/solicitation and router
- * advertisement, ICMP echo reply. Each is a thin layer over buildFrame that
- * picks the addresses and ports the RFCs prescribe, so apps state intent
- * ("answer this ARP for 10.0.0.1 with fa:16:3e:..") rather than headers.
+ * advertisement (with the RFC 8106 DNS options), ICMP echo reply. Each is a
+ * thin layer over buildFrame that picks the addresses and ports the RFCs
+ * prescribe, so apps state intent ("answer this ARP for 10.0.0.1 with
+ * fa:16:3e:..") rather than headers. DHCPv6 frames: dhcp6.ts.
  */
 import { MAC_BROADCAST, MAC_ZERO, ipv6MulticastMac, solicitedNodeAddress } from "./addr.js";
 import { ARP_OP, UDP_PORT } from "./constants.js";
@@ -119,20 +120,55 @@ export function buildNeighborSolicitation(a: NeighborSolicitationArgs): Buffer {
   });
 }
 
+export interface RaPrefixArgs {
+  prefix: string;
+  prefixLength: number;
+  /** L flag (default true). */
+  onLink?: boolean;
+  /** A flag: hosts may form an address in it by SLAAC (default true). */
+  autonomous?: boolean;
+  /** Seconds; RFC 4861 §6.2.1 defaults 2592000 (30 days) and 604800 (7 days). */
+  validLifetime?: number;
+  preferredLifetime?: number;
+}
+
+/** RFC 4191 §2.2 default router preference, the Prf bits of the RA flags byte. */
+export const ROUTER_PREFERENCE = { high: 0b01, medium: 0b00, low: 0b11 } as const;
+export type RouterPreference = keyof typeof ROUTER_PREFERENCE;
+
 export interface RouterAdvertisementArgs {
   mac: string;
   /** Link-local address of the router port. */
   ip: string;
-  prefixes: { prefix: string; prefixLength: number; autonomous?: boolean }[];
+  prefixes: RaPrefixArgs[];
   mtu?: number;
+  /** M flag: addresses by DHCPv6. */
   managed?: boolean;
+  /** O flag: other configuration by DHCPv6. */
   other?: boolean;
+  /** Seconds this router is a default router (0: not one); default 1800. */
   routerLifetime?: number;
+  /** Default 64. */
+  curHopLimit?: number;
+  /** Milliseconds; 0 (the default) leaves the hosts' own values. */
+  reachableTime?: number;
+  retransTimer?: number;
+  /** Default "medium". */
+  routerPreference?: RouterPreference;
+  /** RFC 8106 RDNSS option; left out when empty. */
+  dnsServers?: { servers: string[]; lifetime: number };
+  /** RFC 8106 DNSSL option; left out when empty. */
+  dnsSearch?: { domains: string[]; lifetime: number };
   toMac?: string;
   toIp?: string;
   vlans?: VlanSpec[];
 }
 
+/**
+ * A router advertisement to `toIp`/`toMac` (default: all-nodes ff02::1 and its
+ * multicast MAC), hop limit 255 as RFC 4861 §6.1.2 requires. Options in the
+ * order source link-layer address, MTU, prefixes, RDNSS, DNSSL.
+ */
 export function buildRouterAdvertisement(a: RouterAdvertisementArgs): Buffer {
   const dstIp = a.toIp ?? "ff02::1";
   const options: NdpOption[] = [{ kind: "source-ll", mac: a.mac }];
@@ -142,25 +178,29 @@ export function buildRouterAdvertisement(a: RouterAdvertisementArgs): Buffer {
       kind: "prefix-info",
       prefix: p.prefix,
       prefixLength: p.prefixLength,
-      onLink: true,
+      onLink: p.onLink ?? true,
       autonomous: p.autonomous ?? true,
-      validLifetime: 2592000,
-      preferredLifetime: 604800,
+      validLifetime: p.validLifetime ?? 2592000,
+      preferredLifetime: p.preferredLifetime ?? 604800,
     });
   }
+  if (a.dnsServers && a.dnsServers.servers.length > 0)
+    options.push({ kind: "rdnss", lifetime: a.dnsServers.lifetime, servers: a.dnsServers.servers });
+  if (a.dnsSearch && a.dnsSearch.domains.length > 0)
+    options.push({ kind: "dnssl", lifetime: a.dnsSearch.lifetime, domains: a.dnsSearch.domains });
   return buildFrame({
     eth: { src: a.mac, dst: a.toMac ?? ipv6MulticastMac(dstIp) },
     vlans: a.vlans ?? [],
     ipv6: { src: a.ip, dst: dstIp, hopLimit: 255 },
     icmpv6: ndpToIcmpv6({
       kind: "router-advertisement",
-      curHopLimit: 64,
+      curHopLimit: a.curHopLimit ?? 64,
       managed: a.managed ?? false,
       other: a.other ?? false,
-      otherFlags: 0,
+      otherFlags: ROUTER_PREFERENCE[a.routerPreference ?? "medium"] << 3,
       routerLifetime: a.routerLifetime ?? 1800,
-      reachableTime: 0,
-      retransTimer: 0,
+      reachableTime: a.reachableTime ?? 0,
+      retransTimer: a.retransTimer ?? 0,
       options,
     }),
   });
