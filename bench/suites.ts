@@ -11,4 +11,5 @@ export const suites: Record<string, () => Promise<void>> = {
   "control-plane-ovn": async () => {
     await (await import("./control-plane-ovn.js")).controlPlaneOvn();
   },
+  "first-packet": async () => (await import("./first-packet.js")).firstPacket(),
 };
