@@ -91,7 +91,7 @@ export const WARMUP_ADDRESSES = 200;
 const MEASURED_MAX = SINK_ADDRESSES - WARMUP_ADDRESSES;
 export const DEFAULT_RATES = [100, 200, 300, 500, 1000, 2000, 3000, 5000];
 /** Rates of the default-config flowdrake series (the cap makes the higher ones a measure of the cap). */
-const CAPPED_RATES = [100, 300, 1000, 3000];
+const CAPPED_RATES = [100, 200, 300, 1000, 3000];
 /** Seconds of sending per rate, bounded by the measured addresses (and at least 1,000 datagrams). */
 const SECONDS_PER_RATE = 5;
 const RAW_RATES = [1000, 2000, 5000, 10000, 20000, 50000];
