@@ -43,6 +43,7 @@ import type { RealisedValue } from "../nb/realised.js";
 import { openStore } from "../nb/store/open.js";
 import type { NbStore, StoredObject } from "../nb/store/types.js";
 import { NbCache, type ChangeEvent } from "../nb/sync/cache.js";
+import { loadCurveClient } from "../nb/pubsub/curve.js";
 import { startRecovery, type Recovery } from "../nb/sync/recovery.js";
 import { AGENT_KIND, KIND } from "../nb/sync/refs.js";
 import { type ApplyResult, applyOffloadSettings } from "../offload/ovs-settings.js";
@@ -185,6 +186,7 @@ export class Agent {
 
     this.ovsdb = OvsdbSession.start({
       remote: c.ovsdb,
+      ssl: c.ssl,
       tables: {
         Open_vSwitch: ["bridges", "other_config", "external_ids"],
         Bridge: ["name", "ports", "datapath_type", "external_ids"],
@@ -227,7 +229,9 @@ export class Agent {
     this.applyBindings(this.tracker.reset(this.ovsdb.replica));
     this.cache = await NbCache.start({
       store: this.store,
-      distribution: c.pubsub ? { mode: "pubsub", endpoint: c.pubsub } : { mode: "watch" },
+      distribution: c.pubsub
+        ? { mode: "pubsub", endpoint: c.pubsub, curve: loadCurveClient(c.pubsubServerKey, c.pubsubKey) }
+        : { mode: "watch" },
       localPorts: [...this.tracker.boundPorts().keys()],
     });
     for (const kind of [...MODEL_KINDS.keys(), AGENT_KIND.liveness]) {
@@ -245,13 +249,17 @@ export class Agent {
     });
 
     this.of = new OfClient(openflowTarget(c), {
+      ssl: c.ssl,
       label: `${c.chassis}/${c.bridge}`,
       onConnect: (conn) => this.onConnect(conn),
     });
     this.of.on("connected", () => this.schedule());
     this.of.on("disconnected", () => this.reconciler.invalidate());
     await this.of.start();
-    this.metricsPort = await this.metrics.listen(c.metrics);
+    this.metricsPort = await this.metrics.listen(c.metrics, {
+      tls: c.metricsTls,
+      basicAuthFile: c.metricsAuthFile,
+    });
     this.warnMissingApps();
     if (c.recoverySeconds > 0) {
       this.recovery = startRecovery(this.cache, c.recoverySeconds * 1000, (r) => {

@@ -61,6 +61,7 @@ import {
   tenantTopic,
   type ChangeMessage,
 } from "../pubsub/message.js";
+import type { CurveClient } from "../pubsub/curve.js";
 import { NbSubscriber, type ResyncReason } from "../pubsub/subscriber.js";
 import { AGENT_KIND, KIND, SYNC_KINDS, refsOf } from "./refs.js";
 
@@ -95,7 +96,7 @@ export interface SyncReport {
   changes: RepairEntry[];
 }
 
-export type Distribution = { mode: "watch" } | { mode: "pubsub"; endpoint: string };
+export type Distribution = { mode: "watch" } | { mode: "pubsub"; endpoint: string; curve?: CurveClient };
 
 export interface CacheOptions {
   store: NbStore;
@@ -264,13 +265,17 @@ export class NbCache {
     const cache = new NbCache(opts);
     const d = opts.distribution;
     if (d.mode === "pubsub") {
-      cache.subscriber = NbSubscriber.connect(d.endpoint, {
-        onChange: (m) => cache.onMessage(m),
-        onResync: (r) => void cache.requestResync(describe(r)),
-        onCaughtUp: (revision) => {
-          if (!cache.queued && cache.running === 0) cache.advance(revision);
+      cache.subscriber = NbSubscriber.connect(
+        d.endpoint,
+        {
+          onChange: (m) => cache.onMessage(m),
+          onResync: (r) => void cache.requestResync(describe(r)),
+          onCaughtUp: (revision) => {
+            if (!cache.queued && cache.running === 0) cache.advance(revision);
+          },
         },
-      });
+        { curve: d.curve },
+      );
       cache.subscriber.subscribe(TOPIC_CHASSIS);
     }
     const first = await cache.requestResync("start");
