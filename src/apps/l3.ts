@@ -317,7 +317,12 @@ export function l3App(opts: L3AppOptions = {}): App {
       const dst = ip.dst;
       const nv = ctx.view.network(lp.networkId);
       if (!nv) return;
-      const { result: route, deps } = ctx.track(() => hostRoute(ctx.view, r, itf, nv.key, dst));
+      // The router is looked up again inside the tracked read, so that the host route depends on it
+      // (an administratively downed or removed router takes its reactive routes with it).
+      const { result: route, deps } = ctx.track(() => {
+        const again = routerOf(ctx.view, lp.networkId, f.eth.dst);
+        return again && hostRoute(ctx.view, again.r, again.itf, nv.key, dst);
+      });
       if (!route) {
         return icmpError(
           ctx,
@@ -342,10 +347,13 @@ export function l3App(opts: L3AppOptions = {}): App {
       const dst = at("ip_dst") ?? at("ipv6_dst");
       const nv = ctx.view.networkByKey(key);
       if (!nv || dst === undefined) return undefined;
-      const hit = routerOf(ctx.view, nv.id, mac);
+      const { result: hit, deps } = ctx.track(() => {
+        const h = routerOf(ctx.view, nv.id, mac);
+        const b = h && hostRoute(ctx.view, h.r, h.itf, key, String(dst));
+        return h && b ? { ...h, b } : undefined;
+      });
       if (!hit) return undefined;
-      const { result: b, deps } = ctx.track(() => hostRoute(ctx.view, hit.r, hit.itf, key, String(dst)));
-      if (!b) return undefined;
+      const b = hit.b;
       const want: Flow = b.idleTimeout(idle).sendFlowRemoved().build(installed.cookie);
       const same =
         flowKey(want) === flowKey(installed) &&

@@ -26,7 +26,8 @@
  *   wired:N       network(N)                     N's local port count crossing 0
  *   members:N     localPortsOf(N)                a local port of N changing, (un)binding
  *   remotes:N     remoteChassisOf(N)             a non-local port of N changing, (un)binding
- *   ports:N       portWithIp(N, ·)               any port of N changing, (un)binding
+ *   ip:N/A        portWithIp(N, A)               a port of N with fixed IP A changing (or gaining
+ *                                                or losing A)
  *   subnet:S      subnet(S)                      NB subnet S
  *   subnets:N     subnetsOf(N)                   a subnet of N changing
  *   router:R      router(R)                      NB router R
@@ -91,6 +92,8 @@ export class LocalModel implements View {
   private providers = new Map<string, number>();
 
   private readonly portsByNet = new Map<string, Set<string>>();
+  /** `N/A` → ports of network N with fixed IP A (one, unless the NB holds a duplicate). */
+  private readonly portsByIp = new Map<string, Set<string>>();
   private readonly localByNet = new Map<string, Set<string>>();
   private readonly subnetsByNet = new Map<string, Set<string>>();
   private readonly routersByNet = new Map<string, Set<string>>();
@@ -139,10 +142,20 @@ export class LocalModel implements View {
     this.touch(`port:${id}`);
     const bound = this.bindings.has(id);
     this.moveMembership(id, old?.networkId, bound, port?.networkId, bound, () => {
-      if (old) removeFrom(this.portsByNet, old.networkId, id);
+      if (old) {
+        removeFrom(this.portsByNet, old.networkId, id);
+        for (const f of old.fixedIps) {
+          removeFrom(this.portsByIp, `${old.networkId}/${f.ipAddress}`, id);
+          this.touch(`ip:${old.networkId}/${f.ipAddress}`);
+        }
+      }
       if (port) {
         this.ports.set(id, port);
         addTo(this.portsByNet, port.networkId, id);
+        for (const f of port.fixedIps) {
+          addTo(this.portsByIp, `${port.networkId}/${f.ipAddress}`, id);
+          this.touch(`ip:${port.networkId}/${f.ipAddress}`);
+        }
       } else this.ports.delete(id);
     });
   }
@@ -175,7 +188,6 @@ export class LocalModel implements View {
     apply: () => void,
   ): void {
     const nets = [from, to].filter((n): n is string => n !== undefined);
-    for (const n of nets) this.touch(`ports:${n}`);
     const wiredBefore = nets.map((n) => this.localByNet.has(n));
     if (from !== undefined) {
       if (wasLocal) {
@@ -468,12 +480,13 @@ export class LocalModel implements View {
   }
 
   portWithIp(networkId: string, ip: string): ReadyPort | undefined {
-    this.read(`ports:${networkId}`);
-    for (const id of this.portsByNet.get(networkId) ?? []) {
-      const p = this.ports.get(id)!;
-      if (p.fixedIps.some((f) => f.ipAddress === ip)) return p;
-    }
-    return undefined;
+    this.read(`ip:${networkId}/${ip}`);
+    const ids = this.portsByIp.get(`${networkId}/${ip}`);
+    if (!ids) return undefined;
+    // a duplicate address: the lowest port id, whatever the arrival order
+    let best: string | undefined;
+    for (const id of ids) if (best === undefined || id < best) best = id;
+    return this.ports.get(best!);
   }
 
   localPortByOfport(ofport: number): LocalPort | undefined {
