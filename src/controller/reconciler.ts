@@ -147,6 +147,10 @@ export class OpenFlowReconciler {
   private installedMeters = new Map<number, number>();
   private dirty = new Set<string>();
   private dirtyMeters = new Set<string>();
+  /** Keys changed while a sync was running (see update). */
+  private lateDirty = new Set<string>();
+  private lateDirtyMeters = new Set<string>();
+  private syncing = false;
   private synced = false;
   readonly failed = new Map<OwnerKey, FailedOwner>();
   /** Keys held back because their owner failed, by owner. */
@@ -158,19 +162,22 @@ export class OpenFlowReconciler {
   // ── desired ──────────────────────────────────────────────────────────────
 
   update(changes: readonly OwnerChange[]): void {
+    // During a sync, keys changed now must stay dirty after it: the sync clears what it sent.
+    const flows = this.syncing ? this.lateDirty : this.dirty;
+    const meters = this.syncing ? this.lateDirtyMeters : this.dirtyMeters;
     for (const c of changes) {
       const before: OwnerOutput = c.before ?? { flows: [], meters: [] };
       const after: OwnerOutput = c.after ?? { flows: [], meters: [] };
-      this.flows.replace(c.owner, before.flows, after.flows, this.dirty);
-      this.meters.replace(c.owner, before.meters, after.meters, this.dirtyMeters);
+      this.flows.replace(c.owner, before.flows, after.flows, flows);
+      this.meters.replace(c.owner, before.meters, after.meters, meters);
       if (this.failed.delete(c.owner)) this.release(c.owner);
     }
   }
 
   private release(owner: OwnerKey): void {
     for (const k of this.held.get(owner) ?? []) {
-      if (k.startsWith("meter:")) this.dirtyMeters.add(k.slice(6));
-      else this.dirty.add(k);
+      if (k.startsWith("meter:")) (this.syncing ? this.lateDirtyMeters : this.dirtyMeters).add(k.slice(6));
+      else (this.syncing ? this.lateDirty : this.dirty).add(k);
     }
     this.held.delete(owner);
   }
@@ -339,9 +346,23 @@ export class OpenFlowReconciler {
 
   /** Send what the dirty keys need; see the module comment. */
   async sync(conn: OfConnection, opts: { timeoutMs?: number } = {}): Promise<SyncResult> {
+    if (this.syncing) throw new Error("reconciler: sync while another sync is running");
+    this.releaseDue();
+    this.syncing = true;
+    try {
+      return await this.syncOnce(conn, opts);
+    } finally {
+      this.syncing = false;
+      for (const k of this.lateDirty) this.dirty.add(k);
+      for (const k of this.lateDirtyMeters) this.dirtyMeters.add(k);
+      this.lateDirty.clear();
+      this.lateDirtyMeters.clear();
+    }
+  }
+
+  private async syncOnce(conn: OfConnection, opts: { timeoutMs?: number }): Promise<SyncResult> {
     const started = performance.now();
     if (!this.synced) await this.readInstalled(conn);
-    this.releaseDue();
     const result: SyncResult = { added: 0, modified: 0, deleted: 0, meters: 0, failed: [], durationMs: 0 };
     for (let round = 0; ; round++) {
       const m = this.planMeters();
