@@ -6,8 +6,9 @@
  * the switch processes a session's messages in order).
  *
  *   bundle mode  one ONF bundle (atomic, ordered) per `chunkSize` messages:
- *                open → add × n → barrier → commit (or discard when an add was
- *                rejected); all of a chunk or none of it.
+ *                open → add × n → barrier, written at once (one round trip),
+ *                then commit (or discard when an add was rejected); all of a
+ *                chunk or none of it, done when the commit is answered.
  *   plain mode   messages written back to back in large socket writes, a
  *                barrier after every `chunkSize`, at most `window` barriers
  *                unanswered — so 100k flow_mods stream at socket speed while
@@ -102,12 +103,13 @@ export async function installFlows(
       const xids = part.map((m) => m.xid ?? conn.allocXid());
       for (const x of xids) mine.add(x);
       if (bundle) {
-        const id = await conn.bundleOpen();
+        // open, adds and barrier in one round trip; the commit in a second
+        const { bundleId: id, opened } = await conn.bundleOpenPipelined();
         const before = errors.length;
         await conn.bundleAdd(id, part, undefined, xids);
         // OVS validates a message when it is added; a rejected add leaves it out of the
         // bundle rather than failing the commit, so ask (barrier) before committing.
-        await conn.barrier(opts.timeoutMs);
+        await Promise.all([opened, conn.barrier(opts.timeoutMs)]);
         if (errors.length > before) {
           await conn.bundleDiscard(id);
           continue;
@@ -126,7 +128,8 @@ export async function installFlows(
       }
     }
     await Promise.all(barriers);
-    await conn.barrier(opts.timeoutMs);
+    // a bundle is done when its commit was answered; plain messages when a barrier after them was
+    if (!bundle) await conn.barrier(opts.timeoutMs);
   } finally {
     conn.off("of_error", onError);
   }

@@ -536,6 +536,26 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
   }
 
   /**
+   * Open a bundle without waiting for the switch's answer, so that the adds
+   * that follow share its round trip: the open_request is on the wire when
+   * this resolves (messages go out in call order), and `opened` settles with
+   * the reply. When the in-flight limit is reached the open is awaited
+   * instead, since it could not be written ahead of the adds.
+   */
+  async bundleOpenPipelined(
+    flags = OFPBF.ATOMIC | OFPBF.ORDERED,
+  ): Promise<{ bundleId: number; opened: Promise<void> }> {
+    const bundleId = this.nextBundleId++;
+    if (this.pending.size >= this.opts.maxInFlight) {
+      await this.bundleCtrl(bundleId, "open_request", flags);
+      return { bundleId, opened: Promise.resolve() };
+    }
+    const opened = this.bundleCtrl(bundleId, "open_request", flags);
+    opened.catch(() => undefined);
+    return { bundleId, opened };
+  }
+
+  /**
    * Add messages to an open bundle (fire-and-forget; failures surface at
    * commit, or as of_error events for the add). Each bundle_add_message has
    * the xid of the message it carries; `xids` as for sendAll.
