@@ -156,11 +156,13 @@ export class Agent {
   ) {
     this.apps = [...loadApps(config.apps, { dhcp: config.dhcp, l3: config.l3 }), ...(deps.extraApps ?? [])];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
+    this.metrics.flowSource = () => this.reconciler.installedFlows();
     this.engine = new Engine(this.model, this.apps, { hostPuntPps: config.punt.hostRatePps });
     this.punts = new PuntQueue(
       config.punt.queuePerPort,
       (m) => this.onPacketIn(m),
       (err) => log.warn({ err: errorMessage(err) }, "packet-in handler failed"),
+      config.punt.concurrency,
     );
     this.tracker = new BindingTracker(config.bridge, Object.keys(config.bridgeMappings));
   }
@@ -514,7 +516,6 @@ export class Agent {
     this.metrics.localPorts.set(localPorts);
     this.metrics.owners.set(this.engine.ownerCount);
     this.metrics.realisedRevision.set(this.realised);
-    if (r.added + r.modified + r.deleted > 0) this.metrics.refreshFlows(this.reconciler.installedFlows());
     this.lastPass = {
       ...r,
       localPorts,

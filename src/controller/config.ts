@@ -24,7 +24,7 @@
  *   metricsAuthFile: /etc/flowdrake/metrics.auth    # basic auth, user:password lines
  *   apps: [classifier, portsec, dhcp, arp, l2, l3, tunnel, provider]
  *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }   # ratePps: per-port DHCP punts
- *   punt: { hostRatePps: 1000, queuePerPort: 64 }   # all punts of the host; agent queue per port
+ *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32 }   # host budget; agent queue per port; handlers at once
  *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  *   heartbeatSeconds: 5             # liveness heartbeat; the lease lasts 3 of them
@@ -95,8 +95,10 @@ export const agentConfigSchema = z.strictObject({
       hostRatePps: z.number().int().nonnegative().default(1000),
       /** Punted packets queued per port while the agent is busy; older ones are dropped first. */
       queuePerPort: z.number().int().positive().default(64),
+      /** Punted packets handled at once (first packets that arrive during one pass share the next). */
+      concurrency: z.number().int().positive().default(32),
     })
-    .default({ hostRatePps: 1000, queuePerPort: 64 }),
+    .default({ hostRatePps: 1000, queuePerPort: 64, concurrency: 32 }),
   offload: z
     .strictObject({
       hwOffload: z.boolean().optional(),

@@ -98,11 +98,18 @@ export class AgentMetrics {
     labelNames: ["command"],
     registers: [this.registry],
   });
+  /** Where flowdrake_flows reads the installed flows when scraped (set by the agent). */
+  flowSource: (() => Iterable<Flow>) | undefined;
+  // Counted when scraped, not per pass: walking every installed flow after each change would sit on
+  // the first-packet path of reactive flows.
   readonly flows = new Gauge({
     name: "flowdrake_flows",
     help: "flows flowdrake holds in OVS, per pipeline table",
     labelNames: ["table"],
     registers: [this.registry],
+    collect: () => {
+      if (this.flowSource) this.countFlows(this.flowSource());
+    },
   });
   readonly reconcileDuration = new Histogram({
     name: "flowdrake_reconcile_duration_seconds",
@@ -158,8 +165,7 @@ export class AgentMetrics {
   });
   private server: Server | undefined;
 
-  /** Recount flowdrake's flows per pipeline table. */
-  refreshFlows(installed: readonly Flow[]): void {
+  private countFlows(installed: Iterable<Flow>): void {
     const counts = new Map<string, number>();
     for (const f of installed) {
       const t = tableById(f.table)?.name ?? String(f.table);

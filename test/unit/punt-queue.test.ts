@@ -1,6 +1,7 @@
 /**
  * The agent's fair punt queue: round-robin across ports, bounded per port
- * with the oldest dropped first, and a handler failure costs only its packet.
+ * with the oldest dropped first, a handler failure costs only its packet, and
+ * at most `concurrency` handlers run at once.
  */
 import { describe, expect, it } from "vitest";
 import { PuntQueue } from "../../src/controller/punt-queue.js";
@@ -47,5 +48,45 @@ describe("punt queue", () => {
     await q.idle();
     expect(seen).toEqual([0, 2]);
     expect(errors).toHaveLength(1);
+  });
+
+  it("runs up to `concurrency` handlers at once, started round-robin, and no more", async () => {
+    const started: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let peak = 0;
+    const q = new PuntQueue<string>(
+      100,
+      async (s) => {
+        started.push(s);
+        peak = Math.max(peak, q.running);
+        await gate;
+      },
+      undefined,
+      3,
+    );
+    for (let i = 0; i < 4; i++) q.push(1, `a${i}`);
+    q.push(2, "b0");
+    q.push(3, "c0");
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual(["a0", "b0", "c0"]);
+    expect(q.running).toBe(3);
+    release();
+    await q.idle();
+    expect(started).toEqual(["a0", "b0", "c0", "a1", "a2", "a3"]);
+    expect(peak).toBe(3);
+    expect(q.stats.handled).toBe(6);
+  });
+
+  it("with concurrency 1 a handler starts only after the previous one finished", async () => {
+    const log: string[] = [];
+    const q = new PuntQueue<number>(10, async (n) => {
+      log.push(`start ${n}`);
+      await new Promise((r) => setImmediate(r));
+      log.push(`end ${n}`);
+    });
+    for (const n of [0, 1, 2]) q.push(n, n);
+    await q.idle();
+    expect(log).toEqual(["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]);
   });
 });
