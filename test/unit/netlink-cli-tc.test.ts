@@ -139,6 +139,42 @@ describe("flowdrake tc --dry-run --hex", () => {
   });
 });
 
+describe("action cookies and ICMP keys", () => {
+  const parse = (line: string) => parseTcCommand(line.split(" "), () => 7);
+
+  it("parses a cookie after each action, prints it and refuses a malformed one", () => {
+    const cmd = parse(
+      "filter add dev v0 ingress prio 3 protocol all flower action tunnel_key unset pipe cookie 0011 action mirred egress redirect dev v1 cookie AABB",
+    );
+    if (cmd.object !== "filter" || (cmd.verb !== "add" && cmd.verb !== "replace")) throw new Error(cmd.verb);
+    expect(cmd.rule.actions.map((a) => a.cookie)).toEqual(["0011", "aabb"]);
+    const f = { ifindex: 3, parent: 0xfffffff2, kind: "flower", chain: 0, prio: 3, protocol: 3, handle: 1 };
+    expect(filterText({ ...f, rule: cmd.rule }, () => "v1")).toMatch(/Redirect.*\n\tcookie aabb/s);
+    expect(filterJson({ ...f, rule: cmd.rule }, "v0", () => "v1").actions?.[1]).toMatchObject({
+      cookie: "aabb",
+    });
+    for (const bad of ["abc", "zz", "00".repeat(17)]) {
+      expect(() =>
+        parse(`filter add dev v0 ingress prio 3 protocol all flower action drop cookie ${bad}`),
+      ).toThrow(UsageError);
+    }
+  });
+
+  it("parses ICMP type and code only after ip_proto icmp or icmpv6", () => {
+    const cmd = parse(
+      "filter add dev v0 ingress prio 3 protocol ip flower ip_proto icmp type 8 code 0 action drop",
+    );
+    if (cmd.object !== "filter" || cmd.verb !== "add") throw new Error(cmd.verb);
+    expect(cmd.rule.match).toMatchObject({
+      icmpType: { value: 8, mask: 0xff },
+      icmpCode: { value: 0, mask: 0xff },
+    });
+    expect(() =>
+      parse("filter add dev v0 ingress prio 3 protocol ip flower ip_proto tcp type 8 action drop"),
+    ).toThrow(/needs ip_proto icmp/);
+  });
+});
+
 describe("tc parser fast paths", () => {
   it("canonical and non-canonical spellings of an address parse to the same rule", () => {
     const resolve = () => 1;

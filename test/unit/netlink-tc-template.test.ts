@@ -68,6 +68,14 @@ const rule: fc.Arbitrary<FlowerRule> = fc.oneof(
     match: { srcMac: { value: m }, ipTos: { value: tos, mask: 0xfc } },
     actions: drop,
   })),
+  fc
+    .record({ type: octet, code: octet, v6: fc.boolean(), cookie: fc.constantFrom("6664", "6664aa") })
+    .map(({ type, code, v6, cookie }): FlowerRule => ({
+      prio: 4,
+      protocol: v6 ? 0x86dd : 0x0800,
+      match: { ipProto: v6 ? 58 : 1, icmpType: { value: type, mask: 0xff }, icmpCode: { value: code } },
+      actions: [{ kind: "gact", control: 0, cookie }],
+    })),
 );
 
 describe("FlowerBatchEncoder", () => {

@@ -66,6 +66,9 @@ export interface FlowerMatch {
   srcPort?: Masked<number>;
   dstPort?: Masked<number>;
   tcpFlags?: Masked<number>;
+  /** ICMP (ip_proto 1) or ICMPv6 (ip_proto 58) type and code; tc writes the mask even when it is full. */
+  icmpType?: Masked<number>;
+  icmpCode?: Masked<number>;
   ctState?: Masked<number>;
   ctZone?: Masked<number>;
   ctMark?: Masked<number>;
@@ -88,12 +91,21 @@ export interface ActionStats {
   lastUseSecs?: number;
 }
 
-interface ActionCommon {
+export interface ActionCommon {
   /** TC_ACT_* verdict after this action (default depends on the kind, as in tc). */
   control?: number;
   index?: number;
+  /**
+   * TCA_ACT_COOKIE: up to 16 opaque bytes (hex) the kernel keeps with the
+   * action and returns in dumps (`tc … action … cookie HEX`). flowdrake tags
+   * the actions of the filters it installs with it.
+   */
+  cookie?: string;
   stats?: ActionStats;
 }
+
+/** TC_COOKIE_MAX_SIZE (linux/pkt_cls.h): the longest action cookie, in bytes. */
+export const TC_COOKIE_MAX_SIZE = 16;
 
 export type PeditMunge =
   | { header: "eth"; field: "dst" | "src"; op: "set"; value: string }
@@ -181,12 +193,18 @@ type MatchField =
   | { kind: "masked"; attr: string; mask: string }
   | { kind: "ip"; v4: [string, string]; v6: [string, string] }
   | { kind: "port"; byProto: PortAttrs }
+  | { kind: "icmp"; byProto: PortAttrs }
   | { kind: "geneve" };
 
 const port = (dir: "SRC" | "DST"): PortAttrs => ({
   6: [`KEY_TCP_${dir}`, `KEY_TCP_${dir}_MASK`],
   17: [`KEY_UDP_${dir}`, `KEY_UDP_${dir}_MASK`],
   132: [`KEY_SCTP_${dir}`, `KEY_SCTP_${dir}_MASK`],
+});
+
+const icmp = (what: "TYPE" | "CODE"): PortAttrs => ({
+  1: [`KEY_ICMPV4_${what}`, `KEY_ICMPV4_${what}_MASK`],
+  58: [`KEY_ICMPV6_${what}`, `KEY_ICMPV6_${what}_MASK`],
 });
 
 /** FlowerMatch key → TCA_FLOWER_* attributes. */
@@ -205,6 +223,8 @@ export const matchFields: Record<MatchKey, MatchField> = {
   srcPort: { kind: "port", byProto: port("SRC") },
   dstPort: { kind: "port", byProto: port("DST") },
   tcpFlags: { kind: "masked", attr: "KEY_TCP_FLAGS", mask: "KEY_TCP_FLAGS_MASK" },
+  icmpType: { kind: "icmp", byProto: icmp("TYPE") },
+  icmpCode: { kind: "icmp", byProto: icmp("CODE") },
   ctState: { kind: "masked", attr: "KEY_CT_STATE", mask: "KEY_CT_STATE_MASK" },
   ctZone: { kind: "masked", attr: "KEY_CT_ZONE", mask: "KEY_CT_ZONE_MASK" },
   ctMark: { kind: "masked", attr: "KEY_CT_MARK", mask: "KEY_CT_MARK_MASK" },
@@ -237,7 +257,7 @@ for (const [key, f] of Object.entries(matchFields) as [MatchKey, MatchField][]) 
       attrToMatch.set(a, [key, "value"]);
       attrToMatch.set(m, [key, "mask"]);
     }
-  } else if (f.kind === "port") {
+  } else if (f.kind === "port" || f.kind === "icmp") {
     for (const [a, m] of Object.values(f.byProto)) {
       attrToMatch.set(a, [key, "value"]);
       attrToMatch.set(m, [key, "mask"]);
@@ -311,6 +331,15 @@ export function flowerOptions(rule: FlowerRule): AttrValues {
         const mv = v as Masked<number>;
         out[attrs[0]] = mv.value;
         if (mv.mask !== undefined) out[attrs[1]] = mv.mask;
+        break;
+      }
+      case "icmp": {
+        const attrs = f.byProto[m.ipProto ?? -1];
+        if (!attrs)
+          throw new EncodeError(`flower: ${key} needs ip_proto icmp or icmpv6`, { ipProto: m.ipProto });
+        const mv = v as Masked<number>;
+        out[attrs[0]] = mv.value;
+        out[attrs[1]] = mv.mask ?? 0xff;
         break;
       }
       case "geneve": {
@@ -654,10 +683,23 @@ export const actionCodecs: Record<string, ActionCodec> = {
   },
 };
 
+function cookieBytes(hex: string): Buffer {
+  if (!/^([0-9a-f]{2}){1,16}$/i.test(hex)) {
+    throw new EncodeError(`action cookie must be 1 to ${TC_COOKIE_MAX_SIZE} bytes of hex, not "${hex}"`, {
+      cookie: hex,
+    });
+  }
+  return Buffer.from(hex, "hex");
+}
+
+/** One action → TCA_ACT_* values: KIND, OPTIONS, then COOKIE, in iproute2's order. */
 export function actionToAttrs(a: FlowerAction): AttrValues {
-  if (a.kind === "other") return { KIND: a.name, ...(a.options ? { OPTIONS: a.options } : {}) };
-  const codec = actionCodecs[a.kind]!;
-  return { KIND: a.kind, OPTIONS: codec.toOptions(a) };
+  const out: AttrValues =
+    a.kind === "other"
+      ? { KIND: a.name, ...(a.options ? { OPTIONS: a.options } : {}) }
+      : { KIND: a.kind, OPTIONS: actionCodecs[a.kind]!.toOptions(a) };
+  if (a.cookie !== undefined) out.COOKIE = cookieBytes(a.cookie);
+  return out;
 }
 
 export function actionFromAttrs(v: AttrValues): FlowerAction {
@@ -675,6 +717,7 @@ export function actionFromAttrs(v: AttrValues): FlowerAction {
     const st = v.STATS as AttrValues | undefined;
     if (st || tm) a.stats = statsFrom(st, tm);
   }
+  if (Buffer.isBuffer(v.COOKIE)) a.cookie = v.COOKIE.toString("hex");
   return a;
 }
 

@@ -25,6 +25,7 @@ import {
   type GeneveOpt,
   type Masked,
   type PeditMunge,
+  TC_COOKIE_MAX_SIZE,
 } from "./rule.js";
 import { TC_ACT, TCA_CSUM_UPDATE_FLAG, TCA_FLOWER_KEY_CT_FLAGS } from "./schema.js";
 
@@ -261,6 +262,17 @@ function parseControl(a: Args): number | undefined {
 }
 const TC_ACT_EXT_MAX = 0x0fffffff;
 
+/** `cookie HEX` after an action (tc-actions(8)): at most TC_COOKIE_MAX_SIZE bytes of hex. */
+function parseCookie(w: string): string {
+  if (!/^([0-9a-f]{2})+$/i.test(w) || w.length > TC_COOKIE_MAX_SIZE * 2) {
+    throw new UsageError(
+      `invalid cookie "${w}": an even number of hex digits, at most ${TC_COOKIE_MAX_SIZE} bytes`,
+      { cookie: w },
+    );
+  }
+  return w.toLowerCase();
+}
+
 function withControl<T extends FlowerAction>(a: T, control: number | undefined): T {
   return control === undefined ? a : { ...a, control };
 }
@@ -488,6 +500,13 @@ function parseFlower(a: Args, rule: FlowerRule, resolve: ResolveDev): void {
           : { value: parseNum(s, w, 0xffff, 10) };
         break;
       }
+      case "type":
+      case "code": {
+        if (![1, 58].includes(m.ipProto ?? -1))
+          throw new UsageError(`${w} needs ip_proto icmp or icmpv6 first`);
+        m[w === "type" ? "icmpType" : "icmpCode"] = { value: parseNum(a.next(w), w, 0xff, 10), mask: 0xff };
+        break;
+      }
       case "tcp_flags":
         m.tcpFlags = maskedNum(w, a.next(w), 0xfff, { base: 16, maskBase: 16, fullMask: 0xfff });
         break;
@@ -513,7 +532,12 @@ function parseFlower(a: Args, rule: FlowerRule, resolve: ResolveDev): void {
         a.i--;
         while (a.peek() === "action") {
           a.i++;
-          rule.actions.push(parseAction(a, resolve));
+          const act = parseAction(a, resolve);
+          if (a.peek() === "cookie") {
+            a.i++;
+            act.cookie = parseCookie(a.next("cookie"));
+          }
+          rule.actions.push(act);
         }
         if (!a.done) throw new UsageError(`unexpected "${a.peek()}" after the actions`);
         break;
@@ -647,6 +671,12 @@ function matchText(m: FlowerMatch): string[] {
       case "vlanEthType":
         out.push(`vlan_ethtype ${protocolName(v as number)}`);
         break;
+      case "icmpType":
+      case "icmpCode": {
+        const mv = v as Masked<number>;
+        out.push(`${k === "icmpType" ? "type" : "code"} ${mv.mask === 0xff ? mv.value : masked(mv)}`);
+        break;
+      }
       case "ipProto": {
         const name = Object.entries(ipProtos).find(([, n]) => n === v)?.[0];
         out.push(`ip_proto ${name ?? String(v)}`);
@@ -769,6 +799,7 @@ export function formatRule(rule: FlowerRule, devName: (ifindex: number) => strin
           : "";
       lines.push(`\t index ${a.index ?? 0}${tm}`);
     }
+    if (a.cookie !== undefined) lines.push(`\tcookie ${a.cookie}`);
     if (s) {
       const hw = s.hwBytes !== undefined ? ` (hw ${s.hwBytes} bytes ${s.hwPackets} pkt)` : "";
       lines.push(`\tAction statistics:\n\tSent ${s.bytes} bytes ${s.packets} pkt${hw}`);

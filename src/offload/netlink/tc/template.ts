@@ -79,6 +79,7 @@ function valueAttr(rule: FlowerRule, key: string): string | undefined {
     case "ip":
       return String((v as { value: string }).value).includes(":") ? f.v6[0] : f.v4[0];
     case "port":
+    case "icmp":
       return f.byProto[rule.match.ipProto ?? -1]?.[0];
     default:
       return undefined;
