@@ -45,19 +45,22 @@ describe("chains are keyed by the register values a packet brings", () => {
           { type: "goto", table: 10 },
         ],
       }),
-      rule("c", 0, {
-        match: { in_port: exact("in_port", 100) },
-        actions: [
-          { type: "set_field", field: "reg5", value: 0n },
-          { type: "goto", table: 20 },
-        ],
-      }),
+      {
+        ...rule("c", 0, {
+          match: { in_port: exact("in_port", 1), eth_type: exact("eth_type", 0x86dd) },
+          actions: [
+            { type: "set_field", field: "reg5", value: 0n },
+            { type: "goto", table: 20 },
+          ],
+        }),
+        priority: 110,
+      },
       rule("d", 0, { match: { eth_type: exact("eth_type", 0x806) }, actions: [{ type: "goto", table: 20 }] }),
       rule("l2", 10, { match: { in_port: exact("in_port", 1) }, actions: [{ type: "output", port: 2 }] }),
       rule("l3", 20, { match: { in_port: exact("in_port", 1) }, actions: [{ type: "output", port: 2 }] }),
     ];
     const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
-    expect(p.chains.map((c) => [c.table, c.registers])).toEqual([
+    expect(p.chains.map((c) => [c.table, c.registers]).sort(([a], [b]) => Number(a) - Number(b))).toEqual([
       [0, {}],
       [10, { reg6: 1n, reg7: 2n }],
       [20, {}],
@@ -66,6 +69,42 @@ describe("chains are keyed by the register values a packet brings", () => {
     expectSameDecisions(p, rules, ports, [
       { in_port: 1n },
       { in_port: 2n },
+      { in_port: 1n, eth_type: 0x806n },
+      { in_port: 1n, eth_type: 0x86ddn },
+    ]);
+  });
+
+  it("a chain entered from a tunnel is one of its own: its packets still carry the tunnel metadata", () => {
+    const rules = [
+      rule("arp", 0, {
+        match: { eth_type: exact("eth_type", 0x806) },
+        actions: [{ type: "goto", table: 20 }],
+      }),
+      {
+        ...rule("tunnel", 0, {
+          match: { in_port: exact("in_port", 100) },
+          actions: [{ type: "goto", table: 20 }],
+        }),
+        priority: 110,
+      },
+      rule("out", 20, { match: {}, actions: [{ type: "output", port: 2 }] }),
+    ];
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(p.chains.map((c) => [c.table, c.registers])).toEqual([
+      [0, {}],
+      [20, {}],
+      [20, {}],
+    ]);
+    const outs = p.tc.filter((t) => t.ruleId === "out" && t.role === "offload").map((t) => t.actions);
+    // the tunnel's copy releases the metadata just before the packet leaves; the other has none to release
+    expect(outs).toEqual(
+      expect.arrayContaining([
+        [{ type: "redirect", dev: "rep2" }],
+        [{ type: "tunnel_unset" }, { type: "redirect", dev: "rep2" }],
+      ]),
+    );
+    expectSameDecisions(p, rules, ports, [
+      { in_port: 100n, tun_id: 5n },
       { in_port: 1n, eth_type: 0x806n },
     ]);
   });

@@ -133,7 +133,8 @@ export function runSoftware(
         pkt.nw_ttl = ttl - 1n;
       } else if (a.type === "push_vlan") pkt.vlan_vid = BigInt(a.vid) | 0x1000n;
       else if (a.type === "pop_vlan") pkt.vlan_vid = 0n;
-      else if (a.type === "set_tunnel") tunnel = { id: a.id, dst: a.dst };
+      else if (a.type === "set_tunnel")
+        tunnel = { id: a.id, dst: a.dstFrom ? (regs.get(a.dstFrom) ?? 0n) : a.dst };
       else if (a.type === "output") {
         if (BigInt(a.port) === pkt.in_port) continue;
         events.push({

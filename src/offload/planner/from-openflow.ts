@@ -3,9 +3,9 @@
  * fields are renamed to the planner's vocabulary (nw_proto → ip_proto,
  * tcp_dst/udp_dst → tp_dst …) and turned into value/mask bigints; action
  * sequences the NIC handles as one step are folded (push_vlan + set vlan_vid,
- * set tun_id/tun_dst + output to a tunnel port). Anything without a planner
- * counterpart is kept as `other` / `opaqueMatch`, so it stays in software with
- * its name in the reason.
+ * set tun_id/tun_dst — or move:reg→tun_dst — + output to a tunnel port).
+ * Anything without a planner counterpart is kept as `other` / `opaqueMatch`,
+ * so it stays in software with its name in the reason.
  */
 import type { Action as OfAction } from "../../openflow/actions.js";
 import type { Flow } from "../../openflow/flow.js";
@@ -78,6 +78,7 @@ function convertMatch(fields: readonly MatchField[]): { match: Match; opaque: st
 function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]): void {
   let tunId: bigint | undefined;
   let tunDst: bigint | undefined;
+  let tunDstFrom: FieldName | undefined;
   for (let i = 0; i < list.length; i++) {
     const a = list[i]!;
     switch (a.type) {
@@ -89,8 +90,10 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
           break;
         }
         const tunnel = ports.tunnels.get(a.port);
-        if (tunnel && tunId !== undefined)
-          out.push({ type: "set_tunnel", id: tunId, dst: tunDst ?? 0n, tunnel });
+        if (tunnel && tunId !== undefined) {
+          const set: Action = { type: "set_tunnel", id: tunId, dst: tunDst ?? 0n, tunnel };
+          out.push(tunDstFrom ? { ...set, dstFrom: tunDstFrom } : set);
+        }
         out.push({ type: "output", port: a.port });
         break;
       }
@@ -100,10 +103,23 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
       case "set_tunnel":
         tunId = a.tunId;
         break;
+      case "move": {
+        // The tunnel destination from a register (the register's value is known per chain).
+        // nbits 0 is the whole field (the text form's `reg8[]`).
+        const src = plannerName(a.src.field);
+        const whole = (s: { ofs: number; nbits: number }) => s.ofs === 0 && (s.nbits === 0 || s.nbits === 32);
+        if (src && fieldDef(src)!.pipelineOnly && whole(a.src) && a.dst.field === "tun_dst" && whole(a.dst)) {
+          tunDstFrom = src;
+          tunDst = undefined;
+        } else out.push({ type: "other", name: "move" });
+        break;
+      }
       case "set_field": {
         if (a.field === "tun_id") tunId = toBigint(a.field, a.value);
-        else if (a.field === "tun_dst") tunDst = toBigint(a.field, a.value);
-        else {
+        else if (a.field === "tun_dst") {
+          tunDst = toBigint(a.field, a.value);
+          tunDstFrom = undefined;
+        } else {
           const name = plannerName(a.field);
           if (!name || a.mask !== undefined) out.push({ type: "other", name: `set_field:${a.field}` });
           else out.push({ type: "set_field", field: name, value: toBigint(a.field, a.value) });

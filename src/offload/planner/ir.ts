@@ -84,8 +84,19 @@ export type Action =
   | { type: "dec_ttl" }
   | { type: "push_vlan"; vid: number }
   | { type: "pop_vlan" }
-  /** Encapsulate: set the tunnel key/destination, then output to a tunnel port. */
-  | { type: "set_tunnel"; id: bigint; dst: bigint; tunnel: "vxlan" | "geneve"; options?: number }
+  /**
+   * Encapsulate: set the tunnel key/destination, then output to a tunnel port.
+   * `dstFrom` names a register holding the destination (move:reg→tun_dst);
+   * `dst` is then unused.
+   */
+  | {
+      type: "set_tunnel";
+      id: bigint;
+      dst: bigint;
+      tunnel: "vxlan" | "geneve";
+      options?: number;
+      dstFrom?: FieldName;
+    }
   | { type: "ct"; zone: number; commit: boolean; nat: boolean; table?: number }
   | { type: "controller"; reason?: string }
   /** Something the planner does not model (learn, group, meter, note with effects…): never offloaded. */

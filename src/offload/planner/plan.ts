@@ -35,13 +35,26 @@
  *     already changed by the NIC. Such rules become traps too (a fixpoint,
  *     recomputed on every update, so that a rule whose later chains stop
  *     reaching software is offloaded again).
- *     Changes are header rewrites, VLAN push/pop, tunnel decapsulation, a
- *     ct commit or NAT, and a plain ct lookup when a table at or before the
+ *     Changes are header rewrites, VLAN push/pop, a ct commit or NAT, and a plain ct lookup when a table at or before the
  *     rule's matches conntrack state: the NIC's ct leaves that state on the
  *     packet, and OVS, running the pipeline from table 0, would see it there
  *     where the software pipeline saw an untracked packet.
  *   - dec_ttl is offloaded with traps for TTL 0 and 1 above it, because OVS
  *     sends those packets to the controller instead of forwarding them.
+ *
+ * Decapsulation is not a change in this sense: a rule matching in_port=<tunnel
+ * port> leaves the tunnel metadata on the packet and marks the chains it
+ * leads to (a pseudo-register, so they are chains of their own); their rules
+ * release the metadata (tunnel_key unset) just before the packet leaves
+ * through an output. A packet such a chain hands to OVS still carries its
+ * tunnel key, exactly as OVS would have received it from the tunnel port.
+ * Encapsulation may take its destination from a register (move:reg→tun_dst),
+ * resolved like any register in the chain.
+ *
+ * The caller can keep chosen rules in software whatever the NIC could do
+ * (`exclude`: an offload budget's demotions, the kernel's refusals, a change
+ * in flight): such a rule is handled exactly like one the NIC cannot carry —
+ * a trap, a coarse trap, or the rest of its chain in software.
  *
  * Every rule gets a decision with a sentence a person can read.
  */
@@ -99,6 +112,22 @@ export interface ChainInfo {
   /** A packet in this chain may end up in OVS (trap, poisoned or a software rule downstream). */
   reachesSoftware: boolean;
 }
+
+/**
+ * How far a rule is kept from the NIC (`exclude`): `actions` — its match may
+ * still be a trap; `match` — not even its exact match (a coarse trap, as for
+ * a key the profile lacks); `all` — no trap at all, so the rest of its chain
+ * stays in software.
+ */
+export type ExclusionScope = "actions" | "match" | "all";
+
+export interface Exclusion {
+  reason: string;
+  scope: ExclusionScope;
+}
+
+/** The pseudo-register that marks chains whose packets still carry tunnel metadata. */
+const DECAP = "·decap";
 
 export interface Plan {
   tc: TcRule[];
@@ -166,6 +195,10 @@ export class OffloadPlanner {
   private settleLog: { rule: TcRule; before: TcRule }[] | undefined;
   /** Offloaded tc rules settle() has turned into traps, with their offload actions. */
   private readonly settled = new Map<TcRule, TcAction[]>();
+  /** Rules the caller keeps in software (exclude). */
+  private readonly excluded = new Map<string, Exclusion>();
+  /** rule id → its table. */
+  private readonly tableOf = new Map<string, number>();
 
   constructor(
     private readonly profile: NicProfile,
@@ -180,6 +213,7 @@ export class OffloadPlanner {
 
   setRules(rules: PipelineRule[]): void {
     this.byTable.clear();
+    this.tableOf.clear();
     this.index.clear();
     this.ctMatchers.clear();
     for (const r of rules) this.addToTable(r);
@@ -203,6 +237,7 @@ export class OffloadPlanner {
         const old = rules.get(id);
         if (old) {
           rules.delete(id);
+          this.tableOf.delete(id);
           changed.push(old);
           this.index.delete(t);
           if (matchesConntrack(old)) this.ctMatchers.set(t, this.ctMatchers.get(t)! - 1);
@@ -261,10 +296,35 @@ export class OffloadPlanner {
     return { added, removed };
   }
 
+  /**
+   * Keep rules in software (an Exclusion) or give them back to the planner
+   * (undefined), and re-plan the chains they appear in. Unknown ids are
+   * remembered: they take effect when a rule with that id arrives.
+   */
+  exclude(changes: ReadonlyMap<string, Exclusion | undefined>): { added: TcRule[]; removed: TcRule[] } {
+    const upsert: PipelineRule[] = [];
+    for (const [id, ex] of changes) {
+      const before = this.excluded.get(id);
+      if (ex) this.excluded.set(id, ex);
+      else this.excluded.delete(id);
+      if (before?.reason === ex?.reason && before?.scope === ex?.scope) continue;
+      const t = this.tableOf.get(id);
+      const r = t === undefined ? undefined : this.byTable.get(t)?.get(id);
+      if (r) upsert.push(r);
+    }
+    return upsert.length ? this.update({ upsert }) : { added: [], removed: [] };
+  }
+
+  /** The rules kept in software now, by id. */
+  exclusions(): ReadonlyMap<string, Exclusion> {
+    return this.excluded;
+  }
+
   private addToTable(r: PipelineRule): void {
     let rules = this.byTable.get(r.table);
     if (!rules) this.byTable.set(r.table, (rules = new Map()));
     rules.set(r.id, r);
+    this.tableOf.set(r.id, r.table);
     this.index.delete(r.table);
     if (matchesConntrack(r)) this.ctMatchers.set(r.table, (this.ctMatchers.get(r.table) ?? 0) + 1);
   }
@@ -355,13 +415,15 @@ export class OffloadPlanner {
         );
         continue;
       }
-      const headerMatch = this.headerMatch(rule);
+      const ex = this.excluded.get(rule.id);
+      const headerMatch: ReturnType<OffloadPlanner["headerMatch"]> =
+        ex && ex.scope !== "actions" ? { ok: false, reason: ex.reason } : this.headerMatch(rule);
       if (!headerMatch.ok) {
         outcomes.set(rule.id, skip(`not offloaded: ${headerMatch.reason}`));
         // Trap a superset of the rule's packets — its match without what the NIC cannot
         // match — to software: every packet the rule could take still reaches OVS, and
         // every other packet provably misses the rule, so lower rules keep their offload.
-        const coarse = this.coarseMatch(rule);
+        const coarse = ex?.scope === "all" ? undefined : this.coarseMatch(rule);
         if (!coarse) {
           poisoned = true;
           continue;
@@ -377,7 +439,7 @@ export class OffloadPlanner {
         });
         continue;
       }
-      const outcome = this.translate(rule, regs, queue);
+      const outcome = ex ? skip(`not offloaded: ${ex.reason}`) : this.translate(rule, regs, queue);
       outcomes.set(rule.id, outcome);
       const base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
       const traps: Omit<TcRule, "prio">[] = [];
@@ -510,9 +572,15 @@ export class OffloadPlanner {
         return fail(`${inTunnel} decapsulation is not offloadable`);
       const miss = this.need("tunnel_decap", "tunnel decapsulation");
       if (miss) return fail(miss);
-      actions.push({ type: "tunnel_unset" });
-      modifies = "decapsulates the packet";
+      // The metadata stays on the packet until it is output (see the module comment).
+      regs.set(DECAP, 1n);
     }
+    let released = false;
+    const release = (): void => {
+      if (released || !regs.get(DECAP)) return;
+      actions.push({ type: "tunnel_unset" });
+      released = true;
+    };
     let outputs = 0;
     let encapsulated = false;
     let terminal = false;
@@ -585,7 +653,9 @@ export class OffloadPlanner {
             // A packet that came in from this tunnel must not be sent back into it: OVS drops
             // output to the ingress port, so such packets are trapped like any other hairpin.
             if (inPort === undefined) hairpins.push(tunnelDev[tunnel]);
-            actions.push({ type: "tunnel_set", id: pendingTunnel.id, dst: pendingTunnel.dst, tunnel });
+            const dst = pendingTunnel.dstFrom ? (regs.get(pendingTunnel.dstFrom) ?? 0n) : pendingTunnel.dst;
+            release();
+            actions.push({ type: "tunnel_set", id: pendingTunnel.id, dst, tunnel });
             actions.push({ type: "mirror", dev: tunnelDev[tunnel] });
             encapsulated = true;
             outputs++;
@@ -594,6 +664,7 @@ export class OffloadPlanner {
           const dev = this.ports.hardware.get(a.port);
           if (!dev) return fail(`output to port ${a.port}, which is not an eswitch port`);
           if (inPort === undefined) hairpins.push(dev);
+          release();
           actions.push({ type: "mirror", dev });
           outputs++;
           break;
@@ -764,7 +835,7 @@ export class OffloadPlanner {
         return {
           chain: c,
           table: info.table,
-          registers: Object.fromEntries([...info.regs].filter(([, v]) => v !== 0n)),
+          registers: Object.fromEntries([...info.regs].filter(([k, v]) => v !== 0n && k !== DECAP)),
           reachesSoftware: reaches.get(c) ?? true,
         };
       }),
