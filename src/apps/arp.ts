@@ -15,13 +15,17 @@
  * need an ICMPv6 checksum and an option rewrite OVS flows cannot express, so
  * they are punted to the agent and answered there (a port's own DAD again
  * goes on unanswered). These punts are not metered per port; the host-wide
- * punt budget bounds them.
+ * punt budget bounds them. A router leg with an IPv6 address also answers
+ * for its link-local address (fe80:: + the modified EUI-64 of its MAC): that
+ * is the address router advertisements come from, the one hosts install as
+ * their default router and probe for reachability.
  */
 import type { App, OwnerOut, View } from "./types.js";
 import { F, flow } from "../datapath/index.js";
 import { canonicalIpv6, isIpv4 } from "../packet/addr.js";
 import { buildNeighborAdvertisement } from "../packet/builders.js";
 import { parseEthernet } from "../packet/frame.js";
+import { linkLocalFromMac } from "../packet/ndp.js";
 
 function answer(out: OwnerOut, key: number, ip: string, mac: string): void {
   if (!isIpv4(ip)) {
@@ -61,7 +65,8 @@ function knownV6(
   target: string,
 ): { mac: string; router: boolean } | undefined {
   for (const r of view.routerPortsOf(networkId)) {
-    if (!isIpv4(r.ipAddress) && canonicalIpv6(r.ipAddress) === target)
+    if (isIpv4(r.ipAddress)) continue;
+    if (canonicalIpv6(r.ipAddress) === target || canonicalIpv6(linkLocalFromMac(r.macAddress)) === target)
       return { mac: r.macAddress, router: true };
   }
   for (const p of view.portsOnNetwork(networkId)) {
@@ -107,9 +112,16 @@ export const arpApp: App = {
     router(id, view, out) {
       const r = view.router(id);
       if (!r) return;
+      const linkLocal = new Set<string>();
       for (const itf of r.interfaces) {
         const nv = view.network(itf.networkId);
-        if (nv) answer(out, nv.key, itf.ipAddress, itf.macAddress);
+        if (!nv) continue;
+        answer(out, nv.key, itf.ipAddress, itf.macAddress);
+        const ll = canonicalIpv6(linkLocalFromMac(itf.macAddress));
+        if (!isIpv4(itf.ipAddress) && !linkLocal.has(`${nv.key}/${ll}`)) {
+          linkLocal.add(`${nv.key}/${ll}`);
+          answer(out, nv.key, ll, itf.macAddress);
+        }
       }
     },
   },

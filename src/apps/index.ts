@@ -27,7 +27,7 @@ export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } 
   dhcp: (o) => dhcpApp(o.dhcp),
   arp: () => arpApp,
   l2: () => l2App,
-  l3: (o) => l3App(o.l3),
+  l3: (o) => l3App({ ...o.l3, ...(o.dhcp?.domain !== undefined ? { domain: o.dhcp.domain } : {}) }),
   tunnel: () => tunnelApp,
   provider: () => providerApp,
 };

@@ -39,13 +39,34 @@
  * router's network gets its host routes ahead of time, from every other
  * network of the router wired here, so there is no first-packet cost.
  *
+ * IPv6 hosts learn the router from router advertisements (ipv6/ra.ts says
+ * what one contains). The nd_ra table punts a local port's router
+ * solicitations, through a per-port meter, when its network has a router leg
+ * with a subnet in an RA mode; the agent answers each at once out of the
+ * asking port, one RA per router MAC on the network. Unsolicited RAs go to
+ * all-nodes out of every local port of such a network, on ipv6/schedule.ts's
+ * schedule (the first three within 16 s of the leg appearing here or its
+ * content changing, then every MinRtrAdvInterval..MaxRtrAdvInterval), so a
+ * VM that never solicits still configures itself. Every agent advertises the
+ * same content for the same NB, so no RA crosses the overlay.
+ *
  * Owners: each router (its TTL, echo, connected, static-route, no-route and
- * drop flows for every interface on a network wired here), each port
- * (proactive host routes to it), and reactive owners `l3/reactive/<router>/
- * <source network key>/<address>`.
+ * drop flows for every interface on a network wired here), each port (its
+ * solicitation punt when local; proactive host routes to it), and reactive
+ * owners `l3/reactive/<router>/<source network key>/<address>`.
  */
-import type { App, AppContext, OwnerOut, ReadyPort, View } from "./types.js";
-import { F, flow, type FlowBuilder } from "../datapath/index.js";
+import type { App, AppContext, LocalPort, OwnerOut, ReadyPort, View } from "./types.js";
+import {
+  advertisedSubnets,
+  decideRa,
+  handleRouterSolicitation,
+  planRa,
+  raConfig,
+  type RaInterface,
+} from "./ipv6/ra.js";
+import { RaScheduler } from "./ipv6/schedule.js";
+import { F, flow, meterId, type FlowBuilder } from "../datapath/index.js";
+import type { Subnet } from "../nb/model/schemas.js";
 import { cidrContains, parseCidr } from "../nb/model/ip.js";
 import type { Router, RouterInterface } from "../nb/model/schemas.js";
 import type { Flow } from "../openflow/flow.js";
@@ -63,7 +84,14 @@ export interface L3AppOptions {
   mode?: L3Mode;
   /** Idle timeout of reactive host routes, seconds (default 300). */
   idleTimeoutS?: number;
+  /** Domain advertised in router advertisements (DNSSL); none when absent. */
+  domain?: string;
 }
+
+/** Router solicitations a port may send per second (hosts send at most 3 at start, RFC 4861 §6.3.7). */
+export const RS_RATE_PPS = 10;
+/** How often the agent checks for due unsolicited router advertisements. */
+export const RA_TICK_MS = 1000;
 
 export const L3_PRIORITY = {
   ttl: 1000,
@@ -215,6 +243,30 @@ function routerFlows(r: Router, view: View, out: OwnerOut): void {
   }
 }
 
+/**
+ * The router legs on a network that advertise (an IPv6 subnet in an RA mode
+ * on an administratively up router), one per router MAC.
+ */
+function raInterfaces(view: View, networkId: string, domain: string | undefined): RaInterface[] {
+  const network = view.networkObject(networkId);
+  if (!network) return [];
+  const byMac = new Map<string, Subnet[]>();
+  for (const rp of view.routerPortsOf(networkId)) {
+    if (!view.router(rp.routerId)?.adminStateUp) continue;
+    const s = view.subnet(rp.subnetId);
+    if (!s || advertisedSubnets([s]).length === 0) continue;
+    const list = byMac.get(rp.macAddress) ?? [];
+    if (!list.some((x) => x.id === s.id)) list.push(s);
+    byMac.set(rp.macAddress, list);
+  }
+  return [...byMac].map(([macAddress, subnets]) => ({
+    macAddress,
+    subnets,
+    network,
+    ...(domain !== undefined ? { domain } : {}),
+  }));
+}
+
 /** The NB router and interface a frame from network `networkId` was sent to, by its MAC. */
 function routerOf(
   view: View,
@@ -256,15 +308,80 @@ export function l3App(opts: L3AppOptions = {}): App {
     if (reply) await ctx.packetOut(inPort, reply);
   }
 
+  /** Unsolicited RAs: one schedule per (network, router MAC) advertising here, with its content. */
+  const schedules = new Map<string, { scheduler: RaScheduler; content: string }>();
+
+  async function advertise(ctx: AppContext, now: number): Promise<void> {
+    const ports = new Map<string, LocalPort[]>();
+    for (const lp of ctx.view.localPorts()) {
+      const list = ports.get(lp.networkId) ?? [];
+      list.push(lp);
+      ports.set(lp.networkId, list);
+    }
+    const seen = new Set<string>();
+    for (const [networkId, locals] of ports) {
+      for (const iface of raInterfaces(ctx.view, networkId, opts.domain)) {
+        const key = `${networkId}|${iface.macAddress}`;
+        seen.add(key);
+        const content = JSON.stringify(planRa(iface), (_, v: unknown) =>
+          Buffer.isBuffer(v) ? v.toString("hex") : v,
+        );
+        let s = schedules.get(key);
+        if (!s) {
+          s = { scheduler: new RaScheduler(iface.config ?? raConfig()), content };
+          s.scheduler.start(now);
+          schedules.set(key, s);
+        } else if (s.content !== content) {
+          s.content = content;
+          s.scheduler.reset(now);
+        }
+        if ((s.scheduler.due ?? Infinity) > now) continue;
+        const d = decideRa(iface);
+        s.scheduler.sent(now);
+        if (d.kind !== "send") continue;
+        for (const lp of locals) await ctx.packetOut(lp.ofport, d.frame);
+      }
+    }
+    for (const key of schedules.keys()) if (!seen.has(key)) schedules.delete(key);
+  }
+
+  async function routerSolicitation(
+    ctx: AppContext,
+    inPort: number,
+    frame: Buffer,
+    lp: LocalPort,
+  ): Promise<void> {
+    for (const iface of raInterfaces(ctx.view, lp.networkId, opts.domain)) {
+      const d = handleRouterSolicitation(frame, { ...iface, port: lp.port });
+      if (d.kind === "send") await ctx.packetOut(inPort, d.frame);
+      else ctx.log.debug({ port: lp.id, reason: d.reason }, "router solicitation not answered");
+    }
+  }
+
   return {
     name: "l3",
-    tables: ["l3"],
+    tables: ["nd_ra", "l3"],
+    timer: { everyMs: RA_TICK_MS, tick: advertise },
     owners: {
       router(id, view, out) {
         const r = view.router(id);
         if (r) routerFlows(r, view, out);
       },
       port(id, view, out) {
+        const lp = view.localPort(id);
+        if (lp && view.network(lp.networkId) && raInterfaces(view, lp.networkId, opts.domain).length) {
+          const meter = meterId("nd", lp.ofport);
+          out.meter(meter, RS_RATE_PPS);
+          out.flow(
+            flow("nd_ra", 100)
+              .proto("icmp6")
+              .inPort(lp.ofport)
+              .eq("icmpv6_type", ICMPV6_TYPE.ROUTER_SOLICITATION)
+              .eq("icmpv6_code", 0)
+              .meter(meter)
+              .controller(),
+          );
+        }
         if (mode !== "proactive") return;
         const p = view.port(id);
         if (!p || (!view.localPort(id) && !view.remotePort(id))) return;
@@ -289,6 +406,9 @@ export function l3App(opts: L3AppOptions = {}): App {
       if (!ip) return;
       const lp = ctx.view.localPortByOfport(pkt.inPort);
       if (!lp) return;
+      if (f.icmpv6?.type === ICMPV6_TYPE.ROUTER_SOLICITATION) {
+        return routerSolicitation(ctx, pkt.inPort, pkt.data, lp);
+      }
       const hit = routerOf(ctx.view, lp.networkId, f.eth.dst);
       if (!hit) return;
       const { r, itf } = hit;

@@ -120,6 +120,8 @@ export interface View {
   portsOnNetwork(networkId: string): readonly ReadyPort[];
   /** Not recorded as a dependency: the wired network with this key (the network register's value). */
   networkByKey(key: number): NetworkView | undefined;
+  /** Not recorded as a dependency: every port bound here, for timers (see App.timer). */
+  localPorts(): readonly LocalPort[];
 }
 
 /** Where an owner builder puts what it wants installed. */
@@ -194,4 +196,10 @@ export interface App {
     flow: Flow,
     ctx: Pick<AppContext, "view" | "track">,
   ): { key: string; deps: string[] } | undefined;
+  /**
+   * Periodic work that sends packets (unsolicited router advertisements):
+   * the agent calls `tick` every `everyMs` while its OpenFlow session is up,
+   * with `now` on a monotonic clock (ms). Flows are never a tick's business.
+   */
+  timer?: { everyMs: number; tick(ctx: AppContext, now: number): Promise<void> };
 }

@@ -139,6 +139,7 @@ export class Agent {
   private readonly appLogs = new Map<string, ReturnType<typeof logger>>();
   /** Packet-ins waiting for their app, fairly across ports (punt-queue.ts). */
   readonly punts: PuntQueue<PacketIn | PacketIn2>;
+  private readonly appTimers: NodeJS.Timeout[] = [];
   /** Packet-ins handled, by app (also in metrics). */
   readonly packetIns = new Map<string, number>();
   metricsPort: number | undefined;
@@ -258,6 +259,7 @@ export class Agent {
     this.of.on("connected", () => this.schedule());
     this.of.on("disconnected", () => this.reconciler.invalidate());
     await this.of.start();
+    this.startAppTimers();
     this.metricsPort = await this.metrics.listen(c.metrics, {
       tls: c.metricsTls,
       basicAuthFile: c.metricsAuthFile,
@@ -373,7 +375,15 @@ export class Agent {
     this.packetIns.set(app.name, (this.packetIns.get(app.name) ?? 0) + 1);
     this.metrics.packetIns.inc({ app: app.name });
     const ev: PacketInEvent = { inPort, tableId: m.tableId ?? 0, cookie, data };
-    const ctx: AppContext = {
+    try {
+      await app.packetIn(ev, this.appContext(app));
+    } catch (err) {
+      log.warn({ app: app.name, err: errorMessage(err) }, "packet-in handler failed");
+    }
+  }
+
+  private appContext(app: App): AppContext {
+    return {
       view: this.model,
       packetOut: (port, frame) => this.packetOut(port, frame),
       resubmit: (port, frame) => this.packetOut(OFPP.TABLE, frame, port),
@@ -385,10 +395,24 @@ export class Agent {
       },
       log: this.appLog(app.name),
     };
-    try {
-      await app.packetIn(ev, ctx);
-    } catch (err) {
-      log.warn({ app: app.name, err: errorMessage(err) }, "packet-in handler failed");
+  }
+
+  /** Run the apps' periodic work (App.timer) while the OpenFlow session is up. */
+  private startAppTimers(): void {
+    for (const app of this.apps) {
+      const t = app.timer;
+      if (!t) continue;
+      const ctx = this.appContext(app);
+      let running = false;
+      const h = setInterval(() => {
+        if (running || this.stopped || !this.of.connection) return;
+        running = true;
+        t.tick(ctx, performance.now())
+          .catch((err: unknown) => log.warn({ app: app.name, err: errorMessage(err) }, "app timer failed"))
+          .finally(() => (running = false));
+      }, t.everyMs);
+      h.unref();
+      this.appTimers.push(h);
     }
   }
 
@@ -634,6 +658,7 @@ export class Agent {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const h of this.appTimers) clearInterval(h);
     this.recovery?.stop();
     await race(
       this.chain.catch(() => undefined),

@@ -8,7 +8,7 @@
  *   stage        tables
  *   ─────────    ────────────────────────────────────────────────────────────
  *   classify     classification ─► port_security
- *   ingress      ingress_secgroup ─► dhcp ─► arp_responder
+ *   ingress      ingress_secgroup ─► dhcp ─► arp_responder ─► nd_ra
  *   route        l3 ─► nat
  *   switch       l2_lookup ─► (l2_flood) ─► egress_tunnel | egress_provider
  *   egress       egress_secgroup ─► local_delivery
@@ -68,7 +68,7 @@ const DEFS = [
     id: 15,
     name: "dhcp",
     stage: "ingress",
-    purpose: "DHCPv4 requests from ports on DHCP-enabled subnets → local agent (metered)",
+    purpose: "DHCPv4 and DHCPv6 requests from ports on DHCP-enabled subnets → local agent (metered)",
     miss: { goto: "arp_responder" },
   },
   {
@@ -76,6 +76,14 @@ const DEFS = [
     name: "arp_responder",
     stage: "ingress",
     purpose: "ARP requests for known addresses answered in flows; ND solicitations for them → agent",
+    miss: { goto: "nd_ra" },
+  },
+  {
+    id: 25,
+    name: "nd_ra",
+    stage: "ingress",
+    purpose:
+      "IPv6 router solicitations from ports on networks the router advertises on → local agent (metered)",
     miss: { goto: "l3" },
   },
   {

@@ -128,6 +128,36 @@ describe("schema validation", () => {
       "ipv6RaMode",
       /only valid on an IPv6/,
     );
+    // Neutron's IPv6 mode combinations
+    await rejects(
+      () => subnet(t, n.key, "2001:db8:1::/64", { ipv6RaMode: "slaac" }),
+      "subnet",
+      "ipv6AddressMode",
+      /required when ipv6RaMode is set/,
+    );
+    await rejects(
+      () =>
+        subnet(t, n.key, "2001:db8:1::/64", {
+          ipv6RaMode: "dhcpv6-stateful",
+          ipv6AddressMode: "dhcpv6-stateful",
+          enableDhcp: false,
+        }),
+      "subnet",
+      "enableDhcp",
+      /must be true when ipv6RaMode or ipv6AddressMode is set/,
+    );
+    await rejects(
+      () => subnet(t, n.key, "2001:db8:1::/80", { ipv6RaMode: "slaac", ipv6AddressMode: "slaac" }),
+      "subnet",
+      "cidr",
+      /must be a \/64 for slaac/,
+    );
+    await rejects(
+      () => subnet(t, n.key, "2001:db8:1::/56", { ipv6AddressMode: "dhcpv6-stateless" }),
+      "subnet",
+      "cidr",
+      /must be a \/64 for dhcpv6-stateless/,
+    );
     await rejects(
       () => subnet(t, n.key, "10.0.0.0/24", { dnsNameservers: ["10.0.0.999"] }),
       "subnet",

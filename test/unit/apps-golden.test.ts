@@ -77,7 +77,8 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ["pipeline/global/", "priority=0 actions=drop"],
     ["pipeline/global/", "table=10, priority=0 actions=goto_table:15"],
     ["pipeline/global/", "table=15, priority=0 actions=goto_table:20"],
-    ["pipeline/global/", "table=20, priority=0 actions=goto_table:30"],
+    ["pipeline/global/", "table=20, priority=0 actions=goto_table:25"],
+    ["pipeline/global/", "table=25, priority=0 actions=goto_table:30"],
     ["pipeline/global/", "table=30, priority=0 actions=goto_table:35"],
     ["pipeline/global/", "table=35, priority=0 actions=goto_table:40"],
     ["pipeline/global/", "table=40, priority=0 actions=drop"],
@@ -179,6 +180,10 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     [
       "dhcp/port/vm1",
       "table=15, priority=100,udp,in_port=1,tp_src=68,tp_dst=67 actions=meter:1,CONTROLLER:65535",
+    ],
+    [
+      "dhcp/port/vm1",
+      "table=15, priority=100,udp6,in_port=1,tp_src=546,tp_dst=547 actions=meter:1,CONTROLLER:65535",
     ],
     [
       "dhcp/port/vm2",

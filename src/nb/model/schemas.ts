@@ -267,6 +267,31 @@ export const subnetSchema = z
         message: `must equal ipv6RaMode (${s.ipv6RaMode}) when both are set`,
       });
     }
+    // Neutron's combinations: RAs from our router need the address mode that says how hosts use them,
+    // either mode needs DHCP enabled (the RA's M/O flags promise a DHCPv6 server), and SLAAC or
+    // stateless addresses are EUI-64, so only in a /64.
+    if (c.version === 6 && s.ipv6RaMode && !s.ipv6AddressMode) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["ipv6AddressMode"],
+        message: `is required when ipv6RaMode is set (use ${s.ipv6RaMode})`,
+      });
+    }
+    if (c.version === 6 && (s.ipv6RaMode || s.ipv6AddressMode) && !s.enableDhcp) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["enableDhcp"],
+        message: "must be true when ipv6RaMode or ipv6AddressMode is set",
+      });
+    }
+    const eui64 = s.ipv6AddressMode ?? s.ipv6RaMode;
+    if (c.version === 6 && (eui64 === "slaac" || eui64 === "dhcpv6-stateless") && c.prefix !== 64) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["cidr"],
+        message: `must be a /64 for ${eui64} (addresses are EUI-64), not /${c.prefix}`,
+      });
+    }
   });
 
 // ---- logical port ----------------------------------------------------------------
