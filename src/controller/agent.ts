@@ -158,6 +158,7 @@ export class Agent {
     this.apps = [...loadApps(config.apps, { dhcp: config.dhcp, l3: config.l3 }), ...(deps.extraApps ?? [])];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
     this.metrics.flowSource = () => this.reconciler.installedFlows();
+    this.reconciler.onFastPathError = () => this.schedule();
     this.engine = new Engine(this.model, this.apps, { hostPuntPps: config.punt.hostRatePps });
     this.punts = new PuntQueue(
       config.punt.queuePerPort,
@@ -390,7 +391,13 @@ export class Agent {
       track: (fn) => this.track(fn),
       installReactive: async (r) => {
         const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
-        this.reconciler.update([change]);
+        const conn = this.of.connection;
+        const sent = conn ? await this.reconciler.pushNow(conn, [change]) : undefined;
+        if (sent !== undefined) {
+          this.metrics.flowMods.inc({ command: "add" }, sent);
+          return;
+        }
+        if (!conn) this.reconciler.update([change]);
         await this.runPass();
       },
       log: this.appLog(app.name),

@@ -32,6 +32,13 @@
  * owner is retried with exponential backoff (1 s doubling to 60 s) — or at
  * once when its output changes. If a bundle commit itself fails, the same
  * messages go again as plain flow_mods, so each error can be attributed.
+ *
+ * Reactive flows (a packet-in handler's, which must be in place before the
+ * packet is sent on) take a fast path when no sync is running: `pushNow`
+ * writes their flow_mods at once, without a bundle or a barrier, and the
+ * handler's packet_out follows them on the same session, which the switch
+ * processes in order — one write instead of two round trips. An error for
+ * one of them later undoes its key and fails its owner as above.
  */
 import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
@@ -51,6 +58,8 @@ const METER_FLAGS = OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS;
 
 export const RETRY_MIN_MS = 1000;
 export const RETRY_MAX_MS = 60_000;
+/** How long a fast-path flow_mod's xid is kept to attribute a late error (OVS answers within one loop). */
+const FAST_PATH_ERROR_WINDOW_MS = 60_000;
 
 /**
  * Items of one output by owner and by key. Almost every key has one owner,
@@ -152,6 +161,14 @@ export class OpenFlowReconciler {
   private lateDirtyMeters = new Set<string>();
   private syncing = false;
   private synced = false;
+  /** Fast-path flow_mods that may still be answered with an error, by xid. */
+  private readonly inFlight = new Map<
+    number,
+    { owner: OwnerKey | undefined; key: string; prev: Installed | undefined; at: number }
+  >();
+  private errorSource: OfConnection | undefined;
+  /** Told when the switch rejected a fast-path flow_mod (the agent schedules a sync to retry). */
+  onFastPathError: ((owner: OwnerKey | undefined) => void) | undefined;
   readonly failed = new Map<OwnerKey, FailedOwner>();
   /** Keys held back because their owner failed, by owner. */
   private held = new Map<OwnerKey, Set<string>>();
@@ -163,8 +180,14 @@ export class OpenFlowReconciler {
 
   update(changes: readonly OwnerChange[]): void {
     // During a sync, keys changed now must stay dirty after it: the sync clears what it sent.
-    const flows = this.syncing ? this.lateDirty : this.dirty;
-    const meters = this.syncing ? this.lateDirtyMeters : this.dirtyMeters;
+    this.apply(
+      changes,
+      this.syncing ? this.lateDirty : this.dirty,
+      this.syncing ? this.lateDirtyMeters : this.dirtyMeters,
+    );
+  }
+
+  private apply(changes: readonly OwnerChange[], flows: Set<string>, meters: Set<string>): void {
     for (const c of changes) {
       const before: OwnerOutput = c.before ?? { flows: [], meters: [] };
       const after: OwnerOutput = c.after ?? { flows: [], meters: [] };
@@ -277,6 +300,73 @@ export class OpenFlowReconciler {
     return this.installed.size;
   }
 
+  // ── the reactive fast path ───────────────────────────────────────────────
+
+  /**
+   * A packet-in handler's flows, before it sends the packet on: apply
+   * `changes` and, when no sync is running and the switch's state is known,
+   * write the flow_mods they need at once as plain messages, without waiting
+   * for an answer. A switch processes one session's messages in order, so a
+   * packet_out sent after this resolves meets the flows. The keys count as
+   * installed; a rejection (an error with one of these xids) un-installs its
+   * key, fails its owner and leaves the key dirty for the next sync. Returns
+   * how many flow_mods went out, or undefined when the changes wait for a
+   * sync (one is running, the session is new, or meters are involved).
+   */
+  async pushNow(conn: OfConnection, changes: readonly OwnerChange[]): Promise<number | undefined> {
+    const meters = changes.some((c) => (c.before?.meters.length ?? 0) + (c.after?.meters.length ?? 0) > 0);
+    if (this.syncing || !this.synced || meters) {
+      this.update(changes);
+      return undefined;
+    }
+    const keys = new Set<string>();
+    this.apply(changes, keys, this.dirtyMeters);
+    const ops = this.planFlows(keys);
+    if (!ops.length) return 0;
+    this.watchErrors(conn);
+    const now = this.now();
+    for (const [xid, f] of this.inFlight)
+      if (now - f.at > FAST_PATH_ERROR_WINDOW_MS) this.inFlight.delete(xid);
+    const msgs = ops.map((op) => ({
+      ...flowToFlowMod(op.flow, {
+        command:
+          op.kind === "delete" ? "delete_strict" : op.kind === "modify" ? "modify_strict" : ("add" as const),
+      }),
+      xid: conn.allocXid(),
+    }));
+    ops.forEach((op, i) => {
+      this.inFlight.set(msgs[i]!.xid, {
+        owner: op.owner,
+        key: op.key,
+        prev: this.installed.get(op.key),
+        at: now,
+      });
+      this.dirty.delete(op.key);
+      if (op.kind === "delete") this.installed.delete(op.key);
+      else this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
+    });
+    await conn.sendAll(msgs);
+    this.totals.added += ops.filter((o) => o.kind !== "delete" && o.kind !== "modify").length;
+    this.totals.modified += ops.filter((o) => o.kind === "modify").length;
+    this.totals.deleted += ops.filter((o) => o.kind === "delete").length;
+    return ops.length;
+  }
+
+  private watchErrors(conn: OfConnection): void {
+    if (this.errorSource === conn) return;
+    this.errorSource = conn;
+    conn.on("of_error", (e: OpenFlowError) => {
+      const f = this.inFlight.get(e.xid);
+      if (!f) return;
+      this.inFlight.delete(e.xid);
+      if (f.prev) this.installed.set(f.key, f.prev);
+      else this.installed.delete(f.key);
+      (this.syncing ? this.lateDirty : this.dirty).add(f.key);
+      if (f.owner !== undefined) this.fail(f.owner, e.message);
+      this.onFastPathError?.(f.owner);
+    });
+  }
+
   // ── sync ─────────────────────────────────────────────────────────────────
 
   private isHeld(owner: OwnerKey | undefined, key: string): boolean {
@@ -287,10 +377,10 @@ export class OpenFlowReconciler {
     return true;
   }
 
-  /** The flow ops the dirty keys need, without sending them. */
-  planFlows(): FlowOp[] {
+  /** The flow ops the dirty keys (or `keys`) need, without sending them. */
+  planFlows(keys: Iterable<string> = this.dirty): FlowOp[] {
     const ops: FlowOp[] = [];
-    for (const key of this.dirty) {
+    for (const key of keys) {
       const want = this.flows.winner(key);
       const have = this.installed.get(key);
       if (want && this.isHeld(want.owner, key)) continue;

@@ -3,7 +3,9 @@
  * while a sync is on the wire (a packet-in handler installing a reactive flow
  * during an NB pass) are sent by the next sync and not forgotten, a bundle
  * with a rejected flow fails only its owner, and the installed state it keeps
- * matches what OVS holds.
+ * matches what OVS holds. The reactive fast path writes its flow_mods with no
+ * round trip, and a packet_out written right after them meets them; a
+ * rejected one is undone and fails its owner.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { desiredFlow, type OwnerChange } from "../../src/controller/engine.js";
@@ -12,7 +14,9 @@ import { cookieFor, flow } from "../../src/datapath/index.js";
 import { connectOpenFlow } from "../../src/openflow/client.js";
 import type { OfConnection } from "../../src/openflow/connection.js";
 import type { Flow } from "../../src/openflow/flow.js";
-import { useOvsSandbox } from "../harness/index.js";
+import { OFPP } from "../../src/openflow/actions.js";
+import { OFP_NO_BUFFER } from "../../src/openflow/message.js";
+import { useOvsSandbox, waitFor } from "../harness/index.js";
 
 const sandbox = useOvsSandbox({ label: "reconciler", datapath: "dummy" });
 let conn: OfConnection;
@@ -73,5 +77,55 @@ describe("OpenFlowReconciler on ovs-vswitchd", () => {
     expect(r.failed.get("l2/port/bad")?.reason).toMatch(/OFPET_BAD_INSTRUCTION/);
     expect(await macsInOvs()).toEqual(["fa:16:3e:00:00:0a"]);
     expect(r.installedFlows().map((f) => f.cookie)).toEqual([cookieFor("l2", "l2/port/a")]);
+  });
+
+  it("pushNow: a packet_out written right after the flow_mod meets the flow, with no round trip between", async () => {
+    const r = new OpenFlowReconciler();
+    await r.sync(conn);
+    const key = "l3/reactive/fast";
+    const f = flow("classification", 100)
+      .inPort(OFPP.LOCAL)
+      .eq("eth_type", 0x88b5)
+      .controller()
+      .build(cookieFor("l3", key, "reactive"));
+    const punted: bigint[] = [];
+    conn.on("packet_in", (m) => punted.push(m.type === "packet_in" ? m.cookie : (m.cookie ?? 0n)));
+    await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
+    const sent = await r.pushNow(conn, [
+      { owner: key, before: undefined, after: { flows: [desiredFlow(key, f)], meters: [] } },
+    ]);
+    expect(sent).toBe(1);
+    // no await between the flow_mod and the packet_out: only the session's order puts the flow first
+    const frame = Buffer.alloc(60);
+    Buffer.from([0xfa, 0x16, 0x3e, 0, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 2, 0x88, 0xb5]).copy(frame);
+    await conn.send({
+      type: "packet_out",
+      bufferId: OFP_NO_BUFFER,
+      inPort: OFPP.LOCAL,
+      actions: [{ type: "output", port: OFPP.TABLE, maxLen: 0 }],
+      data: frame,
+    });
+    await waitFor(() => punted.includes(f.cookie), 5_000, "the packet punted by the new flow");
+    expect(r.pending()).toBe(false);
+    expect(r.installedFlows().map((x) => x.cookie)).toEqual([f.cookie]);
+  });
+
+  it("pushNow waits for the sync when one is running, and undoes a flow the switch rejects", async () => {
+    const r = new OpenFlowReconciler();
+    await r.sync(conn);
+    r.update([owner("a", "fa:16:3e:00:00:0a")]);
+    const running = r.sync(conn);
+    expect(await r.pushNow(conn, [owner("b", "fa:16:3e:00:00:0b")])).toBeUndefined();
+    await running;
+    await r.sync(conn);
+    expect(await macsInOvs()).toEqual(["fa:16:3e:00:00:0a", "fa:16:3e:00:00:0b"]);
+
+    const errors: (string | undefined)[] = [];
+    r.onFastPathError = (o) => errors.push(o);
+    expect(await r.pushNow(conn, [owner("bad", "fa:16:3e:00:00:0f", { bad: true })])).toBe(1);
+    await conn.barrier();
+    expect(errors).toEqual(["l2/port/bad"]);
+    expect(r.failed.get("l2/port/bad")?.reason).toMatch(/OFPET_BAD_INSTRUCTION/);
+    expect(r.installedFlows()).toHaveLength(2);
   });
 });
