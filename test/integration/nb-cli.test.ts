@@ -754,6 +754,6 @@ describe("flowdrake nb store errors", () => {
   it("exits 2 for a malformed --db", async () => {
     const r = await runBin(["nb", "network", "list", "--db", "mysql://x"], {});
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--db mysql:\/\/x: expected embedded:\/path or etcd:\/\//);
+    expect(r.stderr).toMatch(/--db mysql:\/\/x: expected embedded:\/path, etcd:\/\/host:port.* or etcds:\/\//);
   });
 });

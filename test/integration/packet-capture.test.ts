@@ -53,7 +53,11 @@ describe("packet library on packets captured from real stacks", () => {
     await run(["ip", "addr", "add", "fd77::2/64", "dev", "vb", "nodad"], { netns: b });
 
     const pcap = join(dir, "cap.pcap");
-    const dump = start(["tcpdump", "-i", "vb", "-U", "-s", "0", "-nn", "-w", pcap], { netns: b });
+    // --immediate-mode: without it libpcap hands packets over a ring block at a
+    // time (up to a second late), and the tail of the capture is lost at SIGINT.
+    const dump = start(["tcpdump", "-i", "vb", "--immediate-mode", "-U", "-s", "0", "-nn", "-w", pcap], {
+      netns: b,
+    });
     cleanup.add("tcpdump", () => {
       dump.kill("SIGKILL");
     });
@@ -117,12 +121,23 @@ describe("packet library on packets captured from real stacks", () => {
     cleanup.add("nc", () => {
       listener.kill("SIGKILL");
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(
+      async () => (await run(["ss", "-Hltn", "sport = :7777"], { netns: b })).stdout.includes("7777"),
+      10_000,
+      "nc to listen on 10.77.0.2:7777",
+    );
     await run(["nc", "-z", "-w", "2", "10.77.0.2", "7777"], { netns: a, allowFailure: true });
 
-    await new Promise((r) => setTimeout(r, 500));
+    // Stop the capture once its file holds the last exchange (the SYN-ACK), then
+    // wait for tcpdump to exit so the file is complete.
+    const hasSynAck = (): boolean =>
+      readPcap(readFileSync(pcap))
+        .records.map((r) => parseEthernet(r.data))
+        .some((f) => f.tcp?.flags.syn && f.tcp.flags.ack && f.tcp.srcPort === 7777);
+    await waitFor(hasSynAck, 10_000, "the SYN-ACK in the capture");
+    const exited = new Promise((r) => dump.once("exit", r));
     dump.kill("SIGINT");
-    await new Promise((r) => setTimeout(r, 300));
+    await exited;
     raw = readPcap(readFileSync(pcap)).records.map((r) => r.data);
     frames = raw.map((f) => parseEthernet(f));
     if (process.env.FLOWDRAKE_PACKET_FIXTURE_OUT) {
