@@ -224,6 +224,8 @@ export interface FilterJson {
   chain: number;
   prio: number;
   protocol: string;
+  /** The flower eth_type key of a protocol-all filter (FlowerRule.ethType). */
+  ethType?: string;
   handle?: number;
   match?: Record<string, unknown>;
   flags?: Record<string, boolean>;
@@ -251,6 +253,7 @@ export function filterJson(f: InstalledFilter, dev: string, devName: (i: number)
   const handle = r?.handle ?? f.handle;
   if (handle) base.handle = handle;
   if (!r) return base;
+  if (r.ethType !== undefined) base.ethType = protocolName(r.ethType);
   base.match = r.match as Record<string, unknown>;
   base.flags = { ...(r.flags ?? {}) } as Record<string, boolean>;
   base.inHw = Boolean(r.flags?.inHw);

@@ -27,6 +27,10 @@
  *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32 }   # host budget; agent queue per port; handlers at once
  *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
+ *                                   # mode ovs: OVS's own tc offload (other_config, above)
+ *   offload: { mode: planner, profile: connectx-6-dx, capacity: 100000, ports: ["eth*_vf*"] }
+ *                                   # mode planner: flowdrake's own tc rules (src/controller/tc-reconciler.ts);
+ *                                   # none: OpenFlow only. Default: ovs when an OVS key is set, else none
  *   heartbeatSeconds: 5             # liveness heartbeat; the lease lasts 3 of them
  *   recoverySeconds: 300            # recovery pass interval (full NB re-read); 0 = off
  */
@@ -38,6 +42,7 @@ import { z } from "zod";
 import { DEFAULT_APPS, isAppName } from "../apps/index.js";
 import { DEFAULT_NB_URL } from "../nb/store/open.js";
 import { UsageError } from "../util/errors.js";
+import { checkOffloadMode, offloadDatapathKeys } from "./tc-reconciler-config.js";
 
 const ipv4 = z.string().refine((s) => isIPv4(s), "is not an IPv4 address");
 
@@ -105,8 +110,10 @@ export const agentConfigSchema = z.strictObject({
       tcPolicy: z.enum(["none", "skip_sw", "skip_hw"]).optional(),
       maxIdleMs: z.number().int().positive().optional(),
       nOffloadThreads: z.number().int().positive().optional(),
+      ...offloadDatapathKeys,
     })
-    .default({}),
+    .superRefine(checkOffloadMode)
+    .prefault({}),
   /** Seconds between chassis heartbeats (the liveness lease lasts 3 of them). */
   heartbeatSeconds: z.number().int().positive().default(5),
   /** Seconds between recovery passes (a full NB re-read that repairs the cache); 0 = off. */

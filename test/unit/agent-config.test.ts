@@ -78,7 +78,16 @@ describe("agent flags", () => {
       metricsTls: { certificate: "/k/m.pem", privateKey: "/k/m-key.pem" },
       metricsAuthFile: "/k/metrics.auth",
       dhcp: { ratePps: 1, leaseTime: 2, domain: "d" },
-      offload: { hwOffload: true, tcPolicy: "none", maxIdleMs: 1, nOffloadThreads: 1 },
+      offload: {
+        hwOffload: true,
+        tcPolicy: "none",
+        maxIdleMs: 1,
+        nOffloadThreads: 1,
+        mode: "ovs",
+        profile: "connectx-6-dx",
+        capacity: 10,
+        socket: "/k/offload.sock",
+      },
     });
     expect(paths.sort()).toEqual(leaves(full as unknown as Record<string, unknown>).sort());
     const byPath = new Map(flags.map((f) => [f.path.join("."), f.flag]));

@@ -15,6 +15,14 @@
  *           handlers (which tc actions the driver parses; pedit fields it
  *           rewrites; geneve option matching limited to one TLV on the
  *           families that support it).
+ *  [mlx5-fs] the same driver's flow-table sizing: fs_ft_pool.c (the
+ *           firmware's flow-table pools, the largest 4M entries), and
+ *           lib/fs_chains.c (each tc (chain, prio) table is created with
+ *           FT_TBL_SZ = 64K entries; without ignore_flow_level — ConnectX-4
+ *           Lx — only prios 1..16 of chain 0, TC_MAX_PRIO).
+ * The capacity is the offload budget's default (src/offload/datapath/
+ * budget.ts): filters the NIC holds, across its ports; `offload.capacity`
+ * overrides it for a NIC whose firmware or memory allows less.
  * Where documentation is vague a profile claims the smaller set: an operator
  * loses a little offload, never correctness, because anything not claimed
  * stays in OVS software tables.
@@ -39,8 +47,26 @@ export interface NicProfile {
   conntrack: boolean;
   /** Max tc chain id the hardware handles (goto chain targets). */
   maxChain: number;
+  /** Max tc prio the hardware handles, where it is limited. */
+  maxPrio?: number;
+  /** What the offload budget may place on the NIC, with the source of the numbers. */
+  capacity?: {
+    /** Flower filters across all ports of the eswitch. */
+    filters: number;
+    /** Filters of one (chain, prio) table, where the vendor's driver sizes them. */
+    perChainPrio?: number;
+    source: string;
+  };
   notes: string[];
 }
+
+/** mlx5 in switchdev mode: [mlx5-fs]. */
+const mlx5Capacity = {
+  filters: 4 * 1024 * 1024,
+  perChainPrio: 64 * 1024,
+  source:
+    "mlx5 fs_ft_pool.c (largest firmware flow-table pool: 4M entries) and lib/fs_chains.c (FT_TBL_SZ: 64K entries per tc chain/prio table)",
+};
 
 const l2l4: MatchKey[] = [
   "indev",
@@ -83,6 +109,7 @@ const conntrackFamily = {
   geneveOptions: 1,
   conntrack: true,
   maxChain: 0xffff,
+  capacity: mlx5Capacity,
 } satisfies Partial<NicProfile>;
 
 export const profiles: NicProfile[] = [
@@ -99,6 +126,9 @@ export const profiles: NicProfile[] = [
     geneveOptions: 0,
     conntrack: false,
     maxChain: 0,
+    // [mlx5-fs] no ignore_flow_level on this family: tc prios 1..16 only.
+    maxPrio: 16,
+    capacity: mlx5Capacity,
     notes: [
       "no header rewrite: routed flows (MAC rewrite, TTL decrement) stay in software",
       "no Geneve and no multi-chain: Geneve networks and goto-chain pipelines stay in software",
@@ -117,6 +147,7 @@ export const profiles: NicProfile[] = [
     geneveOptions: 0,
     conntrack: false,
     maxChain: 0xffff,
+    capacity: mlx5Capacity,
     notes: ["connection tracking is not offloaded on this family: security-group flows stay in software"],
   },
   {
@@ -167,6 +198,7 @@ export const profiles: NicProfile[] = [
     geneveOptions: 0,
     conntrack: false,
     maxChain: 0,
+    capacity: { filters: 0, source: "no embedded switch" },
     notes: ["software datapath only: every flow stays in OVS"],
   },
 ];

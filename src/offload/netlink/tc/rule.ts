@@ -173,6 +173,13 @@ export interface FlowerRule {
   prio: number;
   /** Ethertype; ETH_P_ALL (3) matches every protocol. */
   protocol: number;
+  /**
+   * The flower eth_type key of a filter whose protocol is ETH_P_ALL
+   * (TCA_FLOWER_KEY_ETH_TYPE without a protocol in tcm_info), so that
+   * filters of several ethertypes can share one prio. iproute2 always sends
+   * the key equal to the protocol, and never this way.
+   */
+  ethType?: number;
   handle?: number;
   match: FlowerMatch;
   actions: FlowerAction[];
@@ -353,6 +360,7 @@ export function flowerOptions(rule: FlowerRule): AttrValues {
   if (rule.actions.length) out.ACT = rule.actions.map(actionToAttrs);
   out.FLAGS = flagsToU32(rule.flags);
   if (rule.protocol !== ETH_P_ALL) out.KEY_ETH_TYPE = rule.protocol;
+  else if (rule.ethType !== undefined) out.KEY_ETH_TYPE = rule.ethType;
   return out;
 }
 
@@ -379,8 +387,10 @@ export function flowerFromOptions(
     else if (name === "FLAGS") {
       const f = flagsFromU32(Number(v));
       if (Object.keys(f).length) rule.flags = f;
-    } else if (name === "KEY_ETH_TYPE") rule.protocol = Number(v);
-    else if (name === "IN_HW_COUNT") rule.inHwCount = Number(v);
+    } else if (name === "KEY_ETH_TYPE") {
+      if (base.protocol === ETH_P_ALL) rule.ethType = Number(v);
+      else rule.protocol = Number(v);
+    } else if (name === "IN_HW_COUNT") rule.inHwCount = Number(v);
     else if (name === "CLASSID") rule.classid = Number(v);
     else if (name === "KEY_ENC_OPTS" || name === "KEY_ENC_OPTS_MASK") {
       const g = match.geneveOpts ?? { value: [], mask: [] };

@@ -779,6 +779,7 @@ export function formatRule(rule: FlowerRule, devName: (ifindex: number) => strin
     rule.handle !== undefined ? `handle ${hex(rule.handle)}` : "",
   ].filter(Boolean);
   const lines = [head.join(" ")];
+  if (rule.ethType !== undefined) lines.push(`  eth_type ${protocolName(rule.ethType)}`);
   for (const t of matchText(rule.match)) lines.push(`  ${t}`);
   const f = rule.flags ?? {};
   const flagWords = [
