@@ -14,6 +14,7 @@ import { l2App } from "./l2.js";
 import { l3App, type L3AppOptions } from "./l3.js";
 import { portsecApp } from "./portsec.js";
 import { providerApp } from "./provider.js";
+import { secgroupApp } from "./secgroup.js";
 import { tunnelApp } from "./tunnel.js";
 
 export interface AppOptions {
@@ -24,6 +25,7 @@ export interface AppOptions {
 export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } = {
   classifier: () => classifierApp,
   portsec: () => portsecApp,
+  secgroup: () => secgroupApp,
   dhcp: (o) => dhcpApp(o.dhcp),
   arp: () => arpApp,
   l2: () => l2App,
@@ -35,6 +37,7 @@ export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } 
 export const DEFAULT_APPS: AppName[] = [
   "classifier",
   "portsec",
+  "secgroup",
   "dhcp",
   "arp",
   "l2",

@@ -32,7 +32,7 @@
  */
 import type { AppName } from "./registry.js";
 import type { FlowBuilder, TableName } from "../datapath/index.js";
-import type { Chassis, Network, Port, Router, Subnet } from "../nb/model/schemas.js";
+import type { Chassis, Network, Port, Router, Secgroup, Subnet } from "../nb/model/schemas.js";
 import type { Flow } from "../openflow/flow.js";
 import type { Logger } from "../util/log.js";
 
@@ -122,6 +122,11 @@ export interface View {
   networkByKey(key: number): NetworkView | undefined;
   /** Not recorded as a dependency: every port bound here, for timers (see App.timer). */
   localPorts(): readonly LocalPort[];
+  secgroup(id: string): Secgroup | undefined;
+  /** Every port the cache holds that is in a security group (local or not), by id. */
+  groupMembers(id: string): readonly ReadyPort[];
+  /** Local ports with at least one security group, by ofport. */
+  groupedLocalPorts(): readonly LocalPort[];
 }
 
 /** Where an owner builder puts what it wants installed. */

@@ -37,7 +37,7 @@
  */
 import type { App, AppContext, PacketInEvent, ReadyPort } from "../apps/types.js";
 import { loadApps, missingApps } from "../apps/index.js";
-import { appOfCookie, categoryOfCookie } from "../datapath/index.js";
+import { appOfCookie, categoryOfCookie, portZone } from "../datapath/index.js";
 import { NbApi } from "../nb/api.js";
 import type { RealisedValue } from "../nb/realised.js";
 import { openStore } from "../nb/store/open.js";
@@ -79,6 +79,7 @@ const MODEL_KINDS = new Map<string, ModelKind>([
   [KIND.subnet, "subnet"],
   [KIND.router, "router"],
   [KIND.chassis, "chassis"],
+  [KIND.secgroup, "secgroup"],
 ]);
 
 /** Ports claimed per NB transaction (each is one guarded put). */
@@ -135,6 +136,7 @@ export class Agent {
   private claiming = new Set<string>();
   private localPortsSync: Promise<void> = Promise.resolve();
   private realisedWritten = 0;
+  private readonly zonesToFlush = new Set<number>();
   private realisedWrite: Promise<void> = Promise.resolve();
   private readonly appLogs = new Map<string, ReturnType<typeof logger>>();
   /** Packet-ins waiting for their app, fairly across ports (punt-queue.ts). */
@@ -299,7 +301,12 @@ export class Agent {
   }
 
   private applyBindings(d: ReturnType<BindingTracker["apply"]>): void {
-    for (const [id, b] of d.bindings) this.model.setBinding(id, b);
+    for (const [id, b] of d.bindings) {
+      // the port's conntrack zone (the layout's portZone: its ofport) is flushed once the port is gone
+      const old = this.model.bindingOf(id);
+      if (old && old.ofport !== b?.ofport) this.zonesToFlush.add(old.ofport);
+      this.model.setBinding(id, b);
+    }
     if (d.tunnelsChanged) this.model.setTunnelPorts(this.tracker.tunnelPorts());
     if (d.providersChanged) this.model.setProviderPorts(this.tracker.providerPorts());
     if (d.bindings.size && this.cache) {
@@ -533,6 +540,7 @@ export class Agent {
     }
     const r = await this.reconciler.sync(conn);
     if (!this.reconciler.pending()) this.noteRealised(revision);
+    await this.flushZones(conn);
     this.armRetry();
     void this.claim();
 
@@ -567,6 +575,24 @@ export class Agent {
       );
     }
     return this.lastPass;
+  }
+
+  /** Flush the conntrack zones of ports that went (after the pass that removed their flows). */
+  private async flushZones(conn: OfConnection): Promise<void> {
+    for (const ofport of [...this.zonesToFlush]) {
+      if (this.model.localPortByOfport(ofport)) {
+        this.zonesToFlush.delete(ofport); // the ofport is in use again: its zone is live
+        continue;
+      }
+      try {
+        await conn.send({ type: "nx_ct_flush_zone", zoneId: portZone(ofport) });
+        await conn.barrier();
+        this.zonesToFlush.delete(ofport);
+      } catch (err) {
+        log.warn({ ofport, err: errorMessage(err) }, "conntrack zone flush failed; retried next pass");
+        return;
+      }
+    }
   }
 
   private armRetry(): void {

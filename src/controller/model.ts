@@ -34,6 +34,10 @@
  *   routers:N     routerPortsOf(N)               a router with an interface on N changing
  *   tunnels       tunnelPort(·)                  tunnel port ofports
  *   providers     network(N) of provider nets    patch port ofports
+ *   secgroup:G    secgroup(G)                    NB security group G
+ *   sgmembers:G   groupMembers(G)                a port in G changing (joining, leaving, its
+ *                                                addresses)
+ *   sglocal       groupedLocalPorts()            a local port with groups changing, (un)binding
  *
  * `localPortByOfport` and `portsOnNetwork` are not recorded: they are for
  * packet-in handlers, whose answers are not owned flows.
@@ -48,7 +52,7 @@ import type {
   View,
 } from "../apps/types.js";
 import { providerKey } from "../datapath/index.js";
-import type { Chassis, Network, Router, Subnet } from "../nb/model/schemas.js";
+import type { Chassis, Network, Router, Secgroup, Subnet } from "../nb/model/schemas.js";
 import { DEVICE_OWNER_ROUTER_INTERFACE } from "../nb/model/schemas.js";
 import { isIpv4 } from "../packet/addr.js";
 
@@ -58,7 +62,7 @@ export interface Binding {
   iface: string;
 }
 
-export type ModelKind = "port" | "network" | "subnet" | "router" | "chassis";
+export type ModelKind = "port" | "network" | "subnet" | "router" | "chassis" | "secgroup";
 
 function encapOf(network: Network): EncapType | undefined {
   return network.networkType === "geneve" || network.networkType === "vxlan"
@@ -94,6 +98,9 @@ export class LocalModel implements View {
   private readonly portsByNet = new Map<string, Set<string>>();
   /** `N/A` → ports of network N with fixed IP A (one, unless the NB holds a duplicate). */
   private readonly portsByIp = new Map<string, Set<string>>();
+  private readonly secgroups = new Map<string, Secgroup>();
+  /** Security group → the ports in it (any port the cache holds). */
+  private readonly portsByGroup = new Map<string, Set<string>>();
   private readonly localByNet = new Map<string, Set<string>>();
   private readonly subnetsByNet = new Map<string, Set<string>>();
   private readonly routersByNet = new Map<string, Set<string>>();
@@ -141,6 +148,15 @@ export class LocalModel implements View {
     if (old === port) return;
     this.touch(`port:${id}`);
     const bound = this.bindings.has(id);
+    for (const g of old?.securityGroups ?? []) {
+      removeFrom(this.portsByGroup, g, id);
+      this.touch(`sgmembers:${g}`);
+    }
+    for (const g of port?.securityGroups ?? []) {
+      addTo(this.portsByGroup, g, id);
+      this.touch(`sgmembers:${g}`);
+    }
+    if (bound && (old?.securityGroups.length || port?.securityGroups.length)) this.touch("sglocal");
     this.moveMembership(id, old?.networkId, bound, port?.networkId, bound, () => {
       if (old) {
         removeFrom(this.portsByNet, old.networkId, id);
@@ -164,6 +180,7 @@ export class LocalModel implements View {
     const old = this.bindings.get(portId);
     if (old?.ofport === b?.ofport && old?.iface === b?.iface) return;
     this.touch(`binding:${portId}`);
+    if (this.ports.get(portId)?.securityGroups.length) this.touch("sglocal");
     const net = this.ports.get(portId)?.networkId;
     this.moveMembership(portId, net, !!old, net, !!b, () => {
       if (old && this.byOfport.get(old.ofport) === portId) this.byOfport.delete(old.ofport);
@@ -246,6 +263,13 @@ export class LocalModel implements View {
     } else this.routers.delete(id);
   }
 
+  setSecgroup(id: string, g: Secgroup | undefined): void {
+    if (this.secgroups.get(id) === g) return;
+    this.touch(`secgroup:${id}`);
+    if (g) this.secgroups.set(id, g);
+    else this.secgroups.delete(id);
+  }
+
   setChassis(name: string, c: Chassis | undefined): void {
     if (this.chassisObjs.get(name) === c) return;
     this.touch(`chassis:${name}`);
@@ -286,6 +310,8 @@ export class LocalModel implements View {
         return this.setRouter(key, value as Router | undefined);
       case "chassis":
         return this.setChassis(key, value as Chassis | undefined);
+      case "secgroup":
+        return this.setSecgroup(key, value as Secgroup | undefined);
     }
   }
 
@@ -487,6 +513,26 @@ export class LocalModel implements View {
     let best: string | undefined;
     for (const id of ids) if (best === undefined || id < best) best = id;
     return this.ports.get(best!);
+  }
+
+  secgroup(id: string): Secgroup | undefined {
+    this.read(`secgroup:${id}`);
+    return this.secgroups.get(id);
+  }
+
+  groupMembers(id: string): readonly ReadyPort[] {
+    this.read(`sgmembers:${id}`);
+    return [...(this.portsByGroup.get(id) ?? [])].sort().map((p) => this.ports.get(p)!);
+  }
+
+  groupedLocalPorts(): readonly LocalPort[] {
+    this.read("sglocal");
+    const out: LocalPort[] = [];
+    for (const id of this.bindings.keys()) {
+      const lp = this.localPortOf(id);
+      if (lp && lp.port.securityGroups.length) out.push(lp);
+    }
+    return out.sort((a, b) => a.ofport - b.ofport);
   }
 
   localPortByOfport(ofport: number): LocalPort | undefined {

@@ -18,13 +18,15 @@
  * On top of the per-port meters, OpenFlow's reserved "controller" meter
  * (`CONTROLLER_METER`) caps all punts of the host together.
  *
- * Conntrack zones are allocated: a zone isolates one port's (or network's)
- * connections, it is a 16-bit number, and two owners must never share one
- * while both exist. `CtZones` hands out the lowest free zone per key, gives
- * the same zone back for a key it already knows, and can be restored from
- * and saved to a snapshot — the agent keeps the snapshot in br-int's
- * `external_ids:ct-zone-<key>` (OVN's convention), so conntrack state
- * survives an agent restart. Zone 0 (the default zone) is never handed out.
+ * Conntrack zones (16-bit; two owners must never share one while both
+ * exist) are split the same way. A local port's zone is computed: its ofport
+ * (`portZone`), so a restarted agent finds its connections where it left
+ * them and nothing needs saving. Zones above the ofport range (0xff00 –
+ * 0xffff) are for owners that are not ports: `CtZones` hands out the lowest
+ * free one per key, gives the same zone back for a key it already knows, and
+ * can be restored from and saved to a snapshot (a caller that needs the zone
+ * to survive a restart keeps the snapshot). Zone 0, the default zone, is
+ * never handed out.
  */
 
 export const METER_PURPOSES = { dhcp: 0, nd: 0x10000, l3: 0x20000 } as const;
@@ -56,7 +58,16 @@ export function isOurMeter(id: number): boolean {
   return Object.values(METER_PURPOSES).includes(base as never) && ofport >= 1 && ofport <= OFPORT_MAX;
 }
 
-export const CT_ZONE_MIN = 1;
+/** The conntrack zone of the local port at `ofport` (the security groups' zone). */
+export function portZone(ofport: number): number {
+  if (!Number.isInteger(ofport) || ofport < 1 || ofport > OFPORT_MAX) {
+    throw new RangeError(`portZone: ofport ${ofport} outside 1..${OFPORT_MAX}`);
+  }
+  return ofport;
+}
+
+/** The zones `CtZones` hands out: above every port zone. */
+export const CT_ZONE_MIN = OFPORT_MAX + 1;
 export const CT_ZONE_MAX = 0xffff;
 
 export class CtZoneExhausted extends Error {}

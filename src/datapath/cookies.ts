@@ -33,7 +33,8 @@ export const APP_IDS = {
   l2: 6,
   tunnel: 7,
   l3: 8,
-  // 9 and 10 are reserved for secgroup and nat: add each here with its app.
+  secgroup: 9,
+  // 10 is reserved for nat: add it here with its app.
   provider: 11,
 } as const;
 

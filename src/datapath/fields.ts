@@ -57,6 +57,15 @@ export const FLAG = {
   fromProvider: 0x2,
 } as const;
 
+/**
+ * Bits of a connection's ct_mark. `blocked`: the security groups no longer
+ * allow this connection (a rule was removed): its packets are dropped in both
+ * directions until it ends, and a new connection is checked afresh.
+ */
+export const CT_MARK = {
+  blocked: 0x1,
+} as const;
+
 /** The ovs-fields name of a register field's register. */
 export function regName(f: RegField): string {
   return `reg${f.reg}`;

@@ -27,6 +27,10 @@ import { table, type TableName } from "./tables.js";
 
 export type Proto = "ip" | "ipv6" | "arp" | "icmp" | "icmp6" | "tcp" | "udp" | "tcp6" | "udp6";
 
+/** ct_state bits (ovs-fields(7)). */
+export const CT_STATE = { new: 0x01, est: 0x02, rel: 0x04, rpl: 0x08, inv: 0x10, trk: 0x20 } as const;
+export type CtStateBit = keyof typeof CT_STATE;
+
 const PROTOS: Record<Proto, [ethType: number, nwProto?: number]> = {
   ip: [0x0800],
   ipv6: [0x86dd],
@@ -107,6 +111,18 @@ export class FlowBuilder {
   inPort(ofport: number): this {
     this.matches.push({ field: "in_port", value: ofport });
     return this;
+  }
+
+  /** Match conntrack state bits: true = set, false = clear, absent = either (ovs-fields ct_state). */
+  ctState(bits: Partial<Record<CtStateBit, boolean>>): this {
+    let value = 0;
+    let mask = 0;
+    for (const [name, on] of Object.entries(bits) as [CtStateBit, boolean | undefined][]) {
+      if (on === undefined) continue;
+      mask |= CT_STATE[name];
+      if (on) value |= CT_STATE[name];
+    }
+    return this.eq("ct_state", value, mask);
   }
 
   /** Exact match on a register field (masked when it is part of its register). */
@@ -190,6 +206,40 @@ export class FlowBuilder {
 
   popVlan(): this {
     this.actions.push({ type: "pop_vlan" });
+    return this;
+  }
+
+  /**
+   * Send the packet through the connection tracker in `zone`: with `table`, a
+   * tracked copy continues there (the untracked original goes on with the
+   * actions after this one); `commit` records the connection, `mark` sets
+   * bits of its ct_mark (fields.ts CT_MARK) as it is committed.
+   */
+  ct(opts: {
+    zone: number;
+    table?: TableName;
+    commit?: boolean;
+    mark?: { value: number; mask: number };
+  }): this {
+    if (opts.table !== undefined && table(opts.table) <= table(this.tableName)) {
+      throw new Error(`flow builder: ct from ${this.tableName} must recirculate forward`);
+    }
+    this.actions.push({
+      type: "ct",
+      zone: opts.zone,
+      ...(opts.commit ? { commit: true } : {}),
+      ...(opts.table !== undefined ? { table: table(opts.table) } : {}),
+      ...(opts.mark
+        ? { actions: [{ type: "set_field", field: "ct_mark", value: opts.mark.value, mask: opts.mark.mask }] }
+        : {}),
+    });
+    return this;
+  }
+
+  /** One clause of conjunctive match `id` (clause counts from 1, of `n`). */
+  conjunction(id: number, clause: number, n: number): this {
+    if (clause < 1 || clause > n) throw new Error(`flow builder: conjunction clause ${clause} of ${n}`);
+    this.actions.push({ type: "conjunction", id, clause: clause - 1, nClauses: n });
     return this;
   }
 

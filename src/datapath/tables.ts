@@ -8,10 +8,10 @@
  *   stage        tables
  *   ─────────    ────────────────────────────────────────────────────────────
  *   classify     classification ─► port_security
- *   ingress      ingress_secgroup ─► dhcp ─► arp_responder ─► nd_ra
+ *   ingress      ingress_secgroup (─► ingress_secgroup_state) ─► dhcp ─► arp_responder ─► nd_ra
  *   route        l3 ─► nat
  *   switch       l2_lookup ─► (l2_flood) ─► egress_tunnel | egress_provider
- *   egress       egress_secgroup ─► local_delivery
+ *   egress       egress_secgroup (─► egress_secgroup_state) ─► local_delivery
  *
  * A packet from a VM walks every stage in order: which network and port it
  * came from, is its source who it claims to be, the security groups on the
@@ -61,8 +61,16 @@ const DEFS = [
     id: 10,
     name: "ingress_secgroup",
     stage: "ingress",
-    purpose: "security groups, traffic leaving a VM (conntrack) — reserved, no app yet: passes",
+    purpose: "security groups, traffic leaving a VM: IP of a port with groups → conntrack (zone per port)",
     miss: { goto: "dhcp" },
+  },
+  {
+    id: 11,
+    name: "ingress_secgroup_state",
+    stage: "ingress",
+    purpose:
+      "after conntrack: replies and related pass, new and original-direction packets by the egress rules",
+    miss: "drop",
   },
   {
     id: 15,
@@ -133,8 +141,16 @@ const DEFS = [
     id: 55,
     name: "egress_secgroup",
     stage: "egress",
-    purpose: "security groups, traffic entering a VM (conntrack) — reserved, no app yet: passes",
+    purpose: "security groups, traffic entering a VM: IP to a port with groups → conntrack (zone per port)",
     miss: { goto: "local_delivery" },
+  },
+  {
+    id: 56,
+    name: "egress_secgroup_state",
+    stage: "egress",
+    purpose:
+      "after conntrack: replies and related pass, new and original-direction packets by the ingress rules",
+    miss: "drop",
   },
   {
     id: 60,

@@ -4,7 +4,7 @@
  * Open vSwitch speaks on OpenFlow 1.3 — ONF bundles (EXT-230, experimenter
  * 0x4f4e4600, ONFT_BUNDLE_CONTROL = 2300, ONFT_BUNDLE_ADD_MESSAGE = 2301)
  * and the Nicira ones (0x00002320): NXT_PACKET_IN2, NXT_SET_PACKET_IN_FORMAT,
- * NXT_SET_CONTROLLER_ID, NXT_TLV_TABLE_MOD.
+ * NXT_SET_CONTROLLER_ID, NXT_TLV_TABLE_MOD, NXT_CT_FLUSH_ZONE.
  *
  * `OfMessage` is a discriminated union on `type`, the spec name without the
  * OFPT_ prefix in lowercase. `encodeMessage` writes one message and patches
@@ -115,6 +115,7 @@ export const NXT = {
   SET_PACKET_IN_FORMAT: 16,
   SET_CONTROLLER_ID: 20,
   TLV_TABLE_MOD: 24,
+  CT_FLUSH_ZONE: 29,
   PACKET_IN2: 30,
 } as const;
 /** NXPIF_* packet-in formats. */
@@ -257,6 +258,8 @@ export type OfMessage =
   | PacketIn2
   | (X & { type: "nx_set_packet_in_format"; format: number })
   | (X & { type: "nx_set_controller_id"; controllerId: number })
+  /** Delete every conntrack entry of a zone (struct nx_zone_id: 6 zero bytes, the zone). */
+  | (X & { type: "nx_ct_flush_zone"; zoneId: number })
   | (X & { type: "nx_tlv_table_mod"; command: "add" | "delete" | "clear"; mappings: TlvMapping[] })
   | (X & { type: "unknown"; ofpType: number; body: Buffer });
 
@@ -274,6 +277,7 @@ export function ofpTypeOf(msg: OfMessage): number {
     case "nx_set_packet_in_format":
     case "nx_set_controller_id":
     case "nx_tlv_table_mod":
+    case "nx_ct_flush_zone":
       return OFPT.EXPERIMENTER;
     case "get_async_reply":
       return OFPT.GET_ASYNC_REPLY;
@@ -429,6 +433,9 @@ function writeBody(w: ByteWriter, m: OfMessage): void {
       return;
     case "nx_set_controller_id":
       w.u32(NX_EXPERIMENTER_ID).u32(NXT.SET_CONTROLLER_ID).zeros(6).u16(m.controllerId);
+      return;
+    case "nx_ct_flush_zone":
+      w.u32(NX_EXPERIMENTER_ID).u32(NXT.CT_FLUSH_ZONE).zeros(6).u16(m.zoneId);
       return;
     case "nx_tlv_table_mod":
       w.u32(NX_EXPERIMENTER_ID).u32(NXT.TLV_TABLE_MOD);
@@ -772,6 +779,9 @@ function readExperimenter(xid: number, r: ByteReader): OfMessage {
       case NXT.SET_CONTROLLER_ID:
         r.skip(6);
         return { type: "nx_set_controller_id", xid, controllerId: r.u16("controller_id") };
+      case NXT.CT_FLUSH_ZONE:
+        r.skip(6);
+        return { type: "nx_ct_flush_zone", xid, zoneId: r.u16("zone_id") };
       case NXT.TLV_TABLE_MOD: {
         const c = r.u16("command");
         const command = (["add", "delete", "clear"] as const)[c];

@@ -20,7 +20,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbApi } from "../../src/nb/api.js";
-import { networkTopic, routerTopic, TOPIC_CHASSIS } from "../../src/nb/pubsub/message.js";
+import { groupTopic, networkTopic, routerTopic, TOPIC_CHASSIS } from "../../src/nb/pubsub/message.js";
 import { NbPublisher } from "../../src/nb/pubsub/publisher.js";
 import { EmbeddedStore } from "../../src/nb/store/embedded.js";
 import { openEtcdStore } from "../../src/nb/store/etcd.js";
@@ -157,7 +157,13 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
       expect(events.filter((e) => e.action === "added").map((e) => e.key)).toContain(topo.netB);
       if (env.distribution.mode === "pubsub") {
         expect(cache.topics().sort()).toEqual(
-          [TOPIC_CHASSIS, networkTopic(topo.netA), networkTopic(topo.netB), routerTopic(topo.router)]
+          [
+            TOPIC_CHASSIS,
+            networkTopic(topo.netA),
+            networkTopic(topo.netB),
+            routerTopic(topo.router),
+            groupTopic(topo.sg2),
+          ]
             .concat(cache.topics().filter((x) => x.startsWith("t/")))
             .sort(),
         );
@@ -188,6 +194,18 @@ function cacheSuite(name: string, setup: () => Promise<Setup>): void {
       await waitFor(() => cache.get(KIND.port, a3), 10_000, "new peer port");
       await api.delete("lport", a3);
       await waitFor(() => !cache.get(KIND.port, a3), 10_000, "deleted peer port");
+    });
+
+    it("a port elsewhere that joins a remote group of a local port's rules comes in, and goes when it leaves", async () => {
+      await waitFor(() => cache.synced(), 10_000, "subscriptions based");
+      expect(cache.get(KIND.port, topo.c1)).toBeUndefined(); // netC is out of scope
+      await api.update("lport", topo.c1, { securityGroups: [topo.sg2] });
+      await waitFor(() => cache.get(KIND.port, topo.c1), 10_000, "the new member of sg2");
+      // its chassis too (the rules match its addresses; the chassis is fetched by key)
+      await waitFor(() => cache.get(KIND.chassis, `${topo.t}-h4`), 10_000, "the member's chassis");
+      expect(cache.get(KIND.network, topo.netC)).toBeUndefined();
+      await api.update("lport", topo.c1, { securityGroups: [] });
+      await waitFor(() => !cache.get(KIND.port, topo.c1), 10_000, "the member that left evicted");
     });
 
     it("removing the last local port evicts what it pulled in and unsubscribes", async () => {

@@ -76,6 +76,7 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
   pipeline: [
     ["pipeline/global/", "priority=0 actions=drop"],
     ["pipeline/global/", "table=10, priority=0 actions=goto_table:15"],
+    ["pipeline/global/", "table=11, priority=0 actions=drop"],
     ["pipeline/global/", "table=15, priority=0 actions=goto_table:20"],
     ["pipeline/global/", "table=20, priority=0 actions=goto_table:25"],
     ["pipeline/global/", "table=25, priority=0 actions=goto_table:30"],
@@ -87,6 +88,7 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ["pipeline/global/", "table=50, priority=0 actions=drop"],
     ["pipeline/global/", "table=52, priority=0 actions=drop"],
     ["pipeline/global/", "table=55, priority=0 actions=goto_table:60"],
+    ["pipeline/global/", "table=56, priority=0 actions=drop"],
     ["pipeline/global/", "table=60, priority=0 actions=drop"],
   ],
   classifier: [

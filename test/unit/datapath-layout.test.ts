@@ -13,6 +13,8 @@ import {
   CT_ZONE_MAX,
   CtZoneExhausted,
   CtZones,
+  CT_ZONE_MIN,
+  portZone,
   F,
   FLAG,
   PIPELINE,
@@ -121,19 +123,33 @@ describe("meter ids and conntrack zones", () => {
     expect(again.zoneFor("port/b")).toBe(b);
     expect(again.zoneFor("port/c")).not.toBe(b);
     // bad snapshot entries (zone 0, duplicates) are dropped rather than shared
+    // bad snapshot entries (zone 0, a port's zone, duplicates) are dropped rather than shared
     const bad = new CtZones([
       ["x", 0],
-      ["y", 5],
-      ["z", 5],
+      ["w", 7],
+      ["y", CT_ZONE_MIN + 5],
+      ["z", CT_ZONE_MIN + 5],
     ]);
     expect(bad.peek("x")).toBeUndefined();
+    expect(bad.peek("w")).toBeUndefined();
     expect(bad.peek("z")).toBeUndefined();
-    expect(bad.zoneFor("z")).not.toBe(5);
+    expect(bad.zoneFor("z")).not.toBe(CT_ZONE_MIN + 5);
+    // never a zone a port could have
+    expect(a).toBeGreaterThan(portZone(0xfeff));
+  });
+
+  it("port zones are the ofport, inside the range CtZones leaves alone", () => {
+    expect(portZone(1)).toBe(1);
+    expect(portZone(0xfeff)).toBe(0xfeff);
+    expect(portZone(0xfeff)).toBeLessThan(CT_ZONE_MIN);
+    expect(() => portZone(0)).toThrow(RangeError);
+    expect(() => portZone(0xff00)).toThrow(RangeError);
   });
 
   it("runs out loudly instead of sharing a zone", () => {
-    const z = new CtZones(Array.from({ length: CT_ZONE_MAX }, (_, i): [string, number] => [`k${i}`, i + 1]));
-    expect(z.size).toBe(CT_ZONE_MAX);
+    const n = CT_ZONE_MAX - CT_ZONE_MIN + 1;
+    const z = new CtZones(Array.from({ length: n }, (_, i): [string, number] => [`k${i}`, CT_ZONE_MIN + i]));
+    expect(z.size).toBe(n);
     expect(() => z.zoneFor("one-more")).toThrow(CtZoneExhausted);
   });
 });

@@ -16,10 +16,18 @@ import type { ReadyPort } from "../../src/apps/types.js";
 import { Engine, type OwnerChange } from "../../src/controller/engine.js";
 import { LocalModel, type Binding } from "../../src/controller/model.js";
 import { OpenFlowReconciler } from "../../src/controller/reconciler.js";
-import type { Chassis, Network, Router, Subnet } from "../../src/nb/model/index.js";
+import {
+  parseObject,
+  type Chassis,
+  type Network,
+  type Router,
+  type Secgroup,
+  type Subnet,
+} from "../../src/nb/model/index.js";
 import { binding, chassis, net, port, router, subnet } from "../harness/model-fixture.js";
 
-const APPS = ["classifier", "portsec", "dhcp", "arp", "l2", "l3", "tunnel", "provider"];
+const APPS = ["classifier", "portsec", "secgroup", "dhcp", "arp", "l2", "l3", "tunnel", "provider"];
+const GROUPS = ["g1", "g2"] as const;
 const NETS = ["n1", "n2", "n3", "n4"] as const;
 const PORTS = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"] as const;
 const CHASSIS = ["host1", "host2", "host3"] as const;
@@ -67,8 +75,11 @@ type Op =
       ps: boolean;
       admin: boolean;
       pair: boolean;
+      groups: number;
     }
   | { t: "portDel"; i: number }
+  | { t: "sg"; g: number; variant: number }
+  | { t: "sgDel"; g: number }
   | { t: "bind"; i: number; ofport: number }
   | { t: "unbind"; i: number }
   | { t: "net"; n: number; variant: number; admin: boolean; ps: boolean }
@@ -96,9 +107,15 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       ps: fc.boolean(),
       admin: fc.boolean(),
       pair: fc.boolean(),
+      groups: fc.nat(3),
     }),
   },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("portDel" as const), i: fc.nat(PORTS.length - 1) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ t: fc.constant("sg" as const), g: fc.nat(GROUPS.length - 1), variant: fc.nat(3) }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("sgDel" as const), g: fc.nat(GROUPS.length - 1) }) },
   {
     weight: 4,
     arbitrary: fc.record({ t: fc.constant("bind" as const), i: fc.nat(PORTS.length - 1), ofport: fc.nat(1) }),
@@ -166,6 +183,7 @@ class World {
   subnets = new Map<string, Subnet>();
   routers = new Map<string, Router>();
   chassis = new Map<string, Chassis>();
+  secgroups = new Map<string, Secgroup>();
   alive = new Set<string>();
   tunnels: { geneve?: number; vxlan?: number } = { geneve: 100, vxlan: 101 };
   providers = new Map<string, number>([["physnet1", 50]]);
@@ -190,11 +208,44 @@ class World {
           adminStateUp: op.admin,
           ...(ch ? { chassis: ch } : {}),
           ...(op.pair && op.ps ? { allowedAddressPairs: [{ ipAddress: "10.9.9.9" }] } : {}),
+          // groups: a bit per group (only where port security is on, as the NB demands)
+          ...(op.ps || op.pair ? { securityGroups: GROUPS.filter((_, k) => op.groups & (1 << k)) } : {}),
         });
         this.ports.set(id, p);
         m.setPort(id, p);
         return;
       }
+      case "sg": {
+        const id = GROUPS[op.g]!;
+        const other = GROUPS[1 - op.g]!;
+        const rules: Record<string, unknown>[] = [
+          [{ id: "r", direction: "ingress", protocol: "tcp", portRangeMin: 22, portRangeMax: 22 }],
+          [
+            {
+              id: "r",
+              direction: "ingress",
+              protocol: "udp",
+              portRangeMin: 1000,
+              portRangeMax: 2000,
+              remoteGroupId: other,
+            },
+          ],
+          [
+            { id: "r", direction: "egress" },
+            { id: "s", direction: "ingress", protocol: "icmp", remoteGroupId: id },
+            { id: "t", direction: "ingress", ethertype: "IPv6", protocol: "tcp", remoteIpPrefix: "fd00::/8" },
+          ],
+          [],
+        ][op.variant]!;
+        const g = parseObject("secgroup", { id, tenantId: "t1", rules }, id) as Secgroup;
+        this.secgroups.set(id, g);
+        m.setSecgroup(id, g);
+        return;
+      }
+      case "sgDel":
+        this.secgroups.delete(GROUPS[op.g]!);
+        m.setSecgroup(GROUPS[op.g]!, undefined);
+        return;
       case "portDel":
         this.ports.delete(PORTS[op.i]!);
         m.setPort(PORTS[op.i]!, undefined);
@@ -302,6 +353,7 @@ class World {
     for (const [k, v] of this.networks) m.setNetwork(k, v);
     for (const [k, v] of this.subnets) m.setSubnet(k, v);
     for (const [k, v] of this.routers) m.setRouter(k, v);
+    for (const [k, v] of this.secgroups) m.setSecgroup(k, v);
     for (const [k, v] of this.ports) m.setPort(k, v);
     for (const [k, v] of this.bindings) m.setBinding(k, v);
     return m;
@@ -338,6 +390,8 @@ const seed = (w: World, m: LocalModel): void => {
     w.apply({ t: "alive", c, alive: true }, m);
   }
   w.apply({ t: "router", nets: [true, true] }, m);
+  w.apply({ t: "sg", g: 0, variant: 1 }, m);
+  w.apply({ t: "sg", g: 1, variant: 2 }, m);
   const place: [net: number, chassis: number, bound: boolean][] = [
     [0, 0, true],
     [0, 1, false],
@@ -349,7 +403,10 @@ const seed = (w: World, m: LocalModel): void => {
     [3, 0, true],
   ];
   place.forEach(([n, c, bound], i) => {
-    w.apply({ t: "port", i, net: n, chassis: c, mac: 0, ps: true, admin: true, pair: i === 0 }, m);
+    w.apply(
+      { t: "port", i, net: n, chassis: c, mac: 0, ps: true, admin: true, pair: i === 0, groups: i % 4 },
+      m,
+    );
     if (bound) w.apply({ t: "bind", i, ofport: 0 }, m);
   });
 };

@@ -69,6 +69,24 @@ describe("selective distribution closure", () => {
     expect(keys(wanted, KIND.chassis)).not.toContain("h3");
   });
 
+  it("members of a remote group come in wherever they are; members of the port's own groups do not", () => {
+    const w = db([
+      ...[...world.values()].flatMap((t) =>
+        [...t.values()].map(
+          (o) =>
+            [o.kind, o.key, o.value as Record<string, unknown>] as [string, string, Record<string, unknown>],
+        ),
+      ),
+      [KIND.port, "pD2", { networkId: "D", chassis: "h3", securityGroups: ["g2"] }],
+      [KIND.port, "pD3", { networkId: "D", chassis: "h3", securityGroups: ["g1"] }],
+    ]);
+    const { wanted, scope } = closure(w, new Set(["pA1"]));
+    expect(keys(wanted, KIND.port)).toEqual(["pA1", "pA2", "pD2"]);
+    expect(keys(wanted, KIND.chassis)).toEqual(["h1", "h2", "h3"]);
+    expect(keys(wanted, KIND.network)).toEqual(["A"]);
+    expect([...scope.memberGroups]).toEqual(["g2"]);
+  });
+
   it("no local ports: nothing is kept", () => {
     const { wanted } = closure(world, new Set());
     for (const t of wanted.values()) expect(t.size).toBe(0);

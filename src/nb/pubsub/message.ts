@@ -9,6 +9,9 @@
  *   n/<network>/     a network and everything on it (subnets, ports, router interfaces)
  *   r/<router>/      a router and its interfaces (so an agent hears of a network
  *                    newly attached behind a router it already follows)
+ *   g/<group>/       ports in a security group, besides their network's topic (an
+ *                    agent whose rules name the group as remote group follows its
+ *                    members wherever they are)
  *   c/               chassis (every agent needs the chassis of its peers)
  *   all/             objects without a tenant or network, and deletes of unknown objects
  *   hb/              publisher heartbeats (publisher id, last revision)
@@ -29,6 +32,7 @@ export const TOPIC_CHASSIS = "c/";
 export const tenantTopic = (tenant: string): string => `t/${tenant}/`;
 export const networkTopic = (network: string): string => `n/${network}/`;
 export const routerTopic = (router: string): string => `r/${router}/`;
+export const groupTopic = (group: string): string => `g/${group}/`;
 
 export interface ChangeMessage {
   type: "put" | "delete";

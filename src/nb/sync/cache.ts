@@ -9,12 +9,15 @@
  *               ─► routers with an interface on N0 (R) ─► networks behind R (N)
  *   N ─► subnets on N, ports on N (peers), chassis hosting those ports
  *   local ports ─► their security groups ─► remote groups of their rules (transitively)
+ *               ─► the members of those remote groups (ports in them, any network), whose
+ *                  addresses the rules match
  *   R ─► SNAT gateways; N / ports ─► floating IPs
  *
  * The closure is first computed from a store read (`resync`), and the cache
  * then follows changes from one of two feeds:
  *   - pubsub: a ZeroMQ subscriber (pubsub/subscriber.ts) on exactly the topics
- *     of that scope (n/<net>/, r/<router>/, t/<tenant>/, c/) — adding the first
+ *     of that scope (n/<net>/, r/<router>/, t/<tenant>/, g/<remote group>/,
+ *     c/) — adding the first
  *     local port on a network subscribes to its topic, removing the last one
  *     unsubscribes and evicts what only it needed;
  *   - watch: the store's own watch, filtered by the same scope.
@@ -23,8 +26,8 @@
  * re-runs the closure over what the cache holds, once per burst of changes:
  * if the scope shrank, what fell out is evicted without a store read; if it
  * grew by chassis or security groups, just those are fetched by key; only
- * when it grew by networks or routers — whose members the cache has never
- * seen — is the store read again. So a port joining or leaving a network
+ * when it grew by networks, routers or remote groups — whose members the
+ * cache has never seen — is the store read again. So a port joining or leaving a network
  * already in scope costs no read at all. Changes are ordered by store
  * revision, so duplicates and stale messages are harmless.
  * A sequence gap, a publisher restart or a compacted watch triggers a resync,
@@ -56,6 +59,7 @@ import { StoreError } from "../store/errors.js";
 import type { NbStore, StoredObject, Watch, WatchEvent } from "../store/types.js";
 import {
   TOPIC_CHASSIS,
+  groupTopic,
   networkTopic,
   routerTopic,
   tenantTopic,
@@ -110,6 +114,8 @@ export interface Scope {
   routers: Set<string>;
   tenants: Set<string>;
   securityGroups: Set<string>;
+  /** Groups named as a remote group by a rule of a group in scope: their member ports are in scope. */
+  memberGroups: Set<string>;
   chassis: Set<string>;
 }
 
@@ -171,10 +177,6 @@ export function closure(
     if (o) keep(o);
   }
   for (const s of t(KIND.subnet).values()) if (netsOf(s).some((n) => networks.has(n))) keep(s);
-  const ports = [...t(KIND.port).values()].filter(
-    (p) => netsOf(p).some((n) => networks.has(n)) || localPorts.has(p.key),
-  );
-  ports.forEach(keep);
   for (const r of routers) {
     const o = t(KIND.router).get(r);
     if (o) keep(o);
@@ -192,10 +194,20 @@ export function closure(
       }
     }
   }
+  const memberGroups = new Set<string>();
   for (const g of sgs) {
     const o = t(KIND.secgroup).get(g);
-    if (o) keep(o);
+    if (!o) continue;
+    keep(o);
+    for (const rg of refs(o).remoteGroups) memberGroups.add(rg);
   }
+  const ports = [...t(KIND.port).values()].filter(
+    (p) =>
+      netsOf(p).some((n) => networks.has(n)) ||
+      localPorts.has(p.key) ||
+      refs(p).securityGroups.some((g) => memberGroups.has(g)),
+  );
+  ports.forEach(keep);
   const chassis = new Set(ports.flatMap((p) => refs(p).chassis));
   for (const c of chassis) {
     const o = t(KIND.chassis).get(c);
@@ -226,7 +238,7 @@ export function closure(
         tenants.add(tn);
     }
   }
-  return { wanted, scope: { networks, routers, tenants, securityGroups: sgs, chassis } };
+  return { wanted, scope: { networks, routers, tenants, securityGroups: sgs, memberGroups, chassis } };
 }
 
 export class NbCache {
@@ -240,6 +252,7 @@ export class NbCache {
     routers: new Set(),
     tenants: new Set(),
     securityGroups: new Set(),
+    memberGroups: new Set(),
     chassis: new Set(),
   };
   private subscriber: NbSubscriber | undefined;
@@ -558,7 +571,11 @@ export class NbCache {
       const { wanted, scope } = closure(this.tables, this.localPorts);
       const grew = (a: Set<string>, b: Set<string>): string[] => [...a].filter((x) => !b.has(x));
       const now = this.scopeNow;
-      if (grew(scope.networks, now.networks).length || grew(scope.routers, now.routers).length) {
+      if (
+        grew(scope.networks, now.networks).length ||
+        grew(scope.routers, now.routers).length ||
+        grew(scope.memberGroups, now.memberGroups).length
+      ) {
         await this.requestResync("scope grew");
         return;
       }
@@ -600,6 +617,7 @@ export class NbCache {
       ...[...scope.networks].map(networkTopic),
       ...[...scope.routers].map(routerTopic),
       ...[...scope.tenants].map(tenantTopic),
+      ...[...scope.memberGroups].map(groupTopic),
     ]);
     for (const t of sub.subscribed()) if (!want.has(t)) sub.unsubscribe(t);
     for (const t of want) sub.subscribe(t);
@@ -640,6 +658,7 @@ export class NbCache {
       r.routers.some((x) => s.routers.has(x)) ||
       r.subnets.some((x) => this.tables.get(KIND.subnet)!.has(x)) ||
       (kind === KIND.secgroup && s.securityGroups.has(key)) ||
+      (kind === KIND.port && r.securityGroups.some((g) => s.memberGroups.has(g))) ||
       (kind === KIND.chassis && s.chassis.has(key))
     );
   }

@@ -9,7 +9,14 @@
  * that objects written by other tools still resolve.
  */
 import { KINDS } from "../model/index.js";
-import { TOPIC_ALL, TOPIC_CHASSIS, networkTopic, routerTopic, tenantTopic } from "../pubsub/message.js";
+import {
+  TOPIC_ALL,
+  TOPIC_CHASSIS,
+  groupTopic,
+  networkTopic,
+  routerTopic,
+  tenantTopic,
+} from "../pubsub/message.js";
 
 /** The NB kinds selective distribution knows about, by their store kind names (src/nb/model KINDS). */
 export const KIND = {
@@ -104,7 +111,8 @@ export function refsOf(kind: string, key: string, value: unknown): Refs {
 /**
  * The pub/sub topics a change to this object is published on: its networks and
  * routers when it has any (ports, subnets, networks, router interfaces), else
- * its tenant (security groups, unattached routers), else `all/`.
+ * its tenant (security groups, unattached routers), else `all/`; a port in
+ * security groups also on each group's topic.
  */
 export function topicsOf(kind: string, key: string, value: unknown): string[] {
   if (kind === KIND.chassis || kind === AGENT_KIND.liveness || kind === AGENT_KIND.realised) {
@@ -113,5 +121,6 @@ export function topicsOf(kind: string, key: string, value: unknown): string[] {
   const r = refsOf(kind, key, value);
   const topics = [...r.networks.map(networkTopic), ...r.routers.map(routerTopic)];
   if (topics.length === 0 && r.tenant) topics.push(tenantTopic(r.tenant));
+  if (kind === KIND.port) topics.push(...r.securityGroups.map(groupTopic));
   return topics.length ? topics : [TOPIC_ALL];
 }
