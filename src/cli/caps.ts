@@ -2,6 +2,11 @@
  * `flowdrake caps`: what this host's NICs can offload, and what must change
  * for them to offload. `--capture DIR` saves everything the report read so the
  * same report can be produced elsewhere with `--from DIR`.
+ *
+ * On a live host the report ends with the offload mode the running agent
+ * has active on its bridge, and why (caps-agent.ts asks it on its offload
+ * socket, found from --ovsdb and --bridge or named by --agent);
+ * `--explain agent` shows the agent's installed state flow by flow.
  */
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
@@ -18,13 +23,15 @@ import {
   recordingSource,
 } from "../offload/caps/index.js";
 import type { HostSource } from "../offload/caps/source.js";
-import { UsageError } from "../util/errors.js";
+import { errorMessage, UsageError } from "../util/errors.js";
 import { connectOpenFlow } from "../openflow/client.js";
 import { flowFromStats, type Flow } from "../openflow/flow.js";
 import type { PortMap } from "../offload/planner/ir.js";
 import type { Plan } from "../offload/planner/plan.js";
 import { OvsdbClient } from "../ovsdb/client.js";
 import { op } from "../ovsdb/ops.js";
+import { offloadSocket } from "../controller/tc-reconciler-config.js";
+import { askAgent, formatAgentExplain, formatAgentStatus } from "./caps-agent.js";
 import { capsProbes } from "./caps-probes.js";
 
 interface CapsOptions {
@@ -36,6 +43,20 @@ interface CapsOptions {
   profile?: string;
   port?: string[];
   tunnel?: string[];
+  /** The agent's offload socket (default: from ovsdb and bridge, as the agent puts it). */
+  agent?: string;
+  bridge?: string;
+}
+
+function agentSocket(opts: CapsOptions): string {
+  return (
+    opts.agent ??
+    offloadSocket({
+      ovsdb: opts.ovsdb ?? "unix:/var/run/openvswitch/db.sock",
+      bridge: opts.bridge ?? "br-int",
+      offload: {},
+    })
+  );
 }
 
 /** The planner's split of a flow set under a NIC profile; rule ids are `flow<i>` in `flows` order. */
@@ -143,6 +164,11 @@ export async function liveFlowSet(
 
 export async function runCaps(opts: CapsOptions): Promise<string> {
   if (opts.from && opts.capture) throw new UsageError("--from and --capture cannot be combined");
+  if (opts.explain === "agent" || opts.explain?.startsWith("agent:")) {
+    const socket = opts.explain === "agent" ? agentSocket(opts) : opts.explain.slice("agent:".length);
+    const report = await askAgent(socket, "explain");
+    return opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatAgentExplain(report);
+  }
   if (opts.explain && /^(unix|tcp):/.test(opts.explain)) {
     const live = await liveFlowSet(opts.explain, opts.ovsdb);
     let profile = opts.profile;
@@ -171,7 +197,13 @@ export async function runCaps(opts: CapsOptions): Promise<string> {
   let source: HostSource = opts.from ? captureSource(opts.from) : liveSource(await capsProbes(opts.ovsdb));
   if (opts.capture) source = recordingSource(source, opts.capture);
   const report = buildReport(await discover(source));
-  return opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report);
+  if (opts.from) return opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report);
+  // A live host: which mode the agent has active, and why.
+  const socket = agentSocket(opts);
+  const agent = await askAgent(socket, "status", 2000).catch((err: unknown) => errorMessage(err));
+  if (opts.json) return `${JSON.stringify({ ...report, agent }, null, 2)}\n`;
+  const mode = typeof agent === "string" ? `offload mode: unknown — ${agent}\n` : formatAgentStatus(agent);
+  return `${formatReport(report)}\n${mode}`;
 }
 
 function collect(v: string, prev: string[]): string[] {
@@ -195,9 +227,15 @@ export function register(program: Command): void {
     )
     .option(
       "--explain <flows>",
-      "explain, flow by flow, what a flow set would offload: a saved file (ovs-ofctl text) or a running " +
-        "agent's bridge (unix:/var/run/openvswitch/br-int.mgmt; with --ovsdb the port map comes from OVSDB)",
+      "explain, flow by flow, what a flow set would offload: a saved file (ovs-ofctl text), a bridge " +
+        "(unix:/var/run/openvswitch/br-int.mgmt; with --ovsdb the port map comes from OVSDB), or " +
+        "'agent' (or agent:SOCKET): the running agent's installed state, counters included",
     )
+    .option(
+      "--agent <socket>",
+      "the agent's offload socket (default: flowdrake.<bridge>.sock beside --ovsdb)",
+    )
+    .option("--bridge <name>", "the agent's bridge, to find its offload socket", "br-int")
     .option("--profile <id>", "NIC profile for --explain (default: this host's first NIC)")
     .option("--port <ofport=netdev>", "an eswitch port for --explain (repeatable)", collect, [])
     .option("--tunnel <ofport=vxlan|geneve>", "a tunnel port for --explain (repeatable)", collect, [])

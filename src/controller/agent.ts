@@ -25,6 +25,15 @@
  * restart when their app confirms them (`adoptReactive`), and go when the
  * switch reports them expired (flow_removed) or what they depend on changes.
  *
+ * A second output sits next to the OpenFlow reconciler: the offload datapath
+ * (tc-reconciler.ts). In `offload.mode: planner` every pass runs it twice —
+ * before the OpenFlow bundle it withdraws from tc whatever the change could
+ * invalidate, after the barrier it puts the NIC's share of the new flow set
+ * into tc-flower filters — and a packet-in handler's reactive flows take a
+ * pass too instead of the fast path, so that no tc filter ever shortcuts
+ * OpenFlow state that is changing. In the other modes it only reports (and
+ * in `ovs` mode OVS offloads by itself).
+ *
  * At start the agent creates br-int (fail_mode=secure, so OVS never falls
  * back to normal switching without us) and the flow-based tunnel ports if
  * missing, applies the configured offload settings, checks that no other
@@ -65,6 +74,8 @@ import { ModelGuard } from "./model-guard.js";
 import { LocalModel, type ModelKind } from "./model.js";
 import { PuntQueue } from "./punt-queue.js";
 import { OpenFlowReconciler, type SyncResult } from "./reconciler.js";
+import type { TcDatapath } from "../offload/datapath/kernel.js";
+import { OffloadOutput } from "./tc-reconciler.js";
 import { ensurePatchPorts, ensureTunnelPort } from "./tunnel-ports.js";
 
 const log = logger("agent");
@@ -94,6 +105,8 @@ export interface AgentDeps {
   tunnelOptions?: Record<string, string>;
   /** Extra apps (tests of the engine's machinery); loaded after the configured ones. */
   extraApps?: App[];
+  /** The kernel's tc for the offload datapath (default: netlink; tests stand in for a NIC's table). */
+  tcDatapath?: TcDatapath;
 }
 
 export interface PassResult extends SyncResult {
@@ -126,6 +139,8 @@ export class Agent {
   private of!: OfClient;
   private registration: ChassisRegistration | undefined;
   private recovery: Recovery | undefined;
+  /** The offload datapath (tc-reconciler.ts), once started. */
+  offload: OffloadOutput | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private pending: Promise<PassResult | undefined> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -217,7 +232,8 @@ export class Agent {
     for (const [physnet, bridge] of Object.entries(c.bridgeMappings)) {
       await ensurePatchPorts(this.ovsdb.client, c.bridge, bridge, physnet);
     }
-    if (Object.values(c.offload).some((v) => v !== undefined)) {
+    const { hwOffload, tcPolicy, maxIdleMs, nOffloadThreads } = c.offload;
+    if ([hwOffload, tcPolicy, maxIdleMs, nOffloadThreads].some((v) => v !== undefined)) {
       const r = await applyOffloadSettings(this.ovsdb.client, c.offload);
       this.offloadResult = r;
       if (r.restartNeeded) log.warn({ changed: r.changed }, r.message);
@@ -252,6 +268,16 @@ export class Agent {
     this.ovsdb.on("connected", () => {
       this.applyBindings(this.tracker.reset(this.ovsdb.replica));
       this.schedule();
+    });
+
+    this.offload = await OffloadOutput.start({
+      config: c,
+      ovsdb: this.ovsdb,
+      reconciler: this.reconciler,
+      connection: () => this.of?.connection,
+      registry: this.metrics.registry,
+      requestPass: () => this.schedule(),
+      ...(this.deps.tcDatapath ? { datapath: this.deps.tcDatapath } : {}),
     });
 
     this.of = new OfClient(openflowTarget(c), {
@@ -399,12 +425,14 @@ export class Agent {
       installReactive: async (r) => {
         const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
         const conn = this.of.connection;
-        const sent = conn ? await this.reconciler.pushNow(conn, [change]) : undefined;
+        // In planner mode tc must withdraw what the new flows could shadow first: a pass does that.
+        const fast = conn && this.offload?.mode.active !== "planner";
+        const sent = fast ? await this.reconciler.pushNow(conn, [change]) : undefined;
         if (sent !== undefined) {
           this.metrics.flowMods.inc({ command: "add" }, sent);
           return;
         }
-        if (!conn) this.reconciler.update([change]);
+        if (!fast) this.reconciler.update([change]);
         await this.runPass();
       },
       log: this.appLog(app.name),
@@ -538,7 +566,9 @@ export class Agent {
       this.dirtySince ??= since ?? performance.now();
       return undefined;
     }
+    await this.offload?.beforeOpenFlow();
     const r = await this.reconciler.sync(conn);
+    await this.offload?.afterOpenFlow();
     if (!this.reconciler.pending()) this.noteRealised(revision);
     await this.flushZones(conn);
     this.armRetry();
@@ -697,6 +727,7 @@ export class Agent {
       this.chain.catch(() => undefined),
       STOP_STEP_MS,
     );
+    await race(this.offload?.stop() ?? Promise.resolve(), STOP_STEP_MS);
     this.of?.stop();
     this.ovsdb?.stop();
     await race(this.cache?.close().catch(() => undefined) ?? Promise.resolve(), STOP_STEP_MS);

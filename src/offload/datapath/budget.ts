@@ -25,9 +25,10 @@
  *             first), until the plan fits — checked by re-planning, not by
  *             estimate;
  *   promote   below the low watermark (90 %): the busiest demoted flows
- *             first, as long as the plan still fits; and at capacity a
- *             demoted flow that carries `swapFactor` times the traffic of
- *             the idlest offloaded one takes its place;
+ *             first, as long as the plan still fits; and at capacity the
+ *             busiest demoted flow takes the place of the idlest offloaded
+ *             flows whose filters make room for it, when it carries more
+ *             than `swapFactor` times their traffic together;
  *   hysteresis  a flow stays demoted (or promoted) for at least `dwellMs`,
  *             and the low watermark and the swap factor keep flows near the
  *             boundary from flapping.
@@ -152,6 +153,61 @@ export class OffloadBudget {
     this.swapFactor = opts.swapFactor ?? 2;
   }
 
+  /**
+   * Give `busiest` (demoted) its place back if the idlest offloaded flows
+   * whose filters make room for it carry less than 1/swapFactor of its
+   * traffic together; otherwise leave everything as it was.
+   */
+  private swap(
+    state: OffloadState,
+    meter: TrafficMeter,
+    busiest: string,
+    now: number,
+    out: BudgetDecision,
+  ): void {
+    const plan = state.result();
+    const cost = ownedFilters(plan, [...state.desired().values()]);
+    const idle = [...cost]
+      .filter(
+        ([id, c]) =>
+          c > 0 && !state.exclusion(id) && this.settled(id, now) && plan.decisions.get(id)?.offloaded,
+      )
+      .sort(([a], [b]) => meter.rate(a) - meter.rate(b) || (a < b ? -1 : 1));
+    const reason = state.exclusion(busiest)!.exclusion;
+    state.setExclusions("demoted", new Map([[busiest, undefined]]));
+    const need = state.desired().size;
+    const picked: string[] = [];
+    let freed = 0;
+    let rate = 0;
+    for (const [id, c] of idle) {
+      if (need - freed <= this.capacity) break;
+      picked.push(id);
+      freed += c;
+      rate += meter.rate(id);
+    }
+    const worth =
+      picked.length > 0 && need - freed <= this.capacity && meter.rate(busiest) > this.swapFactor * rate;
+    if (worth) {
+      state.setExclusions(
+        "demoted",
+        new Map(
+          picked.map((id) => [id, { reason: this.reason(meter.rate(id), need), scope: "actions" as const }]),
+        ),
+      );
+      if (state.desired().size <= this.capacity) {
+        for (const id of picked) {
+          out.demoted.push({ id, reason: this.reason(meter.rate(id), need) });
+          this.since.set(id, now);
+        }
+        out.promoted.push(busiest);
+        this.since.set(busiest, now);
+        return;
+      }
+      state.setExclusions("demoted", new Map(picked.map((id) => [id, undefined])));
+    }
+    state.setExclusions("demoted", new Map([[busiest, reason]]));
+  }
+
   private settled(id: string, now: number): boolean {
     const t = this.since.get(id);
     return t === undefined || now - t >= this.dwellMs;
@@ -207,6 +263,7 @@ export class OffloadBudget {
         .sort((a, b) => meter.rate(b) - meter.rate(a) || (a < b ? -1 : 1));
     if (filters < this.capacity * this.lowWater) {
       for (const id of demoted()) {
+        const since = this.since.get(id);
         promote([id]);
         const n = state.desired().size;
         if (n > this.capacity) {
@@ -214,35 +271,19 @@ export class OffloadBudget {
             "demoted",
             new Map([[id, { reason: this.reason(meter.rate(id), n), scope: "actions" }]]),
           );
+          if (since === undefined) this.since.delete(id);
+          else this.since.set(id, since);
           break;
         }
         filters = n;
         out.promoted.push(id);
       }
-    } else if (filters <= this.capacity) {
-      // At capacity: a much busier demoted flow takes the place of the idlest offloaded one.
+    }
+    // Still no room for the busiest demoted flow: it may take the place of the idlest offloaded ones.
+    if (filters <= this.capacity) {
       const busiest = demoted()[0];
-      if (busiest !== undefined && meter.rate(busiest) > 0) {
-        const plan = state.result();
-        const cost = ownedFilters(plan, [...state.desired().values()]);
-        const idlest = [...cost]
-          .filter(([id, c]) => c > 0 && !state.exclusion(id) && this.settled(id, now))
-          .sort(([a], [b]) => meter.rate(a) - meter.rate(b) || (a < b ? -1 : 1))[0];
-        if (idlest && meter.rate(busiest) > this.swapFactor * meter.rate(idlest[0])) {
-          demote([idlest[0]], filters);
-          promote([busiest]);
-          const n = state.desired().size;
-          if (n > this.capacity) {
-            promote([idlest[0]]);
-            state.setExclusions(
-              "demoted",
-              new Map([[busiest, { reason: this.reason(meter.rate(busiest), n), scope: "actions" }]]),
-            );
-            out.demoted.pop();
-          } else out.promoted.push(busiest);
-          filters = state.desired().size;
-        }
-      }
+      if (busiest !== undefined && meter.rate(busiest) > 0) this.swap(state, meter, busiest, now, out);
+      filters = state.desired().size;
     }
     out.filters = filters;
     return out;
