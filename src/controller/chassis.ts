@@ -25,10 +25,12 @@
  *     would otherwise answer every DHCP request a second time and rewrite the
  *     chassis' tunnel IP under the first one.
  *
- * The heartbeat rewrites the key guarded by its version. If the lease is
- * gone (etcd was unreachable for longer than the lease lasts, or the
- * embedded store's holder restarted), a new lease is granted and the key put
- * again — the chassis comes back without an agent restart. If the key now
+ * The heartbeat rewrites the key guarded by its version, one beat at a time
+ * (while the store does not answer, ticks are skipped, not piled up), and a
+ * beat that fails is logged and retried at the next: it never throws. If the
+ * lease is gone (etcd was unreachable for longer than the lease lasts, or
+ * the embedded store's holder restarted), a new lease is granted and the key
+ * put again — the chassis comes back without an agent restart. If the key now
  * holds another agent's value, that agent took the chassis over; this one
  * logs it, counts it and stops heartbeating rather than fight.
  */
@@ -97,6 +99,7 @@ export class ChassisRegistration {
   private version = 0;
   private stopped = false;
   private beating: Promise<void> = Promise.resolve();
+  private inFlight = false;
   readonly stats = { beats: 0, regrants: 0, failures: 0, takenOver: false };
 
   constructor(
@@ -148,8 +151,12 @@ export class ChassisRegistration {
     this.version = r.versions[0]!;
     RUNNING.add(this.agentId);
     await this.registerObject();
+    // One beat at a time: while the store does not answer (a partition), ticks are skipped
+    // rather than piling up beats that would race each other for the key.
     this.timer = setInterval(() => {
-      this.beating = this.beat();
+      if (this.inFlight) return;
+      this.inFlight = true;
+      this.beating = this.beat().finally(() => (this.inFlight = false));
     }, s.heartbeatSeconds * 1000);
     this.timer.unref();
   }
@@ -183,9 +190,18 @@ export class ChassisRegistration {
     }
   }
 
-  /** One heartbeat; see the module comment. */
+  /** One heartbeat; see the module comment. Never rejects: a failure is logged, counted and retried next beat. */
   async beat(): Promise<void> {
     if (this.stopped || this.stats.takenOver) return;
+    try {
+      await this.beatOnce();
+    } catch (err) {
+      this.stats.failures++;
+      log.warn({ chassis: this.spec.chassis, err: errorMessage(err) }, "chassis heartbeat failed");
+    }
+  }
+
+  private async beatOnce(): Promise<void> {
     const s = this.spec;
     try {
       if (!this.lease) this.lease = await this.store.grantLease(s.heartbeatSeconds * 3, { keepAlive: false });
@@ -203,47 +219,46 @@ export class ChassisRegistration {
       this.version = r.versions[0]!;
       this.stats.beats++;
     } catch (err) {
+      const leaseGone = /lease.*(not found|expired|revoked)|requested lease/i.test(errorMessage(err));
+      if (!(err instanceof ConflictError) && !leaseGone) throw err;
       this.stats.failures++;
-      if (err instanceof ConflictError) {
-        const now = await this.store.get(AGENT_KIND.liveness, s.chassis).catch(() => undefined);
-        const v = (now?.value ?? {}) as Partial<LivenessValue>;
-        if (now && v.agentId !== this.agentId) {
-          this.stats.takenOver = true;
-          log.error(
-            { chassis: s.chassis, holder: v },
-            "another agent took this chassis over; heartbeat stopped",
-          );
-          return;
-        }
-        // our key lapsed with its lease (or was deleted): put it again on a fresh lease
-        this.version = now?.version ?? 0;
-        if (!now) await this.regrant();
-        return;
-      }
-      if (/lease.*(not found|expired|revoked)|requested lease/i.test(errorMessage(err))) {
-        await this.regrant();
-        return;
-      }
-      log.warn({ chassis: s.chassis, err: errorMessage(err) }, "chassis heartbeat failed");
+      await this.reclaim(leaseGone);
     }
   }
 
-  private async regrant(): Promise<void> {
+  /**
+   * The key is not where this agent left it: its version moved or its lease
+   * is gone. Another agent's value means a takeover (stop heartbeating);
+   * our own value on a live lease only needs the version; otherwise the key
+   * is put again on a fresh lease, guarded by the version it has now.
+   */
+  private async reclaim(leaseGone: boolean): Promise<void> {
+    const s = this.spec;
+    const now = await this.store.get(AGENT_KIND.liveness, s.chassis);
+    const v = (now?.value ?? {}) as Partial<LivenessValue>;
+    if (now && v.agentId !== this.agentId) {
+      this.stats.takenOver = true;
+      log.error({ chassis: s.chassis, holder: v }, "another agent took this chassis over; heartbeat stopped");
+      return;
+    }
+    if (now && !leaseGone) {
+      this.version = now.version;
+      return;
+    }
     this.stats.regrants++;
     const old = this.lease;
     this.lease = undefined;
     await old?.revoke().catch(() => undefined);
-    log.info({ chassis: this.spec.chassis }, "liveness lease lapsed; granting a new one");
-    this.version = 0;
-    this.lease = await this.store.grantLease(this.spec.heartbeatSeconds * 3, { keepAlive: false });
+    log.info({ chassis: s.chassis }, "liveness lease lapsed; granting a new one");
+    this.lease = await this.store.grantLease(s.heartbeatSeconds * 3, { keepAlive: false });
     const r = await this.store.txn([
       {
         op: "put",
         kind: AGENT_KIND.liveness,
-        key: this.spec.chassis,
+        key: s.chassis,
         value: this.value(),
         lease: this.lease.id,
-        expectVersion: 0,
+        expectVersion: now?.version ?? 0,
       },
     ]);
     this.version = r.versions[0]!;

@@ -366,6 +366,12 @@ export class EtcdCluster {
     await this.waitHealthy();
   }
 
+  /** Start every killed member again at once (one at a time would wait for a quorum that never comes). */
+  async restartAll(): Promise<void> {
+    for (let i = 0; i < this.members.length; i++) if (!this.running(i)) this.spawnMember(i);
+    await this.waitHealthy();
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
