@@ -12,6 +12,7 @@ import { classifierApp } from "./classifier.js";
 import { dhcpApp, type DhcpAppOptions } from "./dhcp.js";
 import { l2App } from "./l2.js";
 import { l3App, type L3AppOptions } from "./l3.js";
+import { natApp } from "./nat.js";
 import { portsecApp } from "./portsec.js";
 import { providerApp } from "./provider.js";
 import { secgroupApp } from "./secgroup.js";
@@ -30,6 +31,7 @@ export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } 
   arp: () => arpApp,
   l2: () => l2App,
   l3: (o) => l3App({ ...o.l3, ...(o.dhcp?.domain !== undefined ? { domain: o.dhcp.domain } : {}) }),
+  nat: () => natApp(),
   tunnel: () => tunnelApp,
   provider: () => providerApp,
 };
@@ -42,6 +44,7 @@ export const DEFAULT_APPS: AppName[] = [
   "arp",
   "l2",
   "l3",
+  "nat",
   "tunnel",
   "provider",
 ];

@@ -32,7 +32,16 @@
  */
 import type { AppName } from "./registry.js";
 import type { FlowBuilder, TableName } from "../datapath/index.js";
-import type { Chassis, Network, Port, Router, Secgroup, Subnet } from "../nb/model/schemas.js";
+import type {
+  Chassis,
+  FloatingIp,
+  Network,
+  Port,
+  Router,
+  Secgroup,
+  SnatGateway,
+  Subnet,
+} from "../nb/model/schemas.js";
 import type { Flow } from "../openflow/flow.js";
 import type { Logger } from "../util/log.js";
 
@@ -127,6 +136,25 @@ export interface View {
   groupMembers(id: string): readonly ReadyPort[];
   /** Local ports with at least one security group, by ofport. */
   groupedLocalPorts(): readonly LocalPort[];
+  /** Every NB port on a network the cache holds (local, remote or neither), by id. */
+  portsOf(networkId: string): readonly ReadyPort[];
+  /** The floating IPs pointing at a port, by id. */
+  floatingIpsOf(portId: string): readonly FloatingIp[];
+  /** A router's gateway on an external network (its NB SNAT object), if it has one. */
+  snatOf(routerId: string): SnatGateway | undefined;
+  /**
+   * A vlan/flat network whose physical network is mapped to a bridge here, with or
+   * without local ports (an external network seen by NAT): its key and patch port.
+   */
+  providerNetwork(id: string): NetworkView | undefined;
+  /** The IPv4 tunnel address of a chassis whose agent is alive; undefined otherwise. */
+  liveTunnelIp(chassis: string): string | undefined;
+  /** The conntrack zone of a router's NAT on this chassis (routers with an SNAT gateway). */
+  natZone(routerId: string): number | undefined;
+  /** Not recorded as a dependency: every floating IP the cache holds, for packet-in handlers and timers. */
+  floatingIps(): readonly FloatingIp[];
+  /** Not recorded as a dependency: every SNAT gateway the cache holds, for packet-in handlers and timers. */
+  snatGateways(): readonly SnatGateway[];
 }
 
 /** Where an owner builder puts what it wants installed. */
@@ -154,6 +182,8 @@ export const Dep = {
   subnet: (id: string) => `subnet:${id}`,
   router: (id: string) => `router:${id}`,
   chassis: (name: string) => `chassis:${name}`,
+  /** The physical networks mapped to bridges here (the patch ports). */
+  providers: "providers",
 } as const;
 
 export interface PacketInEvent {

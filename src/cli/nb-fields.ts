@@ -297,6 +297,11 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
       ref: "lswitch",
     },
     { flags: "--floating-ip <ip>", field: "floatingIpAddress", help: "address (allocated when absent)" },
+    {
+      flags: "--mac <mac>",
+      field: "macAddress",
+      help: "its MAC on the external network (allocated when absent)",
+    },
     { flags: "--port <port>", field: "portId", help: "port to DNAT to (id or name)", ref: "lport" },
     { flags: "--fixed-ip <ip>", field: "fixedIpAddress", help: "which address of the port" },
     { flags: "--router <router>", field: "routerId", help: "router (id or name)", ref: "lrouter" },
@@ -313,7 +318,19 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
       ref: "lswitch",
     },
     { flags: "--external-ip <ip>", field: "externalIpAddress", help: "address (allocated when absent)" },
+    {
+      flags: "--mac <mac>",
+      field: "macAddress",
+      help: "its MAC on the external network (allocated when absent)",
+    },
     { flags: "--enabled", field: "enabled", help: "SNAT on (the default)", bool: true, off: "SNAT off" },
+    {
+      flags: "--gateway-chassis <chassis>",
+      field: "gatewayChassis",
+      help: "chassis SNAT may run on, highest priority first (repeat or comma-separate)",
+      repeat: true,
+      convert: commaList,
+    },
   ],
 };
 

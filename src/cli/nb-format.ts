@@ -87,6 +87,7 @@ export const LIST_COLUMNS: Record<ObjectKind, Column[]> = {
     ["NETWORK", field("externalNetworkId")],
     ["EXTERNAL-IP", field("externalIpAddress")],
     ["ENABLED", (v) => (v.enabled ? "yes" : "no")],
+    ["GATEWAY-CHASSIS", (v) => list(v.gatewayChassis ?? [])],
   ],
 };
 

@@ -91,6 +91,8 @@ const MODEL_KINDS = new Map<string, ModelKind>([
   [KIND.router, "router"],
   [KIND.chassis, "chassis"],
   [KIND.secgroup, "secgroup"],
+  [KIND.fip, "fip"],
+  [KIND.snat, "snat"],
 ]);
 
 /** Ports claimed per NB transaction (each is one guarded put). */
@@ -255,6 +257,7 @@ export class Agent {
         ? { mode: "pubsub", endpoint: c.pubsub, curve: loadCurveClient(c.pubsubServerKey, c.pubsubKey) }
         : { mode: "watch" },
       localPorts: [...this.tracker.boundPorts().keys()],
+      chassis: c.chassis,
     });
     for (const kind of [...MODEL_KINDS.keys(), AGENT_KIND.liveness]) {
       for (const o of this.cache.list(kind)) this.onNb({ action: "added", kind, key: o.key, object: o });

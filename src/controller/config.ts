@@ -22,7 +22,7 @@
  *   metrics: 127.0.0.1:9464         # Prometheus /metrics; "" = off
  *   metricsTls: { certificate: …, privateKey: … }   # serve https
  *   metricsAuthFile: /etc/flowdrake/metrics.auth    # basic auth, user:password lines
- *   apps: [classifier, portsec, secgroup, dhcp, arp, l2, l3, tunnel, provider]
+ *   apps: [classifier, portsec, secgroup, dhcp, arp, l2, l3, nat, tunnel, provider]
  *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }   # ratePps: per-port DHCP punts
  *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32 }   # host budget; agent queue per port; handlers at once
  *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time)

@@ -3,7 +3,8 @@
  * write, but the store is shared: another writer, an older flowdrake or a
  * hand edit in etcd can put anything there. The agent re-checks each object
  * it uses against the model schema, plus the fields the API always fills in
- * (a port's MAC and addresses, a subnet's IP version), and leaves out — with
+ * (a port's MAC and addresses, a subnet's IP version, the address and MAC of
+ * a floating IP or SNAT gateway), and leaves out — with
  * one log line naming the object, field and reason — what does not pass, so
  * one bad object costs its own flows and nothing else.
  *
@@ -35,6 +36,11 @@ function filled(kind: ObjectKind, v: Obj): string | undefined {
     }
   }
   if (kind === "subnet" && v.ipVersion !== 4 && v.ipVersion !== 6) return "ipVersion: is missing";
+  if (kind === "fip" || kind === "snat") {
+    const ip = kind === "fip" ? "floatingIpAddress" : "externalIpAddress";
+    if (typeof v[ip] !== "string") return `${ip}: is missing`;
+    if (typeof v.macAddress !== "string") return "macAddress: is missing";
+  }
   return undefined;
 }
 

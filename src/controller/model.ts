@@ -38,9 +38,22 @@
  *   sgmembers:G   groupMembers(G)                a port in G changing (joining, leaving, its
  *                                                addresses)
  *   sglocal       groupedLocalPorts()            a local port with groups changing, (un)binding
+ *   netports:N    portsOf(N)                     a port of N changing (joining, leaving, its
+ *                                                addresses)
+ *   fips:P        floatingIpsOf(P)               an NB floating IP pointing at port P (or no
+ *                                                longer)
+ *   snat:R        snatOf(R)                      an NB SNAT gateway of router R
+ *   natzones      natZone(·)                     the set of routers with an SNAT gateway
  *
- * `localPortByOfport` and `portsOnNetwork` are not recorded: they are for
- * packet-in handlers, whose answers are not owned flows.
+ * `providerNetwork(N)` reads `network:N` and `providers`, `liveTunnelIp(C)`
+ * reads `chassis:C`. NAT zones are the layout's CtZones, each router asking
+ * for the zone its id hashes to, in id order, so the same set of routers
+ * always gets the same zones (a restart, a full recompute): a router keeps
+ * its zone while the set changes unless a new one collides with it first.
+ *
+ * `localPortByOfport`, `portsOnNetwork`, `floatingIps` and `snatGateways`
+ * are not recorded: they are for packet-in handlers and timers, whose
+ * answers are not owned flows.
  */
 import type {
   EncapType,
@@ -51,8 +64,16 @@ import type {
   RouterPortView,
   View,
 } from "../apps/types.js";
-import { providerKey } from "../datapath/index.js";
-import type { Chassis, Network, Router, Secgroup, Subnet } from "../nb/model/schemas.js";
+import { CT_ZONE_MAX, CT_ZONE_MIN, CtZones, fnv1a32, providerKey } from "../datapath/index.js";
+import type {
+  Chassis,
+  FloatingIp,
+  Network,
+  Router,
+  Secgroup,
+  SnatGateway,
+  Subnet,
+} from "../nb/model/schemas.js";
 import { DEVICE_OWNER_ROUTER_INTERFACE } from "../nb/model/schemas.js";
 import { isIpv4 } from "../packet/addr.js";
 
@@ -62,7 +83,7 @@ export interface Binding {
   iface: string;
 }
 
-export type ModelKind = "port" | "network" | "subnet" | "router" | "chassis" | "secgroup";
+export type ModelKind = "port" | "network" | "subnet" | "router" | "chassis" | "secgroup" | "fip" | "snat";
 
 function encapOf(network: Network): EncapType | undefined {
   return network.networkType === "geneve" || network.networkType === "vxlan"
@@ -104,6 +125,12 @@ export class LocalModel implements View {
   private readonly localByNet = new Map<string, Set<string>>();
   private readonly subnetsByNet = new Map<string, Set<string>>();
   private readonly routersByNet = new Map<string, Set<string>>();
+  private readonly fips = new Map<string, FloatingIp>();
+  private readonly fipsByPort = new Map<string, Set<string>>();
+  private readonly snats = new Map<string, SnatGateway>();
+  private readonly snatsByRouter = new Map<string, Set<string>>();
+  /** Router → NAT zone, computed on demand from the routers with an SNAT gateway. */
+  private natZones: Map<string, number> | undefined;
 
   private reads: Set<string> | undefined;
   private changed = new Set<string>();
@@ -157,6 +184,8 @@ export class LocalModel implements View {
       this.touch(`sgmembers:${g}`);
     }
     if (bound && (old?.securityGroups.length || port?.securityGroups.length)) this.touch("sglocal");
+    if (old) this.touch(`netports:${old.networkId}`);
+    if (port) this.touch(`netports:${port.networkId}`);
     this.moveMembership(id, old?.networkId, bound, port?.networkId, bound, () => {
       if (old) {
         removeFrom(this.portsByNet, old.networkId, id);
@@ -270,6 +299,41 @@ export class LocalModel implements View {
     else this.secgroups.delete(id);
   }
 
+  setFip(id: string, f: FloatingIp | undefined): void {
+    const old = this.fips.get(id);
+    if (old === f) return;
+    if (old?.portId !== undefined) {
+      removeFrom(this.fipsByPort, old.portId, id);
+      this.touch(`fips:${old.portId}`);
+    }
+    if (f) {
+      this.fips.set(id, f);
+      if (f.portId !== undefined) {
+        addTo(this.fipsByPort, f.portId, id);
+        this.touch(`fips:${f.portId}`);
+      }
+    } else this.fips.delete(id);
+  }
+
+  setSnat(id: string, g: SnatGateway | undefined): void {
+    const old = this.snats.get(id);
+    if (old === g) return;
+    const routersBefore = this.snatsByRouter.size;
+    if (old) {
+      removeFrom(this.snatsByRouter, old.routerId, id);
+      this.touch(`snat:${old.routerId}`);
+    }
+    if (g) {
+      this.snats.set(id, g);
+      addTo(this.snatsByRouter, g.routerId, id);
+      this.touch(`snat:${g.routerId}`);
+    } else this.snats.delete(id);
+    if (old?.routerId !== g?.routerId || this.snatsByRouter.size !== routersBefore) {
+      this.natZones = undefined;
+      this.touch("natzones");
+    }
+  }
+
   setChassis(name: string, c: Chassis | undefined): void {
     if (this.chassisObjs.get(name) === c) return;
     this.touch(`chassis:${name}`);
@@ -312,6 +376,10 @@ export class LocalModel implements View {
         return this.setChassis(key, value as Chassis | undefined);
       case "secgroup":
         return this.setSecgroup(key, value as Secgroup | undefined);
+      case "fip":
+        return this.setFip(key, value as FloatingIp | undefined);
+      case "snat":
+        return this.setSnat(key, value as SnatGateway | undefined);
     }
   }
 
@@ -533,6 +601,68 @@ export class LocalModel implements View {
       if (lp && lp.port.securityGroups.length) out.push(lp);
     }
     return out.sort((a, b) => a.ofport - b.ofport);
+  }
+
+  portsOf(networkId: string): readonly ReadyPort[] {
+    this.read(`netports:${networkId}`);
+    return [...(this.portsByNet.get(networkId) ?? [])].sort().map((id) => this.ports.get(id)!);
+  }
+
+  floatingIpsOf(portId: string): readonly FloatingIp[] {
+    this.read(`fips:${portId}`);
+    return [...(this.fipsByPort.get(portId) ?? [])].sort().map((id) => this.fips.get(id)!);
+  }
+
+  snatOf(routerId: string): SnatGateway | undefined {
+    this.read(`snat:${routerId}`);
+    const ids = this.snatsByRouter.get(routerId);
+    // the NB allows one per router; should a store hold two, the lowest id, whatever the arrival order
+    return ids ? this.snats.get([...ids].sort()[0]!) : undefined;
+  }
+
+  providerNetwork(id: string): NetworkView | undefined {
+    this.read(`network:${id}`);
+    this.read("providers");
+    const network = this.networks.get(id);
+    const physnet = network?.physicalNetwork;
+    if (!network || !physnet || (network.networkType !== "vlan" && network.networkType !== "flat")) {
+      return undefined;
+    }
+    const patchOfport = this.providers.get(physnet);
+    if (patchOfport === undefined) return undefined;
+    const vlan = network.networkType === "vlan" ? network.segmentationId : undefined;
+    return {
+      id,
+      network,
+      key: providerKey(physnet, vlan),
+      provider: { physicalNetwork: physnet, patchOfport, ...(vlan !== undefined ? { vlan } : {}) },
+    };
+  }
+
+  liveTunnelIp(chassis: string): string | undefined {
+    return this.tunnelIpOf(chassis);
+  }
+
+  natZone(routerId: string): number | undefined {
+    this.read("natzones");
+    if (!this.natZones) {
+      const zones = new CtZones();
+      const span = CT_ZONE_MAX - CT_ZONE_MIN + 1;
+      this.natZones = new Map();
+      for (const r of [...this.snatsByRouter.keys()].sort()) {
+        if (zones.size >= span) break;
+        this.natZones.set(r, zones.zoneFor(`nat/${r}`, CT_ZONE_MIN + (fnv1a32(r) % span)));
+      }
+    }
+    return this.natZones.get(routerId);
+  }
+
+  floatingIps(): readonly FloatingIp[] {
+    return [...this.fips.values()];
+  }
+
+  snatGateways(): readonly SnatGateway[] {
+    return [...this.snats.values()];
   }
 
   localPortByOfport(ofport: number): LocalPort | undefined {

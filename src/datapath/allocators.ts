@@ -12,6 +12,8 @@
  *   dhcp         1 .. 0xfeff             (the id is the ofport, as before v2)
  *   nd           0x10000 + ofport
  *   l3           0x20000 + ofport        (first packets of routed flows)
+ *   nat          0x30000 + ofport        (ARP of floating IPs and SNAT gateways, per
+ *                                         provider patch port)
  *
  * OVS maps OpenFlow meter ids onto datapath meters itself, so sparse ids
  * cost nothing; only the number of meters counts against the switch's limit.
@@ -22,14 +24,15 @@
  * exist) are split the same way. A local port's zone is computed: its ofport
  * (`portZone`), so a restarted agent finds its connections where it left
  * them and nothing needs saving. Zones above the ofport range (0xff00 –
- * 0xffff) are for owners that are not ports: `CtZones` hands out the lowest
- * free one per key, gives the same zone back for a key it already knows, and
+ * 0xffff) are for owners that are not ports: `CtZones` hands out the zone a
+ * caller prefers when it is free, else the next free one, per key, gives the
+ * same zone back for a key it already knows, and
  * can be restored from and saved to a snapshot (a caller that needs the zone
  * to survive a restart keeps the snapshot). Zone 0, the default zone, is
  * never handed out.
  */
 
-export const METER_PURPOSES = { dhcp: 0, nd: 0x10000, l3: 0x20000 } as const;
+export const METER_PURPOSES = { dhcp: 0, nd: 0x10000, l3: 0x20000, nat: 0x30000 } as const;
 
 /**
  * OpenFlow 1.3's reserved meter for packets sent to the controller (OFPM_CONTROLLER,
@@ -94,10 +97,26 @@ export class CtZones {
     }
   }
 
-  /** The zone of `key`, allocating the lowest free one the first time. */
-  zoneFor(key: string): number {
+  /**
+   * The zone of `key`, allocated the first time: `prefer` when it is a free
+   * zone of the range (a caller that derives it from the key gets the same
+   * zone for the same key, whatever the order of allocation, unless two keys
+   * want one zone), else the next free one.
+   */
+  zoneFor(key: string, prefer?: number): number {
     const have = this.byKey.get(key);
     if (have !== undefined) return have;
+    if (
+      prefer !== undefined &&
+      Number.isInteger(prefer) &&
+      prefer >= CT_ZONE_MIN &&
+      prefer <= CT_ZONE_MAX &&
+      !this.used.has(prefer)
+    ) {
+      this.byKey.set(key, prefer);
+      this.used.add(prefer);
+      return prefer;
+    }
     for (let i = 0; i <= CT_ZONE_MAX - CT_ZONE_MIN; i++) {
       const z = this.next;
       this.next = z >= CT_ZONE_MAX ? CT_ZONE_MIN : z + 1;

@@ -34,7 +34,7 @@ export const APP_IDS = {
   tunnel: 7,
   l3: 8,
   secgroup: 9,
-  // 10 is reserved for nat: add it here with its app.
+  nat: 10,
   provider: 11,
 } as const;
 

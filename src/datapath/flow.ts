@@ -18,7 +18,7 @@
  * meter instruction comes first and a goto last, as OpenFlow orders them.
  * A flow with no actions and no goto drops.
  */
-import { OFPP, type Action, type Subfield } from "../openflow/actions.js";
+import { OFPP, type Action, type NatSpec, type Subfield } from "../openflow/actions.js";
 import type { Flow } from "../openflow/flow.js";
 import type { Instruction } from "../openflow/instructions.js";
 import { fieldByName, type MatchField, type OxmFieldDef, type OxmValue } from "../openflow/oxm.js";
@@ -213,25 +213,31 @@ export class FlowBuilder {
    * Send the packet through the connection tracker in `zone`: with `table`, a
    * tracked copy continues there (the untracked original goes on with the
    * actions after this one); `commit` records the connection, `mark` sets
-   * bits of its ct_mark (fields.ts CT_MARK) as it is committed.
+   * bits of its ct_mark (fields.ts CT_MARK) as it is committed; `nat`
+   * translates the packet: with a kind and address, a new connection gets that
+   * translation (with `commit`); without, a connection's existing one applies.
    */
   ct(opts: {
     zone: number;
     table?: TableName;
     commit?: boolean;
     mark?: { value: number; mask: number };
+    nat?: NatSpec;
   }): this {
     if (opts.table !== undefined && table(opts.table) <= table(this.tableName)) {
       throw new Error(`flow builder: ct from ${this.tableName} must recirculate forward`);
+    }
+    const actions: Action[] = [];
+    if (opts.nat) actions.push({ type: "nat", nat: opts.nat });
+    if (opts.mark) {
+      actions.push({ type: "set_field", field: "ct_mark", value: opts.mark.value, mask: opts.mark.mask });
     }
     this.actions.push({
       type: "ct",
       zone: opts.zone,
       ...(opts.commit ? { commit: true } : {}),
       ...(opts.table !== undefined ? { table: table(opts.table) } : {}),
-      ...(opts.mark
-        ? { actions: [{ type: "set_field", field: "ct_mark", value: opts.mark.value, mask: opts.mark.mask }] }
-        : {}),
+      ...(actions.length ? { actions } : {}),
     });
     return this;
   }

@@ -9,7 +9,7 @@
  *   ─────────    ────────────────────────────────────────────────────────────
  *   classify     classification ─► port_security
  *   ingress      ingress_secgroup (─► ingress_secgroup_state) ─► dhcp ─► arp_responder ─► nd_ra
- *   route        l3 ─► nat
+ *   route        l3 ─► nat (─► nat_state ─► nat_resolve)
  *   switch       l2_lookup ─► (l2_flood) ─► egress_tunnel | egress_provider
  *   egress       egress_secgroup (─► egress_secgroup_state) ─► local_delivery
  *
@@ -21,7 +21,11 @@
  * packet from a tunnel or a provider network enters at classification with
  * its network from the tunnel key or VLAN and goes straight to L2 lookup; it
  * is never sent back where it came from (split horizon, register flags in
- * fields.ts).
+ * fields.ts). The exceptions are NAT's: a packet from the external network
+ * to a floating IP or SNAT address hosted here, and a packet a chassis sends
+ * to the SNAT gateway chassis, go from classification to nat; a packet
+ * leaving for the external network goes from nat_resolve straight out of the
+ * provider patch port.
  *
  * How to add a table: pick an id in the gap between its neighbours (ids
  * leave gaps so that a new table never renumbers the others — renumbering
@@ -105,8 +109,25 @@ const DEFS = [
     id: 35,
     name: "nat",
     stage: "route",
-    purpose: "DNAT/SNAT for floating IPs and SNAT gateways — reserved, no app yet: passes",
+    purpose:
+      "to/from an external network: floating IPs on the VM's chassis, SNAT on the gateway chassis → conntrack NAT (zone per router)",
     miss: { goto: "l2_lookup" },
+  },
+  {
+    id: 36,
+    name: "nat_state",
+    stage: "route",
+    purpose:
+      "after conntrack NAT: in → router MAC, VM MAC, its network (L2 lookup or tunnel); out → the floating IP's or gateway's MAC",
+    miss: "drop",
+  },
+  {
+    id: 37,
+    name: "nat_resolve",
+    stage: "route",
+    purpose:
+      "external next hop's MAC (learned from ARP) → out the provider patch port; unknown → local agent, which ARPs (metered)",
+    miss: "drop",
   },
   {
     id: 40,

@@ -1088,6 +1088,13 @@ export class NbApi {
           if (ip === s!.gatewayIp) fail(ipField, `${ip} is the gateway of subnet ${s!.id}`);
         }
         v[ipField] = ip;
+        if (v.macAddress === undefined)
+          v.macAddress = (old?.macAddress as string | undefined) ?? (await this.allocateMac(netId));
+        else {
+          const holder = await this.reservationOwner(IPAM_KINDS.mac, `${netId}/${String(v.macAddress)}`);
+          if (holder && holder !== owner)
+            fail("macAddress", `${String(v.macAddress)} is already used on network ${netId} by ${holder}`);
+        }
         if (isFip) await this.prepareFip(v as unknown as FloatingIp, fail);
         else {
           const sn = v as unknown as SnatGateway;
@@ -1210,9 +1217,11 @@ export class NbApi {
     } else if (kind === "fip") {
       const f = v as unknown as FloatingIp;
       if (f.floatingIpAddress) add(IPAM_KINDS.ip, `${f.floatingNetworkId}/${f.floatingIpAddress}`);
+      if (f.macAddress) add(IPAM_KINDS.mac, `${f.floatingNetworkId}/${f.macAddress}`);
     } else if (kind === "snat") {
       const g = v as unknown as SnatGateway;
       if (g.externalIpAddress) add(IPAM_KINDS.ip, `${g.externalNetworkId}/${g.externalIpAddress}`);
+      if (g.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${g.macAddress}`);
     }
     return out;
   }

@@ -8,8 +8,10 @@ import { LocalModel, type Binding } from "../../src/controller/model.js";
 import {
   parseObject,
   type Chassis,
+  type FloatingIp,
   type Network,
   type Router,
+  type SnatGateway,
   type Subnet,
 } from "../../src/nb/model/index.js";
 
@@ -69,4 +71,32 @@ export function newModel(): LocalModel {
   const m = new LocalModel("host1", "192.0.2.1");
   m.setTunnelPorts({ geneve: 100, vxlan: 101 });
   return m;
+}
+
+export function fip(
+  id: string,
+  extra: {
+    floatingNetworkId: string;
+    floatingIpAddress: string;
+    macAddress: string;
+    portId?: string;
+    fixedIpAddress?: string;
+    routerId?: string;
+  },
+): FloatingIp {
+  return parseObject("fip", { id, tenantId: "t1", ...extra }, id);
+}
+
+export function snat(
+  id: string,
+  extra: {
+    routerId: string;
+    externalNetworkId: string;
+    externalIpAddress: string;
+    macAddress: string;
+    gatewayChassis?: string[];
+    enabled?: boolean;
+  },
+): SnatGateway {
+  return parseObject("snat", { id, tenantId: "t1", ...extra }, id);
 }

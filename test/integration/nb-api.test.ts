@@ -595,6 +595,18 @@ describe("CAS and multi-object operations", () => {
     const r = await api.create("lrouter", { tenantId: t });
     const g = await api.create("snat", { tenantId: t, routerId: r.key, externalNetworkId: ext.key });
     expect(g.value.externalIpAddress).toBe("203.0.113.3");
+    // each has a MAC of its own on the external network, reserved like a port's
+    expect(f.value.macAddress).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
+    expect(g.value.macAddress).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
+    expect(g.value.macAddress).not.toBe(f.value.macAddress);
+    await rejects(
+      () => api.create("fip", { tenantId: t, floatingNetworkId: ext.key, macAddress: g.value.macAddress }),
+      "fip",
+      "macAddress",
+      /already used on network .* by snat\//,
+    );
+    const moved = await api.update("snat", g.key, { gatewayChassis: ["host2", "host1"] });
+    expect(moved.value).toMatchObject({ gatewayChassis: ["host2", "host1"], macAddress: g.value.macAddress });
     await rejects(
       () => api.create("snat", { tenantId: t, routerId: r.key, externalNetworkId: ext.key }),
       "snat",

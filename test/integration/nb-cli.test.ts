@@ -467,13 +467,30 @@ function cliSuite(name: string, url: () => string): void {
         "ext",
         "--external-ip",
         "203.0.113.9",
+        "--gateway-chassis",
+        "host1,host2",
+        "--gateway-chassis",
+        "host3",
       );
       expect(snat).toMatchObject({
         tenantId: "t1",
         routerId: "r1",
         externalIpAddress: "203.0.113.9",
         enabled: true,
+        gatewayChassis: ["host1", "host2", "host3"],
       });
+      expect((await nb("snat", "list")).stdout).toMatch(
+        /\ns1 +t1 +r1 +ext +203\.0\.113\.9 +yes +host1,host2,host3 /,
+      );
+      await refused(
+        1,
+        /gatewayChassis\[1\]: host1 is listed twice/,
+        "snat",
+        "update",
+        "s1",
+        "--gateway-chassis",
+        "host1,host1",
+      );
       expect((await value("snat", "update", "s1", "--no-enabled")).enabled).toBe(false);
       expect((await nb("fip", "list")).stdout).toMatch(/\nf1 +t1 +203\.0\.113\.2 +ext +p1 +10\.0\.0\.5 +1\n/);
       await refused(1, /port p1: floating IP f1 points to this port/, "port", "delete", "p1");
@@ -754,6 +771,8 @@ describe("flowdrake nb store errors", () => {
   it("exits 2 for a malformed --db", async () => {
     const r = await runBin(["nb", "network", "list", "--db", "mysql://x"], {});
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--db mysql:\/\/x: expected embedded:\/path, etcd:\/\/host:port.* or etcds:\/\//);
+    expect(r.stderr).toMatch(
+      /--db mysql:\/\/x: expected embedded:\/path, etcd:\/\/host:port.* or etcds:\/\//,
+    );
   });
 });

@@ -165,6 +165,33 @@ describe("the agent's offload datapath (planner mode, simulated NIC)", () => {
     ).toBe("software");
   });
 
+  it("caps --explain agent shows each flow's filters with the NIC's counters", async () => {
+    const vm2 = (await nic.devices()).get(vms.vm2!.port)!;
+    const redirect = nic
+      .rules(vms.vm1!.port)
+      .find((x) => x.actions.some((a) => a.kind === "mirred" && a.ifindex === vm2 && a.mode === "redirect"))!;
+    nic.count(vms.vm1!.port, redirect.handle!, { packets: 42, bytes: 4200, hwPackets: 40, hwBytes: 4000 });
+    const text = await waitFor(
+      async () => {
+        const t = await runCaps({ explain: "agent", ovsdb: sb().dbRemote });
+        return t.includes("42 packets") ? t : undefined;
+      },
+      10_000,
+      "the counters in caps --explain agent",
+    );
+    const lines = text.split("\n");
+    const at = lines.findIndex(
+      (l) => l.includes(`table=60,`) && l.includes(`actions=output:${vms.vm2!.ofport}`),
+    );
+    expect(lines[at + 1]).toMatch(/^ {4}offloaded: offloaded in chains [\d, ]+; OVS counted \d+ packets$/);
+    expect(lines.slice(at + 2).find((l) => l.includes("42 packets"))).toBe(
+      `      tvm1 chain ${redirect.chain} prio ${redirect.prio} handle 0x${redirect.handle!.toString(16)} offload: 42 packets (hardware 40, software 2), 4200 bytes`,
+    );
+    expect(lines[0]).toBe(
+      "agent host1, bridge br-int: offload mode planner — flowdrake's tc filters in front of OVS (profile connectx-6-dx: configured (offload.profile: connectx-6-dx))",
+    );
+  });
+
   it("never touches a filter that is not flowdrake's", () => {
     expect(nic.foreign(vms.vm1!.port)).toEqual([
       expect.objectContaining({ prio: 1, handle: 0x7777, actions: [{ kind: "gact", control: TC_ACT.OK }] }),

@@ -16,7 +16,17 @@ import { loadApps } from "../../src/apps/index.js";
 import { Engine, flowSig } from "../../src/controller/engine.js";
 import { flowKey } from "../../src/openflow/flow.js";
 import { formatFlow, parseFlow } from "../../src/openflow/text.js";
-import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
+import {
+  binding,
+  chassis,
+  fip,
+  net,
+  newModel,
+  port,
+  router,
+  snat,
+  subnet,
+} from "../harness/model-fixture.js";
 
 function view() {
   const m = newModel();
@@ -82,6 +92,8 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ["pipeline/global/", "table=25, priority=0 actions=goto_table:30"],
     ["pipeline/global/", "table=30, priority=0 actions=goto_table:35"],
     ["pipeline/global/", "table=35, priority=0 actions=goto_table:40"],
+    ["pipeline/global/", "table=36, priority=0 actions=drop"],
+    ["pipeline/global/", "table=37, priority=0 actions=drop"],
     ["pipeline/global/", "table=40, priority=0 actions=drop"],
     ["pipeline/global/", "table=45, priority=0 actions=drop"],
     ["pipeline/global/", "table=5, priority=0 actions=drop"],
@@ -336,5 +348,281 @@ describe("apps' flows for a small view (dump-flows lines)", () => {
     expect(c >> 56n).toBe(0xfdn);
     expect(Number((c >> 48n) & 0xffn)).toBe(6);
     expect(new Set(all.filter((d) => d.owner === "l2/port/vm1").map((d) => d.flow.cookie)).size).toBe(1);
+  });
+});
+
+/**
+ * NAT, on a view of its own: chassis host1 and host2 (both alive); router r1
+ * on net1 (geneve 101, local vm1, vm3 on host2) and net3 (geneve 103, only
+ * vm6 on host2), its gateway on ext (flat on physnet1, patch port 50) at
+ * 172.24.4.10 with candidates [host1, host2] — SNAT runs here; router r2 on
+ * net2 (geneve 102, local vm2), its gateway on ext2 (vlan 100 on physnet1)
+ * with candidates [host2, host1] — SNAT runs on host2. Floating IPs:
+ * 172.24.4.50 → vm1, 198.51.100.50 → vm2.
+ */
+function natView() {
+  const m = newModel();
+  m.setProviderPorts(new Map([["physnet1", 50]]));
+  m.setChassis("host1", chassis("host1", "192.0.2.1"));
+  m.setChassis("host2", chassis("host2", "192.0.2.2"));
+  m.setAlive("host1", true);
+  m.setAlive("host2", true);
+  const itf = (n: number) => ({
+    subnetId: `sub${n}`,
+    portId: `rp${n}`,
+    networkId: `net${n}`,
+    ipAddress: `10.${n}.0.1`,
+    cidr: `10.${n}.0.0/24`,
+    macAddress: `fa:16:3e:00:00:0${n}`,
+  });
+  for (const n of [1, 2, 3]) {
+    m.setNetwork(`net${n}`, net(`net${n}`, { segmentationId: 100 + n }));
+    m.setSubnet(`sub${n}`, subnet(`sub${n}`, `net${n}`, `10.${n}.0.0/24`));
+  }
+  m.setNetwork("ext", net("ext", { networkType: "flat", physicalNetwork: "physnet1", external: true }));
+  m.setSubnet("extsub", subnet("extsub", "ext", "172.24.4.0/24", { gatewayIp: "172.24.4.1" }));
+  m.setNetwork(
+    "ext2",
+    net("ext2", { networkType: "vlan", physicalNetwork: "physnet1", segmentationId: 100, external: true }),
+  );
+  m.setSubnet("ext2sub", subnet("ext2sub", "ext2", "198.51.100.0/24", { gatewayIp: "198.51.100.1" }));
+  m.setPort("vm1", port("vm1", "net1", "fa:16:3e:01:00:11", [["sub1", "10.1.0.11"]]));
+  m.setPort("vm2", port("vm2", "net2", "fa:16:3e:02:00:12", [["sub2", "10.2.0.12"]]));
+  m.setPort("vm3", port("vm3", "net1", "fa:16:3e:01:00:13", [["sub1", "10.1.0.13"]], { chassis: "host2" }));
+  m.setPort("vm6", port("vm6", "net3", "fa:16:3e:03:00:16", [["sub3", "10.3.0.16"]], { chassis: "host2" }));
+  m.setBinding("vm1", binding("vm1", 1));
+  m.setBinding("vm2", binding("vm2", 2));
+  m.setRouter("r1", router("r1", [itf(1), itf(3)]));
+  m.setRouter("r2", router("r2", [itf(2)]));
+  m.setSnat(
+    "s1",
+    snat("s1", {
+      routerId: "r1",
+      externalNetworkId: "ext",
+      externalIpAddress: "172.24.4.10",
+      macAddress: "fa:16:3e:fe:00:10",
+      gatewayChassis: ["host1", "host2"],
+    }),
+  );
+  m.setSnat(
+    "s2",
+    snat("s2", {
+      routerId: "r2",
+      externalNetworkId: "ext2",
+      externalIpAddress: "198.51.100.10",
+      macAddress: "fa:16:3e:fe:01:10",
+      gatewayChassis: ["host2", "host1"],
+    }),
+  );
+  m.setFip(
+    "f1",
+    fip("f1", {
+      floatingNetworkId: "ext",
+      floatingIpAddress: "172.24.4.50",
+      macAddress: "fa:16:3e:fe:00:50",
+      portId: "vm1",
+      fixedIpAddress: "10.1.0.11",
+    }),
+  );
+  m.setFip(
+    "f2",
+    fip("f2", {
+      floatingNetworkId: "ext2",
+      floatingIpAddress: "198.51.100.50",
+      macAddress: "fa:16:3e:fe:01:50",
+      portId: "vm2",
+      fixedIpAddress: "10.2.0.12",
+    }),
+  );
+  return m;
+}
+
+const NAT_EXPECTED: [owner: string, line: string][] = [
+  ["nat/network/ext2", "table=37, priority=10,ip,reg6=0x1000064 actions=meter:196658,CONTROLLER:65535"],
+  [
+    "nat/network/ext2",
+    "table=37, priority=124,ip,reg6=0x1000064,nw_dst=198.51.100.0/24 actions=meter:196658,CONTROLLER:65535",
+  ],
+  ["nat/network/ext", "table=37, priority=10,ip,reg6=0x20044cb actions=meter:196658,CONTROLLER:65535"],
+  [
+    "nat/network/ext",
+    "table=37, priority=124,ip,reg6=0x20044cb,nw_dst=172.24.4.0/24 actions=meter:196658,CONTROLLER:65535",
+  ],
+  [
+    "nat/port/vm1",
+    "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.50,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:50->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:50->arp_sha,set_field:172.24.4.50->arp_spa,IN_PORT",
+  ],
+  [
+    "nat/port/vm1",
+    "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:50,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+  ],
+  [
+    "nat/port/vm1",
+    "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:50 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+  ],
+  [
+    "nat/port/vm1",
+    "table=30, priority=299,ip,reg5=0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.11 actions=goto_table:35",
+  ],
+  [
+    "nat/port/vm1",
+    "table=35, priority=200,ip,reg5=0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.11 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.50))",
+  ],
+  [
+    "nat/port/vm1",
+    "table=35, priority=200,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:50,nw_dst=172.24.4.50 actions=ct(commit,table=36,zone=65452,nat(dst=10.1.0.11))",
+  ],
+  [
+    "nat/port/vm1",
+    "table=36, priority=200,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:50,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+  ],
+  [
+    "nat/port/vm1",
+    "table=36, priority=200,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.50 actions=set_field:fa:16:3e:fe:00:50->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+  ],
+  [
+    "nat/port/vm2",
+    "priority=110,arp,in_port=50,dl_vlan=100,arp_tpa=198.51.100.50,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:50->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:50->arp_sha,set_field:198.51.100.50->arp_spa,IN_PORT",
+  ],
+  [
+    "nat/port/vm2",
+    "priority=110,arp,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:50,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+  ],
+  [
+    "nat/port/vm2",
+    "priority=110,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:50 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:35",
+  ],
+  [
+    "nat/port/vm2",
+    "table=30, priority=299,ip,reg5=0x2,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.12 actions=goto_table:35",
+  ],
+  [
+    "nat/port/vm2",
+    "table=35, priority=200,ip,reg5=0x2,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.12 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.50))",
+  ],
+  [
+    "nat/port/vm2",
+    "table=35, priority=200,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:50,nw_dst=198.51.100.50 actions=ct(commit,table=36,zone=65381,nat(dst=10.2.0.12))",
+  ],
+  [
+    "nat/port/vm2",
+    "table=36, priority=200,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:50,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+  ],
+  [
+    "nat/port/vm2",
+    "table=36, priority=200,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=198.51.100.50 actions=set_field:fa:16:3e:fe:01:50->eth_src,dec_ttl,set_field:0x1000064->reg6,goto_table:37",
+  ],
+  [
+    "nat/router/r1",
+    "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.10,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:10->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:10->arp_sha,set_field:172.24.4.10->arp_spa,IN_PORT",
+  ],
+  [
+    "nat/router/r1",
+    "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+  ],
+  [
+    "nat/router/r1",
+    "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+  ],
+  [
+    "nat/router/r1",
+    "priority=110,ip,tun_id=0x65,in_port=100,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:35",
+  ],
+  [
+    "nat/router/r1",
+    "priority=110,ip,tun_id=0x67,in_port=100,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x67->reg6,set_field:0x1->reg0,goto_table:35",
+  ],
+  [
+    "nat/router/r1",
+    "table=30, priority=298,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=goto_table:35",
+  ],
+  [
+    "nat/router/r1",
+    "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=172.24.4.10 actions=ct(table=36,zone=65452,nat)",
+  ],
+  [
+    "nat/router/r1",
+    "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+  ],
+  [
+    "nat/router/r1",
+    "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+  ],
+  [
+    "nat/router/r1",
+    "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+  ],
+  [
+    "nat/router/r1",
+    "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+  ],
+  [
+    "nat/router/r1",
+    "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.3.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:16->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
+  ],
+  [
+    "nat/router/r1",
+    "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+  ],
+  [
+    "nat/router/r1",
+    "table=36, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+  ],
+  [
+    "nat/router/r2",
+    "table=30, priority=298,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=set_field:0x66->tun_id,set_field:192.0.2.2->tun_dst,output:100",
+  ],
+];
+
+describe("nat flows for a small view (dump-flows lines)", () => {
+  const m = natView();
+  const e = new Engine(m, loadApps(["nat"]));
+  e.recomputeAll();
+  const flows = e.allFlows().filter((d) => d.owner.startsWith("nat/"));
+
+  it("floating IPs on their VM's chassis, SNAT on the gateway, redirect to a remote gateway", () => {
+    const got = flows
+      .map((d): [string, string] => [d.owner, formatFlow({ ...d.flow, cookie: 0n })])
+      .sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
+    expect(got).toEqual([...NAT_EXPECTED].sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1)));
+  });
+
+  it("every line parses back to the flow the builder made", () => {
+    for (const d of flows) {
+      const text = formatFlow(d.flow);
+      const parsed = { ...parseFlow(text), cookie: d.flow.cookie };
+      expect(flowKey(parsed), text).toBe(d.key);
+      expect(flowSig(parsed), text).toBe(d.sig);
+    }
+  });
+
+  it("one zone per router with a gateway, above the port zones; one punt meter per patch port", () => {
+    expect([m.natZone("r1"), m.natZone("r2")]).toEqual([65452, 65381]);
+    expect(m.natZone("r3")).toBeUndefined();
+    expect(new Set(e.allMeters().map((x) => `${x.id}/${x.ratePps}`))).toEqual(new Set(["196658/100"]));
+  });
+
+  it("the gateway moves when the first candidate's liveness key lapses, and back", () => {
+    const gatewayFlows = () =>
+      e
+        .allFlows()
+        .filter((d) => d.owner === "nat/router/r1" && d.flow.table === 35)
+        .map((d) => formatFlow({ ...d.flow, cookie: 0n }));
+    expect(gatewayFlows()).toHaveLength(3);
+    m.setAlive("host1", false);
+    e.recomputeChanged();
+    // host2 runs r1's SNAT now: here only the redirect into the tunnel is left
+    expect(gatewayFlows()).toEqual([]);
+    expect(
+      e
+        .allFlows()
+        .filter((d) => d.owner === "nat/router/r1")
+        .map((d) => formatFlow({ ...d.flow, cookie: 0n })),
+    ).toEqual([
+      "table=30, priority=298,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->tun_id,set_field:192.0.2.2->tun_dst,output:100",
+    ]);
+    m.setAlive("host1", true);
+    e.recomputeChanged();
+    expect(gatewayFlows()).toHaveLength(3);
   });
 });

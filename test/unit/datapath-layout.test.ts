@@ -102,13 +102,26 @@ describe("meter ids and conntrack zones", () => {
     expect(meterId("dhcp", 7)).toBe(7);
     expect(meterId("nd", 7)).toBe(0x10007);
     expect(meterId("l3", 7)).toBe(0x20007);
+    expect(meterId("nat", 7)).toBe(0x30007);
     expect(() => meterId("dhcp", 0)).toThrow(RangeError);
     expect(() => meterId("dhcp", 0xff00)).toThrow(RangeError);
     expect(isOurMeter(meterId("nd", 3))).toBe(true);
     expect(isOurMeter(CONTROLLER_METER)).toBe(true);
     expect(isOurMeter(0xfffffffd)).toBe(false); // OFPM_SLOWPATH: an operator's, not ours
-    expect(isOurMeter(0x30001)).toBe(false);
+    expect(isOurMeter(0x30001)).toBe(true);
+    expect(isOurMeter(0x40001)).toBe(false);
     expect(isOurMeter(0)).toBe(false);
+  });
+
+  it("a preferred zone is taken when free, else the next free one", () => {
+    const z = new CtZones();
+    expect(z.zoneFor("nat/r1", CT_ZONE_MIN + 40)).toBe(CT_ZONE_MIN + 40);
+    const second = z.zoneFor("nat/r2", CT_ZONE_MIN + 40);
+    expect(second).not.toBe(CT_ZONE_MIN + 40);
+    expect(second).toBeGreaterThanOrEqual(CT_ZONE_MIN);
+    // out of range or a port zone: ignored
+    expect(z.zoneFor("nat/r3", 5)).toBeGreaterThanOrEqual(CT_ZONE_MIN);
+    expect(z.zoneFor("nat/r1", CT_ZONE_MIN + 7)).toBe(CT_ZONE_MIN + 40);
   });
 
   it("zones are unique per key, stable, reusable after release, restored from a snapshot", () => {

@@ -4,7 +4,10 @@
  * port security and admin state toggled, deleted), bindings (plugged,
  * unplugged, new ofport), networks (segmentation id, admin state, deleted),
  * subnets (DHCP toggled, added, removed), routers (interfaces), chassis
- * (tunnel IP) and their liveness, tunnel and patch ports. The check is on
+ * (tunnel IP) and their liveness, tunnel and patch ports, floating IPs
+ * (moved between ports, with a right or wrong fixed address and router) and
+ * SNAT gateways (candidate lists, enabled, external network; a second
+ * router's, so NAT zones move). The check is on
  * the engine's owner-indexed state and on what the change stream builds in
  * the reconciler's desired index, against a fresh engine and model built
  * from the same inputs.
@@ -19,14 +22,17 @@ import { OpenFlowReconciler } from "../../src/controller/reconciler.js";
 import {
   parseObject,
   type Chassis,
+  type FloatingIp,
   type Network,
   type Router,
   type Secgroup,
+  type SnatGateway,
   type Subnet,
 } from "../../src/nb/model/index.js";
-import { binding, chassis, net, port, router, subnet } from "../harness/model-fixture.js";
+import { binding, chassis, fip, net, port, router, snat, subnet } from "../harness/model-fixture.js";
 
-const APPS = ["classifier", "portsec", "secgroup", "dhcp", "arp", "l2", "l3", "tunnel", "provider"];
+const APPS = ["classifier", "portsec", "secgroup", "dhcp", "arp", "l2", "l3", "nat", "tunnel", "provider"];
+const GATEWAY_LISTS = [[], ["host1"], ["host2", "host1"], ["host1", "host2"], ["host3", "host2"]];
 const GROUPS = ["g1", "g2"] as const;
 const NETS = ["n1", "n2", "n3", "n4"] as const;
 const PORTS = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"] as const;
@@ -92,7 +98,11 @@ type Op =
   | { t: "chassisDel"; c: number }
   | { t: "alive"; c: number; alive: boolean }
   | { t: "tunnels"; geneve: number; vxlan: number }
-  | { t: "providers"; p1: number; p2: number };
+  | { t: "providers"; p1: number; p2: number }
+  | { t: "fip"; k: number; i: number; fixed: boolean; router: boolean }
+  | { t: "fipDel"; k: number }
+  | { t: "snat"; k: number; gw: number; enabled: boolean; ext: boolean }
+  | { t: "snatDel"; k: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
@@ -173,6 +183,28 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ t: fc.constant("providers" as const), p1: fc.nat(2), p2: fc.nat(2) }),
   },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant("fip" as const),
+      k: fc.nat(1),
+      i: fc.nat(PORTS.length - 1),
+      fixed: fc.boolean(),
+      router: fc.boolean(),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("fipDel" as const), k: fc.nat(1) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant("snat" as const),
+      k: fc.nat(1),
+      gw: fc.nat(GATEWAY_LISTS.length - 1),
+      enabled: fc.boolean(),
+      ext: fc.boolean(),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("snatDel" as const), k: fc.nat(1) }) },
 );
 
 /** The inputs, as plain maps: what a fresh model is built from. */
@@ -184,6 +216,8 @@ class World {
   routers = new Map<string, Router>();
   chassis = new Map<string, Chassis>();
   secgroups = new Map<string, Secgroup>();
+  fips = new Map<string, FloatingIp>();
+  snats = new Map<string, SnatGateway>();
   alive = new Set<string>();
   tunnels: { geneve?: number; vxlan?: number } = { geneve: 100, vxlan: 101 };
   providers = new Map<string, number>([["physnet1", 50]]);
@@ -341,6 +375,45 @@ class World {
         ]);
         m.setProviderPorts(this.providers);
         return;
+      case "fip": {
+        // the port's address on s1 when it has one there (a wrong one otherwise, or when asked)
+        const id = `f${op.k}`;
+        const p = this.ports.get(PORTS[op.i]!);
+        const own = p?.fixedIps.find((f) => f.subnetId === "s1")?.ipAddress;
+        const v = fip(id, {
+          floatingNetworkId: "x1",
+          floatingIpAddress: `172.24.4.${50 + op.k}`,
+          macAddress: `fa:16:3e:fe:00:5${op.k}`,
+          portId: PORTS[op.i]!,
+          fixedIpAddress: op.fixed && own ? own : "10.1.0.99",
+          ...(op.router ? { routerId: "r1" } : {}),
+        });
+        this.fips.set(id, v);
+        m.setFip(id, v);
+        return;
+      }
+      case "fipDel":
+        this.fips.delete(`f${op.k}`);
+        m.setFip(`f${op.k}`, undefined);
+        return;
+      case "snat": {
+        const id = `g${op.k}`;
+        const v = snat(id, {
+          routerId: `r${op.k + 1}`,
+          externalNetworkId: op.ext ? "x1" : "n4",
+          externalIpAddress: `172.24.4.${10 + op.k}`,
+          macAddress: `fa:16:3e:fe:00:1${op.k}`,
+          gatewayChassis: GATEWAY_LISTS[op.gw]!,
+          enabled: op.enabled,
+        });
+        this.snats.set(id, v);
+        m.setSnat(id, v);
+        return;
+      }
+      case "snatDel":
+        this.snats.delete(`g${op.k}`);
+        m.setSnat(`g${op.k}`, undefined);
+        return;
     }
   }
 
@@ -356,6 +429,8 @@ class World {
     for (const [k, v] of this.secgroups) m.setSecgroup(k, v);
     for (const [k, v] of this.ports) m.setPort(k, v);
     for (const [k, v] of this.bindings) m.setBinding(k, v);
+    for (const [k, v] of this.fips) m.setFip(k, v);
+    for (const [k, v] of this.snats) m.setSnat(k, v);
     return m;
   }
 }
@@ -390,6 +465,14 @@ const seed = (w: World, m: LocalModel): void => {
     w.apply({ t: "alive", c, alive: true }, m);
   }
   w.apply({ t: "router", nets: [true, true] }, m);
+  // the external network x1 (flat on physnet1) with r1's gateway and p0's floating IP
+  const x1 = net("x1", { networkType: "flat", physicalNetwork: "physnet1", external: true });
+  w.networks.set("x1", x1);
+  m.setNetwork("x1", x1);
+  const sx = subnet("sx", "x1", "172.24.4.0/24", { gatewayIp: "172.24.4.1", enableDhcp: false });
+  w.subnets.set("sx", sx);
+  m.setSubnet("sx", sx);
+  w.apply({ t: "snat", k: 0, gw: 2, enabled: true, ext: true }, m);
   w.apply({ t: "sg", g: 0, variant: 1 }, m);
   w.apply({ t: "sg", g: 1, variant: 2 }, m);
   const place: [net: number, chassis: number, bound: boolean][] = [
@@ -409,6 +492,7 @@ const seed = (w: World, m: LocalModel): void => {
     );
     if (bound) w.apply({ t: "bind", i, ofport: 0 }, m);
   });
+  w.apply({ t: "fip", k: 0, i: 0, fixed: true, router: false }, m);
 };
 
 describe("incremental engine == full recompute", () => {

@@ -15,8 +15,15 @@ import {
   isCidr,
   isIp,
 } from "../../src/nb/model/ip.js";
-import { KINDS, OBJECT_KINDS, ValidationError, kindByNoun, parseObject } from "../../src/nb/model/index.js";
-import type { Network, Port } from "../../src/nb/model/index.js";
+import {
+  KINDS,
+  MAX_GATEWAY_CHASSIS,
+  OBJECT_KINDS,
+  ValidationError,
+  kindByNoun,
+  parseObject,
+} from "../../src/nb/model/index.js";
+import type { Network, Port, SnatGateway } from "../../src/nb/model/index.js";
 
 describe("NB model schemas", () => {
   it("fills defaults and canonicalises addresses", () => {
@@ -55,6 +62,40 @@ describe("NB model schemas", () => {
     });
     expect((err as Error).message).toBe("lport p1: fixedIps[0].ipAddress: is not an IPv4 or IPv6 address");
     expect(() => parseObject("subnet", "nope")).toThrow(/subnet \(new\): \(object\): must be an object/);
+  });
+
+  it("an SNAT gateway's candidate chassis: names, no repeats, at most MAX_GATEWAY_CHASSIS", () => {
+    const base = { id: "g1", tenantId: "t", routerId: "r1", externalNetworkId: "ext" };
+    const g = parseObject<SnatGateway>("snat", { ...base, macAddress: "FA:16:3E:00:00:0A" });
+    expect(g).toMatchObject({ gatewayChassis: [], enabled: true, macAddress: "fa:16:3e:00:00:0a" });
+    const bad = (gatewayChassis: unknown, field: string, reason: RegExp) => {
+      try {
+        parseObject("snat", { ...base, gatewayChassis });
+        expect.unreachable();
+      } catch (e) {
+        expect(e).toBeInstanceOf(ValidationError);
+        expect((e as ValidationError).field).toBe(field);
+        expect((e as ValidationError).message).toMatch(reason);
+      }
+    };
+    bad(["host1", "host2", "host1"], "gatewayChassis[2]", /host1 is listed twice/);
+    bad(["host 1"], "gatewayChassis[0]", /is not a chassis name/);
+    bad(
+      Array.from({ length: MAX_GATEWAY_CHASSIS + 1 }, (_, i) => `h${i}`),
+      "gatewayChassis",
+      /at most 16/,
+    );
+    try {
+      parseObject("fip", {
+        id: "f1",
+        tenantId: "t",
+        floatingNetworkId: "ext",
+        macAddress: "01:00:5e:00:00:01",
+      });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ValidationError).field).toBe("macAddress");
+    }
   });
 
   it("declares every kind once, with a noun for the CLI", () => {

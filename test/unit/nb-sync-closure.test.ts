@@ -1,7 +1,8 @@
 /**
  * Selective distribution as a pure function: which objects a set of local ports
  * pulls in (networks, routers and the networks behind them, subnets, peers'
- * chassis, security groups and their remote groups) and what stays out.
+ * chassis, security groups and their remote groups, floating IPs and SNAT
+ * gateways with their external networks) and what stays out.
  */
 import { describe, expect, it } from "vitest";
 import type { StoredObject } from "../../src/nb/store/types.js";
@@ -85,6 +86,59 @@ describe("selective distribution closure", () => {
     expect(keys(wanted, KIND.chassis)).toEqual(["h1", "h2", "h3"]);
     expect(keys(wanted, KIND.network)).toEqual(["A"]);
     expect([...scope.memberGroups]).toEqual(["g2"]);
+  });
+
+  describe("NAT", () => {
+    const nat = db([
+      ...[...world.values()].flatMap((t) =>
+        [...t.values()].map(
+          (o) =>
+            [o.kind, o.key, o.value as Record<string, unknown>] as [string, string, Record<string, unknown>],
+        ),
+      ),
+      [KIND.network, "X", { tenantId: "t", external: true }],
+      [KIND.subnet, "sX", { networkId: "X" }],
+      [KIND.port, "pX1", { networkId: "X", chassis: "h3" }],
+      [
+        KIND.snat,
+        "gR",
+        { tenantId: "t", routerId: "R", externalNetworkId: "X", gatewayChassis: ["h4", "h5"] },
+      ],
+      [KIND.chassis, "h4", {}],
+      [KIND.chassis, "h5", {}],
+      [KIND.chassis, "h6", {}],
+      [KIND.fip, "fA1", { tenantId: "t", floatingNetworkId: "X", portId: "pA1" }],
+      [KIND.fip, "fD1", { tenantId: "u", floatingNetworkId: "X", portId: "pD1" }],
+    ]);
+
+    it("a local port's floating IP pulls it and its external network, not other tenants' floating IPs there", () => {
+      const { wanted, scope } = closure(nat, new Set(["pA1"]));
+      expect(keys(wanted, KIND.fip)).toEqual(["fA1"]);
+      expect(keys(wanted, KIND.network)).toEqual(["A", "X"]);
+      expect(keys(wanted, KIND.subnet)).toEqual(["sA", "sX"]);
+      expect(keys(wanted, KIND.snat)).toEqual([]);
+      expect([...scope.networks].sort()).toEqual(["A", "X"]);
+    });
+
+    it("a router in scope pulls its SNAT gateway, its external network and the gateway candidates", () => {
+      const { wanted } = closure(nat, new Set(["pB1"]));
+      expect(keys(wanted, KIND.snat)).toEqual(["gR"]);
+      expect(keys(wanted, KIND.network)).toEqual(["B", "C", "X"]);
+      expect(keys(wanted, KIND.chassis)).toEqual(["h1", "h3", "h4", "h5"]);
+      expect(keys(wanted, KIND.fip)).toEqual([]);
+    });
+
+    it("a gateway candidate with no port of the router holds the router as if it had one", () => {
+      const { wanted, scope } = closure(nat, new Set(), "h5");
+      expect(keys(wanted, KIND.router)).toEqual(["R"]);
+      expect(keys(wanted, KIND.snat)).toEqual(["gR"]);
+      expect(keys(wanted, KIND.network)).toEqual(["B", "C", "X"]);
+      expect(keys(wanted, KIND.port)).toEqual(["pB1", "pX1"]);
+      expect([...scope.routers]).toEqual(["R"]);
+      // a chassis that is no candidate: nothing
+      const other = closure(nat, new Set(), "h6");
+      for (const t of other.wanted.values()) expect(t.size).toBe(0);
+    });
   });
 
   it("no local ports: nothing is kept", () => {

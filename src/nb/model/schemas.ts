@@ -7,8 +7,9 @@
  * Names follow Neutron's (network_type → networkType, fixed_ips → fixedIps,
  * allocation_pools → allocationPools …) in camelCase, so an OpenStack plugin
  * maps fields one to one. Fields the API allocates when absent (port MAC and
- * fixed IPs, segmentation id, gateway, pools, floating IP) are optional here
- * and always present in stored objects.
+ * fixed IPs, segmentation id, gateway, pools, floating IP, the MACs of
+ * floating IPs and SNAT gateways) are optional here and always present in
+ * stored objects.
  */
 import { z } from "zod";
 import {
@@ -479,18 +480,49 @@ export const floatingIpSchema = z.strictObject({
   /** the external network the address comes from */
   floatingNetworkId: idField,
   floatingIpAddress: ip.optional(),
+  /**
+   * the address's own MAC on the external network (allocated when absent): the
+   * chassis hosting the port answers ARP with it and sends from it, so no two
+   * chassis ever send from one MAC (OVN's external_mac)
+   */
+  macAddress: mac.optional(),
   portId: idField.optional(),
   fixedIpAddress: ip.optional(),
   routerId: idField.optional(),
 });
 
-export const snatSchema = z.strictObject({
-  ...tenantOwned,
-  routerId: idField,
-  externalNetworkId: idField,
-  externalIpAddress: ip.optional(),
-  enabled: z.boolean().default(true),
-});
+/** Gateway chassis candidates a router's SNAT may run on (OVN keeps a handful per router). */
+export const MAX_GATEWAY_CHASSIS = 16;
+
+/**
+ * A router's gateway on an external network (Neutron's external_gateway_info):
+ * its address and MAC there, whether VMs without a floating IP are SNATed to
+ * that address, and the chassis that may do it.
+ */
+export const snatSchema = z
+  .strictObject({
+    ...tenantOwned,
+    routerId: idField,
+    externalNetworkId: idField,
+    externalIpAddress: ip.optional(),
+    /** the gateway's MAC on the external network (allocated when absent) */
+    macAddress: mac.optional(),
+    enabled: z.boolean().default(true),
+    /**
+     * where SNAT runs, highest priority first: the first of them whose agent is
+     * alive; empty = nowhere (floating IPs still work)
+     */
+    gatewayChassis: z
+      .array(z.string().regex(ID_PATTERN, "is not a chassis name"))
+      .max(MAX_GATEWAY_CHASSIS, `at most ${MAX_GATEWAY_CHASSIS} gateway chassis`)
+      .default([]),
+  })
+  .superRefine((g, ctx) => {
+    g.gatewayChassis.forEach((c, i) => {
+      if (g.gatewayChassis.indexOf(c) !== i)
+        ctx.addIssue({ code: "custom", path: ["gatewayChassis", i], message: `${c} is listed twice` });
+    });
+  });
 
 // ---- types ------------------------------------------------------------------------------------
 
@@ -511,5 +543,5 @@ export type RouterInterface = z.output<typeof routerInterfaceSchema>;
 export type Router = z.output<typeof routerSchema>;
 export type SecgroupRule = z.output<typeof secgroupRuleSchema>;
 export type Secgroup = z.output<typeof secgroupSchema>;
-export type FloatingIp = Filled<z.output<typeof floatingIpSchema>, "floatingIpAddress">;
-export type SnatGateway = Filled<z.output<typeof snatSchema>, "externalIpAddress">;
+export type FloatingIp = Filled<z.output<typeof floatingIpSchema>, "floatingIpAddress" | "macAddress">;
+export type SnatGateway = Filled<z.output<typeof snatSchema>, "externalIpAddress" | "macAddress">;

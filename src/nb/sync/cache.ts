@@ -11,7 +11,10 @@
  *   local ports ─► their security groups ─► remote groups of their rules (transitively)
  *               ─► the members of those remote groups (ports in them, any network), whose
  *                  addresses the rules match
- *   R ─► SNAT gateways; N / ports ─► floating IPs
+ *   SNAT gateways naming this chassis as a gateway candidate ─► their routers, as if
+ *               attached to a local network (the chassis may have to do their SNAT)
+ *   R ─► SNAT gateways ─► their external networks, and the chassis of their candidates
+ *   ports in scope, R ─► floating IPs; local ports' floating IPs ─► their external networks
  *
  * The closure is first computed from a store read (`resync`), and the cache
  * then follows changes from one of two feeds:
@@ -106,6 +109,8 @@ export interface CacheOptions {
   store: NbStore;
   distribution: Distribution;
   localPorts?: Iterable<string>;
+  /** This chassis: SNAT gateways that name it as a candidate are in scope. */
+  chassis?: string;
 }
 
 /** The scope of a cache: what its local ports pull in. */
@@ -122,7 +127,7 @@ export interface Scope {
 type Table = Map<string, StoredObject>;
 
 /** Kinds whose changes can move the scope: they re-run the closure. */
-const RELATIONAL = new Set<string>([KIND.port, KIND.router, KIND.subnet, KIND.secgroup]);
+const RELATIONAL = new Set<string>([KIND.port, KIND.router, KIND.subnet, KIND.secgroup, KIND.fip, KIND.snat]);
 
 function sameObject(a: StoredObject, b: StoredObject): boolean {
   return (
@@ -140,10 +145,17 @@ function refs(o: StoredObject): ReturnType<typeof refsOf> {
   return r;
 }
 
-/** Compute what the local ports need from a full read of the store. */
+/** The port a floating IP points to. */
+function portOf(o: StoredObject): string | undefined {
+  const v = (o.value ?? {}) as Record<string, unknown>;
+  return typeof v.portId === "string" && v.portId !== "" ? v.portId : undefined;
+}
+
+/** Compute what the local ports (and, for SNAT gateway candidates, `self`) need from a full read of the store. */
 export function closure(
   all: Map<string, Table>,
   localPorts: Set<string>,
+  self?: string,
 ): { wanted: Map<string, Table>; scope: Scope } {
   const t = (kind: string): Table => all.get(kind) ?? new Map();
   const subnetNet = new Map<string, string>();
@@ -167,8 +179,17 @@ export function closure(
   const routers = new Set<string>();
   for (const l of routerLinks)
     if (l.nets.some((n) => networks.has(n))) l.routers.forEach((r) => routers.add(r));
+  const snats = [...t(KIND.snat).values()];
+  if (self !== undefined) {
+    for (const o of snats) if (refs(o).chassis.includes(self)) refs(o).routers.forEach((r) => routers.add(r));
+  }
   for (const l of routerLinks)
     if (l.routers.some((r) => routers.has(r))) l.nets.forEach((n) => networks.add(n));
+  // external networks: of the routers' gateways, and of the local ports' floating IPs
+  const fips = [...t(KIND.fip).values()];
+  const gateways = snats.filter((o) => refs(o).routers.some((r) => routers.has(r)));
+  for (const o of gateways) refs(o).networks.forEach((n) => networks.add(n));
+  for (const o of fips) if (localPorts.has(portOf(o) ?? "")) refs(o).networks.forEach((n) => networks.add(n));
 
   const wanted = new Map<string, Table>(SYNC_KINDS.map((k) => [k, new Map()]));
   const keep = (o: StoredObject) => wanted.get(o.kind)!.set(o.key, o);
@@ -208,7 +229,12 @@ export function closure(
       refs(p).securityGroups.some((g) => memberGroups.has(g)),
   );
   ports.forEach(keep);
-  const chassis = new Set(ports.flatMap((p) => refs(p).chassis));
+  gateways.forEach(keep);
+  const portKeys = new Set(ports.map((p) => p.key));
+  for (const o of fips) {
+    if (refs(o).routers.some((x) => routers.has(x)) || portKeys.has(portOf(o) ?? "")) keep(o);
+  }
+  const chassis = new Set([...ports, ...gateways].flatMap((o) => refs(o).chassis));
   for (const c of chassis) {
     const o = t(KIND.chassis).get(c);
     if (o) keep(o);
@@ -216,20 +242,6 @@ export function closure(
   // An object whose stored value is malformed names nothing, so no scope reaches it; every
   // cache keeps it instead, so that every agent reports it (it costs only itself).
   for (const kind of SYNC_KINDS) for (const o of t(kind).values()) if (o.malformed !== undefined) keep(o);
-  const portKeys = new Set(ports.map((p) => p.key));
-  for (const kind of [KIND.fip, KIND.snat]) {
-    for (const o of t(kind).values()) {
-      const v = (o.value ?? {}) as Record<string, unknown>;
-      const r = refs(o);
-      if (
-        netsOf(o).some((n) => networks.has(n)) ||
-        r.routers.some((x) => routers.has(x)) ||
-        (typeof v.portId === "string" && portKeys.has(v.portId))
-      ) {
-        keep(o);
-      }
-    }
-  }
   const tenants = new Set<string>();
   for (const table of wanted.values()) {
     for (const o of table.values()) {
@@ -247,6 +259,7 @@ export class NbCache {
   private readonly listeners = new Set<ChangeListener>();
   private readonly kindListeners = new Map<string, Set<ChangeListener>>();
   private readonly localPorts = new Set<string>();
+  private readonly chassis: string | undefined;
   private scopeNow: Scope = {
     networks: new Set(),
     routers: new Set(),
@@ -271,6 +284,7 @@ export class NbCache {
 
   private constructor(opts: CacheOptions) {
     this.store = opts.store;
+    this.chassis = opts.chassis;
     for (const p of opts.localPorts ?? []) this.localPorts.add(p);
   }
 
@@ -473,7 +487,7 @@ export class NbCache {
       ),
     );
     this.syncLiveness(all.get(AGENT_KIND.liveness)!, revision);
-    const { wanted, scope } = closure(all, this.localPorts);
+    const { wanted, scope } = closure(all, this.localPorts, this.chassis);
     const changes: RepairEntry[] = [];
     for (const kind of SYNC_KINDS) {
       const have = this.tables.get(kind)!;
@@ -568,7 +582,7 @@ export class NbCache {
     if (this.closed) return;
     this.stats.reclosures++;
     for (let round = 0; round < 4; round++) {
-      const { wanted, scope } = closure(this.tables, this.localPorts);
+      const { wanted, scope } = closure(this.tables, this.localPorts, this.chassis);
       const grew = (a: Set<string>, b: Set<string>): string[] => [...a].filter((x) => !b.has(x));
       const now = this.scopeNow;
       if (
@@ -653,6 +667,17 @@ export class NbCache {
     if (value === undefined) return false;
     const r = refsOf(kind, key, value);
     const s = this.scopeNow;
+    // Floating IPs and SNAT gateways by what needs them, not by their (shared) external network.
+    if (kind === KIND.fip) {
+      const port = (value as Record<string, unknown>).portId;
+      return (
+        r.routers.some((x) => s.routers.has(x)) ||
+        (typeof port === "string" && this.tables.get(KIND.port)!.has(port))
+      );
+    }
+    if (kind === KIND.snat) {
+      return r.routers.some((x) => s.routers.has(x)) || (!!this.chassis && r.chassis.includes(this.chassis));
+    }
     return (
       r.networks.some((n) => s.networks.has(n)) ||
       r.routers.some((x) => s.routers.has(x)) ||

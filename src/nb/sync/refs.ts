@@ -1,6 +1,7 @@
 /**
  * What an NB object refers to, read from its stored JSON: the tenant it belongs
- * to, the networks, subnets, security groups, router and chassis it names. The
+ * to, the networks, subnets, security groups, router and chassis (bindings,
+ * SNAT gateway candidates) it names. The
  * selective-distribution closure (cache.ts) and the pub/sub topic scheme
  * (pubsub/message.ts) are both computed from these references, so this is the
  * one place that knows the model's field names.
@@ -104,6 +105,7 @@ export function refsOf(kind: string, key: string, value: unknown): Refs {
       str(v.chassisId),
       str(binding.chassis),
       str(v.hostId),
+      ...strs(v.gatewayChassis),
     ]),
   };
 }
@@ -112,7 +114,10 @@ export function refsOf(kind: string, key: string, value: unknown): Refs {
  * The pub/sub topics a change to this object is published on: its networks and
  * routers when it has any (ports, subnets, networks, router interfaces), else
  * its tenant (security groups, unattached routers), else `all/`; a port in
- * security groups also on each group's topic.
+ * security groups also on each group's topic. A floating IP also goes to its
+ * tenant (every agent with a port of the tenant hears of it, whatever its
+ * router), and an SNAT gateway with gateway chassis also to `c/` (so a
+ * candidate chassis hears of it before it holds the router).
  */
 export function topicsOf(kind: string, key: string, value: unknown): string[] {
   if (kind === KIND.chassis || kind === AGENT_KIND.liveness || kind === AGENT_KIND.realised) {
@@ -120,7 +125,8 @@ export function topicsOf(kind: string, key: string, value: unknown): string[] {
   }
   const r = refsOf(kind, key, value);
   const topics = [...r.networks.map(networkTopic), ...r.routers.map(routerTopic)];
-  if (topics.length === 0 && r.tenant) topics.push(tenantTopic(r.tenant));
+  if ((topics.length === 0 || kind === KIND.fip) && r.tenant) topics.push(tenantTopic(r.tenant));
   if (kind === KIND.port) topics.push(...r.securityGroups.map(groupTopic));
+  if (kind === KIND.snat && r.chassis.length) topics.push(TOPIC_CHASSIS);
   return topics.length ? topics : [TOPIC_ALL];
 }

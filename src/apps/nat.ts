@@ -1,0 +1,657 @@
+/**
+ * nat: the way between tenant networks and external (provider) networks —
+ * floating IPs, distributed, and SNAT on a gateway chassis, both with
+ * conntrack NAT. OVN's dnat_and_snat with `external_mac` and `logical_port`
+ * (a floating IP lives on its VM's chassis) and its gateway chassis list
+ * (SNAT on the first live one) are the model; the flows are this agent's.
+ *
+ * The NB side: a router's gateway on an external network is its SNAT object
+ * (address, MAC, `enabled`, `gatewayChassis` highest priority first); a
+ * floating IP has its own address and MAC on the external network and points
+ * to a port's fixed IPv4 address. A floating IP works through the router that
+ * has an interface on the port's subnet and its gateway on the floating IP's
+ * network (the floating IP's `routerId`, when set, must be that router). The
+ * external network is a vlan or flat network whose physical network is
+ * mapped to a bridge (`bridgeMappings`, e.g. physnet1 → br-ex); a chassis
+ * without that mapping does no NAT for it. Each router with a gateway has a
+ * conntrack zone of its own on every chassis (LocalModel.natZone), shared by
+ * its floating IPs and its SNAT, so overlapping tenant addresses never meet
+ * in one zone.
+ *
+ * Floating IP, on the chassis that hosts the port (nothing anywhere else):
+ *
+ *   classification  from the patch port (its VLAN): ARP request for the address
+ *                   → a copy to the agent (it learns the asker's MAC), and the
+ *                     reply in place (op 2, the floating IP's MAC), out the same port;
+ *                   ARP reply to the MAC → agent (metered); IP to the MAC
+ *                   → network = external key, fromProvider → nat
+ *   nat             to the address → ct(commit, zone, nat(dst=fixed IP)) → nat_state
+ *   nat_state       to the fixed IP and the MAC → router MAC on the port's network,
+ *                   the port's MAC, dec_ttl, its network → l2_lookup (and the port's
+ *                   security groups, which see the fixed address)
+ *   l3              from the port (in_port register and source address) to the
+ *                   router, nowhere connected → nat (just below the routes: a
+ *                   static route wins)
+ *   nat             the same → ct(commit, zone, nat(src=floating IP)) → nat_state
+ *   nat_state       from the floating IP → its MAC as source, dec_ttl, network =
+ *                   external key → nat_resolve
+ *
+ * So ARP for a floating IP is answered by the VM's chassis alone, and a VM
+ * that moves takes its floating IP along: the old chassis' flows go with the
+ * port's binding, the new one's come with it, and its agent announces the
+ * address (gratuitous ARP, three times a second apart) so that the physical
+ * network's MAC tables follow.
+ *
+ * SNAT, for the router's subnets, on its gateway chassis: the first chassis of
+ * `gatewayChassis` whose agent is alive (liveness key present). Every chassis
+ * computes the same one from the same NB and liveness keys, so when the
+ * gateway's liveness key lapses (its lease is three heartbeats) the others
+ * move the router's SNAT to the next candidate at once, and back when it
+ * returns. A chassis that is not the gateway sends the router's outbound
+ * traffic — from a local VM, to the router, nowhere connected — to it
+ * through the tunnel of the VM's network, untouched (the router MAC as
+ * destination; a vlan/flat tenant network cannot be redirected). On the
+ * gateway:
+ *
+ *   l3 / classification  from a local VM, or from the tunnel with that network's
+ *                   key and the router MAC → nat
+ *   nat             from the router's subnet → ct(commit, zone, nat(src=gateway IP))
+ *                   → nat_state → the gateway's MAC, dec_ttl → nat_resolve
+ *   classification  from the patch port: ARP for the gateway address answered
+ *                   (and learned from), ARP replies to its MAC → agent, IP to its
+ *                   MAC → nat
+ *   nat             to the gateway address → ct(zone, nat): only replies are
+ *                   translated back; a new connection from outside stops here
+ *   nat_state       to a VM of the router's subnets → the router MAC on its
+ *                   network, its MAC, dec_ttl → l2_lookup, or straight into the
+ *                   tunnel to its chassis when its network has no port here
+ *
+ * Next hops on the external network (nat_resolve): a destination inside one
+ * of its IPv4 subnets is its own next hop, anything else goes to that subnet's
+ * gateway. Their MACs are learned as the agent sees them — from ARP requests
+ * for a floating IP or gateway address and from replies to ARP requests the
+ * agent sent — into reactive flows (idle timeout NEXT_HOP_IDLE_S, removed
+ * when the external network or the bridge mapping changes; dropped at an
+ * agent restart and learned again). A packet whose next hop is unknown goes
+ * to the agent (metered per patch port), which sends an ARP request from the
+ * packet's own source (the floating IP or gateway address and MAC) and drops
+ * it; the sender's retry finds the MAC.
+ *
+ * A VM spoofing a floating IP as its source is stopped by port security
+ * before any of this; a VM allowed to send from another's fixed address (an
+ * address pair) still does not get that port's floating IP, whose flows match
+ * the port's in_port.
+ *
+ * Not done: IPv6 floating IPs and SNAT; traffic between a VM and a floating
+ * IP hosted on the same chassis, or from a local VM on the external network
+ * to one (the physical bridge does not send a frame back where it came
+ * from); per-chassis distributed SNAT.
+ *
+ * Owners: each port (its floating IPs, where it is local), each router (its
+ * SNAT: redirect or gateway), each external network reachable here (the
+ * next-hop punts), and reactive owners `nat/reactive/<network>/<address>`
+ * (a learned next hop).
+ */
+import type {
+  App,
+  AppContext,
+  LocalPort,
+  NetworkView,
+  OwnerOut,
+  ReadyPort,
+  RouterPortView,
+  View,
+} from "./types.js";
+import { L3_PRIORITY } from "./l3.js";
+import { F, FLAG, flow, meterId, table, type FlowBuilder } from "../datapath/index.js";
+import { cidrContains, parseCidr } from "../nb/model/ip.js";
+import {
+  DEVICE_OWNER_ROUTER_INTERFACE,
+  type FloatingIp,
+  type RouterInterface,
+  type Subnet,
+} from "../nb/model/schemas.js";
+import type { Flow } from "../openflow/flow.js";
+import { flowKey } from "../openflow/flow.js";
+import { formatInstructions } from "../openflow/text.js";
+import { isIpv4, MAC_BROADCAST, MAC_ZERO } from "../packet/addr.js";
+import { buildArpRequest } from "../packet/builders.js";
+import { ARP_OP } from "../packet/constants.js";
+import { buildFrame, parseEthernet } from "../packet/frame.js";
+
+export const NAT_PRIORITY = {
+  /** classification: from the patch port to a NAT address, from a tunnel to the gateway */
+  ingress: 110,
+  /** l3: a floating IP's port to the outside; the router's subnets to the outside */
+  fipRoute: L3_PRIORITY.route - 1,
+  snatRoute: L3_PRIORITY.route - 2,
+  /** nat, nat_state */
+  fip: 200,
+  snat: 100,
+  /** nat_resolve */
+  nextHop: 300,
+  onLinkPunt: 100,
+  gateway: 50,
+  gatewayPunt: 10,
+} as const;
+
+/** Punts per second per provider patch port: ARP replies, next-hop misses. */
+export const NAT_PUNT_PPS = 100;
+/** Idle timeout of a learned next hop, seconds. */
+export const NEXT_HOP_IDLE_S = 300;
+/** Gratuitous ARPs sent for an address that starts being answered here, one a second. */
+export const GARP_COUNT = 3;
+export const GARP_TICK_MS = 1000;
+/** Least time between two ARP requests for one next hop. */
+const ARP_RETRY_MS = 1000;
+
+const OFPVID_PRESENT = 0x1000;
+
+/** [network, mask] of an IPv4 CIDR as match values. */
+function v4Prefix(cidr: string): [string, string | undefined] {
+  const c = parseCidr(cidr);
+  const [addr] = cidr.split("/") as [string];
+  if (c.prefix === 32) return [addr, undefined];
+  const m = c.prefix === 0 ? 0 : (0xffffffff << (32 - c.prefix)) >>> 0;
+  const text = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+  return [text(Number(c.first)), text(m)];
+}
+
+/** A flow in classification for frames from the external network's patch port (its VLAN). */
+function fromPatch(ext: NetworkView): FlowBuilder {
+  const p = ext.provider!;
+  return flow("classification", NAT_PRIORITY.ingress)
+    .inPort(p.patchOfport)
+    .eq("vlan_vid", p.vlan !== undefined ? OFPVID_PRESENT | p.vlan : 0);
+}
+
+/** Out of the patch port, tagged for a vlan network. */
+function toPatch(b: FlowBuilder, ext: NetworkView): FlowBuilder {
+  const p = ext.provider!;
+  if (p.vlan !== undefined) b.pushVlan(p.vlan);
+  return b.output(p.patchOfport);
+}
+
+/**
+ * An address (floating IP or gateway) answered on the external network from
+ * here: ARP requests for it answered in place (a copy to the agent, which
+ * learns the asker), ARP replies to its MAC to the agent, IP to its MAC into nat.
+ */
+function answerOn(out: OwnerOut, ext: NetworkView, ip: string, mac: string): void {
+  const meter = meterId("nat", ext.provider!.patchOfport);
+  out.meter(meter, NAT_PUNT_PPS);
+  out.flow(
+    fromPatch(ext)
+      .proto("arp")
+      .eq("arp_op", ARP_OP.REQUEST)
+      .eq("arp_tpa", ip)
+      .controller()
+      .move("eth_src", "eth_dst")
+      .set("eth_src", mac)
+      .set("arp_op", ARP_OP.REPLY)
+      .move("arp_sha", "arp_tha")
+      .move("arp_spa", "arp_tpa")
+      .set("arp_sha", mac)
+      .set("arp_spa", ip)
+      .outputInPort(),
+  );
+  out.flow(
+    fromPatch(ext).proto("arp").eq("eth_dst", mac).eq("arp_op", ARP_OP.REPLY).meter(meter).controller(),
+  );
+  const ingress = fromPatch(ext).proto("ip").eq("eth_dst", mac);
+  if (ext.provider!.vlan !== undefined) ingress.popVlan();
+  out.flow(ingress.load(F.network, ext.key).load(F.flags, FLAG.fromProvider).goto("nat"));
+}
+
+interface Hop {
+  /** The router's interface on the port's subnet. */
+  itf: RouterPortView;
+  zone: number;
+}
+
+/**
+ * The router a floating IP of a port on `networkId` (fixed address `fixedIp`)
+ * works through: an interface on the address's subnet, its gateway on the
+ * floating IP's network, a NAT zone here.
+ */
+function routerFor(
+  view: View,
+  networkId: string,
+  fixedIp: string,
+  extNetworkId: string,
+  routerId: string | undefined,
+): Hop | undefined {
+  for (const itf of view.routerPortsOf(networkId)) {
+    if (routerId !== undefined && itf.routerId !== routerId) continue;
+    if (!isIpv4(itf.ipAddress) || !cidrContains(itf.cidr, fixedIp)) continue;
+    if (!view.router(itf.routerId)?.adminStateUp) continue;
+    if (view.snatOf(itf.routerId)?.externalNetworkId !== extNetworkId) continue;
+    const zone = view.natZone(itf.routerId);
+    if (zone !== undefined) return { itf, zone };
+  }
+  return undefined;
+}
+
+/** A floating IP of local port `lp` that works from here, with what its flows need. */
+function fipPlan(view: View, lp: LocalPort, f: FloatingIp) {
+  const fixed = f.fixedIpAddress;
+  if (!fixed || !isIpv4(fixed) || !isIpv4(f.floatingIpAddress)) return undefined;
+  if (!lp.port.fixedIps.some((x) => x.ipAddress === fixed)) return undefined;
+  const nv = view.network(lp.networkId);
+  const ext = view.providerNetwork(f.floatingNetworkId);
+  if (!nv || !ext) return undefined;
+  const hop = routerFor(view, lp.networkId, fixed, f.floatingNetworkId, f.routerId);
+  return hop && { fixed, nv, ext, ...hop };
+}
+
+function fipFlows(view: View, lp: LocalPort, out: OwnerOut): void {
+  for (const f of view.floatingIpsOf(lp.id)) {
+    const plan = fipPlan(view, lp, f);
+    if (!plan) continue;
+    const { fixed, nv, ext, itf, zone } = plan;
+    const fip = f.floatingIpAddress;
+    answerOn(out, ext, fip, f.macAddress);
+    out.flow(
+      flow("nat", NAT_PRIORITY.fip)
+        .reg(F.network, ext.key)
+        .proto("ip")
+        .eq("eth_dst", f.macAddress)
+        .eq("ip_dst", fip)
+        .ct({ zone, commit: true, nat: { kind: "dst", ipMin: fixed }, table: "nat_state" }),
+    );
+    out.flow(
+      flow("nat_state", NAT_PRIORITY.fip)
+        .reg(F.network, ext.key)
+        .proto("ip")
+        .eq("eth_dst", f.macAddress)
+        .eq("ip_dst", fixed)
+        .set("eth_src", itf.macAddress)
+        .set("eth_dst", lp.port.macAddress)
+        .decTtl()
+        .load(F.network, nv.key)
+        .goto("l2_lookup"),
+    );
+    const fromPort = (t: "l3" | "nat", prio: number): FlowBuilder =>
+      flow(t, prio)
+        .reg(F.network, nv.key)
+        .reg(F.inPort, lp.ofport)
+        .proto("ip")
+        .eq("eth_dst", itf.macAddress)
+        .eq("ip_src", fixed);
+    out.flow(fromPort("l3", NAT_PRIORITY.fipRoute).goto("nat"));
+    out.flow(
+      fromPort("nat", NAT_PRIORITY.fip).ct({
+        zone,
+        commit: true,
+        nat: { kind: "src", ipMin: fip },
+        table: "nat_state",
+      }),
+    );
+    out.flow(
+      flow("nat_state", NAT_PRIORITY.fip)
+        .reg(F.network, nv.key)
+        .proto("ip")
+        .eq("eth_dst", itf.macAddress)
+        .eq("ip_src", fip)
+        .set("eth_src", f.macAddress)
+        .decTtl()
+        .load(F.network, ext.key)
+        .goto("nat_resolve"),
+    );
+  }
+}
+
+/** The chassis a router's SNAT runs on now: the first candidate whose agent is alive. */
+export function activeGateway(view: View, candidates: readonly string[]): string | undefined {
+  return candidates.find((c) => view.liveTunnelIp(c) !== undefined);
+}
+
+/** Network key and tunnel of a tunnelled network, wired here or not. */
+function tunnelOf(view: View, networkId: string): { key: number; ofport: number } | undefined {
+  const net = view.networkObject(networkId);
+  const encap = net?.networkType === "geneve" || net?.networkType === "vxlan" ? net.networkType : undefined;
+  const ofport = encap ? view.tunnelPort(encap) : undefined;
+  if (!net || ofport === undefined || net.segmentationId === undefined) return undefined;
+  return { key: net.segmentationId, ofport };
+}
+
+/** The actions that deliver a packet from the external network to port `p` behind `itf`. */
+function deliver(b: FlowBuilder, view: View, itf: RouterInterface, p: ReadyPort): FlowBuilder | undefined {
+  const local = view.localPort(p.id);
+  const remote = local ? undefined : view.remotePort(p.id);
+  if (!local && !remote) return undefined;
+  const nv = view.network(p.networkId);
+  const tun = nv ? undefined : tunnelOf(view, p.networkId);
+  if (!nv && !tun) return undefined;
+  b.set("eth_src", itf.macAddress).set("eth_dst", p.macAddress).decTtl();
+  if (nv) return b.load(F.network, nv.key).goto("l2_lookup");
+  return b
+    .load(F.network, tun!.key)
+    .set("tun_id", tun!.key)
+    .set("tun_dst", remote!.tunnelIp)
+    .output(tun!.ofport);
+}
+
+function snatFlows(id: string, view: View, out: OwnerOut): void {
+  const r = view.router(id);
+  const g = view.snatOf(id);
+  if (!r?.adminStateUp || !g?.enabled || !isIpv4(g.externalIpAddress)) return;
+  const gw = activeGateway(view, g.gatewayChassis);
+  if (!gw) return;
+  const itfs = r.interfaces.filter((i) => isIpv4(i.ipAddress));
+  const matchItf = (b: FlowBuilder, itf: RouterInterface): FlowBuilder =>
+    b
+      .proto("ip")
+      .eq("eth_dst", itf.macAddress)
+      .eq("ip_src", ...v4Prefix(itf.cidr));
+  if (gw !== view.chassis) {
+    const to = view.liveTunnelIp(gw)!;
+    for (const itf of itfs) {
+      const nv = view.network(itf.networkId);
+      const tunnel = nv?.encap ? view.tunnelPort(nv.encap) : undefined;
+      if (!nv || tunnel === undefined) continue;
+      out.flow(
+        matchItf(flow("l3", NAT_PRIORITY.snatRoute).reg(F.network, nv.key), itf)
+          .set("tun_id", nv.key)
+          .set("tun_dst", to)
+          .output(tunnel),
+      );
+    }
+    return;
+  }
+  const ext = view.providerNetwork(g.externalNetworkId);
+  const zone = view.natZone(id);
+  if (!ext || zone === undefined) return;
+  answerOn(out, ext, g.externalIpAddress, g.macAddress);
+  out.flow(
+    flow("nat", NAT_PRIORITY.snat)
+      .reg(F.network, ext.key)
+      .proto("ip")
+      .eq("eth_dst", g.macAddress)
+      .eq("ip_dst", g.externalIpAddress)
+      .ct({ zone, nat: {}, table: "nat_state" }),
+  );
+  for (const itf of itfs) {
+    const nv = view.network(itf.networkId);
+    const tun = tunnelOf(view, itf.networkId);
+    const key = nv?.key ?? tun?.key;
+    if (key === undefined) continue;
+    if (nv) out.flow(matchItf(flow("l3", NAT_PRIORITY.snatRoute).reg(F.network, key), itf).goto("nat"));
+    if (tun) {
+      out.flow(
+        matchItf(flow("classification", NAT_PRIORITY.ingress).inPort(tun.ofport).eq("tun_id", tun.key), itf)
+          .load(F.network, tun.key)
+          .load(F.flags, FLAG.fromTunnel)
+          .goto("nat"),
+      );
+    }
+    out.flow(
+      matchItf(flow("nat", NAT_PRIORITY.snat).reg(F.network, key), itf).ct({
+        zone,
+        commit: true,
+        nat: { kind: "src", ipMin: g.externalIpAddress },
+        table: "nat_state",
+      }),
+    );
+    out.flow(
+      flow("nat_state", NAT_PRIORITY.snat)
+        .reg(F.network, key)
+        .proto("ip")
+        .eq("eth_dst", itf.macAddress)
+        .eq("ip_src", g.externalIpAddress)
+        .set("eth_src", g.macAddress)
+        .decTtl()
+        .load(F.network, ext.key)
+        .goto("nat_resolve"),
+    );
+    for (const p of view.portsOf(itf.networkId)) {
+      if (p.deviceOwner === DEVICE_OWNER_ROUTER_INTERFACE) continue;
+      for (const fx of p.fixedIps) {
+        if (!isIpv4(fx.ipAddress) || !cidrContains(itf.cidr, fx.ipAddress)) continue;
+        const b = flow("nat_state", NAT_PRIORITY.snat)
+          .reg(F.network, ext.key)
+          .proto("ip")
+          .eq("eth_dst", g.macAddress)
+          .eq("ip_dst", fx.ipAddress);
+        const d = deliver(b, view, itf, p);
+        if (d) out.flow(d);
+      }
+    }
+  }
+}
+
+/** The IPv4 subnets of an external network. */
+function v4Subnets(view: View, networkId: string): Subnet[] {
+  return view.subnetsOf(networkId).filter((s) => s.ipVersion === 4);
+}
+
+/** Next-hop punts of an external network reachable here. */
+function resolveFlows(id: string, view: View, out: OwnerOut): void {
+  const ext = view.providerNetwork(id);
+  if (!ext?.network.external) return;
+  const meter = meterId("nat", ext.provider!.patchOfport);
+  out.meter(meter, NAT_PUNT_PPS);
+  for (const s of v4Subnets(view, id)) {
+    out.flow(
+      flow("nat_resolve", NAT_PRIORITY.onLinkPunt + parseCidr(s.cidr).prefix)
+        .reg(F.network, ext.key)
+        .proto("ip")
+        .eq("ip_dst", ...v4Prefix(s.cidr))
+        .meter(meter)
+        .controller(),
+    );
+  }
+  out.flow(
+    flow("nat_resolve", NAT_PRIORITY.gatewayPunt)
+      .reg(F.network, ext.key)
+      .proto("ip")
+      .meter(meter)
+      .controller(),
+  );
+}
+
+/** An address this chassis answers for on an external network. */
+interface Announced {
+  networkId: string;
+  ip: string;
+  mac: string;
+}
+
+/** Every floating IP and gateway address answered from here now (not recorded: for handlers and timers). */
+function announcedHere(view: View): Map<string, Announced> {
+  const out = new Map<string, Announced>();
+  for (const lp of view.localPorts()) {
+    for (const f of view.floatingIpsOf(lp.id)) {
+      if (fipPlan(view, lp, f)) {
+        out.set(`fip/${f.id}`, {
+          networkId: f.floatingNetworkId,
+          ip: f.floatingIpAddress,
+          mac: f.macAddress,
+        });
+      }
+    }
+  }
+  for (const g of view.snatGateways()) {
+    if (!g.enabled || !isIpv4(g.externalIpAddress) || !view.router(g.routerId)?.adminStateUp) continue;
+    if (activeGateway(view, g.gatewayChassis) !== view.chassis) continue;
+    if (!view.providerNetwork(g.externalNetworkId) || view.natZone(g.routerId) === undefined) continue;
+    out.set(`snat/${g.id}`, { networkId: g.externalNetworkId, ip: g.externalIpAddress, mac: g.macAddress });
+  }
+  return out;
+}
+
+/** The NB address (floating IP or gateway) `ip` with MAC `mac`, when one exists: its network. */
+function natAddress(view: View, ip: string, mac?: string): string | undefined {
+  for (const f of view.floatingIps()) {
+    if (f.floatingIpAddress === ip && (mac === undefined || f.macAddress === mac)) return f.floatingNetworkId;
+  }
+  for (const g of view.snatGateways()) {
+    if (g.externalIpAddress === ip && (mac === undefined || g.macAddress === mac)) return g.externalNetworkId;
+  }
+  return undefined;
+}
+
+/** The flows of a learned next hop `ip` at `mac` on external network `networkId`. */
+function nextHopFlows(view: View, networkId: string, ip: string, mac: string): FlowBuilder[] {
+  const ext = view.providerNetwork(networkId);
+  if (!ext) return [];
+  const subnet = v4Subnets(view, networkId).find((s) => cidrContains(s.cidr, ip));
+  if (!subnet) return [];
+  const send = (b: FlowBuilder): FlowBuilder => toPatch(b.set("eth_dst", mac), ext);
+  const flows = [
+    send(flow("nat_resolve", NAT_PRIORITY.nextHop).reg(F.network, ext.key).proto("ip").eq("ip_dst", ip)),
+  ];
+  if (subnet.gatewayIp === ip) {
+    flows.push(send(flow("nat_resolve", NAT_PRIORITY.gateway).reg(F.network, ext.key).proto("ip")));
+  }
+  return flows.map((b) => b.idleTimeout(NEXT_HOP_IDLE_S).sendFlowRemoved());
+}
+
+function reactiveKey(networkId: string, ip: string): string {
+  return `${networkId}/${ip}`;
+}
+
+export function natApp(): App {
+  /** Addresses announced (gratuitous ARP) and how many announcements are still due. */
+  const announcing = new Map<string, { content: string; left: number }>();
+  /** Next hop → when the agent last asked for it. */
+  const asked = new Map<string, number>();
+
+  async function learn(ctx: AppContext, networkId: string, ip: string, mac: string): Promise<void> {
+    if (natAddress(ctx.view, ip) !== undefined) return;
+    const { result: flows, deps } = ctx.track(() => nextHopFlows(ctx.view, networkId, ip, mac));
+    if (!flows.length) return;
+    await ctx.installReactive({ key: reactiveKey(networkId, ip), flows, deps });
+  }
+
+  async function resolve(ctx: AppContext, frame: Buffer): Promise<void> {
+    const f = parseEthernet(frame, { dhcp: false });
+    const ip = f.ipv4;
+    if (!ip) return;
+    const networkId = natAddress(ctx.view, ip.src, f.eth.src);
+    const ext = networkId && ctx.view.providerNetwork(networkId);
+    if (!networkId || !ext) return;
+    const subnets = v4Subnets(ctx.view, networkId);
+    const onLink = subnets.some((s) => cidrContains(s.cidr, ip.dst));
+    const target = onLink
+      ? ip.dst
+      : (subnets.find((s) => cidrContains(s.cidr, ip.src) && s.gatewayIp)?.gatewayIp ?? undefined);
+    if (!target) return;
+    const key = reactiveKey(networkId, target);
+    const now = Date.now();
+    if ((asked.get(key) ?? 0) > now - ARP_RETRY_MS) return;
+    asked.set(key, now);
+    if (asked.size > 4096) for (const [k, t] of asked) if (t <= now - ARP_RETRY_MS) asked.delete(k);
+    const vlan = ext.provider!.vlan;
+    await ctx.packetOut(
+      ext.provider!.patchOfport,
+      buildArpRequest({
+        senderMac: f.eth.src,
+        senderIp: ip.src,
+        targetIp: target,
+        ...(vlan !== undefined ? { vlans: [{ vid: vlan }] } : {}),
+      }),
+    );
+  }
+
+  async function announce(ctx: AppContext): Promise<void> {
+    const now = announcedHere(ctx.view);
+    for (const k of announcing.keys()) if (!now.has(k)) announcing.delete(k);
+    for (const [k, a] of now) {
+      const content = `${a.networkId}|${a.ip}|${a.mac}`;
+      let s = announcing.get(k);
+      if (!s || s.content !== content) announcing.set(k, (s = { content, left: GARP_COUNT }));
+      if (s.left === 0) continue;
+      const ext = ctx.view.providerNetwork(a.networkId);
+      if (!ext) continue;
+      s.left--;
+      const vlan = ext.provider!.vlan;
+      await ctx.packetOut(
+        ext.provider!.patchOfport,
+        buildFrame({
+          eth: { src: a.mac, dst: MAC_BROADCAST },
+          vlans: vlan !== undefined ? [{ vid: vlan }] : [],
+          arp: { op: ARP_OP.REQUEST, sha: a.mac, spa: a.ip, tha: MAC_ZERO, tpa: a.ip },
+        }),
+      );
+    }
+  }
+
+  return {
+    name: "nat",
+    tables: ["classification", "l3", "nat", "nat_state", "nat_resolve"],
+    timer: { everyMs: GARP_TICK_MS, tick: (ctx) => announce(ctx) },
+    owners: {
+      port(id, view, out) {
+        const lp = view.localPort(id);
+        if (lp) fipFlows(view, lp, out);
+      },
+      router(id, view, out) {
+        snatFlows(id, view, out);
+      },
+      network(id, view, out) {
+        resolveFlows(id, view, out);
+      },
+    },
+    async packetIn(pkt, ctx) {
+      if (pkt.tableId === table("nat_resolve")) return resolve(ctx, pkt.data);
+      if (pkt.tableId !== table("classification")) return;
+      const f = parseEthernet(pkt.data, { dhcp: false });
+      const arp = f.arp;
+      if (!arp) return;
+      // a request for one of our addresses (the asker is a neighbour), or a reply to one of them
+      const mine = arp.op === ARP_OP.REQUEST ? arp.tpa : arp.op === ARP_OP.REPLY ? arp.tpa : undefined;
+      const networkId = mine !== undefined ? natAddress(ctx.view, mine) : undefined;
+      if (!networkId || arp.sha !== f.eth.src) return;
+      await learn(ctx, networkId, arp.spa, arp.sha);
+    },
+    adoptReactive(installed, ctx) {
+      if (installed.table !== table("nat_resolve")) return undefined;
+      const at = (field: string) => installed.match.find((m) => m.field === field)?.value;
+      const key = Number(at("reg6"));
+      const mac = setEthDst(installed);
+      if (mac === undefined) return undefined;
+      const { result, deps } = ctx.track(() => {
+        for (const networkId of externalNetworks(ctx.view)) {
+          if (ctx.view.providerNetwork(networkId)?.key !== key) continue;
+          const dst = at("ip_dst");
+          const ip =
+            dst !== undefined
+              ? String(dst)
+              : (v4Subnets(ctx.view, networkId).find((s) => s.gatewayIp)?.gatewayIp ?? undefined);
+          if (!ip) continue;
+          const want = nextHopFlows(ctx.view, networkId, ip, mac).map((b) => b.build(installed.cookie));
+          if (want.some((w) => sameFlow(w, installed))) return reactiveKey(networkId, ip);
+        }
+        return undefined;
+      });
+      return result === undefined ? undefined : { key: result, deps };
+    },
+  };
+}
+
+/** The external networks of every floating IP and gateway the model holds. */
+function externalNetworks(view: View): string[] {
+  return [
+    ...new Set([
+      ...view.floatingIps().map((f) => f.floatingNetworkId),
+      ...view.snatGateways().map((g) => g.externalNetworkId),
+    ]),
+  ].sort();
+}
+
+function setEthDst(f: Flow): string | undefined {
+  for (const i of f.instructions) {
+    if (i.type !== "apply_actions") continue;
+    for (const a of i.actions) if (a.type === "set_field" && a.field === "eth_dst") return String(a.value);
+  }
+  return undefined;
+}
+
+function sameFlow(a: Flow, b: Flow): boolean {
+  return (
+    flowKey(a) === flowKey(b) &&
+    formatInstructions(a.instructions) === formatInstructions(b.instructions) &&
+    (a.idleTimeout ?? 0) === (b.idleTimeout ?? 0)
+  );
+}
