@@ -71,11 +71,11 @@
  * gateway. Their MACs are learned as the agent sees them — from ARP requests
  * for a floating IP or gateway address and from replies to ARP requests the
  * agent sent — into reactive flows (idle timeout NEXT_HOP_IDLE_S, removed
- * when the external network or the bridge mapping changes; dropped at an
- * agent restart and learned again). A packet whose next hop is unknown goes
- * to the agent (metered per patch port), which sends an ARP request from the
- * packet's own source (the floating IP or gateway address and MAC) and drops
- * it; the sender's retry finds the MAC.
+ * when the external network, its subnets or the bridge mapping change; a
+ * restarted agent keeps the ones that are still right). A packet whose next
+ * hop is unknown goes to the agent (metered per patch port), which sends an
+ * ARP request from the packet's own source (the floating IP or gateway
+ * address and MAC) and drops it; the sender's retry finds the MAC.
  *
  * A VM spoofing a floating IP as its source is stopped by port security
  * before any of this; a VM allowed to send from another's fixed address (an

@@ -18,7 +18,8 @@
  * address, and what comes back carries the floating IP — also for
  * connections vm1 opens; vm2 leaves through SNAT as the gateway address, and
  * nobody outside opens a connection to it there; neither vm3 nor vm4 gets a
- * packet out with the floating IP as its source; a deleted floating IP takes
+ * packet out with the floating IP as its source; a restarted agent keeps
+ * the NAT flows and the next hops it learned; a deleted floating IP takes
  * its ARP answer and flows along, and its VM then leaves through SNAT.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -134,6 +135,18 @@ async function realised<T extends { modRevision: number }>(write: Promise<T>): P
   return v;
 }
 
+function config() {
+  return parseAgentConfig({
+    chassis: "host1",
+    tunnelIp: "192.0.2.1",
+    ovsdb: sb().dbRemote,
+    datapathType: "netdev",
+    bridgeMappings: { physnet1: "br-ex" },
+    metrics: "127.0.0.1:0",
+    logLevel: "silent",
+  });
+}
+
 const peers = (s: Lines): string[] => s.lines.filter((l) => l.startsWith("peer ")).map((l) => l.slice(5));
 
 beforeAll(async () => {
@@ -199,18 +212,7 @@ beforeAll(async () => {
     portId: "vm1",
   });
   fipMac = f.value.macAddress;
-  agent = await Agent.start(
-    parseAgentConfig({
-      chassis: "host1",
-      tunnelIp: "192.0.2.1",
-      ovsdb: sb().dbRemote,
-      datapathType: "netdev",
-      bridgeMappings: { physnet1: "br-ex" },
-      metrics: "127.0.0.1:0",
-      logLevel: "silent",
-    }),
-    { store },
-  );
+  agent = await Agent.start(config(), { store });
   for (const [id, , , mac, ip, gw] of VMS) {
     vms[id] = await sb().addVm(id, { ifaceId: id, mac, ipCidr: `${ip}/24`, gateway: gw });
   }
@@ -317,6 +319,22 @@ describe("spoofing the floating IP", () => {
     expect(
       sniff.lines.filter((l) => l.startsWith("arp") && l.includes(` ${FIP} `) && !l.includes(fipMac)),
     ).toEqual([]);
+  });
+});
+
+describe("agent restart", () => {
+  it("keeps the NAT flows and the learned next hops, and sends nothing", async () => {
+    const learned = () =>
+      agent!.reconciler.installedFlows().filter((f) => f.table === 37 && (f.idleTimeout ?? 0) > 0);
+    expect(learned().length).toBeGreaterThan(0);
+    const before = learned().length;
+    await agent!.stop();
+    agent = await Agent.start(config(), { store });
+    expect(agent.lastPass).toMatchObject({ added: 0, modified: 0, deleted: 0 });
+    expect(learned()).toHaveLength(before);
+    expect([...agent.engine.ownerKeys()]).toContain(`nat/reactive/ext/${EXT_HOST}`);
+    const p = await ping(vms.exthost!.netns, FIP);
+    expect(p.ok, p.out).toBe(true);
   });
 });
 
