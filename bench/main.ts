@@ -1,11 +1,17 @@
 /**
  * `npm run bench -- [suite…]`: runs the named benchmark suites (all when none
- * is named). Each suite measures flowdrake side by side with the peer its issue
- * names, writes JSON to bench/results/<suite>.json and prints a short report.
+ * is named), each followed by its options if it takes any. Each suite
+ * measures flowdrake side by side with the peer its issue names, writes JSON
+ * to bench/results/<suite>.json and prints a short report.
  */
 import { suites } from "./suites.js";
 
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+// Suite names, then options for the suites (`control-plane --sizes 200 --samples 5`): a word
+// right after an option is that option's value, not a suite.
+const argv = process.argv.slice(2);
+const wanted = argv.filter(
+  (a, i) => !a.startsWith("-") && !(i > 0 && argv[i - 1]!.startsWith("-") && !suites[a]),
+);
 const unknown = wanted.filter((w) => !suites[w]);
 if (unknown.length) {
   process.stderr.write(
