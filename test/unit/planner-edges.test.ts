@@ -177,7 +177,7 @@ describe("OpenFlow conversion", () => {
     ...f,
   });
 
-  it("folds push_vlan only with a vlan_vid write, and sees nat only among ct's actions", () => {
+  it("folds push_vlan only with a vlan_vid write; ct with a ct_mark write stays in software", () => {
     const rule = ruleFromFlow(
       flow({
         instructions: [
@@ -196,7 +196,19 @@ describe("OpenFlow conversion", () => {
     expect(rule.actions).toEqual([
       { type: "other", name: "push_vlan without vlan_vid" },
       { type: "set_field", field: "eth_src", value: 0xfa163e000001n },
-      { type: "ct", zone: 1, commit: false, nat: false, table: 2 },
+      { type: "other", name: "ct with set_field among its actions" },
     ]);
+    const nat = ruleFromFlow(
+      flow({
+        instructions: [
+          {
+            type: "apply_actions",
+            actions: [{ type: "ct", zone: 3, commit: true, actions: [{ type: "nat", nat: {} }] }],
+          },
+        ],
+      }),
+      ports9,
+    );
+    expect(nat.actions).toEqual([{ type: "ct", zone: 3, commit: true, nat: true, table: undefined }]);
   });
 });

@@ -153,8 +153,12 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
           out.push({ type: "goto", table: a.table });
         else out.push({ type: "other", name: "resubmit to a port" });
         break;
-      case "ct":
+      case "ct": {
+        // ct's own actions other than nat (a ct_mark or ct_label write, say) have no
+        // counterpart in the planner's ct: the rule stays in software rather than lose them
+        const extra = (a.actions ?? []).find((x) => x.type !== "nat");
         if (typeof a.zone === "object") out.push({ type: "other", name: "ct with a zone from a field" });
+        else if (extra) out.push({ type: "other", name: `ct with ${extra.type} among its actions` });
         else {
           out.push({
             type: "ct",
@@ -165,6 +169,7 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
           });
         }
         break;
+      }
       case "note":
         break;
       default:
