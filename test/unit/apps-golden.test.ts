@@ -118,7 +118,9 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ],
   ],
   portsec: [
+    ["portsec/port/vm1", "table=5, priority=100,icmp6,in_port=1,icmp_type=134 actions=drop"],
     ["portsec/port/vm1", "table=5, priority=100,udp,in_port=1,tp_src=67 actions=drop"],
+    ["portsec/port/vm1", "table=5, priority=100,udp6,in_port=1,tp_src=547 actions=drop"],
     [
       "portsec/port/vm1",
       "table=5, priority=80,arp,in_port=1,dl_src=fa:16:3e:01:00:11,arp_spa=10.1.0.11,arp_sha=fa:16:3e:01:00:11 actions=goto_table:10",
@@ -147,7 +149,63 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
       "portsec/port/vm1",
       "table=5, priority=90,udp,in_port=1,dl_src=fa:16:3e:01:00:11,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67 actions=goto_table:10",
     ],
+    ["portsec/port/vm1", "table=5, priority=94,icmp6,in_port=1,icmp_type=135 actions=drop"],
+    ["portsec/port/vm1", "table=5, priority=94,icmp6,in_port=1,icmp_type=136 actions=drop"],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=::,icmp_type=135,icmp_code=0,nd_sll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11,icmp_type=135,icmp_code=0,nd_sll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11,icmp_type=135,icmp_code=0,nd_sll=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11,icmp_type=136,icmp_code=0,nd_target=fd00:1::11,nd_tll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11,icmp_type=136,icmp_code=0,nd_target=fd00:1::11,nd_tll=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11,icmp_type=136,icmp_code=0,nd_target=fe80::/64,nd_tll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fd00:1::11,icmp_type=136,icmp_code=0,nd_target=fe80::/64,nd_tll=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64,icmp_type=135,icmp_code=0,nd_sll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64,icmp_type=135,icmp_code=0,nd_sll=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64,icmp_type=136,icmp_code=0,nd_target=fd00:1::11,nd_tll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64,icmp_type=136,icmp_code=0,nd_target=fd00:1::11,nd_tll=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64,icmp_type=136,icmp_code=0,nd_target=fe80::/64,nd_tll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm1",
+      "table=5, priority=95,icmp6,in_port=1,dl_src=fa:16:3e:01:00:11,ipv6_src=fe80::/64,icmp_type=136,icmp_code=0,nd_target=fe80::/64,nd_tll=fa:16:3e:01:00:11 actions=goto_table:10",
+    ],
+    ["portsec/port/vm2", "table=5, priority=100,icmp6,in_port=2,icmp_type=134 actions=drop"],
     ["portsec/port/vm2", "table=5, priority=100,udp,in_port=2,tp_src=67 actions=drop"],
+    ["portsec/port/vm2", "table=5, priority=100,udp6,in_port=2,tp_src=547 actions=drop"],
     [
       "portsec/port/vm2",
       "table=5, priority=80,arp,in_port=2,dl_src=fa:16:3e:01:00:12,arp_spa=10.1.0.100,arp_sha=fa:16:3e:01:00:12 actions=goto_table:10",
@@ -187,6 +245,28 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     [
       "portsec/port/vm2",
       "table=5, priority=90,udp,in_port=2,dl_src=fa:16:3e:01:00:12,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67 actions=goto_table:10",
+    ],
+    ["portsec/port/vm2", "table=5, priority=94,icmp6,in_port=2,icmp_type=135 actions=drop"],
+    ["portsec/port/vm2", "table=5, priority=94,icmp6,in_port=2,icmp_type=136 actions=drop"],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=95,icmp6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=::,icmp_type=135,icmp_code=0,nd_sll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=95,icmp6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=fe80::/64,icmp_type=135,icmp_code=0,nd_sll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=95,icmp6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=fe80::/64,icmp_type=135,icmp_code=0,nd_sll=fa:16:3e:01:00:12 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=95,icmp6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=fe80::/64,icmp_type=136,icmp_code=0,nd_target=fe80::/64,nd_tll=00:00:00:00:00:00 actions=goto_table:10",
+    ],
+    [
+      "portsec/port/vm2",
+      "table=5, priority=95,icmp6,in_port=2,dl_src=fa:16:3e:01:00:12,ipv6_src=fe80::/64,icmp_type=136,icmp_code=0,nd_target=fe80::/64,nd_tll=fa:16:3e:01:00:12 actions=goto_table:10",
     ],
     ["portsec/port/vm4", "table=5, priority=50,in_port=4 actions=goto_table:10"],
   ],

@@ -98,7 +98,7 @@ describe("a model change costs exactly the flow_mods it must", () => {
     const r = cost((m) => m.setBinding("p2", undefined));
     expect(r.flowMods.add).toBe(0);
     expect(r.flowMods.modify).toBe(1); // the flood flow
-    expect(r.flowMods.delete).toBe(13); // classifier 1, portsec 7, dhcp 1, arp 2, l2 2
+    expect(r.flowMods.delete).toBe(22); // classifier 1, portsec 16, dhcp 1, arp 2, l2 2
   });
 
   it("the remote chassis' liveness lapses: its ports' L2 entries and its flood copy go", () => {
