@@ -544,7 +544,11 @@ export class OffloadOutput {
     this.pending = new Map();
     if (done.size) this.state.commit(done);
     this.retryRefusals();
-    if (this.budget) this.applyBudget(this.budget.decide(this.state, this.meter, this.now()));
+    if (this.budget) {
+      // The budget never decides blind: the counters are read once before its first decision.
+      if (!this.meter.sampled) await this.collect();
+      this.applyBudget(this.budget.decide(this.state, this.meter, this.now()));
+    }
     await this.sync("after");
     this.metrics.duration.observe((performance.now() - started) / 1000);
   }

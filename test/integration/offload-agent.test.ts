@@ -179,7 +179,7 @@ describe("the agent's offload datapath (planner mode, simulated NIC)", () => {
       10_000,
       "the counters in caps --explain agent",
     );
-    const lines = text.split("\n");
+    const lines = (text ?? "").split("\n");
     const at = lines.findIndex(
       (l) => l.includes(`table=60,`) && l.includes(`actions=output:${vms.vm2!.ofport}`),
     );

@@ -185,6 +185,27 @@ describe("the offload budget", () => {
     expect(budget.decide(state, back, 9_500).promoted).toEqual([classify(4)]);
   });
 
+  it("before the first window (just after a restart) keeps the flows that counted the most packets so far", () => {
+    const state = fresh();
+    const per = owned.get(classify(1))!;
+    const budget = new OffloadBudget({ capacity: full - per });
+    const m = new TrafficMeter();
+    const totals: Record<string, number> = {
+      [classify(1)]: 90_000,
+      [classify(2)]: 500,
+      [classify(3)]: 7,
+      [classify(4)]: 12_000,
+      [classify(5)]: 800,
+    };
+    m.update(
+      new Map(Object.entries(totals).map(([id, packets]) => [id, { packets, bytes: packets * 100 }])),
+      0,
+    );
+    expect(m.sampled).toBe(true);
+    expect(m.rate(classify(1))).toBe(0);
+    expect(budget.decide(state, m, 0).demoted.map((x) => x.id)).toEqual([classify(3)]);
+  });
+
   it("demotes nothing that frees nothing, and stops when nothing more can go", () => {
     const state = fresh();
     const budget = new OffloadBudget({ capacity: 1 });

@@ -13,7 +13,9 @@
  *   traffic   per OpenFlow flow, packets per second over a window: the
  *             counters of its tc filters (what the NIC forwarded) plus the
  *             flow's own OpenFlow counter (what OVS forwarded), smoothed
- *             (EWMA, one window's weight 1/2)
+ *             (EWMA, one window's weight 1/2); between equal rates — before
+ *             the first window, say, just after a restart — the packets
+ *             counted so far decide
  *   cost      the filters that exist only because of the flow: demoting a
  *             flow turns its own filter into a trap, so what it frees is the
  *             chains only its goto leads to (owned chains, computed from the
@@ -81,6 +83,21 @@ export class TrafficMeter {
       this.pps.delete(id);
       this.bps.delete(id);
     }
+  }
+
+  /** Packets counted so far (the last cumulative sample). */
+  total(id: string): number {
+    return this.last.get(id)?.packets ?? 0;
+  }
+
+  /** Whether any sample was taken. */
+  get sampled(): boolean {
+    return this.lastAt !== undefined;
+  }
+
+  /** Quieter first: by rate, then by packets so far. */
+  quieter(a: string, b: string): number {
+    return this.rate(a) - this.rate(b) || this.total(a) - this.total(b);
   }
 
   rate(id: string): number {
@@ -172,7 +189,7 @@ export class OffloadBudget {
         ([id, c]) =>
           c > 0 && !state.exclusion(id) && this.settled(id, now) && plan.decisions.get(id)?.offloaded,
       )
-      .sort(([a], [b]) => meter.rate(a) - meter.rate(b) || (a < b ? -1 : 1));
+      .sort(([a], [b]) => meter.quieter(a, b) || (a < b ? -1 : 1));
     const reason = state.exclusion(busiest)!.exclusion;
     state.setExclusions("demoted", new Map([[busiest, undefined]]));
     const need = state.desired().size;
@@ -242,7 +259,7 @@ export class OffloadBudget {
       const cost = ownedFilters(plan, [...state.desired().values()]);
       const candidates = [...cost]
         .filter(([id, c]) => c > 0 && !state.exclusion(id) && plan.decisions.get(id)?.offloaded)
-        .sort(([a, ca], [b, cb]) => meter.rate(a) - meter.rate(b) || cb - ca || (a < b ? -1 : 1));
+        .sort(([a, ca], [b, cb]) => meter.quieter(a, b) || cb - ca || (a < b ? -1 : 1));
       if (!candidates.length) break;
       const pick: string[] = [];
       let freed = 0;
@@ -260,7 +277,7 @@ export class OffloadBudget {
       state
         .excludedBy("demoted")
         .filter((id) => this.settled(id, now))
-        .sort((a, b) => meter.rate(b) - meter.rate(a) || (a < b ? -1 : 1));
+        .sort((a, b) => meter.quieter(b, a) || (a < b ? -1 : 1));
     if (filters < this.capacity * this.lowWater) {
       for (const id of demoted()) {
         const since = this.since.get(id);
