@@ -12,4 +12,5 @@ export const suites: Record<string, () => Promise<void>> = {
     await (await import("./control-plane-ovn.js")).controlPlaneOvn();
   },
   "first-packet": async () => (await import("./first-packet.js")).firstPacket(),
+  secgroup: async () => (await import("./secgroup.js")).secgroupBench(),
 };
