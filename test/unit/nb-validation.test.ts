@@ -23,6 +23,7 @@ import {
 } from "../../src/nb/model/ip.js";
 import {
   isObjectKind,
+  KINDS,
   keyOf,
   kindByNoun,
   MalformedObjectError,
@@ -41,6 +42,12 @@ function verdict(kind: ObjectKind, input: Record<string, unknown>): string {
     if (!(e instanceof ValidationError)) throw e;
     return `${e.field}: ${e.reason}`;
   }
+}
+
+/** Every issue the kind's schema finds, "path: message" (parseObject reports the first). */
+function issues(kind: ObjectKind, input: Record<string, unknown>): string[] {
+  const r = KINDS[kind].schema.safeParse(input);
+  return r.success ? [] : r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
 }
 
 const port = (extra: Record<string, unknown>): Record<string, unknown> => ({
@@ -271,10 +278,33 @@ describe("subnet rules", () => {
         ["10.0.0.35", "10.0.0.35"],
       ]),
     ).toBe("allocationPools[2]: overlaps allocationPools[1]");
-    // a pool of the other family is refused (not a host address) and compared with nothing else
+    // pools in any order
+    expect(
+      p([
+        ["10.0.0.20", "10.0.0.30"],
+        ["10.0.0.2", "10.0.0.9"],
+      ]),
+    ).toBe("ok");
+    // a pool of the other family is refused (not a host address) and compared with nothing else:
+    // not with the gateway, not start with end across families
     expect(p([["fd00::2", "fd00::9"]])).toBe(
       "allocationPools[0].start: fd00::2 is not a host address of 10.0.0.0/24",
     );
+    expect(
+      issues(
+        "subnet",
+        subnet("10.0.0.0/24", {
+          gatewayIp: "10.0.0.1",
+          allocationPools: [{ start: "::1", end: "::ffff:ffff" }],
+        }),
+      ),
+    ).toEqual([
+      "allocationPools.0.start: ::1 is not a host address of 10.0.0.0/24",
+      "allocationPools.0.end: ::ffff:ffff is not a host address of 10.0.0.0/24",
+    ]);
+    expect(
+      issues("subnet", subnet("10.0.0.0/24", { allocationPools: [{ start: "fd00::1", end: "10.0.0.9" }] })),
+    ).toEqual(["allocationPools.0.start: fd00::1 is not a host address of 10.0.0.0/24"]);
   });
 
   it("an IPv6 pool may end on the last address, and the gateway check follows IPv6", () => {
@@ -293,6 +323,11 @@ describe("subnet rules", () => {
       "dnsNameservers[1]: 2001:4860::8888 is not IPv4 like the subnet",
     );
     expect(verdict("subnet", subnet("fd00::/64", { dnsNameservers: ["2001:4860::8888"] }))).toBe("ok");
+    // an IPv6 subnet may name IPv4 servers too: DHCPv6 and router advertisements give only the IPv6
+    // ones (responder6.ts, ra.ts), a dual-stack host learns the others from the IPv4 subnet
+    expect(verdict("subnet", subnet("fd00::/64", { dnsNameservers: ["2001:4860::8888", "8.8.8.8"] }))).toBe(
+      "ok",
+    );
   });
 
   it("host routes: destination and next hop of the subnet's family", () => {
@@ -335,6 +370,13 @@ describe("subnet rules", () => {
     expect(s("fd00::/80", { ipv6AddressMode: "dhcpv6-stateful" })).toBe("ok");
     expect(s("fd00::/64", { ipv6RaMode: "slaac", ipv6AddressMode: "slaac" })).toBe("ok");
     expect(s("fd00::/64", { ipv6AddressMode: "dhcpv6-stateless" })).toBe("ok");
+    // on an IPv4 subnet the modes are refused once, not again by the IPv6-only rules
+    expect(issues("subnet", subnet("10.0.0.0/24", { ipv6RaMode: "slaac", enableDhcp: false }))).toEqual([
+      "ipv6RaMode: is only valid on an IPv6 subnet",
+    ]);
+    expect(issues("subnet", subnet("10.0.0.0/24", { ipv6AddressMode: "dhcpv6-stateless" }))).toEqual([
+      "ipv6AddressMode: is only valid on an IPv6 subnet",
+    ]);
   });
 
   it("defaults: DHCP on, no options, servers or routes", () => {
@@ -564,6 +606,22 @@ describe("ids, names and chassis", () => {
     expect(keyOf("chassis", { name: "h1", id: "x" })).toBe("h1");
     expect(keyOf("lport", { id: "p9" })).toBe("p9");
     expect(keyOf("lport", { id: 9 })).toBe("");
+  });
+
+  it("errors carry their fields as context, for logs and the CLI's JSON", () => {
+    expect(new ValidationError("lport", "p1", "macAddress", "bad").context).toEqual({
+      kind: "lport",
+      key: "p1",
+      field: "macAddress",
+      reason: "bad",
+    });
+    expect(new NotFoundError("lport", "p1").context).toEqual({ kind: "lport", key: "p1" });
+    expect(new MalformedObjectError("lport", "p1", "not JSON", 3).context).toEqual({
+      kind: "lport",
+      key: "p1",
+      reason: "not JSON",
+      version: 3,
+    });
   });
 
   it("the other errors say what they are about", () => {
