@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import type { StoredObject } from "../../src/nb/store/types.js";
 import { closure } from "../../src/nb/sync/cache.js";
-import { KIND } from "../../src/nb/sync/refs.js";
+import { KIND, topicsOf } from "../../src/nb/sync/refs.js";
 
 function db(objs: [string, string, Record<string, unknown>][]): Map<string, Map<string, StoredObject>> {
   const all = new Map<string, Map<string, StoredObject>>();
@@ -139,6 +139,25 @@ describe("selective distribution closure", () => {
       const other = closure(nat, new Set(), "h6");
       for (const t of other.wanted.values()) expect(t.size).toBe(0);
     });
+  });
+
+  it("pub/sub topics: a floating IP also on its tenant's, a gateway with candidates also on c/", () => {
+    expect(topicsOf(KIND.fip, "f", { tenantId: "t", floatingNetworkId: "X", portId: "p" })).toEqual([
+      "n/X/",
+      "t/t/",
+    ]);
+    expect(
+      topicsOf(KIND.snat, "g", {
+        tenantId: "t",
+        routerId: "R",
+        externalNetworkId: "X",
+        gatewayChassis: ["h4"],
+      }),
+    ).toEqual(["n/X/", "r/R/", "c/"]);
+    expect(topicsOf(KIND.snat, "g", { tenantId: "t", routerId: "R", externalNetworkId: "X" })).toEqual([
+      "n/X/",
+      "r/R/",
+    ]);
   });
 
   it("no local ports: nothing is kept", () => {
