@@ -290,11 +290,29 @@ describe("node agent on one host", () => {
     );
     await run(["ip", "-6", "addr", "add", "fd00:1::11/64", "dev", "eth0"], { netns: vms.vm1!.netns });
     await run(["ip", "-6", "addr", "add", "fd00:1::12/64", "dev", "eth0"], { netns: vms.vm2!.netns });
-    // DAD takes a second; an answer from the agent would make it fail.
-    await new Promise((r) => setTimeout(r, 2500));
-    for (const vm of [vms.vm1!, vms.vm2!]) {
-      const a = await run(["ip", "-6", "addr", "show", "dev", "eth0"], { netns: vm.netns });
-      expect(a.stdout).not.toMatch(/dadfailed/);
+    // DAD runs (one probe, then a second's wait) and ends with the address no longer tentative, or
+    // tentative and dadfailed when something answered the probe — as the agent must not.
+    for (const [vm, ip] of [
+      [vms.vm1!, "fd00:1::11"],
+      [vms.vm2!, "fd00:1::12"],
+    ] as const) {
+      const dad = await run(
+        ["sysctl", "-n", "net.ipv6.conf.eth0.accept_dad", "net.ipv6.conf.eth0.dad_transmits"],
+        {
+          netns: vm.netns,
+        },
+      );
+      expect(dad.stdout.trim().split("\n").map(Number)).toEqual([1, 1]);
+      const line = await waitFor(
+        async () => {
+          const shown = (await run(["ip", "-6", "addr", "show", "dev", "eth0"], { netns: vm.netns })).stdout;
+          const l = shown.split("\n").find((x) => x.includes(`inet6 ${ip}/64`));
+          return l && (!l.includes("tentative") || l.includes("dadfailed")) ? l : undefined;
+        },
+        10_000,
+        `DAD of ${ip} to end`,
+      );
+      expect(line).not.toMatch(/dadfailed/);
     }
     const before = agent!.packetIns.get("arp") ?? 0;
     expect(await ping(vms.vm1!, "fd00:1::12")).toBe(true);

@@ -9,7 +9,7 @@
  * kernel TCP on a veth leaves checksum offload partial, so TCP is checked for
  * fields, not checksum.
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -55,14 +55,19 @@ describe("packet library on packets captured from real stacks", () => {
     const pcap = join(dir, "cap.pcap");
     // --immediate-mode: without it libpcap hands packets over a ring block at a
     // time (up to a second late), and the tail of the capture is lost at SIGINT.
+    const dumpLog = join(dir, "tcpdump.log");
+    const dumpFd = openSync(dumpLog, "w");
     const dump = start(["tcpdump", "-i", "vb", "--immediate-mode", "-U", "-s", "0", "-nn", "-w", pcap], {
       netns: b,
+      logFile: dumpFd,
     });
+    closeSync(dumpFd);
     cleanup.add("tcpdump", () => {
       dump.kill("SIGKILL");
     });
+    // tcpdump prints "listening on" once its socket is bound, before it captures anything
+    await waitFor(() => readFileSync(dumpLog, "utf8").includes("listening on"), 10_000, "tcpdump to listen");
     await waitFor(() => existsSync(pcap) && statSync(pcap).size >= 24, 10_000, "tcpdump to open its pcap");
-    await new Promise((r) => setTimeout(r, 300));
 
     // DHCP: busybox udhcpd on b, udhcpc on a (a real client against a real server).
     const leases = join(dir, "udhcpd.leases");
@@ -89,7 +94,11 @@ describe("packet library on packets captured from real stacks", () => {
     cleanup.add("udhcpd", () => {
       server.kill("SIGKILL");
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(
+      async () => (await run(["ss", "-Hlun", "sport = :67"], { netns: b })).stdout.includes(":67"),
+      10_000,
+      "udhcpd to listen on port 67",
+    );
     await run(
       [
         "busybox",
@@ -117,6 +126,17 @@ describe("packet library on packets captured from real stacks", () => {
       netns: a,
       allowFailure: true,
     });
+    // Duplicate address detection: an address added without nodad is probed with a neighbour
+    // solicitation from :: before it leaves the tentative state.
+    await run(["ip", "addr", "add", "fd77::a/64", "dev", "va"], { netns: a });
+    await waitFor(
+      async () => {
+        const shown = (await run(["ip", "-6", "addr", "show", "dev", "va"], { netns: a })).stdout;
+        return /inet6 fd77::a\/64 .*\n/.test(shown) && !/fd77::a\/64 [^\n]*tentative/.test(shown);
+      },
+      10_000,
+      "DAD of fd77::a to finish",
+    );
     const listener = start(["nc", "-l", "10.77.0.2", "7777"], { netns: b });
     cleanup.add("nc", () => {
       listener.kill("SIGKILL");
@@ -234,10 +254,18 @@ describe("packet library on packets captured from real stacks", () => {
     expect(echo.length).toBe(2);
     expect(echo[0]!.ipv6).toMatchObject({ src: "fd77::1", dst: "fd77::2", protocol: 58 });
     expect(echo.every((f) => f.icmpv6!.checksumValid)).toBe(true);
-    // Linux's duplicate address detection for the link-local address: sent from ::,
-    // carrying a nonce option (RFC 7527) that the library keeps raw.
-    const dad = frames.find((f) => f.icmpv6?.ndp?.kind === "neighbor-solicitation" && f.ipv6!.src === "::");
-    if (dad) expect(dad.icmpv6!.ndp!.options.every((o) => o.kind === "raw" && o.code === 14)).toBe(true);
+    // Linux's duplicate address detection for fd77::a: sent from :: to the address's solicited-node
+    // group, no source link-layer option (RFC 4861 §7.2.2), a nonce option (RFC 7527) kept raw.
+    const dad = frames.find(
+      (f) =>
+        f.icmpv6?.ndp?.kind === "neighbor-solicitation" &&
+        f.ipv6!.src === "::" &&
+        f.icmpv6.ndp.target === "fd77::a",
+    );
+    expect(dad).toBeDefined();
+    expect(dad!.ipv6!.dst).toBe("ff02::1:ff00:a");
+    expect(dad!.icmpv6!.checksumValid).toBe(true);
+    expect(dad!.icmpv6!.ndp!.options.map((o) => (o.kind === "raw" ? o.code : o.kind))).toEqual([14]);
   });
 
   it("nc: TCP SYN with raw options, SYN-ACK back", () => {

@@ -298,8 +298,10 @@ const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r/g;
 /**
  * Boot the lane, run `script` inside it and return its exit code, console and
  * markers. Throws MISSING_COMPONENT when the assets are not built,
- * LANE_TIMEOUT when the guest outlives `timeoutMs` (qemu is killed), and LANE
- * when the guest stopped without an exit marker.
+ * LANE_TIMEOUT when the guest outlives `timeoutMs` (qemu is killed, and has
+ * exited before this returns: the error's context names its pid, the signal
+ * and whether the guest had booted), and LANE when the guest stopped without
+ * an exit marker.
  */
 export async function bootLane(opts: LaneOptions): Promise<LaneResult> {
   const root = repoRoot();
@@ -386,7 +388,7 @@ export async function bootLane(opts: LaneOptions): Promise<LaneResult> {
     throw new FlowdrakeError(
       "LANE_TIMEOUT",
       `the kernel lane did not finish within ${timeoutMs} ms (qemu killed); last console lines:\n${tail()}`,
-      { durationMs },
+      { durationMs, pid: child.pid ?? 0, signal: child.signalCode ?? "", booted: bootMs > 0 },
     );
   }
   const bootAt = raw.indexOf("@@LANE-BOOTED");
