@@ -227,9 +227,20 @@ describe("etcd store: a value that is not JSON", () => {
 describe("etcd store: leases and locks", () => {
   it("a key bound to a revoked lease disappears; a kept-alive one stays", async () => {
     const lease = await store.grantLease(2);
-    await store.txn([{ op: "put", kind: "chassis", key: "h1", value: { up: true }, lease: lease.id }]);
-    await lease.keepAlive();
-    await new Promise((r) => setTimeout(r, 2500));
+    // the clock: a 4 s lease nobody refreshes; its expiry (a watch event) says the 2 s one is past its TTL
+    const clock = await store.grantLease(4, { keepAlive: false });
+    const events: WatchEvent[] = [];
+    const w = await store.watch({ kinds: ["chassis"] }, (ev) => events.push(ev));
+    await store.txn([
+      { op: "put", kind: "chassis", key: "h1", value: { up: true }, lease: lease.id },
+      { op: "put", kind: "chassis", key: "clock", value: {}, lease: clock.id },
+    ]);
+    await waitFor(
+      () => events.some((e) => e.type === "delete" && e.key === "clock"),
+      10_000,
+      "the clock lease to expire",
+    );
+    await w.close();
     expect(await store.get("chassis", "h1")).toBeDefined();
     await lease.revoke();
     expect(await store.get("chassis", "h1")).toBeUndefined();
@@ -238,23 +249,34 @@ describe("etcd store: leases and locks", () => {
   it("withLock serialises holders and times out with LockTimeoutError", async () => {
     let inside = 0;
     let maxInside = 0;
+    await store.txn([{ op: "put", kind: "lockcount", key: "n", value: 0 }]);
     await Promise.all(
       Array.from({ length: 4 }, () =>
         store.withLock("tenant-a", async () => {
           inside++;
           maxInside = Math.max(maxInside, inside);
-          await new Promise((r) => setTimeout(r, 50));
+          // a read-modify-write without compare-and-swap: only the lock keeps an update from being lost
+          const n = (await store.get("lockcount", "n"))!.value as number;
+          await store.txn([{ op: "put", kind: "lockcount", key: "n", value: n + 1 }]);
           inside--;
         }),
       ),
     );
     expect(maxInside).toBe(1);
-    const held = store.withLock("tenant-b", () => new Promise((r) => setTimeout(r, 1500)));
-    await new Promise((r) => setTimeout(r, 200));
+    expect((await store.get("lockcount", "n"))?.value).toBe(4);
+    let release!: () => void;
+    let entered!: () => void;
+    const inLock = new Promise<void>((r) => (entered = r));
+    const held = store.withLock("tenant-b", () => {
+      entered();
+      return new Promise<void>((r) => (release = r));
+    });
+    await inLock;
     const err = await store
       .withLock("tenant-b", async () => "never", { timeoutMs: 300 })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LockTimeoutError);
+    release();
     await held;
     expect(await store.withLock("tenant-b", async () => "ok", { timeoutMs: 2000 })).toBe("ok");
   });
