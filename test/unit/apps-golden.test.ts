@@ -384,17 +384,21 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
   ],
 };
 
-const engine = new Engine(
-  view(),
-  loadApps(["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"]),
-);
-engine.recomputeAll();
-const all = engine.allFlows();
+/** Built in each test, never at module load: a mutation run switches its mutants on per test. */
+function build(): Engine {
+  const engine = new Engine(
+    view(),
+    loadApps(["classifier", "portsec", "dhcp", "arp", "l2", "tunnel", "provider"]),
+  );
+  engine.recomputeAll();
+  return engine;
+}
 
 describe("apps' flows for a small view (dump-flows lines)", () => {
   for (const [app, expected] of Object.entries(EXPECTED)) {
     it(`${app}`, () => {
-      const got = all
+      const got = build()
+        .allFlows()
         .filter((d) => d.owner.startsWith(`${app}/`))
         .map((d): [string, string] => [d.owner, formatFlow({ ...d.flow, cookie: 0n })])
         .sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
@@ -404,11 +408,11 @@ describe("apps' flows for a small view (dump-flows lines)", () => {
   }
 
   it("covers every flow the engine built", () => {
-    expect(all).toHaveLength(Object.values(EXPECTED).flat().length);
+    expect(build().allFlows()).toHaveLength(Object.values(EXPECTED).flat().length);
   });
 
   it("every line parses back to the flow the builder made", () => {
-    for (const d of all) {
+    for (const d of build().allFlows()) {
       const text = formatFlow(d.flow);
       const parsed = { ...parseFlow(text), cookie: d.flow.cookie };
       expect(flowKey(parsed), text).toBe(d.key);
@@ -417,13 +421,18 @@ describe("apps' flows for a small view (dump-flows lines)", () => {
   });
 
   it("meters: one DHCP punt meter per local port on a DHCP subnet, 100 pps", () => {
-    expect(engine.allMeters().map((m) => [m.owner, m.id, m.ratePps])).toEqual([
+    expect(
+      build()
+        .allMeters()
+        .map((m) => [m.owner, m.id, m.ratePps]),
+    ).toEqual([
       ["dhcp/port/vm1", 1, 100],
       ["dhcp/port/vm2", 2, 100],
     ]);
   });
 
   it("cookies carry the app and the owner", () => {
+    const all = build().allFlows();
     const c = all.find((d) => d.owner === "l2/port/vm1")!.flow.cookie;
     expect(c >> 56n).toBe(0xfdn);
     expect(Number((c >> 48n) & 0xffn)).toBe(6);

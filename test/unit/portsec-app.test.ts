@@ -11,7 +11,7 @@
  * test/integration/portsec.test.ts sends the same frames through
  * ovs-vswitchd.
  */
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { loadApps } from "../../src/apps/index.js";
 import { PORTSEC_PRIORITY } from "../../src/apps/portsec.js";
 import { Engine } from "../../src/controller/engine.js";
@@ -27,6 +27,7 @@ import { arp, na, ns, oxmFields, ra, udp } from "../harness/spoof-frames.js";
 const M1 = "fa:16:3e:01:00:11";
 const M2 = "fa:16:3e:01:00:12";
 const M3 = "fa:16:3e:02:00:13";
+const M5 = "fa:16:3e:01:00:15";
 const PAIR_MAC = "fa:16:3e:aa:bb:cc";
 const LL1 = linkLocalFromMac(M1);
 const LL2 = linkLocalFromMac(M2);
@@ -50,6 +51,9 @@ function world(netPortSecurity = false): LocalModel {
         { ipAddress: "10.1.0.100" },
         { ipAddress: "10.1.0.128/25", macAddress: PAIR_MAC },
         { ipAddress: "fd00:1::200", macAddress: PAIR_MAC },
+        { ipAddress: "fd00:1::100/120", macAddress: PAIR_MAC },
+        { ipAddress: "fd00:9::/48" },
+        { ipAddress: "10.1.0.77/32" },
       ],
     }),
   );
@@ -64,6 +68,11 @@ function world(netPortSecurity = false): LocalModel {
   m.setBinding("vm2", binding("vm2", 2));
   m.setBinding("vm3", binding("vm3", 3));
   m.setBinding("vm4", binding("vm4", 4));
+  m.setPort(
+    "vm5",
+    port("vm5", "net1", M5, [["sub1", "10.1.0.15"]], { allowedAddressPairs: [{ ipAddress: "0.0.0.0/0" }] }),
+  );
+  m.setBinding("vm5", binding("vm5", 5));
   return m;
 }
 
@@ -105,8 +114,14 @@ function lookup(flows: Flow[], frame: Buffer, inPort: number): { verdict: "pass"
   return { verdict: pass(top) ? "pass" : "drop", flow: formatFlow({ ...top, cookie: 0n }) };
 }
 
-const flows = portsecFlows(world());
-const verdict = (frame: Buffer, inPort: number): "pass" | "drop" => lookup(flows, frame, inPort).verdict;
+// The flows are built inside each test, never at module load: a mutation run switches its mutants
+// on per test, so flows built once up front would be the unmutated ones.
+let built: Flow[] | undefined;
+beforeEach(() => {
+  built = undefined;
+});
+const flows = (): Flow[] => (built ??= portsecFlows(world()));
+const verdict = (frame: Buffer, inPort: number): "pass" | "drop" => lookup(flows(), frame, inPort).verdict;
 
 describe("what a port with port security may send", () => {
   it("its own addresses pass; another source MAC or IP drops", () => {
@@ -132,7 +147,7 @@ describe("what a port with port security may send", () => {
 describe("no VM answers as a DHCP server (planted: the drop removed, or below the IP allow)", () => {
   it("udp source port 67 drops from the port's own address, from 0.0.0.0 and from an allowed pair", () => {
     const own = udp({ mac: M1, src: "10.1.0.11", sport: 67, dport: 68 });
-    expect(lookup(flows, own, 1)).toEqual({
+    expect(lookup(flows(), own, 1)).toEqual({
       verdict: "drop",
       flow: "table=5, priority=100,udp,in_port=1,tp_src=67 actions=drop",
     });
@@ -146,11 +161,19 @@ describe("no VM answers as a DHCP server (planted: the drop removed, or below th
   });
 
   it("the drop sits above every allow", () => {
-    const drops = flows.filter((f) => f.instructions.length === 0).map((f) => f.priority);
-    const allows = flows.filter((f) => f.instructions.length > 0).map((f) => f.priority);
-    expect(Math.min(...flows.filter((f) => formatFlow(f).includes("tp_src=67")).map((f) => f.priority))).toBe(
-      PORTSEC_PRIORITY.serverDrop,
-    );
+    const drops = flows()
+      .filter((f) => f.instructions.length === 0)
+      .map((f) => f.priority);
+    const allows = flows()
+      .filter((f) => f.instructions.length > 0)
+      .map((f) => f.priority);
+    expect(
+      Math.min(
+        ...flows()
+          .filter((f) => formatFlow(f).includes("tp_src=67"))
+          .map((f) => f.priority),
+      ),
+    ).toBe(PORTSEC_PRIORITY.serverDrop);
     expect(PORTSEC_PRIORITY.serverDrop).toBeGreaterThan(Math.max(...allows));
     expect(drops.length).toBeGreaterThan(0);
   });
@@ -194,6 +217,30 @@ describe("an allowed address pair with its own MAC (planted: the pair's MAC igno
     expect(verdict(udp({ mac: PAIR_MAC, src: "10.1.0.127", sport: 5000, dport: 5000 }), 2)).toBe("drop");
   });
 
+  it("pairs given as prefixes match the prefix, IPv4 and IPv6; a /32 is one address", () => {
+    const v6 = (mac: string, src: string): "pass" | "drop" =>
+      verdict(udp({ mac, src, sport: 5000, dport: 5000 }), 2);
+    expect(v6(PAIR_MAC, "fd00:1::100")).toBe("pass");
+    expect(v6(PAIR_MAC, "fd00:1::1ff")).toBe("pass");
+    expect(v6(PAIR_MAC, "fd00:1::ff")).toBe("drop");
+    expect(v6(PAIR_MAC, "fd00:1::300")).toBe("drop");
+    expect(verdict(na({ mac: PAIR_MAC, src: "fd00:1::1aa", target: "fd00:1::1bb" }), 2)).toBe("pass");
+    expect(v6(M2, "fd00:9::1")).toBe("pass");
+    expect(v6(M2, "fd00:9:0:ffff:ffff:ffff:ffff:ffff")).toBe("pass");
+    expect(v6(M2, "fd00:9:1::1")).toBe("drop");
+    expect(v6(M2, "fd00:8:ffff::1")).toBe("drop");
+    const exact = lookup(flows(), udp({ mac: M2, src: "10.1.0.77", sport: 5000, dport: 5000 }), 2);
+    expect(exact).toEqual({
+      verdict: "pass",
+      flow: "table=5, priority=80,ip,in_port=2,dl_src=fa:16:3e:01:00:12,nw_src=10.1.0.77 actions=goto_table:10",
+    });
+    expect(v6(M2, "10.1.0.78")).toBe("drop");
+    // 0.0.0.0/0: any IPv4 source, still only from the port's MAC
+    expect(verdict(udp({ mac: M5, src: "192.0.2.99", sport: 5000, dport: 5000 }), 5)).toBe("pass");
+    expect(verdict(arp({ mac: M5, spa: "198.51.100.1", tpa: "10.1.0.11" }), 5)).toBe("pass");
+    expect(verdict(udp({ mac: M1, src: "192.0.2.99", sport: 5000, dport: 5000 }), 5)).toBe("drop");
+  });
+
   it("a pair without a MAC uses the port's", () => {
     expect(verdict(udp({ mac: M2, src: "10.1.0.100", sport: 5000, dport: 5000 }), 2)).toBe("pass");
     expect(verdict(arp({ mac: M2, spa: "10.1.0.100", tpa: "10.1.0.11" }), 2)).toBe("pass");
@@ -206,7 +253,7 @@ describe("port security off (planted: the network's portSecurityEnabled ignored)
     expect(verdict(udp({ mac: M3, src: "10.2.0.99", sport: 5000, dport: 5000 }), 3)).toBe("pass");
     expect(verdict(udp({ mac: "fa:16:3e:99:99:99", src: "10.9.9.9", sport: 67, dport: 68 }), 3)).toBe("pass");
     expect(verdict(arp({ mac: M3, sha: M1, spa: "10.1.0.11", tpa: "10.2.0.1" }), 3)).toBe("pass");
-    expect(lookup(flows, udp({ mac: M3, src: "10.2.0.13", sport: 1, dport: 1 }), 3).flow).toBe(
+    expect(lookup(flows(), udp({ mac: M3, src: "10.2.0.13", sport: 1, dport: 1 }), 3).flow).toBe(
       "table=5, priority=50,in_port=3 actions=goto_table:10",
     );
   });
@@ -220,7 +267,9 @@ describe("port security off (planted: the network's portSecurityEnabled ignored)
 
   it("on the port: anything passes", () => {
     expect(verdict(udp({ mac: "fa:16:3e:99:99:99", src: "10.9.9.9", sport: 67, dport: 68 }), 4)).toBe("pass");
-    expect(flows.filter((f) => f.match.some((m) => m.field === "in_port" && m.value === 4))).toHaveLength(1);
+    expect(flows().filter((f) => f.match.some((m) => m.field === "in_port" && m.value === 4))).toHaveLength(
+      1,
+    );
   });
 });
 
