@@ -13,4 +13,5 @@ export const suites: Record<string, () => Promise<void>> = {
   },
   "first-packet": async () => (await import("./first-packet.js")).firstPacket(),
   secgroup: async () => (await import("./secgroup.js")).secgroupBench(),
+  "ovsdb-dead-peer": async () => (await import("./ovsdb-dead-peer.js")).ovsdbDeadPeer(),
 };

@@ -190,6 +190,11 @@ describe("flowdrake publisher on etcd", () => {
     const firstId = pub.id;
     // nothing already under way (a baseline resync) may read the store after the kill
     await waitFor(() => caches.every((c) => c.synced()), 10_000, "caches caught up");
+    // every change a cache applies from here on, with the publisher it had heard then
+    const applied = caches.map(() => [] as { key: string; version?: number; publisher?: string }[]);
+    caches.forEach((c, i) =>
+      c.on((ev) => applied[i]!.push({ key: ev.key, version: ev.object?.version, publisher: c.publisherId })),
+    );
     await kill9(pub);
     const missed = await renameNetwork(store, "while-down");
     await store.txn([
@@ -200,8 +205,6 @@ describe("flowdrake publisher on etcd", () => {
         value: { id: "pA3", tenantId: "t1", networkId: "netA", chassis: "h1" },
       },
     ]);
-    // a quiet period, not a synchronisation: the publisher is gone, nothing may bring these in
-    await new Promise((r) => setTimeout(r, 300));
     expect(caches.every((c) => (netVersion(c) ?? 0) < missed && !c.get(KIND.port, "pA3"))).toBe(true);
 
     pub = await startPublisher(url, bind);
@@ -219,6 +222,14 @@ describe("flowdrake publisher on etcd", () => {
     for (const c of caches) {
       expect(stats(c).restarts).toBeGreaterThanOrEqual(1);
       expect(await converged(store, c)).toBe(true);
+    }
+    // nothing brought them in while no publisher ran: each cache had heard the new one by then
+    for (const changes of applied) {
+      const brought = changes.filter(
+        (a) => (a.key === "netA" && a.version === missed) || (a.key === "pA3" && a.version !== undefined),
+      );
+      expect(brought.map((a) => a.key).sort()).toEqual(["netA", "pA3"]);
+      expect(brought.every((a) => a.publisher === pub.id)).toBe(true);
     }
   }, 60_000);
 
