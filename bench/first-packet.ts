@@ -125,7 +125,7 @@ export function sinkAddress(i: number): string {
 }
 
 /** utime + stime of a process (all threads), in ms. */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) * 10;
@@ -135,7 +135,11 @@ function pidOf(pidfile: string): number {
   return Number.parseInt(readFileSync(pidfile, "utf8").trim(), 10);
 }
 
-async function waitUntil<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
+export async function waitUntil<T>(
+  what: string,
+  timeoutMs: number,
+  fn: () => Promise<T | undefined>,
+): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -154,7 +158,7 @@ interface Arrival {
 }
 
 /** A long-running `udp-probe.py recv|icmp` in a namespace; arrivals as they come. */
-class Receiver {
+export class Receiver {
   arrivals: Arrival[] = [];
   icmp: { type: number; code: number; recvNs: bigint }[] = [];
   lastAt = 0;
@@ -227,7 +231,7 @@ class Receiver {
   }
 }
 
-interface SendReport {
+export interface SendReport {
   sent: number;
   errors: number;
   firstNs: number;
@@ -237,7 +241,12 @@ interface SendReport {
 }
 
 /** `udp-probe.py send` in `netns`: `count` datagrams (default: one per address) at `rate`/s. */
-async function send(netns: string, dsts: string[], rate: number, count = dsts.length): Promise<SendReport> {
+export async function send(
+  netns: string,
+  dsts: string[],
+  rate: number,
+  count = dsts.length,
+): Promise<SendReport> {
   const r = await run(
     [PYTHON, PROBE, "send", "--rate", String(rate), "--port", String(UDP_PORT), "--count", String(count)],
     {
@@ -251,7 +260,7 @@ async function send(netns: string, dsts: string[], rate: number, count = dsts.le
 
 // ── flowdrake's agent, as a child process ───────────────────────────────────
 
-class AgentProcess {
+export class AgentProcess {
   private constructor(
     private readonly proc: ChildProcess,
     readonly logPath: string,
@@ -361,12 +370,12 @@ async function flushDatapath(ovs: OvsSandbox): Promise<void> {
   await ovs.appctl("ovs-vswitchd", "dpctl/del-flows");
 }
 
-function vswitchdPid(ovs: OvsSandbox): number {
+export function vswitchdPid(ovs: OvsSandbox): number {
   return pidOf(join(ovs.dir, "ovs-vswitchd.pid"));
 }
 
 /** VM namespaces speak IPv4 only here: no router solicitations or DAD punted mid-measurement. */
-async function ipv4Only(vm: VmPort): Promise<void> {
+export async function ipv4Only(vm: VmPort): Promise<void> {
   await run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], { netns: vm.netns });
 }
 
@@ -376,7 +385,7 @@ async function ipv4Only(vm: VmPort): Promise<void> {
  * dummy-datapath, host-network one OvnSandbox.start builds for the
  * control-plane benchmark: OvsSandbox.start is wrapped for the one call.
  */
-async function startOvnNetdev(): Promise<OvnSandbox> {
+export async function startOvnNetdev(): Promise<OvnSandbox> {
   const original = OvsSandbox.start.bind(OvsSandbox);
   OvsSandbox.start = (o = {}) => original({ ...o, label: "fpovn", datapath: "netdev", hostNetwork: false });
   try {
@@ -662,7 +671,7 @@ export async function flowdrakeSeries(
 }
 
 /** Add a router port and its switch's router-type port (ovn-nbctl args). */
-function ovnRouterPort(router: string, sw: string, mac: string, cidr: string): string[] {
+export function ovnRouterPort(router: string, sw: string, mac: string, cidr: string): string[] {
   const lrp = `${router}-${sw}`;
   return [
     "--",
@@ -690,7 +699,7 @@ function ovnRouterPort(router: string, sw: string, mac: string, cidr: string): s
   ];
 }
 
-async function ovnSettle(ovn: OvnSandbox): Promise<number> {
+export async function ovnSettle(ovn: OvnSandbox): Promise<number> {
   await ovn.waitHv();
   let last = -1;
   let stableSince = performance.now();

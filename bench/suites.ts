@@ -12,6 +12,7 @@ export const suites: Record<string, () => Promise<void>> = {
     await (await import("./control-plane-ovn.js")).controlPlaneOvn();
   },
   "first-packet": async () => (await import("./first-packet.js")).firstPacket(),
+  "punt-flood": async () => (await import("./punt-flood.js")).puntFlood(),
   secgroup: async () => (await import("./secgroup.js")).secgroupBench(),
   "ovsdb-dead-peer": async () => (await import("./ovsdb-dead-peer.js")).ovsdbDeadPeer(),
 };
