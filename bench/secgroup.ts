@@ -39,11 +39,17 @@
  *    (bench/secgroup-tcp.py: connect, one byte each way, close). Four
  *    series: flowdrake with the groups, flowdrake with none (p0 and p1
  *    without groups: no conntrack, the baseline), OVN with the ACLs, OVN
- *    without them. Both sandboxes run side by side and the series take turns
- *    in RUNS rounds (the order reversed every other round, so a side changes
- *    state once a round); a series' figure is its median run. Each turn of a
- *    series starts with a warm-up run (WARMUP_CONNECTIONS) that must complete
- *    every connection; before the warm-up and before each run the switch's
+ *    without them. Both sandboxes run side by side, in RUNS rounds: a round
+ *    puts both sides in one state (filtering or not), warms each up, then
+ *    measures flowdrake and OVN back to back at each concurrency, then does
+ *    the same in the other state (orders reversed every other round, so a
+ *    side changes state once a round). A series' figure is its median run;
+ *    a comparison of two series is also given as the median over rounds of
+ *    their ratio within the round (the paired median: on a shared machine
+ *    the load drifts between rounds far more than between two runs seconds
+ *    apart), which is what the goal is judged on. A warm-up run
+ *    (WARMUP_CONNECTIONS) must complete every connection; before the
+ *    warm-up and before each run the switch's
  *    conntrack table is flushed, and the client never reuses a port still
  *    in TIME_WAIT (tcp_tw_reuse off). Both keep runs alike, and they keep
  *    OVN's side alive: with reuse on and the table not flushed between runs,
@@ -53,13 +59,15 @@
  *    state is seen, a
  *    connection to port 2000 (listening, no rule) must fail with the groups
  *    and succeed without: the filtering measured is the filtering in force.
- *    Per run: ovs-vswitchd's CPU time per connection (/proc), the userspace
+ *    Per run: ovs-vswitchd's CPU time per connection (/proc), the
+ *    controller's CPU time (the agent's process, ovn-controller), the userspace
  *    datapath's passes (packets + recirculations) and upcalls per connection
  *    (`dpif-netdev/pmd-stats-show`), the megaflows left, and the load
  *    average, since the machine's two cores are shared.
  *
  * Goals (the issue's): flowdrake's connection rate with groups ≥ OVN's with
- * ACLs, and flowdrake's flow count ≤ OVN's. FLOWDRAKE_SG_RUNS replaces RUNS.
+ * ACLs (paired median, CONCURRENCY in flight), and flowdrake's flow count ≤
+ * OVN's (one local port). FLOWDRAKE_SG_RUNS replaces RUNS.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -106,7 +114,7 @@ export const LAYOUT = {
 } as const;
 export const CONNECTIONS = 2000;
 export const CONCURRENCY = 16;
-export const RUNS = 5;
+export const RUNS = 7;
 const WARMUP_CONNECTIONS = 200;
 /** How long a flow count must hold still to count as settled. */
 const QUIET_MS = 2000;
@@ -323,6 +331,8 @@ interface Side {
   attribution(): Promise<SideFlows>;
   plugClient(): Promise<VmPort>;
   server: VmPort;
+  /** CPU time of the side's controller so far, ms (flowdrake: this process, where the agent runs; OVN: ovn-controller). */
+  controllerCpuMs(): number;
   stop(): Promise<void>;
 }
 
@@ -491,6 +501,11 @@ class FlowdrakeSide implements Side {
     };
   }
 
+  controllerCpuMs(): number {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  }
+
   /** Plug the client; from now on `unfiltered` no longer describes this switch. */
   async plugClient(): Promise<VmPort> {
     const vm = await plugVm(this.ovs, "sgfd1", CLIENT);
@@ -642,6 +657,12 @@ class OvnSide implements Side {
     };
   }
 
+  controllerCpuMs(): number {
+    const pid = this.ovn.controllerPid();
+    if (pid === undefined) throw new FlowdrakeError("OVN_CONTROLLER_DOWN", "ovn-controller is not running");
+    return cpuMs(pid);
+  }
+
   async plugClient(): Promise<VmPort> {
     const vm = await plugVm(this.ovs, "sgovn1", CLIENT);
     await waitUntil(
@@ -671,6 +692,8 @@ export interface ConnRun {
   p50Ms: number | null;
   p99Ms: number | null;
   vswitchdCpuUsPerConn: number;
+  /** The controller's CPU time during the run, ms (flowdrake's agent shares this process with the benchmark, idle then). */
+  controllerCpuMs: number;
   /** Datapath work per connection: packets in, passes (packets + recirculations), cache misses. */
   perConn: { packets: number; passes: number; upcalls: number };
   /** Datapath flows (megaflows) right after the run. */
@@ -769,6 +792,11 @@ export function parsePmdStats(text: string): DatapathStats {
   };
 }
 
+/** Datapath flows in `dpctl/dump-flows` output (its per-thread "flow-dump from …" headers left out). */
+export function countMegaflows(text: string): number {
+  return text.split("\n").filter((l) => l.trim() && !/^flow-dump from /.test(l)).length;
+}
+
 export interface DatapathStats {
   /** Packets into the datapath from ports. */
   packets: number;
@@ -787,12 +815,12 @@ async function measure(rig: Rig, roundNo: number, concurrency: number): Promise<
   await ovs.appctl("ovs-vswitchd", "dpif-netdev/pmd-stats-clear");
   const pid = vswitchdPid(ovs);
   const c0 = cpuMs(pid);
+  const k0 = rig.side.controllerCpuMs();
   const r = await crr(rig.client.netns, SERVER.ip, LAYOUT.firstRulePort, CONNECTIONS, concurrency);
   const c1 = cpuMs(pid);
+  const k1 = rig.side.controllerCpuMs();
   const dp = parsePmdStats((await ovs.appctl("ovs-vswitchd", "dpif-netdev/pmd-stats-show")).stdout);
-  const megaflows = (await ovs.appctl("ovs-vswitchd", "dpctl/dump-flows")).stdout
-    .split("\n")
-    .filter(Boolean).length;
+  const megaflows = countMegaflows((await ovs.appctl("ovs-vswitchd", "dpctl/dump-flows")).stdout);
   if (r.ok !== CONNECTIONS || r.rate === null) {
     throw new FlowdrakeError(
       "NOT_CONNECTED",
@@ -810,6 +838,7 @@ async function measure(rig: Rig, roundNo: number, concurrency: number): Promise<
     p50Ms: r.p50Ms,
     p99Ms: r.p99Ms,
     vswitchdCpuUsPerConn: round1((1000 * (c1 - c0)) / CONNECTIONS),
+    controllerCpuMs: round1(k1 - k0),
     perConn: {
       packets: round(dp.packets / CONNECTIONS, 2),
       passes: round((dp.packets + dp.recirculations) / CONNECTIONS, 2),
@@ -821,6 +850,33 @@ async function measure(rig: Rig, roundNo: number, concurrency: number): Promise<
 }
 
 const round1 = (x: number) => round(x, 1);
+
+/** One series against another at one concurrency. */
+export interface Comparison {
+  /** The ratio of the two series' median rates. */
+  ofMedians: number;
+  /** a/b of the runs of each round (measured back to back), in round order. */
+  perRound: number[];
+  /** Their median: what the load's drift between rounds disturbs least. */
+  pairedMedian: number;
+  /** The same paired median for ovs-vswitchd's CPU time per connection. */
+  vswitchdCpuPairedMedian: number;
+}
+
+/** a/b of `pick` for the runs of a and b at `concurrency` in the same round, in round order. */
+export function pairedRatios(
+  a: readonly ConnRun[],
+  b: readonly ConnRun[],
+  concurrency: number,
+  pick: (r: ConnRun) => number,
+): number[] {
+  const out: number[] = [];
+  for (const x of a.filter((r) => r.concurrency === concurrency).sort((p, q) => p.round - q.round)) {
+    const y = b.find((r) => r.concurrency === concurrency && r.round === x.round);
+    if (y && pick(y) > 0) out.push(round(pick(x) / pick(y), 3));
+  }
+  return out;
+}
 
 // ── the suite ───────────────────────────────────────────────────────────────
 
@@ -885,18 +941,19 @@ export async function secgroupBench(): Promise<void> {
       })),
     );
     for (let r = 0; r < runs; r++) {
-      for (const rig of rigs) {
-        const order = r % 2 === 0 ? [true, false] : [false, true];
-        for (const on of order) {
-          const s = series.find((x) => x.side === rig.side.name && x.filtering === on)!;
-          await enter(rig, on, s);
-          for (const c of [CONCURRENCY, 1]) {
+      for (const on of r % 2 === 0 ? [true, false] : [false, true]) {
+        const of = (rig: Rig) => series.find((x) => x.side === rig.side.name && x.filtering === on)!;
+        for (const rig of rigs) await enter(rig, on, of(rig));
+        for (const c of [CONCURRENCY, 1]) {
+          for (const rig of r % 2 === 0 ? rigs : [...rigs].reverse()) {
+            const s = of(rig);
             const m = await measure(rig, r, c);
             s.runs.push(m);
             process.stdout.write(
               `  round ${r} ${s.name.padEnd(20)} c=${String(c).padEnd(2)} ${m.rate} conn/s ` +
                 `(p50 ${m.p50Ms} p99 ${m.p99Ms} ms, vswitchd ${m.vswitchdCpuUsPerConn} µs/conn, ` +
-                `${m.perConn.passes} passes ${m.perConn.upcalls} upcalls/conn, ${m.megaflows} megaflows, load ${m.loadavg[0]})\n`,
+                `${m.perConn.passes} passes ${m.perConn.upcalls} upcalls/conn, ${m.megaflows} megaflows, ` +
+                `controller ${m.controllerCpuMs} ms, load ${m.loadavg[0]})\n`,
             );
           }
         }
@@ -929,23 +986,38 @@ export async function secgroupBench(): Promise<void> {
         })),
       ),
     );
-    const rate = (name: string, c: number) => series.find((s) => s.name === name)!.median[String(c)]!.rate;
+    const byName = (name: string) => series.find((x) => x.name === name)!;
+    const compare = (a: string, b: string, c: number): Comparison => {
+      const [x, y] = [byName(a), byName(b)];
+      const perRound = pairedRatios(x.runs, y.runs, c, (m) => m.rate);
+      return {
+        ofMedians: round(x.median[String(c)]!.rate / y.median[String(c)]!.rate, 3),
+        perRound,
+        pairedMedian: round(median(perRound), 3),
+        vswitchdCpuPairedMedian: round(
+          median(pairedRatios(x.runs, y.runs, c, (m) => m.vswitchdCpuUsPerConn)),
+          3,
+        ),
+      };
+    };
     const ratios = Object.fromEntries(
       [CONCURRENCY, 1].map((c) => [
         `concurrency ${c}`,
         {
-          flowdrakeGroupsVsOvnAcls: round(rate("flowdrake, groups", c) / rate("ovn, ACLs", c), 3),
-          flowdrakeGroupsVsNoGroups: round(rate("flowdrake, groups", c) / rate("flowdrake, no groups", c), 3),
-          ovnAclsVsNoAcls: round(rate("ovn, ACLs", c) / rate("ovn, no ACLs", c), 3),
-          flowdrakeNoGroupsVsOvnNoAcls: round(rate("flowdrake, no groups", c) / rate("ovn, no ACLs", c), 3),
+          flowdrakeGroupsVsOvnAcls: compare("flowdrake, groups", "ovn, ACLs", c),
+          flowdrakeGroupsVsNoGroups: compare("flowdrake, groups", "flowdrake, no groups", c),
+          ovnAclsVsNoAcls: compare("ovn, ACLs", "ovn, no ACLs", c),
+          flowdrakeNoGroupsVsOvnNoAcls: compare("flowdrake, no groups", "ovn, no ACLs", c),
         },
       ]),
     );
+    const headline = ratios[`concurrency ${CONCURRENCY}`]!.flowdrakeGroupsVsOvnAcls;
     const goals = {
       connectionRateAtLeastOvn: {
-        ratio: ratios[`concurrency ${CONCURRENCY}`]!.flowdrakeGroupsVsOvnAcls,
-        ratioSequential: ratios["concurrency 1"]!.flowdrakeGroupsVsOvnAcls,
-        met: ratios[`concurrency ${CONCURRENCY}`]!.flowdrakeGroupsVsOvnAcls >= 1,
+        pairedMedian: headline.pairedMedian,
+        ofMedians: headline.ofMedians,
+        sequentialPairedMedian: ratios["concurrency 1"]!.flowdrakeGroupsVsOvnAcls.pairedMedian,
+        met: headline.pairedMedian >= 1,
       },
       flowsAtMostOvn: {
         flowdrake: one.flowdrake.flows,
@@ -953,7 +1025,19 @@ export async function secgroupBench(): Promise<void> {
         met: one.flowdrake.flows <= one.ovn.flows,
       },
     };
-    process.stdout.write(`\nratios: ${JSON.stringify(ratios)}\ngoals: ${JSON.stringify(goals)}\n`);
+    printTable(
+      Object.entries(ratios).flatMap(([c, rs]) =>
+        Object.entries(rs).map(([name, x]) => ({
+          concurrency: c.replace("concurrency ", ""),
+          ratio: name,
+          "paired median": x.pairedMedian,
+          "per round": x.perRound.join(" "),
+          "of medians": x.ofMedians,
+          "vswitchd cpu/conn": x.vswitchdCpuPairedMedian,
+        })),
+      ),
+    );
+    process.stdout.write(`\ngoals: ${JSON.stringify(goals)}\n`);
     const results: SecgroupResults = {
       flowsOneLocal: { ...one, ratio: round(one.flowdrake.flows / one.ovn.flows, 3) },
       flowsTwoLocal: { ...two, ratio: round(two.flowdrake.flows / two.ovn.flows, 3) },

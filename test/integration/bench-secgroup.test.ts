@@ -10,13 +10,22 @@
  *   - OVN's flows map to their logical stage by cookie: the flows of an ACL
  *     land in ls_out_acl;
  *   - the userspace datapath's counters: three packets of one flow are one
- *     upcall and two cache hits;
+ *     upcall and two cache hits, and one megaflow;
+ *   - comparisons pair the runs of the same round and concurrency, whatever
+ *     order they were recorded in;
  *   - the TCP tool: every connection to a listening port counts as ok; a
  *     refused one and one whose SYN vanishes (the deny case) count as failed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OvnSandbox } from "../../bench/control-plane-ovn.js";
-import { crr, parsePmdStats, TcpServer } from "../../bench/secgroup.js";
+import {
+  type ConnRun,
+  countMegaflows,
+  crr,
+  pairedRatios,
+  parsePmdStats,
+  TcpServer,
+} from "../../bench/secgroup.js";
 import {
   countByStage,
   countByTable,
@@ -114,6 +123,7 @@ describe("flow attribution on a real switch", () => {
       "three packets counted",
     );
     expect(stats).toEqual({ packets: 3, recirculations: 0, cacheHits: 2, upcalls: 1, failedUpcalls: 0 });
+    expect(countMegaflows((await o.appctl("ovs-vswitchd", "dpctl/dump-flows")).stdout)).toBe(1);
   });
 });
 
@@ -161,6 +171,32 @@ describe("OVN flows by logical stage", () => {
     const d = flowDelta(before, after);
     expect(d.net).toBeGreaterThanOrEqual(acl.length);
     expect(countByStage(d.added, stages).ls_out_acl).toBeGreaterThanOrEqual(acl.length);
+  });
+});
+
+describe("paired ratios", () => {
+  const runOf = (round: number, concurrency: number, rate: number): ConnRun => ({
+    round,
+    concurrency,
+    ok: 1,
+    failed: 0,
+    seconds: 1,
+    rate,
+    p50Ms: null,
+    p99Ms: null,
+    vswitchdCpuUsPerConn: rate / 10,
+    controllerCpuMs: 0,
+    perConn: { packets: 10, passes: 30, upcalls: 0 },
+    megaflows: 9,
+    loadavg: [0, 0, 0],
+  });
+
+  it("divides runs of the same round and concurrency, in round order", () => {
+    const a = [runOf(1, 16, 300), runOf(0, 16, 100), runOf(0, 1, 50), runOf(2, 16, 900)];
+    const b = [runOf(0, 1, 25), runOf(0, 16, 200), runOf(1, 16, 100)];
+    expect(pairedRatios(a, b, 16, (r) => r.rate)).toEqual([0.5, 3]);
+    expect(pairedRatios(a, b, 1, (r) => r.rate)).toEqual([2]);
+    expect(pairedRatios(a, b, 16, (r) => r.vswitchdCpuUsPerConn)).toEqual([0.5, 3]);
   });
 });
 
