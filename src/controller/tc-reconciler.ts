@@ -420,7 +420,11 @@ export class OffloadOutput {
 
   /** Planner mode left filters behind and the agent now runs without it: remove them (upstream first). */
   private async removeLeftovers(): Promise<void> {
-    const devs = this.map?.mapped.filter((p) => p.netdev).map((p) => p.netdev!) ?? [];
+    // Every port of the bridge, whether or not OVS has numbered it yet (just after an
+    // ovs-vswitchd restart it has not), and the tunnel devices.
+    const devs = bridgeInterfaces(this.deps.ovsdb.replica, this.deps.config.bridge).flatMap((i) =>
+      i.type === "geneve" ? ["genev_sys_6081"] : i.type === "vxlan" ? ["vxlan_sys_4789"] : [i.name],
+    );
     if (!devs.length) return;
     this.dp ??= this.deps.datapath ?? NetlinkTcDatapath.open();
     const links = await this.dp.devices();

@@ -398,3 +398,15 @@ describe("the agent's offload datapath (planner mode, simulated NIC)", () => {
     expect(p.stdout).toMatch(/60 packets transmitted, 60 received/);
   });
 });
+
+describe("leaving planner mode", () => {
+  it("an agent started in another mode removes the filters planner mode left, and only those", async () => {
+    expect(ourCount()).toBeGreaterThan(0);
+    await agent!.stop();
+    agent = undefined;
+    await startAgent({ mode: "none" });
+    expect(agent!.offload?.mode).toMatchObject({ requested: "none", active: "none" });
+    for (const dev of [...devs(), "genev_sys_6081", "vxlan_sys_4789"]) expect(nic.ours(dev), dev).toEqual([]);
+    expect(nic.foreign(vms.vm1!.port)).toHaveLength(1);
+  });
+});
