@@ -85,7 +85,8 @@ import { makeRunDir } from "../src/sandbox/rundir.js";
 import { FlowdrakeError } from "../src/util/errors.js";
 import { run } from "../src/util/exec.js";
 import { setLogLevel } from "../src/util/log.js";
-import { OvnSandbox, fakeChassisIp, fakeChassisName, ovnVersion } from "./control-plane-ovn.js";
+import { type OvnSandbox, fakeChassisIp, fakeChassisName, ovnVersion } from "./control-plane-ovn.js";
+import { cpuMs, startOvnNetdev, vswitchdPid, waitUntil } from "./first-packet.js";
 import { printTable, writeResult } from "./report.js";
 import {
   countByStage,
@@ -179,23 +180,6 @@ export function ovnAclCommands(): string[][] {
 }
 
 const joined = (cmds: string[][]) => cmds.flatMap((c) => ["--", ...c]).slice(1);
-
-/** utime + stime of a process (all threads), in ms. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
-
-async function waitUntil<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (performance.now() > deadline) throw new FlowdrakeError("TIMEOUT", `timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** br-int's flows once their count has held still for QUIET_MS. */
 async function settledFlows(ovs: OvsSandbox, timeoutMs = 120_000): Promise<DumpedFlow[]> {
@@ -525,21 +509,6 @@ class FlowdrakeSide implements Side {
   }
 }
 
-/**
- * An OvnSandbox whose chassis is an OVS of the same kind as flowdrake's
- * (netdev datapath, its own namespace, so VMs can be plugged in): the same
- * wrapping of OvsSandbox.start as bench/first-packet.ts's startOvnNetdev.
- */
-async function startOvnNetdev(): Promise<OvnSandbox> {
-  const original = OvsSandbox.start.bind(OvsSandbox);
-  OvsSandbox.start = (o = {}) => original({ ...o, label: "sgovn", datapath: "netdev", hostNetwork: false });
-  try {
-    return await OvnSandbox.start();
-  } finally {
-    OvsSandbox.start = original;
-  }
-}
-
 class OvnSide implements Side {
   readonly name = "ovn" as const;
   filtering = false;
@@ -724,10 +693,6 @@ interface Rig {
   side: Side;
   client: VmPort;
   seen: Set<boolean>;
-}
-
-function vswitchdPid(ovs: OvsSandbox): number {
-  return Number.parseInt(readFileSync(join(ovs.dir, "ovs-vswitchd.pid"), "utf8").trim(), 10);
 }
 
 /**
