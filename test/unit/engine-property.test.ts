@@ -521,7 +521,9 @@ describe("incremental engine == full recompute", () => {
             expect(desiredOf(rec), ctx).toEqual(desiredOf(fullRec));
           }
         }),
-        { numRuns: 200, seed: 20261204 },
+        // FLOWDRAKE_PROPERTY_RUNS: fewer sequences (the first ones of the same seed) for mutation runs,
+        // which run this test once per mutant (test/mutation/controller.md)
+        { numRuns: Number(process.env.FLOWDRAKE_PROPERTY_RUNS ?? 200), seed: 20261204 },
       );
       // a full recompute after every step: 35-50 s on the 2-core build machine, more when it is busy
     }, 180_000);
