@@ -244,6 +244,31 @@ describe("the ordering invariant, under churn", () => {
     );
   });
 
+  it("numbers chains by their identity: a restarted agent planning the same flows at once wants the same filters", () => {
+    fc.assert(
+      fc.property(topoArb, fc.nat(), (topo, seed) => {
+        const tp = portsOf(topo);
+        const all = pipeline(topo).map(keyed);
+        // one process saw the flows arrive in batches, in some order …
+        const order = [...all].sort(
+          (a, b) => ((a.id.length * 31 + seed) % 7) - ((b.id.length * 31 + seed) % 7),
+        );
+        const grown = new OffloadState(cx6, tp);
+        grown.load(order.slice(0, Math.ceil(order.length / 3)));
+        for (const part of [order.slice(Math.ceil(order.length / 3)), []]) {
+          grown.begin(new Map(part.map((r) => [r.id, r])));
+          grown.commit();
+        }
+        // … the restarted one plans them all at once
+        const fresh = new OffloadState(cx6, tp);
+        fresh.load(all);
+        const sigs = (s: OffloadState) => [...s.desired().values()].map((d) => d.sig).sort();
+        expect(sigs(grown)).toEqual(sigs(fresh));
+      }),
+      { numRuns: 40, seed: 0x5eed },
+    );
+  });
+
   it("a change the switch did not apply stays in software until it is", () => {
     const rules = pipeline({
       networks: [{ vni: 10, ports: [1, 2], remoteMacs: [50] }],

@@ -32,10 +32,21 @@
  * timeouts ("aging": OVS ages a flow out by the packets it counts, and a
  * flow the NIC carries would look idle to it); a rule keeps the most urgent
  * of its reasons, and a rule that leaves the pipeline takes them all along.
+ *
+ * The planner numbers chains in the order it finds them, which depends on
+ * the history of updates; a restarted agent, planning the same flows at
+ * once, would number them differently and replace every filter. So the plan
+ * this module hands out carries kernel chain numbers derived from each
+ * chain's identity (its table and register values, OffloadPlanner.
+ * chainIdentity): a hash into 1..maxChain, the next free number on a
+ * collision. The same flows give the same chains in every process, except
+ * for chains whose hashes collide, which may trade numbers (their filters
+ * are then replaced, safely, like any change).
  */
+import { createHash } from "node:crypto";
 import type { NicProfile } from "../profiles/index.js";
 import type { PipelineRule, PortMap } from "../planner/ir.js";
-import { type Exclusion, OffloadPlanner, type Plan } from "../planner/plan.js";
+import { type Exclusion, OffloadPlanner, type Plan, type TcAction } from "../planner/plan.js";
 import { type DeviceRule, deviceRules } from "./filters.js";
 
 export type ExclusionSource = "changing" | "refused" | "demoted" | "aging";
@@ -49,6 +60,28 @@ export function blockDevices(ports: PortMap): string[] {
   return [...devs].sort();
 }
 
+/** Kernel chain numbers by chain identity (see the module comment). */
+export class ChainNumbering {
+  private readonly byIdentity = new Map<string, number>();
+  private readonly taken = new Map<number, string>();
+
+  constructor(private readonly max: number) {}
+
+  of(identity: string): number {
+    const have = this.byIdentity.get(identity);
+    if (have !== undefined) return have;
+    const span = Math.max(1, this.max);
+    let n = (createHash("sha256").update(identity).digest().readUInt32BE(0) % span) + 1;
+    for (let tries = 0; this.taken.has(n); tries++) {
+      // Every number the NIC takes is used: one beyond (the NIC will refuse its filters).
+      n = tries < span ? (n % span) + 1 : span + this.taken.size + 1;
+    }
+    this.byIdentity.set(identity, n);
+    this.taken.set(n, identity);
+    return n;
+  }
+}
+
 export class OffloadState {
   readonly planner: OffloadPlanner;
   /** The rules the planner holds (OVS's flows, plus new versions during a change), by id. */
@@ -58,6 +91,7 @@ export class OffloadState {
   private readonly reasons = new Map<string, Map<ExclusionSource, Exclusion>>();
   private plan: Plan | undefined;
   private devices: string[];
+  private readonly chains: ChainNumbering;
 
   constructor(
     readonly profile: NicProfile,
@@ -65,6 +99,7 @@ export class OffloadState {
   ) {
     this.planner = new OffloadPlanner(profile, ports);
     this.devices = blockDevices(ports);
+    this.chains = new ChainNumbering(profile.maxChain);
   }
 
   /** Start from the flows OVS holds (no transition: the NIC is assumed to match them or nothing). */
@@ -173,9 +208,34 @@ export class OffloadState {
     return this.excludedBy("changing");
   }
 
+  /** The planner's plan, with kernel chain numbers. */
   result(): Plan {
-    this.plan ??= this.planner.result();
+    this.plan ??= this.numbered(this.planner.result());
     return this.plan;
+  }
+
+  private numbered(p: Plan): Plan {
+    const map = new Map<number, number>([[0, 0]]);
+    for (const c of p.chains) {
+      const identity = this.planner.chainIdentity(c.chain);
+      if (c.chain !== 0 && identity !== undefined) map.set(c.chain, this.chains.of(identity));
+    }
+    const to = (c: number) => map.get(c) ?? c;
+    const action = (a: TcAction): TcAction => (a.type === "goto" ? { type: "goto", chain: to(a.chain) } : a);
+    const decisions = new Map(
+      [...p.decisions].map(([id, d]) => {
+        const chains = d.chains.map(to);
+        const reason = d.offloaded
+          ? `offloaded in chain${chains.length > 1 ? "s" : ""} ${chains.join(", ")}`
+          : d.reason;
+        return [id, { ...d, chains, reason }];
+      }),
+    );
+    return {
+      tc: p.tc.map((r) => ({ ...r, chain: to(r.chain), actions: r.actions.map(action) })),
+      decisions,
+      chains: p.chains.map((c) => ({ ...c, chain: to(c.chain) })),
+    };
   }
 
   blockDevices(): readonly string[] {

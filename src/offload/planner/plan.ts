@@ -802,6 +802,12 @@ export class OffloadPlanner {
     return [...seen].sort((a, b) => a - b);
   }
 
+  /** A chain's identity, the same in every plan: its table and the register values it is specialised for. */
+  chainIdentity(chain: number): string | undefined {
+    const info = this.chainInfo.get(chain);
+    return info && regsKey(info.table, info.regs);
+  }
+
   result(): Plan {
     const chains = this.reachableChains();
     const reaches = this.reachesSoftware();
