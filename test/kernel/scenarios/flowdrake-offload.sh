@@ -1,0 +1,176 @@
+# Scenario "flowdrake-offload": the flowdrake agent offloads its own flow set
+# into tc-flower (offload.mode planner), with the real kernel, real tc and
+# OVS's kernel datapath.
+#
+#   host1 (the guest's root namespace)        host2 (namespace "fdh2")
+#   OVS /tmp/fdo/h1, br-int (system)           OVS /tmp/fdo/h2, br-int (system)
+#   agent host1                                agent host2
+#   the embedded NB, held by a process of its own and served on its nb.sock
+#   vm1 vm2 vm3: namespaces on veth            vm4: namespace on veth
+#     "representors" (offload.ports vm*)
+#   192.168.50.1 ───── underlay bridge ───── 192.168.50.2   (Geneve)
+#   (offload-hosts.sh builds the hosts)
+#
+#   1. planner: DHCP from the local agent (punted: the first packets are
+#      local), then pings vm1→vm2 (one host), vm1→vm4 and vm3→vm4 (Geneve)
+#      and iperf3 vm1→vm2 and vm3→vm4: every packet is counted by
+#      flowdrake's tc filters (cookie fd7c…), none by OVS's datapath flows
+#      or OpenFlow flows, and no packet-in is sent.
+#   2. while vm1 pings vm2 and vm4 at 20/s: agent host1 killed with SIGKILL
+#      and restarted (its filters read back, none re-sent), then a port
+#      deleted and re-created in the NB: no ping lost.
+#   3. capacity below the flow set (planner, offload.capacity): vm1 pings
+#      vm2 the whole time, vm3 stays idle: the busy path stays offloaded,
+#      idle flows are demoted, no ping lost.
+#   4. ovs: the same pings with offload.mode ovs (OVS's own tc offload,
+#      hw-offload=true, tc-policy=skip_hw), for comparison; flowdrake's
+#      filters are removed when the agents start in that mode.
+H=/tmp/fdo
+NB="embedded:$H/nb"
+source "$LANE_REPO/test/kernel/scenarios/offload-hosts.sh"
+PLANNER='{"mode": "planner", "profile": "connectx-6-dx", "ports": ["vm*"], "statsIntervalMs": 500}'
+
+# ping_n FROM TO N INTERVAL: {"sent","received"}
+ping_n() {
+  local out
+  out=$(ip netns exec "$1" ping -c "$3" -i "$4" -W 2 "$2" 2>&1) || true
+  printf '{"sent": %d, "received": %d}' "$3" "$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")"
+}
+both() {
+  printf '{"host1": %s, "host2": %s}' "$(counters 1 vm1 vm2 vm3 genev_sys_6081)" "$(counters 2 vm4 genev_sys_6081)"
+}
+
+# ── the hosts ───────────────────────────────────────────────────────────────
+add_host 1
+add_host 2
+start_ovs 1 false
+start_ovs 2 false
+for n in 1 2 3; do mkvm vm$n 1 fa:16:3e:00:00:1$n; done
+mkvm vm4 2 fa:16:3e:00:00:14
+FDO model "$NB"
+start_nb
+agent_config 1 "$PLANNER"
+agent_config 2 "$PLANNER"
+t0=$(date +%s.%N)
+start_agent 1
+start_agent 2
+lane_result ready1 "$(FDO wait-offload "$(sock 1)" 3)"
+lane_result ready2 "$(FDO wait-offload "$(sock 2)" 1)"
+lane_result agents_ready_s "$(echo "$(date +%s.%N) $t0" | awk '{ print $1 - $2 }')"
+
+# ── 1. planner: DHCP, then pings and iperf3 on the tc path ──────────────────
+cat > "$H/udhcpc.sh" <<'EOF'
+#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+    ;;
+esac
+exit 0
+EOF
+chmod +x "$H/udhcpc.sh"
+pi0=$(FDO metric "$(metrics_url 1)" flowdrake_packet_ins_total)
+leases="{"
+for vm in vm1 vm2 vm3 vm4; do
+  # a busy guest can take its time: up to 3 clients of 10 DISCOVERs each
+  for _ in 1 2 3; do
+    ip netns exec $vm busybox udhcpc -i eth0 -n -q -t 10 -T 3 -s "$H/udhcpc.sh" >/dev/null 2>&1 && break
+  done
+  leases="$leases\"$vm\": \"$(ip -n $vm -4 -o addr show dev eth0 | awk '{ print $4 }')\", "
+done
+lane_result leases "${leases%, }}"
+lane_result dhcp_packet_ins "{\"host1\": $(( $(FDO metric "$(metrics_url 1)" flowdrake_packet_ins_total) - pi0 ))}"
+# the first packets of each flow (ARP resolution goes through OVS: ARP is trapped)
+for pair in "vm1 10.1.0.12" "vm1 10.1.0.14" "vm3 10.1.0.14"; do
+  set -- $pair
+  ip netns exec "$1" ping -c 1 -W 3 "$2" >/dev/null || ip netns exec "$1" ping -c 1 -W 3 "$2" >/dev/null
+done
+lane_result before_pings "$(both)"
+lane_result ping_vm1_vm2 "$(ping_n vm1 10.1.0.12 20 0.1)"
+lane_result ping_vm1_vm4 "$(ping_n vm1 10.1.0.14 20 0.1)"
+lane_result ping_vm3_vm4 "$(ping_n vm3 10.1.0.14 20 0.1)"
+lane_result after_pings "$(both)"
+ip netns exec vm2 iperf3 -s -D -1 -p 5201
+ip netns exec vm4 iperf3 -s -D -1 -p 5202
+until ip netns exec vm2 ss -ltn | grep -q ':5201 ' && ip netns exec vm4 ss -ltn | grep -q ':5202 '; do sleep 0.1; done
+lane_result iperf_vm1_vm2 "$(ip netns exec vm1 iperf3 -c 10.1.0.12 -p 5201 -t 2 -J | node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify({ bytes: j.end?.sum_received?.bytes ?? 0, error: j.error ?? null }))')"
+lane_result iperf_vm3_vm4 "$(ip netns exec vm3 iperf3 -c 10.1.0.14 -p 5202 -t 2 -J | node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify({ bytes: j.end?.sum_received?.bytes ?? 0, error: j.error ?? null }))')"
+lane_result after_iperf "$(both)"
+lane_result explain1 "$(FDO ask "$(sock 1)" explain)"
+
+# ── 2. churn: NB changes and an agent killed under traffic ──────────────────
+# bg_ping NAME FROM TO COUNT: ping in the background at 20/s, result in $H/NAME.ping
+# (-D -O: a timestamp on every line, and a line for every request still unanswered when the next goes)
+bg_ping() { ip netns exec "$2" ping -D -O -c "$4" -i 0.05 -W 2 "$3" > "$H/$1.ping" 2>&1 & }
+ping_result() {
+  printf '{"sent": %d, "received": %d, "late": %s}' "$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' "$H/$1.ping")" \
+    "$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$H/$1.ping")" \
+    "$(grep 'no answer yet' "$H/$1.ping" | sed 's/^\[\([0-9.]*\)\].*icmp_seq=\([0-9]*\).*/\1 seq \2/' | lane_json_lines)"
+}
+bg_ping churn_vm2 vm1 10.1.0.12 1200
+P1=$!
+bg_ping churn_vm4 vm1 10.1.0.14 1200
+P2=$!
+# agent host1 killed with SIGKILL under traffic, then restarted: it reads its filters back
+lane_result handles_before_kill "$(FDO handles vm1 vm2 vm3 genev_sys_6081 | lane_json_lines)"
+kill -9 "$AGENT1"
+wait "$AGENT1" || true
+echo "--- agent host1 restarted after SIGKILL" >> "$H/agent1.log"
+start_agent 1
+lane_result restarted "$(FDO wait-offload "$(sock 1)" 3)"
+lane_result restart_tc_ops "$(FDO metric "$(metrics_url 1)" flowdrake_tc_ops_total)"
+lane_result handles_after_restart "$(FDO handles vm1 vm2 vm3 genev_sys_6081 | lane_json_lines)"
+lane_result restart_log "$(sed -n '/restarted after SIGKILL/,$p' "$H/agent1.log" | grep -E 'read installed|"msg":"reconciled"' | lane_json_lines)"
+# a port deleted and re-created in the NB
+FDO port-del "$NB" vm3
+lane_result churn_deleted "$(FDO wait-flows "$(sock 1)" gone fa:16:3e:00:00:13)"
+FDO port-add "$NB" vm3
+lane_result churn_added "$(FDO wait-flows "$(sock 1)" offloaded fa:16:3e:00:00:13)"
+wait $P1 $P2 || true
+lane_result churn_ping_vm2 "$(ping_result churn_vm2)"
+lane_result churn_ping_vm4 "$(ping_result churn_vm4)"
+
+# ── 3. a capacity below the flow set ────────────────────────────────────────
+desired=$(FDO ask "$(sock 1)" status | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).filters.desired)')
+capacity=$((desired - 30))
+stop_agent 1
+agent_config 1 \
+  "{\"mode\": \"planner\", \"profile\": \"connectx-6-dx\", \"ports\": [\"vm*\"], \"statsIntervalMs\": 500, \"dwellMs\": 2000, \"capacity\": $capacity}"
+bg_ping budget_vm2 vm1 10.1.0.12 1200
+P1=$!
+echo "--- agent host1 restarted with a capacity" >> "$H/agent1.log"
+start_agent 1
+lane_result budget_capacity "{\"desired\": $desired, \"capacity\": $capacity}"
+lane_result budget "$(FDO wait-budget "$(sock 1)" "$capacity" fa:16:3e:00:00:11 fa:16:3e:00:00:12)"
+lane_result budget_demotions "$(FDO metric "$(metrics_url 1)" flowdrake_offload_demotions_total)"
+wait $P1 || true
+lane_result budget_ping "$(ping_result budget_vm2)"
+lane_result budget_log "$(sed -n '/restarted with a capacity/,$p' "$H/agent1.log" | grep -E 'offload budget|"msg":"reconciled"|read installed' | lane_json_lines)"
+
+# ── 4. offload.mode ovs, for comparison ─────────────────────────────────────
+stop_agent 1
+stop_agent 2
+stop_vswitchd 1
+stop_vswitchd 2
+start_ovs 1 true
+start_ovs 2 true
+OVSMODE='{"mode": "ovs", "ports": ["vm*"]}'
+agent_config 1 "$OVSMODE"
+agent_config 2 "$OVSMODE"
+start_agent 1
+start_agent 2
+lane_result ovs_mode1 "$(FDO wait-mode "$(sock 1)" ovs)"
+lane_result ovs_mode2 "$(FDO wait-mode "$(sock 2)" ovs)"
+# OVS gets its flows back from the agents: wait until vm1 reaches vm2 and vm4 again
+for dst in 10.1.0.12 10.1.0.14; do
+  for _ in $(seq 60); do ip netns exec vm1 ping -c 1 -W 1 $dst >/dev/null 2>&1 && break; done
+done
+ip netns exec vm3 ping -c 1 -W 2 10.1.0.14 >/dev/null || true
+lane_result ovs_before_pings "$(both)"
+lane_result ovs_ping_vm1_vm2 "$(ping_n vm1 10.1.0.12 20 0.1)"
+lane_result ovs_ping_vm1_vm4 "$(ping_n vm1 10.1.0.14 20 0.1)"
+lane_result ovs_ping_vm3_vm4 "$(ping_n vm3 10.1.0.14 20 0.1)"
+lane_result ovs_after_pings "$(both)"
+lane_result ovs_caps "$(FDO ask "$(sock 1)" status)"
