@@ -68,6 +68,7 @@ import {
 import { filterOps, type InstalledRef } from "../offload/datapath/order.js";
 import { OffloadState } from "../offload/datapath/state.js";
 import {
+  flaggedSig,
   keyHashOf,
   sigHashOf,
   type TcFlags,
@@ -326,6 +327,8 @@ export class OffloadOutput {
   private readonly refused = new Map<string, Refusal>();
   /** Device filters without an origin the kernel refused (a chain's explicit catch-all): left out. */
   private readonly unplaceable = new Set<string>();
+  /** Installed skip_sw filters the NIC does not hold (not in_hw), found by collect(): refused at the next pass. */
+  private readonly notInHw = new Set<string>();
   private readonly meter = new TrafficMeter();
   private budget: OffloadBudget | undefined;
   private readonly ofCounters = new Map<string, { packets: number; bytes: number }>();
@@ -548,6 +551,7 @@ export class OffloadOutput {
     this.pending = new Map();
     if (done.size) this.state.commit(done);
     this.retryRefusals();
+    this.refuseNotInHw();
     if (this.budget) {
       // The budget never decides blind: the counters are read once before its first decision.
       if (!this.meter.sampled) await this.collect();
@@ -570,6 +574,19 @@ export class OffloadOutput {
       log.info({ promoted: d.promoted.length, filters: d.filters }, "offload budget: flows back on the NIC");
     }
     this.metrics.demoted.set(this.state!.excludedBy("demoted").length);
+  }
+
+  /** A skip_sw filter the NIC does not hold forwards nothing: its flows go to software. */
+  private refuseNotInHw(): void {
+    if (!this.notInHw.size) return;
+    const desired = this.state!.desired();
+    const out = new Map<string, Exclusion>();
+    for (const key of this.notInHw) {
+      const d = desired.get(key);
+      if (d) this.refuse(d, "the NIC does not hold the filter (skip_sw, not in_hw)", "not_in_hw", out);
+    }
+    this.notInHw.clear();
+    if (out.size) this.state!.setExclusions("refused", out);
   }
 
   private retryRefusals(): void {
@@ -656,7 +673,7 @@ export class OffloadOutput {
         count++;
         this.nextHandle.set(dev, Math.max(this.nextHandle.get(dev) ?? 1, f.handle + 1));
         const d = byHash.get(`${dev}|${f.chain}|${f.prio}|${f.keyHash}`);
-        const same = d && sigHashOf(d.sig) === f.sigHash;
+        const same = d && sigHashOf(flaggedSig(d.sig, this.flags)) === f.sigHash;
         const key = d && !this.installed.has(d.key) ? d.key : `stale|${dev}|${f.handle}`;
         const t = same ? this.translation(d) : undefined;
         this.installed.set(key, {
@@ -810,6 +827,10 @@ export class OffloadOutput {
         }
         i.counters = f.counters;
         i.inHw = f.inHw;
+        if (this.flags === "skip_sw" && !f.inHw && i.origins.length) {
+          this.notInHw.add(key);
+          drift = true;
+        }
       }
       const conn = this.deps.connection();
       if (conn) {

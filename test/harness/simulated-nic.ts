@@ -12,7 +12,8 @@
  *     answers when its flow tables are full), and any rule `refuse` names
  *     (EOPNOTSUPP with the driver's message, as for a key it cannot
  *     offload);
- *   - counters the test sets (what the NIC would have counted);
+ *   - counters the test sets (what the NIC would have counted), and whether
+ *     it holds a skip_sw filter in hardware (in_hw, by default yes);
  *   - foreign filters (OVS's, an operator's) the test puts there;
  *   - a log of every operation received.
  */
@@ -41,6 +42,8 @@ export class SimulatedNic implements TcDatapath {
   readonly log: KernelOp[] = [];
   readonly ingress = new Set<number>();
   capacity = Number.POSITIVE_INFINITY;
+  /** Whether the NIC holds a skip_sw filter it took (in_hw). */
+  inHw: (rule: FlowerRule, dev: string) => boolean = () => true;
   /** A message for a rule the NIC will not take, or undefined. */
   refuse: (rule: FlowerRule, dev: string) => string | undefined = () => undefined;
   private readonly counters = new Map<string, FilterCounters>();
@@ -83,7 +86,7 @@ export class SimulatedNic implements TcDatapath {
           prio: h.rule.prio,
           protocol: h.rule.protocol,
           handle: h.rule.handle ?? 0,
-          rule: this.withCounters(dev, h.rule),
+          rule: this.withFlags(dev, this.withCounters(dev, h.rule)),
         }),
       )
       .filter((f): f is KernelFilter => f !== undefined);
@@ -106,6 +109,14 @@ export class SimulatedNic implements TcDatapath {
   count(dev: string, handle: number, c: Partial<FilterCounters>): void {
     const k = `${dev}#${handle}`;
     this.counters.set(k, { packets: 0, bytes: 0, hwPackets: 0, hwBytes: 0, ...this.counters.get(k), ...c });
+  }
+
+  private withFlags(dev: string, rule: FlowerRule): FlowerRule {
+    if (!rule.flags?.skipSw) return rule;
+    return {
+      ...rule,
+      flags: { ...rule.flags, ...(this.inHw(rule, dev) ? { inHw: true } : { notInHw: true }) },
+    };
   }
 
   private withCounters(dev: string, rule: FlowerRule): FlowerRule {

@@ -399,6 +399,52 @@ describe("the agent's offload datapath (planner mode, simulated NIC)", () => {
   });
 });
 
+describe("on a NIC (skip_sw)", () => {
+  it("a filter the NIC took but does not hold in hardware (not in_hw) sends its flows to software", async () => {
+    await agent!.stop();
+    agent = undefined;
+    nic.forgetOurs();
+    const vm2 = (await nic.devices()).get(vms.vm2!.port)!;
+    nic.inHw = (rule) =>
+      !rule.actions.some((a) => a.kind === "mirred" && a.ifindex === vm2 && a.mode === "redirect");
+    try {
+      await startAgent({ tcFlags: "skip_sw" });
+      const r = await waitFor(
+        async () => {
+          const x = await explain();
+          return x.refused > 0 && x.filters.installed === x.filters.desired ? x : undefined;
+        },
+        10_000,
+        "the not-in_hw filters refused",
+      );
+      expect(r!.tcFlags).toBe("skip_sw");
+      const toVm2 = flowOf(
+        r!,
+        (f) => f.includes("table=60,") && f.includes(`actions=output:${vms.vm2!.ofport}`),
+      );
+      expect(toVm2).toMatchObject({
+        status: "refused",
+        reason: "not offloaded: refused by the kernel: the NIC does not hold the filter (skip_sw, not in_hw)",
+      });
+      for (const dev of devs()) {
+        for (const rule of nic.rules(dev).filter((x) => x.handle !== 0x7777)) {
+          expect(rule.flags?.skipSw).toBe(true);
+          expect(rule.actions.some((a) => a.kind === "mirred" && a.ifindex === vm2)).toBe(false);
+        }
+      }
+      // traps are `trap` under skip_sw: the NIC hands the packet to the kernel
+      expect(
+        nic
+          .rules(vms.vm1!.port)
+          .some((x) => x.actions.some((a) => a.kind === "gact" && a.control === TC_ACT.TRAP)),
+      ).toBe(true);
+      expect((await metric('flowdrake_offload_refusals_total{errno="not_in_hw"}'))[0]).toMatch(/ [1-9]\d*$/);
+    } finally {
+      nic.inHw = () => true;
+    }
+  });
+});
+
 describe("leaving planner mode", () => {
   it("an agent started in another mode removes the filters planner mode left, and only those", async () => {
     expect(ourCount()).toBeGreaterThan(0);

@@ -18,6 +18,7 @@ import type { DeviceRule } from "../../src/offload/datapath/filters.js";
 import { kindOf } from "../../src/offload/datapath/filters.js";
 import {
   filterCookie,
+  flaggedSig,
   keyHashOf,
   parseFilterCookie,
   sigHashOf,
@@ -223,7 +224,7 @@ describe("a device filter as the tc command an operator would write", () => {
   for (const c of cases) {
     it(c.name, () => {
       const rule = ok(c.d, c.flags);
-      const cookie = filterCookie(c.d.key, c.d.sig);
+      const cookie = filterCookie(c.d.key, flaggedSig(c.d.sig, c.flags ?? "skip_hw"));
       expect(asIproute2(c.d.dev, rule).toString("hex")).toBe(iproute2(c.tc(cookie)).toString("hex"));
     });
   }
@@ -317,7 +318,7 @@ describe("the cookie", () => {
       dev: "rep1",
       handle: 7,
       keyHash: keyHashOf(d.key),
-      sigHash: sigHashOf(d.sig),
+      sigHash: sigHashOf(flaggedSig(d.sig, "skip_hw")),
     });
     const foreign = { ...dumped, rule: { ...rule, actions: rule.actions.map(({ cookie: _c, ...a }) => a) } };
     expect(ourFilter("rep1", foreign)).toBeUndefined();

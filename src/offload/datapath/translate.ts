@@ -35,7 +35,7 @@
  *
  * Every action carries the filter's cookie (TCA_ACT_COOKIE, 16 bytes):
  * "fd7c" and a version byte, 6 bytes of a hash of the filter's key and 7 of
- * its signature. A dump tells flowdrake's filters from anyone else's by the
+ * its signature with its skip_sw/skip_hw flags. A dump tells flowdrake's filters from anyone else's by the
  * magic, finds the desired filter a key hash belongs to, and knows it is
  * unchanged when the signature hash agrees — after a restart too, without
  * comparing decoded matches.
@@ -88,6 +88,11 @@ export function parseFilterCookie(
 
 export function keyHashOf(key: string): string {
   return hash(key).slice(0, 12);
+}
+
+/** What the cookie's signature hash covers: the filter and its skip_sw/skip_hw flags. */
+export function flaggedSig(sig: string, flags: TcFlags): string {
+  return `${sig}|${flags}`;
 }
 
 export function sigHashOf(sig: string): string {
@@ -384,7 +389,7 @@ export function translate(d: DeviceRule, ctx: TranslateContext): Translation {
   try {
     const { match, ethType } = translateMatch(d.rule.match, trap);
     const l3 = ethType === ETH_P_8021Q ? match.vlanEthType : ethType;
-    const cookie = filterCookie(d.key, d.sig);
+    const cookie = filterCookie(d.key, flaggedSig(d.sig, ctx.flags));
     const actions = translateActions(d.rule.actions, l3, ctx).map((a) => ({ ...a, cookie }));
     const rule: FlowerRule = {
       chain: d.rule.chain,
