@@ -5,7 +5,7 @@
  *
  *   OpenFlow desired set ─► planner (per flow, incremental) ─► plan ─► device filters
  *   (reconciler.flows)          │ exclusions: changing,              │ translate + cookie
- *                               │ refused, demoted                   ▼
+ *                               │ refused, demoted, aging            ▼
  *                               │                    desired ⇄ installed (read back at start)
  *                               ▼                            │ ordered ops, one netlink batch
  *                     caps --explain, metrics        ◄── kernel (tc ingress of each port)
@@ -13,7 +13,9 @@
  * Modes (`offload.mode`, tc-reconciler-config.ts): none — no tc filters;
  * ovs — OVS's own offload (other_config:hw-offload); planner — this module.
  * planner mode gives way to OVS when OVS has hw-offload=true (both would
- * own the ports' tc), and says so.
+ * own the ports' tc), and to none when the NIC profile has no eswitch, and
+ * says so. Outside planner mode the filters a planner-mode run left are
+ * removed at start, and explain reports what the planner would do.
  *
  * A pass of the agent calls `beforeOpenFlow()` before the OpenFlow bundle
  * and `afterOpenFlow()` after the switch confirmed it. The OpenFlow state
@@ -34,13 +36,17 @@
  * sends nothing — traffic keeps flowing through a `kill -9`.
  *
  * A filter the kernel or the NIC refuses (EOPNOTSUPP, ENOSPC, an
- * unsupported key), or that flower cannot express, keeps its flows in
- * software with the kernel's message (`refused`; retried after five
- * minutes or when the flow changes); the offload budget (budget.ts) demotes
- * idle flows when the plan needs more filters than the NIC holds. Counters
- * (tc's per filter, OpenFlow's per flow) are read every `statsIntervalMs`
- * for the budget, the metrics and `flowdrake caps --explain`, which asks
- * this module over a unix socket (`offload.socket`).
+ * unsupported key), that flower cannot express, or that the NIC took under
+ * skip_sw but does not hold (not in_hw), keeps its flows in software with
+ * the kernel's message (`refused`; retried after five minutes or when the
+ * flow changes); the offload budget (budget.ts) demotes idle flows when the
+ * plan needs more filters than the NIC holds; a flow with an idle or hard
+ * timeout stays in software (`aging`: OVS would age it out while the NIC
+ * carries its packets). Counters (tc's per filter, OpenFlow's per flow) are
+ * read every `statsIntervalMs` for the budget, the metrics and `flowdrake
+ * caps --explain agent`, which asks this module over a unix socket
+ * (`offload.socket`, by default flowdrake.<bridge>.sock beside the ovsdb
+ * socket).
  */
 import { createServer, type Server } from "node:net";
 import { mkdirSync, rmSync } from "node:fs";
