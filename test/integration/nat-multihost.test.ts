@@ -20,7 +20,7 @@
  * connection goes out through host3; host2's agent returns and SNAT goes
  * back to it; vm1 moves to host3 and its floating IP answers from there.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/controller/agent.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
@@ -33,10 +33,8 @@ import { formatFlow } from "../../src/openflow/text.js";
 import { run } from "../../src/util/exec.js";
 import { useEtcd } from "../harness/etcd.js";
 import { Cleanup, createNetns, createVeth, waitFor } from "../harness/index.js";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { spawnLines, tcpConnects } from "../harness/netns-tools.js";
 
-const TOOL = join(dirname(fileURLToPath(import.meta.url)), "../harness/tcp-tool.py");
 const HEARTBEAT_S = 1;
 /** The liveness lease: three heartbeats (src/controller/chassis.ts). */
 const LEASE_MS = 3 * HEARTBEAT_S * 1000;
@@ -110,30 +108,14 @@ const redirectTo = (): string | undefined =>
   /set_field:([\d.]+)->tun_dst/.exec(flowsOf("host1").find((f) => f.includes("priority=298")) ?? "")?.[1];
 
 async function python(netns: string, program: string, args: string[], ready: string): Promise<string[]> {
-  const proc = spawn("ip", ["netns", "exec", netns, "python3", "-c", program, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  procs.push(proc);
-  const lines: string[] = [];
-  let buf = "";
-  proc.stdout!.on("data", (d: Buffer) => {
-    buf += d.toString();
-    const parts = buf.split("\n");
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  await waitFor(() => lines.includes(ready), 10_000, `${ready} from python in ${netns}`);
-  return lines;
+  const t = spawnLines(netns, ["python3", "-c", program, ...args]);
+  procs.push(t.proc);
+  await waitFor(() => t.lines.includes(ready), 10_000, `${ready} from python in ${netns}`);
+  return t.lines;
 }
 
-async function connects(netns: string, host: string, port: number, secs = 3): Promise<boolean> {
-  const r = await run(["python3", TOOL, "connect", host, String(port), String(secs)], {
-    netns,
-    allowFailure: true,
-    timeoutMs: (secs + 10) * 1000,
-  });
-  if (r.code !== 0 && !/failed|no echo/.test(r.stdout)) throw new Error(`tcp-tool: ${r.stdout}${r.stderr}`);
-  return r.code === 0;
+function connects(netns: string, host: string, port: number, secs = 3): Promise<boolean> {
+  return tcpConnects(netns, host, port, secs);
 }
 
 async function ping(netns: string, to: string): Promise<{ ok: boolean; out: string }> {

@@ -22,10 +22,9 @@
  * the NAT flows and the next hops it learned; a deleted floating IP takes
  * its ARP answer and flows along, and its VM then leaves through SNAT.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/controller/agent.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
@@ -35,8 +34,7 @@ import type { NbStore } from "../../src/nb/store/types.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
 import { run } from "../../src/util/exec.js";
 import { makeRunDir, useOvsSandbox, waitFor } from "../harness/index.js";
-
-const TOOL = join(dirname(fileURLToPath(import.meta.url)), "../harness/tcp-tool.py");
+import { spawnLines, tcpConnects } from "../harness/netns-tools.js";
 
 /** Prints "ready", then one line per IPv4 packet or ARP frame received on eth0. */
 const SNIFFER = `
@@ -94,30 +92,14 @@ interface Lines {
 
 /** A long-running python program in a namespace, its stdout lines collected. */
 async function python(netns: string, program: string, args: string[], ready: string): Promise<Lines> {
-  const proc = spawn("ip", ["netns", "exec", netns, "python3", "-c", program, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  procs.push(proc);
-  const out: Lines = { lines: [] };
-  let buf = "";
-  proc.stdout!.on("data", (d: Buffer) => {
-    buf += d.toString();
-    const parts = buf.split("\n");
-    buf = parts.pop()!;
-    out.lines.push(...parts);
-  });
-  await waitFor(() => out.lines.includes(ready), 10_000, `${ready} from python in ${netns}`);
-  return out;
+  const t = spawnLines(netns, ["python3", "-c", program, ...args]);
+  procs.push(t.proc);
+  await waitFor(() => t.lines.includes(ready), 10_000, `${ready} from python in ${netns}`);
+  return t;
 }
 
-async function connects(netns: string, host: string, port: number, secs = 2): Promise<boolean> {
-  const r = await run(["python3", TOOL, "connect", host, String(port), String(secs)], {
-    netns,
-    allowFailure: true,
-    timeoutMs: (secs + 10) * 1000,
-  });
-  if (r.code !== 0 && !/failed|no echo/.test(r.stdout)) throw new Error(`tcp-tool: ${r.stdout}${r.stderr}`);
-  return r.code === 0;
+function connects(netns: string, host: string, port: number, secs = 2): Promise<boolean> {
+  return tcpConnects(netns, host, port, secs);
 }
 
 async function ping(netns: string, to: string, extra: string[] = []): Promise<{ ok: boolean; out: string }> {

@@ -16,10 +16,9 @@
  * port security off on the network lifts the groups; a port that goes has
  * its conntrack zone flushed.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../src/controller/agent.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
@@ -29,8 +28,8 @@ import type { NbStore } from "../../src/nb/store/types.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
 import { run } from "../../src/util/exec.js";
 import { makeRunDir, useOvsSandbox, waitFor } from "../harness/index.js";
+import { spawnLines, tcpConnects, TCP_TOOL, type LineProc } from "../harness/netns-tools.js";
 
-const TOOL = join(dirname(fileURLToPath(import.meta.url)), "../harness/tcp-tool.py");
 const sb = useOvsSandbox({ label: "secgroup" });
 let dir: string;
 let store: NbStore;
@@ -73,32 +72,16 @@ const EGRESS_ONLY = [
   { id: "out6", direction: "egress", ethertype: "IPv6" },
 ];
 
-/** Run tcp-tool.py in a VM; resolves with its output lines as they come. */
-function tool(vm: VmName, args: string[]): { proc: ChildProcess; lines: string[] } {
-  const proc = spawn("ip", ["netns", "exec", vms[vm]!.netns, "python3", TOOL, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  procs.push(proc);
-  const lines: string[] = [];
-  let buf = "";
-  proc.stdout!.on("data", (d: Buffer) => {
-    buf += d.toString();
-    const parts = buf.split("\n");
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  return { proc, lines };
+/** Run tcp-tool.py in a VM; its output lines as they come. */
+function tool(vm: VmName, args: string[]): LineProc {
+  const t = spawnLines(vms[vm]!.netns, ["python3", TCP_TOOL, ...args]);
+  procs.push(t.proc);
+  return t;
 }
 
 /** One connection attempt: true when it connected and echoed within `secs`. */
-async function connects(from: VmName, host: string, port: number, secs = 1.5): Promise<boolean> {
-  const r = await run(["python3", TOOL, "connect", host, String(port), String(secs)], {
-    netns: vms[from]!.netns,
-    allowFailure: true,
-    timeoutMs: (secs + 10) * 1000,
-  });
-  if (r.code !== 0 && !/failed|no echo/.test(r.stdout)) throw new Error(`tcp-tool: ${r.stdout}${r.stderr}`);
-  return r.code === 0;
+function connects(from: VmName, host: string, port: number, secs = 1.5): Promise<boolean> {
+  return tcpConnects(vms[from]!.netns, host, port, secs);
 }
 
 async function pings(from: VmName, to: string): Promise<boolean> {
