@@ -304,9 +304,20 @@ describe("a moving VM takes its floating IP along", () => {
       "the floating IP's flows on host3 only",
     );
     for (const a of agents.values()) await a.settle();
-    // the new chassis announced the address, so the physical network sends its frames there
-    const p = await ping(extNs, FIP);
-    expect(p.ok, p.out).toBe(true);
+    // the physical network sends the floating IP's frames to host3 once it has seen host3's
+    // announcement (gratuitous ARP, sent on the nat app's next timer tick, up to a second later)
+    let last = "";
+    await waitFor(
+      async () => {
+        const p = await ping(extNs, FIP);
+        last = p.out;
+        return p.ok;
+      },
+      15_000,
+      "the floating IP answered from host3",
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${last}`);
+    });
     const server = await python(vms.vm1!.netns, PEER_SERVER, ["8080"], "listening");
     expect(await connects(extNs, FIP, 8080)).toBe(true);
     expect(server.filter((l) => l.startsWith("peer "))).toEqual([`peer ${EXT_HOST}`]);
