@@ -128,6 +128,15 @@ describe("flowdrake nb while another process holds the embedded store", { timeou
 
   it("refuses another user at the socket: nb exits 5 saying so", async () => {
     if (process.getuid?.() !== 0) throw new Error("this test runs the CLI as user nobody: run it as root");
+    const readable = await new Promise<boolean>((resolve) =>
+      execFile("runuser", ["-u", "nobody", "--", "test", "-r", MAIN], (err) => resolve(!err)),
+    );
+    if (!readable) {
+      throw new Error(
+        `user nobody cannot read ${MAIN}: this test runs the CLI as another user, so the checkout must be ` +
+          "in directories every user may enter (a `mktemp -d` directory is root's alone: chmod 755 it)",
+      );
+    }
     const r = await new Promise<Result>((resolve) => {
       execFile(
         "runuser",
