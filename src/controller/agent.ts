@@ -250,29 +250,35 @@ export class Agent {
     });
     await this.registration.start();
 
+    // Follow OVSDB from the very replica the tracker starts from: a batch that arrived while the NB
+    // cache starts (OVS giving the tunnel ports their ofports, say) would otherwise be lost for good.
+    // Passes wait for the cache; the start ends with one.
+    this.ovsdb.on("batch", (changes) => {
+      this.applyBindings(this.tracker.apply(changes));
+      if (this.cache) this.schedule();
+    });
+    this.ovsdb.on("connected", () => {
+      this.applyBindings(this.tracker.reset(this.ovsdb.replica));
+      if (this.cache) this.schedule();
+    });
     this.applyBindings(this.tracker.reset(this.ovsdb.replica));
+    const startPorts = [...this.tracker.boundPorts().keys()];
     this.cache = await NbCache.start({
       store: this.store,
       distribution: c.pubsub
         ? { mode: "pubsub", endpoint: c.pubsub, curve: loadCurveClient(c.pubsubServerKey, c.pubsubKey) }
         : { mode: "watch" },
-      localPorts: [...this.tracker.boundPorts().keys()],
+      localPorts: startPorts,
       chassis: c.chassis,
     });
+    const boundNow = [...this.tracker.boundPorts().keys()];
+    if (boundNow.length !== startPorts.length || boundNow.some((id) => !startPorts.includes(id)))
+      this.followLocalPorts();
     for (const kind of [...MODEL_KINDS.keys(), AGENT_KIND.liveness]) {
       for (const o of this.cache.list(kind)) this.onNb({ action: "added", kind, key: o.key, object: o });
     }
     this.cache.on((ev) => this.onNb(ev));
     this.cache.onProgress(() => this.schedule(1));
-    this.ovsdb.on("batch", (changes) => {
-      this.applyBindings(this.tracker.apply(changes));
-      this.schedule();
-    });
-    this.ovsdb.on("connected", () => {
-      this.applyBindings(this.tracker.reset(this.ovsdb.replica));
-      this.schedule();
-    });
-
     this.offload = await OffloadOutput.start({
       config: c,
       ovsdb: this.ovsdb,
@@ -338,14 +344,17 @@ export class Agent {
     }
     if (d.tunnelsChanged) this.model.setTunnelPorts(this.tracker.tunnelPorts());
     if (d.providersChanged) this.model.setProviderPorts(this.tracker.providerPorts());
-    if (d.bindings.size && this.cache) {
-      const ids = [...this.tracker.boundPorts().keys()];
-      this.localPortsSync = this.localPortsSync
-        .then(() => this.cache.setLocalPorts(ids))
-        .catch((err: unknown) =>
-          log.warn({ err: errorMessage(err) }, "NB cache could not follow the local ports"),
-        );
-    }
+    if (d.bindings.size && this.cache) this.followLocalPorts();
+  }
+
+  /** Tell the NB cache which ports are local now, in order after the earlier calls. */
+  private followLocalPorts(): void {
+    const ids = [...this.tracker.boundPorts().keys()];
+    this.localPortsSync = this.localPortsSync
+      .then(() => this.cache.setLocalPorts(ids))
+      .catch((err: unknown) =>
+        log.warn({ err: errorMessage(err) }, "NB cache could not follow the local ports"),
+      );
   }
 
   private warnMissingApps(): void {

@@ -15,6 +15,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbApi } from "../../src/nb/api.js";
+import { waitRealised } from "../../src/nb/realised.js";
 import { openStore } from "../../src/nb/store/open.js";
 import type { NbStore } from "../../src/nb/store/types.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
@@ -114,6 +115,21 @@ describe("agent kill -9 and restart under traffic", () => {
       "first ping",
     );
     expect(await metric(args1, "flowdrake_flow_mods_total")).toMatch(/command="add"} [1-9]/);
+    // The first agent must have converged before it dies (its claims of both ports written and
+    // realised): a pass cut short by the kill would rightly be finished by the next agent.
+    const api = new NbApi(store);
+    await waitFor(
+      async () =>
+        (await Promise.all(["vm1", "vm2"].map((id) => api.get("lport", id)))).every(
+          (p) => p.value.chassis === "host1",
+        ),
+      20_000,
+      "both ports claimed",
+    );
+    const claimed = Math.max(
+      ...(await Promise.all(["vm1", "vm2"].map(async (id) => (await api.get("lport", id)).modRevision))),
+    );
+    await waitRealised(store, claimed, { chassis: ["host1"], timeoutMs: 20_000 });
 
     // 15 s of pings, 100 per second. The packets OVS delivers to vm2 (its port's tx counter) show
     // that they flow before the kill, while no agent runs, and after the new agent is ready.
