@@ -22,9 +22,9 @@ export interface PuntFloodOptions {
   runs: number;
   series: SeriesName[];
   /**
-   * An experiment, off by default: br-int's other_config:controller-queue-size
-   * (packet-ins OVS queues for the agent, 1–512; OVS's default 100) in the
-   * flowdrake series.
+   * Overrides, in the flowdrake series, br-int's other_config:controller-queue-size
+   * (packet-ins OVS queues for the agent, 1–512), which the agent sets to its
+   * punt.switchQueue (512) at start; OVS's own default is 100.
    */
   controllerQueue?: number;
 }

@@ -51,10 +51,11 @@
  * Ratios per run: flowdrake's p99 over OVN's (and over OVN with CoPP), quiet
  * and under flood, for DHCP and for first packets. --runs repeats the whole
  * set (default 2; each run builds fresh sandboxes); --series picks series;
- * --controller-queue N is an experiment that sets br-int's
- * other_config:controller-queue-size in the flowdrake series (how many
- * packet-ins OVS holds for the agent before it drops them in arrival order;
- * OVS's default is 100). JSON goes to bench/results/punt-flood.json.
+ * --controller-queue N overrides br-int's other_config:controller-queue-size
+ * in the flowdrake series (how many packet-ins OVS holds for the agent before
+ * it drops them in arrival order: the agent's punt.switchQueue, 512, unless
+ * overridden; OVS's default is 100, `--controller-queue 100` measures it).
+ * JSON goes to bench/results/punt-flood.json.
  * FLOWDRAKE_AGENT_NODE_ARGS passes node flags to the agent, as in the
  * first-packet suite.
  */
@@ -536,7 +537,7 @@ async function flowdrakeSeries(o: PuntFloodOptions): Promise<SeriesResult> {
     return {
       name: "flowdrake",
       config:
-        "agent defaults: dhcp.ratePps 100 per port, punt.hostRatePps 1000, l3 reactive" +
+        "agent defaults: dhcp.ratePps 100 per port, punt.hostRatePps 1000, punt.switchQueue 512, l3 reactive" +
         (o.controllerQueue === undefined ? "" : `; br-int controller-queue-size ${o.controllerQueue}`),
       setupSeconds,
       phases: await measureSide(side, o, "flowdrake"),

@@ -61,7 +61,7 @@ import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
 import { flowFromFlowMod, type Flow } from "../openflow/flow.js";
 import { OFP_NO_BUFFER, type OfMessage, type PacketIn, type PacketIn2 } from "../openflow/message.js";
-import { ensureBridge } from "../ovsdb/helpers.js";
+import { ensureBridge, setBridgeOtherConfig } from "../ovsdb/helpers.js";
 import { OvsdbSession } from "../ovsdb/session.js";
 import { ConnectionError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
@@ -228,6 +228,15 @@ export class Agent {
       failMode: "secure",
       externalIds: { "flowdrake-managed": "true" },
     });
+    if (c.punt.switchQueue > 0) {
+      // OVS applies it to the open connection too (connmgr reconfigures every ofconn)
+      await setBridgeOtherConfig(
+        this.ovsdb.client,
+        c.bridge,
+        "controller-queue-size",
+        String(c.punt.switchQueue),
+      );
+    }
     for (const encap of ["geneve", "vxlan"] as const) {
       await ensureTunnelPort(this.ovsdb.client, c.bridge, encap, this.deps.tunnelOptions);
     }

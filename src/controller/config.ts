@@ -24,7 +24,9 @@
  *   metricsAuthFile: /etc/flowdrake/metrics.auth    # basic auth, user:password lines
  *   apps: [classifier, portsec, secgroup, dhcp, arp, l2, l3, nat, tunnel, provider]
  *   dhcp: { ratePps: 100, leaseTime: 86400, domain: openstacklocal }   # ratePps: per-port DHCP punts
- *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32 }   # host budget; agent queue per port; handlers at once
+ *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32, switchQueue: 512 }
+ *                                   # host budget; agent queue per port; handlers at once; packet-ins
+ *                                   # OVS holds for the agent (Bridge other_config:controller-queue-size)
  *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  *                                   # mode ovs: OVS's own tc offload (other_config, above)
@@ -102,8 +104,15 @@ export const agentConfigSchema = z.strictObject({
       queuePerPort: z.number().int().positive().default(64),
       /** Punted packets handled at once (first packets that arrive during one pass share the next). */
       concurrency: z.number().int().positive().default(32),
+      /**
+       * Packet-ins OVS queues for the agent's connection before it drops them (br-int's
+       * other_config:controller-queue-size, 1–512; OVS's own default is 100); 0 = leave it to OVS.
+       * Under a flood the agent's per-port queue is fair, OVS's is not: it drops in arrival order,
+       * so the longer one is OVS's, the less a neighbour's packet depends on the flooders' timing.
+       */
+      switchQueue: z.number().int().min(0).max(512).default(512),
     })
-    .default({ hostRatePps: 1000, queuePerPort: 64, concurrency: 32 }),
+    .default({ hostRatePps: 1000, queuePerPort: 64, concurrency: 32, switchQueue: 512 }),
   offload: z
     .strictObject({
       hwOffload: z.boolean().optional(),

@@ -113,6 +113,16 @@ export function setOtherConfig(client: OvsdbClient, key: string, value: string |
   return setMapKey(client, "Open_vSwitch", [], "other_config", key, value);
 }
 
+/** `ovs-vsctl set Bridge NAME other_config:KEY=VALUE` (undefined removes the key); how many rows changed. */
+export function setBridgeOtherConfig(
+  client: OvsdbClient,
+  bridge: string,
+  key: string,
+  value: string | undefined,
+): Promise<number> {
+  return setMapKey(client, "Bridge", [cond("name", "==", bridge)], "other_config", key, value);
+}
+
 /** Sets external_ids:KEY on the row of `table` named `name` (Bridge, Port, Interface) or with that uuid. */
 export async function setExternalId(
   client: OvsdbClient,

@@ -97,9 +97,11 @@ describe("agent kill -9 and restart under traffic", () => {
     const a1 = AgentProcess.start(args1, { logPath: join(dir, "agent1.log") });
     agents.push(a1);
     await a1.ready();
-    const br = await sb().vsctl("--columns=fail_mode,datapath_type", "list", "bridge", "br-int");
+    const br = await sb().vsctl("--columns=fail_mode,datapath_type,other_config", "list", "bridge", "br-int");
     expect(br.stdout).toMatch(/fail_mode\s*: secure/);
     expect(br.stdout).toMatch(/datapath_type\s*: netdev/);
+    // punt.switchQueue's default: OVS holds 512 packet-ins for the agent, not 100
+    expect(br.stdout).toMatch(/other_config\s*: \{.*controller-queue-size="512"/);
     const tunnels = await sb().vsctl("--columns=name,type,options", "list", "interface");
     expect(tunnels.stdout).toMatch(
       /name\s*: fd-geneve\s+type\s*: geneve\s+options\s*: \{key=flow, remote_ip=flow\}/,

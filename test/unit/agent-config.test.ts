@@ -122,6 +122,15 @@ describe("agent flags", () => {
     expect(() => flagsToConfig({ bridgeMappings: ["physnet1"] })).toThrow(/KEY=VALUE/);
   });
 
+  it("punt.switchQueue: OVS's controller queue raised to 512 by default, 0 leaves it, OVS's range kept", () => {
+    const base = { chassis: "h", tunnelIp: "192.0.2.1" };
+    expect(parseAgentConfig(base).punt.switchQueue).toBe(512);
+    expect(parseAgentConfig({ ...base, punt: { switchQueue: 0 } }).punt.switchQueue).toBe(0);
+    expect(loadAgentConfig(EXAMPLE, flagsToConfig({ puntSwitchQueue: "200" })).punt.switchQueue).toBe(200);
+    expect(() => parseAgentConfig({ ...base, punt: { switchQueue: 513 } })).toThrow(/switchQueue/);
+    expect(() => parseAgentConfig({ ...base, punt: { switchQueue: -1 } })).toThrow(/switchQueue/);
+  });
+
   it("log level: a flag wins over the file, the file over FLOWDRAKE_LOG_LEVEL", () => {
     expect(loadAgentConfig(EXAMPLE, { logLevel: "debug" }, { envLogLevel: "warn" }).logLevel).toBe("debug");
     expect(loadAgentConfig(EXAMPLE, {}, { envLogLevel: "warn" }).logLevel).toBe("info");
