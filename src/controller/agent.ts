@@ -46,7 +46,7 @@
  */
 import type { App, AppContext, PacketInEvent, ReadyPort } from "../apps/types.js";
 import { loadApps, missingApps } from "../apps/index.js";
-import { appOfCookie, categoryOfCookie, portZone } from "../datapath/index.js";
+import { appOfCookie, categoryOfCookie, F, portZone, regName } from "../datapath/index.js";
 import { NbApi } from "../nb/api.js";
 import type { RealisedValue } from "../nb/realised.js";
 import { openStore } from "../nb/store/open.js";
@@ -56,7 +56,7 @@ import { loadCurveClient } from "../nb/pubsub/curve.js";
 import { startRecovery, type Recovery } from "../nb/sync/recovery.js";
 import { AGENT_KIND, KIND } from "../nb/sync/refs.js";
 import { type ApplyResult, applyOffloadSettings } from "../offload/ovs-settings.js";
-import { OFPP } from "../openflow/actions.js";
+import { type Action, OFPP } from "../openflow/actions.js";
 import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
 import { flowFromFlowMod, type Flow } from "../openflow/flow.js";
@@ -152,6 +152,7 @@ export class Agent {
   private stopped = false;
   private claiming = new Set<string>();
   private localPortsSync: Promise<void> = Promise.resolve();
+  private resubmitNonce = 0;
   private realisedWritten = 0;
   private readonly zonesToFlush = new Set<number>();
   private realisedWrite: Promise<void> = Promise.resolve();
@@ -441,7 +442,7 @@ export class Agent {
     return {
       view: this.model,
       packetOut: (port, frame) => this.packetOut(port, frame),
-      resubmit: (port, frame) => this.packetOut(OFPP.TABLE, frame, port),
+      resubmit: (port, frame) => this.resubmit(port, frame),
       track: (fn) => this.track(fn),
       installReactive: async (r) => {
         const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
@@ -511,16 +512,36 @@ export class Agent {
   }
 
   /** Send a frame out of `outPort` (OFPP.TABLE: through the pipeline, as if from `inPort`). */
-  async packetOut(outPort: number, frame: Buffer, inPort: number = OFPP.CONTROLLER): Promise<void> {
+  async packetOut(
+    outPort: number,
+    frame: Buffer,
+    inPort: number = OFPP.CONTROLLER,
+    before: readonly Action[] = [],
+  ): Promise<void> {
     const conn = this.of.connection;
     if (!conn) throw new Error("no OpenFlow session");
     await conn.send({
       type: "packet_out",
       bufferId: OFP_NO_BUFFER,
       inPort,
-      actions: [{ type: "output", port: outPort, maxLen: 0 }],
+      actions: [...before, { type: "output", port: outPort, maxLen: 0 }],
       data: frame,
     });
+  }
+
+  /**
+   * Sends a punted packet through the pipeline again, from table 0 as if it came in on `inPort`,
+   * after its handler added the flows it lacked. The packet carries a fresh value in the
+   * resubmitNonce register: registers are part of the state OVS freezes at a `ct(table=…)`, so the
+   * re-injected copy recirculates under a recirc_id of its own. With the punted copy's recirc_id it
+   * could hit the datapath flow that copy left behind ("to the controller") before OVS's
+   * revalidators have caught up with the new flows, and be punted a second time.
+   */
+  private resubmit(inPort: number, frame: Buffer): Promise<void> {
+    this.resubmitNonce = (this.resubmitNonce + 1) >>> 0 || 1;
+    return this.packetOut(OFPP.TABLE, frame, inPort, [
+      { type: "set_field", field: regName(F.resubmitNonce), value: this.resubmitNonce },
+    ]);
   }
 
   // ── passes ───────────────────────────────────────────────────────────────

@@ -12,11 +12,18 @@
  *   reg6  0..31   network        classification         every later table
  *   reg7  0..31   outPort        l2_lookup, l2_flood    egress_secgroup, local_delivery
  *   reg8  0..31   remoteChassis  l2_lookup, l2_flood    egress_tunnel (→ tun_dst)
+ *   reg9  0..31   resubmitNonce  the agent's packet-out  nothing (see below)
  *
  * reg0 is the flag register. Classification writes it whole (it is zero
  * when a packet enters the pipeline) rather than setting single bits: a
  * masked register write is a merge that a NIC cannot offload, a whole write
  * is a plain value. Later tables match single bits with a mask.
+ *
+ * resubmitNonce is never matched: a packet the agent sends through the
+ * pipeline again after a packet-in carries a fresh value in it, so that the
+ * state OVS freezes at a `ct(table=…)` — registers included — differs from
+ * the punted copy's, and the copy recirculates under a recirc_id of its own
+ * instead of hitting the stale datapath flow the punted copy left.
  *
  * The network key in reg6 is the segmentation id of a tunnelled network (the
  * VNI, 24 bits); provider networks use keys above that range (see
@@ -45,6 +52,7 @@ export const F = {
   network: field("network", 6, 0, 32, "network key: VNI of a tunnelled network, providerKey() otherwise"),
   outPort: field("outPort", 7, 0, 32, "destination local port (ofport)"),
   remoteChassis: field("remoteChassis", 8, 0, 32, "destination chassis tunnel IPv4 address"),
+  resubmitNonce: field("resubmitNonce", 9, 0, 32, "a fresh value on each packet the agent re-injects"),
 } as const satisfies Record<string, RegField>;
 
 export type FieldName = keyof typeof F;

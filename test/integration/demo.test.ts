@@ -24,6 +24,8 @@ describe("flowdrake demo", () => {
     expect(text).toMatch(/ping vm1 → vm2 \(same network\): OK \(3 packets transmitted, 3 received/);
     expect(text).toMatch(/ping vm3 → vm1 \(other network, through router r1\): OK, TTL 63/);
     expect(text).toMatch(/first packets to the agent: 2 /);
+    // and the agent handled exactly those: a re-injected first packet is not punted again
+    expect(text).toMatch(/l3 packet-ins the agent handled: 2\n/);
     expect(text).toMatch(/packet-ins handled by this node's agent: dhcp [6-9]/);
     // The pipeline really carried the traffic: local delivery counted packets.
     expect(text).toMatch(/60 local_delivery\s+\d+ flows\s+[1-9]\d* packets/);

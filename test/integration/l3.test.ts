@@ -206,6 +206,28 @@ describe("distributed router, reactive", () => {
     expect(stdout).not.toMatch(/idle_timeout/);
     expect(agent!.reconciler.totals.deleted).toBe(deletes);
   });
+
+  it("with security groups (conntrack) on both ends, still one packet-in per direction", async () => {
+    await api.create("secgroup", {
+      id: "pingable",
+      tenantId: "t1",
+      rules: [
+        { id: "icmp-in", direction: "ingress", protocol: "icmp", remoteIpPrefix: "0.0.0.0/0" },
+        { id: "all-out", direction: "egress" },
+      ],
+    });
+    for (const id of ["a1", "b1"]) await api.update("lport", id, { securityGroups: ["pingable"] });
+    await agent!.settle();
+    expect(reactiveFlows()).toEqual([]);
+    const before = l3PacketIns();
+    const first = await ping("a1", "10.50.2.11", 1);
+    expect(first.ok, first.out).toBe(true);
+    expect(l3PacketIns() - before).toBe(2);
+    expect((await ping("a1", "10.50.2.11", 4)).ok).toBe(true);
+    expect(l3PacketIns() - before).toBe(2);
+    for (const id of ["a1", "b1"]) await api.update("lport", id, { securityGroups: [] });
+    await agent!.settle();
+  });
 });
 
 describe("distributed router: static routes and IPv6", () => {
