@@ -206,6 +206,78 @@ describe("a rule that changes the packet and goes on to another table", () => {
   });
 });
 
+describe("a rewrite to known values (a routed flow)", () => {
+  const ROUTER = 0x02000000000an;
+  const MAC_B = 0x020000000002n;
+  const route = rule("route", 0, 100, {
+    match: { in_port: exact("in_port", 1), eth_dst: exact("eth_dst", ROUTER) },
+    actions: [
+      { type: "set_field", field: "eth_src", value: ROUTER },
+      { type: "set_field", field: "eth_dst", value: MAC_B },
+      { type: "dec_ttl" },
+      { type: "goto", table: 10 },
+    ],
+  });
+  // the network's lookup: broadcast and unknown destinations go to the agent, B's MAC on
+  const lookup = (b: PipelineRule["actions"]) => [
+    rule("bcast", 10, 200, {
+      match: { eth_dst: exact("eth_dst", BCAST) },
+      actions: [{ type: "controller" }],
+    }),
+    rule("to-b", 10, 100, { match: { eth_dst: exact("eth_dst", MAC_B) }, actions: b }),
+    rule("unknown", 10, 0, { match: {}, actions: [{ type: "controller" }] }),
+  ];
+  // delivery without in_port: a hairpin guard for packets that came in on rep2
+  const deliver = rule("deliver", 20, 100, { match: {}, actions: [{ type: "output", port: 2 }] });
+  const routed = tcp(1, { eth_dst: ROUTER });
+
+  it("stays on the NIC: the chains after it hold only what the rewritten packet can meet", () => {
+    const rules = [route, ...lookup([{ type: "goto", table: 20 }]), deliver];
+    const p = plan(rules);
+    expect(decision(p, "route")).toMatchObject({ offloaded: true });
+    const after = p.chains.find((c) => c.table === 10)!;
+    expect(after.known).toEqual({ eth_src: ROUTER, eth_dst: MAC_B });
+    expect(after.reachesSoftware).toBe(false);
+    // the broadcast and unknown rules cannot match B's MAC: not in that chain, and no catch-all below to-b
+    expect(p.tc.filter((t) => t.chain === after.chain).map((t) => t.ruleId)).toEqual(["to-b"]);
+    // only rep1's packets enter the delivery chain: the guard for rep2 hands nothing to OVS
+    expect(p.chains.find((c) => c.table === 20)!.reachesSoftware).toBe(false);
+    expect(traceSplit(p, rules, ports, routed)).toMatchObject({ software: false });
+    expectSameDecisions(p, rules, ports, [
+      routed,
+      { ...routed, nw_ttl: 1n },
+      tcp(1),
+      tcp(2, { eth_dst: ROUTER }),
+    ]);
+  });
+
+  it("is trapped when the rewritten packet's own lookup goes to OVS", () => {
+    const rules = [route, ...lookup([{ type: "controller" }]), deliver];
+    const p = plan(rules);
+    expect(decision(p, "route")).toMatchObject({ offloaded: false });
+    expectSameDecisions(p, rules, ports, [routed, tcp(1)]);
+  });
+
+  it("forgets a value a later action changes: a match on the decremented TTL is not ruled out", () => {
+    const rules = [
+      rule("ttl", 0, 100, {
+        match: { in_port: exact("in_port", 1) },
+        actions: [
+          { type: "set_field", field: "nw_ttl", value: 64n },
+          { type: "dec_ttl" },
+          { type: "goto", table: 10 },
+        ],
+      }),
+      rule("at-63", 10, 100, { match: { nw_ttl: exact("nw_ttl", 63) }, actions: [{ type: "controller" }] }),
+      rule("fwd", 10, 50, { match: {}, actions: [{ type: "output", port: 2 }] }),
+    ];
+    const p = plan(rules);
+    expect(decision(p, "ttl").offloaded).toBe(false);
+    expect(runSoftware(rules, ports, tcp(1))).toEqual([{ kind: "controller", reason: "action" }]);
+    expectSameDecisions(p, rules, ports, [tcp(1)]);
+  });
+});
+
 describe("a rule the NIC cannot match at all, with no in_port", () => {
   const rules = [
     rule("arp", 0, 200, {

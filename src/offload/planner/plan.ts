@@ -23,6 +23,17 @@
  * loads constants into them) keeps the mapping exact without flattening the
  * tables into their cross product.
  *
+ * A header a rule sets to a constant (a router's MAC rewrite) specialises
+ * the chains after it the same way, as a known value: a later rule whose
+ * match disagrees with it cannot match there and is left out, and a rule
+ * whose every match is on known values matches every packet of the chain,
+ * so the rules below it (and the catch-all) are left out of that chain too.
+ * The chains after a rewrite then hold only what the rewritten packet can
+ * meet — for a routed flow, the destination's lookup and delivery rather
+ * than the network's flood and punt rules — which is what lets a rewrite
+ * stay on the NIC (below). A later rewrite replaces the value; dec_ttl,
+ * VLAN push/pop and a ct NAT forget the values they change.
+ *
  * A rule the NIC cannot carry stays in software, and the planner keeps the
  * hardware from deciding packets that rule would have decided:
  *   - its match goes into the chain as a *trap* (gact pass: the packet leaves
@@ -32,7 +43,9 @@
  *     catch-all, so such packets miss into OVS;
  *   - a rule that changes the packet is offloaded only if every chain it can
  *     lead to keeps the packet in hardware; otherwise OVS would see a packet
- *     already changed by the NIC. Such rules become traps too (a fixpoint,
+ *     already changed by the NIC. (A trap only for packets of a device that
+ *     never enters the chain — the hairpin guard of another port's output —
+ *     hands nothing over and does not count.) Such rules become traps too (a fixpoint,
  *     recomputed on every update, so that a rule whose later chains stop
  *     reaching software is offloaded again).
  *     Changes are header rewrites, VLAN push/pop, a ct commit or NAT, and a plain ct lookup when a table at or before the
@@ -109,6 +122,8 @@ export interface ChainInfo {
   chain: number;
   table: number;
   registers: Record<string, bigint>;
+  /** Headers every packet of this chain carries with these values (an earlier rule set them). */
+  known?: Record<string, bigint>;
   /** A packet in this chain may end up in OVS (trap, poisoned or a software rule downstream). */
   reachesSoftware: boolean;
 }
@@ -128,6 +143,19 @@ export interface Exclusion {
 
 /** The pseudo-register that marks chains whose packets still carry tunnel metadata. */
 const DECAP = "·decap";
+/** Prefix of the pseudo-registers that hold a header's known value (set by an earlier rewrite). */
+const KNOWN = "·known:";
+const knownKey = (field: string): string => `${KNOWN}${field}`;
+/** Forget the known values of `fields` (an action changed them to something the planner does not track). */
+function forget(regs: Regs, fields: readonly string[]): void {
+  for (const f of fields) regs.delete(knownKey(f));
+}
+/** The known header values among a chain's registers, undefined when there are none. */
+function known(regs: Regs): Record<string, bigint> | undefined {
+  const out = [...regs].filter(([k]) => k.startsWith(KNOWN)).map(([k, v]) => [k.slice(KNOWN.length), v]);
+  return out.length ? Object.fromEntries(out) : undefined;
+}
+const NAT_FIELDS = ["ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tp_src", "tp_dst"] as const;
 
 export interface Plan {
   tc: TcRule[];
@@ -159,7 +187,10 @@ export function tcPrio(ofPriority: number, band: "trap" | "main"): number {
 type Regs = Map<string, bigint>;
 
 function regsKey(table: number, regs: Regs): string {
-  const parts = [...regs].filter(([, v]) => v !== 0n).sort(([a], [b]) => (a < b ? -1 : 1));
+  // A register absent is a register at zero; a known header value of zero is still known.
+  const parts = [...regs]
+    .filter(([k, v]) => v !== 0n || k.startsWith(KNOWN))
+    .sort(([a], [b]) => (a < b ? -1 : 1));
   return `${table}|${parts.map(([k, v]) => `${k}=${v}`).join(",")}`;
 }
 
@@ -353,7 +384,10 @@ export class OffloadPlanner {
     const key = regsKey(table, regs);
     const have = this.chainOf.get(key);
     if (have !== undefined) return { chain: have, fresh: false };
-    const chain = table === 0 && [...regs.values()].every((v) => v === 0n) ? 0 : this.chainOf.size + 1000;
+    const chain =
+      table === 0 && [...regs].every(([k, v]) => v === 0n && !k.startsWith(KNOWN))
+        ? 0
+        : this.chainOf.size + 1000;
     this.chainOf.set(key, chain);
     this.chainInfo.set(chain, { table, regs: new Map(regs) });
     return { chain, fresh: true };
@@ -395,8 +429,14 @@ export class OffloadPlanner {
       this.perChain.set(chain, { rules: tc, outcomes, poisoned: true });
       return;
     }
+    // Only chains after a rewrite are cut short: elsewhere a rule below a catch-all stays, as it was.
+    const cut = known(regs) !== undefined;
+    let shadowed = false;
     for (const rule of this.candidates(table, regs)) {
+      if (shadowed) break;
       if (!this.registersAllow(rule.match, regs)) continue;
+      // Every packet of this chain matches it: nothing below it is ever reached here.
+      shadowed = cut && this.matchesAll(rule, regs);
       const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
       if (inPort !== undefined && !this.devOf(inPort)) {
         // Packets from this port never pass through the NIC, so the rule cannot be shadowed by tc either.
@@ -465,15 +505,27 @@ export class OffloadPlanner {
         role: outcome.ok ? "offload" : "trap",
       });
     }
-    if (!poisoned) tc.push({ chain, prio: maxPrio, match: {}, actions: [{ type: "drop" }], role: "miss" });
+    if (!poisoned && !shadowed)
+      tc.push({ chain, prio: maxPrio, match: {}, actions: [{ type: "drop" }], role: "miss" });
     this.perChain.set(chain, { rules: tc, outcomes, poisoned });
   }
 
+  /** Whether a packet of the chain can match: its registers, and its headers' known values, agree. */
   private registersAllow(match: Match, regs: Regs): boolean {
     for (const [name, mv] of Object.entries(match)) {
-      if (!fieldDef(name)?.pipelineOnly || !mv) continue;
-      const v = regs.get(name) ?? 0n;
-      if ((v & mv.mask) !== (mv.value & mv.mask)) return false;
+      if (!mv) continue;
+      const v = fieldDef(name)?.pipelineOnly ? (regs.get(name) ?? 0n) : regs.get(knownKey(name));
+      if (v !== undefined && (v & mv.mask) !== (mv.value & mv.mask)) return false;
+    }
+    return true;
+  }
+
+  /** Whether every packet of the chain matches the rule (given registersAllow): it matches known values only. */
+  private matchesAll(rule: PipelineRule, regs: Regs): boolean {
+    if (rule.opaqueMatch?.length) return false;
+    for (const [name, mv] of Object.entries(rule.match)) {
+      if (!mv || fieldDef(name)?.pipelineOnly) continue;
+      if (regs.get(knownKey(name)) === undefined) return false;
     }
     return true;
   }
@@ -603,6 +655,7 @@ export class OffloadPlanner {
           const miss = this.need(def.rewrite, `rewrite of ${a.field}`);
           if (miss) return fail(miss);
           actions.push({ type: "pedit", field: a.field, value: a.value & fullMask(def.bits) });
+          regs.set(knownKey(a.field), a.value & fullMask(def.bits));
           modifies = "rewrites the packet";
           break;
         }
@@ -614,6 +667,7 @@ export class OffloadPlanner {
               : "dec_ttl needs TTL matching to trap TTL 0/1");
           if (miss) return fail(miss);
           actions.push({ type: "dec_ttl" });
+          forget(regs, ["nw_ttl"]);
           modifies = "rewrites the packet";
           decTtl = true;
           break;
@@ -622,6 +676,7 @@ export class OffloadPlanner {
           const miss = this.need("vlan_push", "push_vlan");
           if (miss) return fail(miss);
           actions.push({ type: "vlan_push", vid: a.vid });
+          forget(regs, ["vlan_vid", "vlan_pcp"]);
           modifies = "rewrites the packet";
           break;
         }
@@ -629,6 +684,7 @@ export class OffloadPlanner {
           const miss = this.need("vlan_pop", "pop_vlan");
           if (miss) return fail(miss);
           actions.push({ type: "vlan_pop" });
+          forget(regs, ["vlan_vid", "vlan_pcp"]);
           modifies = "rewrites the packet";
           break;
         }
@@ -696,6 +752,7 @@ export class OffloadPlanner {
           // does the lookup itself when OVS, rerunning the pipeline, matches conntrack state before it.
           const seenBy = this.conntrackMatchedBy(rule.table);
           if (a.commit || a.nat) modifies = "commits the connection";
+          if (a.nat) forget(regs, NAT_FIELDS);
           else if (seenBy !== undefined)
             modifies = `leaves conntrack state on the packet, which table ${seenBy} matches`;
           const { chain, fresh } = this.chainFor(a.table, regs);
@@ -765,14 +822,53 @@ export class OffloadPlanner {
     }
   }
 
+  /**
+   * The devices whose packets can enter each chain: every device enters chain 0, and a rule
+   * passes on what enters its chain — only its indev, if it has one. (Gotos lead to later
+   * tables, so one pass in table order is enough.) Undefined: every device.
+   */
+  private reachingDevices(): Map<number, Set<string> | undefined> {
+    const devs = new Map<number, Set<string> | undefined>([[0, undefined]]);
+    const order = [...this.perChain.keys()].sort(
+      (a, b) => this.chainInfo.get(a)!.table - this.chainInfo.get(b)!.table || a - b,
+    );
+    for (const c of order) {
+      if (!devs.has(c)) continue;
+      const from = devs.get(c);
+      const pc = this.perChain.get(c)!;
+      for (const t of pc.rules) {
+        if (t.role !== "offload" || !t.ruleId) continue;
+        if (t.indev !== undefined && from !== undefined && !from.has(t.indev)) continue;
+        const passed = t.indev !== undefined ? new Set([t.indev]) : from;
+        for (const n of pc.outcomes.get(t.ruleId)?.next ?? []) {
+          if (!devs.has(n)) devs.set(n, passed && new Set(passed));
+          else {
+            const have = devs.get(n);
+            if (have === undefined) continue;
+            if (passed === undefined) devs.set(n, undefined);
+            else for (const d of passed) have.add(d);
+          }
+        }
+      }
+    }
+    return devs;
+  }
+
   private reachesSoftware(): Map<number, boolean> {
     const memo = new Map<number, boolean>();
+    const devs = this.reachingDevices();
+    // A trap for packets of a device that never enters the chain (a hairpin guard for a port
+    // other than the one the chain's packets came from) hands nothing to OVS.
+    const live = (c: number, t: TcRule): boolean => {
+      const d = devs.get(c);
+      return t.indev === undefined || d === undefined || d.has(t.indev);
+    };
     const visit = (c: number, stack: Set<number>): boolean => {
       if (memo.has(c)) return memo.get(c)!;
       if (stack.has(c)) return false;
       stack.add(c);
       const pc = this.perChain.get(c);
-      let r = !pc || pc.poisoned || pc.rules.some((t) => t.role === "trap");
+      let r = !pc || pc.poisoned || pc.rules.some((t) => t.role === "trap" && live(c, t));
       if (!r && pc) {
         for (const o of pc.outcomes.values()) if (o.ok && o.next.some((n) => visit(n, stack))) r = true;
       }
@@ -841,7 +937,10 @@ export class OffloadPlanner {
         return {
           chain: c,
           table: info.table,
-          registers: Object.fromEntries([...info.regs].filter(([k, v]) => v !== 0n && k !== DECAP)),
+          registers: Object.fromEntries(
+            [...info.regs].filter(([k, v]) => v !== 0n && k !== DECAP && !k.startsWith(KNOWN)),
+          ),
+          ...(known(info.regs) && { known: known(info.regs) }),
           reachesSoftware: reaches.get(c) ?? true,
         };
       }),
