@@ -82,7 +82,7 @@ export type L3Mode = "reactive" | "proactive";
 
 export interface L3AppOptions {
   mode?: L3Mode;
-  /** Idle timeout of reactive host routes, seconds (default 300). */
+  /** Idle timeout of reactive host routes, seconds (default 300; 0: none). */
   idleTimeoutS?: number;
   /** Domain advertised in router advertisements (DNSSL); none when absent. */
   domain?: string;

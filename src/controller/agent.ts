@@ -313,6 +313,17 @@ export class Agent {
       basicAuthFile: c.metricsAuthFile,
     });
     this.warnMissingApps();
+    if (
+      this.offload?.mode.active === "planner" &&
+      c.apps.includes("l3") &&
+      c.l3.mode === "reactive" &&
+      c.l3.idleTimeoutS > 0
+    ) {
+      log.warn(
+        { idleTimeoutS: c.l3.idleTimeoutS },
+        "offload planner: reactive host routes have an idle timeout, so they stay in software (OVS would age them out while the NIC carries their packets); l3.idleTimeoutS: 0 lets them onto the NIC",
+      );
+    }
     if (c.recoverySeconds > 0) {
       this.recovery = startRecovery(this.cache, c.recoverySeconds * 1000, (r) => {
         this.recoveryStats.runs++;

@@ -27,7 +27,8 @@
  *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32, switchQueue: 512 }
  *                                   # host budget; agent queue per port; handlers at once; packet-ins
  *                                   # OVS holds for the agent (Bridge other_config:controller-queue-size)
- *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time)
+ *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time);
+ *                                   # idleTimeoutS 0: routes without idle timeout (offloadable)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  *                                   # mode ovs: OVS's own tc offload (other_config, above)
  *   offload: { mode: planner, profile: connectx-6-dx, capacity: 100000, ports: ["eth*_vf*"] }
@@ -91,8 +92,13 @@ export const agentConfigSchema = z.strictObject({
   l3: z
     .strictObject({
       mode: z.enum(["reactive", "proactive"]).default("reactive"),
-      /** Idle timeout of a reactive host route, seconds. */
-      idleTimeoutS: z.number().int().positive().default(300),
+      /**
+       * Idle timeout of a reactive host route, seconds; 0 = none (a route stays until the model
+       * changes what it depends on — at most one per destination and source network). In
+       * offload.mode planner only routes without one go to the NIC: OVS ages a flow by its own
+       * counters, which the packets tc carries never reach.
+       */
+      idleTimeoutS: z.number().int().nonnegative().default(300),
     })
     .default({ mode: "reactive", idleTimeoutS: 300 }),
   /** Packets the switch sends this agent (DHCP, ND, first packets): the host-wide budget. */

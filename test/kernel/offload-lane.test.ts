@@ -1,8 +1,8 @@
 /**
  * The offload datapath end to end in the kernel lane (real kernel, real tc,
  * OVS's kernel datapath): two flowdrake agents in `offload.mode: planner`,
- * host1 in the guest's root namespace with vm1–vm3, host2 in a namespace
- * with vm4, Geneve between them over an underlay veth, one embedded NB
+ * host1 in the guest's root namespace with vm1–vm3 and vm5 (on a second
+ * subnet of router r1), host2 in a namespace with vm4, Geneve between them over an underlay veth, one embedded NB
  * (test/kernel/scenarios/flowdrake-offload.sh runs it, in one boot).
  *
  * What it proves, from the kernel's own counters (`tc -s filter show`,
@@ -11,6 +11,9 @@
  *   - after the first packet (ARP, which OVS answers), every ping and iperf3
  *     packet, on one host and across the tunnel, is on flowdrake's tc filters
  *     and none on OVS's datapath or OpenFlow flows; no packet-in;
+ *   - routed between two subnets of a router (vm1 → vm5): the first packet of
+ *     each direction is one packet-in, then every packet is on flowdrake's
+ *     filters, rewritten (pedit MAC, TTL decrement) by tc;
  *   - `caps --explain` on the live agent shows the counters per flow;
  *   - an agent killed with SIGKILL and restarted, and a port deleted and
  *     re-created in the NB, under 20 pings/s, lose no ping; the restarted
@@ -90,6 +93,7 @@ describe("kernel lane: flowdrake offloads its own flow set (planner mode)", () =
       vm2: "10.1.0.12/24",
       vm3: "10.1.0.13/24",
       vm4: "10.1.0.14/24",
+      vm5: "10.2.0.15/24",
     });
     // DISCOVER and REQUEST of each of host1's three VMs reached its agent
     expect(get<{ host1: number }>("dhcp_packet_ins").host1).toBeGreaterThanOrEqual(6);
@@ -156,6 +160,43 @@ describe("kernel lane: flowdrake offloads its own flow set (planner mode)", () =
       reason: "not offloaded: resubmit followed by more actions is not offloadable",
     });
     expect(r.share?.packets).toBeGreaterThan(0.99);
+  });
+});
+
+describe("kernel lane: routed flows on the NIC (planner mode)", () => {
+  it("routes vm1 → vm5 through r1: one packet-in per direction, then every packet on flowdrake's tc filters", () => {
+    type Host1 = { host1: HostCounters };
+    const first = get<Host1>("routed_first").host1;
+    const firstAfter = get<Host1>("routed_first_after").host1;
+    // the first request and the first reply went to host1's agent, which installed a host route each
+    expect(firstAfter.packetIns! - first.packetIns!).toBe(2);
+    expect(get<Ping>("ping_vm1_vm5")).toEqual({ sent: 20, received: 20 });
+    const a = get<Host1>("routed_before").host1;
+    const b = get<Host1>("routed_after").host1;
+    // requests end on vm1's filters (redirected to vm5), replies on vm5's
+    expect(b.tc.vm1!.ours.packets - a.tc.vm1!.ours.packets).toBe(20);
+    expect(b.tc.vm5!.ours.packets - a.tc.vm5!.ours.packets).toBe(20);
+    // no packet-in and no IPv4 packet through OpenFlow for them
+    expect(b.packetIns).toBe(a.packetIns);
+    expect(b.of - a.of).toBe(0);
+    // routed on the NIC: the TTL was decremented there
+    expect(get("routed_ttl")).toBe(63);
+  });
+
+  it("offloads both host routes with a pedit MAC rewrite and TTL decrement, counted by the kernel", () => {
+    const routes = get<OffloadReport["flows"]>("routed_explain").filter((f) => f.flow.includes("table=30,"));
+    expect(routes).toHaveLength(2);
+    for (const r of routes) {
+      expect(r.status, r.flow).toBe("offloaded");
+      expect(r.flow).toMatch(/set_field:[0-9a-f:]+->eth_src,set_field:[0-9a-f:]+->eth_dst,dec_ttl/);
+      expect(
+        r.filters.reduce((n, f) => n + f.packets, 0),
+        r.flow,
+      ).toBeGreaterThanOrEqual(20);
+    }
+    const withPedit = get<string[][]>("routed_tc_vm1");
+    expect(withPedit.length).toBeGreaterThan(0);
+    expect(withPedit.every((kinds) => kinds.includes("pedit"))).toBe(true);
   });
 });
 

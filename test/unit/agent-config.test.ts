@@ -131,6 +131,13 @@ describe("agent flags", () => {
     expect(() => parseAgentConfig({ ...base, punt: { switchQueue: -1 } })).toThrow(/switchQueue/);
   });
 
+  it("l3.idleTimeoutS: 300 by default, 0 for host routes without an idle timeout, never negative", () => {
+    const base = { chassis: "h", tunnelIp: "192.0.2.1" };
+    expect(parseAgentConfig(base).l3.idleTimeoutS).toBe(300);
+    expect(parseAgentConfig({ ...base, l3: { idleTimeoutS: 0 } }).l3.idleTimeoutS).toBe(0);
+    expect(() => parseAgentConfig({ ...base, l3: { idleTimeoutS: -1 } })).toThrow(/idleTimeoutS/);
+  });
+
   it("log level: a flag wins over the file, the file over FLOWDRAKE_LOG_LEVEL", () => {
     expect(loadAgentConfig(EXAMPLE, { logLevel: "debug" }, { envLogLevel: "warn" }).logLevel).toBe("debug");
     expect(loadAgentConfig(EXAMPLE, {}, { envLogLevel: "warn" }).logLevel).toBe("info");

@@ -8,6 +8,7 @@
 #   the embedded NB, held by a process of its own and served on its nb.sock
 #   vm1 vm2 vm3: namespaces on veth            vm4: namespace on veth
 #     "representors" (offload.ports vm*)
+#   vm5 (net2, routed from net1 by router r1)
 #   192.168.50.1 ───── underlay bridge ───── 192.168.50.2   (Geneve)
 #   (offload-hosts.sh builds the hosts)
 #
@@ -16,6 +17,11 @@
 #      and iperf3 vm1→vm2 and vm3→vm4: every packet is counted by
 #      flowdrake's tc filters (cookie fd7c…), none by OVS's datapath flows
 #      or OpenFlow flows, and no packet-in is sent.
+#   1b. routed: vm1 (net1) pings vm5 (net2) through router r1: the first
+#      packet of each direction is one packet-in on host1's agent, which
+#      installs a host route; once the routes are offloaded (pedit MAC
+#      rewrite, TTL decrement, redirect), every packet is on flowdrake's tc
+#      filters and none on OVS's datapath or OpenFlow flows.
 #   2. while vm1 pings vm2 and vm4 at 20/s: agent host1 killed with SIGKILL
 #      and restarted (its filters read back, none re-sent), then a port
 #      deleted and re-created in the NB: no ping lost.
@@ -47,14 +53,18 @@ start_ovs 1 false
 start_ovs 2 false
 for n in 1 2 3; do mkvm vm$n 1 fa:16:3e:00:00:1$n; done
 mkvm vm4 2 fa:16:3e:00:00:14
+mkvm vm5 1 fa:16:3e:00:00:15
 FDO model "$NB"
+FDO router "$NB"
 start_nb
-agent_config 1 "$PLANNER"
-agent_config 2 "$PLANNER"
+# host routes without an idle timeout: OVS would age them out while tc carries their packets
+ROUTES='{"idleTimeoutS": 0}'
+agent_config 1 "$PLANNER" "$ROUTES"
+agent_config 2 "$PLANNER" "$ROUTES"
 t0=$(date +%s.%N)
 start_agent 1
 start_agent 2
-lane_result ready1 "$(FDO wait-offload "$(sock 1)" 3)"
+lane_result ready1 "$(FDO wait-offload "$(sock 1)" 4)"
 lane_result ready2 "$(FDO wait-offload "$(sock 2)" 1)"
 lane_result agents_ready_s "$(echo "$(date +%s.%N) $t0" | awk '{ print $1 - $2 }')"
 
@@ -66,6 +76,7 @@ case "$1" in
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
     [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
     ;;
 esac
 exit 0
@@ -73,7 +84,7 @@ EOF
 chmod +x "$H/udhcpc.sh"
 pi0=$(FDO metric "$(metrics_url 1)" flowdrake_packet_ins_total)
 leases="{"
-for vm in vm1 vm2 vm3 vm4; do
+for vm in vm1 vm2 vm3 vm4 vm5; do
   # a busy guest can take its time: up to 3 clients of 10 DISCOVERs each
   for _ in 1 2 3; do
     ip netns exec $vm busybox udhcpc -i eth0 -n -q -t 10 -T 3 -s "$H/udhcpc.sh" >/dev/null 2>&1 && break
@@ -99,6 +110,20 @@ lane_result iperf_vm1_vm2 "$(ip netns exec vm1 iperf3 -c 10.1.0.12 -p 5201 -t 2 
 lane_result iperf_vm3_vm4 "$(ip netns exec vm3 iperf3 -c 10.1.0.14 -p 5202 -t 2 -J | node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify({ bytes: j.end?.sum_received?.bytes ?? 0, error: j.error ?? null }))')"
 lane_result after_iperf "$(both)"
 lane_result explain1 "$(FDO ask "$(sock 1)" explain)"
+
+# ── 1b. routed: vm1 (net1) → vm5 (net2) through r1 ──────────────────────────
+both_routed() { printf '{"host1": %s}' "$(counters 1 vm1 vm5)"; }
+lane_result routed_first "$(both_routed)"
+ip netns exec vm1 ping -c 1 -W 3 10.2.0.15 >/dev/null || ip netns exec vm1 ping -c 1 -W 3 10.2.0.15 >/dev/null
+lane_result routed_first_after "$(both_routed)"
+lane_result routed_offloaded "$(FDO wait-flows "$(sock 1)" offloaded nw_dst=10.2.0.15)"
+FDO wait-flows "$(sock 1)" offloaded nw_dst=10.1.0.11 >/dev/null
+lane_result routed_before "$(both_routed)"
+lane_result ping_vm1_vm5 "$(ping_n vm1 10.2.0.15 20 0.1)"
+lane_result routed_after "$(both_routed)"
+lane_result routed_ttl "$(ip netns exec vm1 ping -c 1 -W 2 10.2.0.15 | sed -n 's/.*ttl=\([0-9]*\).*/\1/p')"
+lane_result routed_explain "$(FDO ask "$(sock 1)" explain | node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify(r.flows.filter((f) => /nw_dst=10\.(2\.0\.15|1\.0\.11) /.test(f.flow))))')"
+lane_result routed_tc_vm1 "$(tc -j filter show dev vm1 ingress | node -e 'const fs = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify(fs.filter((f) => (f.options?.actions ?? []).some((a) => a.kind === "pedit")).map((f) => (f.options.actions ?? []).map((a) => a.kind))))')"
 
 # ── 2. churn: NB changes and an agent killed under traffic ──────────────────
 # bg_ping NAME FROM TO COUNT: ping in the background at 20/s, result in $H/NAME.ping
@@ -137,7 +162,8 @@ desired=$(FDO ask "$(sock 1)" status | node -e 'console.log(JSON.parse(require("
 capacity=$((desired - 30))
 stop_agent 1
 agent_config 1 \
-  "{\"mode\": \"planner\", \"profile\": \"connectx-6-dx\", \"ports\": [\"vm*\"], \"statsIntervalMs\": 500, \"dwellMs\": 2000, \"capacity\": $capacity}"
+  "{\"mode\": \"planner\", \"profile\": \"connectx-6-dx\", \"ports\": [\"vm*\"], \"statsIntervalMs\": 500, \"dwellMs\": 2000, \"capacity\": $capacity}" \
+  "$ROUTES"
 bg_ping budget_vm2 vm1 10.1.0.12 1200
 P1=$!
 echo "--- agent host1 restarted with a capacity" >> "$H/agent1.log"

@@ -106,13 +106,15 @@ mkvm() {
   vsctl "$n" add-port br-int "$vm" -- set interface "$vm" "external_ids:iface-id=$vm"
 }
 
-# agent_config N OFFLOAD_JSON: $H/agentN.json. Under TCG an agent takes a minute to start, and
+# agent_config N OFFLOAD_JSON [L3_JSON]: $H/agentN.json. Under TCG an agent takes a minute to start, and
 # its peers drop a chassis whose liveness lease (3 heartbeats) lapsed: 60 s heartbeats keep a
 # restarting agent's chassis alive, as the default 5 s do for an agent that restarts in seconds.
 agent_config() {
+  local l3=""
+  [ -n "${3:-}" ] && l3=", \"l3\": $3"
   cat > "$H/agent$1.json" <<EOF
 {"chassis": "host$1", "tunnelIp": "192.168.50.$1", "ovsdb": "unix:$H/h$1/db.sock", "datapathType": "system",
- "nb": "$NB", "metrics": "127.0.0.1:$((9463 + $1))", "logLevel": "info", "heartbeatSeconds": 60, "offload": $2}
+ "nb": "$NB", "metrics": "127.0.0.1:$((9463 + $1))", "logLevel": "info", "heartbeatSeconds": 60, "offload": $2$l3}
 EOF
 }
 

@@ -9,6 +9,10 @@
 //                               MTU 1400) with subnet 10.1.0.0/24 (DHCP), ports
 //                               vm1..vmN (default 4), vmI with MAC
 //                               fa:16:3e:00:00:1I and address 10.1.0.1I
+//   router DB                   network net2 (geneve, VNI 102) with subnet
+//                               10.2.0.0/24, router r1 joining sub1 and sub2,
+//                               and port vm5 on net2 (fa:16:3e:00:00:15,
+//                               10.2.0.15): the routed pair vm1 → vm5
 //   port-del DB ID | port-add DB ID   remove / re-create one port (churn)
 //   nb-hold DB                  hold the embedded NB and serve it on its
 //                               nb.sock until SIGTERM (as an agent would, so
@@ -87,6 +91,29 @@ async function model(db, n = 4) {
       gatewayIp: "10.1.0.1",
     });
     for (let i = 1; i <= n; i++) await port(api, portOf(i));
+  });
+}
+
+async function router(db) {
+  await withApi(db, async (api) => {
+    await api.create("lswitch", { id: "net2", tenantId: "t1", networkType: "geneve", segmentationId: 102 });
+    await api.create("subnet", {
+      id: "sub2",
+      tenantId: "t1",
+      networkId: "net2",
+      cidr: "10.2.0.0/24",
+      gatewayIp: "10.2.0.1",
+    });
+    await api.create("lrouter", { id: "r1", tenantId: "t1" });
+    await api.routerAddInterface("r1", { subnetId: "sub1" });
+    await api.routerAddInterface("r1", { subnetId: "sub2" });
+    await api.create("lport", {
+      id: "vm5",
+      tenantId: "t1",
+      networkId: "net2",
+      macAddress: "fa:16:3e:00:00:15",
+      fixedIps: [{ subnetId: "sub2", ipAddress: "10.2.0.15" }],
+    });
   });
 }
 
@@ -259,6 +286,9 @@ const out = (v) => process.stdout.write(`${typeof v === "string" ? v : JSON.stri
 switch (cmd) {
   case "model":
     await model(args[0], Number(args[1] ?? 4));
+    break;
+  case "router":
+    await router(args[0]);
     break;
   case "port-del":
     await withApi(args[0], (api) => api.delete("lport", args[1]));
