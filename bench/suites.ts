@@ -15,4 +15,5 @@ export const suites: Record<string, () => Promise<void>> = {
   "punt-flood": async () => (await import("./punt-flood.js")).puntFlood(),
   secgroup: async () => (await import("./secgroup.js")).secgroupBench(),
   "ovsdb-dead-peer": async () => (await import("./ovsdb-dead-peer.js")).ovsdbDeadPeer(),
+  offload: async () => (await import("./offload.js")).offloadBench(),
 };
