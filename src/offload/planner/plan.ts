@@ -430,7 +430,7 @@ export class OffloadPlanner {
       return;
     }
     // Only chains after a rewrite are cut short: elsewhere a rule below a catch-all stays, as it was.
-    const cut = known(regs) !== undefined;
+    const cut = [...regs.keys()].some((k) => k.startsWith(KNOWN));
     let shadowed = false;
     for (const rule of this.candidates(table, regs)) {
       if (shadowed) break;
@@ -934,13 +934,14 @@ export class OffloadPlanner {
       decisions,
       chains: chains.map((c) => {
         const info = this.chainInfo.get(c)!;
+        const values = known(info.regs);
         return {
           chain: c,
           table: info.table,
           registers: Object.fromEntries(
             [...info.regs].filter(([k, v]) => v !== 0n && k !== DECAP && !k.startsWith(KNOWN)),
           ),
-          ...(known(info.regs) && { known: known(info.regs) }),
+          ...(values && { known: values }),
           reachesSoftware: reaches.get(c) ?? true,
         };
       }),
