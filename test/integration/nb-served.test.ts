@@ -19,8 +19,9 @@
  *     naming its pid.
  */
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dirHolder } from "../../src/nb/store/embedded.js";
 import { LockTimeoutError, StoreError } from "../../src/nb/store/errors.js";
@@ -128,19 +129,33 @@ describe("flowdrake nb while another process holds the embedded store", { timeou
 
   it("refuses another user at the socket: nb exits 5 saying so", async () => {
     if (process.getuid?.() !== 0) throw new Error("this test runs the CLI as user nobody: run it as root");
-    const readable = await new Promise<boolean>((resolve) =>
-      execFile("runuser", ["-u", "nobody", "--", "test", "-r", MAIN], (err) => resolve(!err)),
-    );
-    if (!readable) {
-      throw new Error(
-        `user nobody cannot read ${MAIN}: this test runs the CLI as another user, so the checkout must be ` +
-          "in directories every user may enter (a `mktemp -d` directory is root's alone: chmod 755 it)",
-      );
-    }
+    // nobody may not be able to enter the checkout's directories (a `mktemp -d` one is root's
+    // alone): in a mount namespace of its own, the checkout is bind-mounted where anyone may enter
+    const at = mkdtempSync(join(tmpdir(), "fd-nobody-"));
+    chmodSync(at, 0o755);
+    const script = 'mount --bind "$1" "$2" && shift 2 && exec runuser -u nobody -- "$@"';
     const r = await new Promise<Result>((resolve) => {
       execFile(
-        "runuser",
-        ["-u", "nobody", "--", process.execPath, MAIN, "nb", "network", "list", "--db", `embedded:${dir}`],
+        "unshare",
+        [
+          "--mount",
+          "--propagation",
+          "private",
+          "--",
+          "sh",
+          "-c",
+          script,
+          "sh",
+          ROOT,
+          at,
+          process.execPath,
+          join(at, relative(ROOT, MAIN)),
+          "nb",
+          "network",
+          "list",
+          "--db",
+          `embedded:${dir}`,
+        ],
         { cwd: "/", env: { ...process.env, FLOWDRAKE_LOG_LEVEL: "silent" }, timeout: 60_000 },
         (err, stdout, stderr) => {
           const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
@@ -148,6 +163,7 @@ describe("flowdrake nb while another process holds the embedded store", { timeou
         },
       );
     });
+    rmdirSync(at); // empty again: the mount went with its namespace
     expect({ code: r.code, stderr: r.stderr }).toMatchObject({
       code: 5,
       stderr: expect.stringMatching(/nb\.sock: permission denied \(it serves only its own user/),
