@@ -129,8 +129,14 @@ describe("flowdrake nb while another process holds the embedded store", { timeou
 
   it("refuses another user at the socket: nb exits 5 saying so", async () => {
     if (process.getuid?.() !== 0) throw new Error("this test runs the CLI as user nobody: run it as root");
-    // nobody may not be able to enter the checkout's directories (a `mktemp -d` one is root's
-    // alone): in a mount namespace of its own, the checkout is bind-mounted where anyone may enter
+    // nobody may not be able to enter the directories above the checkout: in a mount namespace of
+    // its own, the checkout is bind-mounted where anyone may enter (its own mode still applies)
+    if ((statSync(ROOT).mode & 0o005) !== 0o005) {
+      throw new Error(
+        `user nobody cannot enter ${ROOT}: this test runs the CLI as another user, and the checkout's own ` +
+          "directory is its owner's alone (as `git clone . $(mktemp -d)` leaves it): chmod 755 it",
+      );
+    }
     const at = mkdtempSync(join(tmpdir(), "fd-nobody-"));
     chmodSync(at, 0o755);
     const script = 'mount --bind "$1" "$2" && shift 2 && exec runuser -u nobody -- "$@"';
