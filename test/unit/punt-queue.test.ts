@@ -89,4 +89,46 @@ describe("punt queue", () => {
     await q.idle();
     expect(log).toEqual(["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]);
   });
+
+  it("counts the packets waiting, across ports, until they are taken", async () => {
+    const q = new PuntQueue<number>(10, async () => undefined);
+    expect(q.length).toBe(0);
+    for (let i = 0; i < 3; i++) q.push(1, i);
+    q.push(2, 9);
+    q.push(2, 8);
+    expect(q.length).toBe(5);
+    await q.idle();
+    expect(q.length).toBe(0);
+    expect(q.stats).toEqual({ queued: 5, handled: 5, dropped: 0 });
+  });
+
+  it("idle() resolves at once when nothing was ever queued, and again after a drain", async () => {
+    const q = new PuntQueue<number>(10, async () => undefined);
+    await q.idle();
+    q.push(1, 1);
+    await q.idle();
+    expect(q.stats.handled).toBe(1);
+    await q.idle();
+  });
+
+  it("idle() waits for packets queued but not yet started, and for handlers still running", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const q = new PuntQueue<number>(10, () => gate);
+    q.push(1, 1);
+    // queued, service not started yet
+    let idle = false;
+    const first = q.idle().then(() => (idle = true));
+    await new Promise((r) => setImmediate(r));
+    expect(q.running).toBe(1);
+    expect(q.length).toBe(0);
+    // started, still running: a second waiter waits too
+    const second = q.idle().then(() => (idle = true));
+    await new Promise((r) => setImmediate(r));
+    expect(idle).toBe(false);
+    release();
+    await Promise.all([first, second]);
+    expect(q.stats.handled).toBe(1);
+    expect(q.running).toBe(0);
+  });
 });
