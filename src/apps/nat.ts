@@ -16,7 +16,15 @@
  * without that mapping does no NAT for it. Each router with a gateway has a
  * conntrack zone of its own on every chassis (LocalModel.natZone), shared by
  * its floating IPs and its SNAT, so overlapping tenant addresses never meet
- * in one zone.
+ * in one zone. A router keeps its zone for as long as it has a gateway, also
+ * across an agent restart: at every OpenFlow session's start the agent
+ * reads br-int's flows, and `installedNatZones` finds in them the zone each
+ * router's NAT flows use (by their owner's cookie: the router's SNAT flows,
+ * its floating IPs' port flows), which the model adopts. The switch rather
+ * than a state file in the run dir is the record: its flows are what the
+ * live conntrack entries were made by, they cannot be left stale or lost
+ * apart from them, and when they are gone (a new ovs-vswitchd) no
+ * connection state is left to keep either.
  *
  * Floating IP, on the chassis that hosts the port (nothing anywhere else):
  *
@@ -103,7 +111,17 @@ import type {
   View,
 } from "./types.js";
 import { L3_PRIORITY } from "./l3.js";
-import { F, FLAG, flow, meterId, table, type FlowBuilder } from "../datapath/index.js";
+import {
+  cookieFor,
+  CT_ZONE_MAX,
+  CT_ZONE_MIN,
+  F,
+  FLAG,
+  flow,
+  meterId,
+  table,
+  type FlowBuilder,
+} from "../datapath/index.js";
 import { cidrContains, parseCidr } from "../nb/model/ip.js";
 import {
   DEVICE_OWNER_ROUTER_INTERFACE,
@@ -221,15 +239,28 @@ function routerFor(
   extNetworkId: string,
   routerId: string | undefined,
 ): Hop | undefined {
+  for (const itf of fipInterfaces(view, networkId, fixedIp, extNetworkId, routerId)) {
+    const zone = view.natZone(itf.routerId);
+    if (zone !== undefined) return { itf, zone };
+  }
+  return undefined;
+}
+
+/** The router interfaces a floating IP could work through, best first (routerFor's candidates). */
+function* fipInterfaces(
+  view: View,
+  networkId: string,
+  fixedIp: string,
+  extNetworkId: string,
+  routerId: string | undefined,
+): Generator<RouterPortView> {
   for (const itf of view.routerPortsOf(networkId)) {
     if (routerId !== undefined && itf.routerId !== routerId) continue;
     if (!isIpv4(itf.ipAddress) || !cidrContains(itf.cidr, fixedIp)) continue;
     if (!view.router(itf.routerId)?.adminStateUp) continue;
     if (view.snatOf(itf.routerId)?.externalNetworkId !== extNetworkId) continue;
-    const zone = view.natZone(itf.routerId);
-    if (zone !== undefined) return { itf, zone };
+    yield itf;
   }
-  return undefined;
 }
 
 /** A floating IP of local port `lp` that works from here, with what its flows need. */
@@ -628,6 +659,56 @@ export function natApp(): App {
       return result === undefined ? undefined : { key: result, deps };
     },
   };
+}
+
+/**
+ * The NAT zone each router's flows use in `installed` (br-int's flows, read
+ * at an OpenFlow session's start), for LocalModel.adoptNatZones: the zone of
+ * every ct action in the nat table whose owner (its cookie) is a router with
+ * a gateway (its SNAT flows) or a local port, then the router the port's
+ * floating IP with that address works through. A router seen in two zones
+ * is left out. Reads the view unrecorded: call it outside an owner build.
+ */
+export function installedNatZones(installed: readonly Flow[], view: View): Map<string, number> {
+  /** Cookie → the router of a flow of that owner, given the floating IP the flow is for (if any). */
+  const owners = new Map<bigint, (fipAddress: string | undefined) => string | undefined>();
+  for (const g of view.snatGateways()) owners.set(cookieFor("nat", `router/${g.routerId}`), () => g.routerId);
+  for (const lp of view.localPorts()) {
+    owners.set(cookieFor("nat", `port/${lp.id}`), (address) => {
+      const fip = view.floatingIpsOf(lp.id).find((x) => x.floatingIpAddress === address);
+      const fixed = fip?.fixedIpAddress;
+      if (!fip || !fixed || !isIpv4(fixed)) return undefined;
+      return fipInterfaces(view, lp.networkId, fixed, fip.floatingNetworkId, fip.routerId).next().value
+        ?.routerId;
+    });
+  }
+  const zones = new Map<string, Set<number>>();
+  for (const f of installed) {
+    if (f.table !== table("nat")) continue;
+    const owner = owners.get(f.cookie);
+    if (!owner) continue;
+    for (const i of f.instructions) {
+      if (i.type !== "apply_actions") continue;
+      for (const a of i.actions) {
+        if (a.type !== "ct" || typeof a.zone !== "number" || a.zone < CT_ZONE_MIN || a.zone > CT_ZONE_MAX) {
+          continue;
+        }
+        const nat = a.actions?.find((x) => x.type === "nat")?.nat;
+        const ipDst = f.match.find((m) => m.field === "ip_dst")?.value;
+        // a floating IP's flows: DNAT of the address (ip_dst), SNAT to it (the nat address)
+        const router = owner(
+          nat?.kind === "src" ? nat.ipMin : ipDst === undefined ? undefined : String(ipDst),
+        );
+        if (router === undefined) continue;
+        let s = zones.get(router);
+        if (!s) zones.set(router, (s = new Set()));
+        s.add(a.zone);
+      }
+    }
+  }
+  const out = new Map<string, number>();
+  for (const [r, s] of zones) if (s.size === 1) out.set(r, [...s][0]!);
+  return out;
 }
 
 /** The external networks of every floating IP and gateway the model holds. */

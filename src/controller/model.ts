@@ -43,13 +43,20 @@
  *   fips:P        floatingIpsOf(P)               an NB floating IP pointing at port P (or no
  *                                                longer)
  *   snat:R        snatOf(R)                      an NB SNAT gateway of router R
- *   natzones      natZone(·)                     the set of routers with an SNAT gateway
+ *   natzone:R     natZone(R)                     R gaining its zone (its first SNAT gateway), losing
+ *                                                it (its last one), a zone adopted from the switch
  *
  * `providerNetwork(N)` reads `network:N` and `providers`, `liveTunnelIp(C)`
- * reads `chassis:C`. NAT zones are the layout's CtZones, each router asking
- * for the zone its id hashes to, in id order, so the same set of routers
- * always gets the same zones (a restart, a full recompute): a router keeps
- * its zone while the set changes unless a new one collides with it first.
+ * reads `chassis:C`. NAT zones come from one CtZones (the layout's) for the
+ * model's lifetime: a router gets one when it gains its first SNAT gateway —
+ * the zone its id hashes to when free, else the next free one — and keeps
+ * it until it loses its last, so another router arriving or leaving never
+ * moves it (its connections' conntrack state stays valid). When all 256 are
+ * taken a router waits without one, and the first zone freed goes to it.
+ * Which zone a router gets thus depends on the order routers arrived; a
+ * restarted agent, whose order may differ, calls `adoptNatZones` with the
+ * zones the switch's NAT flows use (nat.ts `installedNatZones`), so its
+ * routers get the zones their live connections are in.
  *
  * `localPortByOfport`, `portsOnNetwork`, `floatingIps` and `snatGateways`
  * are not recorded: they are for packet-in handlers and timers, whose
@@ -64,7 +71,14 @@ import type {
   RouterPortView,
   View,
 } from "../apps/types.js";
-import { CT_ZONE_MAX, CT_ZONE_MIN, CtZones, fnv1a32, providerKey } from "../datapath/index.js";
+import {
+  CT_ZONE_MAX,
+  CT_ZONE_MIN,
+  CtZoneExhausted,
+  CtZones,
+  hashedZone,
+  providerKey,
+} from "../datapath/index.js";
 import type {
   Chassis,
   FloatingIp,
@@ -129,8 +143,10 @@ export class LocalModel implements View {
   private readonly fipsByPort = new Map<string, Set<string>>();
   private readonly snats = new Map<string, SnatGateway>();
   private readonly snatsByRouter = new Map<string, Set<string>>();
-  /** Router → NAT zone, computed on demand from the routers with an SNAT gateway. */
-  private natZones: Map<string, number> | undefined;
+  /** NAT zones of the routers with an SNAT gateway, keyed `nat/<router>`. */
+  private readonly natZoneAlloc = new CtZones();
+  /** Routers with an SNAT gateway and no zone (every zone taken). */
+  private readonly natZoneWaiting = new Set<string>();
 
   private reads: Set<string> | undefined;
   private changed = new Set<string>();
@@ -318,7 +334,6 @@ export class LocalModel implements View {
   setSnat(id: string, g: SnatGateway | undefined): void {
     const old = this.snats.get(id);
     if (old === g) return;
-    const routersBefore = this.snatsByRouter.size;
     if (old) {
       removeFrom(this.snatsByRouter, old.routerId, id);
       this.touch(`snat:${old.routerId}`);
@@ -328,10 +343,68 @@ export class LocalModel implements View {
       addTo(this.snatsByRouter, g.routerId, id);
       this.touch(`snat:${g.routerId}`);
     } else this.snats.delete(id);
-    if (old?.routerId !== g?.routerId || this.snatsByRouter.size !== routersBefore) {
-      this.natZones = undefined;
-      this.touch("natzones");
+    if (old?.routerId !== g?.routerId) {
+      if (old) this.syncNatZone(old.routerId);
+      if (g) this.syncNatZone(g.routerId);
     }
+  }
+
+  /** Give router `r` a NAT zone when it has a gateway and none, take it back when it has no gateway. */
+  private syncNatZone(r: string): void {
+    if (this.snatsByRouter.has(r)) {
+      if (this.natZoneAlloc.peek(`nat/${r}`) === undefined) this.giveNatZone(r);
+      return;
+    }
+    this.natZoneWaiting.delete(r);
+    if (this.natZoneAlloc.peek(`nat/${r}`) === undefined) return;
+    this.natZoneAlloc.release(`nat/${r}`);
+    this.touch(`natzone:${r}`);
+    this.serveNatZoneWaiting();
+  }
+
+  private giveNatZone(r: string): boolean {
+    try {
+      this.natZoneAlloc.zoneFor(`nat/${r}`, hashedZone(r));
+    } catch (err) {
+      if (!(err instanceof CtZoneExhausted)) throw err;
+      this.natZoneWaiting.add(r);
+      return false;
+    }
+    this.natZoneWaiting.delete(r);
+    this.touch(`natzone:${r}`);
+    return true;
+  }
+
+  private serveNatZoneWaiting(): void {
+    for (const w of [...this.natZoneWaiting].sort()) if (!this.giveNatZone(w)) return;
+  }
+
+  /**
+   * Take the NAT zones the switch holds (router → zone, from the NAT flows
+   * installed before this agent started): each router with a gateway gets its
+   * zone back, and a router that had taken one of them meanwhile gets another
+   * (none of its flows reached the switch yet). Routers without a gateway and
+   * zones named twice are left out. Returns the routers whose zone changed.
+   */
+  adoptNatZones(zones: ReadonlyMap<string, number>): string[] {
+    const count = new Map<number, number>();
+    for (const z of zones.values()) count.set(z, (count.get(z) ?? 0) + 1);
+    const changed = new Set<string>();
+    for (const [r, z] of zones) {
+      if (!this.snatsByRouter.has(r) || count.get(z) !== 1) continue;
+      if (z < CT_ZONE_MIN || z > CT_ZONE_MAX || this.natZoneAlloc.peek(`nat/${r}`) === z) continue;
+      const holder = this.natZoneAlloc.claim(`nat/${r}`, z);
+      this.natZoneWaiting.delete(r);
+      changed.add(r);
+      if (holder !== undefined) {
+        const displaced = holder.slice("nat/".length);
+        this.natZoneWaiting.add(displaced);
+        changed.add(displaced);
+      }
+    }
+    for (const r of changed) this.touch(`natzone:${r}`);
+    this.serveNatZoneWaiting();
+    return [...changed].sort();
   }
 
   setChassis(name: string, c: Chassis | undefined): void {
@@ -644,17 +717,8 @@ export class LocalModel implements View {
   }
 
   natZone(routerId: string): number | undefined {
-    this.read("natzones");
-    if (!this.natZones) {
-      const zones = new CtZones();
-      const span = CT_ZONE_MAX - CT_ZONE_MIN + 1;
-      this.natZones = new Map();
-      for (const r of [...this.snatsByRouter.keys()].sort()) {
-        if (zones.size >= span) break;
-        this.natZones.set(r, zones.zoneFor(`nat/${r}`, CT_ZONE_MIN + (fnv1a32(r) % span)));
-      }
-    }
-    return this.natZones.get(routerId);
+    this.read(`natzone:${routerId}`);
+    return this.natZoneAlloc.peek(`nat/${routerId}`);
   }
 
   floatingIps(): readonly FloatingIp[] {

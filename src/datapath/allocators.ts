@@ -24,13 +24,17 @@
  * exist) are split the same way. A local port's zone is computed: its ofport
  * (`portZone`), so a restarted agent finds its connections where it left
  * them and nothing needs saving. Zones above the ofport range (0xff00 –
- * 0xffff) are for owners that are not ports: `CtZones` hands out the zone a
- * caller prefers when it is free, else the next free one, per key, gives the
- * same zone back for a key it already knows, and
- * can be restored from and saved to a snapshot (a caller that needs the zone
- * to survive a restart keeps the snapshot). Zone 0, the default zone, is
- * never handed out.
+ * 0xffff, 256 of them) are for owners that are not ports: `CtZones` hands
+ * out the zone a caller prefers when it is free (`hashedZone`, the zone a
+ * key's hash points at, is the usual preference), else the next free one,
+ * per key; gives the same zone back for a key it already knows until the key
+ * is released; lets a caller `claim` a given zone for a key (what a
+ * restarted agent does with the zones it finds in use on the switch; the key
+ * that held it is left without one); and can be restored from and saved to a
+ * snapshot. Zone 0, the default zone, is never handed out.
  */
+
+import { fnv1a32 } from "./fields.js";
 
 export const METER_PURPOSES = { dhcp: 0, nd: 0x10000, l3: 0x20000, nat: 0x30000 } as const;
 
@@ -75,26 +79,31 @@ export const CT_ZONE_MAX = 0xffff;
 
 export class CtZoneExhausted extends Error {}
 
+/** The zone of the range that `key`'s FNV-1a hash points at: a preference that is the same everywhere. */
+export function hashedZone(key: string): number {
+  return CT_ZONE_MIN + (fnv1a32(key) % (CT_ZONE_MAX - CT_ZONE_MIN + 1));
+}
+
+function inRange(z: number): boolean {
+  return Number.isInteger(z) && z >= CT_ZONE_MIN && z <= CT_ZONE_MAX;
+}
+
 export class CtZones {
   private readonly byKey = new Map<string, number>();
-  private readonly used = new Set<number>();
+  private readonly byZone = new Map<number, string>();
   private next = CT_ZONE_MIN;
 
   /** Start from a saved snapshot (key → zone); invalid or duplicate entries are dropped. */
   constructor(snapshot: Iterable<[string, number]> = []) {
     for (const [k, z] of snapshot) {
-      if (
-        !Number.isInteger(z) ||
-        z < CT_ZONE_MIN ||
-        z > CT_ZONE_MAX ||
-        this.used.has(z) ||
-        this.byKey.has(k)
-      ) {
-        continue;
-      }
-      this.byKey.set(k, z);
-      this.used.add(z);
+      if (!inRange(z) || this.byZone.has(z) || this.byKey.has(k)) continue;
+      this.take(k, z);
     }
+  }
+
+  private take(key: string, zone: number): void {
+    this.byKey.set(key, zone);
+    this.byZone.set(zone, key);
   }
 
   /**
@@ -106,37 +115,51 @@ export class CtZones {
   zoneFor(key: string, prefer?: number): number {
     const have = this.byKey.get(key);
     if (have !== undefined) return have;
-    if (
-      prefer !== undefined &&
-      Number.isInteger(prefer) &&
-      prefer >= CT_ZONE_MIN &&
-      prefer <= CT_ZONE_MAX &&
-      !this.used.has(prefer)
-    ) {
-      this.byKey.set(key, prefer);
-      this.used.add(prefer);
+    if (prefer !== undefined && inRange(prefer) && !this.byZone.has(prefer)) {
+      this.take(key, prefer);
       return prefer;
     }
     for (let i = 0; i <= CT_ZONE_MAX - CT_ZONE_MIN; i++) {
       const z = this.next;
       this.next = z >= CT_ZONE_MAX ? CT_ZONE_MIN : z + 1;
-      if (this.used.has(z)) continue;
-      this.byKey.set(key, z);
-      this.used.add(z);
+      if (this.byZone.has(z)) continue;
+      this.take(key, z);
       return z;
     }
-    throw new CtZoneExhausted(`no conntrack zone left for ${key} (all ${CT_ZONE_MAX} in use)`);
+    throw new CtZoneExhausted(
+      `no conntrack zone left for ${key} (all ${CT_ZONE_MAX - CT_ZONE_MIN + 1} of ${CT_ZONE_MIN}..${CT_ZONE_MAX} in use)`,
+    );
+  }
+
+  /**
+   * Give `zone` to `key`, whatever either held before: the key's old zone is
+   * freed, and the key that held `zone` (returned) is left without a zone.
+   */
+  claim(key: string, zone: number): string | undefined {
+    if (!inRange(zone))
+      throw new RangeError(`CtZones.claim: zone ${zone} outside ${CT_ZONE_MIN}..${CT_ZONE_MAX}`);
+    const holder = this.byZone.get(zone);
+    if (holder === key) return undefined;
+    this.release(key);
+    if (holder !== undefined) this.release(holder);
+    this.take(key, zone);
+    return holder;
   }
 
   peek(key: string): number | undefined {
     return this.byKey.get(key);
   }
 
+  /** The key holding `zone`, if any. */
+  holder(zone: number): string | undefined {
+    return this.byZone.get(zone);
+  }
+
   release(key: string): void {
     const z = this.byKey.get(key);
     if (z === undefined) return;
     this.byKey.delete(key);
-    this.used.delete(z);
+    this.byZone.delete(z);
   }
 
   get size(): number {
