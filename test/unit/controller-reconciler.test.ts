@@ -1,0 +1,498 @@
+/**
+ * OpenFlowReconciler's sync and fast path (src/controller/reconciler.ts) rule
+ * by rule, against an in-memory double of the OpenFlow session that records
+ * every message and rejects the ones a test names. The real switch is
+ * test/integration/reconciler-ovs.test.ts's; here each rule of the module
+ * comment is pinned on its own: what is read at session start and what is
+ * never touched, the order meters, flows and meter deletes go in, modify
+ * versus replace, failed owners and their backoff, a failed commit sent
+ * again message by message, and the fast path and its late errors.
+ */
+import { EventEmitter } from "node:events";
+import { describe, expect, it } from "vitest";
+import { desiredFlow, type DesiredMeter, type OwnerChange } from "../../src/controller/engine.js";
+import {
+  DesiredIndex,
+  OpenFlowReconciler,
+  RETRY_MAX_MS,
+  RETRY_MIN_MS,
+} from "../../src/controller/reconciler.js";
+import { cookieFor, flow } from "../../src/datapath/index.js";
+import { OpenFlowError, type OfConnection, type OfRequest } from "../../src/openflow/connection.js";
+import type { Flow } from "../../src/openflow/flow.js";
+import type { FlowStats } from "../../src/openflow/message.js";
+
+type Sent = { via: "bundle" | "plain"; what: string; xid: number };
+
+function describeMsg(m: OfRequest): string {
+  if (m.type === "flow_mod") return `${m.command} p${m.priority}`;
+  if (m.type === "meter_mod")
+    return `meter ${m.command} ${m.meterId}${m.bands.length ? ` @${m.bands[0]!.rate}` : ""}`;
+  return m.type;
+}
+
+function ofError(xid: number): OpenFlowError {
+  return new OpenFlowError({ type: "error", xid, errType: 5, code: 0, data: Buffer.alloc(0) });
+}
+
+/** Just enough of an OfConnection for the reconciler and installFlows, recording what is sent. */
+class FakeSwitch extends EventEmitter {
+  readonly label = "fake";
+  sent: Sent[] = [];
+  stats: FlowStats[] = [];
+  meterConfig: { meterId: number; bands: { rate: number }[] }[] = [];
+  /** Messages the switch rejects. */
+  reject: (what: string) => boolean = () => false;
+  /** Make every bundle commit fail (with an error no message is blamed for). */
+  failCommit = false;
+  private xid = 1;
+  private pendingErrors: number[] = [];
+  private staged = new Map<number, Sent[]>();
+
+  allocXid(): number {
+    return this.xid++;
+  }
+  async flowStats(): Promise<FlowStats[]> {
+    return this.stats;
+  }
+  async multipart(): Promise<unknown[]> {
+    return [
+      { mpType: "port_desc", ports: [] },
+      { mpType: "meter_config", meters: this.meterConfig },
+    ];
+  }
+  private take(via: Sent["via"], ms: readonly OfRequest[], xids?: readonly number[]): Sent[] {
+    return ms.map((m, i) => {
+      const s = { via, what: describeMsg(m), xid: xids?.[i] ?? m.xid ?? this.allocXid() };
+      if (this.reject(s.what)) this.pendingErrors.push(s.xid);
+      return s;
+    });
+  }
+  async sendAll(ms: readonly OfRequest[], xids?: readonly number[]): Promise<number[]> {
+    const s = this.take("plain", ms, xids);
+    this.sent.push(...s);
+    return s.map((x) => x.xid);
+  }
+  async bundleOpenPipelined(): Promise<{ bundleId: number; opened: Promise<void> }> {
+    const id = this.staged.size + 1;
+    this.staged.set(id, []);
+    return { bundleId: id, opened: Promise.resolve() };
+  }
+  async bundleAdd(id: number, ms: readonly OfRequest[], _f: unknown, xids: readonly number[]): Promise<void> {
+    this.staged.get(id)!.push(...this.take("bundle", ms, xids));
+  }
+  /** Errors of messages sent so far arrive before the barrier's reply. */
+  async barrier(): Promise<void> {
+    this.flushErrors();
+  }
+  flushErrors(): void {
+    for (const x of this.pendingErrors.splice(0)) this.emit("of_error", ofError(x));
+  }
+  async bundleDiscard(id: number): Promise<void> {
+    this.staged.delete(id);
+  }
+  async bundleCommit(id: number): Promise<void> {
+    const msgs = this.staged.get(id)!;
+    this.staged.delete(id);
+    if (this.failCommit) throw ofError(9999);
+    this.sent.push(...msgs);
+  }
+  whats(): string[] {
+    return this.sent.map((s) => `${s.via} ${s.what}`);
+  }
+}
+
+const asConn = (s: FakeSwitch): OfConnection => s as unknown as OfConnection;
+
+function mkFlow(owner: string, prio: number, opts: { port?: number; idle?: number } = {}): Flow {
+  const b = flow("l2_lookup", prio)
+    .eq("eth_dst", "fa:16:3e:00:00:01")
+    .output(opts.port ?? 1);
+  if (opts.idle) b.idleTimeout(opts.idle);
+  return b.build(cookieFor("l2", owner));
+}
+
+function change(
+  owner: string,
+  before: Flow[] | undefined,
+  after: Flow[] | undefined,
+  meters?: {
+    before?: [number, number][];
+    after?: [number, number][];
+  },
+): OwnerChange {
+  const m = (l?: [number, number][]): DesiredMeter[] =>
+    (l ?? []).map(([id, ratePps]) => ({ owner, id, ratePps }));
+  return {
+    owner,
+    before:
+      before || meters?.before
+        ? { flows: (before ?? []).map((f) => desiredFlow(owner, f)), meters: m(meters?.before) }
+        : undefined,
+    after:
+      after || meters?.after
+        ? { flows: (after ?? []).map((f) => desiredFlow(owner, f)), meters: m(meters?.after) }
+        : undefined,
+  };
+}
+
+function statsOf(f: Flow): FlowStats {
+  return {
+    tableId: f.table,
+    priority: f.priority,
+    cookie: f.cookie,
+    idleTimeout: f.idleTimeout ?? 0,
+    hardTimeout: f.hardTimeout ?? 0,
+    flags: f.flags ?? 0,
+    match: f.match,
+    instructions: f.instructions,
+  } as unknown as FlowStats;
+}
+
+describe("OpenFlowReconciler.sync", () => {
+  it("reads the switch at session start and touches only flowdrake's flows and meters", async () => {
+    const sw = new FakeSwitch();
+    const keep = mkFlow("a", 10);
+    const stale = mkFlow("b", 11);
+    const foreign = { ...mkFlow("c", 12), cookie: 0x1234n };
+    sw.stats = [statsOf(keep), statsOf(stale), statsOf(foreign)];
+    sw.meterConfig = [
+      { meterId: 1, bands: [{ rate: 50 }] },
+      { meterId: 2, bands: [{ rate: 60 }] },
+      { meterId: 0x50001, bands: [{ rate: 70 }] },
+      { meterId: 3, bands: [] },
+    ];
+    const r = new OpenFlowReconciler();
+    expect(r.pending()).toBe(true);
+    expect(r.isSynced).toBe(false);
+    r.update([change("l2/port/a", undefined, [keep], { after: [[1, 50]] })]);
+    const res = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["bundle delete_strict p11", "plain meter delete 2"]);
+    expect(res).toMatchObject({ added: 0, modified: 0, deleted: 1, meters: 1, failed: [] });
+    expect(r.isSynced).toBe(true);
+    expect(r.installedFlows().map((f) => f.priority)).toEqual([10]);
+    expect(r.installedCount()).toBe(1);
+    expect(r.pending()).toBe(false);
+    expect(r.totals).toMatchObject({ syncs: 1, deleted: 1, meterMods: 1, added: 0 });
+    // nothing changed: nothing sent
+    sw.sent = [];
+    expect(await r.sync(asConn(sw))).toMatchObject({ added: 0, modified: 0, deleted: 0, meters: 0 });
+    expect(sw.sent).toEqual([]);
+    // a new session reads again and finds everything in place
+    r.invalidate();
+    expect(r.pending()).toBe(true);
+    sw.stats = [statsOf(keep), statsOf(foreign)];
+    sw.meterConfig = [{ meterId: 1, bands: [{ rate: 50 }] }];
+    await r.sync(asConn(sw));
+    expect(sw.sent).toEqual([]);
+  });
+
+  it("sends meter adds before the flow bundle and meter deletes after it; modifies keep the flow", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    const f1 = mkFlow("a", 10);
+    r.update([change("l2/port/a", undefined, [f1], { after: [[1, 100]] })]);
+    expect(r.pending()).toBe(true);
+    const res = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain meter add 1 @100", "bundle add p10"]);
+    expect(res).toMatchObject({ added: 1, meters: 1 });
+    // only the actions change: modify_strict; the rate changes: a meter modify
+    sw.sent = [];
+    const f1b = mkFlow("a", 10, { port: 2 });
+    r.update([change("l2/port/a", [f1], [f1b], { before: [[1, 100]], after: [[1, 200]] })]);
+    const res2 = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain meter modify 1 @200", "bundle modify_strict p10"]);
+    expect(res2).toMatchObject({ added: 0, modified: 1, meters: 1 });
+    // a timeout changes too: replaced by an add (counted as modified)
+    sw.sent = [];
+    const f1c = mkFlow("a", 10, { port: 2, idle: 30 });
+    r.update([change("l2/port/a", [f1b], [f1c], { before: [[1, 200]], after: [[1, 200]] })]);
+    expect(r.planFlows().map((o) => o.kind)).toEqual(["replace"]);
+    const res3 = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["bundle add p10"]);
+    expect(res3).toMatchObject({ added: 0, modified: 1, meters: 0 });
+    // gone: the flow first, then its meter
+    sw.sent = [];
+    const f2 = mkFlow("b", 20);
+    r.update([
+      change("l2/port/a", [f1c], undefined, { before: [[1, 200]] }),
+      change("l2/port/b", undefined, [f2]),
+    ]);
+    const res4 = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["bundle delete_strict p10", "bundle add p20", "plain meter delete 1"]);
+    expect(res4).toMatchObject({ added: 1, deleted: 1, meters: 1 });
+    expect(r.totals).toMatchObject({ syncs: 5, added: 2, modified: 2, deleted: 1, meterMods: 3 });
+  });
+
+  it("refuses a second sync while one runs", async () => {
+    const r = new OpenFlowReconciler();
+    const sw = new FakeSwitch();
+    const first = r.sync(asConn(sw));
+    await expect(r.sync(asConn(sw))).rejects.toThrow(/sync while another sync is running/);
+    await first;
+    await r.sync(asConn(sw));
+  });
+
+  it("a rejected flow fails its owner only, which is retried with a doubling backoff", async () => {
+    let now = 1_000_000;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p20";
+    r.update([
+      change("l2/port/a", undefined, [mkFlow("a", 10)]),
+      change("l2/port/b", undefined, [mkFlow("b", 20)]),
+    ]);
+    const res = await r.sync(asConn(sw));
+    expect(res.failed).toEqual(["l2/port/b"]);
+    expect(res.added).toBe(1);
+    // the first bundle was discarded; the second carried the good owner only
+    expect(sw.whats()).toEqual(["bundle add p10"]);
+    expect([...r.failed]).toEqual([
+      [
+        "l2/port/b",
+        {
+          reason: "switch answered OFPET_FLOW_MOD_FAILED/OFPFMFC_UNKNOWN",
+          attempts: 1,
+          retryAt: now + RETRY_MIN_MS,
+        },
+      ],
+    ]);
+    expect(r.totals.failures).toBe(1);
+    expect(r.nextRetryAt()).toBe(now + RETRY_MIN_MS);
+    // its key stays dirty while held (so pending() is true, and the agent does not note the revision realised)
+    expect(r.pending()).toBe(true);
+    // nothing of it goes before it is due
+    now += RETRY_MIN_MS - 1;
+    sw.sent = [];
+    expect((await r.sync(asConn(sw))).failed).toEqual([]);
+    expect(sw.sent).toEqual([]);
+    expect(r.failed.get("l2/port/b")).toMatchObject({ attempts: 1, retryAt: 1_000_000 + RETRY_MIN_MS });
+  });
+
+  it("doubles an owner's backoff with each rejection, up to its cap", async () => {
+    const now = 7000;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = () => true;
+    // the fast path fails the owner once per rejected flow_mod
+    const two = [mkFlow("x", 1), mkFlow("x", 2)];
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, two)]);
+    sw.flushErrors();
+    expect(r.failed.get("l3/reactive/x")).toMatchObject({ attempts: 2, retryAt: now + 2 * RETRY_MIN_MS });
+    const eight = Array.from({ length: 8 }, (_, i) => mkFlow("y", 10 + i));
+    await r.pushNow(asConn(sw), [change("l3/reactive/y", undefined, eight)]);
+    sw.flushErrors();
+    expect(r.failed.get("l3/reactive/y")).toMatchObject({ attempts: 8, retryAt: now + RETRY_MAX_MS });
+    expect(r.totals.failures).toBe(10);
+    expect(r.nextRetryAt()).toBe(now + 2 * RETRY_MIN_MS);
+  });
+
+  it("a failed owner whose output changes is tried again at once", async () => {
+    const now = 5000;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p20";
+    const bad = mkFlow("b", 20);
+    r.update([change("l2/port/b", undefined, [bad])]);
+    await r.sync(asConn(sw));
+    expect(r.failed.has("l2/port/b")).toBe(true);
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.sent).toEqual([]);
+    const good = mkFlow("b", 21);
+    r.update([change("l2/port/b", [bad], [good])]);
+    expect(r.failed.has("l2/port/b")).toBe(false);
+    expect(r.pending()).toBe(true);
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["bundle add p21"]);
+    expect(r.failed.size).toBe(0);
+  });
+
+  it("a rejected meter fails its owner, whose flows wait with it", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w.startsWith("meter add 2");
+    r.update([
+      change("l2/port/a", undefined, [mkFlow("a", 10)], { after: [[1, 10]] }),
+      change("l2/port/b", undefined, [mkFlow("b", 20)], { after: [[2, 10]] }),
+    ]);
+    const res = await r.sync(asConn(sw));
+    expect(res.failed).toEqual(["l2/port/b"]);
+    expect(sw.whats()).toEqual([
+      "plain meter add 1 @10",
+      "plain meter add 2 @10",
+      "plain meter add 1 @10",
+      "bundle add p10",
+    ]);
+    expect(r.failed.get("l2/port/b")?.reason).toMatch(/OFPET_FLOW_MOD_FAILED/);
+  });
+
+  it("when the commit itself fails, sends the messages one by one so each error has its owner", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    sw.failCommit = true;
+    r.update([
+      change("l2/port/a", undefined, [mkFlow("a", 10)]),
+      change("l2/port/b", undefined, [mkFlow("b", 20)]),
+    ]);
+    const res = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain add p10", "plain add p20"]);
+    expect(res).toMatchObject({ added: 2, failed: [] });
+    // and one of them rejected: only that one is left out, and its owner fails
+    sw.sent = [];
+    sw.reject = (w) => w === "add p40";
+    r.update([
+      change("l2/port/c", undefined, [mkFlow("c", 30)]),
+      change("l2/port/d", undefined, [mkFlow("d", 40)]),
+    ]);
+    const res2 = await r.sync(asConn(sw));
+    // the bundle with the rejected add is discarded; the commit of the rest fails, so it goes plain
+    expect(sw.whats()).toEqual(["plain add p30"]);
+    expect(res2).toMatchObject({ added: 1, failed: ["l2/port/d"] });
+    expect(
+      r
+        .installedFlows()
+        .map((f) => f.priority)
+        .sort(),
+    ).toEqual([10, 20, 30]);
+  });
+
+  it("keeps changes that arrive during a sync for the next one", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    r.update([change("l2/port/a", undefined, [mkFlow("a", 10)], { after: [[1, 5]] })]);
+    const first = r.sync(asConn(sw));
+    r.update([change("l2/port/b", undefined, [mkFlow("b", 20)], { after: [[2, 5]] })]);
+    expect((await first).added).toBe(1);
+    expect(r.pending()).toBe(true);
+    sw.sent = [];
+    const second = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain meter add 2 @5", "bundle add p20"]);
+    expect(second.added).toBe(1);
+    expect(r.pending()).toBe(false);
+  });
+});
+
+describe("OpenFlowReconciler.pushNow", () => {
+  it("waits for a sync before the session was read, during a sync, or with meters", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    expect(
+      await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]),
+    ).toBeUndefined();
+    await r.sync(asConn(sw));
+    sw.sent = [];
+    const running = r.sync(asConn(sw));
+    expect(
+      await r.pushNow(asConn(sw), [change("l3/reactive/y", undefined, [mkFlow("y", 20)])]),
+    ).toBeUndefined();
+    await running;
+    expect(
+      await r.pushNow(asConn(sw), [change("l3/reactive/z", undefined, undefined, { after: [[1, 5]] })]),
+    ).toBeUndefined();
+    expect(sw.sent).toEqual([]);
+    expect(r.pending()).toBe(true);
+    await r.sync(asConn(sw));
+    expect(sw.whats().sort()).toEqual(["bundle add p20", "plain meter add 1 @5"]);
+  });
+
+  it("writes the flow_mods at once, without bundle or barrier, and counts them installed", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    const f = mkFlow("x", 10);
+    expect(await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [f])])).toBe(1);
+    expect(sw.whats()).toEqual(["plain add p10"]);
+    expect(r.pending()).toBe(false);
+    expect(r.installedCount()).toBe(1);
+    const g = mkFlow("x", 10, { port: 3 });
+    expect(await r.pushNow(asConn(sw), [change("l3/reactive/x", [f], [g])])).toBe(1);
+    expect(await r.pushNow(asConn(sw), [change("l3/reactive/x", [g], undefined)])).toBe(1);
+    expect(await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, undefined)])).toBe(0);
+    expect(sw.whats()).toEqual(["plain add p10", "plain modify_strict p10", "plain delete_strict p10"]);
+    expect(r.totals).toMatchObject({ added: 1, modified: 1, deleted: 1 });
+    expect(r.installedCount()).toBe(0);
+  });
+
+  it("undoes a flow the switch rejects later, fails its owner and asks for a sync", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    const told: (string | undefined)[] = [];
+    r.onFastPathError = (o) => told.push(o);
+    await r.sync(asConn(sw));
+    const f = mkFlow("x", 10);
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [f])]);
+    const g = mkFlow("x", 10, { port: 7 });
+    sw.reject = (w) => w === "modify_strict p10";
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", [f], [g])]);
+    sw.flushErrors();
+    expect(told).toEqual(["l3/reactive/x"]);
+    expect(r.failed.get("l3/reactive/x")?.attempts).toBe(1);
+    // the key is back to what was installed before, and dirty again
+    expect(r.installedFlows()).toEqual([f]);
+    // an unknown xid is ignored
+    sw.emit("of_error", ofError(777));
+    expect(told).toHaveLength(1);
+    // a rejected add is removed again
+    sw.reject = (w) => w === "add p20";
+    await r.pushNow(asConn(sw), [change("l3/reactive/y", undefined, [mkFlow("y", 20)])]);
+    expect(r.installedCount()).toBe(2);
+    sw.flushErrors();
+    expect(r.installedCount()).toBe(1);
+    expect(told).toEqual(["l3/reactive/x", "l3/reactive/y"]);
+  });
+});
+
+describe("the desired index", () => {
+  it("gives a contested key to the lowest owner, whatever the order, and back when it leaves", () => {
+    const idx = new DesiredIndex<{ owner: string; key: string; v: number }>((t) => t.key);
+    const affected = new Set<string>();
+    idx.replace("m", [], [{ owner: "m", key: "k", v: 1 }], affected);
+    idx.replace("z", [], [{ owner: "z", key: "k", v: 2 }], affected);
+    idx.replace("a", [], [{ owner: "a", key: "k", v: 3 }], affected);
+    expect(idx.winner("k")?.v).toBe(3);
+    expect(idx.size).toBe(1);
+    idx.replace("a", [{ owner: "a", key: "k", v: 3 }], [], affected);
+    expect(idx.winner("k")?.v).toBe(1);
+    idx.replace("m", [{ owner: "m", key: "k", v: 1 }], [], affected);
+    expect(idx.winner("k")?.v).toBe(2);
+    idx.replace("z", [{ owner: "z", key: "k", v: 2 }], [], affected);
+    expect(idx.winner("k")).toBeUndefined();
+    expect(idx.size).toBe(0);
+    expect([...affected]).toEqual(["k"]);
+    // removing what another owner holds leaves it
+    idx.replace("b", [], [{ owner: "b", key: "j", v: 4 }], affected);
+    idx.replace("c", [{ owner: "c", key: "j", v: 5 }], [], affected);
+    expect(idx.winner("j")?.v).toBe(4);
+    expect([...idx.keys()]).toEqual(["j"]);
+  });
+});
+
+describe("offline planning", () => {
+  it("commitPlanned takes the plan as sent", () => {
+    const r = new OpenFlowReconciler();
+    const a = mkFlow("a", 10);
+    const stale = mkFlow("s", 11);
+    r.update([change("l2/port/a", undefined, [a])]);
+    r.assumeInstalled([stale]);
+    expect(
+      r
+        .planFlows()
+        .map((o) => `${o.kind} ${o.flow.priority}`)
+        .sort(),
+    ).toEqual(["add 10", "delete 11"]);
+    r.commitPlanned();
+    expect(r.planFlows()).toEqual([]);
+    expect(r.installedFlows()).toEqual([a]);
+    r.forgetInstalled(a);
+    expect(r.installedCount()).toBe(0);
+  });
+});
