@@ -43,12 +43,32 @@
  *   nat             the same → ct(commit, zone, nat(src=floating IP)) → nat_state
  *   nat_state       from the floating IP → its MAC as source, dec_ttl, network =
  *                   external key → nat_resolve
+ *   nat_resolve     to the floating IP (a packet of a VM of this chassis, already
+ *                   SNATed) → hairpin: ct_clear, the floating IP's MAC as destination
+ *                   → back into nat (above)
  *
  * So ARP for a floating IP is answered by the VM's chassis alone, and a VM
  * that moves takes its floating IP along: the old chassis' flows go with the
  * port's binding, the new one's come with it, and its agent announces the
  * address (gratuitous ARP, three times a second apart) so that the physical
  * network's MAC tables follow.
+ *
+ * The hairpin is OVN's: a VM reaching another VM's floating IP on this
+ * chassis (on its subnet or another) leaves through its router's
+ * NAT as it would to the outside (SNATed to its own floating IP, or to the
+ * gateway address when the gateway is here), and comes back in as if from
+ * the external network: DNATed to the fixed address, the target sees the
+ * sender's floating IP or the gateway address. The reply takes the same two
+ * steps backwards — un-DNAT to the target's floating IP, then the hairpin of
+ * the sender's floating IP or gateway address (the gateway has one too) and
+ * un-SNAT — so the sender sees replies from the floating IP it sent to.
+ * ct_clear lets the second conntrack pass look the packet up afresh (both
+ * passes may be in one zone, which a switch would otherwise skip as done).
+ * A VM to its own floating IP is not delivered: its packet would leave by
+ * the port it came in on, which OpenFlow's output drops. When the
+ * gateway is on another chassis, a VM without a floating IP reaches a
+ * floating IP here through the gateway and the physical network, as any
+ * external host does.
  *
  * SNAT, for the router's subnets, on its gateway chassis: the first chassis of
  * `gatewayChassis` whose agent is alive (liveness key present). Every chassis
@@ -73,6 +93,7 @@
  *   nat_state       to a VM of the router's subnets → the router MAC on its
  *                   network, its MAC, dec_ttl → l2_lookup, or straight into the
  *                   tunnel to its chassis when its network has no port here
+ *   nat_resolve     to the gateway address → hairpin (as a floating IP's)
  *
  * Next hops on the external network (nat_resolve): a destination inside one
  * of its IPv4 subnets is its own next hop, anything else goes to that subnet's
@@ -90,9 +111,10 @@
  * address pair) still does not get that port's floating IP, whose flows match
  * the port's in_port.
  *
- * Not done: IPv6 floating IPs and SNAT; traffic between a VM and a floating
- * IP hosted on the same chassis, or from a local VM on the external network
- * to one (the physical bridge does not send a frame back where it came
+ * Not done: IPv6 floating IPs and SNAT; a VM to its own floating IP (above);
+ * traffic from a VM on the external
+ * network itself to a floating IP hosted on its chassis (its frames go out
+ * on the provider bridge, which does not send a frame back where it came
  * from); per-chassis distributed SNAT.
  *
  * Owners: each port (its floating IPs, where it is local), each router (its
@@ -147,6 +169,7 @@ export const NAT_PRIORITY = {
   fip: 200,
   snat: 100,
   /** nat_resolve */
+  hairpin: 400,
   nextHop: 300,
   onLinkPunt: 100,
   gateway: 50,
@@ -263,6 +286,23 @@ function* fipInterfaces(
   }
 }
 
+/**
+ * Back into nat as if from the external network, for a packet to a NAT
+ * address of this chassis that left a VM here through NAT (see the hairpin
+ * in the module comment).
+ */
+function hairpin(out: OwnerOut, ext: NetworkView, ip: string, mac: string): void {
+  out.flow(
+    flow("nat_resolve", NAT_PRIORITY.hairpin)
+      .reg(F.network, ext.key)
+      .proto("ip")
+      .eq("ip_dst", ip)
+      .action({ type: "ct_clear" })
+      .set("eth_dst", mac)
+      .resubmit("nat"),
+  );
+}
+
 /** A floating IP of local port `lp` that works from here, with what its flows need. */
 function fipPlan(view: View, lp: LocalPort, f: FloatingIp) {
   const fixed = f.fixedIpAddress;
@@ -282,6 +322,7 @@ function fipFlows(view: View, lp: LocalPort, out: OwnerOut): void {
     const { fixed, nv, ext, itf, zone } = plan;
     const fip = f.floatingIpAddress;
     answerOn(out, ext, fip, f.macAddress);
+    hairpin(out, ext, fip, f.macAddress);
     out.flow(
       flow("nat", NAT_PRIORITY.fip)
         .reg(F.network, ext.key)
@@ -394,6 +435,7 @@ function snatFlows(id: string, view: View, out: OwnerOut): void {
   const zone = view.natZone(id);
   if (!ext || zone === undefined) return;
   answerOn(out, ext, g.externalIpAddress, g.macAddress);
+  hairpin(out, ext, g.externalIpAddress, g.macAddress);
   out.flow(
     flow("nat", NAT_PRIORITY.snat)
       .reg(F.network, ext.key)

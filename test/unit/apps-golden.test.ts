@@ -527,6 +527,19 @@ function natView() {
 }
 
 const NAT_EXPECTED: [owner: string, line: string][] = [
+  // the hairpin: a VM here to a NAT address here goes back into nat instead of out of the patch port
+  [
+    "nat/port/vm1",
+    "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.50 actions=ct_clear,set_field:fa:16:3e:fe:00:50->eth_dst,resubmit(,35)",
+  ],
+  [
+    "nat/port/vm2",
+    "table=37, priority=400,ip,reg6=0x1000064,nw_dst=198.51.100.50 actions=ct_clear,set_field:fa:16:3e:fe:01:50->eth_dst,resubmit(,35)",
+  ],
+  [
+    "nat/router/r1",
+    "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
+  ],
   ["nat/network/ext2", "table=37, priority=10,ip,reg6=0x1000064 actions=meter:196658,CONTROLLER:65535"],
   [
     "nat/network/ext2",
