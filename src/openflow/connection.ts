@@ -148,6 +148,14 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
   readonly counters = { rxMessages: 0, txMessages: 0, rxBytes: 0, txBytes: 0 };
 
   private readonly framer = new OfFramer();
+  /**
+   * The bulk encoder of sendAll/bundleAdd, one per connection: a take() is a
+   * view the writer never overwrites, so writers need not be per call, and a
+   * one-flow_mod send (a packet-in's reactive flow) costs no chunk allocation
+   * of its own — a fresh 1 MiB chunk per call made the agent's packet-in path
+   * a garbage-collector workload.
+   */
+  private readonly writer = new OfWireWriter();
   private readonly pending = new Map<number, Pending>();
   private readonly slotWaiters: (() => void)[] = [];
   private nextXid = (Math.random() * 0x7fffffff) >>> 0;
@@ -418,17 +426,25 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
   ): Promise<number[]> {
     if (this.closed) throw this.closedError();
     const out: number[] = new Array<number>(n);
-    const w = new OfWireWriter();
+    const w = this.writer;
     let waiting = false;
     const flush = async (): Promise<void> => {
+      // Taken before any wait: the writer is the connection's, and another
+      // stream may write into it while this one waits for 'drain'.
+      const chunk = w.take();
       if (waiting) await this.drained();
       if (this.closed) throw this.closedError();
-      waiting = !this.writeRaw(w.take());
+      waiting = !this.writeRaw(chunk);
     };
     for (let i = 0; i < n; i++) {
       const xid = given?.[i] ?? ms[i]!.xid ?? this.allocXid();
       out[i] = xid;
-      put(w, i, xid);
+      try {
+        put(w, i, xid);
+      } catch (err) {
+        w.take(); // this call's unsent messages go with it, not out with the next call's
+        throw err;
+      }
       this.counters.txMessages++;
       if (w.pending >= FLUSH_BYTES) await flush();
     }

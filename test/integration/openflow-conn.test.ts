@@ -94,6 +94,28 @@ describe("OfConnection against ovs-vswitchd", () => {
     }
   });
 
+  it("a sendAll with a message that cannot be encoded rejects and its unsent messages never leave", async () => {
+    const conn = await connectOpenFlow(sandbox().mgmtRemote());
+    try {
+      const mk = (reg: number) =>
+        flowMod({ tableId: 8, match: [{ field: "reg2", value: reg }], instructions: [] });
+      const unencodable = flowMod({
+        tableId: 8,
+        match: [{ field: "reg2", value: 2 ** 40 }],
+        instructions: [],
+      });
+      const err = await conn.sendAll([mk(1), unencodable, mk(3)]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      // The connection's encoder is shared by every call: the next call sends its own flow only.
+      await conn.sendAll([mk(4)]);
+      await conn.barrier();
+      const regs = (await conn.flowStats({ tableId: 8 })).map((f) => f.match.map((m) => m.value));
+      expect(regs).toEqual([[4]]);
+    } finally {
+      conn.close();
+    }
+  });
+
   it("an atomic bundle with one bad flow installs none of it", async () => {
     const conn = await connectOpenFlow(sandbox().mgmtRemote());
     try {
