@@ -8,8 +8,17 @@
  * address probe) is not answered: it goes on as a normal broadcast.
  *
  * Owners: each port (its own addresses, on a network wired here, when the
- * port is local or on another live chassis) and each router (its interface
- * addresses on wired networks).
+ * port is local or — in proactive mode — on another live chassis), each
+ * router (its interface addresses on wired networks) and, in reactive mode,
+ * each tunnelled network (its punt).
+ *
+ * With `l2.mode: reactive` (see l2.ts) the addresses of ports on other
+ * chassis get no flows on a tunnelled network: an ARP request or neighbour
+ * solicitation from a local VM that no flow answers goes to the local agent,
+ * which answers it when the address is a port's on another live chassis and
+ * otherwise sends it on from l2_lookup (a broadcast, flooded as before). An
+ * answer costs a packet-in, once per neighbour entry of the asking VM; the
+ * unicast traffic that follows is l2's business.
  *
  * IPv6 neighbour solicitations for known addresses are the equivalent; they
  * need an ICMPv6 checksum and an option rewrite OVS flows cannot express, so
@@ -21,9 +30,10 @@
  * their default router and probe for reachability.
  */
 import type { App, OwnerOut, View } from "./types.js";
-import { F, flow } from "../datapath/index.js";
+import type { L2AppOptions, L2Mode } from "./l2.js";
+import { F, FLAG, flow, regName } from "../datapath/index.js";
 import { canonicalIpv6, isIpv4 } from "../packet/addr.js";
-import { buildNeighborAdvertisement } from "../packet/builders.js";
+import { buildArpReply, buildNeighborAdvertisement } from "../packet/builders.js";
 import { parseEthernet } from "../packet/frame.js";
 import { linkLocalFromMac } from "../packet/ndp.js";
 
@@ -58,6 +68,14 @@ function answer(out: OwnerOut, key: number, ip: string, mac: string): void {
   }
 }
 
+/** Priority of the reactive mode's punts: below every answer. */
+export const ARP_PUNT_PRIORITY = 50;
+
+/** Whether a network's remote addresses are answered by the agent: reactive mode, a tunnelled network. */
+function reactiveNetwork(mode: L2Mode, view: View, networkId: string): boolean {
+  return mode === "reactive" && view.network(networkId)?.provider === undefined;
+}
+
 /** Who owns `target` on a network, for a neighbour solicitation. */
 function knownV6(
   view: View,
@@ -78,69 +96,113 @@ function knownV6(
   return undefined;
 }
 
-export const arpApp: App = {
-  name: "arp",
-  tables: ["arp_responder"],
-  owners: {
-    port(id, view, out) {
-      const lp = view.localPort(id);
-      const port = lp?.port ?? view.remotePort(id)?.port;
-      if (!port) return;
-      const nv = view.network(port.networkId);
-      if (!nv) return;
-      for (const f of port.fixedIps) {
-        if (lp) {
-          // The port's own probe or DAD for its address goes on unanswered.
-          const own = isIpv4(f.ipAddress)
-            ? flow("arp_responder", 110)
-                .proto("arp")
-                .reg(F.network, nv.key)
-                .inPort(lp.ofport)
-                .eq("arp_op", 1)
-                .eq("arp_tpa", f.ipAddress)
-            : flow("arp_responder", 110)
-                .proto("icmp6")
-                .reg(F.network, nv.key)
-                .inPort(lp.ofport)
-                .eq("icmpv6_type", 135)
-                .eq("nd_target", f.ipAddress);
-          out.flow(own.goto("l3"));
+export function arpApp(opts: L2AppOptions = {}): App {
+  const mode = opts.mode ?? "proactive";
+  return {
+    name: "arp",
+    tables: ["arp_responder"],
+    owners: {
+      port(id, view, out) {
+        const lp = view.localPort(id);
+        const port = lp?.port ?? view.remotePort(id)?.port;
+        if (!port) return;
+        const nv = view.network(port.networkId);
+        if (!nv) return;
+        if (!lp && reactiveNetwork(mode, view, port.networkId)) return;
+        for (const f of port.fixedIps) {
+          if (lp) {
+            // The port's own probe or DAD for its address goes on unanswered.
+            const own = isIpv4(f.ipAddress)
+              ? flow("arp_responder", 110)
+                  .proto("arp")
+                  .reg(F.network, nv.key)
+                  .inPort(lp.ofport)
+                  .eq("arp_op", 1)
+                  .eq("arp_tpa", f.ipAddress)
+              : flow("arp_responder", 110)
+                  .proto("icmp6")
+                  .reg(F.network, nv.key)
+                  .inPort(lp.ofport)
+                  .eq("icmpv6_type", 135)
+                  .eq("nd_target", f.ipAddress);
+            out.flow(own.goto("l3"));
+          }
+          answer(out, nv.key, f.ipAddress, port.macAddress);
         }
-        answer(out, nv.key, f.ipAddress, port.macAddress);
-      }
-    },
-    router(id, view, out) {
-      const r = view.router(id);
-      if (!r) return;
-      const linkLocal = new Set<string>();
-      for (const itf of r.interfaces) {
-        const nv = view.network(itf.networkId);
-        if (!nv) continue;
-        answer(out, nv.key, itf.ipAddress, itf.macAddress);
-        const ll = canonicalIpv6(linkLocalFromMac(itf.macAddress));
-        if (!isIpv4(itf.ipAddress) && !linkLocal.has(`${nv.key}/${ll}`)) {
-          linkLocal.add(`${nv.key}/${ll}`);
-          answer(out, nv.key, ll, itf.macAddress);
+      },
+      router(id, view, out) {
+        const r = view.router(id);
+        if (!r) return;
+        const linkLocal = new Set<string>();
+        for (const itf of r.interfaces) {
+          const nv = view.network(itf.networkId);
+          if (!nv) continue;
+          answer(out, nv.key, itf.ipAddress, itf.macAddress);
+          const ll = canonicalIpv6(linkLocalFromMac(itf.macAddress));
+          if (!isIpv4(itf.ipAddress) && !linkLocal.has(`${nv.key}/${ll}`)) {
+            linkLocal.add(`${nv.key}/${ll}`);
+            answer(out, nv.key, ll, itf.macAddress);
+          }
         }
-      }
+      },
+      network(id, view, out) {
+        const nv = view.network(id);
+        if (!nv || !reactiveNetwork(mode, view, id) || view.remoteChassisOf(id).size === 0) return;
+        out.flow(
+          flow("arp_responder", ARP_PUNT_PRIORITY)
+            .proto("arp")
+            .reg(F.network, nv.key)
+            .flag(FLAG.fromTunnel, false)
+            .eq("arp_op", 1)
+            .controller(),
+        );
+        out.flow(
+          flow("arp_responder", ARP_PUNT_PRIORITY)
+            .proto("icmp6")
+            .reg(F.network, nv.key)
+            .flag(FLAG.fromTunnel, false)
+            .eq("icmpv6_type", 135)
+            .controller(),
+        );
+      },
     },
-  },
-  async packetIn(pkt, ctx) {
-    const f = parseEthernet(pkt.data);
-    const nd = f.icmpv6?.ndp;
-    if (!f.ipv6 || nd?.kind !== "neighbor-solicitation") return;
-    const lp = ctx.view.localPortByOfport(pkt.inPort);
-    if (!lp) return;
-    const target = canonicalIpv6(nd.target);
-    const hit = knownV6(ctx.view, lp.networkId, target);
-    if (!hit) return;
-    const frame = buildNeighborAdvertisement({
-      mac: hit.mac,
-      target,
-      toMac: f.eth.src,
-      toIp: f.ipv6.src === "::" ? undefined : f.ipv6.src,
-      router: hit.router,
-    });
-    await ctx.packetOut(pkt.inPort, frame);
-  },
-};
+    async packetIn(pkt, ctx) {
+      const f = parseEthernet(pkt.data);
+      if (f.arp) {
+        const key = Number(pkt.fields?.get(regName(F.network)) ?? 0);
+        const nv = ctx.view.networkByKey(key);
+        if (!nv) return;
+        const p = ctx.view.portWithIp(nv.id, f.arp.tpa);
+        const rp = p && !ctx.view.localPort(p.id) ? ctx.view.remotePort(p.id) : undefined;
+        if (f.arp.op !== 1 || !rp || f.arp.spa === f.arp.tpa) {
+          await ctx.continueAt("l2_lookup", pkt);
+          return;
+        }
+        await ctx.packetOut(
+          pkt.inPort,
+          buildArpReply({ mac: rp.port.macAddress, ip: f.arp.tpa, toMac: f.arp.sha, toIp: f.arp.spa }),
+        );
+        return;
+      }
+      const nd = f.icmpv6?.ndp;
+      if (!f.ipv6 || nd?.kind !== "neighbor-solicitation") return;
+      const lp = ctx.view.localPortByOfport(pkt.inPort);
+      if (!lp) return;
+      const target = canonicalIpv6(nd.target);
+      const hit = knownV6(ctx.view, lp.networkId, target);
+      if (!hit) {
+        // Reactive mode punts every solicitation no flow answers: one for no port goes on, as a multicast.
+        if (reactiveNetwork(mode, ctx.view, lp.networkId)) await ctx.continueAt("l2_lookup", pkt);
+        return;
+      }
+      const frame = buildNeighborAdvertisement({
+        mac: hit.mac,
+        target,
+        toMac: f.eth.src,
+        toIp: f.ipv6.src === "::" ? undefined : f.ipv6.src,
+        router: hit.router,
+      });
+      await ctx.packetOut(pkt.inPort, frame);
+    },
+  };
+}

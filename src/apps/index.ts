@@ -10,7 +10,7 @@ import type { AppName } from "./registry.js";
 import { arpApp } from "./arp.js";
 import { classifierApp } from "./classifier.js";
 import { dhcpApp, type DhcpAppOptions } from "./dhcp.js";
-import { l2App } from "./l2.js";
+import { l2App, type L2AppOptions } from "./l2.js";
 import { l3App, type L3AppOptions } from "./l3.js";
 import { natApp } from "./nat.js";
 import { portsecApp } from "./portsec.js";
@@ -20,6 +20,7 @@ import { tunnelApp } from "./tunnel.js";
 
 export interface AppOptions {
   dhcp?: DhcpAppOptions;
+  l2?: L2AppOptions;
   l3?: L3AppOptions;
 }
 
@@ -28,8 +29,8 @@ export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } 
   portsec: () => portsecApp,
   secgroup: () => secgroupApp,
   dhcp: (o) => dhcpApp(o.dhcp),
-  arp: () => arpApp,
-  l2: () => l2App,
+  arp: (o) => arpApp(o.l2),
+  l2: (o) => l2App(o.l2),
   l3: (o) => l3App({ ...o.l3, ...(o.dhcp?.domain !== undefined ? { domain: o.dhcp.domain } : {}) }),
   nat: () => natApp(),
   tunnel: () => tunnelApp,

@@ -19,9 +19,11 @@
  *            a host route to a port          → MAC rewrite (router interface on the
  *                                             destination network, the port's MAC),
  *                                             dec_ttl, network = destination's key,
- *                                             then L2 lookup — or, when that network
- *                                             has no port here, straight into the
- *                                             tunnel to the port's chassis
+ *                                             then L2 lookup for a local port (or on a
+ *                                             provider network); for a port on another
+ *                                             chassis, straight into the tunnel to it
+ *                                             (egress_tunnel, or the tunnel port
+ *                                             itself when its network has no port here)
  *            a static route (NB `routes`)    → the same towards its next hop
  *            a connected subnet              → agent (the first packet; below)
  *    100  no route                           → agent: ICMP destination unreachable
@@ -76,7 +78,7 @@ import { buildEchoReply } from "../packet/builders.js";
 import { ICMPV6_TYPE } from "../packet/constants.js";
 import { parseEthernet, type Frame } from "../packet/frame.js";
 import { buildIcmpError, type IcmpErrorKind } from "../packet/icmp-error.js";
-import { isIpv4 } from "../packet/addr.js";
+import { ipv4ToU32, isIpv4 } from "../packet/addr.js";
 
 export type L3Mode = "reactive" | "proactive";
 
@@ -136,7 +138,14 @@ function deliver(b: FlowBuilder, view: View, out: RouterInterface, p: ReadyPort)
   const wired = view.network(p.networkId);
   if (!view.localPort(p.id) && !view.remotePort(p.id)) return undefined;
   b.set("eth_src", out.macAddress).set("eth_dst", p.macAddress).decTtl();
-  if (wired) return b.load(F.network, wired.key).goto("l2_lookup");
+  if (wired) {
+    b.load(F.network, wired.key);
+    // A port on another chassis of a tunnelled network: its tunnel, as its l2_lookup flow would
+    // choose — which in l2's reactive mode this host may not hold.
+    const far = !wired.provider && !view.localPort(p.id) ? view.remotePort(p.id) : undefined;
+    if (far) return b.load(F.remoteChassis, ipv4ToU32(far.tunnelIp)).goto("egress_tunnel");
+    return b.goto("l2_lookup");
+  }
   // The destination network has no port here, so no L2 tables: straight into its tunnel.
   const rp = view.remotePort(p.id);
   const net = view.networkObject(p.networkId);

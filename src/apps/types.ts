@@ -31,7 +31,8 @@
  * subnets, members, remote chassis and router interfaces.
  */
 import type { AppName } from "./registry.js";
-import type { FlowBuilder, TableName } from "../datapath/index.js";
+import type { FlowBuilder, RegField, TableName } from "../datapath/index.js";
+import type { OxmValue } from "../openflow/oxm.js";
 import type {
   Chassis,
   FloatingIp,
@@ -190,7 +191,13 @@ export interface PacketInEvent {
   inPort: number;
   tableId: number;
   cookie: bigint;
+  /** The packet as it was when punted: any rewrite made before the punt included. */
   data: Buffer;
+  /**
+   * The pipeline fields the switch sent with it, by name ("reg6" → the
+   * network key); OVS leaves out the ones that are zero.
+   */
+  fields?: ReadonlyMap<string, OxmValue>;
 }
 
 export interface ReactiveFlows {
@@ -207,6 +214,13 @@ export interface AppContext {
   packetOut(outPort: number, frame: Buffer): Promise<void>;
   /** Run a frame through the pipeline from table 0 as if it came in on `inPort` (packet_out to OFPP_TABLE). */
   resubmit(inPort: number, frame: Buffer): Promise<void>;
+  /**
+   * Send a punted packet on from table `t`, as it was when punted, with the
+   * registers it was punted with (`pkt.fields`, then `regs` on top): where a
+   * re-run from table 0 would undo what the pipeline did to it (a rewrite,
+   * a NAT) before the punt.
+   */
+  continueAt(t: TableName, pkt: PacketInEvent, regs?: ReadonlyMap<RegField, number>): Promise<void>;
   /**
    * Run `fn` recording what it reads from the view: the dependencies to give
    * reactive flows decided in `fn` (any change to one of them removes them).

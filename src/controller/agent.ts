@@ -46,7 +46,18 @@
  */
 import type { App, AppContext, PacketInEvent, ReadyPort } from "../apps/types.js";
 import { loadApps, missingApps } from "../apps/index.js";
-import { appOfCookie, categoryOfCookie, F, portZone, regName } from "../datapath/index.js";
+import { installedNatZones } from "../apps/nat.js";
+import {
+  appOfCookie,
+  categoryOfCookie,
+  F,
+  isWhole,
+  portZone,
+  regName,
+  table,
+  type RegField,
+  type TableName,
+} from "../datapath/index.js";
 import { NbApi } from "../nb/api.js";
 import type { RealisedValue } from "../nb/realised.js";
 import { openStore } from "../nb/store/open.js";
@@ -60,6 +71,7 @@ import { type Action, OFPP } from "../openflow/actions.js";
 import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
 import { flowFromFlowMod, type Flow } from "../openflow/flow.js";
+import type { OxmValue } from "../openflow/oxm.js";
 import { OFP_NO_BUFFER, type OfMessage, type PacketIn, type PacketIn2 } from "../openflow/message.js";
 import { ensureBridge, setBridgeOtherConfig } from "../ovsdb/helpers.js";
 import { OvsdbSession } from "../ovsdb/session.js";
@@ -175,7 +187,10 @@ export class Agent {
     readonly config: AgentConfig,
     private readonly deps: AgentDeps,
   ) {
-    this.apps = [...loadApps(config.apps, { dhcp: config.dhcp, l3: config.l3 }), ...(deps.extraApps ?? [])];
+    this.apps = [
+      ...loadApps(config.apps, { dhcp: config.dhcp, l2: config.l2, l3: config.l3 }),
+      ...(deps.extraApps ?? []),
+    ];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
     this.metrics.flowSource = () => this.reconciler.installedFlows();
     this.reconciler.onFastPathError = () => this.schedule();
@@ -313,16 +328,18 @@ export class Agent {
       basicAuthFile: c.metricsAuthFile,
     });
     this.warnMissingApps();
-    if (
-      this.offload?.mode.active === "planner" &&
-      c.apps.includes("l3") &&
-      c.l3.mode === "reactive" &&
-      c.l3.idleTimeoutS > 0
-    ) {
-      log.warn(
-        { idleTimeoutS: c.l3.idleTimeoutS },
-        "offload planner: reactive host routes have an idle timeout, so they stay in software (OVS would age them out while the NIC carries their packets); l3.idleTimeoutS: 0 lets them onto the NIC",
-      );
+    if (this.offload?.mode.active === "planner") {
+      // OVS ages a flow by its own counters, which the packets tc carries never reach.
+      for (const [app, mode, idleTimeoutS, what] of [
+        ["l3", c.l3.mode, c.l3.idleTimeoutS, "reactive host routes"],
+        ["l2", c.l2.mode, c.l2.idleTimeoutS, "reactive remote-port flows"],
+      ] as const) {
+        if (!c.apps.includes(app) || mode !== "reactive" || idleTimeoutS === 0) continue;
+        log.warn(
+          { idleTimeoutS },
+          `offload planner: ${what} have an idle timeout, so they stay in software (OVS would age them out while the NIC carries their packets); ${app}.idleTimeoutS: 0 lets them onto the NIC`,
+        );
+      }
     }
     if (c.recoverySeconds > 0) {
       this.recovery = startRecovery(this.cache, c.recoverySeconds * 1000, (r) => {
@@ -393,6 +410,8 @@ export class Agent {
     // The management socket is a service connection: packet-ins need a nonzero miss_send_len.
     await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
     const installed = await this.reconciler.readInstalled(conn);
+    const natMoved = this.model.adoptNatZones(installedNatZones(installed, this.model));
+    if (natMoved.length) log.info({ routers: natMoved }, "NAT zones taken back from the switch's flows");
     this.adoptReactive(installed);
     conn.on("packet_in", (m) => {
       const match = m.type === "packet_in" ? m.match : m.metadata;
@@ -441,7 +460,8 @@ export class Agent {
     if (!app?.packetIn) return;
     this.packetIns.set(app.name, (this.packetIns.get(app.name) ?? 0) + 1);
     this.metrics.packetIns.inc({ app: app.name });
-    const ev: PacketInEvent = { inPort, tableId: m.tableId ?? 0, cookie, data };
+    const fields = new Map(match.map((f) => [f.field, f.value] as const));
+    const ev: PacketInEvent = { inPort, tableId: m.tableId ?? 0, cookie, data, fields };
     try {
       await app.packetIn(ev, this.appContext(app));
     } catch (err) {
@@ -454,6 +474,7 @@ export class Agent {
       view: this.model,
       packetOut: (port, frame) => this.packetOut(port, frame),
       resubmit: (port, frame) => this.resubmit(port, frame),
+      continueAt: (t, pkt, regs) => this.continueAt(t, pkt, regs),
       track: (fn) => this.track(fn),
       installReactive: async (r) => {
         const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
@@ -553,6 +574,31 @@ export class Agent {
     return this.packetOut(OFPP.TABLE, frame, inPort, [
       { type: "set_field", field: regName(F.resubmitNonce), value: this.resubmitNonce },
     ]);
+  }
+
+  /**
+   * Sends a punted packet on from table `t` with the registers it was punted
+   * with: a packet_out from its in_port whose actions restore every register
+   * the packet-in carried (OVS sends the nonzero ones), then resubmit to `t`.
+   */
+  private continueAt(
+    t: TableName,
+    pkt: PacketInEvent,
+    regs: ReadonlyMap<RegField, number> = new Map(),
+  ): Promise<void> {
+    const conn = this.of.connection;
+    if (!conn) throw new Error("no OpenFlow session");
+    const values = new Map<string, OxmValue>();
+    for (const [name, v] of pkt.fields ?? []) if (/^reg\d+$/.test(name)) values.set(name, v);
+    for (const [f, v] of regs) {
+      if (!isWhole(f)) throw new Error(`continueAt: register field ${f.name} is not a whole register`);
+      values.set(regName(f), v);
+    }
+    const actions: Action[] = [...values].map(([field, value]) => ({ type: "set_field", field, value }));
+    actions.push({ type: "resubmit", table: table(t) });
+    return conn
+      .send({ type: "packet_out", bufferId: OFP_NO_BUFFER, inPort: pkt.inPort, actions, data: pkt.data })
+      .then(() => undefined);
   }
 
   // ── passes ───────────────────────────────────────────────────────────────

@@ -27,6 +27,8 @@
  *   punt: { hostRatePps: 1000, queuePerPort: 64, concurrency: 32, switchQueue: 512 }
  *                                   # host budget; agent queue per port; handlers at once; packet-ins
  *                                   # OVS holds for the agent (Bridge other_config:controller-queue-size)
+ *   l2: { mode: proactive, idleTimeoutS: 300 }      # or reactive (remote ports' L2 flows and ARP
+ *                                   # answers on demand, tunnelled networks only)
  *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time);
  *                                   # idleTimeoutS 0: routes without idle timeout (offloadable)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
@@ -88,6 +90,17 @@ export const agentConfigSchema = z.strictObject({
       domain: z.string().optional(),
     })
     .default({ ratePps: 100 }),
+  /**
+   * Remote ports' L2 flows (and ARP answers) on tunnelled networks: ahead of time (proactive) or
+   * on the first frame a local VM sends them (reactive, with the l2 and arp apps' punts).
+   */
+  l2: z
+    .strictObject({
+      mode: z.enum(["proactive", "reactive"]).default("proactive"),
+      /** Idle timeout of a reactive remote-port flow, seconds; 0 = none (see l3.idleTimeoutS). */
+      idleTimeoutS: z.number().int().nonnegative().default(300),
+    })
+    .default({ mode: "proactive", idleTimeoutS: 300 }),
   /** The distributed router: host routes on the first packet (reactive) or ahead of time (proactive). */
   l3: z
     .strictObject({

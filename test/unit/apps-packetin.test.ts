@@ -76,6 +76,9 @@ function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
     resubmit: async (p) => {
       trace.resubmitted.push(p);
     },
+    continueAt: async () => {
+      throw new Error("these apps' handlers never send a packet on from a later table");
+    },
     track: (fn) => {
       const deps = new Set<string>();
       const result = m.tracking(deps, fn);

@@ -19,8 +19,9 @@
  * a port delivered and one to an unknown next hop punted, no route punted; a
  * down router only drops. In proactive mode every port on r1's networks has
  * a host route (300 + 32 or 128) from each wired network of its family —
- * into l2_lookup when its network is wired here, straight into the tunnel to
- * its chassis when not (vm5). The router solicitation punt of vm1 (its
+ * into l2_lookup for a local port, into egress_tunnel with its chassis'
+ * address for a port on another chassis of a wired network (vm3), straight
+ * into the tunnel port when its network is not wired here (vm5). The router solicitation punt of vm1 (its
  * network has an advertising IPv6 leg) is metered at RS_RATE_PPS.
  */
 import { describe, expect, it } from "vitest";
@@ -281,11 +282,11 @@ const PORTS_PROACTIVE: [owner: string, line: string][] = [
   ],
   [
     "l3/port/vm3",
-    "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+    "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50",
   ],
   [
     "l3/port/vm3",
-    "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+    "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50",
   ],
   [
     "l3/port/vm5",

@@ -66,6 +66,7 @@ async function firstPacket(m: LocalModel, e: Engine, l3: ReturnType<typeof setup
     view: m,
     packetOut: async () => undefined,
     resubmit: async () => undefined,
+    continueAt: async () => undefined,
     track: (fn) => {
       const deps = new Set<string>();
       const result = m.tracking(deps, fn);
