@@ -15,8 +15,8 @@ function bridge(ports: string[] | string, name = "br-int", uuid = "B"): RowChang
 function port(uuid: string, interfaces: string[] | string): RowChange {
   return { table: "Port", uuid, kind: "insert", new: { name: uuid, interfaces } };
 }
-function iface(uuid: string, name: string, ofport: unknown, ifaceId?: string): RowChange {
-  const external_ids = ifaceId === undefined ? {} : { "iface-id": ifaceId };
+function iface(uuid: string, name: string, ofport: number | [], ifaceId?: string): RowChange {
+  const external_ids: Record<string, string> = ifaceId === undefined ? {} : { "iface-id": ifaceId };
   return { table: "Interface", uuid, kind: "insert", new: { name, ofport, external_ids } };
 }
 function gone(table: string, uuid: string): RowChange {

@@ -150,7 +150,7 @@ describe("loadAgentConfig", () => {
     for (const [name, text] of [
       ["list.yaml", "- chassis\n- host1\n"],
       ["scalar.yaml", "host1\n"],
-    ]) {
+    ] as const) {
       const f = file(name, text);
       let err: unknown;
       try {

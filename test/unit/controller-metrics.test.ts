@@ -57,8 +57,7 @@ function authFile(name: string, text: string, mode = 0o600): string {
   return p;
 }
 
-const flowIn = (t: number): Flow =>
-  ({ table: t, priority: 1, match: {}, instructions: [], cookie: 0n }) as Flow;
+const flowIn = (t: number): Flow => ({ table: t, priority: 1, match: [], instructions: [], cookie: 0n });
 
 describe("AgentMetrics", () => {
   it("counts the installed flows per table name when scraped, and nothing without a source", async () => {

@@ -112,6 +112,7 @@ describe("ModelGuard.admit", () => {
     expect([...g.refused]).toEqual([[`${kind}/${key}`, reason]]);
     expect(error).toHaveBeenCalledTimes(1);
     expect(error.mock.calls[0]![0]).toEqual({ kind, key, reason });
+    expect(error.mock.calls[0]![1]).toBe("malformed NB object left out of the agent's view");
   });
 
   it.each([

@@ -20,7 +20,7 @@ import {
 import { cookieFor, flow } from "../../src/datapath/index.js";
 import { OpenFlowError, type OfConnection, type OfRequest } from "../../src/openflow/connection.js";
 import type { Flow } from "../../src/openflow/flow.js";
-import type { FlowStats } from "../../src/openflow/message.js";
+import type { FlowStats } from "../../src/openflow/multipart.js";
 
 type Sent = { via: "bundle" | "plain"; what: string; xid: number };
 
