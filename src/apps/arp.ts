@@ -30,7 +30,7 @@
  * their default router and probe for reachability.
  */
 import type { App, OwnerOut, View } from "./types.js";
-import type { L2AppOptions, L2Mode } from "./l2.js";
+import { reactiveNetwork, type L2AppOptions } from "./l2.js";
 import { F, FLAG, flow, regName } from "../datapath/index.js";
 import { canonicalIpv6, isIpv4 } from "../packet/addr.js";
 import { buildArpReply, buildNeighborAdvertisement } from "../packet/builders.js";
@@ -70,11 +70,6 @@ function answer(out: OwnerOut, key: number, ip: string, mac: string): void {
 
 /** Priority of the reactive mode's punts: below every answer. */
 export const ARP_PUNT_PRIORITY = 50;
-
-/** Whether a network's remote addresses are answered by the agent: reactive mode, a tunnelled network. */
-function reactiveNetwork(mode: L2Mode, view: View, networkId: string): boolean {
-  return mode === "reactive" && view.network(networkId)?.provider === undefined;
-}
 
 /** Who owns `target` on a network, for a neighbour solicitation. */
 function knownV6(

@@ -38,8 +38,7 @@
  */
 import type { Action } from "../openflow/actions.js";
 import type { Flow } from "../openflow/flow.js";
-import { flowKey } from "../openflow/flow.js";
-import { formatInstructions } from "../openflow/text.js";
+import { sameFlow } from "../openflow/text.js";
 import type { App, View } from "./types.js";
 import { F, FLAG, flow, regName, table, type FlowBuilder } from "../datapath/index.js";
 import { ipv4ToU32 } from "../packet/addr.js";
@@ -71,8 +70,12 @@ function remoteFlow(view: View, id: string): FlowBuilder | undefined {
   return b.load(F.remoteChassis, ipv4ToU32(rp.tunnelIp)).goto("egress_tunnel");
 }
 
-/** Whether a network's remote MACs are learned on demand here: reactive mode, a tunnelled network. */
-function reactiveNetwork(mode: L2Mode, view: View, networkId: string): boolean {
+/**
+ * Whether a network's remote ports are learned on demand here (their L2 flows
+ * by l2, their addresses answered by arp's handler): reactive mode, a
+ * tunnelled network.
+ */
+export function reactiveNetwork(mode: L2Mode, view: View, networkId: string): boolean {
   return mode === "reactive" && view.network(networkId)?.provider === undefined;
 }
 
@@ -178,10 +181,7 @@ export function l2App(opts: L2AppOptions = {}): App {
       );
       if (!b) return undefined;
       const want: Flow = reactiveFlow(b).build(installed.cookie);
-      const same =
-        flowKey(want) === flowKey(installed) &&
-        formatInstructions(want.instructions) === formatInstructions(installed.instructions);
-      return same ? { key: reactiveKey(key, mac), deps } : undefined;
+      return sameFlow(want, installed) ? { key: reactiveKey(key, mac), deps } : undefined;
     },
   };
 }

@@ -72,8 +72,7 @@ import type { Subnet } from "../nb/model/schemas.js";
 import { cidrContains, parseCidr } from "../nb/model/ip.js";
 import type { Router, RouterInterface } from "../nb/model/schemas.js";
 import type { Flow } from "../openflow/flow.js";
-import { flowKey } from "../openflow/flow.js";
-import { formatInstructions } from "../openflow/text.js";
+import { sameFlow } from "../openflow/text.js";
 import { buildEchoReply } from "../packet/builders.js";
 import { ICMPV6_TYPE } from "../packet/constants.js";
 import { parseEthernet, type Frame } from "../packet/frame.js";
@@ -484,10 +483,7 @@ export function l3App(opts: L3AppOptions = {}): App {
       if (!hit) return undefined;
       const b = hit.b;
       const want: Flow = b.idleTimeout(idle).sendFlowRemoved().build(installed.cookie);
-      const same =
-        flowKey(want) === flowKey(installed) &&
-        formatInstructions(want.instructions) === formatInstructions(installed.instructions);
-      return same ? { key: reactiveKey(hit.r, key, String(dst)), deps } : undefined;
+      return sameFlow(want, installed) ? { key: reactiveKey(hit.r, key, String(dst)), deps } : undefined;
     },
   };
 }

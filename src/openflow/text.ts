@@ -15,7 +15,7 @@
  */
 import { UsageError, FlowdrakeError } from "../util/errors.js";
 import { OFPCML_NO_BUFFER, OFPP, fieldBits, type Action, type NatSpec, type Subfield } from "./actions.js";
-import { OFP_DEFAULT_PRIORITY, type Flow } from "./flow.js";
+import { OFP_DEFAULT_PRIORITY, flowKey, type Flow } from "./flow.js";
 import type { Instruction } from "./instructions.js";
 import { OFPFF } from "./message.js";
 import {
@@ -564,6 +564,17 @@ export function formatActions(actions: readonly Action[]): string {
 }
 
 /** Instructions in the order OVS prints them (spec execution order). */
+/**
+ * Whether two flows are one flow to OVS (table, priority, match) doing the
+ * same thing (instructions): how an app tells that a reactive flow found
+ * installed after a restart is still the one it would install.
+ */
+export function sameFlow(a: Flow, b: Flow): boolean {
+  return (
+    flowKey(a) === flowKey(b) && formatInstructions(a.instructions) === formatInstructions(b.instructions)
+  );
+}
+
 export function formatInstructions(ins: readonly Instruction[]): string {
   const out: string[] = [];
   const order = ["meter", "apply_actions", "clear_actions", "write_actions", "write_metadata", "goto_table"];
