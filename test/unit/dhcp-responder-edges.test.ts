@@ -98,9 +98,9 @@ describe("DHCPv4 responder edges", () => {
   });
 
   it("defaultServerIp: the first host of a /30; none for a /31 or /32 without a gateway", () => {
-    expect(defaultServerIp({ cidr: "10.0.0.4/30", gatewayIp: undefined })).toBe("10.0.0.5");
-    expect(defaultServerIp({ cidr: "10.0.0.4/31", gatewayIp: undefined })).toBeUndefined();
-    expect(defaultServerIp({ cidr: "10.0.0.4/32", gatewayIp: undefined })).toBeUndefined();
+    expect(defaultServerIp({ cidr: "10.0.0.4/30", gatewayIp: null })).toBe("10.0.0.5");
+    expect(defaultServerIp({ cidr: "10.0.0.4/31", gatewayIp: null })).toBeUndefined();
+    expect(defaultServerIp({ cidr: "10.0.0.4/32", gatewayIp: null })).toBeUndefined();
     expect(defaultServerIp({ cidr: "10.0.0.0/24", gatewayIp: "10.0.0.254" })).toBe("10.0.0.254");
   });
 
