@@ -13,6 +13,7 @@ import { describe, expect, it } from "vitest";
 import { desiredFlow, type DesiredMeter, type OwnerChange } from "../../src/controller/engine.js";
 import {
   DesiredIndex,
+  FAST_PATH_ERROR_WINDOW_MS,
   OpenFlowReconciler,
   RETRY_MAX_MS,
   RETRY_MIN_MS,
@@ -448,6 +449,27 @@ describe("OpenFlowReconciler.pushNow", () => {
     sw.flushErrors();
     expect(r.installedCount()).toBe(1);
     expect(told).toEqual(["l3/reactive/x", "l3/reactive/y"]);
+  });
+});
+
+describe("OpenFlowReconciler.pushNow: the late-error window", () => {
+  it("forgets a fast-path flow_mod's xid after FAST_PATH_ERROR_WINDOW_MS, and only the expired ones", async () => {
+    const sw = new FakeSwitch();
+    let t = 0;
+    const r = new OpenFlowReconciler(() => t);
+    const told: (string | undefined)[] = [];
+    r.onFastPathError = (o) => told.push(o);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p10" || w === "add p20";
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]);
+    t = FAST_PATH_ERROR_WINDOW_MS / 2;
+    await r.pushNow(asConn(sw), [change("l3/reactive/y", undefined, [mkFlow("y", 20)])]);
+    t = FAST_PATH_ERROR_WINDOW_MS + 1;
+    await r.pushNow(asConn(sw), [change("l3/reactive/z", undefined, [mkFlow("z", 30)])]);
+    sw.flushErrors();
+    // x's error came after its window: no longer attributed; y's still is
+    expect(told).toEqual(["l3/reactive/y"]);
+    expect(r.installedFlows().map((f) => f.priority)).toEqual(expect.arrayContaining([10, 30]));
   });
 });
 
