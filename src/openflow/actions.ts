@@ -12,6 +12,7 @@ import { ByteReader, ByteWriter } from "../util/bytes.js";
 import { DecodeError, EncodeError } from "../util/errors.js";
 import {
   NX_EXPERIMENTER_ID,
+  actionFieldBits,
   bytesToIpv6,
   decodeOxm,
   encodeOxm,
@@ -154,9 +155,14 @@ function fieldDef(name: string): OxmFieldDef {
   if (!def) throw new EncodeError(`unknown field ${name}`, { field: name });
   return def;
 }
-/** Width of a field in bits (variable fields: 0). */
+/**
+ * Width in bits of a field as move/load/output_reg/ct zone name it (variable
+ * fields: 0): the width of its header there, which for in_port
+ * (NXM_OF_IN_PORT, 16 bits) is not the match field's 32. Subfield bounds and
+ * "the whole field" (nbits 0, `[]`) are measured against it.
+ */
 export function fieldBits(name: string): number {
-  return fieldDef(name).length * 8;
+  return actionFieldBits(fieldDef(name));
 }
 function nbitsOf(sf: Subfield): number {
   return sf.nbits || fieldBits(sf.field) - sf.ofs;
@@ -176,7 +182,7 @@ function headerField(r: ByteReader, what: string): string {
 function fromOfsNbits(field: string, v: number): Subfield {
   const ofs = v >> 6;
   const n = (v & 0x3f) + 1;
-  return { field, ofs, nbits: ofs === 0 && n === fieldDef(field).length * 8 ? 0 : n };
+  return { field, ofs, nbits: ofs === 0 && n === fieldBits(field) ? 0 : n };
 }
 
 /** Start a Nicira action; returns a finisher that pads to 8 and patches the length. */

@@ -50,6 +50,12 @@ export interface OxmWireId {
   exp?: number;
   /** The name ovs-ofctl prints in move/load (`NXM_NX_REG0`). */
   wireName: string;
+  /**
+   * Width in bytes of this encoding, when it is not the field's: the one
+   * field OVS gives two widths is in_port — NXM_OF_IN_PORT is 16 bits (an
+   * OpenFlow 1.0 port number), OXM_OF_IN_PORT 32.
+   */
+  length?: number;
 }
 
 export interface OxmFieldDef {
@@ -90,8 +96,8 @@ const N1 = OFPXMC_NXM_1;
 function basic(field: number, name: string): OxmWireId {
   return { cls: B, field, wireName: `OXM_OF_${name}` };
 }
-function nx0(field: number, name: string): OxmWireId {
-  return { cls: N0, field, wireName: `NXM_OF_${name}` };
+function nx0(field: number, name: string, length?: number): OxmWireId {
+  return { cls: N0, field, wireName: `NXM_OF_${name}`, ...(length !== undefined ? { length } : {}) };
 }
 function nx1(field: number, name: string): OxmWireId {
   return { cls: N1, field, wireName: `NXM_NX_${name}` };
@@ -101,7 +107,7 @@ function nx1(field: number, name: string): OxmWireId {
 export const FIELDS: readonly OxmFieldDef[] = [
   {
     name: "in_port",
-    wire: [basic(0, "IN_PORT"), nx0(0, "IN_PORT")],
+    wire: [basic(0, "IN_PORT"), nx0(0, "IN_PORT", 2)],
     length: 4,
     maskable: false,
     format: "port",
@@ -715,6 +721,7 @@ function writeOxmHeader(
 }
 
 const ACTION_WIRE = new Map<OxmFieldDef, OxmWireId>();
+/** The preferred wire id for a field when it is named in an action (NXM form where OVS uses it). */
 function actionWireId(def: OxmFieldDef): OxmWireId {
   let id = ACTION_WIRE.get(def);
   if (!id) {
@@ -738,19 +745,21 @@ export interface OxmHeader {
  * Write the header naming a field inside an action (move, load, output_reg,
  * ct zone). Open vSwitch names a field there by its NXM header when it has
  * one (`NXM_OF_ETH_SRC`, `NXM_NX_TUN_ID`) and by its OXM header otherwise
- * (`OXM_OF_METADATA`), so flowdrake does the same: ovs-ofctl's bytes.
+ * (`OXM_OF_METADATA`), so flowdrake does the same: ovs-ofctl's bytes. The
+ * header's length is that encoding's width, which OVS checks: in_port named
+ * as NXM_OF_IN_PORT is 2 bytes, not the 4 of OXM_OF_IN_PORT.
  */
-export function writeFieldHeader(
-  w: ByteWriter,
-  def: OxmFieldDef,
-  hasMask = false,
-  length = def.length,
-): void {
+export function writeFieldHeader(w: ByteWriter, def: OxmFieldDef, hasMask = false): void {
   const id = actionWireId(def);
+  const length = id.length ?? def.length;
   writeOxmHeader(w, id.cls, id.field, id.exp, hasMask, length * (hasMask ? 2 : 1));
 }
 
-/** The preferred wire id for a field when it is named in an action (NXM form where OVS uses it). */
+/** Width in bits of a field as an action names it (its header from writeFieldHeader); variable fields: 0. */
+export function actionFieldBits(def: OxmFieldDef): number {
+  return (actionWireId(def).length ?? def.length) * 8;
+}
+
 export function readOxmHeader(r: ByteReader): OxmHeader {
   const cls = r.u16("oxm class");
   const fh = r.u8("oxm field");
