@@ -213,12 +213,12 @@ describe("OpenFlowReconciler.sync", () => {
     const res3 = await r.sync(asConn(sw));
     expect(sw.whats()).toEqual(["bundle add p10"]);
     expect(res3).toMatchObject({ added: 0, modified: 1, meters: 0 });
-    // gone: the flow first, then its meter
+    // gone: the flow first, then its meter; in the bundle, deletes go before adds whatever the order of changes
     sw.sent = [];
     const f2 = mkFlow("b", 20);
     r.update([
-      change("l2/port/a", [f1c], undefined, { before: [[1, 200]] }),
       change("l2/port/b", undefined, [f2]),
+      change("l2/port/a", [f1c], undefined, { before: [[1, 200]] }),
     ]);
     const res4 = await r.sync(asConn(sw));
     expect(sw.whats()).toEqual(["bundle delete_strict p10", "bundle add p20", "plain meter delete 1"]);
