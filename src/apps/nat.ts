@@ -45,7 +45,8 @@
  *                   external key → nat_resolve
  *   nat_resolve     to the floating IP (a packet of a VM of this chassis, already
  *                   SNATed) → hairpin: ct_clear, the floating IP's MAC as destination
- *                   → back into nat (above)
+ *                   → back into nat (above); from the floating IP too (its own VM)
+ *                   → the same, and in_port cleared
  *
  * So ARP for a floating IP is answered by the VM's chassis alone, and a VM
  * that moves takes its floating IP along: the old chassis' flows go with the
@@ -64,8 +65,12 @@
  * un-SNAT — so the sender sees replies from the floating IP it sent to.
  * ct_clear lets the second conntrack pass look the packet up afresh (both
  * passes may be in one zone, which a switch would otherwise skip as done).
- * A VM to its own floating IP is not delivered: its packet would leave by
- * the port it came in on, which OpenFlow's output drops. When the
+ * A VM to its own floating IP takes the same way, SNATed to the floating IP
+ * and DNATed back to its fixed address, so it sees its own packet come from
+ * its floating IP (as in OVN). That packet must leave by the port it came in
+ * on, which OpenFlow's output never does, so the hairpin flow for a packet
+ * both from and to the floating IP (a higher priority, only that VM's
+ * packets) also clears in_port (load:0->NXM_OF_IN_PORT[]). When the
  * gateway is on another chassis, a VM without a floating IP reaches a
  * floating IP here through the gateway and the physical network, as any
  * external host does.
@@ -111,8 +116,7 @@
  * address pair) still does not get that port's floating IP, whose flows match
  * the port's in_port.
  *
- * Not done: IPv6 floating IPs and SNAT; a VM to its own floating IP (above);
- * traffic from a VM on the external
+ * Not done: IPv6 floating IPs and SNAT; traffic from a VM on the external
  * network itself to a floating IP hosted on its chassis (its frames go out
  * on the provider bridge, which does not send a frame back where it came
  * from); per-chassis distributed SNAT.
@@ -169,6 +173,7 @@ export const NAT_PRIORITY = {
   fip: 200,
   snat: 100,
   /** nat_resolve */
+  hairpinSelf: 410,
   hairpin: 400,
   nextHop: 300,
   onLinkPunt: 100,
@@ -289,15 +294,20 @@ function* fipInterfaces(
 /**
  * Back into nat as if from the external network, for a packet to a NAT
  * address of this chassis that left a VM here through NAT (see the hairpin
- * in the module comment).
+ * in the module comment). With `self`, a second flow for a packet both from
+ * and to the address — a VM to its own floating IP, SNATed to it — also
+ * clears in_port, so that it may go back out of the port it came in on.
  */
-function hairpin(out: OwnerOut, ext: NetworkView, ip: string, mac: string): void {
+function hairpin(out: OwnerOut, ext: NetworkView, ip: string, mac: string, self = false): void {
+  const b = (prio: number): FlowBuilder =>
+    flow("nat_resolve", prio).reg(F.network, ext.key).proto("ip").eq("ip_dst", ip);
+  out.flow(b(NAT_PRIORITY.hairpin).action({ type: "ct_clear" }).set("eth_dst", mac).resubmit("nat"));
+  if (!self) return;
   out.flow(
-    flow("nat_resolve", NAT_PRIORITY.hairpin)
-      .reg(F.network, ext.key)
-      .proto("ip")
-      .eq("ip_dst", ip)
+    b(NAT_PRIORITY.hairpinSelf)
+      .eq("ip_src", ip)
       .action({ type: "ct_clear" })
+      .action({ type: "load", dst: { field: "in_port", ofs: 0, nbits: 0 }, value: 0n })
       .set("eth_dst", mac)
       .resubmit("nat"),
   );
@@ -322,7 +332,7 @@ function fipFlows(view: View, lp: LocalPort, out: OwnerOut): void {
     const { fixed, nv, ext, itf, zone } = plan;
     const fip = f.floatingIpAddress;
     answerOn(out, ext, fip, f.macAddress);
-    hairpin(out, ext, fip, f.macAddress);
+    hairpin(out, ext, fip, f.macAddress, true);
     out.flow(
       flow("nat", NAT_PRIORITY.fip)
         .reg(F.network, ext.key)

@@ -12,11 +12,11 @@
  *   vm3      10.81.2.13, floating IP 172.24.4.53
  *
  * The hairpin: a VM reaches a floating IP of this chassis — vm2 (same subnet,
- * no floating IP) and vm3 (another subnet, its own floating IP) reach vm1's
- * — and the target sees the sender's floating IP, or the gateway
- * address for a VM without one, while the sender gets its replies from the
- * floating IP it sent to; the packets take the hairpin flows, not the
- * physical network.
+ * no floating IP) and vm3 (another subnet, its own floating IP) reach vm1's,
+ * and vm1 its own — and the target sees the sender's floating IP, or the
+ * gateway address for a VM without one, while the sender gets its replies
+ * from the floating IP it sent to; the packets take the hairpin flows (for
+ * vm1 to itself the one that clears in_port), not the physical network.
  *
  * Zone stability: with a TCP session open through vm1's floating IP (from the
  * external host) and one through SNAT (vm2 to the external host), a router
@@ -308,13 +308,35 @@ describe("hairpin: a VM to a floating IP on its own chassis", () => {
     expect(peers(server).slice(before)).toEqual([FIP3]);
   });
 
+  it("a VM to its own floating IP: its packets come back to it, from and to the floating IP", async () => {
+    const p = await ping(vms.vm1!.netns, FIP1);
+    expect(p.ok, p.out).toBe(true);
+    expect(p.out).toMatch(new RegExp(`bytes from ${FIP1.replaceAll(".", "\\.")}: icmp_seq=1`));
+    const before = peers(server).length;
+    expect(await connects(vms.vm1!.netns, FIP1, 8080)).toBe(true);
+    expect(peers(server).slice(before)).toEqual([FIP1]);
+  });
+
   it("the packets took the hairpin flows, not the physical network", async () => {
     const { stdout } = await sb().ofctl("dump-flows", sb().mgmtRemote("br-int"), "table=37");
     const flows = stdout.split("\n");
     for (const ip of [FIP1, FIP3, SNAT_IP]) {
-      const line = flows.find((l) => l.includes(`nw_dst=${ip} `) && l.includes("ct_clear"));
+      const line = flows.find(
+        (l) => l.includes(`nw_dst=${ip} `) && !l.includes("nw_src=") && l.includes("ct_clear"),
+      );
       expect(line, `${ip}: ${flows.join("\n")}`).toMatch(/n_packets=[1-9]/);
     }
+    // to itself: only vm1 sent from and to its own floating IP, and only that flow clears in_port
+    const self = flows.filter((l) => l.includes("load:0->NXM_OF_IN_PORT[]"));
+    expect(self.map((l) => /nw_src=([\d.]+),nw_dst=([\d.]+)/.exec(l)?.slice(1))).toEqual(
+      expect.arrayContaining([
+        [FIP1, FIP1],
+        [FIP3, FIP3],
+      ]),
+    );
+    expect(self).toHaveLength(2);
+    expect(self.find((l) => l.includes(`nw_src=${FIP1},`))).toMatch(/n_packets=[1-9]/);
+    expect(self.find((l) => l.includes(`nw_src=${FIP3},`))).toMatch(/n_packets=0,/);
   });
 });
 

@@ -540,6 +540,15 @@ const NAT_EXPECTED: [owner: string, line: string][] = [
     "nat/router/r1",
     "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
   ],
+  // a VM to its own floating IP (from and to it once SNATed): in_port cleared, so it may go back out of its port
+  [
+    "nat/port/vm1",
+    "table=37, priority=410,ip,reg6=0x20044cb,nw_src=172.24.4.50,nw_dst=172.24.4.50 actions=ct_clear,load:0x0->NXM_OF_IN_PORT[],set_field:fa:16:3e:fe:00:50->eth_dst,resubmit(,35)",
+  ],
+  [
+    "nat/port/vm2",
+    "table=37, priority=410,ip,reg6=0x1000064,nw_src=198.51.100.50,nw_dst=198.51.100.50 actions=ct_clear,load:0x0->NXM_OF_IN_PORT[],set_field:fa:16:3e:fe:01:50->eth_dst,resubmit(,35)",
+  ],
   ["nat/network/ext2", "table=37, priority=10,ip,reg6=0x1000064 actions=meter:196658,CONTROLLER:65535"],
   [
     "nat/network/ext2",
