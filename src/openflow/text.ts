@@ -883,9 +883,11 @@ function parseSubfield(text: string): Subfield {
   if (m[2] === undefined) return { field: def.name, ofs: 0, nbits: 0 };
   const lo = Number(m[2]);
   const hi = m[3] === undefined ? lo : Number(m[3]);
-  if (hi < lo || hi >= def.length * 8) bad("bad bit range", text);
+  // The width of the name the action uses (NXM_OF_IN_PORT is 16 bits, OXM in_port 32).
+  const width = fieldBits(def.name);
+  if (hi < lo || hi >= width) bad("bad bit range", text);
   const n = hi - lo + 1;
-  return { field: def.name, ofs: lo, nbits: lo === 0 && n === def.length * 8 ? 0 : n };
+  return { field: def.name, ofs: lo, nbits: lo === 0 && n === width ? 0 : n };
 }
 
 function parseNat(text: string): NatSpec {
