@@ -68,9 +68,18 @@ describe("parseAgentConfig", () => {
       chassis: "-bad",
       bridgeMappings: { physnet1: "a-bridge-name-too-long" },
     });
-    expect(msg.split("\n")[0]).toBe("config is invalid:");
-    expect(msg).toContain("  chassis: is not a valid chassis name");
-    expect(msg).toContain("  bridgeMappings.physnet1: ");
+    const lines = msg.split("\n");
+    expect(lines[0]).toBe("config is invalid:");
+    expect(lines).toHaveLength(3);
+    expect(lines).toContain("  chassis: is not a valid chassis name");
+    expect(lines.some((l) => l.startsWith("  bridgeMappings.physnet1: "))).toBe(true);
+    let err: unknown;
+    try {
+      parseAgentConfig({}, "agent.yaml");
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ConfigError).context).toEqual({ source: "agent.yaml" });
   });
 
   it("takes chassis names of 1 to 128 characters starting with a letter or digit", () => {
@@ -124,6 +133,12 @@ describe("loadAgentConfig", () => {
     expect(loadAgentConfig(g, { apps: ["l2"] }).apps).toEqual(["l2"]);
   });
 
+  it("a null flag replaces a nested object of the file, and is refused as such", () => {
+    const f = file("nested.yaml", "chassis: host1\ntunnelIp: 192.0.2.1\ndhcp: { ratePps: 5 }\n");
+    expect(() => loadAgentConfig(f, { dhcp: null })).toThrow(ConfigError);
+    expect(() => loadAgentConfig(f, { dhcp: null })).toThrow(/\n {2}dhcp: /);
+  });
+
   it("without a file takes the flags alone, and names them as the source", () => {
     expect(loadAgentConfig(undefined, minimal).chassis).toBe("host1");
     expect(() => loadAgentConfig(undefined, {})).toThrow(/^flags is invalid:/);
@@ -147,6 +162,16 @@ describe("loadAgentConfig", () => {
     expect(() => loadAgentConfig(missing, minimal)).toThrow(new RegExp(`^cannot read ${missing}: ENOENT`));
     const bad = file("bad.yaml", "chassis: : [\n");
     expect(() => loadAgentConfig(bad, minimal)).toThrow(new RegExp(`^${bad} is not valid YAML: `));
+    for (const f of [missing, bad]) {
+      let err: unknown;
+      try {
+        loadAgentConfig(f, minimal);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).context).toEqual({ file: f });
+    }
     for (const [name, text] of [
       ["list.yaml", "- chassis\n- host1\n"],
       ["scalar.yaml", "host1\n"],
