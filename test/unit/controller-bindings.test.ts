@@ -28,7 +28,7 @@ describe("BindingTracker", () => {
   it("binds a port whose interface on the bridge names it and has an ofport", () => {
     const t = new BindingTracker("br-int", []);
     const d = t.apply([bridge(["P1"]), port("P1", ["I1"]), iface("I1", "tap1", 5, "vm1")]);
-    expect(bindingsOf(d)).toEqual({ vm1: { portId: "vm1", ofport: 5, iface: "tap1" } });
+    expect(bindingsOf(d)).toStrictEqual({ vm1: { portId: "vm1", ofport: 5, iface: "tap1" } });
     expect(d.tunnelsChanged).toBe(false);
     expect(d.providersChanged).toBe(false);
     expect([...t.boundPorts()]).toEqual([["vm1", { portId: "vm1", ofport: 5, iface: "tap1" }]]);
@@ -53,18 +53,18 @@ describe("BindingTracker", () => {
     expect(t.boundPorts().size).toBe(0);
     // OVS assigns the ofport later: the port binds then
     const d2 = t.apply([iface("I1", "tap1", 7, "vm1")]);
-    expect(bindingsOf(d2)).toEqual({ vm1: { portId: "vm1", ofport: 7, iface: "tap1" } });
+    expect(bindingsOf(d2)).toStrictEqual({ vm1: { portId: "vm1", ofport: 7, iface: "tap1" } });
   });
 
   it("takes the bridge's ports as one uuid or a set, and binds when a port joins the bridge", () => {
     const t = new BindingTracker("br-int", []);
     t.apply([bridge("P1"), port("P1", "I1"), iface("I1", "tap1", 1, "vm1"), port("P2", ["I2"])]);
     expect([...t.boundPorts().keys()]).toEqual(["vm1"]);
-    expect(bindingsOf(t.apply([iface("I2", "tap2", 2, "vm2")]))).toEqual({});
+    expect(bindingsOf(t.apply([iface("I2", "tap2", 2, "vm2")]))).toStrictEqual({});
     const d = t.apply([bridge(["P1", "P2"])]);
-    expect(bindingsOf(d)).toEqual({ vm2: { portId: "vm2", ofport: 2, iface: "tap2" } });
+    expect(bindingsOf(d)).toStrictEqual({ vm2: { portId: "vm2", ofport: 2, iface: "tap2" } });
     // and unbinds when it leaves
-    expect(bindingsOf(t.apply([bridge(["P2"])]))).toEqual({ vm1: undefined });
+    expect(bindingsOf(t.apply([bridge(["P2"])]))).toStrictEqual({ vm1: undefined });
     expect([...t.boundPorts().keys()]).toEqual(["vm2"]);
   });
 
@@ -84,17 +84,17 @@ describe("BindingTracker", () => {
       iface("I1", "tapA", 9, "vm1"),
       iface("I2", "tapB", 4, "vm1"),
     ]);
-    expect(bindingsOf(d)).toEqual({ vm1: { portId: "vm1", ofport: 4, iface: "tapB" } });
+    expect(bindingsOf(d)).toStrictEqual({ vm1: { portId: "vm1", ofport: 4, iface: "tapB" } });
     // the same in the other order
     const t2 = new BindingTracker("br-int", []);
     t2.apply([bridge(["P1", "P2"]), port("P1", ["I1"]), port("P2", ["I2"]), iface("I2", "tapB", 4, "vm1")]);
-    expect(bindingsOf(t2.apply([iface("I1", "tapA", 9, "vm1")]))).toEqual({});
+    expect(bindingsOf(t2.apply([iface("I1", "tapA", 9, "vm1")]))).toStrictEqual({});
     expect(t2.boundPorts().get("vm1")?.iface).toBe("tapB");
     // the winner goes: the other one takes over
-    expect(bindingsOf(t.apply([gone("Interface", "I2")]))).toEqual({
+    expect(bindingsOf(t.apply([gone("Interface", "I2")]))).toStrictEqual({
       vm1: { portId: "vm1", ofport: 9, iface: "tapA" },
     });
-    expect(bindingsOf(t.apply([gone("Interface", "I1")]))).toEqual({ vm1: undefined });
+    expect(bindingsOf(t.apply([gone("Interface", "I1")]))).toStrictEqual({ vm1: undefined });
     expect(t.boundPorts().size).toBe(0);
   });
 
@@ -102,11 +102,11 @@ describe("BindingTracker", () => {
     const t = new BindingTracker("br-int", []);
     t.apply([bridge(["P1"]), port("P1", ["I1"]), iface("I1", "tap1", 3, "vm1")]);
     const d = t.apply([iface("I1", "tap1", 3, "vm2")]);
-    expect(bindingsOf(d)).toEqual({ vm1: undefined, vm2: { portId: "vm2", ofport: 3, iface: "tap1" } });
+    expect(bindingsOf(d)).toStrictEqual({ vm1: undefined, vm2: { portId: "vm2", ofport: 3, iface: "tap1" } });
     // the same binding again is no change
     expect(t.apply([iface("I1", "tap1", 3, "vm2")]).bindings.size).toBe(0);
     // a renamed interface at the same ofport is one
-    expect(bindingsOf(t.apply([iface("I1", "tap9", 3, "vm2")]))).toEqual({
+    expect(bindingsOf(t.apply([iface("I1", "tap9", 3, "vm2")]))).toStrictEqual({
       vm2: { portId: "vm2", ofport: 3, iface: "tap9" },
     });
   });
@@ -120,8 +120,8 @@ describe("BindingTracker", () => {
       iface("I2", "tap2", 2, "vm2"),
     ]);
     const d = t.apply([port("P1", ["I2"])]);
-    expect(bindingsOf(d)).toEqual({ vm1: undefined, vm2: { portId: "vm2", ofport: 2, iface: "tap2" } });
-    expect(bindingsOf(t.apply([gone("Port", "P1")]))).toEqual({ vm2: undefined });
+    expect(bindingsOf(d)).toStrictEqual({ vm1: undefined, vm2: { portId: "vm2", ofport: 2, iface: "tap2" } });
+    expect(bindingsOf(t.apply([gone("Port", "P1")]))).toStrictEqual({ vm2: undefined });
   });
 
   it("unbinds everything when the bridge goes", () => {
@@ -132,7 +132,7 @@ describe("BindingTracker", () => {
     const d = t.apply([
       { table: "Bridge", uuid: "B", kind: "delete", old: { name: "br-int", ports: ["P1"] } },
     ]);
-    expect(bindingsOf(d)).toEqual({ vm1: undefined });
+    expect(bindingsOf(d)).toStrictEqual({ vm1: undefined });
     expect(t.bridgeExists).toBe(false);
   });
 
@@ -222,16 +222,16 @@ describe("BindingTracker", () => {
     // The replica's one method reset reads; the real Replica is exercised by the agent's integration tests.
     const replica = { table: (name: string) => rows[name]! } as unknown as Replica;
     const d = t.reset(replica);
-    expect(bindingsOf(d)).toEqual({
+    expect(bindingsOf(d)).toStrictEqual({
       vm1: undefined,
       vm2: { portId: "vm2", ofport: 2, iface: "tap2" },
       vm3: { portId: "vm3", ofport: 3, iface: "tap3" },
     });
     expect([...t.boundPorts().keys()].sort()).toEqual(["vm2", "vm3"]);
     // nothing of before survives: the old interface's claim is gone
-    expect(bindingsOf(t.apply([bridge(["P1", "P2", "P3"])]))).toEqual({});
+    expect(bindingsOf(t.apply([bridge(["P1", "P2", "P3"])]))).toStrictEqual({});
     const d2 = t.reset({ table: () => new Map() } as unknown as Replica);
-    expect(bindingsOf(d2)).toEqual({ vm2: undefined, vm3: undefined });
+    expect(bindingsOf(d2)).toStrictEqual({ vm2: undefined, vm3: undefined });
     expect(t.bridgeExists).toBe(false);
   });
 });
