@@ -105,6 +105,10 @@ describe("BindingTracker", () => {
     expect(bindingsOf(d)).toStrictEqual({ vm1: undefined, vm2: { portId: "vm2", ofport: 3, iface: "tap1" } });
     // the same binding again is no change
     expect(t.apply([iface("I1", "tap1", 3, "vm2")]).bindings.size).toBe(0);
+    // a new ofport under the same name is one
+    expect(bindingsOf(t.apply([iface("I1", "tap1", 8, "vm2")]))).toStrictEqual({
+      vm2: { portId: "vm2", ofport: 8, iface: "tap1" },
+    });
     // a renamed interface at the same ofport is one
     expect(bindingsOf(t.apply([iface("I1", "tap9", 3, "vm2")]))).toStrictEqual({
       vm2: { portId: "vm2", ofport: 3, iface: "tap9" },
@@ -147,18 +151,19 @@ describe("BindingTracker", () => {
     ]);
     expect(d.tunnelsChanged).toBe(true);
     expect(d.providersChanged).toBe(false);
-    expect(t.tunnelPorts()).toEqual({ geneve: 10, vxlan: 11 });
+    expect(t.tunnelPorts()).toStrictEqual({ geneve: 10, vxlan: 11 });
     expect(t.apply([iface("I1", "fd-geneve", 10)]).tunnelsChanged).toBe(false);
     expect(t.apply([iface("I2", "fd-vxlan", 12)]).tunnelsChanged).toBe(true);
-    expect(t.tunnelPorts()).toEqual({ geneve: 10, vxlan: 12 });
+    expect(t.tunnelPorts()).toStrictEqual({ geneve: 10, vxlan: 12 });
     const d2 = t.apply([gone("Interface", "I1")]);
     expect(d2.tunnelsChanged).toBe(true);
-    expect(t.tunnelPorts()).toEqual({ vxlan: 12 });
+    expect(t.tunnelPorts()).toStrictEqual({ vxlan: 12 });
     // a tunnel port without an ofport, or on another bridge, is not one
     const t2 = new BindingTracker("br-int", []);
-    t2.apply([bridge(["P1"]), port("P1", ["I1"]), port("P2", ["I2"]), iface("I1", "fd-geneve", -1)]);
+    t2.apply([bridge(["P1", "P3"]), port("P1", ["I1"]), port("P2", ["I2"]), iface("I1", "fd-geneve", -1)]);
+    t2.apply([port("P3", ["I3"]), iface("I3", "fd-vxlan", 0)]);
     t2.apply([iface("I2", "fd-geneve", 5)]);
-    expect(t2.tunnelPorts()).toEqual({});
+    expect(t2.tunnelPorts()).toStrictEqual({});
   });
 
   it("finds the patch ports of the physical networks it was given", () => {
@@ -182,6 +187,9 @@ describe("BindingTracker", () => {
     const d2 = t.apply([iface("I3", "patch-physnet2", 25)]);
     expect(d2.providersChanged).toBe(true);
     expect(Object.fromEntries(t.providerPorts())).toEqual({ physnet1: 24, physnet2: 25 });
+    // one of two moving, the other not, is a change
+    expect(t.apply([iface("I3", "patch-physnet2", 27)]).providersChanged).toBe(true);
+    expect(t.apply([iface("I3", "patch-physnet2", 25)]).providersChanged).toBe(true);
     const d3 = t.apply([gone("Interface", "I1")]);
     expect(d3.providersChanged).toBe(true);
     expect(Object.fromEntries(t.providerPorts())).toEqual({ physnet2: 25 });
