@@ -195,7 +195,9 @@ function routerFlows(r: Router, view: View, out: OwnerOut): void {
     }
     for (const fam of [4, 6] as const) {
       const mine = r.interfaces.filter((i) => familyOf(i.ipAddress) === fam);
-      if (!mine.length) continue;
+      // A family the router has no address of on this network is not routed from it (as a
+      // Neutron router port without an IPv6 subnet): its packets meet the drop below.
+      if (!mine.some((i) => i.networkId === src.networkId)) continue;
       for (const ttl of [0, 1]) {
         out.flow(toRouter(L3_PRIORITY.ttl, key, src).proto(PROTO[fam]).eq("nw_ttl", ttl).controller());
       }
@@ -308,10 +310,8 @@ export function l3App(opts: L3AppOptions = {}): App {
   ): Promise<void> {
     const fam: Family = f.ipv4 ? 4 : 6;
     // The error comes from the router's address on the sender's network, of the packet's family.
-    const from =
-      familyOf(itf.ipAddress) === fam
-        ? itf.ipAddress
-        : (addressOfFamily(ctx.view, itf, fam) ?? itf.ipAddress);
+    const from = familyOf(itf.ipAddress) === fam ? itf.ipAddress : addressOfFamily(ctx.view, itf, fam);
+    if (from === undefined) return; // no address of that family there: no error to send from
     const reply = buildIcmpError({ frame, parsed: f, kind, routerMac: itf.macAddress, routerIp: from });
     if (reply) await ctx.packetOut(inPort, reply);
   }

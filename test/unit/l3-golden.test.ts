@@ -13,7 +13,8 @@
  * (no port has it); router r2, administratively down, on net2 (…:04).
  *
  * What to read in them (the table in src/apps/l3.ts): per network wired here
- * (net1, net2; not net3) and family, TTL 0/1 to the agent, IPv4 echo answered
+ * (net1, net2; not net3) and family the router has an address of on it (net2
+ * has no IPv6 leg, so no IPv6 flows), TTL 0/1 to the agent, IPv4 echo answered
  * in flows and ICMPv6 echo punted, the router's own addresses dropped, each
  * connected subnet punted (priority 300 + prefix length), a static route to
  * a port delivered and one to an unknown next hop punted, no route punted; a
@@ -21,8 +22,9 @@
  * a host route (300 + 32 or 128) from each wired network of its family —
  * into l2_lookup for a local port, into egress_tunnel with its chassis'
  * address for a port on another chassis of a wired network (vm3), straight
- * into the tunnel port when its network is not wired here (vm5). The router solicitation punt of vm1 (its
- * network has an advertising IPv6 leg) is metered at RS_RATE_PPS.
+ * into the tunnel port when its network is not wired here (vm5). The router
+ * solicitation punt of vm1 (its network has an advertising IPv6 leg) is
+ * metered at RS_RATE_PPS.
  */
 import { describe, expect, it } from "vitest";
 import { loadApps } from "../../src/apps/index.js";
@@ -225,27 +227,6 @@ const ROUTER: [owner: string, line: string][] = [
     "table=30, priority=324,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.60.0/24 actions=CONTROLLER:65535",
   ],
   ["l3/router/r1", "table=30, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=CONTROLLER:65535"],
-  [
-    "l3/router/r1",
-    "table=30, priority=1000,ipv6,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_ttl=0 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=1000,ipv6,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_ttl=1 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=900,icmp6,reg6=0x66,dl_dst=fa:16:3e:00:00:02,ipv6_dst=fd00:1::1,icmp_type=128 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ipv6,reg6=0x66,dl_dst=fa:16:3e:00:00:02,ipv6_dst=fd00:1::1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=364,ipv6,reg6=0x66,dl_dst=fa:16:3e:00:00:02,ipv6_dst=fd00:1::/64 actions=CONTROLLER:65535",
-  ],
-  ["l3/router/r1", "table=30, priority=100,ipv6,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=CONTROLLER:65535"],
   ["l3/router/r1", "table=30, priority=50,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=drop"],
   ["l3/router/r2", "table=30, priority=50,reg6=0x66,dl_dst=fa:16:3e:00:00:04 actions=drop"],
 ];

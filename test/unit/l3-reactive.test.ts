@@ -153,3 +153,40 @@ describe("l3 reactive host routes", () => {
     expect(await firstPacket(m, e, l3, "10.1.0.40")).toHaveLength(1);
   });
 });
+
+describe("l3 ICMP errors", () => {
+  it("sends none for an IPv6 packet to a leg where the router has no IPv6 address (and does not throw)", async () => {
+    const { m, e, l3 } = setup();
+    const sent: Buffer[] = [];
+    const ctx: AppContext = {
+      view: m,
+      packetOut: async (_p, frame) => {
+        sent.push(frame);
+      },
+      resubmit: async () => undefined,
+      continueAt: async () => undefined,
+      track: (fn) => ({ result: fn(), deps: [] }),
+      installReactive: async (r) => {
+        e.setReactive("l3", r.key, r.flows, r.deps);
+      },
+      log: logger("test-l3"),
+    };
+    const data = buildFrame({
+      eth: { src: "fa:16:3e:00:00:0a", dst: R_MAC1 },
+      ipv6: { src: "fd00::10", dst: "fd00:9::1", hopLimit: 1 },
+      udp: { srcPort: 40000, dstPort: 5000 },
+      payload: Buffer.from("x"),
+    });
+    await l3.packetIn!({ inPort: 1, tableId: 30, cookie: 0n, data }, ctx);
+    expect(sent).toEqual([]);
+    // with an IPv4 packet the same way, the time exceeded goes back from the leg's address
+    const v4 = buildFrame({
+      eth: { src: "fa:16:3e:00:00:0a", dst: R_MAC1 },
+      ipv4: { src: "10.0.0.10", dst: "10.1.0.20", ttl: 1 },
+      udp: { srcPort: 40000, dstPort: 5000 },
+      payload: Buffer.from("x"),
+    });
+    await l3.packetIn!({ inPort: 1, tableId: 30, cookie: 0n, data: v4 }, ctx);
+    expect(sent).toHaveLength(1);
+  });
+});
