@@ -378,7 +378,10 @@ export class OpenFlowReconciler {
   // ── sync ─────────────────────────────────────────────────────────────────
 
   private isHeld(owner: OwnerKey | undefined, key: string): boolean {
-    if (owner === undefined || !this.failed.has(owner)) return false;
+    if (owner === undefined) return false;
+    const f = this.failed.get(owner);
+    // A failed owner's keys wait for its retry; once it is due (retryAt Infinity) they go out again.
+    if (f === undefined || f.retryAt === Number.POSITIVE_INFINITY) return false;
     let s = this.held.get(owner);
     if (!s) this.held.set(owner, (s = new Set()));
     s.add(key);
@@ -569,8 +572,13 @@ export class OpenFlowReconciler {
 
   private applyAccepted(ops: FlowOp[], msgs: OfRequest[], errors: OpenFlowError[], r: SyncResult): void {
     const rejected = new Set(errors.map((e) => e.xid));
+    const stillFailing = new Set(ops.filter((_, i) => rejected.has(msgs[i]!.xid!)).map((op) => op.owner));
     ops.forEach((op, i) => {
       if (rejected.has(msgs[i]!.xid!)) return;
+      // a retried owner whose state the switch took is no longer failed
+      const o = op.owner;
+      if (o !== undefined && this.failed.get(o)?.retryAt === Number.POSITIVE_INFINITY && !stillFailing.has(o))
+        this.failed.delete(o);
       this.dirty.delete(op.key);
       if (op.kind === "delete") {
         this.installed.delete(op.key);

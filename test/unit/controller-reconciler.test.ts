@@ -270,6 +270,22 @@ describe("OpenFlowReconciler.sync", () => {
     expect((await r.sync(asConn(sw))).failed).toEqual([]);
     expect(sw.sent).toEqual([]);
     expect(r.failed.get("l2/port/b")).toMatchObject({ attempts: 1, retryAt: 1_000_000 + RETRY_MIN_MS });
+    // once due, it goes out again; rejected again, its backoff doubles
+    now += 1;
+    expect(r.pending()).toBe(true);
+    expect((await r.sync(asConn(sw))).failed).toEqual(["l2/port/b"]);
+    expect(r.failed.get("l2/port/b")).toMatchObject({ attempts: 2, retryAt: now + 2 * RETRY_MIN_MS });
+    // due again and accepted this time: installed, no longer failed, nothing left to retry
+    now += 2 * RETRY_MIN_MS;
+    sw.reject = () => false;
+    sw.sent = [];
+    const ok = await r.sync(asConn(sw));
+    expect(ok.failed).toEqual([]);
+    expect(ok.added).toBe(1);
+    expect(sw.whats()).toEqual(["bundle add p20"]);
+    expect(r.failed.size).toBe(0);
+    expect(r.nextRetryAt()).toBeUndefined();
+    expect(r.pending()).toBe(false);
   });
 
   it("doubles an owner's backoff with each rejection, up to its cap", async () => {
