@@ -17,11 +17,12 @@ export default {
   concurrency: 2,
   timeoutMS: 10_000,
   reporters: ["clear-text", "progress", "html", "json"],
-  htmlReporter: { fileName: ".cache/mutation/report.html" },
-  jsonReporter: { fileName: ".cache/mutation/report.json" },
+  // test/mutation/mutate.mjs names a directory per mutated module.
+  htmlReporter: { fileName: `${process.env.FLOWDRAKE_MUTATE_OUT ?? ".cache/mutation"}/report.html` },
+  jsonReporter: { fileName: `${process.env.FLOWDRAKE_MUTATE_OUT ?? ".cache/mutation"}/report.json` },
   clearTextReporter: { allowColor: false, logTests: false },
   tempDirName: ".cache/stryker-tmp",
-  incrementalFile: ".cache/mutation/incremental.json",
+  incrementalFile: `${process.env.FLOWDRAKE_MUTATE_OUT ?? ".cache/mutation"}/incremental.json`,
   // The caps fixtures are sysfs trees whose symlinks dangle on purpose; the sandbox copy cannot take them
   // (a module whose tests read them needs --inPlace, which mutates the work tree itself).
   ignorePatterns: [".cache", "dist", "bench/results", "native/build", "deploy", "test/fixtures/caps"],

@@ -14,7 +14,8 @@
  * a change to a module-level table): those are ignored, and `--static` tests
  * every mutant, static ones included, each run in a fresh module graph.
  * The score, and every surviving mutant, is printed; the HTML and JSON reports
- * go to .cache/mutation/.
+ * (and the incremental file) go to .cache/mutation/<mutated paths>/, so runs
+ * of different modules in one checkout keep theirs apart.
  *
  * The TypeScript checker (which drops mutants that do not compile) checks
  * only the mutated files and those tests, through a tsconfig written next to
@@ -70,7 +71,12 @@ function walk(dir) {
   );
 }
 let testFiles;
-if (tests) testFiles = [tests];
+if (tests && /[{}]/.test(tests)) {
+  // the vitest runner does not expand braces: it would run the whole suite, integration tests included
+  console.error("mutate: --tests takes a comma-separated list of files or globs; braces are not expanded");
+  process.exit(2);
+}
+if (tests) testFiles = tests.split(",").filter(Boolean);
 else {
   testFiles = walk(join(root, "test/unit"))
     .filter((f) => stems.some((s) => readFileSync(f, "utf8").includes(s)))
@@ -83,7 +89,9 @@ else {
   }
 }
 console.log(`mutating ${mutate.join(", ")}\nwith ${testFiles.join(", ")}`);
-const tsconfig = "test/mutation/tsconfig.run.json";
+// Per run, so that two runs in one checkout keep their own checker config and reports.
+const tsconfig = `test/mutation/tsconfig.run.${process.pid}.json`;
+const out = `.cache/mutation/${stems.map((s) => s.replace(/[./]$/, "").replaceAll("/", "-")).join("+")}`;
 writeFileSync(
   join(root, tsconfig),
   JSON.stringify({
@@ -110,6 +118,7 @@ try {
       env: {
         ...process.env,
         FLOWDRAKE_MUTATE_TSCONFIG: tsconfig,
+        FLOWDRAKE_MUTATE_OUT: out,
         FLOWDRAKE_MUTATE_STATIC: isolated ? "1" : "0",
       },
     },
