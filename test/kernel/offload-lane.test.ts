@@ -21,7 +21,15 @@
  *   - a capacity below the flow set demotes idle flows, keeps the busy path
  *     offloaded, and loses no ping;
  *   - offload.mode ovs runs OVS's own offload instead (the comparison), with
- *     flowdrake's filters gone.
+ *     flowdrake's filters gone;
+ *   - a tc rule the kernel refuses (act_pedit unloaded and module autoloading
+ *     off, so the routed vm1 → vm5 host routes cannot get their pedit
+ *     filters): the kernel answers ENOENT, "Failed to load TC action
+ *     module"; those routes stay in OVS (counted by OpenFlow and OVS's
+ *     datapath, by none of flowdrake's filters), `caps --explain`, the
+ *     metrics and the log report the kernel's errno and message, a ping
+ *     across the agent's restart into planner mode and the refusal loses
+ *     nothing, and the L2 flows go onto tc.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -45,6 +53,8 @@ interface Side {
 interface HostCounters {
   tc: Record<string, { ours: Side; others: Side }>;
   dp: { ovs: number; tc: number };
+  /** OVS's kernel datapath lookups (dpctl/show): hit, and missed (upcalls). */
+  lookups: { hit: number; missed: number };
   of: number;
   packetIns: number | null;
 }
@@ -61,11 +71,11 @@ beforeAll(async () => {
     "utf8",
   );
   lane = await bootLane({
-    script: scenarioScript([{ name: "flowdrake-offload", script, timeoutS: 2400 }]),
-    timeoutMs: 2_500_000,
+    script: scenarioScript([{ name: "flowdrake-offload", script, timeoutS: 3600 }]),
+    timeoutMs: 3_700_000,
   });
   s = sections(lane).get("flowdrake-offload");
-}, 2_600_000);
+}, 3_800_000);
 
 afterAll(() => lane?.cleanup());
 
@@ -252,5 +262,113 @@ describe("kernel lane: offload.mode ovs, for comparison", () => {
       expect(get<Ping>(k).received, k).toBe(20);
     // OVS put datapath flows into tc (its own filters carry the packets)
     expect(b.host1.dp.tc).toBeGreaterThan(0);
+  });
+});
+
+describe("kernel lane: a tc rule the kernel refuses (planner mode, act_pedit unavailable)", () => {
+  type Host1 = { host1: HostCounters };
+  const routeOf = (r: OffloadReport, ip: string) =>
+    r.flows.filter((f) => f.flow.includes("table=30,") && f.flow.includes(`nw_dst=${ip} `));
+  const kernelMessage =
+    /^not offloaded: refused by the kernel: RTM_NEWTFILTER flower \(message \d+ of the batch\) failed: ENOENT, no such object: Failed to load TC action module$/;
+
+  it("the kernel cannot load act_pedit: a pedit filter added by hand is refused", () => {
+    expect(get<{ loaded: boolean }>("refusal_pedit_before").loaded).toBe(true);
+    const probe = get<{ exitCode: number; stderr: string[] }>("refusal_by_hand");
+    expect(probe.exitCode).not.toBe(0);
+    expect(probe.stderr.join("\n")).toContain("Failed to load TC action module");
+  });
+
+  it("loses no ping of vm1 → vm5 across the agent's restart and the refusal of its host routes", () => {
+    const p = get<{ sent: number; received: number; missing: number[] }>("refusal_ping");
+    // 20/s from before the agent stopped until 40 replies after the refusal; only the
+    // request in flight when ping was stopped may lack its reply
+    expect(p.sent).toBeGreaterThan(40);
+    expect(p.missing).toEqual([]);
+    expect(p.received).toBeGreaterThanOrEqual(p.sent - 1);
+    // the restarted agent found the routes in OVS: not one packet reached it
+    expect(get<number>("refusal_packet_ins")).toBe(0);
+  });
+
+  it("keeps the refused routes in OVS: OpenFlow and OVS's datapath count their packets, flowdrake's filters none", () => {
+    expect(get<Ping>("refusal_ping_vm5")).toEqual({ sent: 20, received: 20 });
+    const a = get<Host1>("refusal_a").host1;
+    const b = get<Host1>("refusal_b").host1;
+    // 20 requests and 20 replies through port security's OpenFlow flows, and OVS's kernel datapath
+    expect(b.of - a.of).toBe(40);
+    expect(b.lookups.hit + b.lookups.missed - a.lookups.hit - a.lookups.missed).toBeGreaterThanOrEqual(40);
+    expect(b.dp.tc).toBe(0);
+    // no flowdrake filter ended any of them on vm1 (requests) or vm5 (replies), and no packet-in
+    expect(b.tc.vm1!.ours.packets - a.tc.vm1!.ours.packets).toBe(0);
+    expect(b.tc.vm5!.ours.packets - a.tc.vm5!.ours.packets).toBe(0);
+    expect(b.packetIns).toBe(a.packetIns);
+    for (const dev of Object.keys(b.tc)) expect(b.tc[dev]!.others.filters, dev).toBe(0);
+    // flowdrake's filters that match the routed addresses only hand the packets to OVS: none redirects,
+    // drops or rewrites
+    const tc = get<{ ours: number; routed: string[][] }>("refusal_tc_routed");
+    expect(tc.ours).toBeGreaterThan(100);
+    for (const actions of tc.routed)
+      for (const a of actions) expect(a, JSON.stringify(tc.routed)).not.toMatch(/^(mirred|pedit|gact drop)/);
+    const r = get<OffloadReport>("refusal_explain");
+    for (const ip of ["10.2.0.15", "10.1.0.11"]) {
+      const [route, ...more] = routeOf(r, ip);
+      expect(more, ip).toEqual([]);
+      expect(route?.filters, ip).toEqual([]);
+      expect(route?.softwarePackets, ip).toBeGreaterThanOrEqual(20);
+    }
+  });
+
+  it("reports the refusal: the kernel's errno and message in caps --explain, the metrics and the log", () => {
+    const r = get<OffloadReport>("refusal_explain");
+    for (const ip of ["10.2.0.15", "10.1.0.11"]) {
+      const [route] = routeOf(r, ip);
+      expect(route?.status, ip).toBe("refused");
+      expect(route?.reason, ip).toMatch(kernelMessage);
+    }
+    // every flow kept in software by a refusal needed pedit (a MAC or IP rewrite, a TTL decrement)
+    const refused = r.flows.filter((f) => f.status === "refused");
+    expect(refused.length).toBe(r.refused);
+    for (const f of refused) {
+      expect(f.reason, f.flow).toMatch(kernelMessage);
+      expect(f.flow).toMatch(/set_field:|dec_ttl|mod_(dl|nw)_/);
+    }
+    const m = get<Record<string, number>>("refusal_metrics");
+    expect(m).toEqual({
+      'flowdrake_offload_refusals_total{errno="ENOENT"}': expect.any(Number) as number,
+      flowdrake_offload_refused_flows: r.refused,
+    });
+    expect(m['flowdrake_offload_refusals_total{errno="ENOENT"}']).toBeGreaterThanOrEqual(2);
+    // flowdrake caps --explain agent:<socket>, as printed
+    const cli = get<string[]>("refusal_cli");
+    expect(cli).toContain(`  flows: 0 demoted by the offload budget, ${r.refused} refused by the kernel`);
+    for (const ip of ["10.2.0.15", "10.1.0.11"]) {
+      const at = cli.findIndex((l) => l.includes("table=30,") && l.includes(`nw_dst=${ip} `));
+      expect(at, `${ip} in ${cli.join("\n")}`).toBeGreaterThanOrEqual(0);
+      expect(cli[at + 1]).toMatch(
+        /^ {4}refused: not offloaded: refused by the kernel: .*failed: ENOENT, no such object: Failed to load TC action module; OVS counted \d+ packets$/,
+      );
+    }
+    expect(get<string[]>("refusal_log").some((l) => l.includes("Failed to load TC action module"))).toBe(
+      true,
+    );
+  });
+
+  it("keeps the flows the kernel accepts on tc: vm1 → vm2 is carried by flowdrake's filters", () => {
+    expect(get<Ping>("refusal_ping_vm2")).toEqual({ sent: 20, received: 20 });
+    const b = get<Host1>("refusal_b").host1;
+    const c = get<Host1>("refusal_c").host1;
+    expect(c.tc.vm1!.ours.packets - b.tc.vm1!.ours.packets).toBe(20);
+    expect(c.tc.vm2!.ours.packets - b.tc.vm2!.ours.packets).toBe(20);
+    expect(c.of - b.of).toBe(0);
+    expect(c.packetIns).toBe(b.packetIns);
+    const r = get<OffloadReport>("refusal_explain");
+    expect(r.mode.active).toBe("planner");
+    expect(r.filters.installed).toBe(r.filters.desired);
+    expect(r.filters.installed).toBeGreaterThan(100);
+    const lookup = r.flows.find(
+      (f) => f.flow.includes("table=40,") && f.flow.includes("dl_dst=fa:16:3e:00:00:12"),
+    )!;
+    expect(lookup.status).toBe("offloaded");
+    expect(lookup.filters.find((f) => f.dev === "vm1")!.packets).toBeGreaterThanOrEqual(20);
   });
 });

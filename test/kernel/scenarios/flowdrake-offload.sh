@@ -31,6 +31,28 @@
 #   4. ovs: the same pings with offload.mode ovs (OVS's own tc offload,
 #      hw-offload=true, tc-policy=skip_hw), for comparison; flowdrake's
 #      filters are removed when the agents start in that mode.
+#   5. a tc rule the kernel refuses: the kernel made unable to load
+#      act_pedit, the action of the routed flows' MAC rewrite and TTL
+#      decrement; host1's OVS restarted without its own offload, and vm1's
+#      host routes to vm5 and back put into it (software) by agent host1,
+#      still in ovs mode. While vm1 pings vm5 at 20/s, the agent restarts
+#      in planner mode, reads the routes back and the kernel refuses their
+#      filters: the routes stay in OVS (counted by OpenFlow and OVS's
+#      datapath, by none of flowdrake's filters), the agent reports the
+#      kernel's errno and message (caps --explain, metrics, log), no ping
+#      is lost, and the L2 flows go onto tc.
+#      Why this way: it is deterministic. act_pedit is a module in Debian's
+#      kernel; `rmmod` takes it out (only possible here at the end, once
+#      section 4's ovs mode removed flowdrake's filters and nothing holds a
+#      pedit action: hence section 5 shares this boot rather than paying
+#      for another boot, hosts and DHCP), and kernel.modprobe set to the
+#      empty string turns module autoloading off (the kernel then runs no
+#      modprobe at all; a modprobe.d "install act_pedit /bin/false" line is
+#      not possible on the read-only host root, and the kernel's modprobe
+#      helper would not run in this chroot anyway). A filter with a pedit
+#      action is then refused by act_api's tc_action_load_ops with ENOENT,
+#      "Failed to load TC action module", on every try; other filters are
+#      not affected.
 H=/tmp/fdo
 NB="embedded:$H/nb"
 source "$LANE_REPO/test/kernel/scenarios/offload-hosts.sh"
@@ -183,7 +205,8 @@ stop_vswitchd 2
 start_ovs 1 true
 start_ovs 2 true
 OVSMODE='{"mode": "ovs", "ports": ["vm*"]}'
-agent_config 1 "$OVSMODE"
+# (host routes without an idle timeout on host1: section 5 keeps the agent's routes across a restart into planner mode)
+agent_config 1 "$OVSMODE" "$ROUTES"
 agent_config 2 "$OVSMODE"
 start_agent 1
 start_agent 2
@@ -200,3 +223,72 @@ lane_result ovs_ping_vm1_vm4 "$(ping_n vm1 10.1.0.14 20 0.1)"
 lane_result ovs_ping_vm3_vm4 "$(ping_n vm3 10.1.0.14 20 0.1)"
 lane_result ovs_after_pings "$(both)"
 lane_result ovs_caps "$(FDO ask "$(sock 1)" status)"
+
+# ── 5. a tc rule the kernel refuses ─────────────────────────────────────────
+# OVS without its own offload on host1 (agent host1, still in ovs mode, puts its flows back), act_pedit out
+stop_vswitchd 1
+# nothing holds act_pedit once flowdrake's filters are gone (the kernel frees actions after an RCU grace period)
+lane_result refusal_pedit_before "{\"loaded\": $([ -d /sys/module/act_pedit ] && echo true || echo false), \"refcnt\": $(cat /sys/module/act_pedit/refcnt 2>/dev/null || echo null)}"
+for _ in $(seq 100); do rmmod act_pedit 2>/dev/null && break; sleep 0.1; done
+modprobe_was=$(cat /proc/sys/kernel/modprobe)
+printf '\n' > /proc/sys/kernel/modprobe
+if [ -d /sys/module/act_pedit ] || [ -n "$(cat /proc/sys/kernel/modprobe)" ]; then
+  echo "act_pedit is still loaded (refcnt $(cat /sys/module/act_pedit/refcnt)) or autoloading is on"
+  exit 1
+fi
+# the kernel's answer to a pedit filter by hand, on a veth of a throwaway namespace
+ip netns add fdprobe
+ip -n fdprobe link add p0 type veth peer name p1
+tc -n fdprobe qdisc add dev p0 ingress
+probe=$(tc -n fdprobe filter add dev p0 ingress protocol ip flower skip_hw action pedit ex munge eth src set 02:00:00:00:00:01 2>&1) && probe_rc=0 || probe_rc=$?
+ip netns del fdprobe
+lane_result refusal_by_hand "{\"exitCode\": $probe_rc, \"stderr\": $(printf '%s\n' "$probe" | lane_json_lines)}"
+start_ovs 1 false
+# vm1 reaches vm5 through r1 in software: the agent's host routes (reactive, no idle timeout) are in OVS
+for _ in $(seq 60); do ip netns exec vm1 ping -c 1 -W 1 10.2.0.15 >/dev/null 2>&1 && break; done
+ip netns exec vm1 ping -c 1 -W 3 10.1.0.12 >/dev/null || ip netns exec vm1 ping -c 1 -W 3 10.1.0.12 >/dev/null
+# vm1 pings vm5 at 20/s while agent host1 restarts in planner mode: it reads the routes back from OVS,
+# and the kernel refuses their filters
+ip netns exec vm1 ping -D -O -i 0.05 -W 2 10.2.0.15 > "$H/refusal_vm5.ping" 2>&1 &
+P1=$!
+stop_agent 1
+agent_config 1 "$PLANNER" "$ROUTES"
+echo "--- agent host1 restarted in planner mode, act_pedit unavailable" >> "$H/agent1.log"
+start_agent 1
+lane_result refusal_route_refused "$(FDO wait-flows "$(sock 1)" refused nw_dst=10.2.0.15)"
+FDO wait-flows "$(sock 1)" refused nw_dst=10.1.0.11 >/dev/null
+# … and goes on for 40 more replies after the refusal
+replies() { grep -c 'bytes from' "$H/refusal_vm5.ping" || true; }
+n=$(( $(replies) + 40 ))
+until [ "$(replies)" -ge $n ] || ! kill -0 $P1 2>/dev/null; do sleep 0.1; done
+kill -INT $P1
+wait $P1 || true
+# every request but the one in flight when ping was stopped has its reply
+lane_result refusal_ping "$(node -e '
+const t = require("fs").readFileSync(process.argv[1], "utf8");
+const sent = Number(/^(\d+) packets transmitted/m.exec(t)?.[1] ?? 0);
+const got = new Set([...t.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
+const missing = [];
+for (let s = 1; s < sent; s++) if (!got.has(s)) missing.push(s);
+console.log(JSON.stringify({ sent, received: got.size, missing }))' "$H/refusal_vm5.ping")"
+lane_result refusal_packet_ins "$(FDO metric "$(metrics_url 1)" flowdrake_packet_ins_total)"
+three() { printf '{"host1": %s}' "$(counters 1 vm1 vm2 vm5)"; }
+lane_result refusal_a "$(three)"
+lane_result refusal_ping_vm5 "$(ping_n vm1 10.2.0.15 20 0.1)"
+lane_result refusal_b "$(three)"
+lane_result refusal_ping_vm2 "$(ping_n vm1 10.1.0.12 20 0.1)"
+lane_result refusal_c "$(three)"
+lane_result refusal_explain "$(FDO ask "$(sock 1)" explain)"
+lane_result refusal_metrics "$(FDO samples "$(metrics_url 1)" flowdrake_offload_refusals_total flowdrake_offload_refused_flows)"
+# flowdrake's filters on vm1 and vm5 that match either routed address: their actions (kind, and gact's verdict)
+lane_result refusal_tc_routed "$(node -e '
+const { execFileSync } = require("child_process");
+const ours = ["vm1", "vm5"].flatMap((dev) => JSON.parse(execFileSync("tc", ["-j", "filter", "show", "dev", dev, "ingress"], { encoding: "utf8" }) || "[]"))
+  .filter((f) => (f.options?.actions ?? []).some((a) => String(a.cookie ?? "").startsWith("fd7c01")));
+const routed = ours.filter((f) => ["10.2.0.15", "10.1.0.11"].includes(f.options?.keys?.dst_ip));
+console.log(JSON.stringify({ ours: ours.length, routed: routed.map((f) => f.options.actions.map((a) => [a.kind, a.control_action?.type ?? a.mirred_action ?? ""].join(" ").trim())) }))')"
+# the same report as the operator reads it: flowdrake caps --explain on the live agent
+lane_result refusal_cli "$(node "$LANE_REPO/dist/src/cli/main.js" caps --explain "agent:$(sock 1)" \
+  | grep -E -B1 '^    refused: |^  flows: ' | grep -v '^--$' | lane_json_lines)"
+lane_result refusal_log "$(sed -n '/act_pedit unavailable/,$p' "$H/agent1.log" | grep 'tc refused a filter' | lane_json_lines)"
+printf '%s\n' "$modprobe_was" > /proc/sys/kernel/modprobe

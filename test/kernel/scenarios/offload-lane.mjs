@@ -33,11 +33,16 @@
 //                               counters of port security's IPv4 flows (table
 //                               5); the agent's packet-ins (metrics)
 //   metric URL NAME             the sum of a Prometheus metric's samples
+//   samples URL NAME…           the samples of Prometheus metrics, as an
+//                               object from each sample's name and labels to
+//                               its value
 //   handles DEV…                flowdrake's filters (cookie fd7c…) on the
 //                               devices as "dev chain prio handle" lines
-//   wait-flows SOCKET gone|offloaded TEXT   wait until no flow of the agent's
-//                               mentions TEXT, or until one that does is
-//                               offloaded and every wanted filter installed
+//   wait-flows SOCKET gone|offloaded|refused TEXT   wait until no flow of
+//                               the agent's mentions TEXT, or until one that
+//                               does has that status (offloaded, or refused
+//                               by the kernel) and every wanted filter is
+//                               installed
 //   wait-budget SOCKET CAPACITY MAC… wait until the budget holds the plan
 //                               within CAPACITY with flows demoted, while the
 //                               classification of each port with a MAC given
@@ -271,6 +276,16 @@ async function counters(dir, metrics, devs) {
   return { tc, dp, lookups, of, packetIns };
 }
 
+async function samples(url, names) {
+  const text = await (await fetch(url)).text();
+  const out = {};
+  for (const line of text.split("\n")) {
+    if (names.some((name) => line.startsWith(`${name} `) || line.startsWith(`${name}{`)))
+      out[line.slice(0, line.lastIndexOf(" "))] = Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return out;
+}
+
 async function metric(url, name) {
   const text = await (await fetch(url)).text();
   let sum = 0;
@@ -325,10 +340,12 @@ switch (cmd) {
     break;
   case "wait-flows": {
     const [socket, state, text] = args;
+    if (!["gone", "offloaded", "refused"].includes(state))
+      throw new Error(`wait-flows: unknown state ${state}: gone, offloaded or refused`);
     const r = await poll(socket, 240, `flows with ${text} ${state}`, (x) =>
       state === "gone"
         ? !x.flows.some((f) => f.flow.includes(text))
-        : x.flows.some((f) => f.flow.includes(text) && f.status === "offloaded") &&
+        : x.flows.some((f) => f.flow.includes(text) && f.status === state) &&
           x.filters.installed === x.filters.desired,
     );
     out({ filters: r.filters });
@@ -357,6 +374,9 @@ switch (cmd) {
   }
   case "metric":
     out(String(await metric(args[0], args[1])));
+    break;
+  case "samples":
+    out(await samples(args[0], args.slice(1)));
     break;
   default:
     throw new Error(`unknown command ${cmd}`);
