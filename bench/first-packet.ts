@@ -326,7 +326,12 @@ export class AgentProcess {
     return out;
   }
 
-  async counters(): Promise<{ l3PacketIns: number; packetIns: number; puntDrops: number; localPorts: number }> {
+  async counters(): Promise<{
+    l3PacketIns: number;
+    packetIns: number;
+    puntDrops: number;
+    localPorts: number;
+  }> {
     const m = await this.metrics();
     let packetIns = 0;
     for (const [k, v] of m) if (k.startsWith("flowdrake_packet_ins_total{")) packetIns += v;
