@@ -39,7 +39,7 @@
 import type { Action } from "../openflow/actions.js";
 import type { Flow } from "../openflow/flow.js";
 import { sameFlow } from "../openflow/text.js";
-import type { App, View } from "./types.js";
+import type { App, ReadyPort, View } from "./types.js";
 import { F, FLAG, flow, regName, table, type FlowBuilder } from "../datapath/index.js";
 import { ipv4ToU32 } from "../packet/addr.js";
 import { parseEthernet } from "../packet/frame.js";
@@ -77,6 +77,11 @@ function remoteFlow(view: View, id: string): FlowBuilder | undefined {
  */
 export function reactiveNetwork(mode: L2Mode, view: View, networkId: string): boolean {
   return mode === "reactive" && view.network(networkId)?.provider === undefined;
+}
+
+/** The NB port of a network with this MAC (untracked: for the packet-in handler and adoption). */
+function portWithMac(view: View, networkId: string, mac: string): ReadyPort | undefined {
+  return view.portsOnNetwork(networkId).find((p) => p.macAddress === mac);
 }
 
 function reactiveKey(networkKey: number, mac: string): string {
@@ -153,7 +158,7 @@ export function l2App(opts: L2AppOptions = {}): App {
       const nv = ctx.view.networkByKey(key);
       if (!nv) return;
       const mac = parseEthernet(pkt.data).eth.dst;
-      const candidate = ctx.view.portsOnNetwork(nv.id).find((p) => p.macAddress === mac);
+      const candidate = portWithMac(ctx.view, nv.id, mac);
       const { result: b, deps } = ctx.track(() => {
         if (!candidate || !reactiveNetwork(mode, ctx.view, nv.id)) return undefined;
         const again = ctx.view.port(candidate.id);
@@ -172,7 +177,7 @@ export function l2App(opts: L2AppOptions = {}): App {
       const key = Number(at(regName(F.network)));
       const mac = String(at("eth_dst"));
       const nv = ctx.view.networkByKey(key);
-      const candidate = nv && ctx.view.portsOnNetwork(nv.id).find((p) => p.macAddress === mac);
+      const candidate = nv && portWithMac(ctx.view, nv.id, mac);
       if (!nv || !candidate) return undefined;
       const { result: b, deps } = ctx.track(() =>
         reactiveNetwork(mode, ctx.view, nv.id) && ctx.view.port(candidate.id)?.macAddress === mac
