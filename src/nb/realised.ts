@@ -74,7 +74,7 @@ export async function waitRealised(
   const check = (): void => {
     if (waitingFor().every((c) => (realised.get(c) ?? 0) >= revision)) done();
   };
-  const onEvent = (ev: WatchEvent): void => {
+  const apply = (ev: WatchEvent): void => {
     const kind = ev.type === "put" ? ev.object.kind : ev.kind;
     const key = ev.type === "put" ? ev.object.key : ev.key;
     if (kind === AGENT_KIND.liveness) {
@@ -84,6 +84,19 @@ export async function waitRealised(
       const r = Number((ev.object.value as Partial<RealisedValue> | undefined)?.revision);
       if (Number.isFinite(r)) realised.set(key, Math.max(realised.get(key) ?? 0, r));
     }
+  };
+  // The watch opens before the lists are read, so nothing falls between them, and its
+  // events may arrive before the lists do. They wait in `early` and are applied after the
+  // lists, in order: checked before, with the live set still empty, "every live chassis
+  // realised it" would hold vacuously; applied under the lists, a chassis that died
+  // while they were read would come back to life.
+  let early: WatchEvent[] | undefined = [];
+  const onEvent = (ev: WatchEvent): void => {
+    if (early) {
+      early.push(ev);
+      return;
+    }
+    apply(ev);
     check();
   };
   const from = await store.revision();
@@ -101,6 +114,8 @@ export async function waitRealised(
       const r = Number((o.value as Partial<RealisedValue> | undefined)?.revision);
       if (Number.isFinite(r)) realised.set(o.key, Math.max(realised.get(o.key) ?? 0, r));
     }
+    for (const ev of early) apply(ev);
+    early = undefined;
     check();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
