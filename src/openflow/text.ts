@@ -563,7 +563,6 @@ export function formatActions(actions: readonly Action[]): string {
   return actions.length ? actions.map(formatAction).join(",") : "drop";
 }
 
-/** Instructions in the order OVS prints them (spec execution order). */
 /**
  * Whether two flows are one flow to OVS (table, priority, match) doing the
  * same thing (instructions): how an app tells that a reactive flow found
@@ -575,6 +574,7 @@ export function sameFlow(a: Flow, b: Flow): boolean {
   );
 }
 
+/** Instructions in the order OVS prints them (spec execution order). */
 export function formatInstructions(ins: readonly Instruction[]): string {
   const out: string[] = [];
   const order = ["meter", "apply_actions", "clear_actions", "write_actions", "write_metadata", "goto_table"];
