@@ -100,6 +100,25 @@
  *                   tunnel to its chassis when its network has no port here
  *   nat_resolve     to the gateway address → hairpin (as a floating IP's)
  *
+ * Distributed SNAT: a gateway may give chassis addresses of their own
+ * (`chassisAddresses`: chassis, IPv4 address and MAC on the external
+ * network). A chassis with one, the external network mapped here and the
+ * router's zone, SNATs the router's traffic from its own VMs itself instead
+ * of sending it to the gateway chassis; VMs on other chassis still go there.
+ *
+ *   l3              from a local VM, to the router, nowhere connected → nat
+ *   nat             not from a tunnel, from the router's subnet → ct(commit, zone,
+ *                   nat(src=chassis address)) → nat_state → its MAC, dec_ttl →
+ *                   nat_resolve (above the gateway's SNAT when this is the gateway
+ *                   too: tunnelled traffic still gets the gateway address)
+ *   classification  from the patch port: ARP for the address answered, IP to its MAC → nat
+ *   nat             to the address → ct(zone, nat): replies only
+ *   nat_state       to a local VM of the router's subnets → as the gateway's
+ *
+ * ARP for the address is answered by its chassis alone, and the agent
+ * announces it (gratuitous ARP) like the others; without the mapping the
+ * chassis falls back to the gateway.
+ *
  * Next hops on the external network (nat_resolve): a destination inside one
  * of its IPv4 subnets is its own next hop, anything else goes to that subnet's
  * gateway. Their MACs are learned as the agent sees them — from ARP requests
@@ -119,7 +138,7 @@
  * Not done: IPv6 floating IPs and SNAT; traffic from a VM on the external
  * network itself to a floating IP hosted on its chassis (its frames go out
  * on the provider bridge, which does not send a frame back where it came
- * from); per-chassis distributed SNAT.
+ * from).
  *
  * Owners: each port (its floating IPs, where it is local), each router (its
  * SNAT: redirect or gateway), each external network reachable here (the
@@ -151,8 +170,11 @@ import {
 import { cidrContains, parseCidr } from "../nb/model/ip.js";
 import {
   DEVICE_OWNER_ROUTER_INTERFACE,
+  type ChassisAddress,
   type FloatingIp,
+  type Router,
   type RouterInterface,
+  type SnatGateway,
   type Subnet,
 } from "../nb/model/schemas.js";
 import type { Flow } from "../openflow/flow.js";
@@ -172,6 +194,8 @@ export const NAT_PRIORITY = {
   /** nat, nat_state */
   fip: 200,
   snat: 100,
+  /** nat: a local VM's traffic SNATed to this chassis' own address (distributed SNAT) */
+  snatLocal: 101,
   /** nat_resolve */
   hairpinSelf: 410,
   hairpin: 400,
@@ -414,19 +438,91 @@ function deliver(b: FlowBuilder, view: View, itf: RouterInterface, p: ReadyPort)
     .output(tun!.ofport);
 }
 
+const matchItf = (b: FlowBuilder, itf: RouterInterface): FlowBuilder =>
+  b
+    .proto("ip")
+    .eq("eth_dst", itf.macAddress)
+    .eq("ip_src", ...v4Prefix(itf.cidr));
+
+/**
+ * This chassis' own SNAT address for router `g.routerId` (distributed SNAT),
+ * when it has one and can use it: the external network is mapped here and
+ * the router has a NAT zone.
+ */
+function chassisAddressHere(view: View, g: SnatGateway): ChassisAddress | undefined {
+  const a = g.chassisAddresses.find((x) => x.chassis === view.chassis);
+  if (!a || !isIpv4(a.ipAddress)) return undefined;
+  if (!view.providerNetwork(g.externalNetworkId) || view.natZone(g.routerId) === undefined) return undefined;
+  return a;
+}
+
+/**
+ * Distributed SNAT: the router's traffic from this chassis' own VMs (not
+ * what arrives through a tunnel for the gateway) is SNATed here to this
+ * chassis' address, and the replies to it come back here — ARP for the
+ * address is answered by this chassis alone.
+ */
+function chassisSnatFlows(view: View, r: Router, g: SnatGateway, a: ChassisAddress, out: OwnerOut): void {
+  const ext = view.providerNetwork(g.externalNetworkId)!;
+  const zone = view.natZone(g.routerId)!;
+  answerOn(out, ext, a.ipAddress, a.macAddress);
+  hairpin(out, ext, a.ipAddress, a.macAddress);
+  out.flow(
+    flow("nat", NAT_PRIORITY.snat)
+      .reg(F.network, ext.key)
+      .proto("ip")
+      .eq("eth_dst", a.macAddress)
+      .eq("ip_dst", a.ipAddress)
+      .ct({ zone, nat: {}, table: "nat_state" }),
+  );
+  for (const itf of r.interfaces) {
+    if (!isIpv4(itf.ipAddress)) continue;
+    const nv = view.network(itf.networkId);
+    if (!nv) continue;
+    out.flow(matchItf(flow("l3", NAT_PRIORITY.snatRoute).reg(F.network, nv.key), itf).goto("nat"));
+    out.flow(
+      matchItf(
+        flow("nat", NAT_PRIORITY.snatLocal).reg(F.network, nv.key).flag(FLAG.fromTunnel, false),
+        itf,
+      ).ct({ zone, commit: true, nat: { kind: "src", ipMin: a.ipAddress }, table: "nat_state" }),
+    );
+    out.flow(
+      flow("nat_state", NAT_PRIORITY.snat)
+        .reg(F.network, nv.key)
+        .proto("ip")
+        .eq("eth_dst", itf.macAddress)
+        .eq("ip_src", a.ipAddress)
+        .set("eth_src", a.macAddress)
+        .decTtl()
+        .load(F.network, ext.key)
+        .goto("nat_resolve"),
+    );
+    for (const lp of view.localPortsOf(itf.networkId)) {
+      for (const fx of lp.port.fixedIps) {
+        if (!isIpv4(fx.ipAddress) || !cidrContains(itf.cidr, fx.ipAddress)) continue;
+        const b = flow("nat_state", NAT_PRIORITY.snat)
+          .reg(F.network, ext.key)
+          .proto("ip")
+          .eq("eth_dst", a.macAddress)
+          .eq("ip_dst", fx.ipAddress);
+        const d = deliver(b, view, itf, lp.port);
+        if (d) out.flow(d);
+      }
+    }
+  }
+}
+
 function snatFlows(id: string, view: View, out: OwnerOut): void {
   const r = view.router(id);
   const g = view.snatOf(id);
   if (!r?.adminStateUp || !g?.enabled || !isIpv4(g.externalIpAddress)) return;
+  const own = chassisAddressHere(view, g);
+  if (own) chassisSnatFlows(view, r, g, own, out);
   const gw = activeGateway(view, g.gatewayChassis);
   if (!gw) return;
   const itfs = r.interfaces.filter((i) => isIpv4(i.ipAddress));
-  const matchItf = (b: FlowBuilder, itf: RouterInterface): FlowBuilder =>
-    b
-      .proto("ip")
-      .eq("eth_dst", itf.macAddress)
-      .eq("ip_src", ...v4Prefix(itf.cidr));
   if (gw !== view.chassis) {
+    if (own) return;
     const to = view.liveTunnelIp(gw)!;
     for (const itf of itfs) {
       const nv = view.network(itf.networkId);
@@ -459,7 +555,8 @@ function snatFlows(id: string, view: View, out: OwnerOut): void {
     const tun = tunnelOf(view, itf.networkId);
     const key = nv?.key ?? tun?.key;
     if (key === undefined) continue;
-    if (nv) out.flow(matchItf(flow("l3", NAT_PRIORITY.snatRoute).reg(F.network, key), itf).goto("nat"));
+    if (nv && !own)
+      out.flow(matchItf(flow("l3", NAT_PRIORITY.snatRoute).reg(F.network, key), itf).goto("nat"));
     if (tun) {
       out.flow(
         matchItf(flow("classification", NAT_PRIORITY.ingress).inPort(tun.ofport).eq("tun_id", tun.key), itf)
@@ -560,6 +657,16 @@ function announcedHere(view: View): Map<string, Announced> {
     if (!view.providerNetwork(g.externalNetworkId) || view.natZone(g.routerId) === undefined) continue;
     out.set(`snat/${g.id}`, { networkId: g.externalNetworkId, ip: g.externalIpAddress, mac: g.macAddress });
   }
+  for (const g of view.snatGateways()) {
+    if (!g.enabled || !isIpv4(g.externalIpAddress) || !view.router(g.routerId)?.adminStateUp) continue;
+    const a = chassisAddressHere(view, g);
+    if (a)
+      out.set(`snat/${g.id}/${a.chassis}`, {
+        networkId: g.externalNetworkId,
+        ip: a.ipAddress,
+        mac: a.macAddress,
+      });
+  }
   return out;
 }
 
@@ -570,6 +677,9 @@ function natAddress(view: View, ip: string, mac?: string): string | undefined {
   }
   for (const g of view.snatGateways()) {
     if (g.externalIpAddress === ip && (mac === undefined || g.macAddress === mac)) return g.externalNetworkId;
+    for (const a of g.chassisAddresses) {
+      if (a.ipAddress === ip && (mac === undefined || a.macAddress === mac)) return g.externalNetworkId;
+    }
   }
   return undefined;
 }

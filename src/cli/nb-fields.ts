@@ -87,6 +87,12 @@ const extraDhcp: Convert = (raw, field, ctx) => {
   return { name, value };
 };
 
+const chassisAddress: Convert = (raw, field, ctx) => {
+  const [chassis, rest] = pair(raw, "=", field, ctx, "CHASSIS=IP[,MAC]");
+  const [ipAddress, macAddress] = rest.split(",").map((s) => s.trim());
+  return macAddress ? { chassis, ipAddress, macAddress } : { chassis, ipAddress };
+};
+
 const gateway: Convert = (raw) => (raw === "none" ? null : raw);
 
 const commaList: Convert = (raw) =>
@@ -330,6 +336,13 @@ export const FIELD_FLAGS: Record<ObjectKind, FlagSpec[]> = {
       help: "chassis SNAT may run on, highest priority first (repeat or comma-separate)",
       repeat: true,
       convert: commaList,
+    },
+    {
+      flags: "--chassis-address <chassis=ip[,mac]>",
+      field: "chassisAddresses",
+      help: "distributed SNAT: this chassis SNATs its own VMs to this address (repeat; MAC allocated when absent)",
+      repeat: true,
+      convert: chassisAddress,
     },
   ],
 };

@@ -41,6 +41,11 @@ function filled(kind: ObjectKind, v: Obj): string | undefined {
     if (typeof v[ip] !== "string") return `${ip}: is missing`;
     if (typeof v.macAddress !== "string") return "macAddress: is missing";
   }
+  if (kind === "snat" && Array.isArray(v.chassisAddresses)) {
+    for (const [i, a] of (v.chassisAddresses as Obj[]).entries()) {
+      if (typeof a.macAddress !== "string") return `chassisAddresses.${i}.macAddress: is missing`;
+    }
+  }
   return undefined;
 }
 

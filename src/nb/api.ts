@@ -1076,6 +1076,9 @@ export class NbApi {
         if (!net!.value.external) fail(netField, `network ${netId} is not external`);
         const subnets = (await this.list("subnet", { networkId: netId })).map((s) => s.value);
         let ip = v[ipField] as string | undefined;
+        // a gateway's own chassis addresses are not free for its address either
+        for (const a of (v.chassisAddresses as { ipAddress: string }[] | undefined) ?? [])
+          taken.add(a.ipAddress);
         if (ip === undefined) {
           const s = subnets.find((x) => x.ipVersion === 4) ?? subnets[0];
           if (!s) fail(ipField, `external network ${netId} has no subnet to allocate from`);
@@ -1106,6 +1109,7 @@ export class NbApi {
             (o) => o.value.routerId === sn.routerId && o.key !== sn.id,
           );
           if (other) fail("routerId", `router ${sn.routerId} already has SNAT gateway ${other.key}`);
+          await this.prepareChassisAddresses(sn, old as SnatGateway | undefined, subnets, owner, fail);
         }
         break;
       }
@@ -1113,6 +1117,44 @@ export class NbApi {
         break;
     }
     return { value: v, reservations: this.reservationsOf(kind, v) };
+  }
+
+  /**
+   * A gateway's per-chassis SNAT addresses: each inside a subnet of the
+   * external network, not its gateway, not held by another object; a MAC
+   * kept from the stored entry of the same chassis, or allocated.
+   */
+  private async prepareChassisAddresses(
+    sn: SnatGateway,
+    old: SnatGateway | undefined,
+    subnets: Subnet[],
+    owner: string,
+    fail: (field: string, reason: string) => never,
+  ): Promise<void> {
+    const netId = sn.externalNetworkId;
+    for (const [i, a] of sn.chassisAddresses.entries()) {
+      const field = `chassisAddresses[${i}]`;
+      const s = subnets.find((x) => cidrContains(x.cidr, a.ipAddress));
+      if (!s) fail(`${field}.ipAddress`, `${a.ipAddress} is not inside a subnet of network ${netId}`);
+      if (a.ipAddress === s!.gatewayIp)
+        fail(`${field}.ipAddress`, `${a.ipAddress} is the gateway of subnet ${s!.id}`);
+      const holder = await this.reservationOwner(IPAM_KINDS.ip, `${netId}/${a.ipAddress}`);
+      if (holder && holder !== owner)
+        fail(`${field}.ipAddress`, `${a.ipAddress} is already used by ${holder}`);
+      if ((a.macAddress as string | undefined) === undefined) {
+        const kept = old?.chassisAddresses?.find((o) => o.chassis === a.chassis)?.macAddress;
+        a.macAddress = kept ?? (await this.allocateMac(netId));
+      } else {
+        const h = await this.reservationOwner(IPAM_KINDS.mac, `${netId}/${a.macAddress}`);
+        if (h && h !== owner)
+          fail(`${field}.macAddress`, `${a.macAddress} is already used on network ${netId} by ${h}`);
+      }
+    }
+    const macs = [sn.macAddress, ...sn.chassisAddresses.map((a) => a.macAddress)];
+    macs.forEach((m, i) => {
+      if (macs.indexOf(m) !== i)
+        fail(`chassisAddresses[${i - 1}].macAddress`, `${m} is used twice by this gateway`);
+    });
   }
 
   private async prepareFip(f: FloatingIp, fail: (field: string, reason: string) => never): Promise<void> {
@@ -1165,7 +1207,11 @@ export class NbApi {
         );
         if (fips.length > 0) fail("", `subnet holds floating IP ${fips[0]!.key}`);
         const snats = (await this.list("snat")).filter(
-          (g) => g.value.externalNetworkId === s.networkId && cidrContains(s.cidr, g.value.externalIpAddress),
+          (g) =>
+            g.value.externalNetworkId === s.networkId &&
+            [g.value.externalIpAddress, ...(g.value.chassisAddresses ?? []).map((a) => a.ipAddress)].some(
+              (ip) => cidrContains(s.cidr, ip),
+            ),
         );
         if (snats.length > 0) fail("", `subnet holds SNAT gateway ${snats[0]!.key}`);
         break;
@@ -1222,6 +1268,10 @@ export class NbApi {
       const g = v as unknown as SnatGateway;
       if (g.externalIpAddress) add(IPAM_KINDS.ip, `${g.externalNetworkId}/${g.externalIpAddress}`);
       if (g.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${g.macAddress}`);
+      for (const a of g.chassisAddresses ?? []) {
+        add(IPAM_KINDS.ip, `${g.externalNetworkId}/${a.ipAddress}`);
+        if (a.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${a.macAddress}`);
+      }
     }
     return out;
   }

@@ -90,8 +90,8 @@ const ALLOCATED: Partial<Record<ObjectKind, string[]>> = {
   lswitch: ["segmentationId", "mtu"],
   subnet: ["gatewayIp", "allocationPools", "ipVersion"],
   lport: ["macAddress", "fixedIps"],
-  fip: ["floatingIpAddress", "fixedIpAddress"],
-  snat: ["externalIpAddress"],
+  fip: ["floatingIpAddress", "fixedIpAddress", "macAddress"],
+  snat: ["externalIpAddress", "macAddress"],
 };
 
 /** References checked at plan time: field (or list of ids) → kind it names. */
@@ -392,6 +392,21 @@ function diffFields(d: DesiredObject, stored: Obj): string[] {
 }
 
 /**
+ * A gateway's chassis address given without a MAC keeps the MAC the API
+ * allocated for it (the stored entry of the same chassis and address), so
+ * applying the same file again changes nothing.
+ */
+function keepChassisMacs(want: Obj, stored: Obj): void {
+  if (!Array.isArray(want.chassisAddresses) || !Array.isArray(stored.chassisAddresses)) return;
+  const had = stored.chassisAddresses as Obj[];
+  want.chassisAddresses = (want.chassisAddresses as Obj[]).map((a) => {
+    if (a.macAddress !== undefined) return a;
+    const o = had.find((x) => x.chassis === a.chassis && x.ipAddress === a.ipAddress);
+    return o ? { ...a, macAddress: o.macAddress } : a;
+  });
+}
+
+/**
  * Compute the changes and calls that make `state` match `topology`.
  * Throws a ValidationError (nothing to execute) when the file cannot be applied.
  */
@@ -480,6 +495,7 @@ export function planApply(
         continue;
       }
       const stored = cur.value as Obj;
+      if (kind === "snat") keepChassisMacs(d.value, stored);
       const fields = diffFields(d, stored);
       const patch: Obj = {};
       for (const f of fields) patch[f] = d.value[f];

@@ -96,6 +96,7 @@ export function snat(
     macAddress: string;
     gatewayChassis?: string[];
     enabled?: boolean;
+    chassisAddresses?: { chassis: string; ipAddress: string; macAddress: string }[];
   },
 ): SnatGateway {
   return parseObject("snat", { id, tenantId: "t1", ...extra }, id);

@@ -18,7 +18,11 @@
  * there through the tunnel, the conntrack entry is host2's); host2's agent
  * stops — within its liveness lease host1 sends to host3 instead, and a new
  * connection goes out through host3; host2's agent returns and SNAT goes
- * back to it; vm1 moves to host3 and its floating IP answers from there.
+ * back to it; host1 is given an SNAT address of its own (distributed SNAT):
+ * vm2 then leaves as that address, SNATed on host1, whose ARP host1 alone
+ * answers, while vm1 keeps its floating IP, and once the address is removed
+ * vm2 goes through the gateway again; vm1 moves to host3 and its floating IP
+ * answers from there.
  */
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -71,6 +75,8 @@ const procs: ChildProcess[] = [];
 
 const FIP = "172.24.4.50";
 const SNAT_IP = "172.24.4.10";
+/** host1's own SNAT address (distributed SNAT). */
+const CHASSIS_IP = "172.24.4.21";
 const EXT_HOST = "172.24.4.100";
 const VMS = {
   vm1: { mac: "fa:16:3e:81:01:11", ip: "10.81.1.11" },
@@ -282,6 +288,55 @@ describe("SNAT with gateway failover", () => {
     for (const a of agents.values()) await a.settle();
     const server = await python(extNs, PEER_SERVER, ["9002"], "listening");
     expect(await connects(vms.vm2!.netns, EXT_HOST, 9002)).toBe(true);
+    expect(server.filter((l) => l.startsWith("peer "))).toEqual([`peer ${SNAT_IP}`]);
+  });
+});
+
+describe("distributed SNAT: host1 gets an address of its own", () => {
+  it("vm2 leaves as host1's address, SNATed on host1; ARP for it is answered by host1 alone", async () => {
+    await api.update("snat", "gw1", { chassisAddresses: [{ chassis: "host1", ipAddress: CHASSIS_IP }] });
+    const mac = (await api.get("snat", "gw1")).value.chassisAddresses[0]!.macAddress;
+    await waitFor(
+      () => redirectTo() === undefined,
+      20_000,
+      "host1 stops sending r1's traffic to the gateway",
+    );
+    await waitFor(
+      () => flowsOf("host1").some((f) => f.includes(`nat(src=${CHASSIS_IP})`)),
+      20_000,
+      "host1 SNATs to its own address",
+    );
+    for (const a of agents.values()) await a.settle();
+    for (const h of ["host2", "host3"]) expect(flowsOf(h).filter((f) => f.includes(CHASSIS_IP))).toEqual([]);
+    const arp = await run(["busybox", "arping", "-c", "1", "-w", "3", "-I", "eth0", CHASSIS_IP], {
+      netns: extNs,
+      allowFailure: true,
+    });
+    expect(arp.stdout).toMatch(/Received 1 response/);
+    expect(arp.stdout.toLowerCase()).toContain(`[${mac}]`);
+    const server = await python(extNs, PEER_SERVER, ["9003"], "listening");
+    expect(await connects(vms.vm2!.netns, EXT_HOST, 9003)).toBe(true);
+    expect(server.filter((l) => l.startsWith("peer "))).toEqual([`peer ${CHASSIS_IP}`]);
+    expect((await conntrack("host1", VMS.vm2.ip)).join("\n")).toContain(`dst=${CHASSIS_IP}`);
+    const p = await ping(vms.vm2!.netns, EXT_HOST);
+    expect(p.ok, p.out).toBe(true);
+    // vm1 keeps its floating IP: the floating IP's flows sit above the router's SNAT
+    const viaFip = await python(extNs, PEER_SERVER, ["9004"], "listening");
+    expect(await connects(vms.vm1!.netns, EXT_HOST, 9004)).toBe(true);
+    expect(viaFip.filter((l) => l.startsWith("peer "))).toEqual([`peer ${FIP}`]);
+  });
+
+  it("the address goes: host1 sends vm2 to the gateway again", async () => {
+    await api.update("snat", "gw1", { chassisAddresses: [] });
+    await waitFor(
+      () => redirectTo() === ul!.host("host2").tunnelIp,
+      20_000,
+      "host1 redirects to host2 again",
+    );
+    expect(flowsOf("host1").filter((f) => f.includes(CHASSIS_IP))).toEqual([]);
+    for (const a of agents.values()) await a.settle();
+    const server = await python(extNs, PEER_SERVER, ["9005"], "listening");
+    expect(await connects(vms.vm2!.netns, EXT_HOST, 9005)).toBe(true);
     expect(server.filter((l) => l.startsWith("peer "))).toEqual([`peer ${SNAT_IP}`]);
   });
 });

@@ -620,6 +620,86 @@ describe("CAS and multi-object operations", () => {
     await api.delete("subnet", s.key);
   });
 
+  it("distributed SNAT: a gateway's chassis addresses are checked, reserved, and keep their MACs", async () => {
+    const t = tenant();
+    const ext = await net(t, { external: true });
+    const s = await subnet(t, ext.key, "203.0.113.0/28");
+    const r = await api.create("lrouter", { tenantId: t });
+    await rejects(
+      () =>
+        api.create("snat", {
+          tenantId: t,
+          routerId: r.key,
+          externalNetworkId: ext.key,
+          chassisAddresses: [{ chassis: "host1", ipAddress: "198.51.100.7" }],
+        }),
+      "snat",
+      "chassisAddresses[0].ipAddress",
+      /is not inside a subnet of network/,
+    );
+    await rejects(
+      () =>
+        api.create("snat", {
+          tenantId: t,
+          routerId: r.key,
+          externalNetworkId: ext.key,
+          chassisAddresses: [{ chassis: "host1", ipAddress: s.value.gatewayIp! }],
+        }),
+      "snat",
+      "chassisAddresses[0].ipAddress",
+      /is the gateway of subnet/,
+    );
+    // the gateway's own address is allocated around its chassis addresses
+    const g = await api.create("snat", {
+      tenantId: t,
+      routerId: r.key,
+      externalNetworkId: ext.key,
+      chassisAddresses: [
+        { chassis: "host1", ipAddress: "203.0.113.2" },
+        { chassis: "host2", ipAddress: "203.0.113.3" },
+      ],
+    });
+    expect(g.value.externalIpAddress).toBe("203.0.113.4");
+    const [m1, m2] = g.value.chassisAddresses.map((a) => a.macAddress);
+    expect(m1).toMatch(/^fa:16:3e(:[0-9a-f]{2}){3}$/);
+    expect(new Set([m1, m2, g.value.macAddress]).size).toBe(3);
+    // reserved: nobody else gets the address or the MAC
+    await rejects(
+      () => api.create("fip", { tenantId: t, floatingNetworkId: ext.key, floatingIpAddress: "203.0.113.2" }),
+      "fip",
+      "floatingIpAddress",
+      /already used by snat\//,
+    );
+    await rejects(
+      () => api.create("fip", { tenantId: t, floatingNetworkId: ext.key, macAddress: m2! }),
+      "fip",
+      "macAddress",
+      /already used on network .* by snat\//,
+    );
+    // an update that keeps a chassis keeps its MAC; a dropped address is free again
+    const u = await api.update("snat", g.key, {
+      chassisAddresses: [
+        { chassis: "host1", ipAddress: "203.0.113.2" },
+        { chassis: "host3", ipAddress: "203.0.113.5" },
+      ],
+    });
+    expect(u.value.chassisAddresses[0]).toEqual({
+      chassis: "host1",
+      ipAddress: "203.0.113.2",
+      macAddress: m1,
+    });
+    const f = await api.create("fip", {
+      tenantId: t,
+      floatingNetworkId: ext.key,
+      floatingIpAddress: "203.0.113.3",
+    });
+    await rejects(() => api.delete("subnet", s.key), "subnet", "", /floating IP|SNAT gateway/);
+    await api.delete("fip", f.key);
+    await rejects(() => api.delete("subnet", s.key), "subnet", "", /SNAT gateway/);
+    await api.delete("snat", g.key);
+    await api.delete("subnet", s.key);
+  });
+
   it("serialises racing multi-object calls of one tenant: no address handed out twice", async () => {
     const t = tenant();
     const n = await net(t);

@@ -492,6 +492,28 @@ function cliSuite(name: string, url: () => string): void {
         "host1,host1",
       );
       expect((await value("snat", "update", "s1", "--no-enabled")).enabled).toBe(false);
+      const dist = await value(
+        "snat",
+        "update",
+        "s1",
+        "--chassis-address",
+        "host1=203.0.113.21",
+        "--chassis-address",
+        "host2=203.0.113.22,fa:16:3e:00:22:22",
+      );
+      expect(dist.chassisAddresses).toMatchObject([
+        { chassis: "host1", ipAddress: "203.0.113.21", macAddress: expect.stringMatching(/^fa:16:3e:/) },
+        { chassis: "host2", ipAddress: "203.0.113.22", macAddress: "fa:16:3e:00:22:22" },
+      ]);
+      await refused(
+        1,
+        /is not CHASSIS=IP\[,MAC\]/,
+        "snat",
+        "update",
+        "s1",
+        "--chassis-address",
+        "203.0.113.23",
+      );
       expect((await nb("fip", "list")).stdout).toMatch(/\nf1 +t1 +203\.0\.113\.2 +ext +p1 +10\.0\.0\.5 +1\n/);
       await refused(1, /port p1: floating IP f1 points to this port/, "port", "delete", "p1");
       const del = await nb("fip", "delete", "f1");

@@ -737,3 +737,93 @@ describe("nat flows for a small view (dump-flows lines)", () => {
     expect(gatewayFlows()).toHaveLength(3);
   });
 });
+
+describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
+  const lines = (e: Engine, owner: string) =>
+    e
+      .allFlows()
+      .filter((d) => d.owner === owner)
+      .map((d) => formatFlow({ ...d.flow, cookie: 0n }))
+      .sort();
+  const withAddress = (m: ReturnType<typeof natView>, id: string, ip: string, mac: string) => {
+    const g = m.snatOf(id === "s1" ? "r1" : "r2")!;
+    m.setSnat(id, { ...g, chassisAddresses: [{ chassis: "host1", ipAddress: ip, macAddress: mac }] });
+  };
+
+  it("r2's gateway is host2: host1 SNATs its own VM to its address instead of sending it there", () => {
+    const m = natView();
+    withAddress(m, "s2", "198.51.100.21", "fa:16:3e:fe:01:21");
+    const e = new Engine(m, loadApps(["nat"]));
+    e.recomputeAll();
+    expect(lines(e, "nat/router/r2")).toEqual([
+      "priority=110,arp,in_port=50,dl_vlan=100,arp_tpa=198.51.100.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:21->arp_sha,set_field:198.51.100.21->arp_spa,IN_PORT",
+      "priority=110,arp,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+      "priority=110,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:35",
+      "table=30, priority=298,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=goto_table:35",
+      "table=35, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=198.51.100.21 actions=ct(table=36,zone=65381,nat)",
+      "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.21))",
+      "table=36, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+      "table=36, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=198.51.100.21 actions=set_field:fa:16:3e:fe:01:21->eth_src,dec_ttl,set_field:0x1000064->reg6,goto_table:37",
+      "table=37, priority=400,ip,reg6=0x1000064,nw_dst=198.51.100.21 actions=ct_clear,set_field:fa:16:3e:fe:01:21->eth_dst,resubmit(,35)",
+    ]);
+  });
+
+  it("r1's gateway is this chassis too: its own VMs take its address (above), tunnelled traffic the gateway's", () => {
+    const m = natView();
+    withAddress(m, "s1", "172.24.4.21", "fa:16:3e:fe:00:21");
+    const e = new Engine(m, loadApps(["nat"]));
+    e.recomputeAll();
+    expect(lines(e, "nat/router/r1")).toEqual([
+      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.10,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:10->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:10->arp_sha,set_field:172.24.4.10->arp_spa,IN_PORT",
+      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:21->arp_sha,set_field:172.24.4.21->arp_spa,IN_PORT",
+      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+      "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+      "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+      "priority=110,ip,tun_id=0x65,in_port=100,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:35",
+      "priority=110,ip,tun_id=0x67,in_port=100,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x67->reg6,set_field:0x1->reg0,goto_table:35",
+      "table=30, priority=298,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=goto_table:35",
+      "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=172.24.4.10 actions=ct(table=36,zone=65452,nat)",
+      "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=172.24.4.21 actions=ct(table=36,zone=65452,nat)",
+      "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+      "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+      "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.21))",
+      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.3.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:16->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
+      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+      "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+      "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.21 actions=set_field:fa:16:3e:fe:00:21->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+      "table=36, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+      "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
+      "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.21 actions=ct_clear,set_field:fa:16:3e:fe:00:21->eth_dst,resubmit(,35)",
+    ]);
+  });
+
+  it("the redirect to the gateway comes back when the address goes, or the external network is not mapped here", () => {
+    const redirect =
+      "table=30, priority=298,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=set_field:0x66->tun_id,set_field:192.0.2.2->tun_dst,output:100";
+    const m = natView();
+    const e = new Engine(m, loadApps(["nat"]));
+    e.recomputeAll();
+    expect(lines(e, "nat/router/r2")).toEqual([redirect]);
+    withAddress(m, "s2", "198.51.100.21", "fa:16:3e:fe:01:21");
+    e.recomputeChanged();
+    expect(lines(e, "nat/router/r2")).not.toContain(redirect);
+    expect(lines(e, "nat/router/r2").join("\n")).toContain("nat(src=198.51.100.21)");
+    m.setSnat("s2", { ...m.snatOf("r2")!, chassisAddresses: [] });
+    e.recomputeChanged();
+    expect(lines(e, "nat/router/r2")).toEqual([redirect]);
+    // another chassis' address changes nothing here
+    m.setSnat("s2", {
+      ...m.snatOf("r2")!,
+      chassisAddresses: [{ chassis: "host2", ipAddress: "198.51.100.22", macAddress: "fa:16:3e:fe:01:22" }],
+    });
+    e.recomputeChanged();
+    expect(lines(e, "nat/router/r2")).toEqual([redirect]);
+    withAddress(m, "s2", "198.51.100.21", "fa:16:3e:fe:01:21");
+    m.setProviderPorts(new Map());
+    e.recomputeChanged();
+    expect(lines(e, "nat/router/r2")).toEqual([redirect]);
+  });
+});

@@ -319,6 +319,68 @@ describe("planApply", () => {
   });
 });
 
+describe("planApply and a gateway's chassis addresses", () => {
+  const doc = (addresses: Obj[]): Obj => ({
+    tenants: [{ id: "t1" }],
+    networks: [
+      { id: "ext", tenantId: "t1", networkType: "flat", physicalNetwork: "physnet1", external: true },
+    ],
+    routers: [{ id: "r1", tenantId: "t1" }],
+    snats: [
+      {
+        id: "g1",
+        tenantId: "t1",
+        routerId: "r1",
+        externalNetworkId: "ext",
+        externalIpAddress: "203.0.113.10",
+        chassisAddresses: addresses,
+      },
+    ],
+  });
+  const stored = (): State =>
+    mutate(storedFrom(doc([])), "snat", "g1", (v) => {
+      v.macAddress = "fa:16:3e:00:00:10";
+      v.chassisAddresses = [{ chassis: "host1", ipAddress: "203.0.113.21", macAddress: "fa:16:3e:00:00:21" }];
+    });
+
+  it("MACs the file leaves out (the gateway's, a floating IP's, a chassis address's) stay: nothing to do", () => {
+    const plan = planApply(parseTopology(doc([{ chassis: "host1", ipAddress: "203.0.113.21" }])), stored());
+    expect(plan.changes).toEqual([]);
+    const fip = { id: "f1", tenantId: "t1", floatingNetworkId: "ext", floatingIpAddress: "203.0.113.50" };
+    const withFip = { ...doc([{ chassis: "host1", ipAddress: "203.0.113.21" }]), fips: [fip] };
+    const state = mutate(storedFrom(withFip), "fip", "f1", (v) => void (v.macAddress = "fa:16:3e:00:00:50"));
+    expect(planApply(parseTopology(withFip), state).changes).toEqual([]);
+  });
+
+  it("a new address, or a chassis' new one, is an update that keeps the MACs still right", () => {
+    const plan = planApply(
+      parseTopology(
+        doc([
+          { chassis: "host1", ipAddress: "203.0.113.21" },
+          { chassis: "host2", ipAddress: "203.0.113.22" },
+        ]),
+      ),
+      stored(),
+    );
+    expect(lines(plan)).toEqual(["~ snat g1 (chassisAddresses)"]);
+    expect(plan.steps[0]).toMatchObject({
+      patch: {
+        chassisAddresses: [
+          { chassis: "host1", ipAddress: "203.0.113.21", macAddress: "fa:16:3e:00:00:21" },
+          { chassis: "host2", ipAddress: "203.0.113.22" },
+        ],
+      },
+    });
+    const moved = planApply(parseTopology(doc([{ chassis: "host1", ipAddress: "203.0.113.23" }])), stored());
+    expect(moved.steps[0]).toMatchObject({
+      patch: { chassisAddresses: [{ chassis: "host1", ipAddress: "203.0.113.23" }] },
+    });
+    expect(
+      (moved.steps[0] as unknown as { patch: { chassisAddresses: Obj[] } }).patch.chassisAddresses[0],
+    ).not.toHaveProperty("macAddress");
+  });
+});
+
 describe("planApply refuses what cannot be applied", () => {
   it("an immutable field or a tenant change", () => {
     const doc = structuredClone(EXAMPLE);

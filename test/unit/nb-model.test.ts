@@ -64,6 +64,51 @@ describe("NB model schemas", () => {
     expect(() => parseObject("subnet", "nope")).toThrow(/subnet \(new\): \(object\): must be an object/);
   });
 
+  it("an SNAT gateway's chassis addresses (distributed SNAT): one per chassis, IPv4, none used twice", () => {
+    const base = {
+      id: "g1",
+      tenantId: "t",
+      routerId: "r1",
+      externalNetworkId: "ext",
+      externalIpAddress: "203.0.113.10",
+    };
+    const a = (chassis: string, ipAddress: string) => ({ chassis, ipAddress });
+    const g = parseObject<SnatGateway>("snat", { ...base, chassisAddresses: [a("host1", "203.0.113.21")] });
+    expect(g.chassisAddresses).toEqual([{ chassis: "host1", ipAddress: "203.0.113.21" }]);
+    expect(parseObject<SnatGateway>("snat", base).chassisAddresses).toEqual([]);
+    const bad = (chassisAddresses: unknown, field: string, reason: RegExp) => {
+      const err = (() => {
+        try {
+          parseObject("snat", { ...base, chassisAddresses });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).field).toBe(field);
+      expect((err as ValidationError).message).toMatch(reason);
+    };
+    bad(
+      [a("host1", "203.0.113.21"), a("host1", "203.0.113.22")],
+      "chassisAddresses[1].chassis",
+      /host1 is listed twice/,
+    );
+    bad(
+      [a("host1", "203.0.113.21"), a("host2", "203.0.113.21")],
+      "chassisAddresses[1].ipAddress",
+      /used twice/,
+    );
+    bad([a("host1", "203.0.113.10")], "chassisAddresses[0].ipAddress", /used twice/);
+    bad([a("host1", "2001:db8::5")], "chassisAddresses[0].ipAddress", /must be IPv4/);
+    bad([a("host 1", "203.0.113.21")], "chassisAddresses[0].chassis", /is not a chassis name/);
+    bad(
+      [{ chassis: "host1", ipAddress: "203.0.113.21", macAddress: "01:00:5e:00:00:01" }],
+      "chassisAddresses[0].macAddress",
+      /multicast/,
+    );
+  });
+
   it("an SNAT gateway's candidate chassis: names, no repeats, at most MAX_GATEWAY_CHASSIS", () => {
     const base = { id: "g1", tenantId: "t", routerId: "r1", externalNetworkId: "ext" };
     const g = parseObject<SnatGateway>("snat", { ...base, macAddress: "FA:16:3E:00:00:0A" });

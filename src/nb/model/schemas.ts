@@ -493,6 +493,8 @@ export const floatingIpSchema = z.strictObject({
 
 /** Gateway chassis candidates a router's SNAT may run on (OVN keeps a handful per router). */
 export const MAX_GATEWAY_CHASSIS = 16;
+/** Chassis with an SNAT address of their own, per router. */
+export const MAX_CHASSIS_ADDRESSES = 4096;
 
 /**
  * A router's gateway on an external network (Neutron's external_gateway_info):
@@ -516,11 +518,45 @@ export const snatSchema = z
       .array(z.string().regex(ID_PATTERN, "is not a chassis name"))
       .max(MAX_GATEWAY_CHASSIS, `at most ${MAX_GATEWAY_CHASSIS} gateway chassis`)
       .default([]),
+    /**
+     * distributed SNAT: each chassis listed SNATs the router's traffic from its
+     * own VMs to an address of its own on the external network (with a MAC of
+     * its own, allocated when absent), instead of sending it to the gateway
+     * chassis; VMs on other chassis still go through the gateway
+     */
+    chassisAddresses: z
+      .array(
+        z.strictObject({
+          chassis: z.string().regex(ID_PATTERN, "is not a chassis name"),
+          ipAddress: ip,
+          macAddress: mac.optional(),
+        }),
+      )
+      .max(MAX_CHASSIS_ADDRESSES, `at most ${MAX_CHASSIS_ADDRESSES} chassis addresses`)
+      .default([]),
   })
   .superRefine((g, ctx) => {
     g.gatewayChassis.forEach((c, i) => {
       if (g.gatewayChassis.indexOf(c) !== i)
         ctx.addIssue({ code: "custom", path: ["gatewayChassis", i], message: `${c} is listed twice` });
+    });
+    const chassis = g.chassisAddresses.map((a) => a.chassis);
+    const ips = g.chassisAddresses.map((a) => a.ipAddress);
+    g.chassisAddresses.forEach((a, i) => {
+      if (chassis.indexOf(a.chassis) !== i)
+        ctx.addIssue({
+          code: "custom",
+          path: ["chassisAddresses", i, "chassis"],
+          message: `${a.chassis} is listed twice`,
+        });
+      if (ips.indexOf(a.ipAddress) !== i || a.ipAddress === g.externalIpAddress)
+        ctx.addIssue({
+          code: "custom",
+          path: ["chassisAddresses", i, "ipAddress"],
+          message: `${a.ipAddress} is used twice by this gateway`,
+        });
+      if (ipVersion(a.ipAddress) !== 4)
+        ctx.addIssue({ code: "custom", path: ["chassisAddresses", i, "ipAddress"], message: "must be IPv4" });
     });
   });
 
@@ -544,4 +580,8 @@ export type Router = z.output<typeof routerSchema>;
 export type SecgroupRule = z.output<typeof secgroupRuleSchema>;
 export type Secgroup = z.output<typeof secgroupSchema>;
 export type FloatingIp = Filled<z.output<typeof floatingIpSchema>, "floatingIpAddress" | "macAddress">;
-export type SnatGateway = Filled<z.output<typeof snatSchema>, "externalIpAddress" | "macAddress">;
+export type ChassisAddress = Filled<z.output<typeof snatSchema>["chassisAddresses"][number], "macAddress">;
+export type SnatGateway = Omit<
+  Filled<z.output<typeof snatSchema>, "externalIpAddress" | "macAddress">,
+  "chassisAddresses"
+> & { chassisAddresses: ChassisAddress[] };
