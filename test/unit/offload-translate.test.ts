@@ -202,6 +202,40 @@ describe("a device filter as the tc command an operator would write", () => {
         `action ct commit zone 5 pipe cookie ${c} action goto chain 1006 cookie ${c}`,
     },
     {
+      name: "SNAT: ct commit in the router's zone with nat src addr, as OVS's ct(commit,nat(src=…)) sets it up",
+      d: device("rep1", 1035, 3, { eth_type: ip, ipv4_src: exact("ipv4_src", 0x0a01000bn) }, [
+        {
+          type: "ct",
+          zone: 65452,
+          commit: true,
+          nat: true,
+          natRange: { kind: "src", ipMin: "172.24.4.50", ipMax: "172.24.4.50" },
+        },
+        { type: "goto", chain: 1036 },
+      ]),
+      tc: (c) =>
+        `filter add dev rep1 ingress chain 1035 prio 3 protocol ip flower skip_hw src_ip 10.1.0.11 ` +
+        `action ct commit zone 65452 nat src addr 172.24.4.50 pipe cookie ${c} action goto chain 1036 cookie ${c}`,
+    },
+    {
+      name: "DNAT with address and port ranges; a NAT without a range only restores (ct nat)",
+      d: device("rep2", 1035, 4, { eth_type: ip }, [
+        {
+          type: "ct",
+          zone: 7,
+          commit: true,
+          nat: true,
+          natRange: { kind: "dst", ipMin: "10.0.0.5", ipMax: "10.0.0.9", portMin: 80, portMax: 90 },
+        },
+        { type: "ct", zone: 8, commit: false, nat: true },
+        { type: "goto", chain: 1036 },
+      ]),
+      tc: (c) =>
+        `filter add dev rep2 ingress chain 1035 prio 4 protocol ip flower skip_hw ` +
+        `action ct commit zone 7 nat dst addr 10.0.0.5-10.0.0.9 port 80-90 pipe cookie ${c} ` +
+        `action ct zone 8 nat pipe cookie ${c} action goto chain 1036 cookie ${c}`,
+    },
+    {
       name: "a trap hands the packet to OVS untouched (gact pass); the NIC's drop is gact drop",
       d: device("rep2", 0, 19, { eth_type: exact("eth_type", 0x806) }, [{ type: "pass" }], "trap"),
       tc: (c) =>

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Flow } from "../../src/openflow/flow.js";
+import type { NatSpec } from "../../src/openflow/actions.js";
 import { ruleFromFlow } from "../../src/offload/planner/from-openflow.js";
 import { exact, type PipelineRule, type PortMap } from "../../src/offload/planner/ir.js";
 import { OffloadPlanner } from "../../src/offload/planner/plan.js";
@@ -210,5 +211,43 @@ describe("OpenFlow conversion", () => {
       ports9,
     );
     expect(nat.actions).toEqual([{ type: "ct", zone: 3, commit: true, nat: true, table: undefined }]);
+    const withNat = (n: NatSpec) =>
+      ruleFromFlow(
+        flow({
+          instructions: [
+            {
+              type: "apply_actions",
+              actions: [{ type: "ct", zone: 3, commit: true, table: 36, actions: [{ type: "nat", nat: n }] }],
+            },
+          ],
+        }),
+        ports9,
+      ).actions;
+    // the translation a NAT sets up travels with it: tc's ct nat without it would commit no NAT at all
+    expect(withNat({ kind: "src", ipMin: "172.24.4.10" })).toEqual([
+      {
+        type: "ct",
+        zone: 3,
+        commit: true,
+        nat: true,
+        natRange: { kind: "src", ipMin: "172.24.4.10", ipMax: "172.24.4.10" },
+        table: 36,
+      },
+    ]);
+    expect(withNat({ kind: "dst", ipMin: "10.0.0.5", ipMax: "10.0.0.9", portMin: 80, portMax: 90 })).toEqual([
+      {
+        type: "ct",
+        zone: 3,
+        commit: true,
+        nat: true,
+        natRange: { kind: "dst", ipMin: "10.0.0.5", ipMax: "10.0.0.9", portMin: 80, portMax: 90 },
+        table: 36,
+      },
+    ]);
+    for (const flag of ["persistent", "hash", "random"] as const) {
+      expect(withNat({ kind: "src", ipMin: "172.24.4.10", [flag]: true })).toEqual([
+        { type: "other", name: "ct nat with persistent, hash or random" },
+      ]);
+    }
   });
 });

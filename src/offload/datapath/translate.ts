@@ -26,7 +26,9 @@
  *                                    dst_ip id dst_port ttl 64 nocsum (as OVS's
  *                                    flow-based tunnel port sends)
  *   tunnel_unset                     tunnel_key unset
- *   ct zone commit nat               ct zone [commit] [nat]
+ *   ct zone commit nat natRange      ct zone [commit] [nat [src|dst addr A[-B]
+ *                                    port P[-Q]]] — the range a NAT with a kind
+ *                                    sets up; `nat` alone restores an existing one
  *
  * A key flower cannot express fails the translation of a rule that acts on
  * the packet; a trap simply leaves it out (a coarser trap sends more packets
@@ -42,7 +44,7 @@
  */
 import { createHash } from "node:crypto";
 import { bytesToIpv6, bytesToMac, u32ToIpv4 } from "../../packet/addr.js";
-import type { FieldName, Match, MatchValue } from "../planner/ir.js";
+import type { CtNatRange, FieldName, Match, MatchValue } from "../planner/ir.js";
 import type { TcAction } from "../planner/plan.js";
 import {
   ETH_P_8021Q,
@@ -283,6 +285,16 @@ const HANDLED = new Set<string>([
   "ct_mark",
 ]);
 
+/** The planner's NAT range as act_ct's: `nat src|dst addr A-B port P-Q`; none, a restoring `nat`. */
+function ctNat(r: CtNatRange | undefined): NonNullable<Extract<FlowerAction, { kind: "ct" }>["nat"]> {
+  if (!r) return {};
+  return {
+    type: r.kind,
+    ...(r.ipMin !== undefined ? { addrMin: r.ipMin, addrMax: r.ipMax ?? r.ipMin } : {}),
+    ...(r.portMin !== undefined ? { portMin: r.portMin, portMax: r.portMax ?? r.portMin } : {}),
+  };
+}
+
 function translateActions(
   actions: readonly TcAction[],
   l3: number | undefined,
@@ -371,7 +383,7 @@ function translateActions(
           kind: "ct",
           zone: a.zone,
           ...(a.commit ? { commit: true } : {}),
-          ...(a.nat ? { nat: {} } : {}),
+          ...(a.nat ? { nat: ctNat(a.natRange) } : {}),
           control: TC_ACT.PIPE,
         });
         break;

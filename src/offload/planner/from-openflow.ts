@@ -7,11 +7,12 @@
  * Anything without a planner counterpart is kept as `other` / `opaqueMatch`,
  * so it stays in software with its name in the reason.
  */
-import type { Action as OfAction } from "../../openflow/actions.js";
+import type { NatSpec, Action as OfAction } from "../../openflow/actions.js";
 import type { Flow } from "../../openflow/flow.js";
 import { bytesToBigint, fieldByName, valueToBytes, type MatchField } from "../../openflow/oxm.js";
 import {
   type Action,
+  type CtNatRange,
   type FieldName,
   fieldDef,
   fullMask,
@@ -73,6 +74,14 @@ function convertMatch(fields: readonly MatchField[]): { match: Match; opaque: st
     };
   }
   return { match, opaque };
+}
+
+function natRange(n: NatSpec, kind: "src" | "dst"): CtNatRange {
+  return {
+    kind,
+    ...(n.ipMin !== undefined ? { ipMin: n.ipMin, ipMax: n.ipMax ?? n.ipMin } : {}),
+    ...(n.portMin !== undefined ? { portMin: n.portMin, portMax: n.portMax ?? n.portMin } : {}),
+  };
 }
 
 function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]): void {
@@ -157,14 +166,19 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
         // ct's own actions other than nat (a ct_mark or ct_label write, say) have no
         // counterpart in the planner's ct: the rule stays in software rather than lose them
         const extra = (a.actions ?? []).find((x) => x.type !== "nat");
+        const nat = (a.actions ?? []).find((x) => x.type === "nat")?.nat;
         if (typeof a.zone === "object") out.push({ type: "other", name: "ct with a zone from a field" });
         else if (extra) out.push({ type: "other", name: `ct with ${extra.type} among its actions` });
+        // tc's ct nat has no persistent, hash or random: keep such a NAT where OVS does it
+        else if (nat && (nat.persistent || nat.hash || nat.random))
+          out.push({ type: "other", name: "ct nat with persistent, hash or random" });
         else {
           out.push({
             type: "ct",
             zone: a.zone ?? 0,
             commit: a.commit ?? false,
-            nat: (a.actions ?? []).some((x) => x.type === "nat"),
+            nat: nat !== undefined,
+            ...(nat?.kind ? { natRange: natRange(nat, nat.kind) } : {}),
             table: a.table,
           });
         }

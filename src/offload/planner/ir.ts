@@ -97,10 +97,20 @@ export type Action =
       options?: number;
       dstFrom?: FieldName;
     }
-  | { type: "ct"; zone: number; commit: boolean; nat: boolean; table?: number }
+  /** `natRange`: the translation a NAT with a kind sets up (ct nat without one only restores). */
+  | { type: "ct"; zone: number; commit: boolean; nat: boolean; natRange?: CtNatRange; table?: number }
   | { type: "controller"; reason?: string }
   /** Something the planner does not model (learn, group, meter, note with effects…): never offloaded. */
   | { type: "other"; name: string };
+
+/** What `nat(src=…)`/`nat(dst=…)` translates to: tc's ct nat src|dst addr A[-B] port P[-Q]. */
+export interface CtNatRange {
+  kind: "src" | "dst";
+  ipMin?: string;
+  ipMax?: string;
+  portMin?: number;
+  portMax?: number;
+}
 
 export interface PipelineRule {
   /** Stable identity for incremental planning and for --explain (e.g. the flow's cookie and key). */

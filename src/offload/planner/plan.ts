@@ -75,6 +75,7 @@ import type { NicProfile } from "../profiles/index.js";
 import type { ActionKind, MatchKey } from "../profiles/vocabulary.js";
 import {
   type Action,
+  type CtNatRange,
   type FieldName,
   fieldDef,
   fields,
@@ -96,7 +97,7 @@ export type TcAction =
   | { type: "vlan_pop" }
   | { type: "tunnel_set"; id: bigint; dst: bigint; tunnel: "vxlan" | "geneve" }
   | { type: "tunnel_unset" }
-  | { type: "ct"; zone: number; commit: boolean; nat: boolean };
+  | { type: "ct"; zone: number; commit: boolean; nat: boolean; natRange?: CtNatRange };
 
 export interface TcRule {
   chain: number;
@@ -758,7 +759,16 @@ export class OffloadPlanner {
           const { chain, fresh } = this.chainFor(a.table, regs);
           if (fresh) queue.push(chain);
           next.push(chain);
-          actions.push({ type: "ct", zone: a.zone, commit: a.commit, nat: a.nat }, { type: "goto", chain });
+          actions.push(
+            {
+              type: "ct",
+              zone: a.zone,
+              commit: a.commit,
+              nat: a.nat,
+              ...(a.natRange ? { natRange: a.natRange } : {}),
+            },
+            { type: "goto", chain },
+          );
           terminal = true;
           break;
         }
@@ -953,7 +963,7 @@ function tcKey(r: TcRule): string {
   let k = `${r.chain}/${r.prio}/${r.indev ?? ""}/${r.role}/${r.ruleId ?? ""}/`;
   for (const [f, mv] of Object.entries(r.match)) k += `${f}=${mv!.value}/${mv!.mask},`;
   for (const a of r.actions)
-    k += `${a.type}:${"dev" in a ? a.dev : ""}${"chain" in a ? a.chain : ""}${"field" in a ? `${a.field}=${a.value}` : ""}${"vid" in a ? a.vid : ""}${"id" in a ? `${a.id}@${a.dst}` : ""}${"zone" in a ? `${a.zone}${a.commit}${a.nat}` : ""};`;
+    k += `${a.type}:${"dev" in a ? a.dev : ""}${"chain" in a ? a.chain : ""}${"field" in a ? `${a.field}=${a.value}` : ""}${"vid" in a ? a.vid : ""}${"id" in a ? `${a.id}@${a.dst}` : ""}${"zone" in a ? `${a.zone}${a.commit}${a.nat}${a.natRange ? JSON.stringify(a.natRange) : ""}` : ""};`;
   return k;
 }
 
