@@ -135,10 +135,14 @@
  * address pair) still does not get that port's floating IP, whose flows match
  * the port's in_port.
  *
- * Not done: IPv6 floating IPs and SNAT; traffic from a VM on the external
- * network itself to a floating IP hosted on its chassis (its frames go out
- * on the provider bridge, which does not send a frame back where it came
- * from).
+ * A VM of this chassis on the external network itself reaches a NAT
+ * address answered here without the physical network, which would never
+ * send its frames back out of the port they came in on: its ARP request for
+ * the address is answered in arp_responder (not from the patch port), its IP
+ * to the address's MAC meets the nat flows on its way through the pipeline,
+ * and in nat_resolve it is its own next hop, reached through l2_lookup.
+ *
+ * Not done: IPv6 floating IPs and SNAT.
  *
  * Owners: each port (its floating IPs, where it is local), each router (its
  * SNAT: redirect or gateway), each external network reachable here (the
@@ -188,6 +192,8 @@ import { buildFrame, parseEthernet } from "../packet/frame.js";
 export const NAT_PRIORITY = {
   /** classification: from the patch port to a NAT address, from a tunnel to the gateway */
   ingress: 110,
+  /** arp_responder: a NAT address asked for by a VM of this chassis on the external network */
+  localArp: 100,
   /** l3: a floating IP's port to the outside; the router's subnets to the outside */
   fipRoute: L3_PRIORITY.route - 1,
   snatRoute: L3_PRIORITY.route - 2,
@@ -199,6 +205,7 @@ export const NAT_PRIORITY = {
   /** nat_resolve */
   hairpinSelf: 410,
   hairpin: 400,
+  localPort: 350,
   nextHop: 300,
   onLinkPunt: 100,
   gateway: 50,
@@ -271,6 +278,25 @@ function answerOn(out: OwnerOut, ext: NetworkView, ip: string, mac: string): voi
   const ingress = fromPatch(ext).proto("ip").eq("eth_dst", mac);
   if (ext.provider!.vlan !== undefined) ingress.popVlan();
   out.flow(ingress.load(F.network, ext.key).load(F.flags, FLAG.fromProvider).goto("nat"));
+  // a VM of this chassis on the external network itself: its request never comes back in
+  // from the physical network, so it is answered here too (its IP to the MAC then meets nat's
+  // flows on its way through the pipeline)
+  out.flow(
+    flow("arp_responder", NAT_PRIORITY.localArp)
+      .proto("arp")
+      .reg(F.network, ext.key)
+      .flag(FLAG.fromProvider, false)
+      .eq("arp_op", ARP_OP.REQUEST)
+      .eq("arp_tpa", ip)
+      .move("eth_src", "eth_dst")
+      .set("eth_src", mac)
+      .set("arp_op", ARP_OP.REPLY)
+      .move("arp_sha", "arp_tha")
+      .move("arp_spa", "arp_tpa")
+      .set("arp_sha", mac)
+      .set("arp_spa", ip)
+      .outputInPort(),
+  );
 }
 
 interface Hop {
@@ -628,6 +654,21 @@ function resolveFlows(id: string, view: View, out: OwnerOut): void {
       .meter(meter)
       .controller(),
   );
+  // a VM of this chassis on the external network is its own next hop, reached on br-int: the
+  // physical network would never send a frame back out of the port it came in on
+  for (const lp of view.localPortsOf(id)) {
+    for (const fx of lp.port.fixedIps) {
+      if (!isIpv4(fx.ipAddress)) continue;
+      out.flow(
+        flow("nat_resolve", NAT_PRIORITY.localPort)
+          .reg(F.network, ext.key)
+          .proto("ip")
+          .eq("ip_dst", fx.ipAddress)
+          .set("eth_dst", lp.port.macAddress)
+          .goto("l2_lookup"),
+      );
+    }
+  }
 }
 
 /** An address this chassis answers for on an external network. */
@@ -772,7 +813,7 @@ export function natApp(): App {
 
   return {
     name: "nat",
-    tables: ["classification", "l3", "nat", "nat_state", "nat_resolve"],
+    tables: ["classification", "arp_responder", "l3", "nat", "nat_state", "nat_resolve"],
     timer: { everyMs: GARP_TICK_MS, tick: (ctx) => announce(ctx) },
     owners: {
       port(id, view, out) {

@@ -20,7 +20,10 @@
  * nobody outside opens a connection to it there; neither vm3 nor vm4 gets a
  * packet out with the floating IP as its source; a restarted agent keeps
  * the NAT flows and the next hops it learned; a deleted floating IP takes
- * its ARP answer and flows along, and its VM then leaves through SNAT.
+ * its ARP answer and flows along, and its VM then leaves through SNAT. vm4,
+ * on the external network itself and on the floating IP's chassis, reaches
+ * vm1 by the floating IP although the physical network would never send its
+ * frames back: ARP is answered and the replies delivered on br-int.
  */
 import type { ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -254,6 +257,31 @@ describe("floating IP, distributed", () => {
     expect([...agent!.engine.ownerKeys()]).toContain(`nat/reactive/ext/${EXT_HOST}`);
     const ct = await sb().appctl("ovs-vswitchd", "dpctl/dump-conntrack");
     expect(ct.stdout).toMatch(new RegExp(`src=10\\.80\\.1\\.11,dst=${EXT_HOST}.*src=${EXT_HOST},dst=${FIP}`));
+  });
+});
+
+describe("a VM on the external network itself, on the floating IP's chassis", () => {
+  it("reaches vm1 by the floating IP through br-int alone: ARP answered here, replies delivered here", async () => {
+    const vm4 = vms.vm4!.netns;
+    const arp = await run(["busybox", "arping", "-c", "1", "-w", "2", "-I", "eth0", FIP], {
+      netns: vm4,
+      allowFailure: true,
+    });
+    expect(arp.code, arp.stdout + arp.stderr).toBe(0);
+    expect(arp.stdout.toLowerCase()).toContain(`[${fipMac}]`);
+    const p = await ping(vm4, FIP);
+    expect(p.ok, p.out).toBe(true);
+    expect(p.out).toMatch(new RegExp(`bytes from ${FIP.replaceAll(".", "\\.")}: icmp_seq=1`));
+    const server = await python(vms.vm1!.netns, PEER_SERVER, ["8081"], "listening");
+    expect(await connects(vm4, FIP, 8081)).toBe(true);
+    expect(peers(server)).toEqual(["172.24.4.20"]);
+    // answered and delivered on br-int: the ARP answer for a local VM and the next hop that is vm4 counted them
+    const { stdout } = await sb().ofctl("dump-flows", sb().mgmtRemote("br-int"));
+    const counted = (re: RegExp) => stdout.split("\n").find((l) => re.test(l)) ?? "";
+    expect(counted(new RegExp(`table=20,.*reg0=(0x)?0/0x2,.*arp_tpa=${FIP.replaceAll(".", "\\.")}`))).toMatch(
+      /n_packets=[1-9]/,
+    );
+    expect(counted(/table=37,.*priority=350,.*nw_dst=172\.24\.4\.20 /)).toMatch(/n_packets=[1-9]/);
   });
 });
 

@@ -527,6 +527,19 @@ function natView() {
 }
 
 const NAT_EXPECTED: [owner: string, line: string][] = [
+  // a NAT address asked for by a VM of this chassis on the external network itself
+  [
+    "nat/port/vm1",
+    "table=20, priority=100,arp,reg0=0x0/0x2,reg6=0x20044cb,arp_tpa=172.24.4.50,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:50->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:50->arp_sha,set_field:172.24.4.50->arp_spa,IN_PORT",
+  ],
+  [
+    "nat/port/vm2",
+    "table=20, priority=100,arp,reg0=0x0/0x2,reg6=0x1000064,arp_tpa=198.51.100.50,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:50->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:50->arp_sha,set_field:198.51.100.50->arp_spa,IN_PORT",
+  ],
+  [
+    "nat/router/r1",
+    "table=20, priority=100,arp,reg0=0x0/0x2,reg6=0x20044cb,arp_tpa=172.24.4.10,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:10->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:10->arp_sha,set_field:172.24.4.10->arp_spa,IN_PORT",
+  ],
   // the hairpin: a VM here to a NAT address here goes back into nat instead of out of the patch port
   [
     "nat/port/vm1",
@@ -755,17 +768,20 @@ describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
     withAddress(m, "s2", "198.51.100.21", "fa:16:3e:fe:01:21");
     const e = new Engine(m, loadApps(["nat"]));
     e.recomputeAll();
-    expect(lines(e, "nat/router/r2")).toEqual([
-      "priority=110,arp,in_port=50,dl_vlan=100,arp_tpa=198.51.100.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:21->arp_sha,set_field:198.51.100.21->arp_spa,IN_PORT",
-      "priority=110,arp,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
-      "priority=110,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:35",
-      "table=30, priority=298,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=goto_table:35",
-      "table=35, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=198.51.100.21 actions=ct(table=36,zone=65381,nat)",
-      "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.21))",
-      "table=36, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
-      "table=36, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=198.51.100.21 actions=set_field:fa:16:3e:fe:01:21->eth_src,dec_ttl,set_field:0x1000064->reg6,goto_table:37",
-      "table=37, priority=400,ip,reg6=0x1000064,nw_dst=198.51.100.21 actions=ct_clear,set_field:fa:16:3e:fe:01:21->eth_dst,resubmit(,35)",
-    ]);
+    expect(lines(e, "nat/router/r2")).toEqual(
+      [
+        "table=20, priority=100,arp,reg0=0x0/0x2,reg6=0x1000064,arp_tpa=198.51.100.21,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:21->arp_sha,set_field:198.51.100.21->arp_spa,IN_PORT",
+        "priority=110,arp,in_port=50,dl_vlan=100,arp_tpa=198.51.100.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:21->arp_sha,set_field:198.51.100.21->arp_spa,IN_PORT",
+        "priority=110,arp,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+        "priority=110,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:35",
+        "table=30, priority=298,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=goto_table:35",
+        "table=35, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=198.51.100.21 actions=ct(table=36,zone=65381,nat)",
+        "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.21))",
+        "table=36, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+        "table=36, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=198.51.100.21 actions=set_field:fa:16:3e:fe:01:21->eth_src,dec_ttl,set_field:0x1000064->reg6,goto_table:37",
+        "table=37, priority=400,ip,reg6=0x1000064,nw_dst=198.51.100.21 actions=ct_clear,set_field:fa:16:3e:fe:01:21->eth_dst,resubmit(,35)",
+      ].sort(),
+    );
   });
 
   it("r1's gateway is this chassis too: its own VMs take its address (above), tunnelled traffic the gateway's", () => {
@@ -773,31 +789,35 @@ describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
     withAddress(m, "s1", "172.24.4.21", "fa:16:3e:fe:00:21");
     const e = new Engine(m, loadApps(["nat"]));
     e.recomputeAll();
-    expect(lines(e, "nat/router/r1")).toEqual([
-      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.10,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:10->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:10->arp_sha,set_field:172.24.4.10->arp_spa,IN_PORT",
-      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:21->arp_sha,set_field:172.24.4.21->arp_spa,IN_PORT",
-      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,arp_op=2 actions=meter:196658,CONTROLLER:65535",
-      "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
-      "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
-      "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
-      "priority=110,ip,tun_id=0x65,in_port=100,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:35",
-      "priority=110,ip,tun_id=0x67,in_port=100,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x67->reg6,set_field:0x1->reg0,goto_table:35",
-      "table=30, priority=298,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=goto_table:35",
-      "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=172.24.4.10 actions=ct(table=36,zone=65452,nat)",
-      "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=172.24.4.21 actions=ct(table=36,zone=65452,nat)",
-      "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
-      "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
-      "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.21))",
-      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.3.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:16->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
-      "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-      "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
-      "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.21 actions=set_field:fa:16:3e:fe:00:21->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
-      "table=36, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
-      "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
-      "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.21 actions=ct_clear,set_field:fa:16:3e:fe:00:21->eth_dst,resubmit(,35)",
-    ]);
+    expect(lines(e, "nat/router/r1")).toEqual(
+      [
+        "table=20, priority=100,arp,reg0=0x0/0x2,reg6=0x20044cb,arp_tpa=172.24.4.10,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:10->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:10->arp_sha,set_field:172.24.4.10->arp_spa,IN_PORT",
+        "table=20, priority=100,arp,reg0=0x0/0x2,reg6=0x20044cb,arp_tpa=172.24.4.21,arp_op=1 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:21->arp_sha,set_field:172.24.4.21->arp_spa,IN_PORT",
+        "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.10,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:10->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:10->arp_sha,set_field:172.24.4.10->arp_spa,IN_PORT",
+        "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,arp_tpa=172.24.4.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:00:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:00:21->arp_sha,set_field:172.24.4.21->arp_spa,IN_PORT",
+        "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+        "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
+        "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+        "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+        "priority=110,ip,tun_id=0x65,in_port=100,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:35",
+        "priority=110,ip,tun_id=0x67,in_port=100,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x67->reg6,set_field:0x1->reg0,goto_table:35",
+        "table=30, priority=298,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=goto_table:35",
+        "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=172.24.4.10 actions=ct(table=36,zone=65452,nat)",
+        "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=172.24.4.21 actions=ct(table=36,zone=65452,nat)",
+        "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+        "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+        "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.21))",
+        "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+        "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+        "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.3.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:16->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
+        "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+        "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+        "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.21 actions=set_field:fa:16:3e:fe:00:21->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+        "table=36, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
+        "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
+        "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.21 actions=ct_clear,set_field:fa:16:3e:fe:00:21->eth_dst,resubmit(,35)",
+      ].sort(),
+    );
   });
 
   it("the redirect to the gateway comes back when the address goes, or the external network is not mapped here", () => {
@@ -825,5 +845,27 @@ describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
     m.setProviderPorts(new Map());
     e.recomputeChanged();
     expect(lines(e, "nat/router/r2")).toEqual([redirect]);
+  });
+});
+
+describe("nat: a VM of this chassis on the external network itself", () => {
+  it("is its own next hop, reached on br-int (not out of the patch port), and asks NAT addresses here", () => {
+    const m = natView();
+    m.setPort("vm7", port("vm7", "ext", "fa:16:3e:04:00:20", [["extsub", "172.24.4.20"]]));
+    m.setBinding("vm7", binding("vm7", 7));
+    const e = new Engine(m, loadApps(["nat"]));
+    e.recomputeAll();
+    const of = (owner: string) =>
+      e
+        .allFlows()
+        .filter((d) => d.owner === owner)
+        .map((d) => formatFlow({ ...d.flow, cookie: 0n }));
+    expect(of("nat/network/ext")).toContain(
+      "table=37, priority=350,ip,reg6=0x20044cb,nw_dst=172.24.4.20 actions=set_field:fa:16:3e:04:00:20->eth_dst,goto_table:40",
+    );
+    expect(of("nat/network/ext2").filter((l) => l.includes("priority=350"))).toEqual([]);
+    m.setBinding("vm7", undefined);
+    e.recomputeChanged();
+    expect(of("nat/network/ext").filter((l) => l.includes("priority=350"))).toEqual([]);
   });
 });
