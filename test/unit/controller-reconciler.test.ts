@@ -381,6 +381,76 @@ describe("OpenFlowReconciler.sync", () => {
     ).toEqual([10, 20, 30]);
   });
 
+  it("a retried owner rejected again message by message keeps its attempt count, even with a flow accepted", async () => {
+    let now = 0;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p20";
+    r.update([change("l2/port/x", undefined, [mkFlow("x", 10), mkFlow("x", 20)])]);
+    await r.sync(asConn(sw));
+    expect(r.failed.get("l2/port/x")).toMatchObject({ attempts: 1, retryAt: RETRY_MIN_MS });
+    // due: the bundle's messages pass the barrier but the commit fails, and sent plain, p20 is refused
+    now = RETRY_MIN_MS;
+    sw.failCommit = true;
+    let seen = 0;
+    sw.reject = (w) => w === "add p20" && ++seen === 2;
+    sw.sent = [];
+    const res = await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain add p10", "plain add p20"]);
+    expect(res).toMatchObject({ added: 1, failed: ["l2/port/x"] });
+    expect(r.installedFlows().map((f) => f.priority)).toEqual([10]);
+    expect(r.failed.get("l2/port/x")).toMatchObject({ attempts: 2, retryAt: now + 2 * RETRY_MIN_MS });
+    expect(r.nextRetryAt()).toBe(now + 2 * RETRY_MIN_MS);
+  });
+
+  it("installs a meter as a packet-rate drop band with a burst of one second's packets, and stats", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    const meterMods: OfRequest[] = [];
+    const sendAll = sw.sendAll.bind(sw);
+    sw.sendAll = (ms, xids) => {
+      meterMods.push(...ms.filter((m) => m.type === "meter_mod"));
+      return sendAll(ms, xids);
+    };
+    await r.sync(asConn(sw));
+    r.update([change("l2/port/m", undefined, undefined, { after: [[3, 250]] })]);
+    await r.sync(asConn(sw));
+    r.update([change("l2/port/m", undefined, undefined, { before: [[3, 250]], after: [[3, 400]] })]);
+    await r.sync(asConn(sw));
+    r.update([change("l2/port/m", undefined, undefined, { before: [[3, 400]] })]);
+    await r.sync(asConn(sw));
+    // OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS
+    expect(meterMods.map((m) => m.type === "meter_mod" && [m.command, m.meterId, m.flags, m.bands])).toEqual([
+      ["add", 3, 0xe, [{ type: "drop", rate: 250, burstSize: 250 }]],
+      ["modify", 3, 0xe, [{ type: "drop", rate: 400, burstSize: 400 }]],
+      ["delete", 3, 0xe, []],
+    ]);
+  });
+
+  it("replaces (adds again) a flow whose hard timeout or flags change with its actions, not modify_strict", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    const base = () => flow("l2_lookup", 10).eq("eth_dst", "fa:16:3e:00:00:01");
+    const f1 = base().output(1).build(cookieFor("l2", "a"));
+    const f2 = base().output(2).hardTimeout(60).build(cookieFor("l2", "a"));
+    const f3 = base().output(3).hardTimeout(60).sendFlowRemoved().build(cookieFor("l2", "a"));
+    const f4 = base().output(4).hardTimeout(60).sendFlowRemoved().build(cookieFor("l2", "a"));
+    r.update([change("l2/port/a", undefined, [f1])]);
+    await r.sync(asConn(sw));
+    sw.sent = [];
+    for (const [before, after] of [
+      [f1, f2],
+      [f2, f3],
+      [f3, f4],
+    ]) {
+      r.update([change("l2/port/a", [before!], [after!])]);
+      await r.sync(asConn(sw));
+    }
+    expect(sw.whats()).toEqual(["bundle add p10", "bundle add p10", "bundle modify_strict p10"]);
+  });
+
   it("keeps changes that arrive during a sync for the next one", async () => {
     const sw = new FakeSwitch();
     const r = new OpenFlowReconciler();
@@ -486,6 +556,49 @@ describe("OpenFlowReconciler.pushNow: the late-error window", () => {
     // x's error came after its window: no longer attributed; y's still is
     expect(told).toEqual(["l3/reactive/y"]);
     expect(r.installedFlows().map((f) => f.priority)).toEqual(expect.arrayContaining([10, 30]));
+  });
+  it("still attributes an error that comes exactly FAST_PATH_ERROR_WINDOW_MS after its flow_mod", async () => {
+    const sw = new FakeSwitch();
+    let t = 0;
+    const r = new OpenFlowReconciler(() => t);
+    const told: (string | undefined)[] = [];
+    r.onFastPathError = (o) => told.push(o);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p10";
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]);
+    t = FAST_PATH_ERROR_WINDOW_MS;
+    await r.pushNow(asConn(sw), [change("l3/reactive/y", undefined, [mkFlow("y", 20)])]);
+    sw.flushErrors();
+    expect(told).toEqual(["l3/reactive/x"]);
+    expect(r.installedFlows().map((f) => f.priority)).toEqual([20]);
+  });
+
+  it("a fast-path error that arrives during a sync leaves its flow to be sent again at the retry", async () => {
+    const sw = new FakeSwitch();
+    let t = 0;
+    const r = new OpenFlowReconciler(() => t);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p10";
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]);
+    sw.reject = () => false;
+    // the sync's barrier brings x's error while the sync runs
+    r.update([change("l2/port/y", undefined, [mkFlow("y", 20)])]);
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["bundle add p20"]);
+    expect(r.failed.get("l3/reactive/x")).toMatchObject({ attempts: 1, retryAt: RETRY_MIN_MS });
+    expect(r.pending()).toBe(true);
+    t = RETRY_MIN_MS;
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["bundle add p10"]);
+    expect(r.failed.size).toBe(0);
+    expect(
+      r
+        .installedFlows()
+        .map((f) => f.priority)
+        .sort(),
+    ).toEqual([10, 20]);
   });
 });
 
