@@ -482,6 +482,66 @@ function chassisAddressHere(view: View, g: SnatGateway): ChassisAddress | undefi
   return a;
 }
 
+/** An SNAT address here (the gateway's, a chassis'): answered on the external network, replies into conntrack. */
+function snatAddressFlows(out: OwnerOut, ext: NetworkView, zone: number, ip: string, mac: string): void {
+  answerOn(out, ext, ip, mac);
+  hairpin(out, ext, ip, mac);
+  out.flow(
+    flow("nat", NAT_PRIORITY.snat)
+      .reg(F.network, ext.key)
+      .proto("ip")
+      .eq("eth_dst", mac)
+      .eq("ip_dst", ip)
+      .ct({ zone, nat: {}, table: "nat_state" }),
+  );
+}
+
+/**
+ * SNAT of `itf`'s subnet (network key `key`) to `ip` in `nat` (matched
+ * further by `extra`), out from `mac` once translated, and the replies to
+ * `ports`' addresses in the subnet delivered.
+ */
+function snatItfFlows(
+  out: OwnerOut,
+  view: View,
+  s: { key: number; itf: RouterInterface; ext: NetworkView; zone: number; ip: string; mac: string },
+  nat: FlowBuilder,
+  ports: Iterable<ReadyPort>,
+): void {
+  const { key, itf, ext, zone, ip, mac } = s;
+  out.flow(
+    matchItf(nat.reg(F.network, key), itf).ct({
+      zone,
+      commit: true,
+      nat: { kind: "src", ipMin: ip },
+      table: "nat_state",
+    }),
+  );
+  out.flow(
+    flow("nat_state", NAT_PRIORITY.snat)
+      .reg(F.network, key)
+      .proto("ip")
+      .eq("eth_dst", itf.macAddress)
+      .eq("ip_src", ip)
+      .set("eth_src", mac)
+      .decTtl()
+      .load(F.network, ext.key)
+      .goto("nat_resolve"),
+  );
+  for (const p of ports) {
+    for (const fx of p.fixedIps) {
+      if (!isIpv4(fx.ipAddress) || !cidrContains(itf.cidr, fx.ipAddress)) continue;
+      const b = flow("nat_state", NAT_PRIORITY.snat)
+        .reg(F.network, ext.key)
+        .proto("ip")
+        .eq("eth_dst", mac)
+        .eq("ip_dst", fx.ipAddress);
+      const d = deliver(b, view, itf, p);
+      if (d) out.flow(d);
+    }
+  }
+}
+
 /**
  * Distributed SNAT: the router's traffic from this chassis' own VMs (not
  * what arrives through a tunnel for the gateway) is SNATed here to this
@@ -491,50 +551,19 @@ function chassisAddressHere(view: View, g: SnatGateway): ChassisAddress | undefi
 function chassisSnatFlows(view: View, r: Router, g: SnatGateway, a: ChassisAddress, out: OwnerOut): void {
   const ext = view.providerNetwork(g.externalNetworkId)!;
   const zone = view.natZone(g.routerId)!;
-  answerOn(out, ext, a.ipAddress, a.macAddress);
-  hairpin(out, ext, a.ipAddress, a.macAddress);
-  out.flow(
-    flow("nat", NAT_PRIORITY.snat)
-      .reg(F.network, ext.key)
-      .proto("ip")
-      .eq("eth_dst", a.macAddress)
-      .eq("ip_dst", a.ipAddress)
-      .ct({ zone, nat: {}, table: "nat_state" }),
-  );
+  snatAddressFlows(out, ext, zone, a.ipAddress, a.macAddress);
   for (const itf of r.interfaces) {
     if (!isIpv4(itf.ipAddress)) continue;
     const nv = view.network(itf.networkId);
     if (!nv) continue;
     out.flow(matchItf(flow("l3", NAT_PRIORITY.snatRoute).reg(F.network, nv.key), itf).goto("nat"));
-    out.flow(
-      matchItf(
-        flow("nat", NAT_PRIORITY.snatLocal).reg(F.network, nv.key).flag(FLAG.fromTunnel, false),
-        itf,
-      ).ct({ zone, commit: true, nat: { kind: "src", ipMin: a.ipAddress }, table: "nat_state" }),
+    snatItfFlows(
+      out,
+      view,
+      { key: nv.key, itf, ext, zone, ip: a.ipAddress, mac: a.macAddress },
+      flow("nat", NAT_PRIORITY.snatLocal).flag(FLAG.fromTunnel, false),
+      view.localPortsOf(itf.networkId).map((lp) => lp.port),
     );
-    out.flow(
-      flow("nat_state", NAT_PRIORITY.snat)
-        .reg(F.network, nv.key)
-        .proto("ip")
-        .eq("eth_dst", itf.macAddress)
-        .eq("ip_src", a.ipAddress)
-        .set("eth_src", a.macAddress)
-        .decTtl()
-        .load(F.network, ext.key)
-        .goto("nat_resolve"),
-    );
-    for (const lp of view.localPortsOf(itf.networkId)) {
-      for (const fx of lp.port.fixedIps) {
-        if (!isIpv4(fx.ipAddress) || !cidrContains(itf.cidr, fx.ipAddress)) continue;
-        const b = flow("nat_state", NAT_PRIORITY.snat)
-          .reg(F.network, ext.key)
-          .proto("ip")
-          .eq("eth_dst", a.macAddress)
-          .eq("ip_dst", fx.ipAddress);
-        const d = deliver(b, view, itf, lp.port);
-        if (d) out.flow(d);
-      }
-    }
   }
 }
 
@@ -566,16 +595,7 @@ function snatFlows(id: string, view: View, out: OwnerOut): void {
   const ext = view.providerNetwork(g.externalNetworkId);
   const zone = view.natZone(id);
   if (!ext || zone === undefined) return;
-  answerOn(out, ext, g.externalIpAddress, g.macAddress);
-  hairpin(out, ext, g.externalIpAddress, g.macAddress);
-  out.flow(
-    flow("nat", NAT_PRIORITY.snat)
-      .reg(F.network, ext.key)
-      .proto("ip")
-      .eq("eth_dst", g.macAddress)
-      .eq("ip_dst", g.externalIpAddress)
-      .ct({ zone, nat: {}, table: "nat_state" }),
-  );
+  snatAddressFlows(out, ext, zone, g.externalIpAddress, g.macAddress);
   for (const itf of itfs) {
     const nv = view.network(itf.networkId);
     const tun = tunnelOf(view, itf.networkId);
@@ -591,38 +611,13 @@ function snatFlows(id: string, view: View, out: OwnerOut): void {
           .goto("nat"),
       );
     }
-    out.flow(
-      matchItf(flow("nat", NAT_PRIORITY.snat).reg(F.network, key), itf).ct({
-        zone,
-        commit: true,
-        nat: { kind: "src", ipMin: g.externalIpAddress },
-        table: "nat_state",
-      }),
+    snatItfFlows(
+      out,
+      view,
+      { key, itf, ext, zone, ip: g.externalIpAddress, mac: g.macAddress },
+      flow("nat", NAT_PRIORITY.snat),
+      view.portsOf(itf.networkId).filter((p) => p.deviceOwner !== DEVICE_OWNER_ROUTER_INTERFACE),
     );
-    out.flow(
-      flow("nat_state", NAT_PRIORITY.snat)
-        .reg(F.network, key)
-        .proto("ip")
-        .eq("eth_dst", itf.macAddress)
-        .eq("ip_src", g.externalIpAddress)
-        .set("eth_src", g.macAddress)
-        .decTtl()
-        .load(F.network, ext.key)
-        .goto("nat_resolve"),
-    );
-    for (const p of view.portsOf(itf.networkId)) {
-      if (p.deviceOwner === DEVICE_OWNER_ROUTER_INTERFACE) continue;
-      for (const fx of p.fixedIps) {
-        if (!isIpv4(fx.ipAddress) || !cidrContains(itf.cidr, fx.ipAddress)) continue;
-        const b = flow("nat_state", NAT_PRIORITY.snat)
-          .reg(F.network, ext.key)
-          .proto("ip")
-          .eq("eth_dst", g.macAddress)
-          .eq("ip_dst", fx.ipAddress);
-        const d = deliver(b, view, itf, p);
-        if (d) out.flow(d);
-      }
-    }
   }
 }
 
