@@ -552,7 +552,9 @@ export class OpenFlowReconciler {
       // what is left dirty now is held by failed owners
       for (const k of [...this.dirty]) if (!this.isHeldKey(k)) this.dirty.delete(k);
       for (const k of [...this.dirtyMeters]) if (!this.isHeldKey(`meter:${k}`)) this.dirtyMeters.delete(k);
-      if (round > 50) log.error({ round }, "reconciler gave up after 50 rounds of rejections");
+      // every round that ends in `continue` held at least one more owner, so the loop is bounded
+      // by the owners; this many rounds means a switch rejecting most of what it is sent
+      if (round > 50) log.error({ round }, "reconciler needed more than 50 rounds of rejections in one sync");
       break;
     }
     this.totals.syncs++;
