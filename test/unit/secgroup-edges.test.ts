@@ -1,7 +1,8 @@
 /**
  * Secgroup flows for the cases the golden view (secgroup-golden.test.ts)
  * leaves out, found by mutation testing (test/mutation/apps.md): an ICMPv6
- * rule with a type and a code, an ICMP rule with a code but no type, the
+ * rule with a type and a code, an ICMP rule with a code but no type (which
+ * the NB now refuses), the
  * conjunction ids of remote-group rules when the NB lists a group's rules out
  * of id order (a restarted agent must compute the same ids), and a port
  * whose groups hold more remote-group rules than its conjunction-id space.
@@ -12,7 +13,7 @@ import { loadApps } from "../../src/apps/index.js";
 import { secgroupApp } from "../../src/apps/secgroup.js";
 import { Engine } from "../../src/controller/engine.js";
 import type { LocalModel } from "../../src/controller/model.js";
-import { parseObject, type Secgroup } from "../../src/nb/model/index.js";
+import { parseObject, type Secgroup, ValidationError } from "../../src/nb/model/index.js";
 import { formatFlow } from "../../src/openflow/text.js";
 import { binding, net, newModel, port, subnet } from "../harness/model-fixture.js";
 
@@ -69,13 +70,19 @@ describe("secgroup rule kinds the golden view leaves out", () => {
     ]);
   });
 
-  it("an ICMP code without a type is not matched alone: the rule allows every ICMP message", () => {
-    const m = world([{ id: "r", direction: "ingress", protocol: "icmp", portRangeMax: 0 }]);
-    expect(lines(m, 1001)).toEqual([
-      `table=56, priority=1001,ct_state=+est-rpl+trk,ct_mark=0x0/0x1,icmp,reg7=0x1 actions=goto_table:60`,
-      `table=56, priority=1001,ct_state=+est-rpl+trk,ct_mark=0x1/0x1,icmp,reg7=0x1 actions=${NEW}`,
-      `table=56, priority=1001,ct_state=+new+trk,icmp,reg7=0x1 actions=${NEW}`,
-    ]);
+  it("an ICMP code without a type is refused by the NB: matched alone it would allow every ICMP message", () => {
+    const refused = (() => {
+      try {
+        world([{ id: "r", direction: "ingress", protocol: "icmp", portRangeMax: 0 }]);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).message).toMatch(
+      /rules\[0\]\.portRangeMax: ICMP code given without an ICMP type/,
+    );
   });
 });
 

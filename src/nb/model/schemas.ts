@@ -430,6 +430,13 @@ export const secgroupRuleSchema = z
       });
     }
     if (proto !== undefined && ICMP_PROTOCOLS.has(proto)) {
+      // a code alone would be matched as no ICMP field at all: every message allowed (Neutron refuses it too)
+      if (r.portRangeMax !== undefined && r.portRangeMin === undefined)
+        ctx.addIssue({
+          code: "custom",
+          path: ["portRangeMax"],
+          message: "ICMP code given without an ICMP type",
+        });
       if ((r.portRangeMin ?? 0) > 255)
         ctx.addIssue({ code: "custom", path: ["portRangeMin"], message: "ICMP type must be 0..255" });
       if ((r.portRangeMax ?? 0) > 255)
