@@ -15,7 +15,9 @@
  * planner mode gives way to OVS when OVS has hw-offload=true (both would
  * own the ports' tc), and to none when the NIC profile has no eswitch, and
  * says so. Outside planner mode the filters a planner-mode run left are
- * removed at start, and explain reports what the planner would do.
+ * removed at start, device by device (one that cannot be read keeps its
+ * own until the next start, not the others'), and explain reports what the
+ * planner would do.
  *
  * A pass of the agent calls `beforeOpenFlow()` before the OpenFlow bundle
  * and `afterOpenFlow()` after the switch confirmed it. The OpenFlow state
@@ -441,9 +443,20 @@ export class OffloadOutput {
     for (const dev of new Set(devs)) {
       const ifindex = links.get(dev);
       if (ifindex === undefined) continue;
-      for (const f of (await this.dp.dump(dev, ifindex)).ours) {
-        ops.push({ op: "delete", dev, ifindex, chain: f.chain, prio: f.prio, handle: f.handle });
+      // one device that cannot be read (a tunnel device OVS is recreating, say) must not keep
+      // the others' filters: each is read on its own
+      let ours: KernelFilter[];
+      try {
+        ours = (await this.dp.dump(dev, ifindex)).ours;
+      } catch (err) {
+        log.warn(
+          { dev, err: errorMessage(err) },
+          "could not read a device's tc filters; those left by planner mode stay",
+        );
+        continue;
       }
+      for (const f of ours)
+        ops.push({ op: "delete", dev, ifindex, chain: f.chain, prio: f.prio, handle: f.handle });
     }
     if (!ops.length) return;
     ops.sort((a, b) => (a.op === "delete" && b.op === "delete" ? a.chain - b.chain : 0));

@@ -141,7 +141,12 @@ export class SimulatedNic implements TcDatapath {
     return Promise.resolve();
   }
 
+  /** A device whose filters cannot be read (the dump fails with this message), or undefined. */
+  unreadable: (dev: string) => string | undefined = () => undefined;
+
   dump(dev: string): Promise<{ ours: KernelFilter[]; foreign: number }> {
+    const err = this.unreadable(dev);
+    if (err !== undefined) return Promise.reject(new Error(err));
     return Promise.resolve({ ours: this.ours(dev), foreign: this.foreign(dev).length });
   }
 

@@ -448,10 +448,26 @@ describe("on a NIC (skip_sw)", () => {
 describe("leaving planner mode", () => {
   it("an agent started in another mode removes the filters planner mode left, and only those", async () => {
     expect(ourCount()).toBeGreaterThan(0);
+    // a device that cannot be read keeps its own filters, not the others'
+    const unreadable = vms.vm1!.port;
+    const kept = nic.ours(unreadable).length;
+    expect(kept).toBeGreaterThan(0);
+    nic.unreadable = (dev) => (dev === unreadable ? "ENODEV, no such device" : undefined);
+    try {
+      await agent!.stop();
+      agent = undefined;
+      await startAgent({ mode: "none" });
+      expect(agent!.offload?.mode).toMatchObject({ requested: "none", active: "none" });
+      for (const dev of [...devs(), "genev_sys_6081", "vxlan_sys_4789"].filter((d) => d !== unreadable))
+        expect(nic.ours(dev), dev).toEqual([]);
+      expect(nic.ours(unreadable)).toHaveLength(kept);
+    } finally {
+      nic.unreadable = () => undefined;
+    }
+    // the next start reads it, and removes those too
     await agent!.stop();
     agent = undefined;
     await startAgent({ mode: "none" });
-    expect(agent!.offload?.mode).toMatchObject({ requested: "none", active: "none" });
     for (const dev of [...devs(), "genev_sys_6081", "vxlan_sys_4789"]) expect(nic.ours(dev), dev).toEqual([]);
     expect(nic.foreign(vms.vm1!.port)).toHaveLength(1);
   });

@@ -256,9 +256,14 @@ describe("kernel lane: offload.mode ovs, for comparison", () => {
     const m = get<{ mode: OffloadReport["mode"] }>("ovs_mode1");
     expect(m.mode.active).toBe("ovs");
     const b = get<Both>("ovs_after_pings");
+    const diag = [
+      `before the pings: ${JSON.stringify(get<Both>("ovs_before_pings"))}`,
+      `host2's mode: ${JSON.stringify(get<unknown>("ovs_mode2"))}`,
+      ...get<string[]>("ovs_diag"),
+    ].join("\n");
     for (const host of ["host1", "host2"] as const) {
       for (const dev of Object.keys(b[host].tc))
-        expect(b[host].tc[dev]!.ours.filters, `${host} ${dev}`).toBe(0);
+        expect(b[host].tc[dev]!.ours.filters, `${host} ${dev}\n${diag}`).toBe(0);
     }
     for (const k of ["ovs_ping_vm1_vm2", "ovs_ping_vm1_vm4", "ovs_ping_vm3_vm4"])
       expect(get<Ping>(k).received, k).toBe(20);

@@ -226,6 +226,13 @@ lane_result ovs_ping_vm1_vm4 "$(ping_n vm1 10.1.0.14 20 0.1)"
 lane_result ovs_ping_vm3_vm4 "$(ping_n vm3 10.1.0.14 20 0.1)"
 lane_result ovs_after_pings "$(both)"
 lane_result ovs_caps "$(FDO ask "$(sock 1)" status)"
+# for a failure's message: what each agent did with the filters planner mode left, and OVS's tc log
+lane_result ovs_diag "$(
+  for n in 1 2; do
+    grep -hE 'offload mode|flowdrake tc filters|DUPLICATE|another agent' "$H/agent$n.log" | tail -n 6 | sed "s/^/agent$n: /"
+    grep -hiE 'tc|offload|qdisc' "$H/h$n/ovs-vswitchd.log" | tail -n 8 | sed "s/^/ovs$n: /"
+  done | lane_json_lines
+)"
 
 # ── 5. a tc rule the kernel refuses ─────────────────────────────────────────
 # OVS without its own offload on host1 (agent host1, still in ovs mode, puts its flows back), act_pedit out
