@@ -31,11 +31,29 @@
  */
 import type { App, OwnerOut, View } from "./types.js";
 import { reactiveNetwork, type L2AppOptions } from "./l2.js";
-import { F, FLAG, flow, regName } from "../datapath/index.js";
+import { F, FLAG, flow, regName, type FlowBuilder } from "../datapath/index.js";
+import { ARP_OP } from "../packet/constants.js";
 import { canonicalIpv6, isIpv4 } from "../packet/addr.js";
 import { buildArpReply, buildNeighborAdvertisement } from "../packet/builders.js";
 import { parseEthernet } from "../packet/frame.js";
 import { linkLocalFromMac } from "../packet/ndp.js";
+
+/**
+ * The ARP request `b` matches turned into the answer for `ip` at `mac` in
+ * place — Ethernet addresses swapped, op 2, sender ← mac/ip, target ← the
+ * asker — and sent back out of its in_port.
+ */
+export function replyInPlace(b: FlowBuilder, ip: string, mac: string): FlowBuilder {
+  return b
+    .move("eth_src", "eth_dst")
+    .set("eth_src", mac)
+    .set("arp_op", ARP_OP.REPLY)
+    .move("arp_sha", "arp_tha")
+    .move("arp_spa", "arp_tpa")
+    .set("arp_sha", mac)
+    .set("arp_spa", ip)
+    .outputInPort();
+}
 
 function answer(out: OwnerOut, key: number, ip: string, mac: string): void {
   if (!isIpv4(ip)) {
@@ -51,19 +69,11 @@ function answer(out: OwnerOut, key: number, ip: string, mac: string): void {
   }
   {
     out.flow(
-      flow("arp_responder", 100)
-        .proto("arp")
-        .reg(F.network, key)
-        .eq("arp_op", 1)
-        .eq("arp_tpa", ip)
-        .move("eth_src", "eth_dst")
-        .set("eth_src", mac)
-        .set("arp_op", 2)
-        .move("arp_sha", "arp_tha")
-        .move("arp_spa", "arp_tpa")
-        .set("arp_sha", mac)
-        .set("arp_spa", ip)
-        .outputInPort(),
+      replyInPlace(
+        flow("arp_responder", 100).proto("arp").reg(F.network, key).eq("arp_op", 1).eq("arp_tpa", ip),
+        ip,
+        mac,
+      ),
     );
   }
 }

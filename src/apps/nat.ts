@@ -159,6 +159,7 @@ import type {
   RouterPortView,
   View,
 } from "./types.js";
+import { replyInPlace } from "./arp.js";
 import { L3_PRIORITY } from "./l3.js";
 import {
   cookieFor,
@@ -258,19 +259,11 @@ function answerOn(out: OwnerOut, ext: NetworkView, ip: string, mac: string): voi
   const meter = meterId("nat", ext.provider!.patchOfport);
   out.meter(meter, NAT_PUNT_PPS);
   out.flow(
-    fromPatch(ext)
-      .proto("arp")
-      .eq("arp_op", ARP_OP.REQUEST)
-      .eq("arp_tpa", ip)
-      .controller()
-      .move("eth_src", "eth_dst")
-      .set("eth_src", mac)
-      .set("arp_op", ARP_OP.REPLY)
-      .move("arp_sha", "arp_tha")
-      .move("arp_spa", "arp_tpa")
-      .set("arp_sha", mac)
-      .set("arp_spa", ip)
-      .outputInPort(),
+    replyInPlace(
+      fromPatch(ext).proto("arp").eq("arp_op", ARP_OP.REQUEST).eq("arp_tpa", ip).controller(),
+      ip,
+      mac,
+    ),
   );
   out.flow(
     fromPatch(ext).proto("arp").eq("eth_dst", mac).eq("arp_op", ARP_OP.REPLY).meter(meter).controller(),
@@ -282,20 +275,16 @@ function answerOn(out: OwnerOut, ext: NetworkView, ip: string, mac: string): voi
   // from the physical network, so it is answered here too (its IP to the MAC then meets nat's
   // flows on its way through the pipeline)
   out.flow(
-    flow("arp_responder", NAT_PRIORITY.localArp)
-      .proto("arp")
-      .reg(F.network, ext.key)
-      .flag(FLAG.fromProvider, false)
-      .eq("arp_op", ARP_OP.REQUEST)
-      .eq("arp_tpa", ip)
-      .move("eth_src", "eth_dst")
-      .set("eth_src", mac)
-      .set("arp_op", ARP_OP.REPLY)
-      .move("arp_sha", "arp_tha")
-      .move("arp_spa", "arp_tpa")
-      .set("arp_sha", mac)
-      .set("arp_spa", ip)
-      .outputInPort(),
+    replyInPlace(
+      flow("arp_responder", NAT_PRIORITY.localArp)
+        .proto("arp")
+        .reg(F.network, ext.key)
+        .flag(FLAG.fromProvider, false)
+        .eq("arp_op", ARP_OP.REQUEST)
+        .eq("arp_tpa", ip),
+      ip,
+      mac,
+    ),
   );
 }
 
