@@ -53,7 +53,13 @@
  *     packet, and OVS, running the pipeline from table 0, would see it there
  *     where the software pipeline saw an untracked packet.
  *   - dec_ttl is offloaded with traps for TTL 0 and 1 above it, because OVS
- *     sends those packets to the controller instead of forwarding them.
+ *     sends those packets to the controller instead of forwarding them —
+ *     unless no such packet gets there: a rule below higher-priority rules of
+ *     its chain that take every one of its packets with TTL 0 and with TTL 1
+ *     (a router's TTL punts) sees only TTL ≥ 2, and so do the chains it leads
+ *     to (a pseudo-register, as for tunnel metadata) until a dec_ttl. There a
+ *     dec_ttl needs no trap, and a change before it (a ct NAT) is not kept
+ *     from the NIC by one.
  *
  * Decapsulation is not a change in this sense: a rule matching in_port=<tunnel
  * port> leaves the tunnel metadata on the packet and marks the chains it
@@ -68,6 +74,21 @@
  * (`exclude`: an offload budget's demotions, the kernel's refusals, a change
  * in flight): such a rule is handled exactly like one the NIC cannot carry —
  * a trap, a coarse trap, or the rest of its chain in software.
+ *
+ * A patch port mapped to an uplink (`ports.bridged`): the physical bridge
+ * behind the patch port (br-ex) switches by MAC learning between the patch
+ * port, its uplink and the host's own ports on it, and the planner stands the
+ * uplink in for the patch port only where that switching is known:
+ *   - from the uplink, only packets table 0 takes by an exact unicast
+ *     destination MAC on a rule for that in_port (a floating IP's, a router
+ *     gateway's) are planned; every other packet of the uplink — broadcast,
+ *     or for a MAC the bridge may deliver to the host's own port — is trapped
+ *     in chain 0 (also in front of table 0's rules that match no in_port, and
+ *     instead of the catch-all drop), so that OVS and the bridge decide it;
+ *   - to the patch port, only packets whose destination MAC the chain knows
+ *     (a constant an earlier rule set, or the rule's exact match) to be
+ *     unicast and none of the bridge's own ports' MACs are redirected to the
+ *     uplink: for those, the bridge would send them there too.
  *
  * Every rule gets a decision with a sentence a person can read.
  */
@@ -144,6 +165,8 @@ export interface Exclusion {
 
 /** The pseudo-register that marks chains whose packets still carry tunnel metadata. */
 const DECAP = "·decap";
+/** The pseudo-register that marks chains whose packets all have a TTL of 2 or more (see the module comment). */
+const TTL_OK = "·ttl≥2";
 /** Prefix of the pseudo-registers that hold a header's known value (set by an earlier rewrite). */
 const KNOWN = "·known:";
 const knownKey = (field: string): string => `${KNOWN}${field}`;
@@ -186,6 +209,9 @@ export function tcPrio(ofPriority: number, band: "trap" | "main"): number {
 }
 
 type Regs = Map<string, bigint>;
+
+/** Not a group address: the I/G bit (the first octet's lowest bit) is clear. */
+const isUnicastMac = (mac: bigint): boolean => ((mac >> 40n) & 1n) === 0n;
 
 function regsKey(table: number, regs: Regs): string {
   // A register absent is a register at zero; a known header value of zero is still known.
@@ -433,9 +459,13 @@ export class OffloadPlanner {
     // Only chains after a rewrite are cut short: elsewhere a rule below a catch-all stays, as it was.
     const cut = [...regs.keys()].some((k) => k.startsWith(KNOWN));
     let shadowed = false;
+    /** Rules above, by priority, that take packets of one TTL (0 or 1): see ttlCovered. */
+    const catchers: PipelineRule[] = [];
     for (const rule of this.candidates(table, regs)) {
       if (shadowed) break;
       if (!this.registersAllow(rule.match, regs)) continue;
+      const ttl = rule.match.nw_ttl;
+      if (ttl && ttl.mask === 0xffn && ttl.value <= 1n && !rule.opaqueMatch?.length) catchers.push(rule);
       // Every packet of this chain matches it: nothing below it is ever reached here.
       shadowed = cut && this.matchesAll(rule, regs);
       const inPort = rule.match.in_port ? Number(rule.match.in_port.value) : undefined;
@@ -456,7 +486,7 @@ export class OffloadPlanner {
         );
         continue;
       }
-      const ex = this.excluded.get(rule.id);
+      const ex = this.excluded.get(rule.id) ?? this.uplinkGate(chain, rule, inPort);
       const headerMatch: ReturnType<OffloadPlanner["headerMatch"]> =
         ex && ex.scope !== "actions" ? { ok: false, reason: ex.reason } : this.headerMatch(rule);
       if (!headerMatch.ok) {
@@ -480,7 +510,9 @@ export class OffloadPlanner {
         });
         continue;
       }
-      const outcome = ex ? skip(`not offloaded: ${ex.reason}`) : this.translate(rule, regs, queue);
+      const outcome = ex
+        ? skip(`not offloaded: ${ex.reason}`)
+        : this.translate(rule, regs, queue, this.ttlCovered(rule, regs, catchers));
       outcomes.set(rule.id, outcome);
       const base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
       const traps: Omit<TcRule, "prio">[] = [];
@@ -498,6 +530,11 @@ export class OffloadPlanner {
         for (const dev of outcome.hairpins)
           traps.push({ ...base, indev: dev, actions: [{ type: "pass" }], role: "trap" });
       }
+      if (chain === 0 && inPort === undefined) {
+        // A table-0 rule for every port also meets the uplinks' packets: those go to OVS first.
+        for (const dev of this.bridgedDevs())
+          traps.push({ ...base, indev: dev, actions: [{ type: "pass" }], role: "trap" });
+      }
       for (const t of traps) tc.push({ ...t, prio: tcPrio(rule.priority, "trap") });
       tc.push({
         ...base,
@@ -505,6 +542,18 @@ export class OffloadPlanner {
         actions: outcome.ok ? outcome.actions : [{ type: "pass" }],
         role: outcome.ok ? "offload" : "trap",
       });
+    }
+    if (chain === 0) {
+      // What table 0 does not take from an uplink, the bridge behind it may still switch elsewhere.
+      for (const dev of this.bridgedDevs())
+        tc.push({
+          chain,
+          prio: tcPrio(0, "main"),
+          match: {},
+          indev: dev,
+          actions: [{ type: "pass" }],
+          role: "trap",
+        });
     }
     if (!poisoned && !shadowed)
       tc.push({ chain, prio: maxPrio, match: {}, actions: [{ type: "drop" }], role: "miss" });
@@ -590,6 +639,76 @@ export class OffloadPlanner {
     return indev === undefined ? { match: out } : { match: out, indev };
   }
 
+  /**
+   * Whether every packet of `rule` in this chain has a TTL of 2 or more: the
+   * chain's packets all have (TTL_OK), or, for each of TTL 0 and 1, a rule
+   * above it takes every packet of `rule` with that TTL — a `catcher` of a
+   * higher priority whose other matches `rule` matches too, with the same
+   * value and mask (or that every packet of the chain meets: a register, a
+   * known value). Such packets never reach `rule` in OVS, and in tc the
+   * catcher, offloaded or a trap, comes first.
+   */
+  private ttlCovered(rule: PipelineRule, regs: Regs, catchers: readonly PipelineRule[]): boolean {
+    if (regs.has(TTL_OK)) return true;
+    const ethType = rule.match.eth_type;
+    if (!ethType || ethType.mask !== 0xffffn || (ethType.value !== 0x800n && ethType.value !== 0x86ddn))
+      return false;
+    const covers = (c: PipelineRule): boolean => {
+      if (c.priority <= rule.priority) return false;
+      for (const [name, mv] of Object.entries(c.match) as [FieldName, Match[FieldName]][]) {
+        if (!mv || name === "nw_ttl") continue;
+        if (fieldDef(name)?.pipelineOnly) continue; // registersAllow: every packet of the chain has it
+        const known = regs.get(knownKey(name));
+        if (known !== undefined && (known & mv.mask) === (mv.value & mv.mask)) continue;
+        const own = rule.match[name];
+        if (!own || own.value !== mv.value || own.mask !== mv.mask) return false;
+      }
+      return true;
+    };
+    return [0n, 1n].every((t) => catchers.some((c) => c.match.nw_ttl!.value === t && covers(c)));
+  }
+
+  /** The uplinks standing in for patch ports. */
+  private bridgedDevs(): string[] {
+    const out: string[] = [];
+    for (const port of this.ports.bridged?.keys() ?? []) {
+      const dev = this.ports.hardware.get(port);
+      if (dev) out.push(dev);
+    }
+    return out;
+  }
+
+  /**
+   * Table 0's rules for a patch port mapped to an uplink: only one that takes
+   * packets by an exact unicast destination MAC is planned (and not at
+   * priority 0, where chain 0's trap for the uplink sits).
+   */
+  private uplinkGate(chain: number, rule: PipelineRule, inPort: number | undefined): Exclusion | undefined {
+    if (chain !== 0 || inPort === undefined || !this.ports.bridged?.has(inPort)) return undefined;
+    const dst = rule.match.eth_dst;
+    if (dst && dst.mask === fullMask(48) && isUnicastMac(dst.value) && rule.priority > 0) return undefined;
+    return {
+      reason: `from patch port ${inPort}, only packets for a MAC of br-int's own (an exact unicast eth_dst) leave the bridge behind it: the rest may be for its other ports`,
+      scope: "actions",
+    };
+  }
+
+  /** Why an output to a patch port mapped to an uplink must stay in OVS, if it must. */
+  private bridgedOutput(port: number, rule: PipelineRule, regs: Regs): string | undefined {
+    const own = this.ports.bridged?.get(port);
+    if (!own) return undefined;
+    const m = rule.match.eth_dst;
+    const dst = regs.get(knownKey("eth_dst")) ?? (m && m.mask === fullMask(48) ? m.value : undefined);
+    if (dst === undefined) {
+      return `output to patch port ${port}: the bridge behind it switches by destination MAC, which this rule does not know`;
+    }
+    if (!isUnicastMac(dst))
+      return `output to patch port ${port}: the bridge behind it floods a group MAC to all its ports`;
+    if (own.includes(dst))
+      return `output to patch port ${port}: the destination MAC is the bridge's own port's`;
+    return undefined;
+  }
+
   /** The netdev tc sees a port's packets on: its representor or uplink, or the tunnel device. */
   private devOf(port: number): string | undefined {
     const t = this.ports.tunnels.get(port);
@@ -602,8 +721,9 @@ export class OffloadPlanner {
       : `${what} is not offloadable on ${this.profile.name}`;
   }
 
-  private translate(rule: PipelineRule, regsIn: Regs, queue: number[]): RuleOutcome {
+  private translate(rule: PipelineRule, regsIn: Regs, queue: number[], ttlOk: boolean): RuleOutcome {
     const regs = new Map(regsIn);
+    if (ttlOk) regs.set(TTL_OK, 1n);
     const actions: TcAction[] = [];
     const next: number[] = [];
     const hairpins: string[] = [];
@@ -657,6 +777,10 @@ export class OffloadPlanner {
           if (miss) return fail(miss);
           actions.push({ type: "pedit", field: a.field, value: a.value & fullMask(def.bits) });
           regs.set(knownKey(a.field), a.value & fullMask(def.bits));
+          if (a.field === "nw_ttl") {
+            if (a.value >= 2n) regs.set(TTL_OK, 1n);
+            else regs.delete(TTL_OK);
+          }
           modifies = "rewrites the packet";
           break;
         }
@@ -670,7 +794,9 @@ export class OffloadPlanner {
           actions.push({ type: "dec_ttl" });
           forget(regs, ["nw_ttl"]);
           modifies = "rewrites the packet";
-          decTtl = true;
+          // OVS punts TTL 0 and 1 here: traps for them, unless no such packet gets here
+          if (!regs.has(TTL_OK)) decTtl = true;
+          regs.delete(TTL_OK);
           break;
         }
         case "push_vlan": {
@@ -720,6 +846,8 @@ export class OffloadPlanner {
           }
           const dev = this.ports.hardware.get(a.port);
           if (!dev) return fail(`output to port ${a.port}, which is not an eswitch port`);
+          const bridged = this.bridgedOutput(a.port, rule, regs);
+          if (bridged) return fail(bridged);
           if (inPort === undefined) hairpins.push(dev);
           release();
           actions.push({ type: "mirror", dev });
@@ -949,7 +1077,9 @@ export class OffloadPlanner {
           chain: c,
           table: info.table,
           registers: Object.fromEntries(
-            [...info.regs].filter(([k, v]) => v !== 0n && k !== DECAP && !k.startsWith(KNOWN)),
+            [...info.regs].filter(
+              ([k, v]) => v !== 0n && k !== DECAP && k !== TTL_OK && !k.startsWith(KNOWN),
+            ),
           ),
           ...(values && { known: values }),
           reachesSoftware: reaches.get(c) ?? true,

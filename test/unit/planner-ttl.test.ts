@@ -1,0 +1,142 @@
+import { describe, expect, it } from "vitest";
+import { type Packet, traceSplit } from "../../src/offload/planner/evaluate.js";
+import { exact, type Match, type PipelineRule, type PortMap } from "../../src/offload/planner/ir.js";
+import { OffloadPlanner } from "../../src/offload/planner/plan.js";
+import { profileById } from "../../src/offload/profiles/index.js";
+import { expectSameDecisions } from "../harness/planner-pipeline.js";
+
+/*
+ * dec_ttl's traps for TTL 0 and 1, and the rules above that make them
+ * needless: a router's TTL punts take every such packet first, so a NAT's
+ * ct commit before the decrement is not kept from the NIC by them.
+ */
+const cx6 = profileById("connectx-6-dx");
+const ports: PortMap = {
+  hardware: new Map([
+    [1, "rep1"],
+    [2, "rep2"],
+  ]),
+  tunnels: new Map(),
+};
+const ROUTER = 0xfa163e000001n;
+const ip = { eth_type: exact("eth_type", 0x800) };
+const toRouter: Match = { ...ip, eth_dst: exact("eth_dst", ROUTER) };
+
+function pipeline(catchers: PipelineRule[]): PipelineRule[] {
+  return [
+    {
+      id: "in",
+      table: 0,
+      priority: 100,
+      match: { in_port: exact("in_port", 1) },
+      actions: [{ type: "goto", table: 10 }],
+    },
+    ...catchers,
+    {
+      id: "snat",
+      table: 10,
+      priority: 100,
+      match: toRouter,
+      actions: [
+        {
+          type: "ct",
+          zone: 5,
+          commit: true,
+          nat: true,
+          natRange: { kind: "src", ipMin: "172.24.4.50" },
+          table: 20,
+        },
+      ],
+    },
+    {
+      id: "route",
+      table: 20,
+      priority: 100,
+      match: ip,
+      actions: [
+        { type: "set_field", field: "eth_src", value: 0xfa163efe0050n },
+        { type: "dec_ttl" },
+        { type: "goto", table: 30 },
+      ],
+    },
+    { id: "out", table: 30, priority: 100, match: ip, actions: [{ type: "output", port: 2 }] },
+  ];
+}
+const punt = (id: string, ttl: number, match: Match = toRouter, priority = 1000): PipelineRule => ({
+  id,
+  table: 10,
+  priority,
+  match: { ...match, nw_ttl: exact("nw_ttl", ttl) },
+  actions: [{ type: "controller" }],
+});
+const pkt = (nw_ttl: bigint, eth_dst = ROUTER): Packet => ({
+  in_port: 1n,
+  eth_type: 0x800n,
+  eth_dst,
+  ipv4_src: 0x0a01000bn,
+  ipv4_dst: 0x08080808n,
+  ip_proto: 6n,
+  tp_src: 40000n,
+  tp_dst: 80n,
+  nw_ttl,
+});
+const packets = [0n, 1n, 2n, 64n].flatMap((t) => [pkt(t), pkt(t, 0x020000000009n)]);
+
+describe("TTL 0 and 1 taken above a rule", () => {
+  it("without them, the ct commit before a dec_ttl stays in OVS: a TTL 1 packet would reach OVS NATed", () => {
+    const rules = pipeline([]);
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(p.decisions.get("snat")!.offloaded).toBe(false);
+    expect(p.decisions.get("snat")!.reason).toMatch(
+      /commits the connection and a later table may hand the packet to OVS/,
+    );
+    expect(
+      p.tc.filter((t) => t.ruleId === "route" && t.role === "trap" && t.match.nw_ttl).map((t) => t.match.nw_ttl?.value),
+    ).toEqual([0n, 1n]);
+    expectSameDecisions(p, rules, ports, packets);
+  });
+
+  it("with a router's TTL punts above it, the ct commit and the dec_ttl are on the NIC, with no trap for the decrement", () => {
+    const rules = pipeline([punt("ttl0", 0), punt("ttl1", 1)]);
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    for (const id of ["snat", "route", "out"]) expect(p.decisions.get(id)!.offloaded, id).toBe(true);
+    expect(p.tc.filter((t) => t.ruleId === "route" && t.role === "trap" && t.match.nw_ttl)).toEqual([]);
+    // the punts themselves go to OVS (the agent answers them), before anything changed the packet
+    for (const t of [0n, 1n]) expect(traceSplit(p, rules, ports, pkt(t))).toMatchObject({ software: true });
+    expect(traceSplit(p, rules, ports, pkt(2n))).toMatchObject({ software: false });
+    expect(traceSplit(p, rules, ports, pkt(64n)).events).toEqual([
+      { kind: "output", port: 2, packet: expect.objectContaining({ nw_ttl: "3f" }) },
+    ]);
+    expectSameDecisions(p, rules, ports, packets);
+  });
+
+  it("counts only punts that take every packet of the rule: both TTLs, a higher priority, no match the rule lacks", () => {
+    const offloaded = (catchers: PipelineRule[]) => {
+      const rules = pipeline(catchers);
+      const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+      expectSameDecisions(p, rules, ports, packets);
+      return p.decisions.get("snat")!.offloaded;
+    };
+    expect(offloaded([punt("ttl0", 0)])).toBe(false);
+    expect(offloaded([punt("ttl0", 0), punt("ttl1", 1, toRouter, 100)])).toBe(false);
+    const narrower = { ...toRouter, ip_proto: exact("ip_proto", 1) };
+    expect(offloaded([punt("ttl0", 0), punt("ttl1", 1, narrower)])).toBe(false);
+    // a wider punt (any IP packet) covers the rule as well as the exact one
+    expect(offloaded([punt("ttl0", 0, ip), punt("ttl1", 1, ip)])).toBe(true);
+  });
+
+  it("a second dec_ttl on the way needs its traps again: after one decrement TTL 1 can arrive", () => {
+    const rules = pipeline([punt("ttl0", 0), punt("ttl1", 1)]).map((r) =>
+      r.id === "out"
+        ? { ...r, actions: [{ type: "dec_ttl" as const }, { type: "output" as const, port: 2 }] }
+        : r,
+    );
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(
+      p.tc.filter((t) => t.ruleId === "out" && t.role === "trap" && t.match.nw_ttl).map((t) => t.match.nw_ttl?.value),
+    ).toEqual([0n, 1n]);
+    // and so the rewrite before it (route) must not reach OVS with its change: it stays in software
+    expect(p.decisions.get("route")!.offloaded).toBe(false);
+    expectSameDecisions(p, rules, ports, [...packets, pkt(3n)]);
+  });
+});
