@@ -136,4 +136,12 @@ export interface PortMap {
   hardware: Map<number, string>;
   /** ofport → tunnel type, for flow-based tunnel ports (encap on output, decap on input). */
   tunnels: Map<number, "vxlan" | "geneve">;
+  /**
+   * ofport of a patch port → the MACs of the host's own ports on the physical
+   * bridge behind it. Such a port is also in `hardware`, as that bridge's
+   * uplink: the bridge switches (NORMAL) between the patch port, the uplink
+   * and its own ports, so only packets whose destination MAC says where they
+   * go may bypass it (see plan.ts, "A patch port mapped to an uplink").
+   */
+  bridged?: Map<number, readonly bigint[]>;
 }
