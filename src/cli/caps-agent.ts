@@ -86,7 +86,8 @@ export function formatAgentStatus(r: OffloadReport): string {
       );
   }
   const ports = r.ports.map(
-    (p) => `${p.ofport} ${p.name} (${p.role}${p.netdev && p.netdev !== p.name ? ` → ${p.netdev}` : ""})`,
+    (p) =>
+      `${p.ofport} ${p.name} (${p.role}${p.netdev && p.netdev !== p.name ? ` → ${p.netdev}` : ""}${p.note ? `: ${p.note}` : ""})`,
   );
   if (ports.length) lines.push(`  ports: ${ports.join(", ")}`);
   return `${lines.join("\n")}\n`;

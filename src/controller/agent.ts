@@ -230,7 +230,7 @@ export class Agent {
         Open_vSwitch: ["bridges", "other_config", "external_ids"],
         Bridge: ["name", "ports", "datapath_type", "external_ids"],
         Port: ["name", "interfaces"],
-        Interface: ["name", "type", "ofport", "external_ids", "options"],
+        Interface: ["name", "type", "ofport", "external_ids", "options", "mac_in_use"],
       },
     });
     await this.ovsdb.ready().catch((err: unknown) => {

@@ -15,6 +15,12 @@
  *                    the eswitch that holds br-int's representors)
  *   ports            netdev globs taken as eswitch ports when sysfs does not
  *                    say so (veth "representors" in the kernel lane)
+ *   uplinks          physical bridge → its uplink netdev (`{br-ex: p0}`): the
+ *                    patch port to that bridge counts as that uplink, for
+ *                    what its destination MAC says the bridge would send
+ *                    there (NAT traffic); the operator says by it that the
+ *                    bridge switches with NORMAL and holds only the patch
+ *                    port, the uplink and its own ports
  *   tcFlags          auto (skip_sw on a NIC, skip_hw for `ports`), skip_sw,
  *                    skip_hw or none
  *   capacity         filters the NIC may hold (default: the profile's)
@@ -47,6 +53,7 @@ export const offloadDatapathKeys = {
     })
     .optional(),
   ports: z.array(z.string().min(1)).default([]),
+  uplinks: z.record(z.string().min(1).max(15), z.string().min(1).max(15)).default({}),
   tcFlags: z.enum(["auto", "skip_sw", "skip_hw", "none"]).default("auto"),
   capacity: z.number().int().nonnegative().optional(),
   statsIntervalMs: z.number().int().min(100).default(2000),

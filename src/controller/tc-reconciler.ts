@@ -63,6 +63,7 @@ import {
   type DeviceMap,
   deviceMap,
   type MappedPort,
+  type OvsInterface,
   samePortMap,
 } from "../offload/datapath/devices.js";
 import type { DeviceRule, FilterKind } from "../offload/datapath/filters.js";
@@ -97,6 +98,7 @@ import { logger } from "../util/log.js";
 import type { AgentConfig } from "./config.js";
 import { flowSig } from "./engine.js";
 import type { OpenFlowReconciler } from "./reconciler.js";
+import { patchPortNames } from "./tunnel-ports.js";
 import { type OffloadMode, offloadSocket, requestedMode } from "./tc-reconciler-config.js";
 
 const log = logger("offload");
@@ -468,11 +470,23 @@ export class OffloadOutput {
   }
 
   private refreshMap(): boolean {
-    const ifaces = bridgeInterfaces(this.deps.ovsdb.replica, this.deps.config.bridge);
+    const replica = this.deps.ovsdb.replica;
+    const ifaces = bridgeInterfaces(replica, this.deps.config.bridge);
+    const bridges = new Map<string, { bridge: string; uplink: string; ifaces: OvsInterface[] }>();
+    for (const [physnet, bridge] of Object.entries(this.deps.config.bridgeMappings)) {
+      const uplink = this.cfg.uplinks[bridge];
+      if (uplink)
+        bridges.set(patchPortNames(physnet).int, {
+          bridge,
+          uplink,
+          ifaces: bridgeInterfaces(replica, bridge),
+        });
+    }
     const next = deviceMap(ifaces, this.hostDevices, {
       bridge: this.deps.config.bridge,
       patterns: this.cfg.ports,
       profile: this.cfg.profile,
+      bridges,
     });
     const changed = !this.map || !samePortMap(this.map.ports, next.ports);
     this.map = next;

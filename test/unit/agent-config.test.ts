@@ -63,7 +63,7 @@ describe("agent flags", () => {
     const paths = flags.map((f) => f.path.join("."));
     const leaves = (obj: Record<string, unknown>, prefix = ""): string[] =>
       Object.entries(obj).flatMap(([k, v]) =>
-        v && typeof v === "object" && !Array.isArray(v) && k !== "bridgeMappings"
+        v && typeof v === "object" && !Array.isArray(v) && k !== "bridgeMappings" && k !== "uplinks"
           ? leaves(v as Record<string, unknown>, `${prefix}${k}.`)
           : [`${prefix}${k}`],
       );

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { discover } from "../../src/offload/caps/discover.js";
 import { captureSource } from "../../src/offload/caps/source.js";
+import { flagsToConfig } from "../../src/cli/agent.js";
 import { parseAgentConfig } from "../../src/controller/config.js";
 import { offloadSocket, requestedMode } from "../../src/controller/tc-reconciler-config.js";
 import { deviceMap, globMatch, type OvsInterface } from "../../src/offload/datapath/devices.js";
@@ -119,5 +120,68 @@ describe("offload.mode in the agent's config", () => {
       "/var/run/flowdrake/flowdrake.br-x.sock",
     );
     expect(offloadSocket({ ...c, offload: { ...c.offload, socket: "/s" } })).toBe("/s");
+  });
+});
+
+describe("a patch port to a bridge named in offload.uplinks", () => {
+  const brEx = (extra: OvsInterface[] = []): OvsInterface[] => [
+    { name: "br-ex", type: "internal", ofport: 65534, mac: "02:00:00:00:bb:01" },
+    { name: "patch-physnet1-int", type: "patch", ofport: 1 },
+    { name: "enp8s0f0np0", type: "", ofport: 2 },
+    ...extra,
+  ];
+  const bridges = (ifaces: OvsInterface[], uplink = "enp8s0f0np0") =>
+    new Map([["patch-physnet1", { bridge: "br-ex", uplink, ifaces }]]);
+
+  it("stands for the bridge's uplink, with the MACs of the bridge's own ports", async () => {
+    const host = await fixture("cx6dx-switchdev");
+    const m = deviceMap(bridgePorts, host, { bridge: "br-int", patterns: [], bridges: bridges(brEx()) });
+    expect(m.ports.hardware.get(4)).toBe("enp8s0f0np0");
+    expect([...(m.ports.bridged ?? [])]).toEqual([[4, [0x02000000bb01n]]]);
+    expect(m.mapped.find((p) => p.ofport === 4)).toEqual({
+      ofport: 4,
+      name: "patch-physnet1",
+      role: "bridge uplink",
+      netdev: "enp8s0f0np0",
+    });
+    // without the key the patch port stays off the NIC, as before
+    const plain = deviceMap(bridgePorts, host, { bridge: "br-int", patterns: [] });
+    expect(plain.ports.hardware.has(4)).toBe(false);
+    expect(plain.ports.bridged).toBeUndefined();
+  });
+
+  it("stays off the NIC, saying why, when the bridge holds another port, lacks the uplink or its own MAC", async () => {
+    const host = await fixture("cx6dx-switchdev");
+    const note = (ifaces: OvsInterface[], uplink?: string) => {
+      const m = deviceMap(bridgePorts, host, {
+        bridge: "br-int",
+        patterns: [],
+        bridges: bridges(ifaces, uplink),
+      });
+      expect(m.ports.hardware.has(4)).toBe(false);
+      expect(m.ports.bridged).toBeUndefined();
+      return m.mapped.find((p) => p.ofport === 4);
+    };
+    expect(note(brEx([{ name: "eth9", type: "", ofport: 3 }]))).toEqual({
+      ofport: 4,
+      name: "patch-physnet1",
+      role: "not on the NIC",
+      note: "br-ex holds more than patch-physnet1's peer, enp8s0f0np0 and its own ports (patch-physnet1-int, eth9): what it switches where is not known",
+    });
+    expect(note(brEx(), "eth7")?.note).toBe("br-ex has no port eth7 (offload.uplinks)");
+    expect(note(brEx().map((i) => (i.type === "internal" ? { ...i, mac: undefined } : i)))?.note).toBe(
+      "OVS reports no MAC for br-ex's own port yet",
+    );
+  });
+
+  it("is an agent key and a flag: offload.uplinks / --offload-uplinks br-ex=p0", () => {
+    const c = parseAgentConfig({
+      chassis: "h1",
+      tunnelIp: "192.0.2.1",
+      offload: { uplinks: { "br-ex": "p0" } },
+    });
+    expect(c.offload.uplinks).toEqual({ "br-ex": "p0" });
+    expect(parseAgentConfig({ chassis: "h1", tunnelIp: "192.0.2.1" }).offload.uplinks).toEqual({});
+    expect(flagsToConfig({ offloadUplinks: ["br-ex=p0"] })).toEqual({ offload: { uplinks: { "br-ex": "p0" } } });
   });
 });

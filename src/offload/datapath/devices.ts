@@ -25,7 +25,20 @@
  * Provider networks leave br-int through a patch port to the physical
  * bridge; what that bridge does with a packet (NORMAL switching, the host's
  * own address) is not br-int's pipeline, so patch ports stay out of the map
- * and provider traffic stays in OVS.
+ * and provider traffic stays in OVS — unless the operator names the bridge's
+ * uplink (`offload.uplinks: {br-ex: p0}`) and the bridge holds nothing but
+ * the patch port, that uplink and its own (internal) ports:
+ *
+ *   Interface type patch, ofport N, to a bridge B with offload.uplinks[B] = U
+ *       B's ports: its patch port, U, internal ports → N → U, and N is
+ *                                                   "bridged" with the MACs
+ *                                                   of B's internal ports
+ *                                                   (the planner's gates)
+ *       anything else on B                         → not on the NIC
+ *
+ * That the operator names it says what flowdrake cannot see: that B switches
+ * with NORMAL (no flows of its own) and that the NAT next hops are out there
+ * behind U.
  *
  * The profile is the one named in the config (`offload.profile`), else that
  * of the NIC whose eswitch holds the ports (by the PCI ids of its uplink),
@@ -42,9 +55,11 @@ export interface OvsInterface {
   name: string;
   type: string;
   ofport: number;
+  /** mac_in_use, when OVS reports one. */
+  mac?: string;
 }
 
-export type PortRole = "representor" | "configured" | "tunnel" | "not on the NIC";
+export type PortRole = "representor" | "configured" | "tunnel" | "bridge uplink" | "not on the NIC";
 
 export interface MappedPort {
   ofport: number;
@@ -54,6 +69,8 @@ export interface MappedPort {
   netdev?: string;
   /** The eswitch (phys_switch_id) of a representor. */
   switchId?: string;
+  /** Why a port that could have been mapped is not (a patch port to a bridge named in offload.uplinks). */
+  note?: string;
 }
 
 export interface DeviceMap {
@@ -85,6 +102,7 @@ export function bridgeInterfaces(replica: Replica, bridge: string): OvsInterface
         name: String(row.name),
         type: typeof row.type === "string" ? row.type : "",
         ofport: typeof row.ofport === "number" ? row.ofport : -1,
+        ...(typeof row.mac_in_use === "string" && row.mac_in_use ? { mac: row.mac_in_use } : {}),
       });
     }
   }
@@ -110,6 +128,30 @@ export interface DeviceMapOptions {
   patterns: readonly string[];
   /** A profile id to plan for (offload.profile). */
   profile?: string;
+  /** br-int's patch ports to bridges named in offload.uplinks, by name: the bridge, its uplink, its interfaces. */
+  bridges?: ReadonlyMap<string, { bridge: string; uplink: string; ifaces: readonly OvsInterface[] }>;
+}
+
+const macValue = (mac: string): bigint => BigInt(`0x${mac.replaceAll(":", "")}`);
+
+/** The uplink a patch port stands for, with the bridge's own MACs, or why not. */
+function bridgeUplink(
+  b: { bridge: string; uplink: string; ifaces: readonly OvsInterface[] },
+  patch: string,
+): { uplink: string; own: bigint[] } | { note: string } {
+  const others = b.ifaces.filter((i) => i.type !== "internal" && i.name !== b.uplink);
+  const peer = others.filter((i) => i.type === "patch");
+  if (!b.ifaces.some((i) => i.name === b.uplink && (i.type === "" || i.type === "system")))
+    return { note: `${b.bridge} has no port ${b.uplink} (offload.uplinks)` };
+  if (others.length !== 1 || peer.length !== 1)
+    return {
+      note: `${b.bridge} holds more than ${patch}'s peer, ${b.uplink} and its own ports (${others
+        .map((i) => i.name)
+        .join(", ")}): what it switches where is not known`,
+    };
+  const own = b.ifaces.filter((i) => i.type === "internal");
+  if (own.some((i) => !i.mac)) return { note: `OVS reports no MAC for ${b.bridge}'s own port yet` };
+  return { uplink: b.uplink, own: own.map((i) => macValue(i.mac!)) };
 }
 
 export function deviceMap(
@@ -120,6 +162,7 @@ export function deviceMap(
   const byName = new Map((host?.devices ?? []).map((d) => [d.name, d]));
   const hardware = new Map<number, string>();
   const tunnels = new Map<number, "vxlan" | "geneve">();
+  const bridged = new Map<number, readonly bigint[]>();
   const mapped: MappedPort[] = [];
   const switches = new Set<string>();
   for (const i of ifaces) {
@@ -128,6 +171,17 @@ export function deviceMap(
       tunnels.set(i.ofport, i.type);
       const netdev = i.type === "geneve" ? "genev_sys_6081" : "vxlan_sys_4789";
       mapped.push({ ofport: i.ofport, name: i.name, role: "tunnel", netdev });
+      continue;
+    }
+    const behind = i.type === "patch" ? opts.bridges?.get(i.name) : undefined;
+    if (behind) {
+      const u = bridgeUplink(behind, i.name);
+      if ("note" in u) mapped.push({ ofport: i.ofport, name: i.name, role: "not on the NIC", note: u.note });
+      else {
+        hardware.set(i.ofport, u.uplink);
+        bridged.set(i.ofport, u.own);
+        mapped.push({ ofport: i.ofport, name: i.name, role: "bridge uplink", netdev: u.uplink });
+      }
       continue;
     }
     if (i.type !== "" && i.type !== "system") continue;
@@ -179,7 +233,7 @@ export function deviceMap(
     }
   }
   return {
-    ports: { hardware, tunnels },
+    ports: bridged.size ? { hardware, tunnels, bridged } : { hardware, tunnels },
     profile,
     profileReason,
     hardware: switches.size > 0 || onNic,
@@ -191,5 +245,10 @@ export function deviceMap(
 export function samePortMap(a: PortMap, b: PortMap): boolean {
   const same = <V>(x: Map<number, V>, y: Map<number, V>) =>
     x.size === y.size && [...x].every(([k, v]) => y.get(k) === v);
-  return same(a.hardware, b.hardware) && same(a.tunnels, b.tunnels);
+  const own = (x: readonly bigint[], y: readonly bigint[] | undefined) =>
+    y !== undefined && x.length === y.length && x.every((m, i) => y[i] === m);
+  const bridged = (x: PortMap, y: PortMap) =>
+    (x.bridged?.size ?? 0) === (y.bridged?.size ?? 0) &&
+    [...(x.bridged ?? [])].every(([k, v]) => own(v, y.bridged?.get(k)));
+  return same(a.hardware, b.hardware) && same(a.tunnels, b.tunnels) && bridged(a, b);
 }
