@@ -8,7 +8,10 @@
  * exited at start. Now: a subnet's DNS change reaches the next DHCP lease, a
  * new port gets its flows and its lease, a deleted port loses its flows, the
  * bad object is reported once (guard, metric), a restarted agent starts with
- * the value present, and fixing the value clears the report.
+ * the value present, and fixing the value clears the report. Deleting a bad
+ * key instead of fixing it clears the report too, with no other change to
+ * carry it (before the fix the agent kept it until one came), and later
+ * changes keep converging.
  */
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -152,5 +155,35 @@ describe("a malformed NB value in etcd", () => {
     await waitFor(() => !agent!.guard.refused.has("lport/bad1"), 10_000, "bad1 admitted once fixed");
     const metrics = await (await fetch(`http://127.0.0.1:${agent!.metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/flowdrake_nb_refused_objects 0/);
+  });
+
+  it("deleting a bad key clears the report by itself, and later changes keep converging", async () => {
+    await etcdctl("put", "/flowdrake/nb/lport/bad2", '{"id":"bad2",');
+    await waitFor(() => agent!.guard.refused.has("lport/bad2"), 10_000, "the agent sees bad2");
+    expect(agent!.guard.refused.get("lport/bad2")).toMatch(/malformed/);
+    const metrics = async () => (await fetch(`http://127.0.0.1:${agent!.metricsPort}/metrics`)).text();
+    expect(await metrics()).toMatch(/flowdrake_nb_refused_objects 1/);
+    // the delete is the only change: nothing else may be what clears the report
+    const del = JSON.parse((await etcdctl("del", "/flowdrake/nb/lport/bad2", "-w", "json")).stdout) as {
+      header: { revision: number | string };
+      deleted?: number | string;
+    };
+    expect(Number(del.deleted)).toBe(1);
+    await waitFor(
+      () => !agent!.guard.refused.has("lport/bad2"),
+      10_000,
+      "bad2's report cleared by its delete",
+    );
+    expect(await metrics()).toMatch(/flowdrake_nb_refused_objects 0/);
+    await waitFor(
+      () => agent!.realised >= Number(del.header.revision),
+      10_000,
+      "the agent realises the delete",
+    );
+    const v = await api.update("subnet", "sub1", { dnsNameservers: ["10.31.0.55"] });
+    await waitFor(() => agent!.realised >= v.modRevision, 10_000, "the agent realises the next change");
+    const lease = await runDhcpClient(vms.vm1!.netns, { apply: true, timeoutS: 10 });
+    expect(lease).toMatchObject({ ip: "10.31.0.11", dns: "10.31.0.55" });
+    expect(agent!.guard.refused.size).toBe(0);
   });
 });
