@@ -5,7 +5,8 @@
  *     the new agent — ready while the pings still run, which go on arriving —
  *     reads them back and sends no flow_mod, and not one ping is lost;
  *   - a second agent with the same chassis name refuses to start, naming the
- *     one that runs it (and `--log-level debug` given to it is honoured);
+ *     one that runs it (and `--log-level debug` given to it is honoured,
+ *     after `agent` as well as before it);
  *   - the chassis' liveness lease, revoked behind the agent's back (what an
  *     etcd outage longer than the lease leaves), is granted again;
  *   - SIGTERM while etcd is unreachable exits within the stop bound and
@@ -17,7 +18,8 @@
  * process.exit(), then the process' own teardown and the parent's 'exit'
  * event, which STOP_MARGIN_MS allows for.
  */
-import { readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NbApi } from "../../src/nb/api.js";
@@ -27,6 +29,7 @@ import type { NbStore } from "../../src/nb/store/types.js";
 import type { VmPort } from "../../src/sandbox/ovs.js";
 import { run } from "../../src/util/exec.js";
 import { AgentProcess } from "../harness/agent-process.js";
+import { requireFreshDist } from "../harness/dist.js";
 import { useEtcd } from "../harness/etcd.js";
 import { freeTcpPort, makeRunDir, useOvsSandbox, waitFor } from "../harness/index.js";
 
@@ -39,6 +42,8 @@ let dbUrl: string;
 const agents: AgentProcess[] = [];
 let vm1: VmPort;
 let vm2: VmPort;
+
+const CLI = join(import.meta.dirname, "../../dist/src/cli/main.js");
 
 /** The CLI's stop deadline (STOP_DEADLINE_MS in src/cli/agent.ts): from the signal to process.exit(). */
 const STOP_DEADLINE_MS = 2000;
@@ -287,6 +292,24 @@ describe("agent kill -9 and restart under traffic", () => {
     expect(a3.log()).toMatch(/chassis host1 is already run by another agent \(pid \d+ on /);
     // --log-level on the command line wins over FLOWDRAKE_LOG_LEVEL=info
     expect(a3.log()).toMatch(/"level":20,/);
+  });
+
+  it("`flowdrake --log-level debug agent …` (the level before the command) is honoured too", async () => {
+    // AgentProcess puts every argument after `agent`: this one runs the CLI with the global option first
+    requireFreshDist();
+    const logPath = join(dir, "agent4.log");
+    const fd = openSync(logPath, "a");
+    const child = spawn(process.execPath, [CLI, "--log-level", "debug", "agent", ...(await agentArgs())], {
+      stdio: ["ignore", fd, fd],
+      env: { ...process.env, FLOWDRAKE_LOG_LEVEL: "info" },
+    });
+    closeSync(fd);
+    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    const log = readFileSync(logPath, "utf8");
+    // it got as far as the same-chassis check, so the level was in force for the agent's whole start
+    expect(code).toBe(1);
+    expect(log).toMatch(/chassis host1 is already run by another agent/);
+    expect(log).toMatch(/"level":20,/);
   });
 
   it("grants the liveness lease again after it lapsed behind the agent's back", async () => {
