@@ -51,12 +51,13 @@ const STOP_DEADLINE_MS = 2000;
  * What the bound allows on top of the deadline: node's exit after
  * process.exit() (exit handlers, pino's flush, closing handles), the kernel
  * reaping the process and the parent's event loop running the 'exit'
- * listener, on a 2-core machine loaded by other work. Measured over four
+ * listener, on a 2-core machine loaded by other work. Measured over six
  * runs of this file at load average 7–9 (SIGTERM to the parent's 'exit'):
- * 18–180 ms with etcd killed; 1.22–1.27 s with etcd and OVS frozen (the
+ * 15–180 ms with etcd killed; 1.22–1.38 s with etcd and OVS frozen (the
  * stop's own 600 ms steps: the deadline was never reached); 11–33 ms from a
  * second signal, i.e. process.exit() plus the teardown alone, which the
- * margin allows 15 times over.
+ * margin allows 15 times over. With the deadline and the steps' caps taken
+ * out (steps of 5 s) the frozen case took 15 s and failed here.
  */
 const STOP_MARGIN_MS = 500;
 
