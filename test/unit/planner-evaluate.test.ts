@@ -43,6 +43,58 @@ describe("conntrack", () => {
   });
 });
 
+describe("conntrack NAT", () => {
+  const v4 = (src: bigint, dst: bigint, sport = 1000n, dport = 22n): Packet => ({
+    in_port: 1n,
+    eth_type: 0x800n,
+    ip_proto: 6n,
+    ipv4_src: src,
+    ipv4_dst: dst,
+    tp_src: sport,
+    tp_dst: dport,
+  });
+  const FIP = "172.24.4.50";
+  const fip = 0xac180432n;
+  const [outside, fixed] = [0xc6336407n, 0x0a01000bn];
+
+  it("translates a new connection by its range and its replies back, by the connection's own NAT", () => {
+    const table = new Conntrack();
+    // DNAT to the fixed address, committed
+    const first = v4(outside, fip);
+    expect(table.track(5, first, true, { range: { kind: "dst", ipMin: "10.1.0.11" } })).toBe(0x21n);
+    expect(first.ipv4_dst).toBe(fixed);
+    // the reply, through a ct(nat(src=…)) of the way out: the connection's translation, reversed, not the range
+    const reply = v4(fixed, outside, 22n, 1000n);
+    expect(table.track(5, reply, true, { range: { kind: "src", ipMin: "10.9.9.9" } })).toBe(0x2an);
+    expect([reply.ipv4_src, reply.ipv4_dst]).toEqual([fip, outside]);
+    // the next packet of the original direction: translated again, established
+    const again = v4(outside, fip);
+    expect(table.track(5, again, false, {})).toBe(0x22n);
+    expect(again.ipv4_dst).toBe(fixed);
+    // a ct without nat sees the state but leaves the addresses
+    const plain = v4(outside, fip);
+    expect(table.track(5, plain, false)).toBe(0x22n);
+    expect(plain.ipv4_dst).toBe(fip);
+    expect(table.entries()).toEqual([`5|2048/6|${outside}:1000>${fip}:22 nat ipv4_dst=${fixed}`]);
+  });
+
+  it("SNATs ports too, leaves an uncommitted connection unrecorded, and IPv6 untranslated", () => {
+    const table = new Conntrack();
+    const p = v4(fixed, outside);
+    table.track(7, p, false, { range: { kind: "src", ipMin: FIP, portMin: 40000 } });
+    expect([p.ipv4_src, p.tp_src]).toEqual([fip, 40000n]);
+    expect(table.entries()).toEqual([]);
+    const q = v4(fixed, outside);
+    table.track(7, q, true, { range: { kind: "src", ipMin: FIP, portMin: 40000 } });
+    const back = v4(outside, fip, 22n, 40000n);
+    expect(table.track(7, back, false, {})).toBe(0x2an);
+    expect([back.ipv4_dst, back.tp_dst]).toEqual([fixed, 1000n]);
+    const v6: Packet = { in_port: 1n, eth_type: 0x86ddn, ip_proto: 6n, ipv6_src: 1n, ipv6_dst: 2n };
+    table.track(7, v6, true, { range: { kind: "src", ipMin: FIP } });
+    expect([v6.ipv6_src, v6.ipv6_dst]).toEqual([1n, 2n]);
+  });
+});
+
 describe("the software pipeline", () => {
   it("skips match and packet fields that are present but undefined", () => {
     const rules: PipelineRule[] = [

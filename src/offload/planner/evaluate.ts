@@ -20,7 +20,11 @@
  * and OVS share one table (act_ct and OVS's ct action use the same kernel
  * conntrack), and a packet that tc tracked and then hands to OVS arrives with
  * that state in ct_state/ct_zone (the kernel keeps the skb's conntrack entry
- * and OVS reads it when the packet arrives). NAT is not modelled.
+ * and OVS reads it when the packet arrives). NAT is modelled for IPv4
+ * addresses and ports: `ct(nat(src|dst=…))` on a new connection translates
+ * it (and with `commit` records the translation), and `ct(nat)` on a packet
+ * of a recorded connection applies the connection's translation in the
+ * packet's direction (the reverse for a reply), as the kernel does.
  *
  * Tunnel metadata (tun_*) stays with a packet through the OVS pipeline;
  * tc's tunnel_key unset removes it, so a later chain — or OVS, if tc hands
@@ -28,7 +32,15 @@
  * wire: headers, and the tunnel key and destination for output to a tunnel
  * port; conntrack state is not part of the packet.
  */
-import { type FieldName, fieldDef, fullMask, type Match, type PipelineRule, type PortMap } from "./ir.js";
+import {
+  type CtNatRange,
+  type FieldName,
+  fieldDef,
+  fullMask,
+  type Match,
+  type PipelineRule,
+  type PortMap,
+} from "./ir.js";
 import type { Plan, TcRule } from "./plan.js";
 
 export type Packet = Partial<Record<FieldName, bigint>> & { in_port: bigint };
@@ -41,37 +53,88 @@ export const ctState = { new: 0x01n, est: 0x02n, rel: 0x04n, rpl: 0x08n, inv: 0x
 
 const maxSteps = 64;
 
-/** A conntrack table: the connections committed so far, per zone, direction-independent. */
-export class Conntrack {
-  private readonly committed = new Set<string>();
+/** What NAT writes into a packet of one direction of a connection. */
+type Rewrite = Partial<Record<"ipv4_src" | "ipv4_dst" | "tp_src" | "tp_dst", bigint>>;
 
-  /** The `ct` action: the packet's ct_state in `zone`; with `commit`, the connection is recorded. */
-  track(zone: number, pkt: Packet, commit: boolean): bigint {
-    const tuple = connection(pkt);
-    if (!tuple) return ctState.trk | ctState.inv;
-    const [orig, reply] = tuple.map((t) => `${zone}|${t}`) as [string, string];
-    if (this.committed.has(orig)) return ctState.trk | ctState.est;
-    if (this.committed.has(reply)) return ctState.trk | ctState.est | ctState.rpl;
-    if (commit) this.committed.add(orig);
+/** A conntrack table: the connections committed so far, per zone, with their NAT. */
+export class Conntrack {
+  /** zone|tuple of a connection's original direction → the rewrite of its packets (undefined: no NAT). */
+  private readonly originals = new Map<string, Rewrite | undefined>();
+  /** zone|tuple of its replies as they arrive (after the translation) → theirs. */
+  private readonly replies = new Map<string, Rewrite | undefined>();
+
+  /**
+   * The `ct` action: the packet's ct_state in `zone`; with `commit`, the
+   * connection is recorded. With `nat`, the packet is translated (in place):
+   * by `range` if the connection is new, else by the connection's own NAT.
+   */
+  track(zone: number, pkt: Packet, commit: boolean, nat?: { range?: CtNatRange }): bigint {
+    const key = tupleOf(pkt);
+    if (key === undefined) return ctState.trk | ctState.inv;
+    const k = `${zone}|${key}`;
+    if (this.originals.has(k)) {
+      if (nat) Object.assign(pkt, this.originals.get(k));
+      return ctState.trk | ctState.est;
+    }
+    if (this.replies.has(k)) {
+      if (nat) Object.assign(pkt, this.replies.get(k));
+      return ctState.trk | ctState.est | ctState.rpl;
+    }
+    const [forward, back] = nat?.range ? natRewrites(pkt, nat.range) : [undefined, undefined];
+    if (commit) {
+      this.originals.set(k, forward);
+      this.replies.set(`${zone}|${tupleOf({ ...pkt, ...forward }, true)}`, back);
+    }
+    if (forward) Object.assign(pkt, forward);
     return ctState.trk | ctState.new;
   }
 
-  /** The committed connections, sorted (to compare two tables). */
+  /** The committed connections with their NAT, sorted (to compare two tables). */
   entries(): string[] {
-    return [...this.committed].sort();
+    const show = (r: Rewrite | undefined) =>
+      r
+        ? Object.entries(r)
+            .map(([f, v]) => `${f}=${v}`)
+            .join(",")
+        : "";
+    return [...this.originals].map(([k, r]) => `${k}${r ? ` nat ${show(r)}` : ""}`).sort();
   }
 }
 
-/** The connection's key in both directions, or undefined for a packet conntrack does not track. */
-function connection(pkt: Packet): [string, string] | undefined {
+/** A packet's connection tuple (reversed: as its reply carries it), or undefined when conntrack does not track it. */
+function tupleOf(pkt: Packet, reversed = false): string | undefined {
   const ethType = pkt.eth_type ?? 0n;
   if (ethType !== 0x800n && ethType !== 0x86ddn) return undefined;
   const v6 = ethType === 0x86ddn;
   const src = `${(v6 ? pkt.ipv6_src : pkt.ipv4_src) ?? 0n}:${pkt.tp_src ?? 0n}`;
   const dst = `${(v6 ? pkt.ipv6_dst : pkt.ipv4_dst) ?? 0n}:${pkt.tp_dst ?? 0n}`;
   const proto = `${ethType}/${pkt.ip_proto ?? 0n}`;
-  return [`${proto}|${src}>${dst}`, `${proto}|${dst}>${src}`];
+  return reversed ? `${proto}|${dst}>${src}` : `${proto}|${src}>${dst}`;
 }
+
+/** The rewrites of a new IPv4 connection's two directions under `range` (its lowest address and port). */
+function natRewrites(pkt: Packet, range: CtNatRange): [Rewrite | undefined, Rewrite | undefined] {
+  if ((pkt.eth_type ?? 0n) !== 0x800n) return [undefined, undefined];
+  const forward: Rewrite = {};
+  const back: Rewrite = {};
+  const [addr, port, rAddr, rPort] =
+    range.kind === "src"
+      ? (["ipv4_src", "tp_src", "ipv4_dst", "tp_dst"] as const)
+      : (["ipv4_dst", "tp_dst", "ipv4_src", "tp_src"] as const);
+  if (range.ipMin !== undefined) {
+    forward[addr] = range.ipMin.split(".").reduce((n, o) => (n << 8n) | BigInt(o), 0n);
+    back[rAddr] = pkt[addr] ?? 0n;
+  }
+  if (range.portMin !== undefined) {
+    forward[port] = BigInt(range.portMin);
+    back[rPort] = pkt[port] ?? 0n;
+  }
+  return Object.keys(forward).length ? [forward, back] : [undefined, undefined];
+}
+
+/** A ct action's NAT, for Conntrack.track. */
+const natOf = (a: { nat: boolean; natRange?: CtNatRange }): { range?: CtNatRange } | undefined =>
+  a.nat ? (a.natRange ? { range: a.natRange } : {}) : undefined;
 
 function matches(match: Match, pkt: Packet, regs?: Map<string, bigint>): boolean {
   for (const [name, mv] of Object.entries(match)) {
@@ -145,7 +208,7 @@ export function runSoftware(
       } else if (a.type === "controller") events.push({ kind: "controller", reason: a.reason ?? "action" });
       else if (a.type === "goto") table = a.table;
       else if (a.type === "ct") {
-        pkt.ct_state = conntrack.track(a.zone, pkt, a.commit);
+        pkt.ct_state = conntrack.track(a.zone, pkt, a.commit, natOf(a));
         pkt.ct_zone = BigInt(a.zone);
         table = a.table;
       } else events.push({ kind: "controller", reason: `other:${a.name}` });
@@ -236,7 +299,7 @@ export function traceSplit(
           for (const k of Object.keys(pkt)) if (k.startsWith("tun_")) delete pkt[k as FieldName];
           break;
         case "ct":
-          pkt.ct_state = conntrack.track(a.zone, pkt, a.commit);
+          pkt.ct_state = conntrack.track(a.zone, pkt, a.commit, natOf(a));
           pkt.ct_zone = BigInt(a.zone);
           break;
         case "mirror":

@@ -28,6 +28,8 @@
  * match disagrees with it cannot match there and is left out, and a rule
  * whose every match is on known values matches every packet of the chain,
  * so the rules below it (and the catch-all) are left out of that chain too.
+ * There, too, a rule below one that matches a subset of its matches (a
+ * learned default next hop above the punt for an unknown one) is left out.
  * The chains after a rewrite then hold only what the rewritten packet can
  * meet — for a routed flow, the destination's lookup and delivery rather
  * than the network's flood and punt rules — which is what lets a rewrite
@@ -461,9 +463,25 @@ export class OffloadPlanner {
     let shadowed = false;
     /** Rules above, by priority, that take packets of one TTL (0 or 1): see ttlCovered. */
     const catchers: PipelineRule[] = [];
+    /** In a cut chain: rules above with at most two header matches, by those matches (see coveredBy). */
+    const coverers = new Map<string, PipelineRule>();
     for (const rule of this.candidates(table, regs)) {
       if (shadowed) break;
       if (!this.registersAllow(rule.match, regs)) continue;
+      const above = cut ? this.coveredBy(rule, regs, coverers) : undefined;
+      if (above) {
+        outcomes.set(
+          rule.id,
+          skip(`not offloaded: never reached here: ${above.id} above takes all its packets`),
+        );
+        continue;
+      }
+      const cover = (): void => {
+        const pairs = cut ? this.uncertainPairs(rule, regs) : undefined;
+        if (!pairs || pairs.length > 2 || rule.opaqueMatch?.length) return;
+        const key = pairs.join("&");
+        if (!coverers.has(key)) coverers.set(key, rule);
+      };
       const ttl = rule.match.nw_ttl;
       if (ttl && ttl.mask === 0xffn && ttl.value <= 1n && !rule.opaqueMatch?.length) catchers.push(rule);
       // Every packet of this chain matches it: nothing below it is ever reached here.
@@ -508,6 +526,7 @@ export class OffloadPlanner {
           actions: [{ type: "pass" }],
           role: "trap",
         });
+        cover();
         continue;
       }
       const outcome = ex
@@ -542,6 +561,7 @@ export class OffloadPlanner {
         actions: outcome.ok ? outcome.actions : [{ type: "pass" }],
         role: outcome.ok ? "offload" : "trap",
       });
+      cover();
     }
     if (chain === 0) {
       // What table 0 does not take from an uplink, the bridge behind it may still switch elsewhere.
@@ -666,6 +686,48 @@ export class OffloadPlanner {
       return true;
     };
     return [0n, 1n].every((t) => catchers.some((c) => c.match.nw_ttl!.value === t && covers(c)));
+  }
+
+  /**
+   * A rule's header matches that not every packet of the chain meets (a known
+   * value that agrees is met), as sorted "field=value/mask" strings; registers
+   * are left out (registersAllow: every packet of the chain meets them).
+   */
+  private uncertainPairs(rule: PipelineRule, regs: Regs): string[] {
+    const out: string[] = [];
+    for (const [name, mv] of Object.entries(rule.match) as [FieldName, Match[FieldName]][]) {
+      if (!mv || fieldDef(name)?.pipelineOnly) continue;
+      const known = regs.get(knownKey(name));
+      if (known !== undefined && (known & mv.mask) === (mv.value & mv.mask)) continue;
+      out.push(`${name}=${mv.value & mv.mask}/${mv.mask}`);
+    }
+    return out.sort();
+  }
+
+  /**
+   * In a chain after a rewrite (its packets are few kinds): a rule above
+   * `rule`, of a higher priority, whose every header match `rule` has too, so
+   * that it takes every packet of `rule` (a learned default next hop above the
+   * punt for an unknown one) — `rule` is never reached. Only rules with at
+   * most two such matches are looked for, each subset of `rule`'s a lookup.
+   */
+  private coveredBy(
+    rule: PipelineRule,
+    regs: Regs,
+    coverers: ReadonlyMap<string, PipelineRule>,
+  ): PipelineRule | undefined {
+    if (!coverers.size) return undefined;
+    const pairs = this.uncertainPairs(rule, regs);
+    const keys = [""];
+    for (let i = 0; i < pairs.length; i++) {
+      keys.push(pairs[i]!);
+      for (let j = i + 1; j < pairs.length; j++) keys.push(`${pairs[i]}&${pairs[j]}`);
+    }
+    for (const k of keys) {
+      const a = coverers.get(k);
+      if (a && a.priority > rule.priority) return a;
+    }
+    return undefined;
   }
 
   /** The uplinks standing in for patch ports. */
