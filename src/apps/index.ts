@@ -12,7 +12,7 @@ import { classifierApp } from "./classifier.js";
 import { dhcpApp, type DhcpAppOptions } from "./dhcp.js";
 import { l2App, type L2AppOptions } from "./l2.js";
 import { l3App, type L3AppOptions } from "./l3.js";
-import { natApp } from "./nat.js";
+import { natApp, type NatAppOptions } from "./nat.js";
 import { portsecApp } from "./portsec.js";
 import { providerApp } from "./provider.js";
 import { secgroupApp } from "./secgroup.js";
@@ -22,6 +22,7 @@ export interface AppOptions {
   dhcp?: DhcpAppOptions;
   l2?: L2AppOptions;
   l3?: L3AppOptions;
+  nat?: NatAppOptions;
 }
 
 export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } = {
@@ -32,7 +33,7 @@ export const APP_FACTORIES: { readonly [K in AppName]: (o: AppOptions) => App } 
   arp: (o) => arpApp(o.l2),
   l2: (o) => l2App(o.l2),
   l3: (o) => l3App({ ...o.l3, ...(o.dhcp?.domain !== undefined ? { domain: o.dhcp.domain } : {}) }),
-  nat: () => natApp(),
+  nat: (o) => natApp(o.nat),
   tunnel: () => tunnelApp,
   provider: () => providerApp,
 };

@@ -31,7 +31,9 @@
  *   classification  from the patch port (its VLAN): ARP request for the address
  *                   → a copy to the agent (it learns the asker's MAC), and the
  *                     reply in place (op 2, the floating IP's MAC), out the same port;
- *                   ARP reply to the MAC → agent (metered); IP to the MAC
+ *                   ARP reply to the MAC → agent (metered); IP to the MAC with
+ *                   TTL 0 or 1 → dropped (it would expire at the router, and no
+ *                   time exceeded is sent back); other IP to the MAC
  *                   → network = external key, fromProvider → nat
  *   nat             to the address → ct(commit, zone, nat(dst=fixed IP)) → nat_state
  *   nat_state       to the fixed IP and the MAC → router MAC on the port's network,
@@ -123,7 +125,9 @@
  * of its IPv4 subnets is its own next hop, anything else goes to that subnet's
  * gateway. Their MACs are learned as the agent sees them — from ARP requests
  * for a floating IP or gateway address and from replies to ARP requests the
- * agent sent — into reactive flows (idle timeout NEXT_HOP_IDLE_S, removed
+ * agent sent — into reactive flows (idle timeout `nextHopIdleS`, default
+ * NEXT_HOP_IDLE_S; 0: none, which offload.mode planner needs to put them on
+ * the NIC, as for l3's routes; removed
  * when the external network, its subnets or the bridge mapping change; a
  * restarted agent keeps the ones that are still right). A packet whose next
  * hop is unknown goes to the agent (metered per patch port), which sends an
@@ -169,6 +173,7 @@ import {
   FLAG,
   flow,
   meterId,
+  NAT_ROUTE,
   table,
   type FlowBuilder,
 } from "../datapath/index.js";
@@ -193,6 +198,12 @@ import { buildFrame, parseEthernet } from "../packet/frame.js";
 export const NAT_PRIORITY = {
   /** classification: from the patch port to a NAT address, from a tunnel to the gateway */
   ingress: 110,
+  /**
+   * classification: from the patch port to a NAT address with TTL 0 or 1 — dropped above the
+   * ingress, so that every packet nat translates has a TTL of 2 or more (the offload planner
+   * then needs no trap for the decrement behind the translation)
+   */
+  ttl: 111,
   /** arp_responder: a NAT address asked for by a VM of this chassis on the external network */
   localArp: 100,
   /** l3: a floating IP's port to the outside; the router's subnets to the outside */
@@ -202,7 +213,7 @@ export const NAT_PRIORITY = {
   fip: 200,
   snat: 100,
   /** nat: a local VM's traffic SNATed to this chassis' own address (distributed SNAT) */
-  snatLocal: 101,
+  snatLocal: 110,
   /** nat_resolve */
   hairpinSelf: 410,
   hairpin: 400,
@@ -236,9 +247,9 @@ function v4Prefix(cidr: string): [string, string | undefined] {
 }
 
 /** A flow in classification for frames from the external network's patch port (its VLAN). */
-function fromPatch(ext: NetworkView): FlowBuilder {
+function fromPatch(ext: NetworkView, prio: number = NAT_PRIORITY.ingress): FlowBuilder {
   const p = ext.provider!;
-  return flow("classification", NAT_PRIORITY.ingress)
+  return flow("classification", prio)
     .inPort(p.patchOfport)
     .eq("vlan_vid", p.vlan !== undefined ? OFPVID_PRESENT | p.vlan : 0);
 }
@@ -268,6 +279,8 @@ function answerOn(out: OwnerOut, ext: NetworkView, ip: string, mac: string): voi
   out.flow(
     fromPatch(ext).proto("arp").eq("eth_dst", mac).eq("arp_op", ARP_OP.REPLY).meter(meter).controller(),
   );
+  for (const ttl of [0, 1])
+    out.flow(fromPatch(ext, NAT_PRIORITY.ttl).proto("ip").eq("eth_dst", mac).eq("nw_ttl", ttl));
   const ingress = fromPatch(ext).proto("ip").eq("eth_dst", mac);
   if (ext.provider!.vlan !== undefined) ingress.popVlan();
   out.flow(ingress.load(F.network, ext.key).load(F.flags, FLAG.fromProvider).goto("nat"));
@@ -339,7 +352,11 @@ function* fipInterfaces(
  */
 function hairpin(out: OwnerOut, ext: NetworkView, ip: string, mac: string, self = false): void {
   const b = (prio: number): FlowBuilder =>
-    flow("nat_resolve", prio).reg(F.network, ext.key).proto("ip").eq("ip_dst", ip);
+    flow("nat_resolve", prio)
+      .reg(F.network, ext.key)
+      .reg(F.natRoute, NAT_ROUTE.unknown)
+      .proto("ip")
+      .eq("ip_dst", ip);
   out.flow(b(NAT_PRIORITY.hairpin).action({ type: "ct_clear" }).set("eth_dst", mac).resubmit("nat"));
   if (!self) return;
   out.flow(
@@ -400,14 +417,7 @@ function fipFlows(view: View, lp: LocalPort, out: OwnerOut): void {
         .eq("eth_dst", itf.macAddress)
         .eq("ip_src", fixed);
     out.flow(fromPort("l3", NAT_PRIORITY.fipRoute).goto("nat"));
-    out.flow(
-      fromPort("nat", NAT_PRIORITY.fip).ct({
-        zone,
-        commit: true,
-        nat: { kind: "src", ipMin: fip },
-        table: "nat_state",
-      }),
-    );
+    snatCt(out, view, ext, (p) => fromPort("nat", p), NAT_PRIORITY.fip, zone, fip);
     out.flow(
       flow("nat_state", NAT_PRIORITY.fip)
         .reg(F.network, nv.key)
@@ -486,6 +496,29 @@ function snatAddressFlows(out: OwnerOut, ext: NetworkView, zone: number, ip: str
 }
 
 /**
+ * The SNAT of what `nat(prio)` matches to `ip`: a packet for one of the
+ * external network's IPv4 subnets (a next hop there, a NAT address here:
+ * the hairpin) at prio + 1, as it is; any other with natRoute = offLink
+ * first, so that nat_resolve's rules for on-link destinations are known not
+ * to meet it (see NAT_ROUTE).
+ */
+function snatCt(
+  out: OwnerOut,
+  view: View,
+  ext: NetworkView,
+  nat: (prio: number) => FlowBuilder,
+  prio: number,
+  zone: number,
+  ip: string,
+): void {
+  const ct = (b: FlowBuilder): FlowBuilder =>
+    b.ct({ zone, commit: true, nat: { kind: "src", ipMin: ip }, table: "nat_state" });
+  for (const s of v4Subnets(view, ext.network.id))
+    out.flow(ct(nat(prio + 1).eq("ip_dst", ...v4Prefix(s.cidr))));
+  out.flow(ct(nat(prio).load(F.natRoute, NAT_ROUTE.offLink)));
+}
+
+/**
  * SNAT of `itf`'s subnet (network key `key`) to `ip` in `nat` (matched
  * further by `extra`), out from `mac` once translated, and the replies to
  * `ports`' addresses in the subnet delivered.
@@ -494,18 +527,12 @@ function snatItfFlows(
   out: OwnerOut,
   view: View,
   s: { key: number; itf: RouterInterface; ext: NetworkView; zone: number; ip: string; mac: string },
-  nat: FlowBuilder,
+  nat: (prio: number) => FlowBuilder,
+  prio: number,
   ports: Iterable<ReadyPort>,
 ): void {
   const { key, itf, ext, zone, ip, mac } = s;
-  out.flow(
-    matchItf(nat.reg(F.network, key), itf).ct({
-      zone,
-      commit: true,
-      nat: { kind: "src", ipMin: ip },
-      table: "nat_state",
-    }),
-  );
+  snatCt(out, view, ext, (p) => matchItf(nat(p).reg(F.network, key), itf), prio, zone, ip);
   out.flow(
     flow("nat_state", NAT_PRIORITY.snat)
       .reg(F.network, key)
@@ -550,7 +577,8 @@ function chassisSnatFlows(view: View, r: Router, g: SnatGateway, a: ChassisAddre
       out,
       view,
       { key: nv.key, itf, ext, zone, ip: a.ipAddress, mac: a.macAddress },
-      flow("nat", NAT_PRIORITY.snatLocal).flag(FLAG.fromTunnel, false),
+      (p) => flow("nat", p).flag(FLAG.fromTunnel, false),
+      NAT_PRIORITY.snatLocal,
       view.localPortsOf(itf.networkId).map((lp) => lp.port),
     );
   }
@@ -604,7 +632,8 @@ function snatFlows(id: string, view: View, out: OwnerOut): void {
       out,
       view,
       { key, itf, ext, zone, ip: g.externalIpAddress, mac: g.macAddress },
-      flow("nat", NAT_PRIORITY.snat),
+      (p) => flow("nat", p),
+      NAT_PRIORITY.snat,
       view.portsOf(itf.networkId).filter((p) => p.deviceOwner !== DEVICE_OWNER_ROUTER_INTERFACE),
     );
   }
@@ -625,6 +654,7 @@ function resolveFlows(id: string, view: View, out: OwnerOut): void {
     out.flow(
       flow("nat_resolve", NAT_PRIORITY.onLinkPunt + parseCidr(s.cidr).prefix)
         .reg(F.network, ext.key)
+        .reg(F.natRoute, NAT_ROUTE.unknown)
         .proto("ip")
         .eq("ip_dst", ...v4Prefix(s.cidr))
         .meter(meter)
@@ -646,6 +676,7 @@ function resolveFlows(id: string, view: View, out: OwnerOut): void {
       out.flow(
         flow("nat_resolve", NAT_PRIORITY.localPort)
           .reg(F.network, ext.key)
+          .reg(F.natRoute, NAT_ROUTE.unknown)
           .proto("ip")
           .eq("ip_dst", fx.ipAddress)
           .set("eth_dst", lp.port.macAddress)
@@ -710,7 +741,14 @@ function natAddress(view: View, ip: string, mac?: string): string | undefined {
 }
 
 /** The flows of a learned next hop `ip` at `mac` on external network `networkId`. */
-function nextHopFlows(view: View, networkId: string, ip: string, mac: string): FlowBuilder[] {
+/** A learned next hop's flows (a reactive owner's), with idle timeout `idleS` (0: none). */
+export function nextHopFlows(
+  view: View,
+  networkId: string,
+  ip: string,
+  mac: string,
+  idleS: number = NEXT_HOP_IDLE_S,
+): FlowBuilder[] {
   const ext = view.providerNetwork(networkId);
   if (!ext) return [];
   const subnet = v4Subnets(view, networkId).find((s) => cidrContains(s.cidr, ip));
@@ -722,14 +760,20 @@ function nextHopFlows(view: View, networkId: string, ip: string, mac: string): F
   if (subnet.gatewayIp === ip) {
     flows.push(send(flow("nat_resolve", NAT_PRIORITY.gateway).reg(F.network, ext.key).proto("ip")));
   }
-  return flows.map((b) => b.idleTimeout(NEXT_HOP_IDLE_S).sendFlowRemoved());
+  return flows.map((b) => b.idleTimeout(idleS).sendFlowRemoved());
 }
 
 function reactiveKey(networkId: string, ip: string): string {
   return `${networkId}/${ip}`;
 }
 
-export function natApp(): App {
+export interface NatAppOptions {
+  /** Idle timeout of a learned next hop's flows, seconds (default NEXT_HOP_IDLE_S; 0: none). */
+  nextHopIdleS?: number;
+}
+
+export function natApp(opts: NatAppOptions = {}): App {
+  const idle = opts.nextHopIdleS ?? NEXT_HOP_IDLE_S;
   /** Addresses announced (gratuitous ARP) and how many announcements are still due. */
   const announcing = new Map<string, { content: string; left: number }>();
   /** Next hop → when the agent last asked for it. */
@@ -737,7 +781,7 @@ export function natApp(): App {
 
   async function learn(ctx: AppContext, networkId: string, ip: string, mac: string): Promise<void> {
     if (natAddress(ctx.view, ip) !== undefined) return;
-    const { result: flows, deps } = ctx.track(() => nextHopFlows(ctx.view, networkId, ip, mac));
+    const { result: flows, deps } = ctx.track(() => nextHopFlows(ctx.view, networkId, ip, mac, idle));
     if (!flows.length) return;
     await ctx.installReactive({ key: reactiveKey(networkId, ip), flows, deps });
   }
@@ -838,7 +882,7 @@ export function natApp(): App {
               ? String(dst)
               : (v4Subnets(ctx.view, networkId).find((s) => s.gatewayIp)?.gatewayIp ?? undefined);
           if (!ip) continue;
-          const want = nextHopFlows(ctx.view, networkId, ip, mac).map((b) => b.build(installed.cookie));
+          const want = nextHopFlows(ctx.view, networkId, ip, mac, idle).map((b) => b.build(installed.cookie));
           if (want.some((w) => sameFlow(w, installed))) return reactiveKey(networkId, ip);
         }
         return undefined;

@@ -188,7 +188,7 @@ export class Agent {
     private readonly deps: AgentDeps,
   ) {
     this.apps = [
-      ...loadApps(config.apps, { dhcp: config.dhcp, l2: config.l2, l3: config.l3 }),
+      ...loadApps(config.apps, { dhcp: config.dhcp, l2: config.l2, l3: config.l3, nat: config.nat }),
       ...(deps.extraApps ?? []),
     ];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
@@ -330,14 +330,15 @@ export class Agent {
     this.warnMissingApps();
     if (this.offload?.mode.active === "planner") {
       // OVS ages a flow by its own counters, which the packets tc carries never reach.
-      for (const [app, mode, idleTimeoutS, what] of [
-        ["l3", c.l3.mode, c.l3.idleTimeoutS, "reactive host routes"],
-        ["l2", c.l2.mode, c.l2.idleTimeoutS, "reactive remote-port flows"],
+      for (const [app, mode, idleTimeoutS, what, key] of [
+        ["l3", c.l3.mode, c.l3.idleTimeoutS, "reactive host routes", "l3.idleTimeoutS"],
+        ["l2", c.l2.mode, c.l2.idleTimeoutS, "reactive remote-port flows", "l2.idleTimeoutS"],
+        ["nat", "reactive", c.nat.nextHopIdleS, "learned NAT next hops", "nat.nextHopIdleS"],
       ] as const) {
         if (!c.apps.includes(app) || mode !== "reactive" || idleTimeoutS === 0) continue;
         log.warn(
           { idleTimeoutS },
-          `offload planner: ${what} have an idle timeout, so they stay in software (OVS would age them out while the NIC carries their packets); ${app}.idleTimeoutS: 0 lets them onto the NIC`,
+          `offload planner: ${what} have an idle timeout, so they stay in software (OVS would age them out while the NIC carries their packets); ${key}: 0 lets them onto the NIC`,
         );
       }
     }

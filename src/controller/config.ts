@@ -31,6 +31,8 @@
  *                                   # answers on demand, tunnelled networks only)
  *   l3: { mode: reactive, idleTimeoutS: 300 }       # or proactive (host routes ahead of time);
  *                                   # idleTimeoutS 0: routes without idle timeout (offloadable)
+ *   nat: { nextHopIdleS: 300 }       # learned next hops on external networks; 0: no idle
+ *                                   # timeout (offloadable)
  *   offload: { hwOffload: true, tcPolicy: none, maxIdleMs: 10000, nOffloadThreads: 1 }
  *                                   # mode ovs: OVS's own tc offload (other_config, above)
  *   offload: { mode: planner, profile: connectx-6-dx, capacity: 100000, ports: ["eth*_vf*"] }
@@ -114,6 +116,18 @@ export const agentConfigSchema = z.strictObject({
       idleTimeoutS: z.number().int().nonnegative().default(300),
     })
     .default({ mode: "reactive", idleTimeoutS: 300 }),
+  /** The nat app: floating IPs and SNAT. */
+  nat: z
+    .strictObject({
+      /**
+       * Idle timeout of a learned next hop's flows on an external network, seconds; 0 = none (a
+       * next hop then stays until the network, its subnets or the bridge mapping change, or ARP
+       * shows it moved). In offload.mode planner only next hops without one go to the NIC, as
+       * for l3.idleTimeoutS.
+       */
+      nextHopIdleS: z.number().int().nonnegative().default(300),
+    })
+    .default({ nextHopIdleS: 300 }),
   /** Packets the switch sends this agent (DHCP, ND, first packets): the host-wide budget. */
   punt: z
     .strictObject({

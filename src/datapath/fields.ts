@@ -7,6 +7,7 @@
  *   ────  ──────  ─────────────  ─────────────────────  ─────────────────────────
  *   reg0  0       fromTunnel     classification         l2_flood (split horizon)
  *   reg0  1       fromProvider   classification         l2_flood, egress_provider
+ *   reg1  0..31   natRoute       nat (before SNAT)      nat_resolve
  *   reg4  0..31   floodChunk     l2_lookup, l2_flood    l2_flood
  *   reg5  0..31   inPort         classification         apps that answer in place
  *   reg6  0..31   network        classification         every later table
@@ -47,6 +48,13 @@ function field(name: string, reg: number, ofs: number, nbits: number, doc: strin
 
 export const F = {
   flags: field("flags", 0, 0, 32, "bit flags (FLAG_*), written whole at classification"),
+  natRoute: field(
+    "natRoute",
+    1,
+    0,
+    32,
+    "NAT_ROUTE: where an SNATed packet goes, set before the translation (written whole)",
+  ),
   floodChunk: field("floodChunk", 4, 0, 32, "which chunk of a network's flood set l2_flood is emitting"),
   inPort: field("inPort", 5, 0, 32, "ofport of the local VM the packet came from (0 from a tunnel)"),
   network: field("network", 6, 0, 32, "network key: VNI of a tunnelled network, providerKey() otherwise"),
@@ -63,6 +71,20 @@ export const FLAG = {
   fromTunnel: 0x1,
   /** The packet came in from a provider (physical) network: never send it back there. */
   fromProvider: 0x2,
+} as const;
+
+/**
+ * Values of natRoute. `offLink`: the packet's destination is beyond every
+ * IPv4 subnet of the external network, so in nat_resolve only the way to
+ * the subnet's gateway can take it — not a hairpin to a NAT address here,
+ * an external VM here or the punt for an on-link next hop. nat decides it
+ * before the translation, where the destination is the packet's own, and
+ * the offload planner then keeps those rules out of the chains such packets
+ * take (their way to the uplink stays on the NIC).
+ */
+export const NAT_ROUTE = {
+  unknown: 0,
+  offLink: 1,
 } as const;
 
 /**

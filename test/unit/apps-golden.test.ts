@@ -543,34 +543,34 @@ const NAT_EXPECTED: [owner: string, line: string][] = [
   // the hairpin: a VM here to a NAT address here goes back into nat instead of out of the patch port
   [
     "nat/port/vm1",
-    "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.50 actions=ct_clear,set_field:fa:16:3e:fe:00:50->eth_dst,resubmit(,35)",
+    "table=37, priority=400,ip,reg1=0x0,reg6=0x20044cb,nw_dst=172.24.4.50 actions=ct_clear,set_field:fa:16:3e:fe:00:50->eth_dst,resubmit(,35)",
   ],
   [
     "nat/port/vm2",
-    "table=37, priority=400,ip,reg6=0x1000064,nw_dst=198.51.100.50 actions=ct_clear,set_field:fa:16:3e:fe:01:50->eth_dst,resubmit(,35)",
+    "table=37, priority=400,ip,reg1=0x0,reg6=0x1000064,nw_dst=198.51.100.50 actions=ct_clear,set_field:fa:16:3e:fe:01:50->eth_dst,resubmit(,35)",
   ],
   [
     "nat/router/r1",
-    "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
+    "table=37, priority=400,ip,reg1=0x0,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
   ],
   // a VM to its own floating IP (from and to it once SNATed): in_port cleared, so it may go back out of its port
   [
     "nat/port/vm1",
-    "table=37, priority=410,ip,reg6=0x20044cb,nw_src=172.24.4.50,nw_dst=172.24.4.50 actions=ct_clear,load:0x0->NXM_OF_IN_PORT[],set_field:fa:16:3e:fe:00:50->eth_dst,resubmit(,35)",
+    "table=37, priority=410,ip,reg1=0x0,reg6=0x20044cb,nw_src=172.24.4.50,nw_dst=172.24.4.50 actions=ct_clear,load:0x0->NXM_OF_IN_PORT[],set_field:fa:16:3e:fe:00:50->eth_dst,resubmit(,35)",
   ],
   [
     "nat/port/vm2",
-    "table=37, priority=410,ip,reg6=0x1000064,nw_src=198.51.100.50,nw_dst=198.51.100.50 actions=ct_clear,load:0x0->NXM_OF_IN_PORT[],set_field:fa:16:3e:fe:01:50->eth_dst,resubmit(,35)",
+    "table=37, priority=410,ip,reg1=0x0,reg6=0x1000064,nw_src=198.51.100.50,nw_dst=198.51.100.50 actions=ct_clear,load:0x0->NXM_OF_IN_PORT[],set_field:fa:16:3e:fe:01:50->eth_dst,resubmit(,35)",
   ],
   ["nat/network/ext2", "table=37, priority=10,ip,reg6=0x1000064 actions=meter:196658,CONTROLLER:65535"],
   [
     "nat/network/ext2",
-    "table=37, priority=124,ip,reg6=0x1000064,nw_dst=198.51.100.0/24 actions=meter:196658,CONTROLLER:65535",
+    "table=37, priority=124,ip,reg1=0x0,reg6=0x1000064,nw_dst=198.51.100.0/24 actions=meter:196658,CONTROLLER:65535",
   ],
   ["nat/network/ext", "table=37, priority=10,ip,reg6=0x20044cb actions=meter:196658,CONTROLLER:65535"],
   [
     "nat/network/ext",
-    "table=37, priority=124,ip,reg6=0x20044cb,nw_dst=172.24.4.0/24 actions=meter:196658,CONTROLLER:65535",
+    "table=37, priority=124,ip,reg1=0x0,reg6=0x20044cb,nw_dst=172.24.4.0/24 actions=meter:196658,CONTROLLER:65535",
   ],
   [
     "nat/port/vm1",
@@ -586,11 +586,23 @@ const NAT_EXPECTED: [owner: string, line: string][] = [
   ],
   [
     "nat/port/vm1",
+    "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:50,nw_ttl=0 actions=drop",
+  ],
+  [
+    "nat/port/vm1",
+    "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:50,nw_ttl=1 actions=drop",
+  ],
+  [
+    "nat/port/vm1",
     "table=30, priority=299,ip,reg5=0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.11 actions=goto_table:35",
   ],
   [
     "nat/port/vm1",
-    "table=35, priority=200,ip,reg5=0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.11 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.50))",
+    "table=35, priority=200,ip,reg5=0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.11 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65452,nat(src=172.24.4.50))",
+  ],
+  [
+    "nat/port/vm1",
+    "table=35, priority=201,ip,reg5=0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.11,nw_dst=172.24.4.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.50))",
   ],
   [
     "nat/port/vm1",
@@ -616,13 +628,19 @@ const NAT_EXPECTED: [owner: string, line: string][] = [
     "nat/port/vm2",
     "priority=110,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:50 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:35",
   ],
+  ["nat/port/vm2", "priority=111,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:50,nw_ttl=0 actions=drop"],
+  ["nat/port/vm2", "priority=111,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:50,nw_ttl=1 actions=drop"],
   [
     "nat/port/vm2",
     "table=30, priority=299,ip,reg5=0x2,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.12 actions=goto_table:35",
   ],
   [
     "nat/port/vm2",
-    "table=35, priority=200,ip,reg5=0x2,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.12 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.50))",
+    "table=35, priority=200,ip,reg5=0x2,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.12 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65381,nat(src=198.51.100.50))",
+  ],
+  [
+    "nat/port/vm2",
+    "table=35, priority=201,ip,reg5=0x2,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.12,nw_dst=198.51.100.0/24 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.50))",
   ],
   [
     "nat/port/vm2",
@@ -650,6 +668,14 @@ const NAT_EXPECTED: [owner: string, line: string][] = [
   ],
   [
     "nat/router/r1",
+    "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,nw_ttl=0 actions=drop",
+  ],
+  [
+    "nat/router/r1",
+    "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,nw_ttl=1 actions=drop",
+  ],
+  [
+    "nat/router/r1",
     "priority=110,ip,tun_id=0x65,in_port=100,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:35",
   ],
   [
@@ -666,11 +692,19 @@ const NAT_EXPECTED: [owner: string, line: string][] = [
   ],
   [
     "nat/router/r1",
-    "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+    "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
   ],
   [
     "nat/router/r1",
-    "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+    "table=35, priority=101,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24,nw_dst=172.24.4.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+  ],
+  [
+    "nat/router/r1",
+    "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+  ],
+  [
+    "nat/router/r1",
+    "table=35, priority=101,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24,nw_dst=172.24.4.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
   ],
   [
     "nat/router/r1",
@@ -732,7 +766,8 @@ describe("nat flows for a small view (dump-flows lines)", () => {
         .allFlows()
         .filter((d) => d.owner === "nat/router/r1" && d.flow.table === 35)
         .map((d) => formatFlow({ ...d.flow, cookie: 0n }));
-    expect(gatewayFlows()).toHaveLength(3);
+    // the replies' un-SNAT, and the SNAT of each subnet twice: to the external subnet, and beyond it
+    expect(gatewayFlows()).toHaveLength(5);
     m.setAlive("host1", false);
     e.recomputeChanged();
     // host2 runs r1's SNAT now: here only the redirect into the tunnel is left
@@ -747,7 +782,7 @@ describe("nat flows for a small view (dump-flows lines)", () => {
     ]);
     m.setAlive("host1", true);
     e.recomputeChanged();
-    expect(gatewayFlows()).toHaveLength(3);
+    expect(gatewayFlows()).toHaveLength(5);
   });
 });
 
@@ -774,12 +809,15 @@ describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
         "priority=110,arp,in_port=50,dl_vlan=100,arp_tpa=198.51.100.21,arp_op=1 actions=CONTROLLER:65535,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:fe:01:21->eth_src,set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:fe:01:21->arp_sha,set_field:198.51.100.21->arp_spa,IN_PORT",
         "priority=110,arp,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
         "priority=110,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21 actions=pop_vlan,set_field:0x1000064->reg6,set_field:0x2->reg0,goto_table:35",
+        "priority=111,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21,nw_ttl=0 actions=drop",
+        "priority=111,ip,in_port=50,dl_vlan=100,dl_dst=fa:16:3e:fe:01:21,nw_ttl=1 actions=drop",
         "table=30, priority=298,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=goto_table:35",
         "table=35, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=198.51.100.21 actions=ct(table=36,zone=65381,nat)",
-        "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.21))",
+        "table=35, priority=110,ip,reg0=0x0/0x1,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65381,nat(src=198.51.100.21))",
+        "table=35, priority=111,ip,reg0=0x0/0x1,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=10.2.0.0/24,nw_dst=198.51.100.0/24 actions=ct(commit,table=36,zone=65381,nat(src=198.51.100.21))",
         "table=36, priority=100,ip,reg6=0x1000064,dl_dst=fa:16:3e:fe:01:21,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
         "table=36, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_src=198.51.100.21 actions=set_field:fa:16:3e:fe:01:21->eth_src,dec_ttl,set_field:0x1000064->reg6,goto_table:37",
-        "table=37, priority=400,ip,reg6=0x1000064,nw_dst=198.51.100.21 actions=ct_clear,set_field:fa:16:3e:fe:01:21->eth_dst,resubmit(,35)",
+        "table=37, priority=400,ip,reg1=0x0,reg6=0x1000064,nw_dst=198.51.100.21 actions=ct_clear,set_field:fa:16:3e:fe:01:21->eth_dst,resubmit(,35)",
       ].sort(),
     );
   });
@@ -798,15 +836,22 @@ describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
         "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,arp_op=2 actions=meter:196658,CONTROLLER:65535",
         "priority=110,arp,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21,arp_op=2 actions=meter:196658,CONTROLLER:65535",
         "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+        "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,nw_ttl=0 actions=drop",
+        "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:10,nw_ttl=1 actions=drop",
         "priority=110,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21 actions=set_field:0x20044cb->reg6,set_field:0x2->reg0,goto_table:35",
+        "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21,nw_ttl=0 actions=drop",
+        "priority=111,ip,in_port=50,vlan_tci=0x0000/0x1fff,dl_dst=fa:16:3e:fe:00:21,nw_ttl=1 actions=drop",
         "priority=110,ip,tun_id=0x65,in_port=100,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x65->reg6,set_field:0x1->reg0,goto_table:35",
         "priority=110,ip,tun_id=0x67,in_port=100,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x67->reg6,set_field:0x1->reg0,goto_table:35",
         "table=30, priority=298,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=goto_table:35",
         "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=172.24.4.10 actions=ct(table=36,zone=65452,nat)",
         "table=35, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:21,nw_dst=172.24.4.21 actions=ct(table=36,zone=65452,nat)",
-        "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
-        "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
-        "table=35, priority=101,ip,reg0=0x0/0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.21))",
+        "table=35, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+        "table=35, priority=101,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24,nw_dst=172.24.4.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+        "table=35, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+        "table=35, priority=101,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=10.3.0.0/24,nw_dst=172.24.4.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.10))",
+        "table=35, priority=110,ip,reg0=0x0/0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24 actions=set_field:0x1->reg1,ct(commit,table=36,zone=65452,nat(src=172.24.4.21))",
+        "table=35, priority=111,ip,reg0=0x0/0x1,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=10.1.0.0/24,nw_dst=172.24.4.0/24 actions=ct(commit,table=36,zone=65452,nat(src=172.24.4.21))",
         "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
         "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
         "table=36, priority=100,ip,reg6=0x20044cb,dl_dst=fa:16:3e:fe:00:10,nw_dst=10.3.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:16->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
@@ -814,8 +859,8 @@ describe("distributed SNAT: a chassis with an SNAT address of its own", () => {
         "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
         "table=36, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_src=172.24.4.21 actions=set_field:fa:16:3e:fe:00:21->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
         "table=36, priority=100,ip,reg6=0x67,dl_dst=fa:16:3e:00:00:03,nw_src=172.24.4.10 actions=set_field:fa:16:3e:fe:00:10->eth_src,dec_ttl,set_field:0x20044cb->reg6,goto_table:37",
-        "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
-        "table=37, priority=400,ip,reg6=0x20044cb,nw_dst=172.24.4.21 actions=ct_clear,set_field:fa:16:3e:fe:00:21->eth_dst,resubmit(,35)",
+        "table=37, priority=400,ip,reg1=0x0,reg6=0x20044cb,nw_dst=172.24.4.10 actions=ct_clear,set_field:fa:16:3e:fe:00:10->eth_dst,resubmit(,35)",
+        "table=37, priority=400,ip,reg1=0x0,reg6=0x20044cb,nw_dst=172.24.4.21 actions=ct_clear,set_field:fa:16:3e:fe:00:21->eth_dst,resubmit(,35)",
       ].sort(),
     );
   });
@@ -861,7 +906,7 @@ describe("nat: a VM of this chassis on the external network itself", () => {
         .filter((d) => d.owner === owner)
         .map((d) => formatFlow({ ...d.flow, cookie: 0n }));
     expect(of("nat/network/ext")).toContain(
-      "table=37, priority=350,ip,reg6=0x20044cb,nw_dst=172.24.4.20 actions=set_field:fa:16:3e:04:00:20->eth_dst,goto_table:40",
+      "table=37, priority=350,ip,reg1=0x0,reg6=0x20044cb,nw_dst=172.24.4.20 actions=set_field:fa:16:3e:04:00:20->eth_dst,goto_table:40",
     );
     expect(of("nat/network/ext2").filter((l) => l.includes("priority=350"))).toEqual([]);
     m.setBinding("vm7", undefined);
