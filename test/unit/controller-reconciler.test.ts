@@ -9,7 +9,7 @@
  * again message by message, and the fast path and its late errors.
  */
 import { EventEmitter } from "node:events";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { desiredFlow, type DesiredMeter, type OwnerChange } from "../../src/controller/engine.js";
 import {
   DesiredIndex,
@@ -22,6 +22,7 @@ import { cookieFor, flow } from "../../src/datapath/index.js";
 import { OpenFlowError, type OfConnection, type OfRequest } from "../../src/openflow/connection.js";
 import type { Flow } from "../../src/openflow/flow.js";
 import type { FlowStats } from "../../src/openflow/multipart.js";
+import { logger } from "../../src/util/log.js";
 
 type Sent = { via: "bundle" | "plain"; what: string; xid: number };
 
@@ -645,5 +646,369 @@ describe("offline planning", () => {
     expect(r.installedFlows()).toEqual([a]);
     r.forgetInstalled(a);
     expect(r.installedCount()).toBe(0);
+  });
+});
+
+// Added after StrykerJS's run over reconciler.ts (test/mutation/controller.md): each test below pins a
+// rule a surviving mutant broke.
+describe("OpenFlowReconciler: edges found by mutation testing", () => {
+  const rlog = logger("reconciler");
+  afterEach(() => vi.restoreAllMocks());
+
+  /** Count the switch's barriers (each one a round trip). */
+  function countBarriers(sw: FakeSwitch): { n: number } {
+    const c = { n: 0 };
+    const barrier = sw.barrier.bind(sw);
+    sw.barrier = async () => {
+      c.n++;
+      return barrier();
+    };
+    return c;
+  }
+
+  it("an owner wanting one key twice: the last one counts, one warning only where owners share the key", () => {
+    const warn = vi.spyOn(rlog, "warn");
+    const debug = vi.spyOn(rlog, "debug");
+    const idx = new DesiredIndex<{ owner: string; key: string; v: number }>((t) => t.key);
+    const affected = new Set<string>();
+    const a1 = { owner: "a", key: "k", v: 1 };
+    const a2 = { owner: "a", key: "k", v: 2 };
+    // alone on its key: no warning, and removing it leaves nothing behind
+    idx.replace("a", [], [a1, a2], affected);
+    expect(idx.winner("k")?.v).toBe(2);
+    expect(warn).not.toHaveBeenCalled();
+    idx.replace("a", [a1, a2], [], affected);
+    expect(idx.size).toBe(0);
+    expect(idx.winner("k")).toBeUndefined();
+    // on a key another owner holds too: warned once, for the second of the two
+    idx.replace("b", [], [{ owner: "b", key: "k", v: 3 }], affected);
+    idx.replace("a", [], [a1, a2], affected);
+    expect(warn.mock.calls).toEqual([
+      [{ owner: "a", key: "k" }, "owner wants the same key twice; the last one counts"],
+    ]);
+    debug.mockClear();
+    expect(idx.winner("k")?.v).toBe(2);
+    expect(debug.mock.calls).toEqual([
+      [{ key: "k", owners: ["b", "a"], winner: "a" }, "owners conflict on a key"],
+    ]);
+  });
+
+  it("pending() sees a meter change alone; assumeInstalled counts as a read session", () => {
+    const r = new OpenFlowReconciler();
+    r.assumeInstalled([]);
+    expect(r.isSynced).toBe(true);
+    expect(r.pending()).toBe(false);
+    r.update([change("l2/port/m", undefined, undefined, { after: [[4, 10]] })]);
+    expect(r.pending()).toBe(true);
+  });
+
+  it("the next retry is the earliest, whichever owner failed first", async () => {
+    const now = 0;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = () => true;
+    // x fails twice (due at 2 s), then y once (due at 1 s)
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 1), mkFlow("x", 2)])]);
+    sw.flushErrors();
+    await r.pushNow(asConn(sw), [change("l3/reactive/y", undefined, [mkFlow("y", 3)])]);
+    sw.flushErrors();
+    expect([...r.failed.keys()]).toEqual(["l3/reactive/x", "l3/reactive/y"]);
+    expect(r.nextRetryAt()).toBe(RETRY_MIN_MS);
+  });
+
+  it("logs what it read at session start", async () => {
+    const info = vi.spyOn(rlog, "info");
+    const sw = new FakeSwitch();
+    sw.stats = [statsOf(mkFlow("a", 10))];
+    sw.meterConfig = [{ meterId: 1, bands: [{ rate: 5 }] }];
+    await new OpenFlowReconciler().sync(asConn(sw));
+    expect(info.mock.calls).toEqual([[{ conn: "fake", flows: 1, meters: 1 }, "read installed state"]]);
+  });
+
+  it("the fast path: a batch with a meter anywhere waits; nothing to send sends nothing; one error listener", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    let sends = 0;
+    const sendAll = sw.sendAll.bind(sw);
+    sw.sendAll = (ms, xids) => {
+      sends++;
+      return sendAll(ms, xids);
+    };
+    expect(
+      await r.pushNow(asConn(sw), [
+        change("l3/reactive/x", undefined, [mkFlow("x", 10)]),
+        change("l3/reactive/m", undefined, undefined, { after: [[2, 5]] }),
+      ]),
+    ).toBeUndefined();
+    expect(sends).toBe(0);
+    await r.sync(asConn(sw));
+    sends = 0;
+    // the same flow again: nothing to write, no write at all
+    expect(await r.pushNow(asConn(sw), [change("l3/reactive/x", [mkFlow("x", 10)], [mkFlow("x", 10)])])).toBe(
+      0,
+    );
+    expect(sends).toBe(0);
+    // two adds and nothing else: counted as two added
+    expect(
+      await r.pushNow(asConn(sw), [change("l3/reactive/z", undefined, [mkFlow("z", 20), mkFlow("z", 21)])]),
+    ).toBe(2);
+    expect(r.totals).toMatchObject({ added: 3, modified: 0, deleted: 0 });
+    await r.pushNow(asConn(sw), [change("l3/reactive/w", undefined, [mkFlow("w", 22)])]);
+    expect(sw.listenerCount("of_error")).toBe(1);
+  });
+
+  it("a rejected meter holds its owner's meter dirty, and goes again when the owner is due", async () => {
+    let now = 0;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w.startsWith("meter add 2");
+    r.update([change("l2/port/m", undefined, undefined, { after: [[2, 10]] })]);
+    expect((await r.sync(asConn(sw))).failed).toEqual(["l2/port/m"]);
+    // held, so still to do: the agent must not note its revision realised
+    expect(r.pending()).toBe(true);
+    sw.reject = () => false;
+    now = RETRY_MIN_MS;
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain meter add 2 @10"]);
+    expect(r.pending()).toBe(false);
+  });
+
+  it("meters: none deleted that was never installed, a rejected delete does not stop the sync, a deleted id is free", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    // added and removed before any sync: nothing to delete
+    r.update([change("l2/port/m", undefined, undefined, { after: [[5, 10]] })]);
+    r.update([change("l2/port/m", undefined, undefined, { before: [[5, 10]] })]);
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.sent).toEqual([]);
+    // installed, then deleted with the switch refusing the delete: the sync still ends
+    r.update([change("l2/port/m", undefined, undefined, { after: [[5, 10]] })]);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "meter delete 5";
+    r.update([change("l2/port/m", undefined, undefined, { before: [[5, 10]] })]);
+    await expect(r.sync(asConn(sw))).resolves.toMatchObject({ meters: 1 });
+    sw.reject = () => false;
+    // the same id and rate again: an add, since the meter was deleted
+    sw.sent = [];
+    r.update([change("l2/port/m", undefined, undefined, { after: [[5, 10]] })]);
+    await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain meter add 5 @10"]);
+  });
+
+  it("no barrier for meters when there are none to add or delete", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    const barriers = countBarriers(sw);
+    r.update([change("l2/port/a", undefined, [mkFlow("a", 10)])]);
+    await r.sync(asConn(sw));
+    expect(barriers.n).toBe(1); // the bundle's
+  });
+
+  it("puts every delete before every add in a large bundle", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    await r.sync(asConn(sw));
+    const olds = Array.from({ length: 40 }, (_, i) => mkFlow(`o${i}`, 100 + i));
+    r.update(olds.map((f, i) => change(`l2/port/o${i}`, undefined, [f])));
+    await r.sync(asConn(sw));
+    sw.sent = [];
+    // interleaved in the changes: an add, a delete, an add, …
+    const cs: OwnerChange[] = [];
+    olds.forEach((f, i) => {
+      cs.push(change(`l2/port/n${i}`, undefined, [mkFlow(`n${i}`, 200 + i)]));
+      cs.push(change(`l2/port/o${i}`, [f], undefined));
+    });
+    r.update(cs);
+    await r.sync(asConn(sw));
+    const kinds = sw.whats().map((w) => w.split(" ")[1]);
+    expect(kinds).toEqual([...Array(40).fill("delete_strict"), ...Array(40).fill("add")]);
+  });
+
+  it("logs each rejection, and a failed commit with the error no message is blamed for", async () => {
+    const warn = vi.spyOn(rlog, "warn");
+    const error = vi.spyOn(rlog, "error");
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p20";
+    r.update([change("l2/port/b", undefined, [mkFlow("b", 20)])]);
+    await r.sync(asConn(sw));
+    expect(warn.mock.calls).toEqual([
+      [
+        {
+          owner: "l2/port/b",
+          reason: "switch answered OFPET_FLOW_MOD_FAILED/OFPFMFC_UNKNOWN",
+          attempts: 1,
+          retryInMs: RETRY_MIN_MS,
+        },
+        "the switch rejected an owner's state; retrying later",
+      ],
+    ]);
+    warn.mockClear();
+    sw.reject = () => false;
+    sw.failCommit = true;
+    r.update([change("l2/port/c", undefined, [mkFlow("c", 30)])]);
+    await r.sync(asConn(sw));
+    expect(warn.mock.calls).toEqual([
+      [{ errors: 1 }, "bundle failed as a whole; sending the flow_mods one by one"],
+    ]);
+    expect(error.mock.calls).toEqual([
+      [
+        { err: "switch answered OFPET_FLOW_MOD_FAILED/OFPFMFC_UNKNOWN" },
+        "the switch rejected a message no owner is blamed for",
+      ],
+    ]);
+  });
+
+  /** `n` owners, and a switch that rejects the first message of every bundle: one more round per owner. */
+  async function rounds(n: number): Promise<unknown[][]> {
+    const error = vi.spyOn(rlog, "error");
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    let first = true;
+    const open = sw.bundleOpenPipelined.bind(sw);
+    sw.bundleOpenPipelined = () => {
+      first = true;
+      return open();
+    };
+    sw.reject = () => {
+      const f = first;
+      first = false;
+      return f;
+    };
+    r.update(
+      Array.from({ length: n }, (_, i) => change(`l2/port/p${i}`, undefined, [mkFlow(`p${i}`, 10 + i)])),
+    );
+    const res = await r.sync(asConn(sw));
+    expect(res.failed).toHaveLength(n);
+    // a quiet sync after it logs nothing
+    await r.sync(asConn(sw));
+    const calls = error.mock.calls.slice();
+    error.mockRestore();
+    return calls;
+  }
+
+  it("complains when one sync needed more than 50 rounds, not at 50", async () => {
+    expect(await rounds(50)).toEqual([]);
+    expect(await rounds(51)).toEqual([
+      [{ round: 51 }, "reconciler needed more than 50 rounds of rejections in one sync"],
+    ]);
+  });
+
+  it("reports its duration, and logs a sync that sent something, whatever it sent", async () => {
+    const debug = vi.spyOn(rlog, "debug");
+    // a clock far from zero, advancing 125 ms per reading: a duration is a few readings' worth
+    let t = 1_000_000;
+    vi.spyOn(performance, "now").mockImplementation(() => (t += 125));
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler();
+    const logged = () => debug.mock.calls.filter((c) => c[1] === "reconciled").length;
+    await r.sync(asConn(sw));
+    expect(logged()).toBe(0);
+    const f = mkFlow("a", 10);
+    const g = mkFlow("a", 10, { port: 2 });
+    const steps: OwnerChange[][] = [
+      [change("l2/port/a", undefined, [f])],
+      [change("l2/port/a", [f], [g])],
+      [change("l2/port/a", [g], undefined)],
+      [change("l2/port/m", undefined, undefined, { after: [[1, 5]] })],
+    ];
+    for (const [i, s] of steps.entries()) {
+      r.update(s);
+      const res = await r.sync(asConn(sw));
+      expect(res.durationMs).toBeGreaterThan(0);
+      expect(res.durationMs).toBeLessThan(10 * 125);
+      expect(logged()).toBe(i + 1);
+      expect(debug.mock.calls.filter((c) => c[1] === "reconciled").at(-1)![0]).toBe(res);
+    }
+    // nothing to send: not logged
+    await r.sync(asConn(sw));
+    expect(logged()).toBe(4);
+  });
+
+  it("a sync leaves only held owners' keys to compare again, and a released owner holds nothing", async () => {
+    let now = 0;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    const a = mkFlow("a", 10);
+    r.update([change("l2/port/a", undefined, [a])]);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p20";
+    r.update([change("l2/port/b", undefined, [mkFlow("b", 20)])]);
+    await r.sync(asConn(sw));
+    // a new session: every key is compared; a's is in place, so it is done with, b's stays held
+    r.invalidate();
+    sw.stats = [statsOf(a)];
+    await r.sync(asConn(sw));
+    r.forgetInstalled(a);
+    expect(r.planFlows()).toEqual([]);
+    // b is due and accepted: nothing of it is held any more, so a full compare leaves nothing dirty
+    sw.reject = () => false;
+    now = RETRY_MIN_MS;
+    await r.sync(asConn(sw));
+    expect(r.failed.size).toBe(0);
+    r.invalidate();
+    sw.stats = [statsOf(a), statsOf(mkFlow("b", 20))];
+    await r.sync(asConn(sw));
+    expect(r.pending()).toBe(false);
+  });
+
+  it("a fast-path error for an owner whose other flow a sync is sending keeps it failed", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p10";
+    const f10 = mkFlow("x", 10);
+    await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [f10])]);
+    sw.reject = () => false;
+    r.update([change("l3/reactive/x", [f10], [f10, mkFlow("x", 11)])]);
+    // the sync's barrier brings p10's error; p11 is committed
+    await r.sync(asConn(sw));
+    expect(r.failed.get("l3/reactive/x")).toMatchObject({ attempts: 1, retryAt: RETRY_MIN_MS });
+  });
+
+  it("an owner falling due while a sync runs has its flows and meters sent by the next sync", async () => {
+    let now = 0;
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => now);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "meter add 2 @10";
+    r.update([change("l2/port/b", undefined, [mkFlow("b", 20)], { after: [[2, 10]] })]);
+    expect((await r.sync(asConn(sw))).failed).toEqual(["l2/port/b"]);
+    sw.reject = () => false;
+    // a sync of another owner starts before b is due; b falls due (pending() notices) while it runs
+    r.update([change("l2/port/a", undefined, [mkFlow("a", 10)])]);
+    sw.sent = [];
+    const running = r.sync(asConn(sw));
+    now = RETRY_MIN_MS;
+    expect(r.pending()).toBe(true);
+    await running;
+    expect(sw.whats()).toEqual(["bundle add p10"]);
+    expect(r.pending()).toBe(true);
+    sw.sent = [];
+    await r.sync(asConn(sw));
+    expect(sw.whats()).toEqual(["plain meter add 2 @10", "bundle add p20"]);
+    expect(r.failed.size).toBe(0);
+  });
+
+  it("an owner with two messages rejected in one bundle fails once", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    sw.reject = (w) => w === "add p10" || w === "add p11";
+    r.update([change("l2/port/x", undefined, [mkFlow("x", 10), mkFlow("x", 11)])]);
+    const res = await r.sync(asConn(sw));
+    expect(res.failed).toEqual(["l2/port/x"]);
+    expect(r.failed.get("l2/port/x")).toMatchObject({ attempts: 1, retryAt: RETRY_MIN_MS });
+    expect(r.totals.failures).toBe(1);
   });
 });
