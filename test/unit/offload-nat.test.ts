@@ -235,6 +235,27 @@ describe("NAT through br-ex's uplink on the NIC", () => {
       expect(t.software, what).toBe(true);
       expect(t.events, what).toEqual(runSoftware(rules, ports, p));
     }
+    // a tagged frame for the floating IP's MAC (the flat network's rules take untagged ones only):
+    // flower has no key for "untagged", so a trap for tagged frames sits above the rule
+    const tagged = { ...fromOutside, vlan_vid: 0x1064n };
+    expect(traceSplit(plan, rules, ports, tagged)).toEqual({
+      events: runSoftware(rules, ports, tagged),
+      software: true,
+    });
+    const fipIngress = plan.tc.filter((t) => t.indev === "p0" && t.match.eth_dst?.value === mac(FIP_MAC));
+    // the two TTL drops and the ingress, each under a trap for tagged frames
+    expect(fipIngress.filter((t) => t.role === "offload").map((t) => t.match.vlan_vid)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    expect(
+      fipIngress.filter((t) => t.match.vlan_vid?.value === 0x1000n).map((t) => [t.role, t.match.vlan_vid]),
+    ).toEqual([
+      ["trap", { value: 0x1000n, mask: 0x1000n }],
+      ["trap", { value: 0x1000n, mask: 0x1000n }],
+      ["trap", { value: 0x1000n, mask: 0x1000n }],
+    ]);
     for (const ttl of [0n, 1n]) {
       expect(traceSplit(plan, rules, ports, { ...fromOutside, nw_ttl: ttl })).toEqual({
         events: [],

@@ -54,6 +54,9 @@
  *     rule's matches conntrack state: the NIC's ct leaves that state on the
  *     packet, and OVS, running the pipeline from table 0, would see it there
  *     where the software pipeline saw an untracked packet.
+ *   - a rule that matches the absence of a VLAN tag (flower has no key for
+ *     it) is offloaded without that match, with a trap for tagged packets
+ *     above it, on profiles that match VLANs.
  *   - dec_ttl is offloaded with traps for TTL 0 and 1 above it, because OVS
  *     sends those packets to the controller instead of forwarding them —
  *     unless no such packet gets there: a rule below higher-priority rules of
@@ -211,6 +214,12 @@ export function tcPrio(ofPriority: number, band: "trap" | "main"): number {
 }
 
 type Regs = Map<string, bigint>;
+
+/** OpenFlow's vlan_vid present bit (OFPVID_PRESENT): any tagged packet. */
+const VLAN_PRESENT = { value: 0x1000n, mask: 0x1000n };
+/** A vlan_vid match on the absence of a tag (vlan_tci=0/0x1fff, or 0/0x1000). */
+const vlanAbsent = (mv: { value: bigint; mask: bigint } | undefined): boolean =>
+  !!mv && (mv.mask & 0x1000n) !== 0n && (mv.value & 0x1000n) === 0n;
 
 /** Not a group address: the I/G bit (the first octet's lowest bit) is clear. */
 const isUnicastMac = (mac: bigint): boolean => ((mac >> 40n) & 1n) === 0n;
@@ -533,8 +542,21 @@ export class OffloadPlanner {
         ? skip(`not offloaded: ${ex.reason}`)
         : this.translate(rule, regs, queue, this.ttlCovered(rule, regs, catchers));
       outcomes.set(rule.id, outcome);
-      const base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
+      let base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
       const traps: Omit<TcRule, "prio">[] = [];
+      const untagged = vlanAbsent(base.match.vlan_vid) && this.profile.matches.includes("vlan_id");
+      if (outcome.ok && untagged) {
+        // flower has no key for "no VLAN tag": the rule matches without one, and a trap above it
+        // hands the tagged packets it would otherwise take to OVS
+        const { vlan_vid: _absent, ...rest } = base.match;
+        base = { ...base, match: rest };
+        traps.push({
+          ...base,
+          match: { ...rest, vlan_vid: VLAN_PRESENT },
+          actions: [{ type: "pass" }],
+          role: "trap",
+        });
+      }
       if (outcome.ok) {
         if (outcome.decTtl) {
           for (const ttl of [0n, 1n]) {
