@@ -121,6 +121,15 @@
  * announces it (gratuitous ARP) like the others; without the mapping the
  * chassis falls back to the gateway.
  *
+ * Every SNAT (a floating IP's, the gateway's, a chassis address's) comes in
+ * two flows: at its priority + 1 for a destination inside one of the
+ * external network's IPv4 subnets, as it is, and at its priority for any
+ * other with natRoute (reg1) = offLink set before the translation. The
+ * on-link-only rules of nat_resolve — hairpins, a VM here on the external
+ * network, the punt for an unknown on-link next hop — match natRoute = 0,
+ * so an off-link packet's way after the translation holds only the gateway
+ * (see NAT_ROUTE: the offload planner keeps such a way on the NIC).
+ *
  * Next hops on the external network (nat_resolve): a destination inside one
  * of its IPv4 subnets is its own next hop, anything else goes to that subnet's
  * gateway. Their MACs are learned as the agent sees them — from ARP requests
