@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { LocalModel } from "../../src/controller/model.js";
-import { providerKey } from "../../src/datapath/index.js";
+import { CT_ZONE_MAX, CT_ZONE_MIN, providerKey } from "../../src/datapath/index.js";
 import { DEVICE_OWNER_ROUTER_INTERFACE, parseObject, type Secgroup } from "../../src/nb/model/index.js";
 import {
   binding,
@@ -656,5 +656,138 @@ describe("LocalModel: the views' answers", () => {
     expect(m.snatOf("r")?.id).toBe("xz");
     // the router keeps its zone while it has a gateway left
     expect(m.natZone("r")).toBeDefined();
+  });
+});
+
+// Added after StrykerJS's run over model.ts (test/mutation/controller.md): each pins a rule a
+// surviving mutant broke.
+describe("LocalModel: edges found by mutation testing", () => {
+  const gwOf = (id: string, r: string) =>
+    snat(id, {
+      routerId: r,
+      externalNetworkId: "ext",
+      externalIpAddress: "172.24.4.2",
+      macAddress: "fa:16:3e:aa:00:02",
+    });
+  const SPAN = CT_ZONE_MAX - CT_ZONE_MIN + 1;
+
+  it("a router that keeps a gateway keeps its zone without naming it; one that waited and leaves names none", () => {
+    const m = newModel();
+    m.setSnat("s1", gwOf("s1", "r"));
+    m.setSnat("s2", gwOf("s2", "r"));
+    const z = m.natZone("r");
+    // s2 moves to r2: r still has s1
+    expect(touchedBy(m, () => m.setSnat("s2", gwOf("s2", "r2")))).toEqual([
+      "natzone:r2",
+      "snat:r",
+      "snat:r2",
+    ]);
+    expect(m.natZone("r")).toBe(z);
+    // every zone taken: a router that gets a gateway waits, and leaving while waiting frees nothing
+    for (let i = 0; i < SPAN; i++) m.setSnat(`gw-f${i}`, gwOf(`gw-f${i}`, `f${i}`));
+    m.setSnat("gw-w", gwOf("gw-w", "w"));
+    expect(m.natZone("w")).toBeUndefined();
+    expect(touchedBy(m, () => m.setSnat("gw-w", undefined))).toEqual(["snat:w"]);
+  });
+
+  it("waiting routers get freed zones in id order", () => {
+    const m = newModel();
+    // f0, f1, … take every zone
+    for (let i = 0; i < SPAN; i++) m.setSnat(`gw-f${i}`, gwOf(`gw-f${i}`, `f${i}`));
+    m.setSnat("gw-wz", gwOf("gw-wz", "wz"));
+    m.setSnat("gw-wa", gwOf("gw-wa", "wa"));
+    expect([m.natZone("wz"), m.natZone("wa")]).toEqual([undefined, undefined]);
+    const freed = m.natZone("f3");
+    m.setSnat("gw-f3", undefined);
+    expect(m.natZone("wa")).toBe(freed);
+    expect(m.natZone("wz")).toBeUndefined();
+  });
+
+  it("adopting zones that displace two routers gives both of them a zone", () => {
+    const m = newModel();
+    for (const r of ["r1", "r2", "r3", "r4"]) m.setSnat(`gw-${r}`, gwOf(`gw-${r}`, r));
+    const z = (r: string) => m.natZone(r)!;
+    const [z2, z4] = [z("r2"), z("r4")];
+    expect(
+      m.adoptNatZones(
+        new Map([
+          ["r1", z2],
+          ["r3", z4],
+        ]),
+      ),
+    ).toEqual(["r1", "r2", "r3", "r4"]);
+    expect([z("r1"), z("r3")]).toEqual([z2, z4]);
+    expect(m.natZone("r2")).toBeDefined();
+    expect(m.natZone("r4")).toBeDefined();
+    expect(new Set(["r1", "r2", "r3", "r4"].map(z)).size).toBe(4);
+  });
+
+  it("adopts a zone at either end of the range and ignores one outside it", () => {
+    const m = newModel();
+    m.setSnat("g1", gwOf("g1", "r1"));
+    m.setSnat("g2", gwOf("g2", "r2"));
+    const [z1, z2] = [m.natZone("r1"), m.natZone("r2")];
+    for (const bad of [CT_ZONE_MIN - 1, CT_ZONE_MAX + 1]) {
+      expect(m.adoptNatZones(new Map([["r1", bad]]))).toEqual([]);
+      expect(m.natZone("r1")).toBe(z1);
+    }
+    const ends = new Map([
+      ["r1", z2 === CT_ZONE_MIN ? CT_ZONE_MAX : CT_ZONE_MIN],
+      ["r2", z2 === CT_ZONE_MIN ? CT_ZONE_MIN : CT_ZONE_MAX],
+    ]);
+    m.adoptNatZones(ends);
+    expect([m.natZone("r1"), m.natZone("r2")]).toEqual([ends.get("r1"), ends.get("r2")]);
+  });
+
+  it("a patch port mapping removed is a change", () => {
+    const m = newModel();
+    m.setProviderPorts(
+      new Map([
+        ["physnet1", 50],
+        ["physnet2", 51],
+      ]),
+    );
+    expect(touchedBy(m, () => m.setProviderPorts(new Map([["physnet1", 50]])))).toEqual(["providers"]);
+  });
+
+  it("this chassis, router interfaces and ports bound here are never remote, even when this chassis is known and alive", () => {
+    const m = newModel();
+    m.setChassis("host1", chassis("host1", "192.0.2.1"));
+    m.setAlive("host1", true);
+    m.setChassis("host3", chassis("host3", "192.0.2.3"));
+    m.setAlive("host3", true);
+    m.setPort("me", port("me", "a", "fa:16:3e:00:00:01", [], { chassis: "host1" }));
+    expect(m.remotePort("me")).toBeUndefined();
+    expect([...m.remoteChassisOf("a")]).toEqual([]);
+    m.setPort(
+      "ri",
+      port("ri", "b", "fa:16:3e:00:00:02", [], {
+        chassis: "host3",
+        deviceOwner: DEVICE_OWNER_ROUTER_INTERFACE,
+      }),
+    );
+    expect([...m.remoteChassisOf("b")]).toEqual([]);
+    // NB still names host3 for a port bound here (say, while it migrates): local, not remote
+    m.setPort("mig", port("mig", "c", "fa:16:3e:00:00:03", [], { chassis: "host3" }));
+    m.setBinding("mig", binding("mig", 5));
+    expect([...m.remoteChassisOf("c")]).toEqual([]);
+    // an unbound port without a chassis reads no chassis
+    m.setPort("nc", port("nc", "d", "fa:16:3e:00:00:04", []));
+    expect(readsOf(m, () => m.remotePort("nc"))).toEqual(["binding:nc", "port:nc"]);
+  });
+
+  it("chassis sharing a tunnel address come by name, whatever the arrival order", () => {
+    const m = newModel();
+    for (const name of ["h-b", "h-a", "h-c"]) {
+      m.setChassis(name, chassis(name, "10.0.0.1"));
+      m.setAlive(name, true);
+      m.setPort(`p-${name}`, port(`p-${name}`, "n", "fa:16:3e:00:00:01", [], { chassis: name }));
+    }
+    expect([...m.remoteChassisOf("n").keys()]).toEqual(["h-a", "h-b", "h-c"]);
+  });
+
+  it("a network without ports has none on it", () => {
+    const m = newModel();
+    expect(m.portsOnNetwork("none")).toEqual([]);
   });
 });
