@@ -178,6 +178,10 @@ describe("NAT through br-ex's uplink on the NIC", () => {
     expect(nat.filter(onLink)).toHaveLength(2);
     for (const d of nat.filter(onLink))
       expect(d.reason).toMatch(/commits the connection and a later table may hand the packet to OVS/);
+    // the hairpins (ct_clear, resubmit) and ARP for the NAT addresses (answered in flows, copied to the agent)
+    const stay = [...plan.decisions.values()].filter((d) => /ct_clear|,arp,/.test(text.get(d.ruleId) ?? ""));
+    expect(stay.length).toBeGreaterThanOrEqual(5);
+    for (const d of stay) expect(d.offloaded, text.get(d.ruleId)).toBe(false);
     // and the translated packets' way on: the rewrites behind the translation, the next hop to the uplink
     for (const d of plan.decisions.values()) {
       const t = text.get(d.ruleId) ?? "";
@@ -266,6 +270,27 @@ describe("NAT through br-ex's uplink on the NIC", () => {
         software: false,
       });
     }
+  });
+
+  it("gives the floating IP's ingress one filter whether it offloads or traps (the kernel refuses a second with its key)", () => {
+    const { rules, text } = planned();
+    const ingress = rules.find((r) =>
+      /^priority=110,ip,in_port=50,.*fa:16:3e:fe:00:50 actions=/.test(text.get(r.id)!),
+    )!;
+    const mainOf = (excluded: boolean) => {
+      const planner = new OffloadPlanner(profileById("connectx-6-dx"), ports);
+      planner.setRules(rules);
+      if (excluded)
+        planner.exclude(
+          new Map([[ingress.id, { reason: "its OpenFlow flow is changing", scope: "actions" }]]),
+        );
+      const t = planner.result().tc.find((x) => x.ruleId === ingress.id && x.prio % 2 === 0)!;
+      return { role: t.role, key: { chain: t.chain, prio: t.prio, indev: t.indev, match: t.match } };
+    };
+    const [on, trap] = [mainOf(false), mainOf(true)];
+    expect([on.role, trap.role]).toEqual(["offload", "trap"]);
+    expect(trap.key).toEqual(on.key);
+    expect(on.key.match.vlan_vid).toBeUndefined();
   });
 
   it("decides every packet as the software pipeline does", () => {

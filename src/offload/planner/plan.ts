@@ -542,17 +542,14 @@ export class OffloadPlanner {
         ? skip(`not offloaded: ${ex.reason}`)
         : this.translate(rule, regs, queue, this.ttlCovered(rule, regs, catchers));
       outcomes.set(rule.id, outcome);
-      let base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
+      const base = { chain, match: headerMatch.match, indev: headerMatch.indev, ruleId: rule.id };
       const traps: Omit<TcRule, "prio">[] = [];
-      const untagged = vlanAbsent(base.match.vlan_vid) && this.profile.matches.includes("vlan_id");
-      if (outcome.ok && untagged) {
-        // flower has no key for "no VLAN tag": the rule matches without one, and a trap above it
-        // hands the tagged packets it would otherwise take to OVS
-        const { vlan_vid: _absent, ...rest } = base.match;
-        base = { ...base, match: rest };
+      if (outcome.ok && headerMatch.untagged) {
+        // flower has no key for "no VLAN tag": the rule matches without one (headerMatch), and a
+        // trap above it hands the tagged packets it would otherwise take to OVS
         traps.push({
           ...base,
-          match: { ...rest, vlan_vid: VLAN_PRESENT },
+          match: { ...base.match, vlan_vid: VLAN_PRESENT },
           actions: [{ type: "pass" }],
           role: "trap",
         });
@@ -622,15 +619,23 @@ export class OffloadPlanner {
     return true;
   }
 
+  /**
+   * The rule's match as tc filters take it: header fields only, in_port as the
+   * device; a match on the absence of a VLAN tag is left out on a profile that
+   * matches VLANs (`untagged`: the caller traps tagged packets above an
+   * offloaded rule; a trap without it is a coarser one), so that the rule's
+   * filter is the same one whether it offloads or traps.
+   */
   private headerMatch(
     rule: PipelineRule,
-  ): { ok: true; match: Match; indev?: string } | { ok: false; reason: string } {
+  ): { ok: true; match: Match; indev?: string; untagged: boolean } | { ok: false; reason: string } {
     const match = rule.match;
     const out: Match = {};
     if (rule.opaqueMatch?.length) {
       return { ok: false, reason: `match on ${rule.opaqueMatch.join(", ")} is not offloadable` };
     }
     let indev: string | undefined;
+    let untagged = false;
     for (const [name, mv] of Object.entries(match) as [FieldName, Match[FieldName]][]) {
       if (!mv) continue;
       const def = fieldDef(name)!;
@@ -638,6 +643,10 @@ export class OffloadPlanner {
       if (name === "in_port") {
         // planChain has set aside rules whose in_port the NIC does not see.
         indev = this.devOf(Number(mv.value));
+        continue;
+      }
+      if (name === "vlan_vid" && vlanAbsent(mv) && this.profile.matches.includes("vlan_id")) {
+        untagged = true;
         continue;
       }
       if (!def.key || !this.profile.matches.includes(def.key)) {
@@ -655,7 +664,7 @@ export class OffloadPlanner {
       }
       out[name] = mv;
     }
-    return { ok: true, match: out, indev };
+    return { ok: true, match: out, indev, untagged };
   }
 
   /**
@@ -674,6 +683,7 @@ export class OffloadPlanner {
         indev = this.devOf(Number(mv.value));
         continue;
       }
+      if (name === "vlan_vid" && vlanAbsent(mv)) continue; // flower cannot say it: a coarser trap
       if (!def.key || !this.profile.matches.includes(def.key) || name.startsWith("tun_")) continue;
       out[name] = mv;
     }
