@@ -1079,11 +1079,13 @@ export class NbApi {
         // a gateway's own chassis addresses are not free for its address either
         for (const a of (v.chassisAddresses as { ipAddress: string }[] | undefined) ?? [])
           taken.add(a.ipAddress);
+        // NAT is IPv4's, as in Neutron: an IPv6 network behind a router is routed, not translated
         if (ip === undefined) {
-          const s = subnets.find((x) => x.ipVersion === 4) ?? subnets[0];
-          if (!s) fail(ipField, `external network ${netId} has no subnet to allocate from`);
+          const s = subnets.find((x) => x.ipVersion === 4);
+          if (!s) fail(ipField, `external network ${netId} has no IPv4 subnet to allocate from`);
           ip = await this.allocateIp(netId, s!, taken, owner, fresh);
         } else {
+          if (ipVersion(ip) !== 4) fail(ipField, `${ip} is not an IPv4 address: NAT is IPv4 only`);
           const s = subnets.find((x) => cidrContains(x.cidr, ip!));
           if (!s) fail(ipField, `${ip} is not inside a subnet of network ${netId}`);
           const holder = await this.reservationOwner(IPAM_KINDS.ip, `${netId}/${ip}`);
@@ -1173,6 +1175,8 @@ export class NbApi {
     const ips = port!.value.fixedIps.map((x) => x.ipAddress);
     f.fixedIpAddress ??= ips.find((ip) => ipVersion(ip) === 4);
     if (f.fixedIpAddress === undefined) fail("fixedIpAddress", `port ${f.portId} has no IPv4 address`);
+    if (ipVersion(f.fixedIpAddress!) !== 4)
+      fail("fixedIpAddress", `${f.fixedIpAddress} is not an IPv4 address: NAT is IPv4 only`);
     if (!ips.includes(f.fixedIpAddress!))
       fail("fixedIpAddress", `${f.fixedIpAddress} is not an address of port ${f.portId}`);
     const other = (await this.list("fip")).find(

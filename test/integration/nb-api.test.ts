@@ -620,6 +620,65 @@ describe("CAS and multi-object operations", () => {
     await api.delete("subnet", s.key);
   });
 
+  it("NAT is IPv4 only, as in Neutron: IPv6 floating, fixed, gateway and chassis addresses are refused", async () => {
+    const t = tenant();
+    const ext6 = await net(t, { external: true });
+    await subnet(t, ext6.key, "2001:db8:6::/64");
+    await rejects(
+      () => api.create("fip", { tenantId: t, floatingNetworkId: ext6.key }),
+      "fip",
+      "floatingIpAddress",
+      /has no IPv4 subnet to allocate from/,
+    );
+    const ext = await net(t, { external: true });
+    await subnet(t, ext.key, "203.0.113.16/28");
+    await subnet(t, ext.key, "2001:db8:7::/64");
+    await rejects(
+      () =>
+        api.create("fip", { tenantId: t, floatingNetworkId: ext.key, floatingIpAddress: "2001:db8:7::5" }),
+      "fip",
+      "floatingIpAddress",
+      /2001:db8:7::5 is not an IPv4 address: NAT is IPv4 only/,
+    );
+    const n = await net(t);
+    await subnet(t, n.key, "fd00:20::/64");
+    const p = await api.create("lport", { tenantId: t, networkId: n.key });
+    await rejects(
+      () => api.create("fip", { tenantId: t, floatingNetworkId: ext.key, portId: p.key }),
+      "fip",
+      "fixedIpAddress",
+      /has no IPv4 address/,
+    );
+    const r = await api.create("lrouter", { tenantId: t });
+    await rejects(
+      () =>
+        api.create("snat", {
+          tenantId: t,
+          routerId: r.key,
+          externalNetworkId: ext.key,
+          externalIpAddress: "2001:db8:7::6",
+        }),
+      "snat",
+      "externalIpAddress",
+      /not an IPv4 address: NAT is IPv4 only/,
+    );
+    await rejects(
+      () =>
+        api.create("snat", {
+          tenantId: t,
+          routerId: r.key,
+          externalNetworkId: ext.key,
+          chassisAddresses: [{ chassis: "host1", ipAddress: "2001:db8:7::7" }],
+        }),
+      "snat",
+      "chassisAddresses[0].ipAddress",
+      /must be IPv4/,
+    );
+    // the IPv4 ones still go through, from the IPv4 subnet
+    const g = await api.create("snat", { tenantId: t, routerId: r.key, externalNetworkId: ext.key });
+    expect(g.value.externalIpAddress).toMatch(/^203\.0\.113\.(1[7-9]|2[0-9]|30)$/);
+  });
+
   it("distributed SNAT: a gateway's chassis addresses are checked, reserved, and keep their MACs", async () => {
     const t = tenant();
     const ext = await net(t, { external: true });
