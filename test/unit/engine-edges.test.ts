@@ -8,7 +8,7 @@
  * writes outside its tables costing only that owner, and the reactive
  * owners' bookkeeping. The real apps' tests see these only through flows.
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { App, OwnerKind, View } from "../../src/apps/types.js";
 import {
   AppBuildError,
@@ -29,6 +29,7 @@ import {
 } from "../../src/datapath/index.js";
 import { flowKey } from "../../src/openflow/flow.js";
 import { formatInstructions } from "../../src/openflow/text.js";
+import { logger } from "../../src/util/log.js";
 import { binding, net, newModel, port, router } from "../harness/model-fixture.js";
 
 /** What an owner's stand-in builder does: a function of the view, set per test. */
@@ -353,5 +354,54 @@ describe("engine: reactive owners", () => {
     expect(() => e.setReactive("l2", "k", [l2(5)], [])).toThrow(
       "app l2 wrote table l2_lookup, not in its tables",
     );
+  });
+});
+
+// Added after StrykerJS's run over engine.ts (test/mutation/controller.md).
+describe("engine: edges found by mutation testing", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("logs an owner's failure once per distinct message, and when it builds again", () => {
+    const elog = logger("engine");
+    const error = vi.spyOn(elog, "error");
+    const info = vi.spyOn(elog, "info");
+    const m = newModel();
+    let msg: string | undefined = "first";
+    const e = new Engine(m, [
+      app("l2", {
+        port: (id, v) => {
+          v.port(id);
+          if (msg) throw new Error(msg);
+        },
+      }),
+    ]);
+    const touch = (n: number) => m.setPort("p", port("p", "n", `fa:16:3e:00:00:0${n}`, []));
+    touch(1);
+    e.recomputeAll();
+    touch(2);
+    e.recomputeChanged();
+    msg = "second";
+    touch(3);
+    e.recomputeChanged();
+    expect(error.mock.calls).toEqual([
+      [{ owner: "l2/port/p", err: "first" }, "app failed to build an owner"],
+      [{ owner: "l2/port/p", err: "second" }, "app failed to build an owner"],
+    ]);
+    expect(info).not.toHaveBeenCalled();
+    msg = undefined;
+    touch(4);
+    e.recomputeChanged();
+    expect(info.mock.calls).toEqual([[{ owner: "l2/port/p" }, "owner builds again"]]);
+  });
+
+  it("a full recompute drops an owner that had dependencies but no output without reporting a change", () => {
+    const m = newModel();
+    const e = new Engine(m, [app("l2", { port: (id, v) => void v.port(id) })]);
+    m.setPort("p", port("p", "n", "fa:16:3e:00:00:01", []));
+    e.recomputeAll();
+    expect(e.output("l2/port/p")).toBeDefined();
+    m.setPort("p", undefined);
+    expect(e.recomputeAll()).toEqual([]);
+    expect(e.output("l2/port/p")).toBeUndefined();
   });
 });
