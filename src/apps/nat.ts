@@ -155,7 +155,7 @@
  * to the address's MAC meets the nat flows on its way through the pipeline,
  * and in nat_resolve it is its own next hop, reached through l2_lookup.
  *
- * Not done: IPv6 floating IPs and SNAT.
+ * IPv4 only, as in Neutron (the NB refuses IPv6 NAT addresses).
  *
  * Owners: each port (its floating IPs, where it is local), each router (its
  * SNAT: redirect or gateway), each external network reachable here (the

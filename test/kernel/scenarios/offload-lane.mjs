@@ -13,6 +13,11 @@
 //                               10.2.0.0/24, router r1 joining sub1 and sub2,
 //                               and port vm5 on net2 (fa:16:3e:00:00:15,
 //                               10.2.0.15): the routed pair vm1 → vm5
+//   nat DB                      network ext (flat, physnet1, external) with
+//                               subnet 172.24.4.0/24, router r1 joining sub1,
+//                               its SNAT gateway at 172.24.4.10
+//                               (fa:16:3e:fe:00:10, on host1) and vm1's
+//                               floating IP 172.24.4.50 (fa:16:3e:fe:00:50)
 //   port-del DB ID | port-add DB ID   remove / re-create one port (churn)
 //   nb-hold DB                  hold the embedded NB and serve it on its
 //                               nb.sock until SIGTERM (as an agent would, so
@@ -118,6 +123,45 @@ async function router(db) {
       networkId: "net2",
       macAddress: "fa:16:3e:00:00:15",
       fixedIps: [{ subnetId: "sub2", ipAddress: "10.2.0.15" }],
+    });
+  });
+}
+
+async function nat(db) {
+  await withApi(db, async (api) => {
+    await api.create("lswitch", {
+      id: "ext",
+      tenantId: "t1",
+      networkType: "flat",
+      physicalNetwork: "physnet1",
+      external: true,
+    });
+    await api.create("subnet", {
+      id: "extsub",
+      tenantId: "t1",
+      networkId: "ext",
+      cidr: "172.24.4.0/24",
+      gatewayIp: "172.24.4.1",
+      enableDhcp: false,
+    });
+    await api.create("lrouter", { id: "r1", tenantId: "t1" });
+    await api.routerAddInterface("r1", { subnetId: "sub1" });
+    await api.create("snat", {
+      id: "gw1",
+      tenantId: "t1",
+      routerId: "r1",
+      externalNetworkId: "ext",
+      externalIpAddress: "172.24.4.10",
+      macAddress: "fa:16:3e:fe:00:10",
+      gatewayChassis: ["host1"],
+    });
+    await api.create("fip", {
+      id: "f1",
+      tenantId: "t1",
+      floatingNetworkId: "ext",
+      floatingIpAddress: "172.24.4.50",
+      macAddress: "fa:16:3e:fe:00:50",
+      portId: "vm1",
     });
   });
 }
@@ -304,6 +348,9 @@ switch (cmd) {
     break;
   case "router":
     await router(args[0]);
+    break;
+  case "nat":
+    await nat(args[0]);
     break;
   case "port-del":
     await withApi(args[0], (api) => api.delete("lport", args[1]));
