@@ -204,6 +204,18 @@ describe("answering router solicitations at the edges", () => {
     expect(d).toMatchObject({ kind: "send", to: { mac: VM_MAC, ip: VM_LL } });
   });
 
+  it("a solicitation from :: with an option other than the source link-layer address is answered", () => {
+    const frame = buildFrame({
+      eth: { src: VM_MAC, dst: "33:33:00:00:00:02" },
+      ipv6: { src: "::", dst: "ff02::2", hopLimit: 255 },
+      icmpv6: ndpToIcmpv6({ kind: "router-solicitation", options: [{ kind: "mtu", mtu: 1500 }] }),
+    });
+    expect(handleRouterSolicitation(frame, { ...iface(), port })).toMatchObject({
+      kind: "send",
+      to: { mac: "33:33:00:00:00:01", ip: "ff02::1" },
+    });
+  });
+
   it("keeps the tags' priority, DEI and TPID on the answer", () => {
     const d = handleRouterSolicitation(
       rs([
