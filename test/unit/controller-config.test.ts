@@ -57,7 +57,13 @@ describe("parseAgentConfig", () => {
       heartbeatSeconds: 5,
       recoverySeconds: 300,
     });
-    expect(c.offload).toEqual({ ports: [], uplinks: {}, tcFlags: "auto", statsIntervalMs: 2000, dwellMs: 10_000 });
+    expect(c.offload).toEqual({
+      ports: [],
+      uplinks: {},
+      tcFlags: "auto",
+      statsIntervalMs: 2000,
+      dwellMs: 10_000,
+    });
     expect(c.openflow).toBeUndefined();
   });
 

@@ -182,6 +182,8 @@ describe("a patch port to a bridge named in offload.uplinks", () => {
     });
     expect(c.offload.uplinks).toEqual({ "br-ex": "p0" });
     expect(parseAgentConfig({ chassis: "h1", tunnelIp: "192.0.2.1" }).offload.uplinks).toEqual({});
-    expect(flagsToConfig({ offloadUplinks: ["br-ex=p0"] })).toEqual({ offload: { uplinks: { "br-ex": "p0" } } });
+    expect(flagsToConfig({ offloadUplinks: ["br-ex=p0"] })).toEqual({
+      offload: { uplinks: { "br-ex": "p0" } },
+    });
   });
 });

@@ -91,7 +91,9 @@ describe("TTL 0 and 1 taken above a rule", () => {
       /commits the connection and a later table may hand the packet to OVS/,
     );
     expect(
-      p.tc.filter((t) => t.ruleId === "route" && t.role === "trap" && t.match.nw_ttl).map((t) => t.match.nw_ttl?.value),
+      p.tc
+        .filter((t) => t.ruleId === "route" && t.role === "trap" && t.match.nw_ttl)
+        .map((t) => t.match.nw_ttl?.value),
     ).toEqual([0n, 1n]);
     expectSameDecisions(p, rules, ports, packets);
   });
@@ -133,7 +135,9 @@ describe("TTL 0 and 1 taken above a rule", () => {
     );
     const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
     expect(
-      p.tc.filter((t) => t.ruleId === "out" && t.role === "trap" && t.match.nw_ttl).map((t) => t.match.nw_ttl?.value),
+      p.tc
+        .filter((t) => t.ruleId === "out" && t.role === "trap" && t.match.nw_ttl)
+        .map((t) => t.match.nw_ttl?.value),
     ).toEqual([0n, 1n]);
     // and so the rewrite before it (route) must not reach OVS with its change: it stays in software
     expect(p.decisions.get("route")!.offloaded).toBe(false);
