@@ -17,58 +17,12 @@
  *   - br-ex's own address on the external network is reached from outside
  *     as before: what br-int does not claim on ext0 is left to OVS and br-ex.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requireFreshDist } from "../harness/dist.js";
-import {
-  bootLane,
-  type LaneResult,
-  repoRoot,
-  type ScenarioSection,
-  scenarioScript,
-  sections,
-} from "./lane.js";
+import { describe, expect, it } from "vitest";
+import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
 
-interface Side {
-  packets: number;
-  bytes: number;
-  filters: number;
-}
-interface HostCounters {
-  tc: Record<string, { ours: Side; others: Side }>;
-  dp: { ovs: number; tc: number };
-  lookups: { hit: number; missed: number };
-  of: number;
-  packetIns: number | null;
-}
 type Host1 = { host1: HostCounters };
-type Ping = { sent: number; received: number };
 
-let lane: LaneResult | undefined;
-let s: ScenarioSection | undefined;
-
-beforeAll(async () => {
-  requireFreshDist();
-  const script = readFileSync(join(repoRoot(), "test", "kernel", "scenarios", "flowdrake-nat.sh"), "utf8");
-  lane = await bootLane({
-    script: scenarioScript([{ name: "flowdrake-nat", script, timeoutS: 1500 }]),
-    timeoutMs: 1_600_000,
-  });
-  s = sections(lane).get("flowdrake-nat");
-}, 1_700_000);
-
-afterAll(() => lane?.cleanup());
-
-function section(): ScenarioSection {
-  if (!s) throw new Error(`the scenario did not run; console:\n${lane?.output ?? "(no boot)"}`);
-  return s;
-}
-const get = <T>(key: string): T => {
-  const v = section().results.get(key);
-  if (v === undefined) throw new Error(`no result ${key}; the scenario's output:\n${section().output}`);
-  return v as T;
-};
+const { get, section } = laneScenario("flowdrake-nat", "flowdrake-nat.sh", 1500);
 const delta = (a: string, b: string, dev: string): number =>
   get<Host1>(b).host1.tc[dev]!.ours.packets - get<Host1>(a).host1.tc[dev]!.ours.packets;
 /** What to read when a count is off: flowdrake's filters on ext0 and the NAT flows' decisions. */

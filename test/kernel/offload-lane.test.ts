@@ -31,63 +31,13 @@
  *     across the agent's restart into planner mode and the refusal loses
  *     nothing, and the L2 flows go onto tc.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { OffloadReport } from "../../src/controller/tc-reconciler.js";
-import { requireFreshDist } from "../harness/dist.js";
-import {
-  bootLane,
-  type LaneResult,
-  repoRoot,
-  type ScenarioSection,
-  scenarioScript,
-  sections,
-} from "./lane.js";
+import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
 
-interface Side {
-  packets: number;
-  bytes: number;
-  filters: number;
-}
-interface HostCounters {
-  tc: Record<string, { ours: Side; others: Side }>;
-  dp: { ovs: number; tc: number };
-  /** OVS's kernel datapath lookups (dpctl/show): hit, and missed (upcalls). */
-  lookups: { hit: number; missed: number };
-  of: number;
-  packetIns: number | null;
-}
 type Both = { host1: HostCounters; host2: HostCounters };
-type Ping = { sent: number; received: number };
 
-let lane: LaneResult | undefined;
-let s: ScenarioSection | undefined;
-
-beforeAll(async () => {
-  requireFreshDist();
-  const script = readFileSync(
-    join(repoRoot(), "test", "kernel", "scenarios", "flowdrake-offload.sh"),
-    "utf8",
-  );
-  lane = await bootLane({
-    script: scenarioScript([{ name: "flowdrake-offload", script, timeoutS: 3600 }]),
-    timeoutMs: 3_700_000,
-  });
-  s = sections(lane).get("flowdrake-offload");
-}, 3_800_000);
-
-afterAll(() => lane?.cleanup());
-
-function section(): ScenarioSection {
-  if (!s) throw new Error(`the scenario did not run; console:\n${lane?.output ?? "(no boot)"}`);
-  return s;
-}
-const get = <T>(key: string): T => {
-  const v = section().results.get(key);
-  if (v === undefined) throw new Error(`no result ${key}; the scenario's output:\n${section().output}`);
-  return v as T;
-};
+const { get, section } = laneScenario("flowdrake-offload", "flowdrake-offload.sh", 3600);
 const ours = (c: Both, host: keyof Both, dev: string) => c[host].tc[dev]!.ours;
 const delta = (a: Both, b: Both, host: keyof Both, dev: string, what: "packets" | "bytes" = "packets") =>
   ours(b, host, dev)[what] - ours(a, host, dev)[what];
