@@ -137,6 +137,19 @@ describe("a patch port mapped to the uplink of the bridge behind it", () => {
     ).toBe(true);
   });
 
+  it("never takes from the uplink a packet for the bridge's own port, even where table 0 names that MAC", () => {
+    const withLocal: PipelineRule[] = [
+      ...rules,
+      r("to-local-mac", 0, 115, {
+        match: { ...inPort(PATCH), ...dst(LOCAL) },
+        actions: [{ type: "output", port: VM }],
+      }),
+    ];
+    const p = OffloadPlanner.plan({ rules: withLocal, profile: cx6, ports: bridged });
+    expect(p.decisions.get("to-local-mac")!.offloaded).toBe(false);
+    expect(traceSplit(p, withLocal, bridged, fromUplink(LOCAL)).software).toBe(true);
+  });
+
   it("hands every other packet of the uplink to OVS untouched, also where a rule for every port would drop it", () => {
     const cases: [string, Packet, boolean][] = [
       ["for the floating IP's MAC", fromUplink(FIP_MAC), false],

@@ -143,4 +143,48 @@ describe("TTL 0 and 1 taken above a rule", () => {
     expect(p.decisions.get("route")!.offloaded).toBe(false);
     expectSameDecisions(p, rules, ports, [...packets, pkt(3n)]);
   });
+
+  it("a catcher counts only above the rule in tc too: priorities beyond 32766 share one band there", () => {
+    const rules = pipeline([punt("ttl0", 0, toRouter, 40000), punt("ttl1", 1, toRouter, 40000)]).map((r) =>
+      r.id === "snat" ? { ...r, priority: 35000 } : r,
+    );
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(p.decisions.get("snat")!.offloaded).toBe(false);
+    expectSameDecisions(p, rules, ports, packets);
+  });
+});
+
+describe("a rule that changes the TTL itself before a dec_ttl", () => {
+  const one = (actions: PipelineRule["actions"]): PipelineRule[] => [
+    { id: "r", table: 0, priority: 100, match: { in_port: exact("in_port", 1), ...ip }, actions },
+  ];
+  const probe = [0n, 1n, 2n, 3n, 64n].map((t) => ({ in_port: 1n, eth_type: 0x800n, nw_ttl: t }) as Packet);
+
+  it("stays in software when it sets the TTL to 1 or decrements twice: the traps test the arriving TTL", () => {
+    for (const actions of [
+      [
+        { type: "set_field" as const, field: "nw_ttl" as const, value: 1n },
+        { type: "dec_ttl" as const },
+        { type: "output" as const, port: 2 },
+      ],
+      [{ type: "dec_ttl" as const }, { type: "dec_ttl" as const }, { type: "output" as const, port: 2 }],
+    ]) {
+      const rules = one(actions);
+      const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+      expect(p.decisions.get("r")!.offloaded, actions.map((a) => a.type).join(",")).toBe(false);
+      expectSameDecisions(p, rules, ports, probe);
+    }
+  });
+
+  it("is offloaded without traps when it sets the TTL to 2 or more first", () => {
+    const rules = one([
+      { type: "set_field", field: "nw_ttl", value: 64n },
+      { type: "dec_ttl" },
+      { type: "output", port: 2 },
+    ]);
+    const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(p.decisions.get("r")!.offloaded).toBe(true);
+    expect(p.tc.filter((t) => t.ruleId === "r" && t.match.nw_ttl)).toEqual([]);
+    expectSameDecisions(p, rules, ports, probe);
+  });
 });

@@ -706,7 +706,8 @@ export class OffloadPlanner {
     if (!ethType || ethType.mask !== 0xffffn || (ethType.value !== 0x800n && ethType.value !== 0x86ddn))
       return false;
     const covers = (c: PipelineRule): boolean => {
-      if (c.priority <= rule.priority) return false;
+      // above it in tc too (priorities beyond 32766 share a band there)
+      if (tcPrio(c.priority, "main") >= tcPrio(rule.priority, "main")) return false;
       for (const [name, mv] of Object.entries(c.match) as [FieldName, Match[FieldName]][]) {
         if (!mv || name === "nw_ttl") continue;
         if (fieldDef(name)?.pipelineOnly) continue; // registersAllow: every packet of the chain has it
@@ -780,9 +781,17 @@ export class OffloadPlanner {
   private uplinkGate(chain: number, rule: PipelineRule, inPort: number | undefined): Exclusion | undefined {
     if (chain !== 0 || inPort === undefined || !this.ports.bridged?.has(inPort)) return undefined;
     const dst = rule.match.eth_dst;
-    if (dst && dst.mask === fullMask(48) && isUnicastMac(dst.value) && rule.priority > 0) return undefined;
+    const own = this.ports.bridged.get(inPort)!;
+    if (
+      dst &&
+      dst.mask === fullMask(48) &&
+      isUnicastMac(dst.value) &&
+      !own.includes(dst.value) &&
+      rule.priority > 0
+    )
+      return undefined;
     return {
-      reason: `from patch port ${inPort}, only packets for a MAC of br-int's own (an exact unicast eth_dst) leave the bridge behind it: the rest may be for its other ports`,
+      reason: `from patch port ${inPort}, only packets for a MAC of br-int's own (an exact unicast eth_dst, not one of the bridge's own ports) leave the bridge behind it: the rest may be for its other ports`,
       scope: "actions",
     };
   }
@@ -823,6 +832,8 @@ export class OffloadPlanner {
     const hairpins: string[] = [];
     let modifies: string | undefined;
     let decTtl = false;
+    /** The rule set or decremented the TTL: a later dec_ttl's traps would test the wrong one. */
+    let ttlTouched = false;
     const fail = (reason: string): RuleOutcome => ({
       ok: false,
       reason: `not offloaded: ${reason}`,
@@ -874,6 +885,7 @@ export class OffloadPlanner {
           if (a.field === "nw_ttl") {
             if (a.value >= 2n) regs.set(TTL_OK, 1n);
             else regs.delete(TTL_OK);
+            ttlTouched = true;
           }
           modifies = "rewrites the packet";
           break;
@@ -885,12 +897,19 @@ export class OffloadPlanner {
               ? undefined
               : "dec_ttl needs TTL matching to trap TTL 0/1");
           if (miss) return fail(miss);
+          // The traps match the TTL a packet arrives with: this rule must not have changed it.
+          const known = regs.get(knownKey("nw_ttl"));
+          if (known !== undefined && known <= 1n)
+            return fail(`dec_ttl of a TTL set to ${known}: OVS sends the packet to the controller`);
+          if (ttlTouched && known === undefined && !regs.has(TTL_OK))
+            return fail("a second dec_ttl in one rule is not offloadable");
           actions.push({ type: "dec_ttl" });
           forget(regs, ["nw_ttl"]);
           modifies = "rewrites the packet";
           // OVS punts TTL 0 and 1 here: traps for them, unless no such packet gets here
           if (!regs.has(TTL_OK)) decTtl = true;
           regs.delete(TTL_OK);
+          ttlTouched = true;
           break;
         }
         case "push_vlan": {
