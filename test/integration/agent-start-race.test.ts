@@ -96,6 +96,17 @@ describe("agent start", () => {
     release();
     agent = await starting;
 
+    // vsctl returning says ovsdb-server has the change, not that the agent's monitor has
+    // delivered it: the update may land just after the start. Before the fix it was lost until
+    // an unrelated OVSDB event (none comes here); now it is applied whenever it lands.
+    const started = agent;
+    await waitFor(() => started.localPortCount() === 1 || undefined, 10_000, "vm1 bound by the agent");
+    await waitFor(
+      () => started.view.tunnelPort("geneve") === geneve || undefined,
+      10_000,
+      "the geneve ofport",
+    );
+    await started.settle();
     expect(agent.localPortCount()).toBe(1);
     expect(agent.view.tunnelPort("geneve")).toBe(geneve);
     const flows = (await sb().ofctl("dump-flows", sb().mgmtRemote())).stdout;
