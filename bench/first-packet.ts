@@ -21,8 +21,9 @@
  *    datapath's flow cache is flushed (`dpctl/del-flows`) on both sides.
  *    Before the first rate, WARMUP_ADDRESSES other addresses of the sink are
  *    sent to at 100/s (JIT warm-up; an end-to-end check). Series:
- *      - flowdrake, the agent's default config (punts capped at 1,000/s for
- *        the host by OVS's controller meter, as shipped)
+ *      - flowdrake, the agent's default config (the agent takes at most
+ *        1,000 punts/s for the host, behind OVS's controller meter at 4,000/s,
+ *        as shipped)
  *      - flowdrake with the cap off (`punt.hostRatePps: 0`): the agent's own
  *        limit
  *      - OVN (same topology with ovn-nbctl; the sink's lsp lists every

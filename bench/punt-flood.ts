@@ -2,8 +2,9 @@
  * `npm run bench -- punt-flood`: does a neighbour keep its DHCP and its
  * first packets when other VMs on the host flood the controller (issue 13,
  * defect 3)? flowdrake's answer is a punt budget — a pktps meter per port
- * and app, OVS's "controller" meter for the whole host (`punt.hostRatePps`)
- * and the agent's round-robin queue per port (src/controller/punt-queue.ts);
+ * and app, OVS's "controller" meter for the whole host (`punt.switchRatePps`)
+ * and the agent's round-robin queue per port with the host's budget
+ * (`punt.hostRatePps`, src/controller/punt-queue.ts);
  * OVN's is ovn-controller's pinctrl thread answering DHCP itself, unmetered
  * as installed, or behind a CoPP meter for the logical switch when one is
  * configured.

@@ -79,7 +79,7 @@ import { ConnectionError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
 import { BindingTracker } from "./bindings.js";
 import { ChassisRegistration } from "./chassis.js";
-import { type AgentConfig, openflowTarget } from "./config.js";
+import { type AgentConfig, openflowTarget, switchRatePps } from "./config.js";
 import { Engine, type OwnerChange } from "./engine.js";
 import { AgentMetrics } from "./metrics.js";
 import { ModelGuard } from "./model-guard.js";
@@ -194,12 +194,13 @@ export class Agent {
     this.model = new LocalModel(config.chassis, config.tunnelIp);
     this.metrics.flowSource = () => this.reconciler.installedFlows();
     this.reconciler.onFastPathError = () => this.schedule();
-    this.engine = new Engine(this.model, this.apps, { hostPuntPps: config.punt.hostRatePps });
+    this.engine = new Engine(this.model, this.apps, { switchPuntPps: switchRatePps(config.punt) });
     this.punts = new PuntQueue(
       config.punt.queuePerPort,
       (m) => this.onPacketIn(m),
       (err) => log.warn({ err: errorMessage(err) }, "packet-in handler failed"),
       config.punt.concurrency,
+      config.punt.hostRatePps,
     );
     this.tracker = new BindingTracker(config.bridge, Object.keys(config.bridgeMappings));
   }
@@ -823,6 +824,7 @@ export class Agent {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const h of this.appTimers) clearInterval(h);
     this.recovery?.stop();
+    this.punts.close();
     await race(
       this.chain.catch(() => undefined),
       STOP_STEP_MS,

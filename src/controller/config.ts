@@ -131,8 +131,17 @@ export const agentConfigSchema = z.strictObject({
   /** Packets the switch sends this agent (DHCP, ND, first packets): the host-wide budget. */
   punt: z
     .strictObject({
-      /** All punts of this host together, packets per second (OVS's "controller" meter); 0 = no cap. */
+      /**
+       * Punted packets this agent handles per second, all ports together (0 = no cap), shared
+       * round-robin across the ports that have packets waiting (punt-queue.ts).
+       */
       hostRatePps: z.number().int().nonnegative().default(1000),
+      /**
+       * OVS's "controller" meter on every punt of the host, packets per second: a guard on what
+       * crosses the OpenFlow channel, kept above hostRatePps so that the agent's fair queue, not
+       * the meter, decides whose packets wait. Unset: SWITCH_RATE_FACTOR × hostRatePps; 0 = none.
+       */
+      switchRatePps: z.number().int().nonnegative().optional(),
       /** Punted packets queued per port while the agent is busy; older ones are dropped first. */
       queuePerPort: z.number().int().positive().default(64),
       /** Punted packets handled at once (first packets that arrive during one pass share the next). */
@@ -163,6 +172,19 @@ export const agentConfigSchema = z.strictObject({
 });
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+/**
+ * The switch's guard over the agent's budget when unset. OVS's meter drops whichever packet
+ * finds no token, so it must not be the one that drops under an ordinary flood: at 4× the
+ * budget it drops only when the ports' own meters together let through 4 times what the
+ * agent takes.
+ */
+export const SWITCH_RATE_FACTOR = 4;
+
+/** The "controller" meter's rate for a punt config (0 = no meter). */
+export function switchRatePps(punt: AgentConfig["punt"]): number {
+  return punt.switchRatePps ?? SWITCH_RATE_FACTOR * punt.hostRatePps;
+}
 
 export class ConfigError extends UsageError {}
 

@@ -124,8 +124,8 @@ function empty(o: OwnerOutput): boolean {
 export class AppBuildError extends Error {}
 
 export interface EngineOptions {
-  /** Host-wide punt budget in packets per second (the "controller" meter); 0 = none. */
-  hostPuntPps?: number;
+  /** The "controller" meter on every punt of the host, packets per second; 0 = none. */
+  switchPuntPps?: number;
 }
 
 export class Engine {
@@ -162,7 +162,7 @@ export class Engine {
     try {
       if (app === "pipeline") {
         output.flows = missFlows(key, cookie);
-        const pps = this.opts.hostPuntPps ?? 0;
+        const pps = this.opts.switchPuntPps ?? 0;
         if (pps > 0) output.meters.push({ owner: key, id: CONTROLLER_METER, ratePps: pps });
       } else {
         const a = this.appByName.get(app)!;

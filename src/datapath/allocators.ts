@@ -18,7 +18,7 @@
  * OVS maps OpenFlow meter ids onto datapath meters itself, so sparse ids
  * cost nothing; only the number of meters counts against the switch's limit.
  * On top of the per-port meters, OpenFlow's reserved "controller" meter
- * (`CONTROLLER_METER`) caps all punts of the host together.
+ * (`CONTROLLER_METER`) bounds all punts of the host together.
  *
  * Conntrack zones (16-bit; two owners must never share one while both
  * exist) are split the same way. A local port's zone is computed: its ofport

@@ -265,8 +265,8 @@ describe("node agent on one host", () => {
     }
     // vm3's subnet has no DHCP: no punt, no meter.
     expect(stdout).not.toMatch(new RegExp(`meter=${vms.vm3!.ofport} `));
-    // and every punt of the host together goes through OVS's "controller" meter (the host budget)
-    expect(stdout).toMatch(/meter=controller pktps burst stats bands=\s*type=drop rate=1000 burst_size=1000/);
+    // and every punt of the host together goes through OVS's "controller" meter, a guard at 4× the agent's budget
+    expect(stdout).toMatch(/meter=controller pktps burst stats bands=\s*type=drop rate=4000 burst_size=4000/);
   });
 
   it("IPv6 neighbour solicitations for known addresses are answered by the agent; DAD is not", async () => {

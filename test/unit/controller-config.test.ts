@@ -14,6 +14,7 @@ import {
   loadAgentConfig,
   openflowTarget,
   parseAgentConfig,
+  switchRatePps,
 } from "../../src/controller/config.js";
 import { offloadSocket, requestedMode } from "../../src/controller/tc-reconciler-config.js";
 import { UsageError } from "../../src/util/errors.js";
@@ -132,6 +133,10 @@ describe("loadAgentConfig", () => {
     });
     expect(c.dhcp).toEqual({ ratePps: 7, domain: "example" });
     expect(c.punt.hostRatePps).toBe(10);
+    // the switch's guard follows the budget unless set
+    expect(switchRatePps(c.punt)).toBe(40);
+    expect(switchRatePps({ ...c.punt, switchRatePps: 25 })).toBe(25);
+    expect(switchRatePps({ ...c.punt, hostRatePps: 0 })).toBe(0);
     expect(c.bridge).toBe("br-x");
     expect(c.encap).toBe("geneve");
     // a flag replaces a list whole

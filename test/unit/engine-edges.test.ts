@@ -78,8 +78,8 @@ describe("engine: the pipeline owner", () => {
       );
     }
     expect(ch!.after!.meters).toEqual([]);
-    expect(new Engine(m, [], { hostPuntPps: 0 }).recomputeAll()[0]!.after!.meters).toEqual([]);
-    expect(new Engine(m, [], { hostPuntPps: 500 }).recomputeAll()[0]!.after!.meters).toEqual([
+    expect(new Engine(m, [], { switchPuntPps: 0 }).recomputeAll()[0]!.after!.meters).toEqual([]);
+    expect(new Engine(m, [], { switchPuntPps: 500 }).recomputeAll()[0]!.after!.meters).toEqual([
       { owner: "pipeline/global/", id: CONTROLLER_METER, ratePps: 500 },
     ]);
   });

@@ -131,4 +131,76 @@ describe("punt queue", () => {
     expect(q.stats.handled).toBe(1);
     expect(q.running).toBe(0);
   });
+
+  describe("with a rate (the host's punt budget)", () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    it("hands out a full bucket at once, then ratePps a second", async () => {
+      const q = new PuntQueue<number>(1000, async () => undefined, undefined, 32, 100);
+      const t0 = performance.now();
+      for (let i = 0; i < 250; i++) q.push(1, i);
+      // the bucket starts full: 100 at once, then what the time since earns, not all 250
+      for (const ms of [20, 300]) {
+        await sleep(ms);
+        const elapsed = (performance.now() - t0) / 1000;
+        expect(q.stats.handled).toBeGreaterThanOrEqual(100);
+        expect(q.stats.handled).toBeLessThanOrEqual(100 + Math.ceil(100 * elapsed) + 1);
+      }
+      await q.idle();
+      // 150 beyond the bucket take 1.5 s at 100/s
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(1490);
+      expect(q.stats).toEqual({ queued: 250, handled: 250, dropped: 0 });
+    });
+
+    it("a port under its share of the rate has all its packets handled while two others flood", async () => {
+      const handled = new Map<number, number>();
+      const q = new PuntQueue<number>(
+        2,
+        async (port) => {
+          handled.set(port, (handled.get(port) ?? 0) + 1);
+        },
+        undefined,
+        32,
+        60,
+      );
+      // 100 rounds of 10 ms: two flooders push 10 packets a round (about 1,000/s each), the neighbour
+      // one every 10 rounds (about 10/s, half its third of 60/s). Its queue holds 2: had it waited
+      // behind the flooders' packets it would have lost some, as theirs do
+      for (let t = 0; t < 100; t++) {
+        for (let i = 0; i < 10; i++) {
+          q.push(1, 1);
+          q.push(2, 2);
+        }
+        if (t % 10 === 0) q.push(3, 3);
+        await sleep(10);
+      }
+      await q.idle();
+      expect(handled.get(3)).toBe(10);
+      expect(q.stats.dropped).toBeGreaterThan(1000);
+      // the flooders share what the bucket had left
+      expect(Math.abs(handled.get(1)! - handled.get(2)!)).toBeLessThanOrEqual(1);
+    });
+
+    it("close() drops what waits and stops the bucket's timer; later pushes are ignored", async () => {
+      const seen: number[] = [];
+      const q = new PuntQueue<number>(
+        100,
+        async (n) => {
+          seen.push(n);
+        },
+        undefined,
+        1,
+        2,
+      );
+      for (let i = 0; i < 10; i++) q.push(1, i);
+      await sleep(10);
+      q.close();
+      await q.idle();
+      q.push(1, 99);
+      await sleep(600);
+      // the bucket held 2; nothing after close, so no timer fired a third
+      expect(seen).toEqual([0, 1]);
+      expect(q.stats).toEqual({ queued: 10, handled: 2, dropped: 8 });
+    });
+  });
 });
