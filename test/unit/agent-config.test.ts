@@ -78,6 +78,7 @@ describe("agent flags", () => {
       metricsTls: { certificate: "/k/m.pem", privateKey: "/k/m-key.pem" },
       metricsAuthFile: "/k/metrics.auth",
       dhcp: { ratePps: 1, leaseTime: 2, domain: "d" },
+      punt: { switchRatePps: 4 },
       offload: {
         hwOffload: true,
         tcPolicy: "none",
