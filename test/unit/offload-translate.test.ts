@@ -242,6 +242,20 @@ describe("a device filter as the tc command an operator would write", () => {
         `filter add dev rep2 ingress chain 0 prio 19 protocol arp flower skip_hw action gact pass cookie ${c}`,
     },
     {
+      name: "a trap after a ct lookup OVS would see clears the packet's conntrack state first (act_ct clear)",
+      d: device(
+        "rep2",
+        1009,
+        23,
+        { eth_type: exact("eth_type", 0x86dd) },
+        [{ type: "ct_clear" }, { type: "pass" }],
+        "trap",
+      ),
+      tc: (c) =>
+        `filter add dev rep2 ingress chain 1009 prio 23 protocol ipv6 flower skip_hw ` +
+        `action ct clear pipe cookie ${c} action gact pass cookie ${c}`,
+    },
+    {
       name: "under skip_sw (a real NIC) a trap is `trap`: the NIC hands the packet to the kernel",
       d: device("rep2", 0, 21, { eth_dst: exact("eth_dst", mac(10)) }, [{ type: "pass" }], "trap"),
       flags: "skip_sw",

@@ -123,9 +123,10 @@ describe("the tc rules a plan is made of", () => {
   });
 
   it("names the first table that matches conntrack state, whatever order the rules came in", () => {
+    // (a commit: a plain lookup is offloaded, its later traps clearing its state; planner-shapes)
     const rules = [
       r(
-        [{ type: "ct", zone: 1, commit: false, nat: false, table: 10 }],
+        [{ type: "ct", zone: 1, commit: true, nat: false, table: 10 }],
         { ct_mark: exact("ct_mark", 0) },
         5,
         "ct",
@@ -225,9 +226,22 @@ describe("updates", () => {
     const planner = new OffloadPlanner(cx6, ports);
     planner.setRules(rules);
     expect(planner.result().decisions.get("ct")!.offloaded).toBe(true);
-    planner.update({
-      upsert: [r([], { reg6: exact("reg6", 1), ct_state: { value: 0x20n, mask: 0x20n } }, 5, "tracked")],
-    });
-    expect(planner.result().decisions.get("ct")!.offloaded).toBe(false);
+    const v6Trap = () =>
+      planner
+        .result()
+        .tc.find((t) => t.ruleId === "v6")!
+        .actions.map((a) => a.type);
+    expect(v6Trap()).toEqual(["pass"]);
+    const tracked = r([], { reg6: exact("reg6", 1), ct_state: { value: 0x20n, mask: 0x20n } }, 5, "tracked");
+    planner.update({ upsert: [tracked] });
+    // the lookup's state is now seen at its own table: it stays on the NIC, and the trap after it clears it
+    expect(planner.result().decisions.get("ct")!.offloaded).toBe(true);
+    expect(v6Trap()).toEqual(["ct_clear", "pass"]);
+    // as planned from scratch, but for the chains' numbers
+    const shape = (p: Plan) =>
+      p.tc.map((t) => `${t.ruleId}:${t.role}:${t.actions.map((a) => a.type)}`).sort();
+    expect(shape(planner.result())).toEqual(
+      shape(OffloadPlanner.plan({ rules: [...rules, tracked], profile: cx6, ports })),
+    );
   });
 });

@@ -395,7 +395,7 @@ describe("connection tracking", () => {
     expectSameDecisions(p, rules, ports, [first, first, tcp(1, { tp_dst: 443n })]);
   });
 
-  it("keeps a lookup in OVS when a table at or before it matches conntrack state (the state stays on the packet)", () => {
+  it("offloads a lookup whose state a table at or before it matches; what goes to OVS after it goes untracked", () => {
     const rules = [
       rule("untracked", 0, 100, {
         match: { in_port: exact("in_port", 1), ct_state: { value: 0n, mask: trk } },
@@ -412,12 +412,54 @@ describe("connection tracking", () => {
       rule("fwd", 5, 50, { match: {}, actions: [{ type: "output", port: 2 }] }),
     ];
     const p = plan(rules);
-    expect(decision(p, "untracked").reason).toBe(
-      "not offloaded: it leaves conntrack state on the packet, which table 0 matches and a later table may hand the packet to OVS, which must see it unchanged",
-    );
+    expect(decision(p, "untracked").offloaded).toBe(true);
+    // the chain after the lookup clears its state before handing a packet to OVS, which would
+    // otherwise see it tracked at table 0 and send it to port 3
+    const after = p.chains.find((c) => c.table === 5)!;
+    expect(after.clearsCt).toBe(true);
+    expect(p.tc.find((t) => t.ruleId === "v6")!.actions).toEqual([{ type: "ct_clear" }, { type: "pass" }]);
     const v6 = tcp(1, { eth_type: 0x86ddn });
     expect(runSoftware(rules, ports, v6)).toEqual([{ kind: "controller", reason: "action" }]);
-    expectSameDecisions(p, rules, ports, [v6, tcp(1)]);
+    expect(traceSplit(p, rules, ports, v6).software).toBe(true);
+    expect(traceSplit(p, rules, ports, tcp(1))).toMatchObject({ software: false, events: [{ port: 2 }] });
+    expectSameDecisions(p, rules, ports, [v6, tcp(1), v6]);
+    // without the clear, OVS would have seen the tracked packet: the evaluator tells the difference
+    const unclear = {
+      ...p,
+      tc: p.tc.map((t) => (t.ruleId === "v6" ? { ...t, actions: [{ type: "pass" as const }] } : t)),
+    };
+    expect(runSplit(unclear, rules, ports, v6)).toMatchObject([{ kind: "output", port: 3 }]);
+  });
+
+  it("a chain after such a lookup with no catch-all (a rule flower cannot express) misses into OVS untracked", () => {
+    const rules = [
+      rule("untracked", 0, 100, {
+        match: { in_port: exact("in_port", 1), ct_state: { value: 0n, mask: trk } },
+        actions: [ct(1, 5)],
+      }),
+      rule("tracked", 0, 90, {
+        match: { in_port: exact("in_port", 1) },
+        actions: [{ type: "output", port: 3 }],
+      }),
+      {
+        ...rule("opaque", 5, 100, { match: {}, actions: [{ type: "controller" }] }),
+        opaqueMatch: ["arp_op"],
+      },
+      rule("fwd", 5, 50, { match: {}, actions: [{ type: "output", port: 2 }] }),
+    ];
+    const p = plan(rules);
+    const after = p.chains.find((c) => c.table === 5)!;
+    expect(p.tc.filter((t) => t.chain === after.chain)).toEqual([
+      {
+        chain: after.chain,
+        prio: 0xffff,
+        match: {},
+        actions: [{ type: "ct_clear" }, { type: "pass" }],
+        role: "miss",
+      },
+    ]);
+    expect(runSoftware(rules, ports, tcp(1))).toEqual([{ kind: "controller", reason: "action" }]);
+    expectSameDecisions(p, rules, ports, [tcp(1), tcp(1)]);
   });
 
   it("offloads a lookup whose state nothing before it matches, and the established flow after it", () => {
@@ -478,9 +520,12 @@ describe("connection tracking", () => {
     };
     apply(planner.update({ upsert: [dropTracked] }));
     const after = planner.result();
-    expect(after.decisions.get("lookup")!.reason).toMatch(
-      /leaves conntrack state on the packet, which table 0 matches/,
-    );
+    // still on the NIC, now with the trap after it clearing the state
+    expect(after.decisions.get("lookup")!.offloaded).toBe(true);
+    expect(after.tc.find((t) => t.ruleId === "v6")!.actions).toEqual([
+      { type: "ct_clear" },
+      { type: "pass" },
+    ]);
     expect([...installed].sort()).toEqual(after.tc.map(key).sort());
     expectSameDecisions(after, [...rules, dropTracked], ports, [tcp(1, { eth_type: 0x86ddn }), tcp(1)]);
     apply(planner.update({ remove: ["drop-tracked"] }));

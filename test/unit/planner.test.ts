@@ -134,8 +134,10 @@ describe("offload planner", () => {
         const ports = portsOf(topo);
         for (const profile of ["connectx-6-dx", "connectx-5"].map(profileById)) {
           const plan = OffloadPlanner.plan({ rules, profile, ports });
-          // Conntrack is offloaded where the NIC has it and no table before the lookup matches its state.
-          const ctInHardware = profile.conntrack && topo.conntrack === "direct";
+          // Conntrack is offloaded where the NIC has it, for a plain lookup ("direct", and "recirc",
+          // whose table matches -trk before it); a commit stays in OVS, the tables after it punting.
+          const ctInHardware =
+            profile.conntrack && (topo.conntrack === "direct" || topo.conntrack === "recirc");
           for (const flow of hardwareFlows(topo)) {
             const ct = new Conntrack();
             traceSplit(plan, rules, ports, flow.packet, ct); // the first packet may commit the connection

@@ -32,7 +32,7 @@
  * on what to do, the filter passes the packet to OVS, which is always right.
  */
 import type { Match } from "../planner/ir.js";
-import type { Plan, TcAction, TcRule } from "../planner/plan.js";
+import { type Plan, type TcAction, type TcRule, trapActions } from "../planner/plan.js";
 
 /** The prio of the explicit catch-all of a chain without one (above every rule the planner makes). */
 export const SOFTWARE_MISS_PRIO = 0xffff;
@@ -90,7 +90,8 @@ export function actionText(a: TcAction): string {
 }
 
 export function kindOf(r: TcRule): FilterKind {
-  if (r.actions.length === 1 && r.actions[0]!.type === "pass") return "trap";
+  if (r.actions.at(-1)?.type === "pass" && r.actions.every((a) => a.type === "pass" || a.type === "ct_clear"))
+    return "trap";
   if (r.actions.length === 1 && r.actions[0]!.type === "drop") return "drop";
   return "offload";
 }
@@ -115,6 +116,9 @@ function make(dev: string, rule: TcRule, table: number, origins: string[]): Devi
  */
 export function deviceRules(plan: Plan, devices: Iterable<string>): DeviceRule[] {
   const tableOf = new Map(plan.chains.map((c) => [c.chain, c.table]));
+  // a trap in a chain after a ct lookup clears the lookup's state first, as the planner's own traps do
+  const clears = new Set(plan.chains.filter((c) => c.clearsCt).map((c) => c.chain));
+
   const byChain = new Map<number, TcRule[]>();
   for (const r of plan.tc) {
     const list = byChain.get(r.chain);
@@ -136,7 +140,7 @@ export function deviceRules(plan: Plan, devices: Iterable<string>): DeviceRule[]
       return;
     }
     // Two rules want different things of one filter: let OVS decide their packets.
-    const trap: TcRule = { ...have.rule, actions: [{ type: "pass" }], role: "trap" };
+    const trap: TcRule = { ...have.rule, actions: trapActions(clears.has(have.rule.chain)), role: "trap" };
     out.set(d.key, { ...make(d.dev, trap, d.table, origins) });
   };
   for (const c of order) {
@@ -159,7 +163,7 @@ export function deviceRules(plan: Plan, devices: Iterable<string>): DeviceRule[]
         chain: c.chain,
         prio: SOFTWARE_MISS_PRIO,
         match: {},
-        actions: [{ type: "pass" }],
+        actions: trapActions(clears.has(c.chain)),
         role: "trap",
       };
       for (const dev of devs) put(make(dev, miss, tableOf.get(c.chain) ?? c.table, []));

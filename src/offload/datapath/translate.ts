@@ -378,6 +378,9 @@ function translateActions(
       case "tunnel_unset":
         out.push({ kind: "tunnel_key", op: "unset", control: TC_ACT.PIPE });
         break;
+      case "ct_clear":
+        out.push({ kind: "ct", clear: true, control: TC_ACT.PIPE });
+        break;
       case "ct":
         out.push({
           kind: "ct",

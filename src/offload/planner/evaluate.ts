@@ -15,12 +15,15 @@
  * arrives untracked (ct_state 0); `ct` looks its connection up in the zone's
  * table — +trk+est if the connection was committed (+rpl for a packet of the
  * reply direction), +trk+new if not, +trk+inv for a packet that is not IP —
- * and `ct(commit)` records the connection. Pass one `Conntrack` to a sequence
+ * and `ct(commit)` records the connection; a commit's ct_mark write
+ * (`exec(set_field:…->ct_mark)`) marks it, and every later lookup of either
+ * direction reads the mark into ct_mark. Pass one `Conntrack` to a sequence
  * of runs to carry that state from packet to packet. In the split datapath tc
  * and OVS share one table (act_ct and OVS's ct action use the same kernel
  * conntrack), and a packet that tc tracked and then hands to OVS arrives with
- * that state in ct_state/ct_zone (the kernel keeps the skb's conntrack entry
- * and OVS reads it when the packet arrives). NAT is modelled for IPv4
+ * that state in ct_state/ct_zone/ct_mark (the kernel keeps the skb's conntrack
+ * entry and OVS reads it when the packet arrives) — unless tc cleared it
+ * (act_ct `clear`): then it arrives untracked. NAT is modelled for IPv4
  * addresses and ports: `ct(nat(src|dst=…))` on a new connection translates
  * it (and with `commit` records the translation), and `ct(nat)` on a packet
  * of a recorded connection applies the connection's translation in the
@@ -56,40 +59,64 @@ const maxSteps = 64;
 /** What NAT writes into a packet of one direction of a connection. */
 type Rewrite = Partial<Record<"ipv4_src" | "ipv4_dst" | "tp_src" | "tp_dst", bigint>>;
 
-/** A conntrack table: the connections committed so far, per zone, with their NAT. */
+/** A conntrack table: the connections committed so far, per zone, with their NAT and ct_mark. */
 export class Conntrack {
   /** zone|tuple of a connection's original direction → the rewrite of its packets (undefined: no NAT). */
   private readonly originals = new Map<string, Rewrite | undefined>();
   /** zone|tuple of its replies as they arrive (after the translation) → theirs. */
   private readonly replies = new Map<string, Rewrite | undefined>();
+  /** zone|tuple of either direction → the connection's original zone|tuple (its ct_mark's key). */
+  private readonly connection = new Map<string, string>();
+  /** A connection's ct_mark, where not 0. */
+  private readonly marks = new Map<string, bigint>();
 
   /**
    * The `ct` action: the packet's ct_state in `zone`; with `commit`, the
-   * connection is recorded. With `nat`, the packet is translated (in place):
+   * connection is recorded, and `mark` (a commit's ct_mark write, value under
+   * mask) written into it. With `nat`, the packet is translated (in place):
    * by `range` if the connection is new, else by the connection's own NAT.
+   * The packet's ct_mark becomes its connection's (0 for one not committed).
    */
-  track(zone: number, pkt: Packet, commit: boolean, nat?: { range?: CtNatRange }): bigint {
+  track(
+    zone: number,
+    pkt: Packet,
+    commit: boolean,
+    nat?: { range?: CtNatRange },
+    mark?: { value: bigint; mask: bigint },
+  ): bigint {
     const key = tupleOf(pkt);
+    pkt.ct_mark = 0n;
     if (key === undefined) return ctState.trk | ctState.inv;
     const k = `${zone}|${key}`;
-    if (this.originals.has(k)) {
-      if (nat) Object.assign(pkt, this.originals.get(k));
-      return ctState.trk | ctState.est;
-    }
-    if (this.replies.has(k)) {
-      if (nat) Object.assign(pkt, this.replies.get(k));
-      return ctState.trk | ctState.est | ctState.rpl;
+    const known = this.originals.has(k) ? "original" : this.replies.has(k) ? "reply" : undefined;
+    if (known) {
+      if (nat) Object.assign(pkt, (known === "original" ? this.originals : this.replies).get(k));
+      const conn = this.connection.get(k)!;
+      if (commit && mark) this.setMark(conn, mark);
+      pkt.ct_mark = this.marks.get(conn) ?? 0n;
+      return ctState.trk | ctState.est | (known === "reply" ? ctState.rpl : 0n);
     }
     const [forward, back] = nat?.range ? natRewrites(pkt, nat.range) : [undefined, undefined];
     if (commit) {
+      const reply = `${zone}|${tupleOf({ ...pkt, ...forward }, true)}`;
       this.originals.set(k, forward);
-      this.replies.set(`${zone}|${tupleOf({ ...pkt, ...forward }, true)}`, back);
+      this.replies.set(reply, back);
+      this.connection.set(k, k);
+      this.connection.set(reply, k);
+      if (mark) this.setMark(k, mark);
+      pkt.ct_mark = this.marks.get(k) ?? 0n;
     }
     if (forward) Object.assign(pkt, forward);
     return ctState.trk | ctState.new;
   }
 
-  /** The committed connections with their NAT, sorted (to compare two tables). */
+  private setMark(conn: string, mark: { value: bigint; mask: bigint }): void {
+    const v = ((this.marks.get(conn) ?? 0n) & ~mark.mask) | (mark.value & mark.mask);
+    if (v) this.marks.set(conn, v);
+    else this.marks.delete(conn);
+  }
+
+  /** The committed connections with their NAT and ct_mark, sorted (to compare two tables). */
   entries(): string[] {
     const show = (r: Rewrite | undefined) =>
       r
@@ -97,7 +124,12 @@ export class Conntrack {
             .map(([f, v]) => `${f}=${v}`)
             .join(",")
         : "";
-    return [...this.originals].map(([k, r]) => `${k}${r ? ` nat ${show(r)}` : ""}`).sort();
+    return [...this.originals]
+      .map(
+        ([k, r]) =>
+          `${k}${r ? ` nat ${show(r)}` : ""}${this.marks.has(k) ? ` mark ${this.marks.get(k)}` : ""}`,
+      )
+      .sort();
   }
 }
 
@@ -208,7 +240,7 @@ export function runSoftware(
       } else if (a.type === "controller") events.push({ kind: "controller", reason: a.reason ?? "action" });
       else if (a.type === "goto") table = a.table;
       else if (a.type === "ct") {
-        pkt.ct_state = conntrack.track(a.zone, pkt, a.commit, natOf(a));
+        pkt.ct_state = conntrack.track(a.zone, pkt, a.commit, natOf(a), a.mark);
         pkt.ct_zone = BigInt(a.zone);
         table = a.table;
       } else events.push({ kind: "controller", reason: `other:${a.name}` });
@@ -301,6 +333,10 @@ export function traceSplit(
         case "ct":
           pkt.ct_state = conntrack.track(a.zone, pkt, a.commit, natOf(a));
           pkt.ct_zone = BigInt(a.zone);
+          break;
+        case "ct_clear":
+          // act_ct's clear: the packet reaches OVS untracked, as it came from the port
+          for (const k of Object.keys(pkt)) if (k.startsWith("ct_")) delete pkt[k as FieldName];
           break;
         case "mirror":
         case "redirect": {

@@ -163,10 +163,12 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
         else out.push({ type: "other", name: "resubmit to a port" });
         break;
       case "ct": {
-        // ct's own actions other than nat (a ct_mark or ct_label write, say) have no
+        // ct's own actions other than nat and a ct_mark write (a ct_label write, say) have no
         // counterpart in the planner's ct: the rule stays in software rather than lose them
-        const extra = (a.actions ?? []).find((x) => x.type !== "nat");
+        const isMark = (x: OfAction) => x.type === "set_field" && x.field === "ct_mark" && a.commit === true;
+        const extra = (a.actions ?? []).find((x) => x.type !== "nat" && !isMark(x));
         const nat = (a.actions ?? []).find((x) => x.type === "nat")?.nat;
+        const markSet = (a.actions ?? []).find(isMark);
         if (typeof a.zone === "object") out.push({ type: "other", name: "ct with a zone from a field" });
         else if (extra) out.push({ type: "other", name: `ct with ${extra.type} among its actions` });
         // tc's ct nat has no persistent, hash or random: keep such a NAT where OVS does it
@@ -179,6 +181,14 @@ function convertActions(list: readonly OfAction[], ports: PortMap, out: Action[]
             commit: a.commit ?? false,
             nat: nat !== undefined,
             ...(nat?.kind ? { natRange: natRange(nat, nat.kind) } : {}),
+            ...(markSet?.type === "set_field"
+              ? {
+                  mark: {
+                    value: toBigint("ct_mark", markSet.value),
+                    mask: markSet.mask === undefined ? 0xffffffffn : toBigint("ct_mark", markSet.mask),
+                  },
+                }
+              : {}),
             table: a.table,
           });
         }

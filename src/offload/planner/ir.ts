@@ -98,7 +98,16 @@ export type Action =
       dstFrom?: FieldName;
     }
   /** `natRange`: the translation a NAT with a kind sets up (ct nat without one only restores). */
-  | { type: "ct"; zone: number; commit: boolean; nat: boolean; natRange?: CtNatRange; table?: number }
+  /** `mark`: a commit's write of the connection's ct_mark (exec(set_field:value/mask->ct_mark)). */
+  | {
+      type: "ct";
+      zone: number;
+      commit: boolean;
+      nat: boolean;
+      natRange?: CtNatRange;
+      mark?: { value: bigint; mask: bigint };
+      table?: number;
+    }
   | { type: "controller"; reason?: string }
   /** Something the planner does not model (learn, group, meter, note with effects…): never offloaded. */
   | { type: "other"; name: string };

@@ -50,10 +50,18 @@
  *     hands nothing over and does not count.) Such rules become traps too (a fixpoint,
  *     recomputed on every update, so that a rule whose later chains stop
  *     reaching software is offloaded again).
- *     Changes are header rewrites, VLAN push/pop, a ct commit or NAT, and a plain ct lookup when a table at or before the
- *     rule's matches conntrack state: the NIC's ct leaves that state on the
- *     packet, and OVS, running the pipeline from table 0, would see it there
- *     where the software pipeline saw an untracked packet.
+ *     Changes are header rewrites, VLAN push/pop, and a ct commit or NAT.
+ *   - a plain ct lookup is not a change, though the NIC's ct leaves its state
+ *     on the packet: where a table at or before it matches conntrack state,
+ *     OVS, running the pipeline from table 0, would see that state where the
+ *     software pipeline saw an untracked packet. So the chains after such a
+ *     lookup (a pseudo-register; `clearsCt` in the plan) clear it first in
+ *     every trap (act_ct `clear`, then pass), and end in a catch-all that does
+ *     the same where they would otherwise miss into OVS. The packet reaches
+ *     OVS untracked, as it came from the port — and OVS's own lookup, run on
+ *     it once more, finds the connection as the NIC's did. A security group's
+ *     ingress lookup, behind the egress table's conntrack matches, stays on
+ *     the NIC this way.
  *   - a rule that matches the absence of a VLAN tag (flower has no key for
  *     it) is offloaded without that match, with a trap for tagged packets
  *     above it, on profiles that match VLANs.
@@ -123,7 +131,8 @@ export type TcAction =
   | { type: "vlan_pop" }
   | { type: "tunnel_set"; id: bigint; dst: bigint; tunnel: "vxlan" | "geneve" }
   | { type: "tunnel_unset" }
-  | { type: "ct"; zone: number; commit: boolean; nat: boolean; natRange?: CtNatRange };
+  | { type: "ct"; zone: number; commit: boolean; nat: boolean; natRange?: CtNatRange }
+  | { type: "ct_clear" };
 
 export interface TcRule {
   chain: number;
@@ -153,6 +162,8 @@ export interface ChainInfo {
   known?: Record<string, bigint>;
   /** A packet in this chain may end up in OVS (trap, poisoned or a software rule downstream). */
   reachesSoftware: boolean;
+  /** Its traps clear the packet's conntrack state first (an earlier ct lookup's, which OVS must not see). */
+  clearsCt?: true;
 }
 
 /**
@@ -172,6 +183,15 @@ export interface Exclusion {
 const DECAP = "·decap";
 /** The pseudo-register that marks chains whose packets all have a TTL of 2 or more (see the module comment). */
 const TTL_OK = "·ttl≥2";
+/**
+ * The pseudo-register that marks chains after a ct lookup whose state a table at or before it
+ * matches: their traps clear the packet's conntrack state before handing it to OVS (see the module comment).
+ */
+const CT_LOOKED = "·ct";
+/** What a trap does: hand the packet to OVS as it came, its conntrack state cleared in a `clearsCt` chain. */
+export function trapActions(clearsCt: boolean): TcAction[] {
+  return clearsCt ? [{ type: "ct_clear" }, { type: "pass" }] : [{ type: "pass" }];
+}
 /** Prefix of the pseudo-registers that hold a header's known value (set by an earlier rewrite). */
 const KNOWN = "·known:";
 const knownKey = (field: string): string => `${KNOWN}${field}`;
@@ -333,7 +353,9 @@ export class OffloadPlanner {
     const reachableBefore = new Set(this.reachableChains());
     const before = new Map<string, TcRule>();
     for (const c of affected) {
-      if (reachableBefore.has(c)) for (const r of this.perChain.get(c)?.rules ?? []) before.set(tcKey(r), r);
+      // copies: settle may change a rule in place before the diff is taken
+      if (reachableBefore.has(c))
+        for (const r of this.perChain.get(c)?.rules ?? []) before.set(tcKey(r), { ...r });
     }
     this.settleLog = [];
     this.lastPlannedChains = 0;
@@ -350,7 +372,9 @@ export class OffloadPlanner {
     for (const [k, r] of after) if (!before.has(k)) added.push(r);
     for (const [k, r] of before) if (!after.has(k)) removed.push(r);
     for (const s of settled) {
-      if (affected.includes(s.rule.chain) || !reachableAfter.has(s.rule.chain)) continue;
+      // (a chain reachable only now is added whole below, as settle left it)
+      const c = s.rule.chain;
+      if (affected.includes(c) || !reachableAfter.has(c) || !reachableBefore.has(c)) continue;
       removed.push(s.before);
       added.push(s.rule);
     }
@@ -358,9 +382,11 @@ export class OffloadPlanner {
       if (!reachableBefore.has(c) && !affected.includes(c))
         added.push(...(this.perChain.get(c)?.rules ?? []));
     }
+    // a chain no longer reachable goes as it was installed: as it was before settle changed its rules
+    const settledFrom = new Map(settled.map((s) => [s.rule, s.before] as const));
     for (const c of reachableBefore) {
       if (!reachableAfter.has(c) && !affected.includes(c))
-        removed.push(...(this.perChain.get(c)?.rules ?? []));
+        removed.push(...(this.perChain.get(c)?.rules ?? []).map((r) => settledFrom.get(r) ?? r));
     }
     return { added, removed };
   }
@@ -532,7 +558,7 @@ export class OffloadPlanner {
           indev: coarse.indev,
           ruleId: rule.id,
           prio: tcPrio(rule.priority, "main"),
-          actions: [{ type: "pass" }],
+          actions: trapActions(regs.has(CT_LOOKED)),
           role: "trap",
         });
         cover();
@@ -550,7 +576,7 @@ export class OffloadPlanner {
         traps.push({
           ...base,
           match: { ...base.match, vlan_vid: VLAN_PRESENT },
-          actions: [{ type: "pass" }],
+          actions: trapActions(regs.has(CT_LOOKED)),
           role: "trap",
         });
       }
@@ -560,24 +586,24 @@ export class OffloadPlanner {
             traps.push({
               ...base,
               match: { ...base.match, nw_ttl: { value: ttl, mask: 0xffn } },
-              actions: [{ type: "pass" }],
+              actions: trapActions(regs.has(CT_LOOKED)),
               role: "trap",
             });
           }
         }
         for (const dev of outcome.hairpins)
-          traps.push({ ...base, indev: dev, actions: [{ type: "pass" }], role: "trap" });
+          traps.push({ ...base, indev: dev, actions: trapActions(regs.has(CT_LOOKED)), role: "trap" });
       }
       if (chain === 0 && inPort === undefined) {
         // A table-0 rule for every port also meets the uplinks' packets: those go to OVS first.
         for (const dev of this.bridgedDevs())
-          traps.push({ ...base, indev: dev, actions: [{ type: "pass" }], role: "trap" });
+          traps.push({ ...base, indev: dev, actions: trapActions(regs.has(CT_LOOKED)), role: "trap" });
       }
       for (const t of traps) tc.push({ ...t, prio: tcPrio(rule.priority, "trap") });
       tc.push({
         ...base,
         prio: tcPrio(rule.priority, "main"),
-        actions: outcome.ok ? outcome.actions : [{ type: "pass" }],
+        actions: outcome.ok ? outcome.actions : trapActions(regs.has(CT_LOOKED)),
         role: outcome.ok ? "offload" : "trap",
       });
       cover();
@@ -590,12 +616,15 @@ export class OffloadPlanner {
           prio: tcPrio(0, "main"),
           match: {},
           indev: dev,
-          actions: [{ type: "pass" }],
+          actions: trapActions(regs.has(CT_LOOKED)),
           role: "trap",
         });
     }
     if (!poisoned && !shadowed)
       tc.push({ chain, prio: maxPrio, match: {}, actions: [{ type: "drop" }], role: "miss" });
+    else if (poisoned && regs.has(CT_LOOKED))
+      // what misses the chain goes to OVS too, and must not take the lookup's state along
+      tc.push({ chain, prio: maxPrio, match: {}, actions: trapActions(true), role: "miss" });
     this.perChain.set(chain, { rules: tc, outcomes, poisoned });
   }
 
@@ -987,6 +1016,7 @@ export class OffloadPlanner {
             return fail(`connection tracking is not offloaded on ${this.profile.name}`);
           }
           if (a.nat && !this.profile.actions.includes("ct_nat")) return fail("ct nat is not offloadable");
+          if (a.mark) return fail("a ct commit that sets ct_mark is not offloaded");
           if (a.table === undefined) return fail("ct without a recirculation table is not offloadable");
           if (a.table <= rule.table) return fail("ct recirculation to an earlier table is not offloadable");
           if (outputs) return fail("output before ct is not offloadable");
@@ -995,6 +1025,7 @@ export class OffloadPlanner {
           const seenBy = this.conntrackMatchedBy(rule.table);
           if (a.commit || a.nat) modifies = "commits the connection";
           if (a.nat) forget(regs, NAT_FIELDS);
+          else if (seenBy !== undefined && !a.commit) regs.set(CT_LOOKED, 1n);
           else if (seenBy !== undefined)
             modifies = `leaves conntrack state on the packet, which table ${seenBy} matches`;
           const { chain, fresh } = this.chainFor(a.table, regs);
@@ -1061,7 +1092,7 @@ export class OffloadPlanner {
             o.ok = false;
             o.reason = `not offloaded: it ${o.modifies} and a later table may hand the packet to OVS, which must see it unchanged`;
             tcRule.role = "trap";
-            tcRule.actions = [{ type: "pass" }];
+            tcRule.actions = trapActions(this.chainInfo.get(tcRule.chain)!.regs.has(CT_LOOKED));
             changed = true;
           }
         }
@@ -1191,10 +1222,11 @@ export class OffloadPlanner {
           table: info.table,
           registers: Object.fromEntries(
             [...info.regs].filter(
-              ([k, v]) => v !== 0n && k !== DECAP && k !== TTL_OK && !k.startsWith(KNOWN),
+              ([k, v]) => v !== 0n && k !== DECAP && k !== TTL_OK && k !== CT_LOOKED && !k.startsWith(KNOWN),
             ),
           ),
           ...(values && { known: values }),
+          ...(info.regs.has(CT_LOOKED) && { clearsCt: true }),
           reachesSoftware: reaches.get(c) ?? true,
         };
       }),
