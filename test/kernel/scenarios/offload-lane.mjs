@@ -18,6 +18,9 @@
 //                               its SNAT gateway at 172.24.4.10
 //                               (fa:16:3e:fe:00:10, on host1) and vm1's
 //                               floating IP 172.24.4.50 (fa:16:3e:fe:00:50)
+//   secgroup DB N               security group sg1 on ports vm1..vmN: ingress
+//                               ICMP from vm1's address (10.1.0.11/32) only,
+//                               egress anything (IPv4)
 //   port-del DB ID | port-add DB ID   remove / re-create one port (churn)
 //   nb-hold DB                  hold the embedded NB and serve it on its
 //                               nb.sock until SIGTERM (as an agent would, so
@@ -163,6 +166,20 @@ async function nat(db) {
       macAddress: "fa:16:3e:fe:00:50",
       portId: "vm1",
     });
+  });
+}
+
+async function secgroup(db, n) {
+  await withApi(db, async (api) => {
+    await api.create("secgroup", {
+      id: "sg1",
+      tenantId: "t1",
+      rules: [
+        { direction: "ingress", protocol: "icmp", remoteIpPrefix: "10.1.0.11/32" },
+        { direction: "egress" },
+      ],
+    });
+    for (let i = 1; i <= n; i++) await api.update("lport", `vm${i}`, { securityGroups: ["sg1"] });
   });
 }
 
@@ -351,6 +368,9 @@ switch (cmd) {
     break;
   case "nat":
     await nat(args[0]);
+    break;
+  case "secgroup":
+    await secgroup(args[0], Number(args[1]));
     break;
   case "port-del":
     await withApi(args[0], (api) => api.delete("lport", args[1]));

@@ -1,0 +1,76 @@
+/**
+ * A security group's established connections on the NIC, in the kernel lane
+ * (real kernel, tc-flower, act_ct, OVS's kernel datapath): one flowdrake
+ * agent in `offload.mode: planner`, three ports in one group that lets in
+ * ICMP from vm1 only (test/kernel/scenarios/flowdrake-secgroup.sh runs it).
+ *
+ * Both ports' conntrack lookups go to tc: vm1's egress lookup, and vm2's
+ * ingress lookup although the egress table before it matches conntrack state
+ * — the chains after it clear the state (act_ct `clear`) before handing a
+ * packet to OVS, so OVS sees it untracked, as it came. What it proves, from
+ * the kernel's own counters:
+ *   - of a new connection of 20 pings, OVS commits the first request (the
+ *     commit sets ct_mark: software); every later request and every reply is
+ *     ended by flowdrake's filters, through act_ct lookups in both zones;
+ *   - the kernel's conntrack holds the connection;
+ *   - the group still denies: vm3's pings to vm2 get no answer.
+ */
+import { describe, expect, it } from "vitest";
+import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
+
+type Host1 = { host1: HostCounters };
+type Filter = { chain: number; pref: number; actions: string[] };
+
+const { get, section } = laneScenario("flowdrake-secgroup", "flowdrake-secgroup.sh", 1500);
+const delta = (a: string, b: string, dev: string): number =>
+  get<Host1>(b).host1.tc[dev]!.ours.packets - get<Host1>(a).host1.tc[dev]!.ours.packets;
+const why = (): string =>
+  JSON.stringify(
+    { tc_vm1: section().results.get("tc_vm1"), explain: section().results.get("explain") },
+    null,
+    1,
+  );
+
+describe("kernel lane: a security group's established connections on the NIC (planner mode)", () => {
+  it("runs the whole scenario, the ports' ingress lookups on the NIC", () => {
+    expect(section().exitCode, section().output).toBe(0);
+    expect(get<Ping>("first_ping")).toEqual({ sent: 1, received: 1 });
+  });
+
+  it("ends every packet of an established ICMP connection in tc, both ways, through act_ct", () => {
+    expect(get<Ping>("ping_vm1_vm2")).toEqual({ sent: 20, received: 20 });
+    // the first request is committed by OVS; the 19 after it are vm1's filters' to end
+    expect(delta("sg_a", "sg_b", "vm1"), why()).toBe(19);
+    // every reply: the connection is committed in vm2's zone by then
+    expect(delta("sg_a", "sg_b", "vm2"), why()).toBe(20);
+    const [a, b] = [get<Host1>("sg_a").host1, get<Host1>("sg_b").host1];
+    expect(b.packetIns).toBe(a.packetIns);
+    // OVS's datapath saw the first request only (an upcall)
+    expect(b.lookups.missed - a.lookups.missed).toBeLessThanOrEqual(2);
+    const filters = get<Filter[]>("tc_vm1");
+    const ct = filters.flatMap((f) => f.actions).filter((x) => x.startsWith("ct "));
+    expect(
+      ct.some((x) => !/clear/.test(x)),
+      why(),
+    ).toBe(true);
+    // the traps after the ingress lookup clear its state before OVS sees the packet
+    expect(
+      ct.some((x) => /clear/.test(x)),
+      why(),
+    ).toBe(true);
+  });
+
+  it("leaves the connection in the kernel's conntrack, in vm1's zone and vm2's", () => {
+    // /proc/net/nf_conntrack: "ipv4 2 icmp 1 28 src=10.1.0.11 dst=10.1.0.12 type=8 … zone=1 use=2"
+    const ct = get<string[]>("conntrack").filter((l) =>
+      /\bicmp\b.*src=10\.1\.0\.11 dst=10\.1\.0\.12 /.test(l),
+    );
+    const zones = [...new Set(ct.map((l) => l.match(/zone=(\d+)/)?.[1]))].sort();
+    expect(zones, get<string[]>("conntrack").join("\n")).toEqual(["1", "2"]);
+  });
+
+  it("still denies what the group does not allow: vm3's pings to vm2 go unanswered", () => {
+    expect(get<Ping>("ping_vm3_vm2")).toEqual({ sent: 5, received: 0 });
+    expect(delta("sg_b", "sg_c", "vm2")).toBe(0);
+  });
+});
