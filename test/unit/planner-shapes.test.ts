@@ -395,16 +395,21 @@ describe("connection tracking", () => {
     expectSameDecisions(p, rules, ports, [first, first, tcp(1, { tp_dst: 443n })]);
   });
 
+  /** Table 0: an untracked packet of port 1 to a lookup that recirculates to table 5; a tracked one to port 3. */
+  const lookupAfterCtMatch = () => [
+    rule("untracked", 0, 100, {
+      match: { in_port: exact("in_port", 1), ct_state: { value: 0n, mask: trk } },
+      actions: [ct(1, 5)],
+    }),
+    rule("tracked", 0, 90, {
+      match: { in_port: exact("in_port", 1) },
+      actions: [{ type: "output", port: 3 }],
+    }),
+  ];
+
   it("offloads a lookup whose state a table at or before it matches; what goes to OVS after it goes untracked", () => {
     const rules = [
-      rule("untracked", 0, 100, {
-        match: { in_port: exact("in_port", 1), ct_state: { value: 0n, mask: trk } },
-        actions: [ct(1, 5)],
-      }),
-      rule("tracked", 0, 90, {
-        match: { in_port: exact("in_port", 1) },
-        actions: [{ type: "output", port: 3 }],
-      }),
+      ...lookupAfterCtMatch(),
       rule("v6", 5, 100, {
         match: { eth_type: exact("eth_type", 0x86dd) },
         actions: [{ type: "controller" }],
@@ -433,14 +438,7 @@ describe("connection tracking", () => {
 
   it("a chain after such a lookup with no catch-all (a rule flower cannot express) misses into OVS untracked", () => {
     const rules = [
-      rule("untracked", 0, 100, {
-        match: { in_port: exact("in_port", 1), ct_state: { value: 0n, mask: trk } },
-        actions: [ct(1, 5)],
-      }),
-      rule("tracked", 0, 90, {
-        match: { in_port: exact("in_port", 1) },
-        actions: [{ type: "output", port: 3 }],
-      }),
+      ...lookupAfterCtMatch(),
       {
         ...rule("opaque", 5, 100, { match: {}, actions: [{ type: "controller" }] }),
         opaqueMatch: ["arp_op"],

@@ -58,12 +58,6 @@ NB="embedded:$H/nb"
 source "$LANE_REPO/test/kernel/scenarios/offload-hosts.sh"
 PLANNER='{"mode": "planner", "profile": "connectx-6-dx", "ports": ["vm*"], "statsIntervalMs": 500}'
 
-# ping_n FROM TO N INTERVAL: {"sent","received"}
-ping_n() {
-  local out
-  out=$(ip netns exec "$1" ping -c "$3" -i "$4" -W 2 "$2" 2>&1) || true
-  printf '{"sent": %d, "received": %d}' "$3" "$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")"
-}
 both() {
   printf '{"host1": %s, "host2": %s}' "$(counters 1 vm1 vm2 vm3 genev_sys_6081)" "$(counters 2 vm4 genev_sys_6081)"
 }

@@ -17,11 +17,6 @@ H=/tmp/fds
 NB="embedded:$H/nb"
 source "$LANE_REPO/test/kernel/scenarios/offload-hosts.sh"
 
-ping_n() {
-  local out
-  out=$(ip netns exec "$1" ping -c "$3" -i "$4" -W 2 $2 2>&1) || true
-  printf '{"sent": %d, "received": %d}' "$3" "$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")"
-}
 sg_counters() { printf '{"host1": %s}' "$(counters 1 vm1 vm2 vm3)"; }
 
 add_host 1
