@@ -45,8 +45,9 @@ describe("kernel lane: a security group's established connections on the NIC (pl
     expect(delta("sg_a", "sg_b", "vm2"), why()).toBe(20);
     const [a, b] = [get<Host1>("sg_a").host1, get<Host1>("sg_b").host1];
     expect(b.packetIns).toBe(a.packetIns);
-    // OVS's datapath saw the first request only (an upcall)
-    expect(b.lookups.missed - a.lookups.missed).toBeLessThanOrEqual(2);
+    // only the first request reached OVS: at most its three datapath passes (table 0, after vm1's
+    // ct, after vm2's ct) missed, each once its megaflow from the first ping had aged out (10 s idle)
+    expect(b.lookups.missed - a.lookups.missed).toBeLessThanOrEqual(3);
     const filters = get<Filter[]>("tc_vm1");
     const ct = filters.flatMap((f) => f.actions).filter((x) => x.startsWith("ct "));
     expect(
