@@ -86,12 +86,57 @@ describe("conntrack NAT", () => {
     expect(table.entries()).toEqual([]);
     const q = v4(fixed, outside);
     table.track(7, q, true, { range: { kind: "src", ipMin: FIP, portMin: 40000 } });
+    expect(table.entries()).toEqual([
+      `7|2048/6|${fixed}:1000>${outside}:22 nat ipv4_src=${fip},tp_src=40000`,
+    ]);
     const back = v4(outside, fip, 22n, 40000n);
     expect(table.track(7, back, false, {})).toBe(0x2an);
     expect([back.ipv4_dst, back.tp_dst]).toEqual([fixed, 1000n]);
     const v6: Packet = { in_port: 1n, eth_type: 0x86ddn, ip_proto: 6n, ipv6_src: 1n, ipv6_dst: 2n };
     table.track(7, v6, true, { range: { kind: "src", ipMin: FIP } });
     expect([v6.ipv6_src, v6.ipv6_dst]).toEqual([1n, 2n]);
+    expect([v6.ipv4_src, v6.tp_src]).toEqual([undefined, undefined]);
+  });
+});
+
+describe("a commit's ct_mark", () => {
+  it("marks the connection, as both directions' later lookups read; a masked write keeps the other bits", () => {
+    const table = new Conntrack();
+    const tcp = (src: bigint, dst: bigint, sport: bigint, dport: bigint): Packet => ({
+      in_port: 1n,
+      eth_type: 0x800n,
+      ip_proto: 6n,
+      ipv4_src: src,
+      ipv4_dst: dst,
+      tp_src: sport,
+      tp_dst: dport,
+    });
+    const out = () => tcp(1n, 2n, 1000n, 22n);
+    const back = () => tcp(2n, 1n, 22n, 1000n);
+    // a lookup of a connection not committed: no mark
+    const first = out();
+    expect(table.track(3, first, false)).toBe(0x21n);
+    expect(first.ct_mark).toBe(0n);
+    // the commit marks it, and the packet carries the mark on
+    const commit = out();
+    table.track(3, commit, true, undefined, { value: 1n, mask: 1n });
+    expect(commit.ct_mark).toBe(1n);
+    for (const p of [out(), back()]) {
+      table.track(3, p, false);
+      expect(p.ct_mark).toBe(1n);
+    }
+    // another zone does not see it
+    const other = out();
+    table.track(4, other, false);
+    expect(other.ct_mark).toBe(0n);
+    // a masked write of another bit keeps the first; the table lists the mark
+    const again = back();
+    table.track(3, again, true, undefined, { value: 0x10n, mask: 0x10n });
+    expect(again.ct_mark).toBe(0x11n);
+    expect(table.entries()).toEqual(["3|2048/6|1:1000>2:22 mark 17"]);
+    // cleared to 0, the mark is gone from the listing
+    table.track(3, out(), true, undefined, { value: 0n, mask: 0xffn });
+    expect(table.entries()).toEqual(["3|2048/6|1:1000>2:22"]);
   });
 });
 

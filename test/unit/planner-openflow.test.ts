@@ -267,6 +267,29 @@ describe("OpenFlow → planner conversion, field by field and action by action",
     ]);
   });
 
+  it("takes a commit's ct_mark write into its ct (a mask, or the whole mark); any other write keeps the ct opaque", () => {
+    const ct = (commit: boolean, actions: OfAction[]): OfAction => ({
+      type: "ct",
+      zone: 3,
+      commit,
+      table: 4,
+      actions,
+    });
+    expect(
+      actionsOf(
+        ct(true, [{ type: "set_field", field: "ct_mark", value: 1, mask: 1 }]),
+        ct(true, [{ type: "set_field", field: "ct_mark", value: 5 }]),
+        ct(true, [{ type: "set_field", field: "ct_label", value: 1n }]),
+        ct(false, [{ type: "set_field", field: "ct_mark", value: 1 }]),
+      ),
+    ).toEqual([
+      { type: "ct", zone: 3, commit: true, nat: false, mark: { value: 1n, mask: 1n }, table: 4 },
+      { type: "ct", zone: 3, commit: true, nat: false, mark: { value: 5n, mask: 0xffffffffn }, table: 4 },
+      { type: "other", name: "ct with set_field among its actions" },
+      { type: "other", name: "ct with set_field among its actions" },
+    ]);
+  });
+
   it("turns goto_table into a goto and any other instruction into an action it does not model", () => {
     const rule = ruleFromFlow(
       {
