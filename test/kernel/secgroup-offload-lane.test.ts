@@ -13,7 +13,12 @@
  *     commit sets ct_mark: software); every later request and every reply is
  *     ended by flowdrake's filters, through act_ct lookups in both zones;
  *   - the kernel's conntrack holds the connection;
- *   - the group still denies: vm3's pings to vm2 get no answer.
+ *   - the group still denies: vm3's pings to vm2 get no answer;
+ *   - removing the rule stops the connection under a ping: its next request
+ *     takes a trap after vm2's lookup on the NIC that clears the lookup's
+ *     state (act_ct clear, then pass; its counter moves), OVS marks the
+ *     connection blocked (ct_mark 1 in vm2's zone), and no later request is
+ *     answered.
  */
 import { describe, expect, it } from "vitest";
 import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
@@ -73,5 +78,31 @@ describe("kernel lane: a security group's established connections on the NIC (pl
   it("still denies what the group does not allow: vm3's pings to vm2 go unanswered", () => {
     expect(get<Ping>("ping_vm3_vm2")).toEqual({ sent: 5, received: 0 });
     expect(delta("sg_b", "sg_c", "vm2")).toBe(0);
+  });
+
+  it("stops the connection when its rule goes: OVS marks it blocked, the NIC drops the rest; the blocking rules sit behind clearing traps", () => {
+    const ping = get<Ping>("ping_revoked");
+    // answered until the rule went, not after
+    expect(ping.received, JSON.stringify(ping)).toBeGreaterThan(0);
+    expect(ping.received, JSON.stringify(ping)).toBeLessThan(ping.sent);
+    expect(get<Ping>("ping_after")).toEqual({ sent: 5, received: 0 });
+    const blocked = get<string[]>("conntrack_revoked").filter((l) =>
+      /\bicmp\b.*src=10\.1\.0\.11 dst=10\.1\.0\.12 .*mark=1 zone=2\b/.test(l),
+    );
+    expect(blocked.length, get<string[]>("conntrack_revoked").join("\n")).toBeGreaterThan(0);
+    // the rules that mark an established connection no rule allows (est-rpl, ct_mark 0: software)
+    // are traps on vm1 that clear the NIC's lookup first, as the real kernel took them
+    type Action = { kind: string; action?: string; control_action?: { type: string } };
+    type Dumped = { chain: number; options: { keys: Record<string, unknown>; actions: Action[] } };
+    const traps = get<Dumped[]>("clear_actions");
+    const marking = traps.filter(
+      (f) => f.options.keys.ct_state === "+trk+est-rpl" && f.options.keys.ct_mark === 0,
+    );
+    expect(marking.length, JSON.stringify(traps)).toBeGreaterThan(0);
+    for (const f of traps)
+      expect(f.options.actions.map((a) => `${a.kind} ${a.action ?? a.control_action?.type}`)).toEqual([
+        "ct clear",
+        "gact pass",
+      ]);
   });
 });

@@ -13,6 +13,12 @@
 #      lookups (vm1's egress zone, vm2's ingress zone, and back) on
 #      flowdrake's filters: act_ct in tc, ended by a redirect.
 #   3. vm3 pings vm2: the group does not allow it; nothing comes back.
+#   4. While vm1 pings vm2, the rule that let ICMP in is removed: the next
+#      request, no longer allowed, goes to OVS, which marks the connection
+#      blocked in conntrack (ct_mark 1); the requests after it are dropped on
+#      the NIC. The rules that mark (software) are traps that clear the NIC's
+#      lookup first. (The request that gets marked passes the removed rule's
+#      transitional trap, gone when the counters are read.)
 H=/tmp/fds
 NB="embedded:$H/nb"
 source "$LANE_REPO/test/kernel/scenarios/offload-hosts.sh"
@@ -59,3 +65,18 @@ console.log(JSON.stringify(ours.map((f) => ({ chain: f.chain ?? 0, pref: f.pref,
 lane_result ping_vm3_vm2 "$(ping_n vm3 10.1.0.12 5 0.2)"
 lane_result sg_c "$(sg_counters)"
 lane_result explain "$(FDO ask "$(sock 1)" explain | node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify(r.flows.filter((f) => /ct\(|ct_state/.test(f.flow)).map((f) => ({ flow: f.flow, status: f.status, reason: f.reason }))))')"
+
+# ── 4. the rule removed under a ping ────────────────────────────────────────
+ip netns exec vm1 ping -c 160 -i 0.25 -W 1 10.1.0.12 > "$H/revoke-ping.txt" 2>&1 &
+RP=$!
+sleep 3
+FDO secgroup-revoke "$NB"
+lane_result revoked "$(FDO wait-flows "$(sock 1)" gone 'icmp,reg7=' | lane_json_lines)"
+wait $RP || true
+lane_result ping_revoked "$(sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/{"sent": \1, "received": \2}/p' "$H/revoke-ping.txt")"
+lane_result conntrack_revoked "$(grep -E '10\.1\.0\.11' /proc/net/nf_conntrack 2>&1 | lane_json_lines)"
+# flowdrake's clearing traps on vm1 (act_ct clear, then pass)
+lane_result clear_actions "$(tc -j filter show dev vm1 ingress | node -e '
+const fs = JSON.parse(require("fs").readFileSync(0, "utf8") || "[]");
+console.log(JSON.stringify(fs.filter((f) => (f.options?.actions ?? []).some((a) => a.kind === "ct" && a.action === "clear"))));')"
+lane_result ping_after "$(ping_n vm1 10.1.0.12 5 0.2)"

@@ -21,6 +21,8 @@
 //   secgroup DB N               security group sg1 on ports vm1..vmN: ingress
 //                               ICMP from vm1's address (10.1.0.11/32) only,
 //                               egress anything (IPv4)
+//   secgroup-revoke DB          sg1's ICMP rule removed (its egress rule stays as
+//                               it is)
 //   port-del DB ID | port-add DB ID   remove / re-create one port (churn)
 //   nb-hold DB                  hold the embedded NB and serve it on its
 //                               nb.sock until SIGTERM (as an agent would, so
@@ -371,6 +373,13 @@ switch (cmd) {
     break;
   case "secgroup":
     await secgroup(args[0], Number(args[1]));
+    break;
+  case "secgroup-revoke":
+    await withApi(args[0], async (api) => {
+      // only the ICMP rule goes: the egress rule keeps its id, so its flows do not change
+      const g = await api.get("secgroup", "sg1");
+      await api.secgroupRuleDelete("sg1", g.value.rules.find((r) => r.protocol === "icmp").id);
+    });
     break;
   case "port-del":
     await withApi(args[0], (api) => api.delete("lport", args[1]));
