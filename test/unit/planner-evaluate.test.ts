@@ -43,16 +43,18 @@ describe("conntrack", () => {
   });
 });
 
+/** A TCP/IPv4 packet from port 1. */
+const v4 = (src: bigint, dst: bigint, sport = 1000n, dport = 22n): Packet => ({
+  in_port: 1n,
+  eth_type: 0x800n,
+  ip_proto: 6n,
+  ipv4_src: src,
+  ipv4_dst: dst,
+  tp_src: sport,
+  tp_dst: dport,
+});
+
 describe("conntrack NAT", () => {
-  const v4 = (src: bigint, dst: bigint, sport = 1000n, dport = 22n): Packet => ({
-    in_port: 1n,
-    eth_type: 0x800n,
-    ip_proto: 6n,
-    ipv4_src: src,
-    ipv4_dst: dst,
-    tp_src: sport,
-    tp_dst: dport,
-  });
   const FIP = "172.24.4.50";
   const fip = 0xac180432n;
   const [outside, fixed] = [0xc6336407n, 0x0a01000bn];
@@ -102,17 +104,8 @@ describe("conntrack NAT", () => {
 describe("a commit's ct_mark", () => {
   it("marks the connection, as both directions' later lookups read; a masked write keeps the other bits", () => {
     const table = new Conntrack();
-    const tcp = (src: bigint, dst: bigint, sport: bigint, dport: bigint): Packet => ({
-      in_port: 1n,
-      eth_type: 0x800n,
-      ip_proto: 6n,
-      ipv4_src: src,
-      ipv4_dst: dst,
-      tp_src: sport,
-      tp_dst: dport,
-    });
-    const out = () => tcp(1n, 2n, 1000n, 22n);
-    const back = () => tcp(2n, 1n, 22n, 1000n);
+    const out = () => v4(1n, 2n);
+    const back = () => v4(2n, 1n, 22n, 1000n);
     // a lookup of a connection not committed: no mark
     const first = out();
     expect(table.track(3, first, false)).toBe(0x21n);
