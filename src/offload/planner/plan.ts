@@ -474,6 +474,8 @@ export class OffloadPlanner {
     this.lastPlannedChains++;
     for (const r of this.perChain.get(chain)?.rules ?? []) this.settled.delete(r);
     const { table, regs } = this.chainInfo.get(chain)!;
+    /** A trap's actions here: after a lookup OVS must not see, the state is cleared first. */
+    const trap = (): TcAction[] => trapActions(regs.has(CT_LOOKED));
     const outcomes = new Map<string, RuleOutcome>();
     const tc: TcRule[] = [];
     let poisoned = false;
@@ -558,7 +560,7 @@ export class OffloadPlanner {
           indev: coarse.indev,
           ruleId: rule.id,
           prio: tcPrio(rule.priority, "main"),
-          actions: trapActions(regs.has(CT_LOOKED)),
+          actions: trap(),
           role: "trap",
         });
         cover();
@@ -576,7 +578,7 @@ export class OffloadPlanner {
         traps.push({
           ...base,
           match: { ...base.match, vlan_vid: VLAN_PRESENT },
-          actions: trapActions(regs.has(CT_LOOKED)),
+          actions: trap(),
           role: "trap",
         });
       }
@@ -586,24 +588,24 @@ export class OffloadPlanner {
             traps.push({
               ...base,
               match: { ...base.match, nw_ttl: { value: ttl, mask: 0xffn } },
-              actions: trapActions(regs.has(CT_LOOKED)),
+              actions: trap(),
               role: "trap",
             });
           }
         }
         for (const dev of outcome.hairpins)
-          traps.push({ ...base, indev: dev, actions: trapActions(regs.has(CT_LOOKED)), role: "trap" });
+          traps.push({ ...base, indev: dev, actions: trap(), role: "trap" });
       }
       if (chain === 0 && inPort === undefined) {
         // A table-0 rule for every port also meets the uplinks' packets: those go to OVS first.
         for (const dev of this.bridgedDevs())
-          traps.push({ ...base, indev: dev, actions: trapActions(regs.has(CT_LOOKED)), role: "trap" });
+          traps.push({ ...base, indev: dev, actions: trap(), role: "trap" });
       }
       for (const t of traps) tc.push({ ...t, prio: tcPrio(rule.priority, "trap") });
       tc.push({
         ...base,
         prio: tcPrio(rule.priority, "main"),
-        actions: outcome.ok ? outcome.actions : trapActions(regs.has(CT_LOOKED)),
+        actions: outcome.ok ? outcome.actions : trap(),
         role: outcome.ok ? "offload" : "trap",
       });
       cover();
@@ -616,7 +618,7 @@ export class OffloadPlanner {
           prio: tcPrio(0, "main"),
           match: {},
           indev: dev,
-          actions: trapActions(regs.has(CT_LOOKED)),
+          actions: trap(),
           role: "trap",
         });
     }
