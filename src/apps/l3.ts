@@ -461,12 +461,17 @@ export function l3App(opts: L3AppOptions = {}): App {
           connected(r, dst) ? "host-unreachable" : "no-route",
         );
       }
+      // The packet leaves first, through the route's own actions: it need not wait for the flow,
+      // and the switch handles the packet_out before the flow_mod and what that sets off (every
+      // datapath flow revalidated). One that met conntrack on the way runs again from table 0.
+      const sent = await ctx.sendThrough(pkt, route);
       await ctx.installReactive({
         key: reactiveKey(r, nv.key, dst),
         flows: [route.idleTimeout(idle).sendFlowRemoved()],
         deps,
+        unhurried: sent,
       });
-      await ctx.resubmit(pkt.inPort, pkt.data);
+      if (!sent) await ctx.resubmit(pkt.inPort, pkt.data);
     },
     adoptReactive(installed, ctx) {
       const at = (field: string) => installed.match.find((m) => m.field === field)?.value;

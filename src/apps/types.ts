@@ -206,6 +206,11 @@ export interface ReactiveFlows {
   flows: FlowBuilder[];
   /** Dep.* keys; any change to one of them removes the flows. */
   deps: string[];
+  /**
+   * The packet that asked for them has left already (`sendThrough`), so the
+   * agent may hold their flow_mods a few ms to write them with others.
+   */
+  unhurried?: boolean;
 }
 
 export interface AppContext {
@@ -221,6 +226,15 @@ export interface AppContext {
    * a NAT) before the punt.
    */
   continueAt(t: TableName, pkt: PacketInEvent, regs?: ReadonlyMap<RegField, number>): Promise<void>;
+  /**
+   * Send a punted packet on as if it had matched `via`, a flow of the table
+   * it was punted from (registers as punted, then `via`'s actions and goto),
+   * in one packet_out that does not wait for `via` to be installed: how a
+   * first packet leaves before the flow it asked for is in the switch.
+   * False, and nothing sent, when the packet met conntrack before its punt:
+   * then `resubmit` it once its flows are installed.
+   */
+  sendThrough(pkt: PacketInEvent, via: FlowBuilder): Promise<boolean>;
   /**
    * Run `fn` recording what it reads from the view: the dependencies to give
    * reactive flows decided in `fn` (any change to one of them removes them).

@@ -55,6 +55,7 @@ import {
   portZone,
   regName,
   table,
+  type FlowBuilder,
   type RegField,
   type TableName,
 } from "../datapath/index.js";
@@ -162,9 +163,9 @@ export class Agent {
   private dirtySince: number | undefined;
   private needFull = true;
   private stopped = false;
+  private resubmitNonce = 0;
   private claiming = new Set<string>();
   private localPortsSync: Promise<void> = Promise.resolve();
-  private resubmitNonce = 0;
   private realisedWritten = 0;
   private readonly zonesToFlush = new Set<number>();
   private realisedWrite: Promise<void> = Promise.resolve();
@@ -477,13 +478,16 @@ export class Agent {
       packetOut: (port, frame) => this.packetOut(port, frame),
       resubmit: (port, frame) => this.resubmit(port, frame),
       continueAt: (t, pkt, regs) => this.continueAt(t, pkt, regs),
+      sendThrough: (pkt, via) => this.sendThrough(pkt, via),
       track: (fn) => this.track(fn),
       installReactive: async (r) => {
         const change = this.engine.setReactive(app.name, r.key, r.flows, r.deps);
         const conn = this.of.connection;
         // In planner mode tc must withdraw what the new flows could shadow first: a pass does that.
         const fast = conn && this.offload?.mode.active !== "planner";
-        const sent = fast ? await this.reconciler.pushNow(conn, [change]) : undefined;
+        const sent = fast
+          ? await this.reconciler.pushNow(conn, [change], { unhurried: r.unhurried })
+          : undefined;
         if (sent !== undefined) {
           this.metrics.flowMods.inc({ command: "add" }, sent);
           return;
@@ -588,18 +592,52 @@ export class Agent {
     pkt: PacketInEvent,
     regs: ReadonlyMap<RegField, number> = new Map(),
   ): Promise<void> {
+    for (const f of regs.keys()) {
+      if (!isWhole(f)) throw new Error(`continueAt: register field ${f.name} is not a whole register`);
+    }
+    const set: Action[] = [...regs].map(([f, value]) => ({ type: "set_field", field: regName(f), value }));
+    return this.sendOn(pkt, [...set, { type: "resubmit", table: table(t) }]);
+  }
+
+  /**
+   * Sends a punted packet on through the actions of `via`, a flow of the
+   * table it was punted from: its apply-actions, then its goto as a
+   * resubmit. The packet goes at once, whether or not `via` is installed yet,
+   * so a first packet does not wait for its flow (nor its flow for it).
+   * Not for a packet that met conntrack before its punt (false, nothing
+   * sent): a connection the punted copy was to commit there is not in
+   * conntrack when its reply comes back (seen in OVS: the reply is +inv in
+   * the sender's zone), so such a packet must run the pipeline again from
+   * table 0 once its flows are in.
+   */
+  private async sendThrough(pkt: PacketInEvent, via: FlowBuilder): Promise<boolean> {
+    if (this.engine.conntrackBefore(pkt.tableId, pkt.inPort)) return false;
+    const actions: Action[] = [];
+    for (const ins of via.build(0n).instructions) {
+      if (ins.type === "apply_actions") actions.push(...ins.actions);
+      else if (ins.type === "goto_table") actions.push({ type: "resubmit", table: ins.table });
+      // a packet_out is not metered; the other instructions a FlowBuilder never writes
+      else if (ins.type !== "meter") throw new Error(`sendThrough: instruction ${ins.type} in a packet_out`);
+    }
+    await this.sendOn(pkt, actions);
+    return true;
+  }
+
+  /** A packet_out of a punted packet from its in_port: its punt-time registers restored, then `actions`. */
+  private sendOn(pkt: PacketInEvent, actions: readonly Action[]): Promise<void> {
     const conn = this.of.connection;
     if (!conn) throw new Error("no OpenFlow session");
     const values = new Map<string, OxmValue>();
     for (const [name, v] of pkt.fields ?? []) if (/^reg\d+$/.test(name)) values.set(name, v);
-    for (const [f, v] of regs) {
-      if (!isWhole(f)) throw new Error(`continueAt: register field ${f.name} is not a whole register`);
-      values.set(regName(f), v);
-    }
-    const actions: Action[] = [...values].map(([field, value]) => ({ type: "set_field", field, value }));
-    actions.push({ type: "resubmit", table: table(t) });
+    const restore: Action[] = [...values].map(([field, value]) => ({ type: "set_field", field, value }));
     return conn
-      .send({ type: "packet_out", bufferId: OFP_NO_BUFFER, inPort: pkt.inPort, actions, data: pkt.data })
+      .send({
+        type: "packet_out",
+        bufferId: OFP_NO_BUFFER,
+        inPort: pkt.inPort,
+        actions: [...restore, ...actions],
+        data: pkt.data,
+      })
       .then(() => undefined);
   }
 
@@ -825,6 +863,7 @@ export class Agent {
     for (const h of this.appTimers) clearInterval(h);
     this.recovery?.stop();
     this.punts.close();
+    this.reconciler.close();
     await race(
       this.chain.catch(() => undefined),
       STOP_STEP_MS,

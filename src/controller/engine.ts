@@ -137,6 +137,8 @@ export class Engine {
   /** Owners whose last build threw: owner → message. */
   readonly errors = new Map<OwnerKey, string>();
   readonly stats = { builds: 0, fullRecomputes: 0, incrementalRecomputes: 0 };
+  /** Flows with a ct action, counted by `table/in_port` (`table/*` when they match no in_port). */
+  private readonly conntrackFlows = new Map<string, number>();
 
   constructor(
     readonly model: LocalModel,
@@ -192,7 +194,11 @@ export class Engine {
 
   private install(rec: OwnerRecord, key: OwnerKey): void {
     const old = this.owners.get(key);
-    if (old) this.unindex(key, old.deps);
+    if (old) {
+      this.unindex(key, old.deps);
+      this.countConntrack(old.output, -1);
+    }
+    this.countConntrack(rec.output, 1);
     const deps = new Set<string>();
     for (const d of rec.deps) {
       let e = this.depIndex.get(d);
@@ -217,6 +223,7 @@ export class Engine {
     const old = this.owners.get(key);
     if (!old) return undefined;
     this.unindex(key, old.deps);
+    this.countConntrack(old.output, -1);
     this.owners.delete(key);
     this.errors.delete(key);
     return old;
@@ -353,7 +360,34 @@ export class Engine {
     return owner;
   }
 
+  /** Count (+1) or uncount (-1) the flows of `out` that send packets through conntrack. */
+  private countConntrack(out: OwnerOutput, by: 1 | -1): void {
+    for (const d of out.flows) {
+      const f = d.flow;
+      if (!f.instructions.some((i) => i.type === "apply_actions" && i.actions.some((a) => a.type === "ct"))) {
+        continue;
+      }
+      const port = f.match.find((m) => m.field === "in_port")?.value;
+      const k = `${f.table}/${port ?? "*"}`;
+      const n = (this.conntrackFlows.get(k) ?? 0) + by;
+      if (n > 0) this.conntrackFlows.set(k, n);
+      else this.conntrackFlows.delete(k);
+    }
+  }
+
   // ── reading ──────────────────────────────────────────────────────────────
+
+  /**
+   * Whether a packet from `inPort` may meet conntrack (a flow with a ct
+   * action for that port, or for any port) in a table before `tableId`.
+   */
+  conntrackBefore(tableId: number, inPort: number): boolean {
+    for (const t of PIPELINE) {
+      if (t.id >= tableId) return false;
+      if (this.conntrackFlows.has(`${t.id}/${inPort}`) || this.conntrackFlows.has(`${t.id}/*`)) return true;
+    }
+    return false;
+  }
 
   output(owner: OwnerKey): OwnerOutput | undefined {
     return this.owners.get(owner)?.output;

@@ -111,6 +111,8 @@ describe("distributed router, reactive", () => {
     const before = l3PacketIns();
     const first = await ping("a1", "10.50.2.11", 1);
     expect(first.ok, first.out).toBe(true);
+    // the reply, itself a first packet, left the agent through its route's actions: TTL decremented
+    expect(first.out).toMatch(/ttl=63/);
     // a1 → b1 (on netA) and b1's reply (on netB): one first packet each way
     expect(l3PacketIns() - before).toBe(2);
     const more = await ping("a1", "10.50.2.11", 5);

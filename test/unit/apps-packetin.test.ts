@@ -1,6 +1,6 @@
 /**
  * The apps' packet-in handlers, timers and reactive-flow adoption, run as
- * the agent runs them (a context whose packetOut, resubmit and
+ * the agent runs them (a context whose packetOut, sendThrough and
  * installReactive record what the app did) on small views, with every frame
  * they send decoded by the packet library and checked field by field:
  *
@@ -62,19 +62,31 @@ interface Sent {
 /** What one handler call did. */
 interface Trace {
   sent: Sent[];
+  /** sendThrough calls that sent: the punted packet's in_port and the flow it went through, as text. */
+  through: [number, string][];
   resubmitted: number[];
   installed: ReactiveFlows[];
+  /** The calls that send or install, in order. */
+  order: ("through" | "install" | "resubmit")[];
 }
 
-function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
-  const trace: Trace = { sent: [], resubmitted: [], installed: [] };
+/** `conntracked`: the agent's answer to sendThrough (the packet met conntrack before its punt). */
+function context(m: LocalModel, conntracked = false): { ctx: AppContext; trace: Trace } {
+  const trace: Trace = { sent: [], through: [], resubmitted: [], installed: [], order: [] };
   const ctx: AppContext = {
     view: m,
     packetOut: async (p, frame) => {
       trace.sent.push({ port: p, frame: parseEthernet(frame) });
     },
+    sendThrough: async (pkt, via) => {
+      if (conntracked) return false;
+      trace.through.push([pkt.inPort, line(via)]);
+      trace.order.push("through");
+      return true;
+    },
     resubmit: async (p) => {
       trace.resubmitted.push(p);
+      trace.order.push("resubmit");
     },
     continueAt: async () => {
       throw new Error("these apps' handlers never send a packet on from a later table");
@@ -86,6 +98,7 @@ function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
     },
     installReactive: async (r) => {
       trace.installed.push(r);
+      trace.order.push("install");
     },
     log: logger("test-packetin"),
   };
@@ -96,8 +109,15 @@ function app(name: string, opts: Parameters<typeof loadApps>[1] = {}): App {
   return loadApps([name], opts)[0]!;
 }
 
-async function packetIn(a: App, m: LocalModel, inPort: number, data: Buffer, tableId = 0): Promise<Trace> {
-  const { ctx, trace } = context(m);
+async function packetIn(
+  a: App,
+  m: LocalModel,
+  inPort: number,
+  data: Buffer,
+  tableId = 0,
+  conntracked = false,
+): Promise<Trace> {
+  const { ctx, trace } = context(m, conntracked);
   await a.packetIn!({ inPort, tableId, cookie: 0n, data }, ctx);
   return trace;
 }
@@ -419,7 +439,7 @@ describe("l3: the router's packet-in", () => {
     const t = await packetIn(app("l3"), world(), 1, udp4("10.2.0.12", 2));
     expect(t.sent).toEqual([]);
     expect(t.installed).toHaveLength(1);
-    expect(t.resubmitted).toEqual([1]);
+    expect(t.through.map(([port]) => port)).toEqual([1]);
   });
 
   it("hop limit 1 → ICMPv6 time exceeded from the leg's IPv6 address (the frame's MAC leg is IPv4)", async () => {
@@ -463,7 +483,7 @@ describe("l3: the router's packet-in", () => {
     const host = await packetIn(app("l3"), world(), 1, udp4("10.2.0.99"));
     expect(host.sent.map(icmpOf)).toEqual([[1, R1, M1, "10.1.0.1", "10.1.0.11", 3, 1]]);
     expect(host.installed).toEqual([]);
-    expect(host.resubmitted).toEqual([]);
+    expect(host.through).toEqual([]);
     const none = await packetIn(app("l3"), world(), 1, udp4("198.51.100.7"));
     expect(none.sent.map(icmpOf)).toEqual([[1, R1, M1, "10.1.0.1", "10.1.0.11", 3, 0]]);
     const host6 = await packetIn(app("l3"), world(), 1, udp6("fd00:1::99"));
@@ -480,7 +500,26 @@ describe("l3: the router's packet-in", () => {
         ],
       ],
     ]);
+    // the packet leaves first, through the same route (the flow_mod follows it)
+    expect(t.through).toEqual([
+      [
+        1,
+        "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+      ],
+    ]);
+    expect(t.order).toEqual(["through", "install"]);
+    expect(t.installed[0]!.unhurried).toBe(true);
+    expect(t.resubmitted).toEqual([]);
+  });
+
+  it("a first packet that met conntrack before its punt runs again from table 0, after its route", async () => {
+    const t = await packetIn(app("l3"), world(), 1, udp4("10.2.0.12"), table("l3"), true);
+    expect(t.installed.map((r) => r.key)).toEqual(["r1/101/10.2.0.12"]);
+    expect(t.through).toEqual([]);
     expect(t.resubmitted).toEqual([1]);
+    expect(t.order).toEqual(["install", "resubmit"]);
+    // its route must be in the switch before the packet runs again: not held back
+    expect(t.installed[0]!.unhurried).toBe(false);
   });
 
   it("nothing for frames not to a router, to a router that is down, from unbound ports, or not IP", async () => {

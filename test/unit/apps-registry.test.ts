@@ -97,6 +97,7 @@ async function raDomains(o: AppOptions): Promise<string[]> {
       sent.push(frame);
     },
     resubmit: async () => undefined,
+    sendThrough: async () => true,
     continueAt: async () => undefined,
     track: (fn) => ({ result: fn(), deps: [] }),
     installReactive: async () => undefined,

@@ -120,6 +120,9 @@ async function handle(mode: "proactive" | "reactive", pkt: PacketInEvent): Promi
     resubmit: async () => {
       throw new Error("arp never re-runs a packet from table 0");
     },
+    sendThrough: async () => {
+      throw new Error("arp never sends a packet through a flow");
+    },
     continueAt: async (table) => {
       t.continued.push(table);
     },

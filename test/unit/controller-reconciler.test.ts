@@ -13,6 +13,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { desiredFlow, type DesiredMeter, type OwnerChange } from "../../src/controller/engine.js";
 import {
   DesiredIndex,
+  COALESCE_BURST,
+  COALESCE_MS,
   FAST_PATH_ERROR_WINDOW_MS,
   OpenFlowReconciler,
   RETRY_MAX_MS,
@@ -70,9 +72,12 @@ class FakeSwitch extends EventEmitter {
       return s;
     });
   }
+  /** What each sendAll wrote (one socket write each). */
+  writes: string[][] = [];
   async sendAll(ms: readonly OfRequest[], xids?: readonly number[]): Promise<number[]> {
     const s = this.take("plain", ms, xids);
     this.sent.push(...s);
+    this.writes.push(s.map((x) => x.what));
     return s.map((x) => x.xid);
   }
   async bundleOpenPipelined(): Promise<{ bundleId: number; opened: Promise<void> }> {
@@ -536,6 +541,94 @@ describe("OpenFlowReconciler.pushNow", () => {
     sw.flushErrors();
     expect(r.installedCount()).toBe(1);
     expect(told).toEqual(["l3/reactive/x", "l3/reactive/y"]);
+  });
+});
+
+describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
+  const at = (r: OpenFlowReconciler, sw: FakeSwitch, owner: string, prio: number, unhurried = true) =>
+    r.pushNow(asConn(sw), [change(`l3/reactive/${owner}`, undefined, [mkFlow(owner, prio)])], {
+      unhurried,
+    });
+
+  async function synced(t: { now: number }): Promise<{ sw: FakeSwitch; r: OpenFlowReconciler }> {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => t.now);
+    await r.sync(asConn(sw));
+    sw.writes = [];
+    return { sw, r };
+  }
+
+  it("the first COALESCE_BURST of a window go at once; the window's others wait and go in one write", async () => {
+    vi.useFakeTimers();
+    try {
+      const t = { now: 1000 };
+      const { sw, r } = await synced(t);
+      expect(COALESCE_BURST).toBe(2);
+      expect(await at(r, sw, "a", 10)).toBe(1);
+      t.now += 1;
+      await at(r, sw, "b", 20);
+      t.now += 1;
+      expect(await at(r, sw, "c", 30)).toBe(1);
+      t.now += 1;
+      await at(r, sw, "d", 40);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      // held flows count as installed already: a sync now would not send them twice
+      expect(r.installedFlows().map((f) => f.priority)).toEqual([10, 20, 30, 40]);
+      // the held write is due at the end of the window that began with a's: 8 ms after c was held
+      await vi.advanceTimersByTimeAsync(COALESCE_MS - 3);
+      expect(sw.writes).toHaveLength(2);
+      t.now = 1000 + COALESCE_MS;
+      await vi.advanceTimersByTimeAsync(1);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"], ["add p30", "add p40"]]);
+      // a new window: at once again
+      await at(r, sw, "e", 50);
+      expect(sw.writes.at(-1)).toEqual(["add p50"]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("slower than COALESCE_BURST a window, nothing waits", async () => {
+    const t = { now: 1000 };
+    const { sw, r } = await synced(t);
+    for (let i = 1; i <= 6; i++) {
+      await at(r, sw, `f${i}`, i);
+      t.now += COALESCE_MS / COALESCE_BURST;
+    }
+    expect(sw.writes).toHaveLength(6);
+  });
+
+  it("goes out before anything else the reconciler sends: a hurried push, a sync", async () => {
+    const t = { now: 1000 };
+    const { sw, r } = await synced(t);
+    await at(r, sw, "a", 10);
+    await at(r, sw, "b", 20);
+    await at(r, sw, "c", 30);
+    await at(r, sw, "d", 40, false);
+    expect(sw.writes).toEqual([["add p10"], ["add p20"], ["add p30"], ["add p40"]]);
+    await at(r, sw, "e", 50);
+    expect(sw.writes).toHaveLength(4);
+    await r.sync(asConn(sw));
+    expect(sw.writes.at(-1)).toEqual(["add p50"]);
+  });
+
+  it("close() drops the held flow_mods and their timer", async () => {
+    vi.useFakeTimers();
+    try {
+      const t = { now: 1000 };
+      const { sw, r } = await synced(t);
+      await at(r, sw, "a", 10);
+      await at(r, sw, "b", 20);
+      await at(r, sw, "c", 30);
+      r.close();
+      t.now += COALESCE_MS;
+      await vi.advanceTimersByTimeAsync(COALESCE_MS);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -79,6 +79,7 @@ async function reply(m: LocalModel, data: Buffer, opts: AppOptions = {}): Promis
       sent.push(parseEthernet(frame));
     },
     resubmit: async () => {},
+    sendThrough: async () => true,
     continueAt: async () => {},
     track: (fn) => ({ result: m.tracking(new Set(), fn), deps: [] }),
     installReactive: async () => {},

@@ -89,6 +89,9 @@ function context(m: LocalModel, e: Engine, appName: AppName): { ctx: AppContext;
     resubmit: async () => {
       throw new Error("l2.mode reactive never re-runs a packet from table 0");
     },
+    sendThrough: async () => {
+      throw new Error("l2.mode reactive never sends a packet through a flow");
+    },
     continueAt: async (table: TableName, _pkt: PacketInEvent, regs?: ReadonlyMap<RegField, number>) => {
       t.continued.push({ table, regs: [...(regs ?? [])].map(([f, v]) => [f.name, v]) });
     },

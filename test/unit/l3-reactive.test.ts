@@ -66,6 +66,7 @@ async function firstPacket(m: LocalModel, e: Engine, l3: ReturnType<typeof setup
     view: m,
     packetOut: async () => undefined,
     resubmit: async () => undefined,
+    sendThrough: async () => true,
     continueAt: async () => undefined,
     track: (fn) => {
       const deps = new Set<string>();
@@ -164,6 +165,7 @@ describe("l3 ICMP errors", () => {
         sent.push(frame);
       },
       resubmit: async () => undefined,
+      sendThrough: async () => true,
       continueAt: async () => undefined,
       track: (fn) => ({ result: fn(), deps: [] }),
       installReactive: async (r) => {

@@ -555,6 +555,9 @@ function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
     resubmit: async () => {
       throw new Error("nat never resubmits a packet-in");
     },
+    sendThrough: async () => {
+      throw new Error("nat never sends a packet through a flow");
+    },
     continueAt: async () => {
       throw new Error("nat never sends a packet on from a later table");
     },

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { loadApps } from "../../src/apps/index.js";
 import { portRangeMasks } from "../../src/apps/secgroup.js";
 import { Engine } from "../../src/controller/engine.js";
+import { table } from "../../src/datapath/index.js";
 import type { LocalModel } from "../../src/controller/model.js";
 import { parseObject, type Secgroup } from "../../src/nb/model/index.js";
 import { formatFlow } from "../../src/openflow/text.js";
@@ -100,6 +101,27 @@ describe("secgroup flows", () => {
     e.recomputeChanged();
     expect(lines(e).filter((l) => l.startsWith("secgroup/port/"))).toEqual([]);
     expect(lines(e)).toEqual(fullRecompute(m));
+  });
+
+  it("the engine knows which ports' packets meet conntrack before a table, as groups come and go", () => {
+    const m = world();
+    m.setSecgroup("g", group("g", [{ id: "r", direction: "ingress", protocol: "icmp" }]));
+    addPort(m, "a", 10, [], 1);
+    addPort(m, "b", 11, ["g"], 2);
+    const e = new Engine(m, loadApps(["secgroup"]));
+    e.recomputeAll();
+    const l3 = table("l3");
+    expect([e.conntrackBefore(l3, 1), e.conntrackBefore(l3, 2)]).toEqual([false, true]);
+    // the lookup is in ingress_secgroup itself: nothing meets it before that table
+    expect(e.conntrackBefore(table("ingress_secgroup"), 2)).toBe(false);
+    expect(e.conntrackBefore(table("ingress_secgroup_state"), 2)).toBe(true);
+    addPort(m, "a", 10, ["g"], 1);
+    addPort(m, "b", 11, [], 2);
+    e.recomputeChanged();
+    expect([e.conntrackBefore(l3, 1), e.conntrackBefore(l3, 2)]).toEqual([true, false]);
+    m.setNetwork("net1", net("net1", { segmentationId: 5, portSecurityEnabled: false }));
+    e.recomputeChanged();
+    expect([e.conntrackBefore(l3, 1), e.conntrackBefore(l3, 2)]).toEqual([false, false]);
   });
 
   it("a rule becomes one flow per state and port block; replies and related are global", () => {
