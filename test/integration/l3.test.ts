@@ -54,6 +54,17 @@ async function ping(from: string, to: string, count = 2): Promise<{ ok: boolean;
   return { ok: r.code === 0, out: r.stdout + r.stderr };
 }
 
+/**
+ * Waits until OVS has revalidated its datapath flows against the flow tables now installed. A
+ * datapath flow that punted a packet holds the packet-in ready-made (table and cookie of the
+ * rule that matched then), and OVS sends it again for every packet that matches it, without
+ * looking at the tables, until a revalidator round replaces it. One wait can be answered by a
+ * round that began before the last flow_mod, so wait for two.
+ */
+async function datapathRevalidated(): Promise<void> {
+  for (let i = 0; i < 2; i++) await sb().appctl("ovs-vswitchd", "revalidator/wait");
+}
+
 const l3PacketIns = (): number => agent!.packetIns.get("l3") ?? 0;
 const reactiveFlows = () =>
   agent!.reconciler.installedFlows().filter((f) => f.table === 30 && (f.idleTimeout ?? 0) > 0);
@@ -218,17 +229,30 @@ describe("distributed router, reactive", () => {
         { id: "all-out", direction: "egress" },
       ],
     });
-    for (const id of ["a1", "b1"]) await api.update("lport", id, { securityGroups: ["pingable"] });
-    await agent!.settle();
+    // Wait for the agent to realise the updates, not just for settle(): the store delivers them
+    // after this returns, and the port's conntrack dispatch and default deny go in one pass
+    // before the group's rules, fetched into the cache afterwards, go in the next. A ping between
+    // the two is dropped at the miss of ingress_secgroup_state, with no packet-in.
+    let last = 0;
+    for (const id of ["a1", "b1"]) {
+      last = (await api.update("lport", id, { securityGroups: ["pingable"] })).modRevision;
+    }
+    await waitFor(() => agent!.realised >= last, 10_000, "the groups realised");
     expect(reactiveFlows()).toEqual([]);
+    // the earlier tests' datapath flows for this pair (punts, expired routes) go first
+    await datapathRevalidated();
     const before = l3PacketIns();
     const first = await ping("a1", "10.50.2.11", 1);
     expect(first.ok, first.out).toBe(true);
     expect(l3PacketIns() - before).toBe(2);
+    // the datapath flows that punted the first packets give way to the routes just installed
+    await datapathRevalidated();
     expect((await ping("a1", "10.50.2.11", 4)).ok).toBe(true);
     expect(l3PacketIns() - before).toBe(2);
-    for (const id of ["a1", "b1"]) await api.update("lport", id, { securityGroups: [] });
-    await agent!.settle();
+    for (const id of ["a1", "b1"]) {
+      last = (await api.update("lport", id, { securityGroups: [] })).modRevision;
+    }
+    await waitFor(() => agent!.realised >= last, 10_000, "the groups gone");
   });
 });
 
@@ -317,6 +341,8 @@ describe("distributed router, proactive", () => {
       "10.50.2.11",
       "10.50.2.11",
     ]);
+    // the datapath still holds the reactive agent's punts of these pairs until it is revalidated
+    await datapathRevalidated();
     expect((await ping("a1", "10.50.2.11", 3)).ok).toBe(true);
     expect((await ping("b1", "10.50.1.12", 3)).ok).toBe(true);
     expect(l3PacketIns()).toBe(0);
