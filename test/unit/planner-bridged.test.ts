@@ -123,8 +123,10 @@ const fromVm = (eth_dst: bigint, extra: Partial<Packet> = {}): Packet => ({
 });
 
 describe("a patch port mapped to the uplink of the bridge behind it", () => {
-  const plan = OffloadPlanner.plan({ rules, profile: cx6, ports: bridged });
-  const decided = (id: string) => plan.decisions.get(id)!;
+  // Planned in each test, not once in this describe body: a mutation run switches a mutant on only
+  // while a test runs, so a plan made here would never see it (test/mutation/planner.md).
+  const planned = () => OffloadPlanner.plan({ rules, profile: cx6, ports: bridged });
+  const decided = (id: string) => planned().decisions.get(id)!;
 
   it("takes from the uplink only packets table 0 claims by an exact unicast destination MAC", () => {
     expect(decided("fip").offloaded).toBe(true);
@@ -151,6 +153,7 @@ describe("a patch port mapped to the uplink of the bridge behind it", () => {
   });
 
   it("hands every other packet of the uplink to OVS untouched, also where a rule for every port would drop it", () => {
+    const plan = planned();
     const cases: [string, Packet, boolean][] = [
       ["for the floating IP's MAC", fromUplink(FIP_MAC), false],
       ["for the bridge's own port", fromUplink(LOCAL), true],
@@ -178,6 +181,7 @@ describe("a patch port mapped to the uplink of the bridge behind it", () => {
   });
 
   it("puts the uplink's trap in chain 0 above the catch-all, and one in front of each rule for every port", () => {
+    const plan = planned();
     const chain0 = plan.tc.filter((t) => t.chain === 0 && t.indev === "p0" && t.role === "trap");
     expect(chain0).toContainEqual(expect.objectContaining({ match: {}, prio: tcPrio(0, "main") }));
     expect(chain0).toContainEqual(
@@ -188,6 +192,7 @@ describe("a patch port mapped to the uplink of the bridge behind it", () => {
   });
 
   it("redirects to the uplink only a packet whose destination MAC is known, unicast and not the bridge's own", () => {
+    const plan = planned();
     expect(decided("egress").offloaded).toBe(true);
     expect(decided("out").offloaded).toBe(true);
     expect(decided("to-other").offloaded).toBe(true);
@@ -202,7 +207,52 @@ describe("a patch port mapped to the uplink of the bridge behind it", () => {
       expect(traceSplit(plan, rules, bridged, fromVm(d)).software).toBe(true);
   });
 
+  it("plans from the uplink no masked destination MAC and no rule at priority 0; it gates table 0 only", () => {
+    const MASK = 0xffffffffff00n; // a set of 256 MACs, some of which may be the bridge's other ports'
+    const extra: PipelineRule[] = [
+      ...rules,
+      r("fip-masked", 0, 115, {
+        match: { ...inPort(PATCH), eth_dst: { value: FIP_MAC & MASK, mask: MASK } },
+        actions: [{ type: "output", port: VM }],
+      }),
+      // priority 0 is where chain 0's trap for the uplink sits
+      r("fip-low", 0, 0, {
+        match: { ...inPort(PATCH), ...dst(OTHER) },
+        actions: [{ type: "output", port: VM }],
+      }),
+      // past table 0 the packet is one br-int took: a rule may name the patch port without a MAC
+      r("fip-in", 35, 150, {
+        match: { ...reg6(2), ...inPort(PATCH) },
+        actions: [
+          { type: "set_field", field: "eth_dst", value: VM_MAC },
+          { type: "output", port: VM },
+        ],
+      }),
+      // an output to the patch port under a masked destination MAC: the bridge's choice is not known
+      r("to-masked", 10, 160, {
+        match: { ...reg6(1), eth_dst: { value: OTHER & MASK, mask: MASK } },
+        actions: [{ type: "output", port: PATCH }],
+      }),
+    ];
+    const p = OffloadPlanner.plan({ rules: extra, profile: cx6, ports: bridged });
+    const gated = /from patch port 50, only packets for a MAC of br-int's own/;
+    expect(p.decisions.get("fip-masked")!.reason).toMatch(gated);
+    expect(p.decisions.get("fip-low")!.reason).toMatch(gated);
+    expect(p.decisions.get("fip-in")!.offloaded).toBe(true);
+    expect(p.decisions.get("to-masked")!.reason).toMatch(
+      /switches by destination MAC, which this rule does not know/,
+    );
+    expectSameDecisions(p, extra, bridged, [
+      fromUplink(FIP_MAC),
+      fromUplink(FIP_MAC + 1n),
+      fromUplink(OTHER),
+      fromVm(OTHER),
+      fromVm(OTHER + 1n),
+    ]);
+  });
+
   it("decides every packet as the software pipeline does", () => {
+    const plan = planned();
     const packets: Packet[] = [];
     for (const d of [FIP_MAC, LOCAL, OTHER, BCAST, VM_MAC]) {
       packets.push(fromUplink(d), fromVm(d));
