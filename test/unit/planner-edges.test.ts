@@ -252,3 +252,110 @@ describe("OpenFlow conversion", () => {
     }
   });
 });
+
+describe("VLAN matches", () => {
+  // Only a match on the absence of a tag (the present bit under the mask, clear in the value) lacks a
+  // flower key; a match on a tagged VID, or on a VID whatever the present bit, goes to tc as it is.
+  it("keep a tagged VID, or a VID under a mask without the present bit, in the filter with no trap for tagged frames", () => {
+    const cases: [string, { value: bigint; mask: bigint }, boolean][] = [
+      ["tagged VID 5", { value: 0x1005n, mask: 0x1fffn }, false],
+      ["VID 5, present bit not matched", { value: 0x005n, mask: 0x0fffn }, false],
+      ["untagged", { value: 0n, mask: 0x1fffn }, true],
+    ];
+    for (const [what, vlan_vid, untagged] of cases) {
+      const rules = [
+        rule("v", 0, {
+          match: { in_port: exact("in_port", 1), vlan_vid },
+          actions: [{ type: "output", port: 2 }],
+        }),
+      ];
+      const plan = OffloadPlanner.plan({ rules, profile: cx6, ports });
+      const tc = plan.tc.filter((t) => t.ruleId === "v");
+      expect(plan.decisions.get("v")!.offloaded, what).toBe(true);
+      expect(tc.find((t) => t.role === "offload")!.match, what).toEqual(untagged ? {} : { vlan_vid });
+      expect(
+        tc.some((t) => t.role === "trap" && t.match.vlan_vid?.value === 0x1000n),
+        what,
+      ).toBe(untagged);
+      const pkt = (vid: bigint) => ({ in_port: 1n, eth_type: 0x800n, vlan_vid: vid });
+      expectSameDecisions(plan, rules, ports, [pkt(0n), pkt(0x1005n), pkt(0x1006n)]);
+    }
+  });
+
+  it("leave the absence of a tag out of a coarse trap, which then takes tagged frames too", () => {
+    const untagged = { value: 0n, mask: 0x1fffn };
+    const rules: PipelineRule[] = [
+      {
+        ...rule("v", 0, {
+          match: { in_port: exact("in_port", 1), eth_type: exact("eth_type", 0x800), vlan_vid: untagged },
+          actions: [{ type: "output", port: 2 }],
+        }),
+        opaqueMatch: ["pkt_mark"],
+      },
+    ];
+    const plan = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(plan.tc.filter((t) => t.ruleId === "v")).toEqual([
+      expect.objectContaining({ role: "trap", indev: "rep1", match: { eth_type: exact("eth_type", 0x800) } }),
+    ]);
+  });
+});
+
+describe("a chain after a rewrite", () => {
+  // Its packets are few kinds, so a rule whose packets a rule above all takes is left out of it.
+  const ip = exact("eth_type", 0x800);
+  const to5 = exact("ipv4_dst", 0x0a000005);
+  const rules: PipelineRule[] = [
+    rule("in", 0, {
+      match: { in_port: exact("in_port", 1) },
+      actions: [
+        { type: "set_field", field: "eth_src", value: 0xfa163e0000aan },
+        { type: "goto", table: 10 },
+      ],
+    }),
+    {
+      ...rule("hop", 10, { match: { eth_type: ip, ipv4_dst: to5 }, actions: [{ type: "output", port: 2 }] }),
+      priority: 200,
+    },
+    // the same header matches and priority, another register match: the first one (by id) is the one named
+    {
+      ...rule("hop-b", 10, {
+        match: { eth_type: ip, ipv4_dst: to5, reg7: exact("reg7", 0) },
+        actions: [{ type: "output", port: 2 }],
+      }),
+      priority: 200,
+    },
+    {
+      ...rule("web", 10, {
+        match: { eth_type: ip, ipv4_dst: to5, ip_proto: exact("ip_proto", 6), tp_dst: exact("tp_dst", 80) },
+        actions: [{ type: "controller" }],
+      }),
+      priority: 100,
+    },
+    {
+      ...rule("other", 10, { match: { eth_type: ip }, actions: [{ type: "output", port: 1 }] }),
+      priority: 50,
+    },
+  ];
+
+  it("leaves out a rule below one whose every header match it has, naming that rule", () => {
+    const plan = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(plan.decisions.get("web")!.offloaded).toBe(false);
+    expect(plan.decisions.get("web")!.reason).toBe(
+      "not offloaded: never reached here: hop above takes all its packets",
+    );
+    expect(plan.tc.some((t) => t.ruleId === "web")).toBe(false);
+    expect(plan.decisions.get("other")!.offloaded).toBe(true);
+    const pkt = (ipv4_dst: bigint, tp_dst: bigint) => ({
+      in_port: 1n,
+      eth_type: 0x800n,
+      ipv4_dst,
+      ip_proto: 6n,
+      tp_dst,
+    });
+    expectSameDecisions(plan, rules, ports, [
+      pkt(0x0a000005n, 80n),
+      pkt(0x0a000005n, 22n),
+      pkt(0x0a000006n, 80n),
+    ]);
+  });
+});
