@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Action as OfAction } from "../../src/openflow/actions.js";
+import type { NatSpec, Action as OfAction } from "../../src/openflow/actions.js";
 import type { Flow } from "../../src/openflow/flow.js";
 import type { MatchField } from "../../src/openflow/oxm.js";
 import { ruleFromFlow } from "../../src/offload/planner/from-openflow.js";
@@ -287,6 +287,49 @@ describe("OpenFlow → planner conversion, field by field and action by action",
       { type: "ct", zone: 3, commit: true, nat: false, mark: { value: 5n, mask: 0xffffffffn }, table: 4 },
       { type: "other", name: "ct with set_field among its actions" },
       { type: "other", name: "ct with set_field among its actions" },
+    ]);
+  });
+
+  it("takes a NAT's range with only the parts it names (one address or port stands for a range of one)", () => {
+    const nat = (spec: NatSpec): OfAction => ({
+      type: "ct",
+      zone: 2,
+      commit: true,
+      table: 5,
+      actions: [{ type: "nat", nat: spec }],
+    });
+    // toStrictEqual: a part the NAT does not name is absent, not present as undefined
+    expect(
+      actionsOf(
+        nat({ kind: "src", ipMin: "172.24.4.50" }),
+        nat({ kind: "dst", portMin: 8080 }),
+        nat({ kind: "src", ipMin: "172.24.4.50", ipMax: "172.24.4.60", portMin: 1024, portMax: 2048 }),
+      ),
+    ).toStrictEqual([
+      {
+        type: "ct",
+        zone: 2,
+        commit: true,
+        nat: true,
+        natRange: { kind: "src", ipMin: "172.24.4.50", ipMax: "172.24.4.50" },
+        table: 5,
+      },
+      {
+        type: "ct",
+        zone: 2,
+        commit: true,
+        nat: true,
+        natRange: { kind: "dst", portMin: 8080, portMax: 8080 },
+        table: 5,
+      },
+      {
+        type: "ct",
+        zone: 2,
+        commit: true,
+        nat: true,
+        natRange: { kind: "src", ipMin: "172.24.4.50", ipMax: "172.24.4.60", portMin: 1024, portMax: 2048 },
+        table: 5,
+      },
     ]);
   });
 
