@@ -188,3 +188,52 @@ describe("a rule that changes the TTL itself before a dec_ttl", () => {
     expectSameDecisions(p, rules, ports, probe);
   });
 });
+
+describe("dec_ttl after the rule itself set or decremented the TTL", () => {
+  const ipTo = (a: number) => ({ in_port: exact("in_port", 1), ...ip, ipv4_dst: exact("ipv4_dst", a) });
+  const rules: PipelineRule[] = [
+    {
+      id: "set1",
+      table: 0,
+      priority: 100,
+      match: ipTo(1),
+      actions: [
+        { type: "set_field", field: "nw_ttl", value: 1n },
+        { type: "dec_ttl" },
+        { type: "output", port: 2 },
+      ],
+    },
+    {
+      id: "set2",
+      table: 0,
+      priority: 100,
+      match: ipTo(2),
+      actions: [
+        { type: "set_field", field: "nw_ttl", value: 2n },
+        { type: "dec_ttl" },
+        { type: "output", port: 2 },
+      ],
+    },
+    {
+      id: "twice",
+      table: 0,
+      priority: 100,
+      match: ipTo(3),
+      actions: [{ type: "dec_ttl" }, { type: "dec_ttl" }, { type: "output", port: 2 }],
+    },
+  ];
+
+  it("keeps in OVS a decrement of a TTL set to 1, and a second decrement; a TTL set to 2 needs no trap", () => {
+    const plan = OffloadPlanner.plan({ rules, profile: cx6, ports });
+    expect(plan.decisions.get("set1")!.reason).toBe(
+      "not offloaded: dec_ttl of a TTL set to 1: OVS sends the packet to the controller",
+    );
+    expect(plan.decisions.get("twice")!.reason).toBe(
+      "not offloaded: a second dec_ttl in one rule is not offloadable",
+    );
+    expect(plan.decisions.get("set2")!.offloaded).toBe(true);
+    expect(plan.tc.filter((t) => t.ruleId === "set2").map((t) => t.role)).toEqual(["offload"]);
+    const p = (a: bigint, nw_ttl: bigint): Packet => ({ in_port: 1n, eth_type: 0x800n, ipv4_dst: a, nw_ttl });
+    expectSameDecisions(plan, rules, ports, [p(1n, 64n), p(2n, 64n), p(2n, 1n), p(3n, 64n), p(3n, 2n)]);
+  });
+});
