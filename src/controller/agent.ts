@@ -163,9 +163,9 @@ export class Agent {
   private dirtySince: number | undefined;
   private needFull = true;
   private stopped = false;
-  private resubmitNonce = 0;
   private claiming = new Set<string>();
   private localPortsSync: Promise<void> = Promise.resolve();
+  private resubmitNonce = 0;
   private realisedWritten = 0;
   private readonly zonesToFlush = new Set<number>();
   private realisedWrite: Promise<void> = Promise.resolve();

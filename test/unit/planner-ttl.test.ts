@@ -191,29 +191,21 @@ describe("a rule that changes the TTL itself before a dec_ttl", () => {
 
 describe("dec_ttl after the rule itself set or decremented the TTL", () => {
   const ipTo = (a: number) => ({ in_port: exact("in_port", 1), ...ip, ipv4_dst: exact("ipv4_dst", a) });
+  /** A rule to address `a` that sets the TTL to `ttl`, then decrements it. */
+  const setThenDec = (id: string, a: number, ttl: bigint): PipelineRule => ({
+    id,
+    table: 0,
+    priority: 100,
+    match: ipTo(a),
+    actions: [
+      { type: "set_field", field: "nw_ttl", value: ttl },
+      { type: "dec_ttl" },
+      { type: "output", port: 2 },
+    ],
+  });
   const rules: PipelineRule[] = [
-    {
-      id: "set1",
-      table: 0,
-      priority: 100,
-      match: ipTo(1),
-      actions: [
-        { type: "set_field", field: "nw_ttl", value: 1n },
-        { type: "dec_ttl" },
-        { type: "output", port: 2 },
-      ],
-    },
-    {
-      id: "set2",
-      table: 0,
-      priority: 100,
-      match: ipTo(2),
-      actions: [
-        { type: "set_field", field: "nw_ttl", value: 2n },
-        { type: "dec_ttl" },
-        { type: "output", port: 2 },
-      ],
-    },
+    setThenDec("set1", 1, 1n),
+    setThenDec("set2", 2, 2n),
     {
       id: "twice",
       table: 0,
