@@ -127,6 +127,26 @@ describe("TTL 0 and 1 taken above a rule", () => {
     expect(offloaded([punt("ttl0", 0, ip), punt("ttl1", 1, ip)])).toBe(true);
   });
 
+  it("counts a punt only for the rule's own value under the rule's own mask", () => {
+    const pass = (snat: Match, punts: Match) => {
+      const rules = pipeline([punt("ttl0", 0, punts), punt("ttl1", 1, punts)]).map((r) =>
+        r.id === "snat" ? { ...r, match: snat } : r,
+      );
+      const p = OffloadPlanner.plan({ rules, profile: cx6, ports });
+      // a TTL 1 packet to the router that no punt takes: OVS NATs it, then dec_ttl sends it to the controller
+      expectSameDecisions(p, rules, ports, packets);
+      return p.decisions.get("snat")!.offloaded;
+    };
+    // punts for another destination MAC
+    expect(pass(toRouter, { ...toRouter, eth_dst: exact("eth_dst", 0x020000000009n) })).toBe(false);
+    // the rule takes 8.8.0.0/16, the punts only 8.8.0.0 itself: the packets to 8.8.8.8 pass them
+    const net = { value: 0x08080000n, mask: 0xffff0000n };
+    expect(
+      pass({ ...toRouter, ipv4_dst: net }, { ...toRouter, ipv4_dst: { ...net, mask: 0xffffffffn } }),
+    ).toBe(false);
+    expect(pass({ ...toRouter, ipv4_dst: net }, { ...toRouter, ipv4_dst: net })).toBe(true);
+  });
+
   it("a second dec_ttl on the way needs its traps again: after one decrement TTL 1 can arrive", () => {
     const rules = pipeline([punt("ttl0", 0), punt("ttl1", 1)]).map((r) =>
       r.id === "out"
