@@ -7,6 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { Action } from "../../src/openflow/actions.js";
 import { parseFlow } from "../../src/openflow/text.js";
 import { runSoftware, traceSplit } from "../../src/offload/planner/evaluate.js";
 import { ruleFromFlow } from "../../src/offload/planner/from-openflow.js";
@@ -198,6 +199,24 @@ describe("encapsulation to a register's address", () => {
     ]);
     expect(traceSplit(plan, flows, ports, p).software).toBe(false);
     expectSameDecisions(plan, flows, ports, [p]);
+  });
+
+  it("takes a register's bits 0..31 as the whole register, as `[]`", () => {
+    // the codec and the text parser write a whole field as nbits 0; a Flow built by hand may name all 32 bits
+    const flow = parseFlow(
+      "table=0,priority=1 actions=move:NXM_NX_REG8[]->NXM_NX_TUN_IPV4_DST[],set_field:0x65->tun_id,output:100",
+    );
+    const whole32 = (a: Action): Action =>
+      a.type === "move" ? { ...a, src: { ...a.src, nbits: 32 }, dst: { ...a.dst, nbits: 32 } } : a;
+    const instructions = flow.instructions.map((ins) =>
+      ins.type === "apply_actions" ? { ...ins, actions: ins.actions.map(whole32) } : ins,
+    );
+    const moves = instructions.flatMap((ins) => (ins.type === "apply_actions" ? ins.actions : []));
+    expect(moves[0]).toMatchObject({ type: "move", src: { ofs: 0, nbits: 32 }, dst: { ofs: 0, nbits: 32 } });
+    expect(ruleFromFlow({ ...flow, instructions }, ports).actions).toEqual([
+      { type: "set_tunnel", id: 0x65n, dst: 0n, tunnel: "geneve", dstFrom: "reg8" },
+      { type: "output", port: 100 },
+    ]);
   });
 
   it("keeps any other move in software", () => {
