@@ -149,6 +149,29 @@ describe("the software pipeline", () => {
     ]);
   });
 
+  it("reads a popped frame's PCP as 0, as OVS does: the tag's PCP leaves with it", () => {
+    const rules: PipelineRule[] = [
+      {
+        id: "pop",
+        table: 0,
+        priority: 1,
+        match: {},
+        actions: [{ type: "pop_vlan" }, { type: "goto", table: 1 }],
+      },
+      {
+        id: "pcp3",
+        table: 1,
+        priority: 2,
+        match: { vlan_pcp: exact("vlan_pcp", 3) },
+        actions: [{ type: "output", port: 1 }],
+      },
+      { id: "rest", table: 1, priority: 1, match: {}, actions: [{ type: "output", port: 2 }] },
+    ];
+    expect(runSoftware(rules, ports, { in_port: 100n, vlan_vid: 0x1005n, vlan_pcp: 3n })).toEqual([
+      { kind: "output", port: 2, packet: { vlan_vid: "0", vlan_pcp: "0" } },
+    ]);
+  });
+
   it("stops a pipeline that loops after 64 steps", () => {
     const rules: PipelineRule[] = [
       {
@@ -205,6 +228,23 @@ describe("the split datapath", () => {
     ]);
     expect(traceSplit(plan, [], ports, { in_port: 1n })).toEqual({
       events: [{ kind: "output", port: 101, packet: { tun_id: "3", tun_dst: "4" } }],
+      software: false,
+    });
+  });
+
+  it("reads a frame's PCP as 0 after vlan_pop", () => {
+    const plan = split([
+      { chain: 0, prio: 1, match: {}, actions: [{ type: "vlan_pop" }, { type: "goto", chain: 1 }] },
+      {
+        chain: 1,
+        prio: 1,
+        match: { vlan_pcp: exact("vlan_pcp", 3) },
+        actions: [{ type: "redirect", dev: "rep1" }],
+      },
+      { chain: 1, prio: 2, match: {}, actions: [{ type: "redirect", dev: "rep2" }] },
+    ]);
+    expect(traceSplit(plan, [], ports, { in_port: 1n, vlan_vid: 0x1005n, vlan_pcp: 3n })).toEqual({
+      events: [{ kind: "output", port: 2, packet: { vlan_vid: "0", vlan_pcp: "0" } }],
       software: false,
     });
   });

@@ -600,7 +600,11 @@ describe("the reference evaluators", () => {
     const sent = { eth_dst: "9", eth_type: "800", nw_ttl: "1", vlan_vid: "1005" };
     expect(runSoftware(rules, noPorts, { in_port: 1n, eth_type: 0x800n, nw_ttl: 2n })).toEqual([
       { kind: "output", port: 2, packet: sent },
-      { kind: "output", port: 100, packet: { ...sent, vlan_vid: "0", tun_id: "8", tun_dst: "a0000fa" } },
+      {
+        kind: "output",
+        port: 100,
+        packet: { ...sent, vlan_vid: "0", vlan_pcp: "0", tun_id: "8", tun_dst: "a0000fa" },
+      },
       { kind: "controller", reason: "action" },
       { kind: "controller", reason: "other:learn" },
       { kind: "controller", reason: "why" },
@@ -694,7 +698,15 @@ describe("the reference evaluators", () => {
         {
           kind: "output",
           port: 100,
-          packet: { ...snap(pkt), eth_dst: "7", nw_ttl: "8", vlan_vid: "0", tun_id: "4", tun_dst: "6" },
+          packet: {
+            ...snap(pkt),
+            eth_dst: "7",
+            nw_ttl: "8",
+            vlan_vid: "0",
+            vlan_pcp: "0",
+            tun_id: "4",
+            tun_dst: "6",
+          },
         },
       ],
     });

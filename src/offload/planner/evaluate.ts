@@ -227,7 +227,8 @@ export function runSoftware(
         }
         pkt.nw_ttl = ttl - 1n;
       } else if (a.type === "push_vlan") pkt.vlan_vid = BigInt(a.vid) | 0x1000n;
-      else if (a.type === "pop_vlan") pkt.vlan_vid = 0n;
+      // the tag goes, and with it its PCP: OVS reads a popped frame's vlan_pcp as 0
+      else if (a.type === "pop_vlan") Object.assign(pkt, { vlan_vid: 0n, vlan_pcp: 0n });
       else if (a.type === "set_tunnel")
         tunnel = { id: a.id, dst: a.dstFrom ? (regs.get(a.dstFrom) ?? 0n) : a.dst };
       else if (a.type === "output") {
@@ -322,7 +323,7 @@ export function traceSplit(
           pkt.vlan_vid = BigInt(a.vid) | 0x1000n;
           break;
         case "vlan_pop":
-          pkt.vlan_vid = 0n;
+          Object.assign(pkt, { vlan_vid: 0n, vlan_pcp: 0n });
           break;
         case "tunnel_set":
           tunnel = { id: a.id, dst: a.dst };
