@@ -65,6 +65,24 @@ async function datapathRevalidated(): Promise<void> {
   for (let i = 0; i < 2; i++) await sb().appctl("ovs-vswitchd", "revalidator/wait");
 }
 
+/**
+ * Waits until the switch holds `n` host routes (table 30's flows with an idle timeout) and has
+ * revalidated its datapath flows against them: a route's flow_mod follows the packet it was
+ * punted for, so the ping's reply can be back before OVS has the route, and until a revalidator
+ * round after it a later packet can still take the datapath flow that punted the first.
+ */
+async function routesInSwitch(n: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const { stdout } = await sb().ofctl("dump-flows", sb().mgmtRemote(), "table=30");
+      return stdout.split("\n").filter((l) => l.includes("idle_timeout")).length === n;
+    },
+    10_000,
+    `${n} host routes in the switch`,
+  );
+  await datapathRevalidated();
+}
+
 const l3PacketIns = (): number => agent!.packetIns.get("l3") ?? 0;
 const reactiveFlows = () =>
   agent!.reconciler.installedFlows().filter((f) => f.table === 30 && (f.idleTimeout ?? 0) > 0);
@@ -126,6 +144,7 @@ describe("distributed router, reactive", () => {
     expect(first.out).toMatch(/ttl=63/);
     // a1 → b1 (on netA) and b1's reply (on netB): one first packet each way
     expect(l3PacketIns() - before).toBe(2);
+    await routesInSwitch(2);
     const more = await ping("a1", "10.50.2.11", 5);
     expect(more.ok, more.out).toBe(true);
     expect(l3PacketIns() - before).toBe(2);
@@ -246,7 +265,7 @@ describe("distributed router, reactive", () => {
     expect(first.ok, first.out).toBe(true);
     expect(l3PacketIns() - before).toBe(2);
     // the datapath flows that punted the first packets give way to the routes just installed
-    await datapathRevalidated();
+    await routesInSwitch(2);
     expect((await ping("a1", "10.50.2.11", 4)).ok).toBe(true);
     expect(l3PacketIns() - before).toBe(2);
     for (const id of ["a1", "b1"]) {
