@@ -212,8 +212,10 @@ describe("l2.mode reactive with stateful security groups on both ends", () => {
     const synAck = tcp.filter((p) => p.inner!.tcp!.flags.syn && p.inner!.tcp!.flags.ack);
     expect(syn.map((p) => p.from)).toEqual(["host1"]);
     expect(synAck.map((p) => p.from)).toEqual(["host2"]);
-    expect(l2Ins("host1") - before.h1).toBe(1);
-    expect(l2Ins("host2") - before.h2).toBe(1);
+    // the SYN and SYN-ACK were punted; the packets right after them may be too (and are sent on the
+    // same way) until OVS has revalidated the datapath flow that punted them
+    expect(l2Ins("host1") - before.h1).toBeGreaterThanOrEqual(1);
+    expect(l2Ins("host2") - before.h2).toBeGreaterThanOrEqual(1);
     const z1 = await conntrack("host1", portZone(vms.t1!.ofport));
     expect(
       z1.some((l) => l.startsWith("tcp,") && l.includes(`orig=(src=${ip("t1")},dst=${ip("t2")}`)),
