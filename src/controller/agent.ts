@@ -605,10 +605,13 @@ export class Agent {
    * resubmit. The packet goes at once, whether or not `via` is installed yet,
    * so a first packet does not wait for its flow (nor its flow for it).
    * Not for a packet that met conntrack before its punt (false, nothing
-   * sent): a connection the punted copy was to commit there is not in
-   * conntrack when its reply comes back (seen in OVS: the reply is +inv in
-   * the sender's zone), so such a packet must run the pipeline again from
-   * table 0 once its flows are in.
+   * sent): such a packet runs the pipeline again from table 0 once its flows
+   * are in. A precaution: a reply seen +inv in the sender's zone after a
+   * send-through was most likely the test race fixed in d5f746f (the group's
+   * allow rules, which commit, not yet installed); on OVS 3.1 the punted
+   * copy's commit is in the same datapath actions as its punt, before it
+   * (ofproto/trace; test/integration/l2-reactive-secgroup.test.ts, where
+   * continueAt relies on exactly that).
    */
   private async sendThrough(pkt: PacketInEvent, via: FlowBuilder): Promise<boolean> {
     if (this.engine.conntrackBefore(pkt.tableId, pkt.inPort)) return false;
