@@ -1,7 +1,9 @@
 /**
  * The distributed router (src/apps/l3.ts) in the cases the other l3 tests
  * leave out, found by mutation testing (test/mutation/apps.md, "l3.ts"): a
- * static route to one address, delivery straight into a vxlan tunnel, the
+ * static route to one address, a static route whose next hop is bound
+ * nowhere, a remote port on a provider network (l2_lookup, not a tunnel),
+ * delivery straight into a vxlan tunnel, the
  * longest prefix among overlapping router legs (the NB API refuses them, the
  * agent admits what the store holds), router advertisements for one MAC with
  * several IPv6 subnets or one subnet listed twice, the router interface a
@@ -143,6 +145,58 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     expect(statics).toEqual([
       "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=192.168.70.5 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
       "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.70.5 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+    ]);
+  });
+
+  it("a static route whose next hop is a port neither bound here nor on a live chassis punts instead", () => {
+    const m = base();
+    // vm3 holds the next hop's address but is bound nowhere
+    m.setPort("vm3", port("vm3", "net2", "fa:16:3e:02:00:13", [["sub2", "10.2.0.13"]]));
+    m.setRouter(
+      "r1",
+      router(
+        "r1",
+        legs([
+          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+        ]),
+        { routes: [{ destination: "192.168.70.5/32", nexthop: "10.2.0.13" }] },
+      ),
+    );
+    const statics = lines(m, "l3/router/r1").filter((l) => l.includes("192.168.70.5"));
+    // no host to deliver to: the route punts (the agent answers with an ICMP error), it does not
+    // rewrite the frame for vm3's MAC and hand it to l2_lookup, where nothing would take it
+    expect(statics).toEqual([
+      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=192.168.70.5 actions=CONTROLLER:65535",
+      "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.70.5 actions=CONTROLLER:65535",
+    ]);
+  });
+
+  it("a port on another chassis of a provider (VLAN) network wired here: through l2_lookup, not a tunnel", () => {
+    const m = base();
+    m.setProviderPorts(new Map([["physnet1", 7]]));
+    m.setNetwork(
+      "netp",
+      net("netp", { networkType: "vlan", physicalNetwork: "physnet1", segmentationId: 200 }),
+    );
+    m.setSubnet("subp", subnet("subp", "netp", "10.4.0.0/24"));
+    m.setPort("vm4", port("vm4", "netp", "fa:16:3e:04:00:14", [["subp", "10.4.0.14"]]));
+    m.setBinding("vm4", binding("vm4", 4));
+    m.setPort("vm6", port("vm6", "netp", "fa:16:3e:04:00:16", [["subp", "10.4.0.16"]], { chassis: "host2" }));
+    m.setRouter(
+      "r1",
+      router(
+        "r1",
+        legs([
+          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+          ["subp", "netp", "10.4.0.1", "10.4.0.0/24", R3],
+        ]),
+      ),
+    );
+    // the port's own network key (0x10000c8: physnet1, VLAN 200), then l2_lookup: the physical network carries it
+    expect(lines(m, "l3/port/vm6")).toEqual([
+      "table=30, priority=332,ip,reg6=0x10000c8,dl_dst=fa:16:3e:00:00:03,nw_dst=10.4.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:04:00:16->eth_dst,dec_ttl,set_field:0x10000c8->reg6,goto_table:40",
+      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.4.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:04:00:16->eth_dst,dec_ttl,set_field:0x10000c8->reg6,goto_table:40",
     ]);
   });
 
