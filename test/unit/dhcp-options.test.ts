@@ -44,6 +44,9 @@ describe("option names", () => {
   it("numbers up to 255, option: and option6: prefixes, aliases in any case and spelling", () => {
     expect(resolveOptionName("255")).toEqual({ code: 255 });
     expect(resolveOptionName("256")).toBeUndefined();
+    // a number is all digits: no hex or exponent that Number() would read
+    expect(resolveOptionName("0x1a")).toBeUndefined();
+    expect(resolveOptionName("1e2")).toBeUndefined();
     expect(resolveOptionName(" OPTION:26 ")).toEqual({ code: 26 });
     expect(resolveOptionName("option6:23")).toEqual({ code: 23 });
     expect(resolveOptionName(" Dns_Server ")).toMatchObject({ code: 6 });
