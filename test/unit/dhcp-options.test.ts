@@ -79,8 +79,10 @@ describe("typed values at their edges", () => {
     expect(() => value("time-offset", "2147483648")).toThrow(DhcpOptionError);
     expect(() => value("time-offset", "-2147483649")).toThrow(DhcpOptionError);
     expect(value("mtu", "0x5dc")).toBe(1500);
-    for (const bad of ["0x5dcg", "x0x5dc", "15x", "1.5", "-"])
+    // the whole text must be the number: Number() and parseInt() alone would read these
+    for (const bad of ["0x5dcg", "x0x5dc", "15x", "1.5", "-", "1e3", "+5", "9x10"])
       expect(() => value("mtu", bad), bad).toThrow(DhcpOptionError);
+    expect(() => value("time-offset", "-0x10")).toThrow(DhcpOptionError);
   });
 
   it("'infinite' only for a 32-bit value, and only the whole word", () => {
@@ -115,7 +117,7 @@ describe("typed values at their edges", () => {
         Buffer.from([0]),
       ]),
     );
-    for (const bad of [`${l63}a.org`, "a..b", "caf\u00e9.org", "a\u007f.org"]) {
+    for (const bad of [`${l63}a.org`, "a..b", "caf\u00e9.org", "\u00e9cole.org", "a\u007f.org"]) {
       expect(refused("domain-search", bad).message).toContain("is not a domain name");
     }
   });
