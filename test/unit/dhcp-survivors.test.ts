@@ -8,7 +8,7 @@
  * IA_NAs, the status a decision reports for an IA_PD, and the port's v6 extra
  * options (their spellings, empty items, IPv4 ones and unknown ones).
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { type DhcpContext, handleDhcpFrame } from "../../src/apps/dhcp/responder.js";
 import {
   dhcp6SubnetFor,
@@ -33,9 +33,14 @@ import {
   MAC_BROADCAST,
   parseEthernet,
 } from "../../src/packet/index.js";
+import { logger } from "../../src/util/log.js";
 
 const CLIENT_MAC = "fa:16:3e:00:00:05";
 const SERVER_MAC = "fa:16:3e:ff:00:01";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 describe("DHCPv4 responder", () => {
   function ctx(over: { subnet?: Partial<Subnet>; port?: Partial<Port> } = {}): DhcpContext {
@@ -92,6 +97,8 @@ describe("DHCPv4 responder", () => {
       c,
     );
     const size = roomy.f.ipv4!.totalLength;
+    // the responder's logger (one per component): the operator is told what was left out, and only then
+    const warn = vi.spyOn(logger("dhcp"), "warn");
     expect(roomy.d.frame.length).toBe(14 + 4 + size);
     expect(size).toBeGreaterThan(576);
     expect(roomy.f.dhcp!.unknownOptions.map((o) => o.code)).toEqual([150]);
@@ -103,6 +110,7 @@ describe("DHCPv4 responder", () => {
     expect(exact.f.vlans.map((v) => v.vid)).toEqual([42]);
     expect(exact.f.ipv4!.totalLength).toBe(size);
     expect(exact.f.dhcp!.unknownOptions.map((o) => o.code)).toEqual([150]);
+    expect(warn).not.toHaveBeenCalled();
 
     const under = answer(
       request(DHCP_MESSAGE_TYPE.DISCOVER, { vlan: 42, options: { maxMessageSize: size - 1 } }),
@@ -110,6 +118,8 @@ describe("DHCPv4 responder", () => {
     );
     expect(under.f.dhcp!.unknownOptions).toEqual([]);
     expect(under.f.ipv4!.totalLength).toBeLessThan(size);
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(warn.mock.calls[0]![0]).toEqual({ port: "p1", dropped: [150], limit: size - 1 });
   });
 
   it("a NAK echoes the client identifier (RFC 6842)", () => {
@@ -120,6 +130,74 @@ describe("DHCPv4 responder", () => {
     );
     expect(d.messageType).toBe("NAK");
     expect(f.dhcp!.options.clientIdentifier).toEqual(clientIdentifier);
+  });
+
+  it("a subnet whose cidr is not exactly a.b.c.d/len, len 0 to 32, is not served", () => {
+    for (const cidr of ["x10.0.0.0/24", "10.0.0.0/24x", "10.0.0.0/240", "10.0.0.0/33"]) {
+      expect(handleDhcpFrame(request(DHCP_MESSAGE_TYPE.DISCOVER), ctx({ subnet: { cidr } })), cidr).toEqual({
+        kind: "ignore",
+        reason: `subnet sub1 cidr ${cidr} is not IPv4`,
+      });
+    }
+  });
+
+  it("a /0 subnet gets mask 0.0.0.0 (a shift by 32 bits would give all ones)", () => {
+    const { f } = answer(request(DHCP_MESSAGE_TYPE.DISCOVER), ctx({ subnet: { cidr: "0.0.0.0/0" } }));
+    expect(f.dhcp!.options).toMatchObject({ subnetMask: "0.0.0.0", broadcastAddress: "255.255.255.255" });
+  });
+
+  it("a subnet not marked IPv4 is not served, even with an IPv4 cidr", () => {
+    expect(handleDhcpFrame(request(DHCP_MESSAGE_TYPE.DISCOVER), ctx({ subnet: { ipVersion: 6 } }))).toEqual({
+      kind: "ignore",
+      reason: "subnet sub1 is not IPv4",
+    });
+  });
+
+  it("only Ethernet hardware addresses (htype 1, hlen 6) are served", () => {
+    const ieee802 = buildDhcpPacket({
+      ethSrc: CLIENT_MAC,
+      ethDst: MAC_BROADCAST,
+      ipSrc: "0.0.0.0",
+      ipDst: "255.255.255.255",
+      dhcp: { op: BOOTREQUEST, htype: 6, xid: 9, chaddr: CLIENT_MAC, options: { messageType: 1 } },
+    });
+    expect(handleDhcpFrame(ieee802, ctx())).toEqual({
+      kind: "ignore",
+      reason: "hardware type 6/6 is not Ethernet",
+    });
+    const longAddress = request(DHCP_MESSAGE_TYPE.DISCOVER);
+    longAddress[14 + 20 + 8 + 2] = 8; // BOOTP hlen (the UDP checksum is not checked)
+    expect(handleDhcpFrame(longAddress, ctx())).toEqual({
+      kind: "ignore",
+      reason: "hardware type 1/8 is not Ethernet",
+    });
+  });
+
+  it("no gateway, or an IPv6 one: no router option and no default route in option 121", () => {
+    const hostRoutes = [{ destination: "10.9.0.0/16", nexthop: "10.0.0.9" }];
+    for (const gatewayIp of [null, "2001:db8::1"]) {
+      const { f } = answer(
+        request(DHCP_MESSAGE_TYPE.DISCOVER),
+        ctx({ subnet: { gatewayIp, hostRoutes } as Partial<Subnet> }),
+      );
+      expect(f.dhcp!.options.router, String(gatewayIp)).toBeUndefined();
+      expect(f.dhcp!.options.classlessStaticRoutes).toEqual([
+        { destination: "10.9.0.0/16", router: "10.0.0.9" },
+      ]);
+    }
+  });
+
+  it("a bad option setting is logged once per NB object, with the subnet or port it is in", () => {
+    const warn = vi.spyOn(logger("dhcp"), "warn");
+    const c = ctx({
+      subnet: { dhcpOptions: { mtu: "huge" } },
+      port: { extraDhcpOptions: [{ name: "router", value: "nowhere", ipVersion: 4 }] },
+    });
+    for (let i = 0; i < 2; i++) answer(request(DHCP_MESSAGE_TYPE.DISCOVER), c);
+    expect(warn.mock.calls.map((call) => call[0])).toEqual([
+      expect.objectContaining({ subnet: "sub1", option: "mtu", source: "subnet" }),
+      expect.objectContaining({ port: "p1", option: "router", source: "port" }),
+    ]);
   });
 });
 
