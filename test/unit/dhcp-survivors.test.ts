@@ -256,10 +256,15 @@ describe("DHCPv6 responder", () => {
   });
   const ourServerId: Dhcp6Option = { kind: "server-id", duid: SERVER_DUID };
 
-  function ask(type: number, options: Dhcp6Option[], over: Partial<Dhcp6Context> = {}): Dhcp6Decision {
+  function ask(
+    type: number,
+    options: Dhcp6Option[],
+    over: Partial<Dhcp6Context> = {},
+    ipDst = "ff02::1:2",
+  ): Dhcp6Decision {
     const frame = buildFrame({
       eth: { src: CLIENT_MAC, dst: "33:33:00:01:00:02" },
-      ipv6: { src: CLIENT_LL, dst: "ff02::1:2", hopLimit: 1 },
+      ipv6: { src: CLIENT_LL, dst: ipDst, hopLimit: 1 },
       udp: { srcPort: 546, dstPort: 547 },
       payload: encodeDhcp6({
         msgType: type,
@@ -376,6 +381,56 @@ describe("DHCPv6 responder", () => {
   it("a decision reports an IA_PD's NoPrefixAvail when the IA_NA got its address", () => {
     const d = ask(T.REQUEST, [ourServerId, iaNa(1), { kind: "ia-pd", iaid: 2, t1: 0, t2: 0, options: [] }]);
     expect(d).toMatchObject({ messageType: "REPLY", address: ADDR, status: "NoPrefixAvail" });
+  });
+
+  it("every status code's message says why (RFC 8415 §21.13: for the client's user and logs)", () => {
+    // [status, message] of every Status Code option in the reply, inside IAs too
+    const statuses = (d: Dhcp6Decision): [number, string][] => {
+      const out: [number, string][] = [];
+      const walk = (options: readonly Dhcp6Option[]): void => {
+        for (const o of options) {
+          if (o.kind === "status-code") out.push([o.status, o.message]);
+          if (o.kind === "ia-na" || o.kind === "ia-ta" || o.kind === "ia-pd") walk(o.options);
+        }
+      };
+      walk(message(d).options);
+      return out;
+    };
+    const S = DHCP6_STATUS;
+    const sl = { subnet: subnet({ ipv6AddressMode: "dhcpv6-stateless", ipv6RaMode: "dhcpv6-stateless" }) };
+    const SERVER_LL = "fe80::f816:3eff:feff:1";
+    expect(statuses(ask(T.REQUEST, [ourServerId, iaNa(1)], {}, SERVER_LL))).toEqual([
+      [S.UseMulticast, "send to ff02::1:2"],
+    ]);
+    expect(statuses(ask(T.CONFIRM, [iaNa(1, "2001:db8:1::99")]))).toEqual([
+      [S.NotOnLink, "not this client's address on 2001:db8:1::/64"],
+    ]);
+    expect(statuses(ask(T.RELEASE, [ourServerId, iaNa(1, ADDR)]))).toEqual([[S.Success, "released"]]);
+    expect(statuses(ask(T.DECLINE, [ourServerId, iaNa(1, ADDR)]))).toEqual([[S.Success, "decline noted"]]);
+    expect(statuses(ask(T.SOLICIT, [iaNa(1)], sl))).toEqual([
+      [S.NoAddrsAvail, "subnet 2001:db8:1::/64 is stateless: addresses by SLAAC"],
+    ]);
+    expect(statuses(ask(T.SOLICIT, [iaNa(1)], { port: port({ fixedIps: [] }) }))).toEqual([
+      [S.NoAddrsAvail, "this port has no address on 2001:db8:1::/64"],
+    ]);
+    expect(statuses(ask(T.SOLICIT, []))).toEqual([[S.NoAddrsAvail, "no IA_NA requested"]]);
+    expect(
+      statuses(
+        ask(T.REQUEST, [
+          ourServerId,
+          iaNa(1),
+          { kind: "ia-ta", iaid: 2, options: [] },
+          { kind: "ia-pd", iaid: 3, t1: 0, t2: 0, options: [] },
+        ]),
+      ),
+    ).toEqual([
+      [S.NoAddrsAvail, "no temporary addresses"],
+      [S.NoPrefixAvail, "no prefix delegation"],
+    ]);
+    expect(statuses(ask(T.REQUEST, [ourServerId, iaNa(1)], sl))).toEqual([
+      [S.NoAddrsAvail, "addresses by SLAAC"],
+    ]);
+    expect(statuses(ask(T.RENEW, [ourServerId, iaNa(1, ADDR)], sl))).toEqual([[S.NoBinding, "no binding"]]);
   });
 
   describe("port v6 extra options", () => {
