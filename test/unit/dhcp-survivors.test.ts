@@ -187,6 +187,15 @@ describe("DHCPv4 responder", () => {
     }
   });
 
+  it("a reply that cannot be built is an ignore saying so, logged as an error with the port", () => {
+    const error = vi.spyOn(logger("dhcp"), "error");
+    const d = handleDhcpFrame(request(DHCP_MESSAGE_TYPE.DISCOVER), { ...ctx(), serverMac: "not-a-mac" });
+    expect(d.kind === "ignore" && d.reason).toMatch(/^cannot build the reply: ./);
+    expect(error.mock.calls.map((call) => call[0])).toEqual([
+      expect.objectContaining({ port: "p1", err: expect.any(Error) }),
+    ]);
+  });
+
   it("a bad option setting is logged once per NB object, with the subnet or port it is in", () => {
     const warn = vi.spyOn(logger("dhcp"), "warn");
     const c = ctx({
@@ -381,6 +390,15 @@ describe("DHCPv6 responder", () => {
   it("a decision reports an IA_PD's NoPrefixAvail when the IA_NA got its address", () => {
     const d = ask(T.REQUEST, [ourServerId, iaNa(1), { kind: "ia-pd", iaid: 2, t1: 0, t2: 0, options: [] }]);
     expect(d).toMatchObject({ messageType: "REPLY", address: ADDR, status: "NoPrefixAvail" });
+  });
+
+  it("a reply that cannot be built is an ignore saying so, logged as an error with the port", () => {
+    const error = vi.spyOn(logger("dhcp6"), "error");
+    const d = ask(T.SOLICIT, [iaNa(1)], { serverMac: "not-a-mac" });
+    expect(d.kind === "ignore" && d.reason).toMatch(/^cannot build the reply: ./);
+    expect(error.mock.calls.map((call) => call[0])).toEqual([
+      expect.objectContaining({ port: "p1", err: expect.any(Error) }),
+    ]);
   });
 
   it("every status code's message says why (RFC 8415 §21.13: for the client's user and logs)", () => {
