@@ -1,12 +1,16 @@
 /**
  * Decisions of the DHCP responders (src/apps/dhcp) that the other dhcp test
- * files leave open, found by mutation testing (test/mutation/apps.md): the
- * DHCPv4 reply-size limit measured past the request's VLAN tags and the NAK's
- * echo of the client identifier (RFC 6842); for DHCPv6, which of the port's
- * addresses is the subnet's, malformed subnet prefixes, a stateless CONFIRM
- * with one address off the prefix, IA_TA addresses in a CONFIRM, second
- * IA_NAs, the status a decision reports for an IA_PD, and the port's v6 extra
- * options (their spellings, empty items, IPv4 ones and unknown ones).
+ * files leave open, found by mutation testing (test/mutation/apps.md). DHCPv4:
+ * which subnets are served (cidr exactly a.b.c.d/len, a /0's mask, IPv4 only),
+ * Ethernet hardware addresses only, no router without an IPv4 gateway, the
+ * reply-size limit measured past the request's VLAN tags, the NAK's echo of
+ * the client identifier (RFC 6842), a reply that cannot be built, and the
+ * warnings an operator relies on (a bad option setting once per NB object,
+ * options left out for size). DHCPv6: which of the port's addresses is the
+ * subnet's, malformed subnet prefixes, a stateless CONFIRM with one address
+ * off the prefix, IA_TA addresses in a CONFIRM, second IA_NAs, the status a
+ * decision reports for an IA_PD, every status code's message, and the port's
+ * v6 extra options (their spellings, empty items, IPv4 ones, unknown ones).
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type DhcpContext, handleDhcpFrame } from "../../src/apps/dhcp/responder.js";
