@@ -18,12 +18,11 @@
  */
 import { describe, expect, it } from "vitest";
 import { loadApps, type App } from "../../src/apps/index.js";
-import type { AppContext, ReactiveFlows } from "../../src/apps/types.js";
 import { Engine } from "../../src/controller/engine.js";
 import type { LocalModel } from "../../src/controller/model.js";
 import { formatFlow } from "../../src/openflow/text.js";
-import { buildFrame, type Frame, linkLocalFromMac, parseEthernet } from "../../src/packet/index.js";
-import { logger } from "../../src/util/log.js";
+import { buildFrame, linkLocalFromMac } from "../../src/packet/index.js";
+import { recordingContext, type HandlerTrace } from "../harness/app-context.js";
 import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
 
 const R0 = "fa:16:3e:00:00:f0";
@@ -76,32 +75,13 @@ function lines(m: LocalModel, owner: string, mode: "reactive" | "proactive" = "p
     .sort();
 }
 
-interface Trace {
-  sent: { port: number; frame: Frame }[];
-  installed: ReactiveFlows[];
-}
+type Trace = HandlerTrace;
 
-function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
-  const trace: Trace = { sent: [], installed: [] };
-  const ctx: AppContext = {
-    view: m,
-    packetOut: async (p, frame) => {
-      trace.sent.push({ port: p, frame: parseEthernet(frame) });
-    },
-    sendThrough: async () => true,
-    resubmit: async () => undefined,
-    continueAt: async () => undefined,
-    track: (fn) => {
-      const deps = new Set<string>();
-      const result = m.tracking(deps, fn);
-      return { result, deps: [...deps] };
-    },
-    installReactive: async (r) => {
-      trace.installed.push(r);
-    },
-    log: logger("test-l3-survivors"),
-  };
-  return { ctx, trace };
+const context = (m: LocalModel) => recordingContext(m, "test-l3-survivors");
+
+/** Router r1 with these legs (and `extra`, e.g. static routes) in `m`. */
+function setR1(m: LocalModel, list: Leg[], extra: Parameters<typeof router>[2] = {}): void {
+  m.setRouter("r1", router("r1", legs(list), extra));
 }
 
 const l3 = (): App => loadApps(["l3"], { l3: { mode: "reactive" } })[0]!;
@@ -130,16 +110,13 @@ const icmpOf = (s: Trace["sent"][number]) => {
 describe("l3 flows at the edges (dump-flows lines)", () => {
   it("a static route to a single address (/32) matches that address, unmasked", () => {
     const m = base();
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
-        ]),
-        { routes: [{ destination: "192.168.70.5/32", nexthop: "10.2.0.12" }] },
-      ),
+    setR1(
+      m,
+      [
+        ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+        ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+      ],
+      { routes: [{ destination: "192.168.70.5/32", nexthop: "10.2.0.12" }] },
     );
     const statics = lines(m, "l3/router/r1").filter((l) => l.includes("192.168.70.5"));
     expect(statics).toEqual([
@@ -152,16 +129,13 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     const m = base();
     // vm3 holds the next hop's address but is bound nowhere
     m.setPort("vm3", port("vm3", "net2", "fa:16:3e:02:00:13", [["sub2", "10.2.0.13"]]));
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
-        ]),
-        { routes: [{ destination: "192.168.70.5/32", nexthop: "10.2.0.13" }] },
-      ),
+    setR1(
+      m,
+      [
+        ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+        ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+      ],
+      { routes: [{ destination: "192.168.70.5/32", nexthop: "10.2.0.13" }] },
     );
     const statics = lines(m, "l3/router/r1").filter((l) => l.includes("192.168.70.5"));
     // no host to deliver to: the route punts (the agent answers with an ICMP error), it does not
@@ -183,16 +157,10 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     m.setPort("vm4", port("vm4", "netp", "fa:16:3e:04:00:14", [["subp", "10.4.0.14"]]));
     m.setBinding("vm4", binding("vm4", 4));
     m.setPort("vm6", port("vm6", "netp", "fa:16:3e:04:00:16", [["subp", "10.4.0.16"]], { chassis: "host2" }));
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["subp", "netp", "10.4.0.1", "10.4.0.0/24", R3],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["subp", "netp", "10.4.0.1", "10.4.0.0/24", R3],
+    ]);
     // the port's own network key (0x10000c8: physnet1, VLAN 200), then l2_lookup: the physical network carries it
     expect(lines(m, "l3/port/vm6")).toEqual([
       "table=30, priority=332,ip,reg6=0x10000c8,dl_dst=fa:16:3e:00:00:03,nw_dst=10.4.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:04:00:16->eth_dst,dec_ttl,set_field:0x10000c8->reg6,goto_table:40",
@@ -205,16 +173,10 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     m.setNetwork("net3", net("net3", { networkType: "vxlan", segmentationId: 103 }));
     m.setSubnet("sub3", subnet("sub3", "net3", "10.3.0.0/24"));
     m.setPort("vm5", port("vm5", "net3", M5, [["sub3", "10.3.0.15"]], { chassis: "host2" }));
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub3", "net3", "10.3.0.1", "10.3.0.0/24", R3],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub3", "net3", "10.3.0.1", "10.3.0.0/24", R3],
+    ]);
     // newModel's tunnel ports: geneve 100, vxlan 101
     expect(lines(m, "l3/port/vm5")).toEqual([
       "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.3.0.15 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:15->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:101",
@@ -252,16 +214,10 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
 
   it("proactive: a port neither bound here nor on a live chassis owns no host route, even while a bound port has its address", () => {
     const m = base();
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+    ]);
     // vm8 on host3, which is not alive, has vm2's address (an address moving between ports)
     m.setChassis("host3", chassis("host3", "192.0.2.3"));
     m.setPort("vm8", port("vm8", "net2", "fa:16:3e:02:00:88", [["sub2", "10.2.0.12"]], { chassis: "host3" }));
@@ -279,17 +235,11 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
         ["sub6", "fd00:1::11"],
       ]),
     );
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub6", "net1", "fd00:1::1", "fd00:1::/64", R1],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub6", "net1", "fd00:1::1", "fd00:1::/64", R1],
+      ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+    ]);
     expect(lines(m, "l3/port/vm1")).toEqual([
       "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
       "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
@@ -303,17 +253,11 @@ describe("l3 packet-in at the edges", () => {
     const m = base();
     m.setSubnet("sub1b", subnet("sub1b", "net1", "10.1.5.0/24"));
     m.setPort("vm1", port("vm1", "net1", M1, [["sub1b", "10.1.5.11"]]));
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub1b", "net1", "10.1.5.1", "10.1.5.0/24", R1B],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub1b", "net1", "10.1.5.1", "10.1.5.0/24", R1B],
+      ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+    ]);
     const expired = await packetIn(m, 1, udp(M1, R1B, "10.1.5.11", "10.2.0.12", 1));
     expect(expired.sent.map(icmpOf)).toEqual([[1, R1B, M1, "10.1.5.1", "10.1.5.11", 11, 0]]);
     const routed = await packetIn(m, 1, udp(M1, R1B, "10.1.5.11", "10.2.0.12", 64));
@@ -328,16 +272,10 @@ describe("l3 packet-in at the edges", () => {
 
   it("a router with one MAC on two networks: the error comes from the leg on the sender's network", async () => {
     const m = base();
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R1],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R1],
+    ]);
     const t = await packetIn(m, 2, udp(M2, R1, "10.2.0.12", "10.1.0.11", 1));
     expect(t.sent.map(icmpOf)).toEqual([[2, R1, M2, "10.2.0.1", "10.2.0.12", 11, 0]]);
   });
@@ -354,16 +292,10 @@ describe("l3 packet-in at the edges", () => {
     );
     // r0 (listed first on net1: routers are taken in id order) has an IPv6 leg of its own there
     m.setRouter("r0", router("r0", legs([["sub6", "net1", "fd00:1::2", "fd00:1::/64", R0]])));
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub6", "net1", "fd00:1::1", "fd00:1::/64", R1],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub6", "net1", "fd00:1::1", "fd00:1::/64", R1],
+    ]);
     const t = await packetIn(m, 1, udp(M1, R1, "fd00:1::11", "fd00:9::5", 1));
     expect(t.sent.map(icmpOf)).toEqual([[1, R1, M1, "fd00:1::1", "fd00:1::11", 3, 0]]);
   });
@@ -380,16 +312,10 @@ describe("l3 packet-in at the edges", () => {
       ]),
     );
     m.setPort("vm2", port("vm2", "net2", M2, [["sub26", "fd00:2::12"]]));
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub6", "net1", "fd00:1::1", "fd00:1::/64", R1],
-          ["sub26", "net2", "fd00:2::1", "fd00:2::/64", R2],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub6", "net1", "fd00:1::1", "fd00:1::/64", R1],
+      ["sub26", "net2", "fd00:2::1", "fd00:2::/64", R2],
+    ]);
     const t = await packetIn(m, 1, udp(M1, R1, "fd00:1::11", "fd00:2::12", 64));
     expect(t.installed.map((r) => r.key)).toEqual(["r1/101/fd00:2::12"]);
     const found = t.installed[0]!.flows[0]!.build(0xabcn);
@@ -400,16 +326,10 @@ describe("l3 packet-in at the edges", () => {
 
   it("does not adopt a flow with a host route's match but other actions, its actions but another priority or match, or no destination", async () => {
     const m = base();
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
-          ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub1", "net1", "10.1.0.1", "10.1.0.0/24", R1],
+      ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
+    ]);
     const t = await packetIn(m, 1, udp(M1, R1, "10.1.0.11", "10.2.0.12", 64));
     const found = t.installed[0]!.flows[0]!.build(0xabcn);
     const { ctx } = context(m);
@@ -455,32 +375,20 @@ describe("l3 router advertisements at the edges", () => {
   it("one router MAC with two IPv6 subnets: one RA carrying both prefixes", async () => {
     const m = base();
     slaacNet(m);
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub6a", "net1", "fd00:1::1", "fd00:1::/64", R1],
-          ["sub6b", "net1", "fd00:2::1", "fd00:2::/64", R1],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub6a", "net1", "fd00:1::1", "fd00:1::/64", R1],
+      ["sub6b", "net1", "fd00:2::1", "fd00:2::/64", R1],
+    ]);
     expect(prefixes(await packetIn(m, 1, rs()))).toEqual([[R1, ["fd00:1::/64", "fd00:2::/64"]]]);
   });
 
   it("one subnet listed twice for a router MAC: its prefix once", async () => {
     const m = base();
     slaacNet(m);
-    m.setRouter(
-      "r1",
-      router(
-        "r1",
-        legs([
-          ["sub6a", "net1", "fd00:1::1", "fd00:1::/64", R1],
-          ["sub6a", "net1", "fd00:1::2", "fd00:1::/64", R1],
-        ]),
-      ),
-    );
+    setR1(m, [
+      ["sub6a", "net1", "fd00:1::1", "fd00:1::/64", R1],
+      ["sub6a", "net1", "fd00:1::2", "fd00:1::/64", R1],
+    ]);
     expect(prefixes(await packetIn(m, 1, rs()))).toEqual([[R1, ["fd00:1::/64"]]]);
   });
 });

@@ -27,14 +27,13 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadApps, type App } from "../../src/apps/index.js";
 import { installedNatZones } from "../../src/apps/nat.js";
-import type { AppContext, ReactiveFlows } from "../../src/apps/types.js";
+import type { ReactiveFlows } from "../../src/apps/types.js";
 import { Engine } from "../../src/controller/engine.js";
 import type { LocalModel } from "../../src/controller/model.js";
 import { CT_ZONE_MAX, CT_ZONE_MIN, table } from "../../src/datapath/index.js";
 import type { Flow } from "../../src/openflow/flow.js";
 import { formatFlow } from "../../src/openflow/text.js";
-import { ARP_OP, buildFrame, type Frame, MAC_BROADCAST, parseEthernet } from "../../src/packet/index.js";
-import { logger } from "../../src/util/log.js";
+import { ARP_OP, buildFrame, MAC_BROADCAST } from "../../src/packet/index.js";
 import {
   binding,
   chassis,
@@ -46,6 +45,7 @@ import {
   snat,
   subnet,
 } from "../harness/model-fixture.js";
+import { recordingContext, type HandlerTrace } from "../harness/app-context.js";
 
 const R1 = "fa:16:3e:00:00:01";
 const VM1 = "fa:16:3e:01:00:11";
@@ -540,18 +540,10 @@ describe("installedNatZones: what it reads a router's zone from, and what not", 
 const UPSTREAM = "fa:16:3e:99:00:01";
 const NEIGHBOUR = "fa:16:3e:99:00:07";
 
-interface Trace {
-  sent: { port: number; frame: Frame }[];
-  installed: ReactiveFlows[];
-}
+type Trace = HandlerTrace;
 
-function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
-  const trace: Trace = { sent: [], installed: [] };
-  const ctx: AppContext = {
-    view: m,
-    packetOut: async (p, frame) => {
-      trace.sent.push({ port: p, frame: parseEthernet(frame) });
-    },
+const context = (m: LocalModel) =>
+  recordingContext(m, "test-nat-edges", {
     resubmit: async () => {
       throw new Error("nat never resubmits a packet-in");
     },
@@ -561,18 +553,7 @@ function context(m: LocalModel): { ctx: AppContext; trace: Trace } {
     continueAt: async () => {
       throw new Error("nat never sends a packet on from a later table");
     },
-    track: (fn) => {
-      const deps = new Set<string>();
-      const result = m.tracking(deps, fn);
-      return { result, deps: [...deps] };
-    },
-    installReactive: async (r) => {
-      trace.installed.push(r);
-    },
-    log: logger("test-nat-edges"),
-  };
-  return { ctx, trace };
-}
+  });
 
 const natApp = (): App => loadApps(["nat"])[0]!;
 
