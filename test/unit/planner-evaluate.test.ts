@@ -6,8 +6,8 @@ import type { Plan, TcRule } from "../../src/offload/planner/plan.js";
 /*
  * The reference evaluators are the oracle of every planner property, so their
  * own edges are pinned here: conntrack keys, explicit-undefined fields, the
- * step limit on looping pipelines, tc's priority order, redirect ending a
- * packet's tc path, and VXLAN's device.
+ * step limit on looping pipelines, a popped tag's PCP, tc's priority order,
+ * redirect ending a packet's tc path, and VXLAN's device.
  */
 const ports: PortMap = {
   hardware: new Map([

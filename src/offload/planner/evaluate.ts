@@ -9,7 +9,8 @@
  * at zero, the highest-priority matching rule wins (ties by rule id, as the
  * planner orders them), an OpenFlow 1.3 table miss drops, output to the
  * ingress port is skipped, dec_ttl on TTL 0 or 1 punts to the controller and
- * stops.
+ * stops, and a popped VLAN tag takes its PCP with it (vlan_vid and vlan_pcp
+ * read 0).
  *
  * Connection tracking is state shared by packets, as in the kernel: a packet
  * arrives untracked (ct_state 0); `ct` looks its connection up in the zone's
