@@ -125,6 +125,8 @@ export interface Scope {
 }
 
 type Table = Map<string, StoredObject>;
+/** A change as a feed delivers it (a removal has no object). */
+type Change = { object: StoredObject | undefined; revision: number; kind: string; key: string };
 
 /** Kinds whose changes can move the scope: they re-run the closure. */
 const RELATIONAL = new Set<string>([KIND.port, KIND.router, KIND.subnet, KIND.secgroup, KIND.fip, KIND.snat]);
@@ -273,6 +275,15 @@ export class NbCache {
   private chain: Promise<unknown> = Promise.resolve();
   private queued: Promise<SyncReport> | undefined;
   private running = 0;
+  /**
+   * Changes that came while a resync was queued or running: the highest
+   * revision among them, and the ones the scope then in force left out. The
+   * resync's read may predate them, so when it ends those left out are judged
+   * again against the scope it computed, and the watermark moves past them
+   * all (it used to stop at the resync's read, short of a change applied
+   * meanwhile, until the next change came).
+   */
+  private duringResync: { revision: number; ignored: Change[] } = { revision: 0, ignored: [] };
   private closed = false;
   private watermark = 0;
   private readonly progressListeners = new Set<(revision: number) => void>();
@@ -519,7 +530,20 @@ export class NbCache {
     // a new topic is caught up by the resync its first sequence baseline asks for
     this.updateTopics(scope);
     if (changes.length) log.info({ reason, revision, changes: changes.length }, "cache resynced");
-    if (!this.subscriber || this.subscriber.hasBaselines()) this.advance(revision);
+    const missed = this.duringResync;
+    this.duringResync = { revision: 0, ignored: [] };
+    for (const c of missed.ignored)
+      if (c.revision > revision) this.onChange(c.object, c.revision, c.kind, c.key);
+    // what the replay leaves out again is outside the scope this resync computed: nothing to keep
+    this.duringResync.ignored = [];
+    if (!this.subscriber || this.subscriber.hasBaselines()) {
+      this.advance(revision);
+      const after = missed.revision;
+      if (after > revision) {
+        if (!this.recloseQueued) this.advance(after);
+        else void this.settling.then(() => this.advance(after));
+      }
+    }
     return { reason, revision, changes };
   }
 
@@ -699,7 +723,9 @@ export class NbCache {
     const table = this.tables.get(kind);
     if (!table || !this.relevant(kind, key, object?.value, object?.malformed)) {
       this.stats.ignored++;
-      if (table) this.advanceAfter(revision);
+      if (!table) return;
+      if (this.queued || this.running > 0) this.duringResync.ignored.push({ object, revision, kind, key });
+      this.advanceAfter(revision);
       return;
     }
     const cur = table.get(key);
@@ -767,7 +793,11 @@ export class NbCache {
 
   /** Move the watermark once the change's consequences (a re-closure) are applied. */
   private advanceAfter(revision: number): void {
-    if (this.queued || this.running > 0) return; // the resync in flight advances it
+    if (this.queued || this.running > 0) {
+      // the resync in flight advances it, when it ends (see duringResync)
+      this.duringResync.revision = Math.max(this.duringResync.revision, revision);
+      return;
+    }
     if (!this.recloseQueued) {
       this.advance(revision);
       return;
