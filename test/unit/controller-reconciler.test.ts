@@ -613,6 +613,28 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
     expect(sw.writes.at(-1)).toEqual(["add p50"]);
   });
 
+  it("held flow_mods go to the session they were decided on, even when the next write is on a new one", async () => {
+    vi.useFakeTimers();
+    try {
+      const t = { now: 1000 };
+      const { sw, r } = await synced(t);
+      await at(r, sw, "a", 10);
+      await at(r, sw, "b", 20);
+      await at(r, sw, "c", 30);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      // a reconnect: the next unhurried write comes on another session
+      const sw2 = new FakeSwitch();
+      await at(r, sw2, "d", 40);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"], ["add p30"]]);
+      t.now += COALESCE_MS;
+      await vi.advanceTimersByTimeAsync(COALESCE_MS);
+      expect(sw2.writes).toEqual([["add p40"]]);
+      expect(sw.writes).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("close() drops the held flow_mods and their timer", async () => {
     vi.useFakeTimers();
     try {
