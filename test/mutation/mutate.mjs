@@ -3,7 +3,9 @@
 /**
  * `npm run mutate -- <path>...`: mutation-test a module with StrykerJS.
  *
- * Each path is a directory (every .ts file under it is mutated) or a file. The
+ * Each path is a directory (every .ts file under it is mutated) or a file, a
+ * file optionally with a line range (`src/x.ts:120-180`: only the mutants that
+ * start on those lines, e.g. the code changed since the file's last run). The
  * tests run against each mutant are the unit tests (test/unit) that import a
  * mutated path, so a module is judged by its own tests and no mutant starts
  * OVS or etcd; `--tests <glob>` names them instead. Any other option goes to
@@ -48,8 +50,10 @@ if (paths.length === 0) {
 }
 
 const mutate = [];
+const files = [];
 const stems = [];
-for (const p of paths) {
+for (const arg of paths) {
+  const [, p, range = ""] = /^(.*?)(:\d+-\d+)?$/.exec(arg);
   const abs = resolve(root, p);
   if (!existsSync(abs)) {
     console.error(`mutate: ${p} does not exist`);
@@ -57,10 +61,16 @@ for (const p of paths) {
   }
   const rel = relative(root, abs).replaceAll("\\", "/");
   if (statSync(abs).isDirectory()) {
+    if (range) {
+      console.error(`mutate: a line range (${range}) needs a file, not the directory ${p}`);
+      process.exit(2);
+    }
     mutate.push(`${rel}/**/*.ts`);
+    files.push(`${rel}/**/*.ts`);
     stems.push(`${rel}/`);
   } else {
-    mutate.push(rel);
+    mutate.push(`${rel}${range}`);
+    files.push(rel);
     stems.push(rel.replace(/\.ts$/, "."));
   }
 }
@@ -96,7 +106,7 @@ writeFileSync(
   join(root, tsconfig),
   JSON.stringify({
     extends: "../../tsconfig.json",
-    include: [...mutate, ...testFiles].map((f) => `../../${f}`),
+    include: [...files, ...testFiles].map((f) => `../../${f}`),
   }),
 );
 let status;
