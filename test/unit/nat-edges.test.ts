@@ -610,6 +610,21 @@ describe("nat: learning next hops, at the edges", () => {
     ]);
   });
 
+  it("a learned next hop idles out after nextHopIdleS when it is configured", async () => {
+    const m = world();
+    const t = await packetIn(
+      loadApps(["nat"], { nat: { nextHopIdleS: 30 } })[0]!,
+      m,
+      arpFrame(ARP_OP.REQUEST, NEIGHBOUR, "172.24.4.7", "172.24.4.50"),
+      CLS,
+    );
+    expect(t.installed.map((r) => r.flows.map(line))).toEqual([
+      [
+        `table=37, idle_timeout=30, send_flow_rem priority=300,ip,reg6=${EXT},nw_dst=172.24.4.7 actions=set_field:${NEIGHBOUR}->eth_dst,output:50`,
+      ],
+    ]);
+  });
+
   it("a frame that is no ARP (a broken DHCP message even) is let be, without an error", async () => {
     const junk = buildFrame({
       eth: { src: UPSTREAM, dst: FIP_MAC },
