@@ -915,6 +915,25 @@ describe("nat: adopting learned next hops, at the edges", () => {
 });
 
 describe("nat: SNAT legs that cannot be served", () => {
+  it("the router's own port on a leg is no SNAT destination, even when it names a live chassis", () => {
+    const m = world();
+    m.setPort(
+      "rp1",
+      port("rp1", "net1", R1, [["sub1", "10.1.0.1"]], {
+        deviceOwner: "network:router_interface",
+        chassis: "host2",
+      }),
+    );
+    const snatDsts = lines(engine(m), "nat/router/r1").filter(
+      (l) => l.includes("table=") && l.includes("nw_dst="),
+    );
+    expect(snatDsts.filter((l) => l.includes("nw_dst=10.1.0.1,") || l.includes("nw_dst=10.1.0.1 "))).toEqual(
+      [],
+    );
+    // vm1's own delivery is there, so the test would see one for rp1
+    expect(snatDsts.some((l) => l.includes("nw_dst=10.1.0.11"))).toBe(true);
+  });
+
   it("a vxlan network when the switch has no vxlan port: no tunnel ingress, no delivery through it", () => {
     const m = world();
     m.setFip("f1", undefined);
