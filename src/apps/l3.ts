@@ -69,7 +69,7 @@ import {
 import { RaScheduler } from "./ipv6/schedule.js";
 import { F, flow, meterId, type FlowBuilder } from "../datapath/index.js";
 import type { Subnet } from "../nb/model/schemas.js";
-import { cidrContains, parseCidr } from "../nb/model/ip.js";
+import { cidrContains, cidrPrefix, parseCidr } from "../nb/model/ip.js";
 import type { Router, RouterInterface } from "../nb/model/schemas.js";
 import type { Flow } from "../openflow/flow.js";
 import { sameFlow } from "../openflow/text.js";
@@ -160,7 +160,7 @@ function connected(r: Router, ip: string): RouterInterface | undefined {
   let best: RouterInterface | undefined;
   for (const itf of r.interfaces) {
     if (familyOf(itf.ipAddress) !== familyOf(ip) || !cidrContains(itf.cidr, ip)) continue;
-    if (!best || parseCidr(itf.cidr).prefix > parseCidr(best.cidr).prefix) best = itf;
+    if (!best || cidrPrefix(itf.cidr) > cidrPrefix(best.cidr)) best = itf;
   }
   return best;
 }

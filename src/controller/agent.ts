@@ -72,7 +72,6 @@ import { type Action, OFPP } from "../openflow/actions.js";
 import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
 import { flowFromFlowMod, type Flow } from "../openflow/flow.js";
-import type { OxmValue } from "../openflow/oxm.js";
 import { OFP_NO_BUFFER, type OfMessage, type PacketIn, type PacketIn2 } from "../openflow/message.js";
 import { ensureBridge, setBridgeOtherConfig } from "../ovsdb/helpers.js";
 import { OvsdbSession } from "../ovsdb/session.js";
@@ -92,6 +91,8 @@ import { OffloadOutput } from "./tc-reconciler.js";
 import { ensurePatchPorts, ensureTunnelPort } from "./tunnel-ports.js";
 
 const log = logger("agent");
+/** A packet-in field that is a whole register (reg0…reg15), restored on a packet_out. */
+const REGISTER = /^reg\d+$/;
 
 /** NB kind of the liveness key an agent keeps on a lease (not a model object). */
 export const LIVENESS_KIND = AGENT_KIND.liveness;
@@ -472,7 +473,16 @@ export class Agent {
     }
   }
 
+  /** One context per app, made on first use: a packet-in should not cost a logger and seven closures. */
+  private readonly contexts = new Map<App, AppContext>();
+
   private appContext(app: App): AppContext {
+    let ctx = this.contexts.get(app);
+    if (!ctx) this.contexts.set(app, (ctx = this.makeAppContext(app)));
+    return ctx;
+  }
+
+  private makeAppContext(app: App): AppContext {
     return {
       view: this.model,
       packetOut: (port, frame) => this.packetOut(port, frame),
@@ -630,17 +640,13 @@ export class Agent {
   private sendOn(pkt: PacketInEvent, actions: readonly Action[]): Promise<void> {
     const conn = this.of.connection;
     if (!conn) throw new Error("no OpenFlow session");
-    const values = new Map<string, OxmValue>();
-    for (const [name, v] of pkt.fields ?? []) if (/^reg\d+$/.test(name)) values.set(name, v);
-    const restore: Action[] = [...values].map(([field, value]) => ({ type: "set_field", field, value }));
+    const all: Action[] = [];
+    for (const [field, value] of pkt.fields ?? []) {
+      if (REGISTER.test(field)) all.push({ type: "set_field", field, value });
+    }
+    for (const a of actions) all.push(a);
     return conn
-      .send({
-        type: "packet_out",
-        bufferId: OFP_NO_BUFFER,
-        inPort: pkt.inPort,
-        actions: [...restore, ...actions],
-        data: pkt.data,
-      })
+      .send({ type: "packet_out", bufferId: OFP_NO_BUFFER, inPort: pkt.inPort, actions: all, data: pkt.data })
       .then(() => undefined);
   }
 

@@ -133,6 +133,7 @@ export class Engine {
   /** Entity → the owners that read it; `key` is the one copy of the entity string owners keep. */
   private readonly depIndex = new Map<string, { key: string; owners: Set<OwnerKey> }>();
   private readonly appByName: Map<string, App>;
+  private readonly allowedTables = new Map<string, ReadonlySet<number>>();
   private readonly kindsOf = new Map<OwnerKind, App[]>();
   /** Owners whose last build threw: owner → message. */
   readonly errors = new Map<OwnerKey, string>();
@@ -168,7 +169,7 @@ export class Engine {
         if (pps > 0) output.meters.push({ owner: key, id: CONTROLLER_METER, ratePps: pps });
       } else {
         const a = this.appByName.get(app)!;
-        const allowed = new Set<number>(a.tables.map((t) => table(t)));
+        const allowed = this.tablesOf(app);
         const out: OwnerOut = {
           flow: (b: FlowBuilder) => {
             const f = b.build(cookie);
@@ -192,7 +193,18 @@ export class Engine {
     return { app, kind, id, deps, output };
   }
 
-  private install(rec: OwnerRecord, key: OwnerKey): void {
+  /** The table ids app `app` declared (the only ones its owners may write). */
+  private tablesOf(app: CookieAppName): ReadonlySet<number> {
+    let t = this.allowedTables.get(app);
+    if (!t) {
+      t = new Set((this.appByName.get(app)?.tables ?? []).map((n) => table(n)));
+      this.allowedTables.set(app, t);
+    }
+    return t;
+  }
+
+  /** Index `rec` under `key`; its deps become the index's own copies of the entity strings. */
+  private install(rec: Omit<OwnerRecord, "deps"> & { deps: Iterable<string> }, key: OwnerKey): void {
     const old = this.owners.get(key);
     if (old) {
       this.unindex(key, old.deps);
@@ -206,8 +218,9 @@ export class Engine {
       e.owners.add(key);
       deps.add(e.key);
     }
-    rec.deps = deps;
-    this.owners.set(key, rec);
+    const stored = rec as OwnerRecord;
+    stored.deps = deps;
+    this.owners.set(key, stored);
   }
 
   private unindex(key: OwnerKey, deps: Set<string>): void {
@@ -326,8 +339,7 @@ export class Engine {
   ): OwnerChange {
     const owner = ownerKey(app, "reactive", key);
     const cookie = cookieFor(app, `reactive/${key}`, "reactive");
-    const a = this.appByName.get(app);
-    const allowed = new Set<number>((a?.tables ?? []).map((t) => table(t)));
+    const allowed = this.tablesOf(app);
     const output: OwnerOutput = { flows: [], meters: [] };
     for (const b of flows) {
       const f = b.build(cookie);
@@ -336,7 +348,7 @@ export class Engine {
       output.flows.push(desiredFlow(owner, f));
     }
     const before = this.owners.get(owner)?.output;
-    this.install({ app, kind: "reactive", id: key, deps: new Set(deps), output }, owner);
+    this.install({ app, kind: "reactive", id: key, deps, output }, owner);
     return { owner, before, after: output };
   }
 
@@ -353,10 +365,7 @@ export class Engine {
     const owner = ownerKey(app, "reactive", key);
     const rec = this.owners.get(owner);
     const flows = [...(rec?.output.flows ?? []), desiredFlow(owner, f)];
-    this.install(
-      { app, kind: "reactive", id: key, deps: new Set(deps), output: { flows, meters: [] } },
-      owner,
-    );
+    this.install({ app, kind: "reactive", id: key, deps, output: { flows, meters: [] } }, owner);
     return owner;
   }
 

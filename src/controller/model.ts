@@ -139,6 +139,8 @@ export class LocalModel implements View {
   private readonly localByNet = new Map<string, Set<string>>();
   private readonly subnetsByNet = new Map<string, Set<string>>();
   private readonly routersByNet = new Map<string, Set<string>>();
+  /** routerPortsOf's answers, by network; emptied whenever a router changes. */
+  private readonly routerPortCache = new Map<string, readonly RouterPortView[]>();
   private readonly fips = new Map<string, FloatingIp>();
   private readonly fipsByPort = new Map<string, Set<string>>();
   private readonly snats = new Map<string, SnatGateway>();
@@ -295,6 +297,7 @@ export class LocalModel implements View {
     const old = this.routers.get(id);
     if (old === r) return;
     this.touch(`router:${id}`);
+    this.routerPortCache.clear();
     for (const itf of old?.interfaces ?? []) {
       removeFrom(this.routersByNet, itf.networkId, id);
       this.touch(`routers:${itf.networkId}`);
@@ -600,6 +603,9 @@ export class LocalModel implements View {
 
   routerPortsOf(networkId: string): readonly RouterPortView[] {
     this.read(`routers:${networkId}`);
+    // Every routed first packet asks this (three times): the answer is kept until a router changes.
+    const cached = this.routerPortCache.get(networkId);
+    if (cached) return cached;
     const out: RouterPortView[] = [];
     for (const rid of [...(this.routersByNet.get(networkId) ?? [])].sort()) {
       for (const itf of this.routers.get(rid)!.interfaces) {
@@ -614,6 +620,8 @@ export class LocalModel implements View {
         });
       }
     }
+    for (const v of out) Object.freeze(v);
+    this.routerPortCache.set(networkId, Object.freeze(out));
     return out;
   }
 

@@ -157,6 +157,8 @@ function fastHex(def: OxmFieldDef, v: OxmValue): string {
   } else if (typeof v === "string") {
     if (def.format === "mac" && MAC_TEXT.test(v)) return v.replace(/:/g, "");
     if (def.format === "ipv4") {
+      const n = ipv4Number(v);
+      if (n !== undefined) return n.toString(16).padStart(8, "0");
       const m = IPV4_TEXT.exec(v);
       if (m && m.slice(1).every((o) => Number(o) <= 255)) {
         return m
@@ -167,6 +169,45 @@ function fastHex(def: OxmFieldDef, v: OxmValue): string {
     }
   }
   return valueToBytes(def, v).toString("hex");
+}
+
+/** A dotted-decimal IPv4 address (one to three digits a group, each ≤ 255) as a number; else undefined. */
+function ipv4Number(s: string): number | undefined {
+  let v = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && digits > 0 && part <= 255 && dots < 3) {
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else return undefined;
+  }
+  return dots === 3 && digits > 0 && part <= 255 ? v * 256 + part : undefined;
+}
+
+/**
+ * `arr.sort()` for the handful of strings of one flow's match, in place and
+ * without the scratch array Array.prototype.sort allocates: the same order
+ * (UTF-16 code units).
+ */
+function sortSmall(arr: string[]): string[] {
+  for (let i = 1; i < arr.length; i++) {
+    const x = arr[i]!;
+    let j = i - 1;
+    while (j >= 0 && arr[j]! > x) {
+      arr[j + 1] = arr[j]!;
+      j--;
+    }
+    arr[j + 1] = x;
+  }
+  return arr;
 }
 
 /** Canonical identity of a flow in OVS: table, priority and normalized match. */
@@ -184,5 +225,5 @@ export function flowKey(flow: Pick<Flow, "table" | "priority" | "match">): strin
       );
     }
   }
-  return `${flow.table}/${flow.priority}/${parts.sort().join(",")}`;
+  return `${flow.table}/${flow.priority}/${sortSmall(parts).join(",")}`;
 }

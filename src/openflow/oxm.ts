@@ -595,6 +595,12 @@ export function valueToBytes(def: OxmFieldDef, v: OxmValue, what = def.name): Bu
       }
       if (typeof v === "string")
         throw new EncodeError(`${what}: expected an integer, got a string`, { value: v });
+      // Registers, ports and the like: no bigint on the way (packet_outs and flow_mods are hot).
+      if (typeof v === "number" && len <= 6 && Number.isInteger(v) && v >= 0 && v < 2 ** (8 * len)) {
+        const out = Buffer.allocUnsafe(len);
+        out.writeUIntBE(v, 0, len);
+        return out;
+      }
       return bigintToBytes(BigInt(v), len, what);
     }
   }
@@ -619,7 +625,7 @@ export function bigintToBytes(v: bigint, len: number, what = "value"): Buffer {
   if (v < 0n || v >> BigInt(len * 8) !== 0n) {
     throw new EncodeError(`${what}: value ${v} does not fit in ${len * 8} bits`, { value: String(v) });
   }
-  const out = Buffer.alloc(len);
+  const out = Buffer.allocUnsafe(len); // every byte is written below
   let x = v;
   for (let i = len - 1; i >= 0; i--) {
     out[i] = Number(x & 0xffn);
@@ -638,7 +644,23 @@ function hexToBytes(s: string, what: string): Buffer {
   return Buffer.from(h.length % 2 ? `0${h}` : h, "hex");
 }
 
+const HEX_DIGIT = (c: number): number =>
+  c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 export function macToBytes(s: string, what = "mac"): Buffer {
+  if (s.length === 17) {
+    // the usual xx:xx:xx:xx:xx:xx, read without a regex or arrays; anything else takes the long way
+    const out = Buffer.allocUnsafe(6);
+    let ok = true;
+    for (let i = 0; i < 6 && ok; i++) {
+      const hi = HEX_DIGIT(s.charCodeAt(3 * i));
+      const lo = HEX_DIGIT(s.charCodeAt(3 * i + 1));
+      ok = hi >= 0 && lo >= 0 && (i === 5 || s.charCodeAt(3 * i + 2) === 58);
+      out[i] = hi * 16 + lo;
+    }
+    if (ok) return out;
+  }
   const m =
     /^([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2}):([0-9a-f]{1,2})$/i.exec(
       s,
@@ -647,9 +669,29 @@ export function macToBytes(s: string, what = "mac"): Buffer {
   return Buffer.from(m.slice(1).map((x) => Number.parseInt(x, 16)));
 }
 export function bytesToMac(b: Buffer): string {
+  if (b.length === 6) {
+    return `${HEX_BYTE[b[0]!]}:${HEX_BYTE[b[1]!]}:${HEX_BYTE[b[2]!]}:${HEX_BYTE[b[3]!]}:${HEX_BYTE[b[4]!]}:${HEX_BYTE[b[5]!]}`;
+  }
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 export function ipv4ToBytes(s: string, what = "ipv4"): Buffer {
+  // four dot-separated groups of one to three digits, each at most 255, read by hand
+  const out = Buffer.allocUnsafe(4);
+  let part = 0;
+  let digits = 0;
+  let n = 0;
+  for (let i = 0; i <= s.length && part < 4; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46;
+    if (c >= 48 && c <= 57 && digits < 3) {
+      n = n * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && digits > 0 && n <= 255 && (part < 3 || i === s.length)) {
+      out[part++] = n;
+      n = 0;
+      digits = 0;
+    } else break;
+  }
+  if (part === 4) return out;
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   const parts = m?.slice(1).map(Number);
   if (!parts || parts.some((p) => p > 255))
@@ -657,6 +699,7 @@ export function ipv4ToBytes(s: string, what = "ipv4"): Buffer {
   return Buffer.from(parts);
 }
 export function bytesToIpv4(b: Buffer): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   return Array.from(b).join(".");
 }
 export function ipv6ToBytes(s: string, what = "ipv6"): Buffer {

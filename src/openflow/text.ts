@@ -574,11 +574,27 @@ export function sameFlow(a: Flow, b: Flow): boolean {
   );
 }
 
+/** OpenFlow's instruction order (the spec's execution order), which OVS prints them in. */
+const INSTRUCTION_ORDER: readonly string[] = [
+  "meter",
+  "apply_actions",
+  "clear_actions",
+  "write_actions",
+  "write_metadata",
+  "goto_table",
+];
+
 /** Instructions in the order OVS prints them (spec execution order). */
 export function formatInstructions(ins: readonly Instruction[]): string {
   const out: string[] = [];
-  const order = ["meter", "apply_actions", "clear_actions", "write_actions", "write_metadata", "goto_table"];
-  const sorted = [...ins].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type));
+  // Builders write instructions in this order already; only a decoded flow may need the sort.
+  let inOrder = true;
+  for (let k = 1; k < ins.length && inOrder; k++) {
+    inOrder = INSTRUCTION_ORDER.indexOf(ins[k - 1]!.type) <= INSTRUCTION_ORDER.indexOf(ins[k]!.type);
+  }
+  const sorted = inOrder
+    ? ins
+    : [...ins].sort((a, b) => INSTRUCTION_ORDER.indexOf(a.type) - INSTRUCTION_ORDER.indexOf(b.type));
   for (const i of sorted) {
     switch (i.type) {
       case "meter":

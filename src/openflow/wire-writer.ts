@@ -577,11 +577,23 @@ function zero(b: Buffer, from: number, to: number): void {
   for (let i = from; i < to; i++) b[i] = 0;
 }
 
+/** The fields by rank, ties in their given order: an insertion sort (a match has a handful). */
 function stableByRank(fields: readonly MatchField[]): MatchField[] {
-  return fields
-    .map((f, i) => ({ f, i, r: INFO.get(f.field)?.rank ?? prerequisiteRank(f.field) }))
-    .sort((a, b) => a.r - b.r || a.i - b.i)
-    .map((x) => x.f);
+  const out = fields.slice();
+  const ranks = out.map((f) => INFO.get(f.field)?.rank ?? prerequisiteRank(f.field));
+  for (let i = 1; i < out.length; i++) {
+    const f = out[i]!;
+    const r = ranks[i]!;
+    let j = i - 1;
+    while (j >= 0 && ranks[j]! > r) {
+      out[j + 1] = out[j]!;
+      ranks[j + 1] = ranks[j]!;
+      j--;
+    }
+    out[j + 1] = f;
+    ranks[j + 1] = r;
+  }
+  return out;
 }
 
 /** One message, encoded by the bulk encoder (byte-identical to encodeMessage). */

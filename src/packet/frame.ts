@@ -17,7 +17,7 @@ import { ByteReader, ByteWriter } from "../util/bytes.js";
 import { EncodeError } from "../util/errors.js";
 import { ipv4ToBytes, ipv6ToBytes } from "./addr.js";
 import { type Arp, type ArpSpec, decodeArp, encodeArp } from "./arp.js";
-import { pseudoSumV4, pseudoSumV6 } from "./checksum.js";
+import { pseudoSumV4, pseudoSumV6, sumBytes } from "./checksum.js";
 import { ETH_TYPE, IP_PROTO, UDP_PORT } from "./constants.js";
 import { type Dhcp, type DhcpSpec, decodeDhcp, encodeDhcp } from "./dhcp.js";
 import {
@@ -54,6 +54,9 @@ export interface ParseOptions {
   dhcp?: boolean;
 }
 
+/** The payload of a frame with none (one shared empty buffer: there is nothing in it to change). */
+const NO_BYTES = Buffer.alloc(0);
+
 function isDhcpPorts(u: Udp): boolean {
   const p = [UDP_PORT.DHCP_SERVER, UDP_PORT.DHCP_CLIENT] as number[];
   return p.includes(u.srcPort) && p.includes(u.dstPort);
@@ -86,7 +89,7 @@ function decodeL4(
     case IP_PROTO.ICMP:
       if (v6) break;
       f.icmp = decodeIcmp(new ByteReader(r.buf, r.offset, r.end, "icmp"), false, 0);
-      f.payload = Buffer.alloc(0);
+      f.payload = NO_BYTES;
       return;
     case IP_PROTO.ICMPV6: {
       if (!v6) break;
@@ -98,7 +101,7 @@ function decodeL4(
       const ndp = decodeNdp(icmp);
       if (ndp) icmp.ndp = ndp;
       f.icmpv6 = icmp;
-      f.payload = Buffer.alloc(0);
+      f.payload = NO_BYTES;
       return;
     }
   }
@@ -109,28 +112,32 @@ function decodeL4(
 export function parseEthernet(buf: Buffer, opts: ParseOptions = {}): Frame {
   const r = new ByteReader(buf, 0, buf.length, "ethernet");
   const { eth, vlans } = decodeEthernet(r);
-  const f: Frame = { eth, vlans, payload: Buffer.alloc(0) };
+  const f: Frame = { eth, vlans, payload: NO_BYTES };
   const body = new ByteReader(buf, r.offset, buf.length, ethLayerName(eth.ethertype));
   switch (eth.ethertype) {
     case ETH_TYPE.ARP:
       f.arp = decodeArp(body);
       return f;
     case ETH_TYPE.IPV4: {
+      const at = body.offset;
       const { ipv4, payload } = decodeIpv4(body);
       f.ipv4 = ipv4;
       if (ipv4.isFragment) f.payload = payload.rest();
       else {
-        const pseudo = pseudoSumV4(ipv4ToBytes(ipv4.src), ipv4ToBytes(ipv4.dst), ipv4.protocol, 0);
+        // the pseudo-header's addresses are the header's own bytes (source at 12, destination at 16)
+        const pseudo = sumBytes(buf, at + 12, at + 20) + ipv4.protocol;
         decodeL4(f, payload, ipv4.protocol, pseudo, false, opts);
       }
       return f;
     }
     case ETH_TYPE.IPV6: {
+      const at = body.offset;
       const { ipv6, payload } = decodeIpv6(body);
       f.ipv6 = ipv6;
       if (ipv6.isFragment) f.payload = payload.rest();
       else {
-        const pseudo = pseudoSumV6(ipv6ToBytes(ipv6.src), ipv6ToBytes(ipv6.dst), ipv6.protocol, 0);
+        // source at 8, destination at 24 of the fixed header
+        const pseudo = sumBytes(buf, at + 8, at + 40) + ipv6.protocol;
         decodeL4(f, payload, ipv6.protocol, pseudo, true, opts);
       }
       return f;

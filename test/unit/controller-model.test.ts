@@ -632,6 +632,26 @@ describe("LocalModel: the views' answers", () => {
     ]);
   });
 
+  it("router ports of a network are kept between reads, read as a dependency each time, and follow every router change", () => {
+    const m = newModel();
+    m.setRouter("ra", router("ra", [itf("n", 3)]));
+    const first = m.routerPortsOf("n");
+    // the same answer, and still a read of routers:n (a cache hit must not hide the dependency)
+    expect(readsOf(m, () => expect(m.routerPortsOf("n")).toBe(first))).toEqual(["routers:n"]);
+    expect(Object.isFrozen(first) && Object.isFrozen(first[0])).toBe(true);
+    // a second router on n, a router moving off n, one going away: each shows at once
+    m.setRouter("rb", router("rb", [itf("n", 4)]));
+    expect(m.routerPortsOf("n").map((p) => p.routerId)).toEqual(["ra", "rb"]);
+    m.setRouter("ra", router("ra", [itf("other", 3)]));
+    expect(m.routerPortsOf("n").map((p) => p.routerId)).toEqual(["rb"]);
+    expect(m.routerPortsOf("other").map((p) => p.routerId)).toEqual(["ra"]);
+    m.setRouter("rb", undefined);
+    expect(m.routerPortsOf("n")).toEqual([]);
+    // an interface's address changing on the same network
+    m.setRouter("ra", router("ra", [itf("other", 7)]));
+    expect(m.routerPortsOf("other").map((p) => p.ipAddress)).toEqual(["10.7.0.1"]);
+  });
+
   it("a duplicate address, subnet, floating IP or SNAT gateway: the lowest id, whatever the arrival order", () => {
     const m = newModel();
     m.setPort("pz", port("pz", "n", "fa:16:3e:00:00:01", [["s", "10.0.0.5"]]));

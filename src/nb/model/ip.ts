@@ -38,7 +38,24 @@ export function isCidr(s: string): boolean {
   return isIp(ip) && Number(prefix) <= bitsOf(ipVersion(ip));
 }
 
+/** Dotted decimal without leading zeros (which ipaddr.js would read as octal): read by hand. */
+const PLAIN_IPV4 = /^(?:0|[1-9]\d{0,2})(?:\.(?:0|[1-9]\d{0,2})){3}$/;
+
 export function ipToBig(s: string): bigint {
+  if (PLAIN_IPV4.test(s)) {
+    let v = 0;
+    let part = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c === 46) {
+        if (part > 255) break;
+        v = v * 256 + part;
+        part = 0;
+      } else part = part * 10 + (c - 48);
+    }
+    if (part <= 255) return BigInt(v * 256 + part);
+    // a group above 255: ipaddr.js says why
+  }
   let n = 0n;
   for (const b of ipaddr.parse(s).toByteArray()) n = (n << 8n) | BigInt(b);
   return n;
@@ -80,8 +97,31 @@ export function isNetworkCidr(s: string): boolean {
   return c.addr === c.first;
 }
 
+/**
+ * Parsed CIDRs by text, for the reads that ask of the same few prefixes for
+ * every packet (a router's interfaces); bounded, since the texts come from
+ * the NB. The entries are shared: callers of cidrContains never see them.
+ */
+const parsedCidrs = new Map<string, Cidr>();
+const PARSED_CIDRS_MAX = 4096;
+
+function cachedCidr(s: string): Cidr {
+  let c = parsedCidrs.get(s);
+  if (!c) {
+    c = parseCidr(s);
+    if (parsedCidrs.size >= PARSED_CIDRS_MAX) parsedCidrs.clear();
+    parsedCidrs.set(s, c);
+  }
+  return c;
+}
+
+/** The prefix length of a CIDR text (memoised like cidrContains's parse). */
+export function cidrPrefix(s: string): number {
+  return cachedCidr(s).prefix;
+}
+
 export function cidrContains(cidr: string | Cidr, ip: string): boolean {
-  const c = typeof cidr === "string" ? parseCidr(cidr) : cidr;
+  const c = typeof cidr === "string" ? cachedCidr(cidr) : cidr;
   if (ipVersion(ip) !== c.version) return false;
   const n = ipToBig(ip);
   return n >= c.first && n <= c.last;
