@@ -69,7 +69,7 @@
  * FLOWDRAKE_FP_RATES (comma-separated) replaces the list of rates.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -135,6 +135,22 @@ export function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** utime + stime of a process's threads whose name starts with `prefix` (ovs-vswitchd's "revalidator…"), in ms. */
+export function threadCpuMs(pid: number, prefix: string): number {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (!readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").startsWith(prefix)) continue;
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return total;
 }
 
 function pidOf(pidfile: string): number {
@@ -428,6 +444,8 @@ export interface RateResult {
   controllerCpuMsPerFlow: number;
   /** ovs-vswitchd CPU per datagram sent, ms. */
   vswitchdCpuMsPerFlow: number;
+  /** The part of it in its revalidator threads (every change to its tables sets them going), ms. */
+  revalidatorCpuMsPerFlow: number;
   /** flowdrake: l3 packet-ins handled and punts the agent's queue dropped, during the rate. */
   packetIns?: number;
   puntQueueDrops?: number;
@@ -530,6 +548,7 @@ async function measureRates(side: Side, rates: number[]): Promise<Pick<SeriesRes
       const before = {
         c: cpuMs(side.controllerPid()),
         v: cpuMs(vswitchdPid(side.ovs)),
+        rv: threadCpuMs(vswitchdPid(side.ovs), "revalidator"),
         n: await side.counters?.(),
       };
       const rep = await send(side.src.netns, dsts, rate);
@@ -537,12 +556,14 @@ async function measureRates(side: Side, rates: number[]): Promise<Pick<SeriesRes
       const after = {
         c: cpuMs(side.controllerPid()),
         v: cpuMs(vswitchdPid(side.ovs)),
+        rv: threadCpuMs(vswitchdPid(side.ovs), "revalidator"),
         n: await side.counters?.(),
       };
       const r = summarise(rate, rep, rx.arrivals, {
         flowsBefore,
         controllerCpuMsPerFlow: round((after.c - before.c) / rep.sent, 4),
         vswitchdCpuMsPerFlow: round((after.v - before.v) / rep.sent, 4),
+        revalidatorCpuMsPerFlow: round((after.rv - before.rv) / rep.sent, 4),
         ...(before.n && after.n
           ? {
               packetIns: after.n.l3PacketIns - before.n.l3PacketIns,
@@ -1398,6 +1419,7 @@ export async function firstPacket(): Promise<void> {
         "max ms": r.maxMs ?? "-",
         "ctl ms/flow": r.controllerCpuMsPerFlow,
         "ovs ms/flow": r.vswitchdCpuMsPerFlow,
+        "revalidator ms/flow": r.revalidatorCpuMsPerFlow,
         "queue drops": r.puntQueueDrops ?? "-",
         load: r.loadavg[0]!,
       })),

@@ -45,7 +45,8 @@
  * every datapath flow after each change to its tables, and changes that
  * arrive together cost it one round instead of one each. Held flow_mods go
  * out before anything else the reconciler sends, so the switch sees its
- * flow_mods in the order they were decided.
+ * flow_mods in the order they were decided, and at once when one of them is
+ * pushed again (its flow's next packet was punted while it waited).
  */
 import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
@@ -74,12 +75,15 @@ export const FAST_PATH_ERROR_WINDOW_MS = 10_000;
 /**
  * Unhurried fast-path flow_mods: the first COALESCE_BURST writes of each
  * COALESCE_MS window go at once, the rest of the window's wait for its end
- * and go in one write. Below two first packets in 10 ms nothing waits; at a
- * thousand a second, three writes carry each window's ten. A later packet
- * of a flow whose route waits may be punted once more meanwhile (and is
- * sent on the same way).
+ * and go in one write. Below two first packets in 50 ms nothing waits; at a
+ * thousand a second, three writes carry each window's fifty. Each write is
+ * a change to OVS's tables, after which its revalidator translates every
+ * datapath flow again (`npm run bench -- first-packet` shows its CPU per
+ * first packet). A later packet of a flow whose route waits is punted once
+ * more (and sent on the same way); its route then stops waiting: the held
+ * writes go at once.
  */
-export const COALESCE_MS = 10;
+export const COALESCE_MS = 50;
 export const COALESCE_BURST = 2;
 
 /**
@@ -195,7 +199,7 @@ export class OpenFlowReconciler {
   private held = new Map<OwnerKey, Set<string>>();
   readonly totals = { added: 0, modified: 0, deleted: 0, meterMods: 0, syncs: 0, failures: 0 };
 
-  private coalesced: { conn: OfConnection; msgs: OfRequest[] } | undefined;
+  private coalesced: { conn: OfConnection; msgs: OfRequest[]; keys: Set<string> } | undefined;
   private coalesceTimer: NodeJS.Timeout | undefined;
   /** The current COALESCE_MS window: when it started and how many writes went at once in it. */
   private window = { start: Number.NEGATIVE_INFINITY, writes: 0 };
@@ -349,6 +353,11 @@ export class OpenFlowReconciler {
       this.update(changes);
       return undefined;
     }
+    // A flow whose flow_mod is held came back (its route's later packet was punted): traffic is
+    // waiting for it, so the held writes go now.
+    if (this.coalesced && changes.some((c) => c.after?.flows.some((f) => this.coalesced!.keys.has(f.key)))) {
+      await this.releaseCoalesced();
+    }
     const keys = new Set<string>();
     this.apply(changes, keys, this.dirtyMeters);
     const ops = this.planFlows(keys);
@@ -379,7 +388,12 @@ export class OpenFlowReconciler {
       if (op.kind === "delete") this.installed.delete(op.key);
       else this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
     });
-    if (opts.unhurried) this.coalesce(conn, msgs);
+    if (opts.unhurried)
+      this.coalesce(
+        conn,
+        msgs,
+        ops.map((o) => o.key),
+      );
     else {
       if (this.coalesced) await this.releaseCoalesced();
       await conn.sendAll(msgs);
@@ -391,7 +405,7 @@ export class OpenFlowReconciler {
   }
 
   /** Write `msgs` now while the window has writes left, else with the window's last write. */
-  private coalesce(conn: OfConnection, msgs: OfRequest[]): void {
+  private coalesce(conn: OfConnection, msgs: OfRequest[], keys: readonly string[]): void {
     const now = this.now();
     if (this.coalesced && this.coalesced.conn !== conn) void this.releaseCoalesced();
     if (now - this.window.start >= COALESCE_MS) this.window = { start: now, writes: 0 };
@@ -400,7 +414,9 @@ export class OpenFlowReconciler {
       void this.write(conn, msgs);
       return;
     }
-    (this.coalesced ??= { conn, msgs: [] }).msgs.push(...msgs);
+    const held = (this.coalesced ??= { conn, msgs: [], keys: new Set() });
+    held.msgs.push(...msgs);
+    for (const k of keys) held.keys.add(k);
     this.coalesceTimer ??= setTimeout(
       () => void this.releaseCoalesced(),
       Math.max(0, this.window.start + COALESCE_MS - now),

@@ -574,7 +574,7 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
       // held flows count as installed already: a sync now would not send them twice
       expect(r.installedFlows().map((f) => f.priority)).toEqual([10, 20, 30, 40]);
-      // the held write is due at the end of the window that began with a's: 8 ms after c was held
+      // the held write is due at the end of the window that began with a's: COALESCE_MS - 2 ms after c was held
       await vi.advanceTimersByTimeAsync(COALESCE_MS - 3);
       expect(sw.writes).toHaveLength(2);
       t.now = 1000 + COALESCE_MS;
@@ -584,6 +584,30 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       await at(r, sw, "e", 50);
       expect(sw.writes.at(-1)).toEqual(["add p50"]);
       expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a held flow asked for again (its route's later packet punted) sends the held writes at once", async () => {
+    vi.useFakeTimers();
+    try {
+      const t = { now: 1000 };
+      const { sw, r } = await synced(t);
+      await at(r, sw, "a", 10);
+      await at(r, sw, "b", 20);
+      await at(r, sw, "c", 30);
+      await at(r, sw, "d", 40);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      t.now += 1;
+      // the same flow again, as the l3 app installs it when the route's next packet comes
+      expect(await at(r, sw, "d", 40)).toBe(0);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"], ["add p30", "add p40"]]);
+      expect(vi.getTimerCount()).toBe(0);
+      // a flow that is not held changes nothing
+      await at(r, sw, "e", 50);
+      await at(r, sw, "a", 10);
+      expect(sw.writes).toHaveLength(3);
     } finally {
       vi.useRealTimers();
     }
