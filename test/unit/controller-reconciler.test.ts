@@ -558,6 +558,24 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
     return { sw, r };
   }
 
+  /** On fake timers: a synced reconciler that has written a and b and holds c (the window's third). */
+  async function holdingC(
+    body: (t: { now: number }, sw: FakeSwitch, r: OpenFlowReconciler) => Promise<void>,
+  ): Promise<void> {
+    vi.useFakeTimers();
+    try {
+      const t = { now: 1000 };
+      const { sw, r } = await synced(t);
+      await at(r, sw, "a", 10);
+      await at(r, sw, "b", 20);
+      await at(r, sw, "c", 30);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      await body(t, sw, r);
+    } finally {
+      vi.useRealTimers();
+    }
+  }
+
   it("the first COALESCE_BURST of a window go at once; the window's others wait and go in one write", async () => {
     vi.useFakeTimers();
     try {
@@ -589,16 +607,10 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
     }
   });
 
-  it("a held flow asked for again (its route's later packet punted) sends the held writes at once", async () => {
-    vi.useFakeTimers();
-    try {
-      const t = { now: 1000 };
-      const { sw, r } = await synced(t);
-      await at(r, sw, "a", 10);
-      await at(r, sw, "b", 20);
-      await at(r, sw, "c", 30);
+  it("a held flow asked for again (its route's later packet punted) sends the held writes at once", () =>
+    holdingC(async (t, sw, r) => {
       await at(r, sw, "d", 40);
-      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      expect(sw.writes).toHaveLength(2);
       t.now += 1;
       // the same flow again, as the l3 app installs it when the route's next packet comes
       expect(await at(r, sw, "d", 40)).toBe(0);
@@ -608,10 +620,7 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       await at(r, sw, "e", 50);
       await at(r, sw, "a", 10);
       expect(sw.writes).toHaveLength(3);
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 
   it("slower than COALESCE_BURST a window, nothing waits", async () => {
     const t = { now: 1000 };
@@ -637,15 +646,8 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
     expect(sw.writes.at(-1)).toEqual(["add p50"]);
   });
 
-  it("held flow_mods go to the session they were decided on, even when the next write is on a new one", async () => {
-    vi.useFakeTimers();
-    try {
-      const t = { now: 1000 };
-      const { sw, r } = await synced(t);
-      await at(r, sw, "a", 10);
-      await at(r, sw, "b", 20);
-      await at(r, sw, "c", 30);
-      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+  it("held flow_mods go to the session they were decided on, even when the next write is on a new one", () =>
+    holdingC(async (t, sw, r) => {
       // a reconnect: the next unhurried write comes on another session
       const sw2 = new FakeSwitch();
       await at(r, sw2, "d", 40);
@@ -654,28 +656,16 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       await vi.advanceTimersByTimeAsync(COALESCE_MS);
       expect(sw2.writes).toEqual([["add p40"]]);
       expect(sw.writes).toHaveLength(3);
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 
-  it("close() drops the held flow_mods and their timer", async () => {
-    vi.useFakeTimers();
-    try {
-      const t = { now: 1000 };
-      const { sw, r } = await synced(t);
-      await at(r, sw, "a", 10);
-      await at(r, sw, "b", 20);
-      await at(r, sw, "c", 30);
+  it("close() drops the held flow_mods and their timer", () =>
+    holdingC(async (t, sw, r) => {
       r.close();
       t.now += COALESCE_MS;
       await vi.advanceTimersByTimeAsync(COALESCE_MS);
       expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
       expect(vi.getTimerCount()).toBe(0);
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+    }));
 });
 
 describe("OpenFlowReconciler.pushNow: the late-error window", () => {
