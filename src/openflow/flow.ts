@@ -7,6 +7,7 @@
  * match), so the key normalizes the match — field order, masks that cover the
  * whole field, value bits outside the mask — and ignores cookie and actions.
  */
+import { dottedIpv4 } from "../packet/addr.js";
 import { OFPG_ANY, OFPP } from "./actions.js";
 import type { Instruction } from "./instructions.js";
 import { OFP_NO_BUFFER, type FlowMod, type FlowModCommand } from "./message.js";
@@ -157,7 +158,7 @@ function fastHex(def: OxmFieldDef, v: OxmValue): string {
   } else if (typeof v === "string") {
     if (def.format === "mac" && MAC_TEXT.test(v)) return v.replace(/:/g, "");
     if (def.format === "ipv4") {
-      const n = ipv4Number(v);
+      const n = dottedIpv4(v);
       if (n !== undefined) return n.toString(16).padStart(8, "0");
       const m = IPV4_TEXT.exec(v);
       if (m && m.slice(1).every((o) => Number(o) <= 255)) {
@@ -169,27 +170,6 @@ function fastHex(def: OxmFieldDef, v: OxmValue): string {
     }
   }
   return valueToBytes(def, v).toString("hex");
-}
-
-/** A dotted-decimal IPv4 address (one to three digits a group, each ≤ 255) as a number; else undefined. */
-function ipv4Number(s: string): number | undefined {
-  let v = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57 && digits < 3) {
-      part = part * 10 + (c - 48);
-      digits++;
-    } else if (c === 46 && digits > 0 && part <= 255 && dots < 3) {
-      v = v * 256 + part;
-      part = 0;
-      digits = 0;
-      dots++;
-    } else return undefined;
-  }
-  return dots === 3 && digits > 0 && part <= 255 ? v * 256 + part : undefined;
 }
 
 /**

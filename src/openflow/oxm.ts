@@ -16,6 +16,7 @@
  * tunnel metadata a Buffer.
  */
 import ipaddr from "ipaddr.js";
+import { dottedIpv4 } from "../packet/addr.js";
 import { ByteReader, ByteWriter } from "../util/bytes.js";
 import { DecodeError, EncodeError } from "../util/errors.js";
 
@@ -675,23 +676,12 @@ export function bytesToMac(b: Buffer): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 export function ipv4ToBytes(s: string, what = "ipv4"): Buffer {
-  // four dot-separated groups of one to three digits, each at most 255, read by hand
-  const out = Buffer.allocUnsafe(4);
-  let part = 0;
-  let digits = 0;
-  let n = 0;
-  for (let i = 0; i <= s.length && part < 4; i++) {
-    const c = i < s.length ? s.charCodeAt(i) : 46;
-    if (c >= 48 && c <= 57 && digits < 3) {
-      n = n * 10 + (c - 48);
-      digits++;
-    } else if (c === 46 && digits > 0 && n <= 255 && (part < 3 || i === s.length)) {
-      out[part++] = n;
-      n = 0;
-      digits = 0;
-    } else break;
+  const n = dottedIpv4(s);
+  if (n !== undefined) {
+    const out = Buffer.allocUnsafe(4);
+    out.writeUInt32BE(n);
+    return out;
   }
-  if (part === 4) return out;
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   const parts = m?.slice(1).map(Number);
   if (!parts || parts.some((p) => p > 255))

@@ -45,6 +45,31 @@ export function isIpv4(s: string): boolean {
   return IPV4_RE.test(s);
 }
 
+/**
+ * Dotted-decimal IPv4 read by hand, for hot paths: four groups of one to
+ * three digits (leading zeros read as decimal), each at most 255, as a
+ * number; undefined for anything else (callers then take their general path).
+ */
+export function dottedIpv4(s: string): number | undefined {
+  let v = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && digits > 0 && part <= 255 && dots < 3) {
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else return undefined;
+  }
+  return dots === 3 && digits > 0 && part <= 255 ? v * 256 + part : undefined;
+}
+
 export function ipv4ToU32(ip: string): number {
   if (!IPV4_RE.test(ip)) throw new EncodeError(`invalid IPv4 address "${ip}"`, { ip });
   const p = ip.split(".");

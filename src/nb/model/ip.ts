@@ -5,6 +5,7 @@
  * walk allocation pools of any size.
  */
 import ipaddr from "ipaddr.js";
+import { dottedIpv4 } from "../../packet/addr.js";
 
 export type IpVersion = 4 | 6;
 
@@ -43,17 +44,8 @@ const PLAIN_IPV4 = /^(?:0|[1-9]\d{0,2})(?:\.(?:0|[1-9]\d{0,2})){3}$/;
 
 export function ipToBig(s: string): bigint {
   if (PLAIN_IPV4.test(s)) {
-    let v = 0;
-    let part = 0;
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      if (c === 46) {
-        if (part > 255) break;
-        v = v * 256 + part;
-        part = 0;
-      } else part = part * 10 + (c - 48);
-    }
-    if (part <= 255) return BigInt(v * 256 + part);
+    const n = dottedIpv4(s);
+    if (n !== undefined) return BigInt(n);
     // a group above 255: ipaddr.js says why
   }
   let n = 0n;
