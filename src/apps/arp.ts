@@ -130,7 +130,7 @@ export function arpApp(opts: L2AppOptions = {}): App {
                   .inPort(lp.ofport)
                   .eq("icmpv6_type", 135)
                   .eq("nd_target", f.ipAddress);
-            out.flow(own.goto("l3"));
+            out.flow(own.goto("l3_admission"));
           }
           answer(out, nv.key, f.ipAddress, port.macAddress);
         }

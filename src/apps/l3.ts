@@ -5,15 +5,23 @@
  * packet leaves it already rewritten for the destination network (its MACs,
  * its TTL, its key in the network register and on the tunnel).
  *
- * Everything matches "sent to the router": the network register holds a
- * network the router has an interface on, and the Ethernet destination is
- * that interface's MAC. In the l3 table, by priority:
+ * Two tables. `l3_admission` decides what is sent to a router: the network
+ * register holds a network the router has an interface on and the Ethernet
+ * destination is that interface's MAC. IP of a family the router has an
+ * address of on that network gets the router's key (`View.routerKey`) in the
+ * router register and goes on to `l3`; anything else sent there (not IP, or
+ * a family the router does not route from that network, as a Neutron router
+ * port without an IPv6 subnet) is dropped; a packet to no router MAC goes on
+ * to nat. `l3` then works by router key alone, so a router's answers, routes
+ * and host routes are one set of flows however many networks it joins. In
+ * `l3`, by priority:
  *
  *   1000  TTL (hop limit) 0 or 1            → agent: ICMP time exceeded from the
  *                                             interface (traceroute shows the hop)
  *    900  ICMP echo to a router address      → answered in flows (IPv4: swap the
- *                                             addresses, type 0; OVS fixes the
- *                                             checksums); ICMPv6 echo → agent
+ *                                             MACs and the addresses, type 0; OVS
+ *                                             fixes the checksums); ICMPv6 echo →
+ *                                             agent
  *    800  anything else to a router address  → drop
  *   300+len  routes, longest prefix first:
  *            a host route to a port          → MAC rewrite (router interface on the
@@ -27,19 +35,19 @@
  *            a static route (NB `routes`)    → the same towards its next hop
  *            a connected subnet              → agent (the first packet; below)
  *    100  no route                           → agent: ICMP destination unreachable
- *     50  not IP                             → drop
  *
  * Host routes are where the two modes differ. `reactive` (Dragonflow's hybrid
  * model, the default): the first packet to an address on a connected subnet
  * goes to *this* host's agent, which finds the port, installs the host route
  * on this host only (idle timeout, flow_removed), and sends the packet on
- * through the pipeline; later packets never leave the datapath. The reactive
- * flow depends on exactly what the decision read (the port, its binding and
- * chassis, the router, the networks, the tunnel ports): a change to any of
+ * through the pipeline; later packets never leave the datapath, from
+ * whichever of the router's networks they come. The reactive flow depends on
+ * exactly what the decision read (the port, its binding and chassis, the
+ * router and its key, the networks, the tunnel ports): a change to any of
  * them removes it, and the next packet decides again. An address with no port
  * gets ICMP host unreachable. `proactive` (OVN's way): every port on a
- * router's network gets its host routes ahead of time, from every other
- * network of the router wired here, so there is no first-packet cost.
+ * router's network gets its host route ahead of time on every chassis where
+ * the router has a network wired, so there is no first-packet cost.
  *
  * IPv6 hosts learn the router from router advertisements (ipv6/ra.ts says
  * what one contains). The nd_ra table punts a local port's router
@@ -52,10 +60,10 @@
  * VM that never solicits still configures itself. Every agent advertises the
  * same content for the same NB, so no RA crosses the overlay.
  *
- * Owners: each router (its TTL, echo, connected, static-route, no-route and
- * drop flows for every interface on a network wired here), each port (its
- * solicitation punt when local; proactive host routes to it), and reactive
- * owners `l3/reactive/<router>/<source network key>/<address>`.
+ * Owners: each router (its admission flows for every interface on a network
+ * wired here; its TTL, echo, connected, static-route and no-route flows once),
+ * each port (its solicitation punt when local; proactive host routes to it),
+ * and reactive owners `l3/reactive/<router>/<address>`.
  */
 import type { App, AppContext, LocalPort, OwnerOut, ReadyPort, View } from "./types.js";
 import {
@@ -67,7 +75,7 @@ import {
   type RaInterface,
 } from "./ipv6/ra.js";
 import { RaScheduler } from "./ipv6/schedule.js";
-import { F, flow, meterId, type FlowBuilder } from "../datapath/index.js";
+import { F, flow, MAC_SCRATCH, meterId, type FlowBuilder } from "../datapath/index.js";
 import type { Subnet } from "../nb/model/schemas.js";
 import { cidrContains, cidrPrefix, parseCidr } from "../nb/model/ip.js";
 import type { Router, RouterInterface } from "../nb/model/schemas.js";
@@ -100,8 +108,10 @@ export const L3_PRIORITY = {
   toRouter: 800,
   route: 300,
   noRoute: 100,
-  nonIp: 50,
 } as const;
+
+/** l3_admission: IP of a routed family to the router; the rest sent to its MAC, dropped. */
+export const ADMISSION_PRIORITY = { admit: 100, refuse: 50 } as const;
 
 type Family = 4 | 6;
 const familyOf = (ip: string): Family => (isIpv4(ip) ? 4 : 6);
@@ -124,9 +134,19 @@ function prefixMatch(cidr: string): [string, string | undefined] {
   return [toText(c.first), toText(mask)];
 }
 
-/** Matches packets on `key` sent to the router interface `itf`. */
-function toRouter(prio: number, key: number, itf: RouterInterface): FlowBuilder {
-  return flow("l3", prio).reg(F.network, key).eq("eth_dst", itf.macAddress);
+/** Matches packets on network `key` sent to the router MAC `mac`. */
+function admission(prio: number, key: number, mac: string): FlowBuilder {
+  return flow("l3_admission", prio).reg(F.network, key).eq("eth_dst", mac);
+}
+
+/** Matches packets l3_admission handed to the router whose key is `rk`. */
+function inRouter(prio: number, rk: number): FlowBuilder {
+  return flow("l3", prio).reg(F.router, rk);
+}
+
+/** Whether router `r` has an address of family `fam` on a network wired here (l3_admission lets it in). */
+function routedHere(view: View, r: Router, fam: Family): boolean {
+  return r.interfaces.some((i) => familyOf(i.ipAddress) === fam && view.network(i.networkId) !== undefined);
 }
 
 /**
@@ -165,91 +185,96 @@ function connected(r: Router, ip: string): RouterInterface | undefined {
   return best;
 }
 
-/** The host route from `src` (an interface on a wired network, key `srcKey`) to port `p` at `ip`. */
-function hostRoute(
-  view: View,
-  r: Router,
-  src: RouterInterface,
-  srcKey: number,
-  ip: string,
-): FlowBuilder | undefined {
+/** Router `r`'s host route to the port at `ip` on one of its connected subnets. */
+function hostRoute(view: View, r: Router, ip: string): FlowBuilder | undefined {
   const out = connected(r, ip);
   if (!out) return undefined;
   const p = view.portWithIp(out.networkId, ip);
-  if (!p) return undefined;
+  const rk = view.routerKey(r.id);
+  if (!p || rk === undefined) return undefined;
   const fam = familyOf(ip);
-  const b = toRouter(L3_PRIORITY.route + BITS[fam], srcKey, src)
+  const b = inRouter(L3_PRIORITY.route + BITS[fam], rk)
     .proto(PROTO[fam])
     .eq(DST[fam], ip);
   return deliver(b, view, out, p);
 }
 
 function routerFlows(r: Router, view: View, out: OwnerOut): void {
+  const rk = r.adminStateUp ? view.routerKey(r.id) : undefined;
+  const admitted = new Set<string>();
   for (const src of r.interfaces) {
     const nv = view.network(src.networkId);
-    if (!nv) continue;
-    const key = nv.key;
-    if (!r.adminStateUp) {
-      out.flow(toRouter(L3_PRIORITY.nonIp, key, src));
-      continue;
-    }
+    if (!nv || admitted.has(`${nv.key}/${src.macAddress}`)) continue;
+    admitted.add(`${nv.key}/${src.macAddress}`);
+    out.flow(admission(ADMISSION_PRIORITY.refuse, nv.key, src.macAddress));
+    if (rk === undefined) continue;
     for (const fam of [4, 6] as const) {
-      const mine = r.interfaces.filter((i) => familyOf(i.ipAddress) === fam);
       // A family the router has no address of on this network is not routed from it (as a
-      // Neutron router port without an IPv6 subnet): its packets meet the drop below.
-      if (!mine.some((i) => i.networkId === src.networkId)) continue;
-      for (const ttl of [0, 1]) {
-        out.flow(toRouter(L3_PRIORITY.ttl, key, src).proto(PROTO[fam]).eq("nw_ttl", ttl).controller());
-      }
-      for (const itf of mine) {
-        if (fam === 4) {
-          out.flow(
-            toRouter(L3_PRIORITY.echo, key, src)
-              .proto("icmp")
-              .eq("ip_dst", itf.ipAddress)
-              .eq("icmp_type", 8)
-              .eq("icmp_code", 0)
-              .move("eth_src", "eth_dst")
-              .set("eth_src", src.macAddress)
-              .move("ip_src", "ip_dst")
-              .set("ip_src", itf.ipAddress)
-              .set("nw_ttl", 64)
-              .set("icmp_type", 0)
-              .outputInPort(),
-          );
-        } else {
-          out.flow(
-            toRouter(L3_PRIORITY.echo, key, src)
-              .proto("icmp6")
-              .eq("ipv6_dst", itf.ipAddress)
-              .eq("icmpv6_type", ICMPV6_TYPE.ECHO_REQUEST)
-              .controller(),
-          );
-        }
-        out.flow(toRouter(L3_PRIORITY.toRouter, key, src).proto(PROTO[fam]).eq(DST[fam], itf.ipAddress));
-        // A connected subnet: the first packet to each address decides (both modes: in proactive
-        // mode every port already has its host route, so only an unknown address lands here).
-        const [net, mask] = prefixMatch(itf.cidr);
+      // Neutron router port without an IPv6 subnet): its packets meet the refusal above.
+      if (!r.interfaces.some((i) => i.networkId === src.networkId && familyOf(i.ipAddress) === fam)) continue;
+      out.flow(
+        admission(ADMISSION_PRIORITY.admit, nv.key, src.macAddress)
+          .proto(PROTO[fam])
+          .load(F.router, rk)
+          .goto("l3"),
+      );
+    }
+  }
+  if (rk === undefined) return;
+  for (const fam of [4, 6] as const) {
+    if (!routedHere(view, r, fam)) continue;
+    for (const ttl of [0, 1]) {
+      out.flow(inRouter(L3_PRIORITY.ttl, rk).proto(PROTO[fam]).eq("nw_ttl", ttl).controller());
+    }
+    for (const itf of r.interfaces.filter((i) => familyOf(i.ipAddress) === fam)) {
+      if (fam === 4) {
+        // The reply leaves from the MAC the request was sent to: the router's on the sender's network.
         out.flow(
-          toRouter(L3_PRIORITY.route + parseCidr(itf.cidr).prefix, key, src)
-            .proto(PROTO[fam])
-            .eq(DST[fam], net, mask)
+          inRouter(L3_PRIORITY.echo, rk)
+            .proto("icmp")
+            .eq("ip_dst", itf.ipAddress)
+            .eq("icmp_type", 8)
+            .eq("icmp_code", 0)
+            .move("eth_dst", MAC_SCRATCH)
+            .move("eth_src", "eth_dst")
+            .move(MAC_SCRATCH, "eth_src")
+            .move("ip_src", "ip_dst")
+            .set("ip_src", itf.ipAddress)
+            .set("nw_ttl", 64)
+            .set("icmp_type", 0)
+            .outputInPort(),
+        );
+      } else {
+        out.flow(
+          inRouter(L3_PRIORITY.echo, rk)
+            .proto("icmp6")
+            .eq("ipv6_dst", itf.ipAddress)
+            .eq("icmpv6_type", ICMPV6_TYPE.ECHO_REQUEST)
             .controller(),
         );
       }
-      for (const route of r.routes.filter((x) => familyOf(x.nexthop) === fam)) {
-        const via = connected(r, route.nexthop);
-        const hop = via && view.portWithIp(via.networkId, route.nexthop);
-        const [net, mask] = prefixMatch(route.destination);
-        const b = toRouter(L3_PRIORITY.route + parseCidr(route.destination).prefix, key, src)
+      out.flow(inRouter(L3_PRIORITY.toRouter, rk).proto(PROTO[fam]).eq(DST[fam], itf.ipAddress));
+      // A connected subnet: the first packet to each address decides (both modes: in proactive
+      // mode every port already has its host route, so only an unknown address lands here).
+      const [net, mask] = prefixMatch(itf.cidr);
+      out.flow(
+        inRouter(L3_PRIORITY.route + parseCidr(itf.cidr).prefix, rk)
           .proto(PROTO[fam])
-          .eq(DST[fam], net, mask);
-        const d = via && hop ? deliver(b, view, via, hop) : undefined;
-        out.flow(d ?? b.controller());
-      }
-      out.flow(toRouter(L3_PRIORITY.noRoute, key, src).proto(PROTO[fam]).controller());
+          .eq(DST[fam], net, mask)
+          .controller(),
+      );
     }
-    out.flow(toRouter(L3_PRIORITY.nonIp, key, src));
+    for (const route of r.routes.filter((x) => familyOf(x.nexthop) === fam)) {
+      const via = connected(r, route.nexthop);
+      const hop = via && view.portWithIp(via.networkId, route.nexthop);
+      const [net, mask] = prefixMatch(route.destination);
+      const b = inRouter(L3_PRIORITY.route + parseCidr(route.destination).prefix, rk)
+        .proto(PROTO[fam])
+        .eq(DST[fam], net, mask);
+      const d = via && hop ? deliver(b, view, via, hop) : undefined;
+      out.flow(d ?? b.controller());
+    }
+    out.flow(inRouter(L3_PRIORITY.noRoute, rk).proto(PROTO[fam]).controller());
   }
 }
 
@@ -292,8 +317,8 @@ function routerOf(
   return undefined;
 }
 
-function reactiveKey(r: Router, srcKey: number, ip: string): string {
-  return `${r.id}/${srcKey}/${ip}`;
+function reactiveKey(r: Router, ip: string): string {
+  return `${r.id}/${ip}`;
 }
 
 export function l3App(opts: L3AppOptions = {}): App {
@@ -368,7 +393,7 @@ export function l3App(opts: L3AppOptions = {}): App {
 
   return {
     name: "l3",
-    tables: ["nd_ra", "l3"],
+    tables: ["nd_ra", "l3_admission", "l3"],
     timer: { everyMs: RA_TICK_MS, tick: advertise },
     owners: {
       router(id, view, out) {
@@ -393,17 +418,17 @@ export function l3App(opts: L3AppOptions = {}): App {
         if (mode !== "proactive") return;
         const p = view.port(id);
         if (!p || (!view.localPort(id) && !view.remotePort(id))) return;
+        const done = new Set<string>();
         for (const rp of view.routerPortsOf(p.networkId)) {
           const r = view.router(rp.routerId);
           if (!r?.adminStateUp) continue;
           for (const f of p.fixedIps) {
-            if (!cidrContains(rp.cidr, f.ipAddress)) continue;
-            for (const src of r.interfaces) {
-              const nv = view.network(src.networkId);
-              if (!nv || familyOf(src.ipAddress) !== familyOf(f.ipAddress)) continue;
-              const b = hostRoute(view, r, src, nv.key, f.ipAddress);
-              if (b) out.flow(b);
-            }
+            const k = reactiveKey(r, f.ipAddress);
+            if (done.has(k) || !cidrContains(rp.cidr, f.ipAddress)) continue;
+            done.add(k);
+            if (!routedHere(view, r, familyOf(f.ipAddress))) continue;
+            const b = hostRoute(view, r, f.ipAddress);
+            if (b) out.flow(b);
           }
         }
       },
@@ -449,7 +474,7 @@ export function l3App(opts: L3AppOptions = {}): App {
       // (an administratively downed or removed router takes its reactive routes with it).
       const { result: route, deps } = ctx.track(() => {
         const again = routerOf(ctx.view, lp.networkId, f.eth.dst);
-        return again && hostRoute(ctx.view, again.r, again.itf, nv.key, dst);
+        return again && hostRoute(ctx.view, again.r, dst);
       });
       if (!route) {
         return icmpError(
@@ -466,7 +491,7 @@ export function l3App(opts: L3AppOptions = {}): App {
       // datapath flow revalidated). One that met conntrack on the way runs again from table 0.
       const sent = await ctx.sendThrough(pkt, route);
       await ctx.installReactive({
-        key: reactiveKey(r, nv.key, dst),
+        key: reactiveKey(r, dst),
         flows: [route.idleTimeout(idle).sendFlowRemoved()],
         deps,
         unhurried: sent,
@@ -475,20 +500,18 @@ export function l3App(opts: L3AppOptions = {}): App {
     },
     adoptReactive(installed, ctx) {
       const at = (field: string) => installed.match.find((m) => m.field === field)?.value;
-      const key = Number(at("reg6"));
-      const mac = String(at("eth_dst"));
+      const rk = Number(at("reg2"));
       const dst = at("ip_dst") ?? at("ipv6_dst");
-      const nv = ctx.view.networkByKey(key);
-      if (!nv || dst === undefined) return undefined;
+      const id = ctx.view.routerByKey(rk)?.id;
+      if (id === undefined || dst === undefined) return undefined;
       const { result: hit, deps } = ctx.track(() => {
-        const h = routerOf(ctx.view, nv.id, mac);
-        const b = h && hostRoute(ctx.view, h.r, h.itf, key, String(dst));
-        return h && b ? { ...h, b } : undefined;
+        const r = ctx.view.router(id);
+        const b = r?.adminStateUp ? hostRoute(ctx.view, r, String(dst)) : undefined;
+        return r && b ? { r, b } : undefined;
       });
       if (!hit) return undefined;
-      const b = hit.b;
-      const want: Flow = b.idleTimeout(idle).sendFlowRemoved().build(installed.cookie);
-      return sameFlow(want, installed) ? { key: reactiveKey(hit.r, key, String(dst)), deps } : undefined;
+      const want: Flow = hit.b.idleTimeout(idle).sendFlowRemoved().build(installed.cookie);
+      return sameFlow(want, installed) ? { key: reactiveKey(hit.r, String(dst)), deps } : undefined;
     },
   };
 }

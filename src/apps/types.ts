@@ -121,6 +121,14 @@ export interface View {
   /** Router interfaces on a network. */
   routerPortsOf(networkId: string): readonly RouterPortView[];
   router(id: string): Router | undefined;
+  /**
+   * The router register's value for router `id` (datapath fields.ts
+   * `routerKeyOf`); undefined for a router the cache does not hold (or the
+   * seventeenth whose id hashes alike).
+   */
+  routerKey(id: string): number | undefined;
+  /** Not recorded as a dependency: the router whose key this is (the router register's value). */
+  routerByKey(key: number): Router | undefined;
   chassisInfo(name: string): Chassis | undefined;
   /** ofport of the flow-based tunnel port of an encapsulation here. */
   tunnelPort(encap: EncapType): number | undefined;

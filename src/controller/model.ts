@@ -32,6 +32,7 @@
  *   subnets:N     subnetsOf(N)                   a subnet of N changing
  *   router:R      router(R)                      NB router R
  *   routers:N     routerPortsOf(N)               a router with an interface on N changing
+ *   routerkey:H   routerKey(R) (H: R's hash)     a router whose id hashes to H arriving or leaving
  *   tunnels       tunnelPort(·)                  tunnel port ofports
  *   providers     network(N) of provider nets    patch port ofports
  *   secgroup:G    secgroup(G)                    NB security group G
@@ -78,6 +79,9 @@ import {
   CtZones,
   hashedZone,
   providerKey,
+  routerHash,
+  routerKeyOf,
+  ROUTER_RANKS,
 } from "../datapath/index.js";
 import type {
   Chassis,
@@ -139,6 +143,8 @@ export class LocalModel implements View {
   private readonly localByNet = new Map<string, Set<string>>();
   private readonly subnetsByNet = new Map<string, Set<string>>();
   private readonly routersByNet = new Map<string, Set<string>>();
+  /** Router ids by routerHash: the ranks that make their keys. */
+  private readonly routersByHash = new Map<number, Set<string>>();
   /** routerPortsOf's answers, by network; emptied whenever a router changes. */
   private readonly routerPortCache = new Map<string, readonly RouterPortView[]>();
   private readonly fips = new Map<string, FloatingIp>();
@@ -301,6 +307,12 @@ export class LocalModel implements View {
     for (const itf of old?.interfaces ?? []) {
       removeFrom(this.routersByNet, itf.networkId, id);
       this.touch(`routers:${itf.networkId}`);
+    }
+    if (!old !== !r) {
+      const h = routerHash(id);
+      if (r) addTo(this.routersByHash, h, id);
+      else removeFrom(this.routersByHash, h, id);
+      this.touch(`routerkey:${h}`);
     }
     if (r) {
       this.routers.set(id, r);
@@ -599,6 +611,23 @@ export class LocalModel implements View {
     }
     out.sort((a, b) => ipOrder(a[1], b[1]) || (a[0] < b[0] ? -1 : 1));
     return new Map(out);
+  }
+
+  routerKey(id: string): number | undefined {
+    const h = routerHash(id);
+    this.read(`routerkey:${h}`);
+    const same = this.routersByHash.get(h);
+    if (!same?.has(id)) return undefined;
+    const rank = same.size === 1 ? 0 : [...same].sort().indexOf(id);
+    return rank < ROUTER_RANKS ? routerKeyOf(h, rank) : undefined;
+  }
+
+  routerByKey(key: number): Router | undefined {
+    const h = key >>> 4;
+    const rank = key & (ROUTER_RANKS - 1);
+    const same = this.routersByHash.get(h);
+    const id = same && [...same].sort()[rank];
+    return id === undefined ? undefined : this.routers.get(id);
   }
 
   routerPortsOf(networkId: string): readonly RouterPortView[] {

@@ -8,12 +8,15 @@
  *   reg0  0       fromTunnel     classification         l2_flood (split horizon)
  *   reg0  1       fromProvider   classification         l2_flood, egress_provider
  *   reg1  0..31   natRoute       nat (before SNAT)      nat_resolve
+ *   reg2  0..31   router         l3_admission           l3
  *   reg4  0..31   floodChunk     l2_lookup, l2_flood    l2_flood
  *   reg5  0..31   inPort         classification         apps that answer in place
  *   reg6  0..31   network        classification         every later table
  *   reg7  0..31   outPort        l2_lookup, l2_flood    egress_secgroup, local_delivery
  *   reg8  0..31   remoteChassis  l2_lookup, l2_flood    egress_tunnel (→ tun_dst)
  *   reg9  0..31   resubmitNonce  the agent's packet-out  nothing (see below)
+ *   reg10 0..31   macScratch     l3 (echo reply)        the same flow (xreg5 = reg10:reg11,
+ *   reg11 0..31                                         MAC_SCRATCH)
  *
  * reg0 is the flag register. Classification writes it whole (it is zero
  * when a packet enters the pipeline) rather than setting single bits: a
@@ -25,6 +28,12 @@
  * state OVS freezes at a `ct(table=…)` — registers included — differs from
  * the punted copy's, and the copy recirculates under a recirc_id of its own
  * instead of hitting the stale datapath flow the punted copy left.
+ *
+ * router is the key of the router a packet was sent to (`routerKey`): the
+ * l3 table routes by router, not by the network the packet came from, so a
+ * router's routes, answers and host routes are one set of flows however many
+ * networks it joins. macScratch holds a MAC while an echo reply swaps the
+ * packet's two (OVS applies moves in order).
  *
  * The network key in reg6 is the segmentation id of a tunnelled network (the
  * VNI, 24 bits); provider networks use keys above that range (see
@@ -55,15 +64,35 @@ export const F = {
     32,
     "NAT_ROUTE: where an SNATed packet goes, set before the translation (written whole)",
   ),
+  router: field("router", 2, 0, 32, "key of the router the packet was sent to (routerKey), for l3"),
   floodChunk: field("floodChunk", 4, 0, 32, "which chunk of a network's flood set l2_flood is emitting"),
   inPort: field("inPort", 5, 0, 32, "ofport of the local VM the packet came from (0 from a tunnel)"),
   network: field("network", 6, 0, 32, "network key: VNI of a tunnelled network, providerKey() otherwise"),
   outPort: field("outPort", 7, 0, 32, "destination local port (ofport)"),
   remoteChassis: field("remoteChassis", 8, 0, 32, "destination chassis tunnel IPv4 address"),
   resubmitNonce: field("resubmitNonce", 9, 0, 32, "a fresh value on each packet the agent re-injects"),
+  macScratchHigh: field("macScratchHigh", 10, 0, 32, "xreg5's high half: see MAC_SCRATCH"),
+  macScratchLow: field("macScratchLow", 11, 0, 32, "xreg5's low half: see MAC_SCRATCH"),
 } as const satisfies Record<string, RegField>;
 
 export type FieldName = keyof typeof F;
+
+/** Where a flow keeps a MAC for the length of its own actions: 48 bits of xreg5 (reg10:reg11). */
+export const MAC_SCRATCH = { field: "xreg5", ofs: 0, nbits: 48 } as const;
+
+/**
+ * The router register's value of a router: the top 28 bits of its id's
+ * FNV-1a hash (never 0: 0 is no router), then its rank, by id, among the
+ * routers whose ids hash alike (at most 16), so two routers never share a
+ * key and a router's key depends only on the routers it shares a hash with.
+ */
+export function routerHash(id: string): number {
+  return fnv1a32(id) >>> 4 || 1;
+}
+export const ROUTER_RANKS = 16;
+export function routerKeyOf(hash: number, rank: number): number {
+  return ((hash << 4) | rank) >>> 0;
+}
 
 /** Bits of the flags register (reg0). */
 export const FLAG = {

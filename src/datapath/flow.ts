@@ -70,7 +70,11 @@ function typed(def: OxmFieldDef, v: OxmValue): OxmValue {
   return typeof v === "number" && def.length > 4 && def.format !== "bytes" ? BigInt(v) : v;
 }
 
-function subfield(f: RegField | string): Subfield {
+function subfield(f: RegField | string | Subfield): Subfield {
+  if (typeof f === "object" && "field" in f) {
+    checkField(f.field);
+    return { ...f };
+  }
   if (typeof f === "string") {
     checkField(f);
     return { field: f, ofs: 0, nbits: 0 };
@@ -165,8 +169,8 @@ export class FlowBuilder {
     return this;
   }
 
-  /** Copy a whole field or register field into another. */
-  move(src: RegField | string, dst: RegField | string): this {
+  /** Copy a whole field, a register field or a bit range into another of the same width. */
+  move(src: RegField | string | Subfield, dst: RegField | string | Subfield): this {
     this.actions.push({ type: "move", src: subfield(src), dst: subfield(dst) });
     return this;
   }

@@ -9,7 +9,7 @@
  *   ─────────    ────────────────────────────────────────────────────────────
  *   classify     classification ─► port_security
  *   ingress      ingress_secgroup (─► ingress_secgroup_state) ─► dhcp ─► arp_responder ─► nd_ra
- *   route        l3 ─► nat (─► nat_state ─► nat_resolve)
+ *   route        l3_admission (─► l3) ─► nat (─► nat_state ─► nat_resolve)
  *   switch       l2_lookup ─► (l2_flood) ─► egress_tunnel | egress_provider
  *   egress       egress_secgroup (─► egress_secgroup_state) ─► local_delivery
  *
@@ -96,14 +96,23 @@ const DEFS = [
     stage: "ingress",
     purpose:
       "IPv6 router solicitations from ports on networks the router advertises on → local agent (metered)",
-    miss: { goto: "l3" },
+    miss: { goto: "l3_admission" },
+  },
+  {
+    id: 28,
+    name: "l3_admission",
+    stage: "route",
+    purpose:
+      "sent to a router's MAC on its network: IP of a family the router has an address of there → router key (reg2), l3; the rest dropped",
+    miss: { goto: "nat" },
   },
   {
     id: 30,
     name: "l3",
     stage: "route",
-    purpose: "distributed router: routes to the router MAC, host routes (reactive or proactive), ICMP errors",
-    miss: { goto: "nat" },
+    purpose:
+      "distributed router, by router key: its addresses answered, routes and host routes (reactive or proactive), ICMP errors",
+    miss: "drop",
   },
   {
     id: 35,

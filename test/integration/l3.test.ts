@@ -2,11 +2,12 @@
  * The distributed router on one host, with real parts: a private OVS
  * (userspace datapath), the embedded NB, "VMs" in namespaces that get their
  * address and default route from the agent's DHCP, and real ping and
- * traceroute inside them. Router r1 joins netA (10.50.1.0/24) and netB
- * (10.50.2.0/24).
+ * traceroute inside them. Router r1 joins netA (10.50.1.0/24), netB
+ * (10.50.2.0/24) and netC (10.50.3.0/24).
  *
  * Reactive mode (the default): the first packet of a new pair is one
- * packet-in per direction on this host's agent, later packets take none; the
+ * packet-in per direction on this host's agent, later packets take none, and
+ * a host route serves the packets of every network of the router; the
  * host route the agent installed has an idle timeout and goes when the
  * destination port goes, or when it idles out (flow_removed); a restarted
  * agent keeps the host routes still valid and sends nothing. ICMP: the
@@ -95,6 +96,7 @@ beforeAll(async () => {
   for (const [net, seg, sub, cidr, gw] of [
     ["netA", 501, "subA", "10.50.1.0/24", "10.50.1.1"],
     ["netB", 502, "subB", "10.50.2.0/24", "10.50.2.1"],
+    ["netC", 503, "subC", "10.50.3.0/24", "10.50.3.1"],
   ] as const) {
     await api.create("lswitch", { id: net, tenantId: "t1", networkType: "geneve", segmentationId: seg });
     await api.create("subnet", { id: sub, tenantId: "t1", networkId: net, cidr, gatewayIp: gw });
@@ -102,6 +104,7 @@ beforeAll(async () => {
   await api.create("lrouter", { id: "r1", tenantId: "t1" });
   await api.routerAddInterface("r1", { subnetId: "subA" });
   await api.routerAddInterface("r1", { subnetId: "subB" });
+  await api.routerAddInterface("r1", { subnetId: "subC" });
   const port = (id: string, net: string, sub: string, mac: string, ip: string) =>
     api.create("lport", {
       id,
@@ -113,19 +116,21 @@ beforeAll(async () => {
   await port("a1", "netA", "subA", "fa:16:3e:50:01:11", "10.50.1.11");
   await port("a2", "netA", "subA", "fa:16:3e:50:01:12", "10.50.1.12");
   await port("b1", "netB", "subB", "fa:16:3e:50:02:11", "10.50.2.11");
+  await port("c1", "netC", "subC", "fa:16:3e:50:03:11", "10.50.3.11");
   agent = await Agent.start(config(), { store });
   for (const [id, mac] of [
     ["a1", "fa:16:3e:50:01:11"],
     ["a2", "fa:16:3e:50:01:12"],
     ["b1", "fa:16:3e:50:02:11"],
+    ["c1", "fa:16:3e:50:03:11"],
   ] as const) {
     vms[id] = await sb().addVm(id, { ifaceId: id, mac });
   }
-  await waitFor(() => agent!.localPortCount() === 3, 20_000, "three ports bound");
+  await waitFor(() => agent!.localPortCount() === 4, 20_000, "four ports bound");
   await agent.settle();
-  for (const id of ["a1", "a2", "b1"]) {
+  for (const id of ["a1", "a2", "b1", "c1"]) {
     const lease = await runDhcpClient(vms[id]!.netns, { apply: true, timeoutS: 10 });
-    expect(lease?.router, id).toMatch(/^10\.50\.[12]\.1$/);
+    expect(lease?.router, id).toMatch(/^10\.50\.[123]\.1$/);
   }
 }, 120_000);
 
@@ -150,6 +155,17 @@ describe("distributed router, reactive", () => {
     expect(l3PacketIns() - before).toBe(2);
     const routes = reactiveFlows().map((f) => f.match.find((m) => m.field === "ip_dst")?.value);
     expect(routes.sort()).toEqual(["10.50.1.11", "10.50.2.11"]);
+  });
+
+  it("a host route serves every network of its router: c1 (netC) reaches b1 by the route a1's packet installed", async () => {
+    await routesInSwitch(2);
+    const before = l3PacketIns();
+    const r = await ping("c1", "10.50.2.11", 1);
+    expect(r.ok, r.out).toBe(true);
+    // c1 → b1 takes the route to 10.50.2.11 already here; only b1's reply (to 10.50.3.11) is new
+    expect(l3PacketIns() - before).toBe(1);
+    const routes = reactiveFlows().map((f) => f.match.find((m) => m.field === "ip_dst")?.value);
+    expect(routes.sort()).toEqual(["10.50.1.11", "10.50.2.11", "10.50.3.11"]);
   });
 
   it("the gateway answers ping from flows; traceroute shows the gateway hop", async () => {
@@ -193,7 +209,10 @@ describe("distributed router, reactive", () => {
   it("a restarted agent keeps the host routes still valid and sends nothing", async () => {
     expect((await ping("a1", "10.50.2.11", 1)).ok).toBe(true);
     const kept = reactiveFlows().length;
-    expect(kept).toBe(2);
+    // a1 ↔ b1's (c1's towards 10.50.3.11 may not have idled out yet)
+    expect(reactiveFlows().map((f) => f.match.find((m) => m.field === "ip_dst")?.value)).toEqual(
+      expect.arrayContaining(["10.50.1.11", "10.50.2.11"]),
+    );
     await agent!.stop();
     agent = await Agent.start(config(), { store });
     expect(agent.lastPass).toMatchObject({ added: 0, modified: 0, deleted: 0 });
@@ -223,7 +242,7 @@ describe("distributed router, reactive", () => {
       macAddress: "fa:16:3e:50:02:11",
       fixedIps: [{ subnetId: "subB", ipAddress: "10.50.2.11" }],
     });
-    await waitFor(() => agent!.localPortCount() === 3, 10_000, "b1 bound again");
+    await waitFor(() => agent!.localPortCount() === 4, 10_000, "b1 bound again");
     await agent!.settle();
     expect((await ping("a1", "10.50.2.11", 1)).ok).toBe(true);
   });
@@ -285,7 +304,7 @@ describe("distributed router: static routes and IPv6", () => {
     });
     await waitFor(() => agent!.realised >= v.modRevision, 10_000, "the route realised");
     const flows = agent!.reconciler.installedFlows().filter((f) => f.table === 30 && f.priority === 316);
-    expect(flows.length).toBe(2); // from netA and from netB
+    expect(flows.length).toBe(1); // once for r1, whichever of its networks the packet comes from
     const r = await ping("b1", "172.16.0.5", 2);
     expect(r.ok, r.out).toBe(true);
     expect(r.out).toMatch(/from 172\.16\.0\.5/);
@@ -351,15 +370,8 @@ describe("distributed router, proactive", () => {
       .installedFlows()
       .filter((f) => f.table === 30 && f.priority === 332)
       .map((f) => f.match.find((m) => m.field === "ip_dst")?.value);
-    // a host route to every port, from each of the router's two networks
-    expect(routes.sort()).toEqual([
-      "10.50.1.11",
-      "10.50.1.11",
-      "10.50.1.12",
-      "10.50.1.12",
-      "10.50.2.11",
-      "10.50.2.11",
-    ]);
+    // a host route to every port, once: l3 matches the router, not the network the packet came from
+    expect(routes.sort()).toEqual(["10.50.1.11", "10.50.1.12", "10.50.2.11", "10.50.3.11"]);
     // the datapath still holds the reactive agent's punts of these pairs until it is revalidated
     await datapathRevalidated();
     expect((await ping("a1", "10.50.2.11", 3)).ok).toBe(true);

@@ -89,8 +89,9 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ["pipeline/global/", "table=11, priority=0 actions=drop"],
     ["pipeline/global/", "table=15, priority=0 actions=goto_table:20"],
     ["pipeline/global/", "table=20, priority=0 actions=goto_table:25"],
-    ["pipeline/global/", "table=25, priority=0 actions=goto_table:30"],
-    ["pipeline/global/", "table=30, priority=0 actions=goto_table:35"],
+    ["pipeline/global/", "table=25, priority=0 actions=goto_table:28"],
+    ["pipeline/global/", "table=28, priority=0 actions=goto_table:35"],
+    ["pipeline/global/", "table=30, priority=0 actions=drop"],
     ["pipeline/global/", "table=35, priority=0 actions=goto_table:40"],
     ["pipeline/global/", "table=36, priority=0 actions=drop"],
     ["pipeline/global/", "table=37, priority=0 actions=drop"],
@@ -295,11 +296,11 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ],
     [
       "arp/port/vm1",
-      "table=20, priority=110,arp,reg6=0x65,in_port=1,arp_tpa=10.1.0.11,arp_op=1 actions=goto_table:30",
+      "table=20, priority=110,arp,reg6=0x65,in_port=1,arp_tpa=10.1.0.11,arp_op=1 actions=goto_table:28",
     ],
     [
       "arp/port/vm1",
-      "table=20, priority=110,icmp6,reg6=0x65,in_port=1,icmp_type=135,nd_target=fd00:1::11 actions=goto_table:30",
+      "table=20, priority=110,icmp6,reg6=0x65,in_port=1,icmp_type=135,nd_target=fd00:1::11 actions=goto_table:28",
     ],
     [
       "arp/port/vm2",
@@ -307,7 +308,7 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ],
     [
       "arp/port/vm2",
-      "table=20, priority=110,arp,reg6=0x65,in_port=2,arp_tpa=10.1.0.12,arp_op=1 actions=goto_table:30",
+      "table=20, priority=110,arp,reg6=0x65,in_port=2,arp_tpa=10.1.0.12,arp_op=1 actions=goto_table:28",
     ],
     [
       "arp/port/vm3",
@@ -319,7 +320,7 @@ const EXPECTED: Record<string, [owner: string, line: string][]> = {
     ],
     [
       "arp/port/vm4",
-      "table=20, priority=110,arp,reg6=0x1000064,in_port=4,arp_tpa=10.2.0.14,arp_op=1 actions=goto_table:30",
+      "table=20, priority=110,arp,reg6=0x1000064,in_port=4,arp_tpa=10.2.0.14,arp_op=1 actions=goto_table:28",
     ],
     [
       "arp/port/vm5",

@@ -22,7 +22,7 @@ import { DHCP_SERVER_MAC } from "../../src/apps/dhcp.js";
 import { GARP_COUNT, NAT_PRIORITY, NEXT_HOP_IDLE_S } from "../../src/apps/nat.js";
 import type { AppContext, ReactiveFlows } from "../../src/apps/types.js";
 import type { LocalModel } from "../../src/controller/model.js";
-import { table } from "../../src/datapath/index.js";
+import { routerHash, routerKeyOf, table } from "../../src/datapath/index.js";
 import { formatFlow } from "../../src/openflow/text.js";
 import {
   ARP_OP,
@@ -122,6 +122,8 @@ async function packetIn(
   return trace;
 }
 
+/** r1's key in the router register. */
+const RK1 = `0x${routerKeyOf(routerHash("r1"), 0).toString(16)}`;
 const line = (f: ReactiveFlows["flows"][number]): string => formatFlow({ ...f.build(0n), cookie: 0n });
 
 // ── the view for arp, dhcp and l3 ──────────────────────────────────────────────
@@ -494,9 +496,9 @@ describe("l3: the router's packet-in", () => {
     const t = await packetIn(app("l3", { l3: { idleTimeoutS: 77 } }), world(), 1, udp4("10.2.0.12"));
     expect(t.installed.map((r) => [r.key, r.flows.map(line)])).toEqual([
       [
-        "r1/101/10.2.0.12",
+        "r1/10.2.0.12",
         [
-          "table=30, idle_timeout=77, send_flow_rem priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+          `table=30, idle_timeout=77, send_flow_rem priority=332,ip,reg2=${RK1},nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
         ],
       ],
     ]);
@@ -504,7 +506,7 @@ describe("l3: the router's packet-in", () => {
     expect(t.through).toEqual([
       [
         1,
-        "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+        `table=30, priority=332,ip,reg2=${RK1},nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
       ],
     ]);
     expect(t.order).toEqual(["through", "install"]);
@@ -514,7 +516,7 @@ describe("l3: the router's packet-in", () => {
 
   it("a first packet that met conntrack before its punt runs again from table 0, after its route", async () => {
     const t = await packetIn(app("l3"), world(), 1, udp4("10.2.0.12"), table("l3"), true);
-    expect(t.installed.map((r) => r.key)).toEqual(["r1/101/10.2.0.12"]);
+    expect(t.installed.map((r) => r.key)).toEqual(["r1/10.2.0.12"]);
     expect(t.through).toEqual([]);
     expect(t.resubmitted).toEqual([1]);
     expect(t.order).toEqual(["install", "resubmit"]);
@@ -635,16 +637,16 @@ describe("l3: adopting host routes after a restart", () => {
     const f = await installed(m, "10.2.0.12");
     const { ctx } = context(m);
     const got = app("l3").adoptReactive!(f, ctx);
-    expect(got?.key).toBe("r1/101/10.2.0.12");
+    expect(got?.key).toBe("r1/10.2.0.12");
     expect(got?.deps).toEqual(expect.arrayContaining(["router:r1", "port:vm2"]));
   });
 
-  it("drops one whose port moved, whose actions differ, or whose network is unknown", async () => {
+  it("drops one whose port moved, whose actions differ, or whose router key is unknown", async () => {
     const m = world();
     const f = await installed(m, "10.2.0.12");
     const { ctx } = context(m);
     const l3 = app("l3");
-    expect(l3.adoptReactive!({ ...f, idleTimeout: 5 }, ctx)?.key).toBe("r1/101/10.2.0.12");
+    expect(l3.adoptReactive!({ ...f, idleTimeout: 5 }, ctx)?.key).toBe("r1/10.2.0.12");
     const wrongMac = {
       ...f,
       instructions: f.instructions.map((i) =>
@@ -659,8 +661,8 @@ describe("l3: adopting host routes after a restart", () => {
       ),
     };
     expect(l3.adoptReactive!(wrongMac, ctx)).toBeUndefined();
-    const otherNet = { ...f, match: f.match.map((x) => (x.field === "reg6" ? { ...x, value: 4242 } : x)) };
-    expect(l3.adoptReactive!(otherNet, ctx)).toBeUndefined();
+    const otherRouter = { ...f, match: f.match.map((x) => (x.field === "reg2" ? { ...x, value: 4242 } : x)) };
+    expect(l3.adoptReactive!(otherRouter, ctx)).toBeUndefined();
     m.setPort("vm2", port("vm2", "net2", M2, [["sub2", "10.2.0.13"]]));
     expect(l3.adoptReactive!(f, context(m).ctx)).toBeUndefined();
   });

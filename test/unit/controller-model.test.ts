@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { LocalModel } from "../../src/controller/model.js";
-import { CT_ZONE_MAX, CT_ZONE_MIN, providerKey } from "../../src/datapath/index.js";
+import { CT_ZONE_MAX, CT_ZONE_MIN, providerKey, routerHash, routerKeyOf } from "../../src/datapath/index.js";
 import { DEVICE_OWNER_ROUTER_INTERFACE, parseObject, type Secgroup } from "../../src/nb/model/index.js";
 import {
   binding,
@@ -282,7 +282,8 @@ describe("LocalModel: what each mutator names", () => {
     expect(m.subnetsOf("n2")).toEqual([]);
 
     const r = router("r", [itf("n1", 1), itf("n2", 2)]);
-    expect(touchedBy(m, () => m.setRouter("r", r))).toEqual(["router:r", "routers:n1", "routers:n2"]);
+    const rkey = `routerkey:${routerHash("r")}`;
+    expect(touchedBy(m, () => m.setRouter("r", r))).toEqual(["router:r", rkey, "routers:n1", "routers:n2"]);
     expect(touchedBy(m, () => m.setRouter("r", r))).toEqual([]);
     expect([...m.routerIds()]).toEqual(["r"]);
     expect(touchedBy(m, () => m.setRouter("r", router("r", [itf("n3", 3)])))).toEqual([
@@ -292,7 +293,7 @@ describe("LocalModel: what each mutator names", () => {
       "routers:n3",
     ]);
     expect(m.routerPortsOf("n1")).toEqual([]);
-    expect(touchedBy(m, () => m.setRouter("r", undefined))).toEqual(["router:r", "routers:n3"]);
+    expect(touchedBy(m, () => m.setRouter("r", undefined))).toEqual(["router:r", rkey, "routers:n3"]);
     expect(m.router("r")).toBeUndefined();
     expect(m.routerPortsOf("n3")).toEqual([]);
 
@@ -681,6 +682,41 @@ describe("LocalModel: the views' answers", () => {
 
 // Added after StrykerJS's run over model.ts (test/mutation/controller.md): each pins a rule a
 // surviving mutant broke.
+describe("LocalModel: router keys", () => {
+  // FNV-1a puts these two ids in one 28-bit hash; "r" has its own
+  const [A, B] = ["router-13278", "router-72919"];
+
+  it("a router alone keeps its hash with rank 0; two whose ids hash alike get ranks by id", () => {
+    expect(routerHash(A)).toBe(routerHash(B));
+    const m = newModel();
+    m.setRouter("r", router("r", [itf("n1", 1)]));
+    m.setRouter(B, router(B, [itf("n2", 2)]));
+    expect(m.routerKey("r")).toBe(routerKeyOf(routerHash("r"), 0));
+    expect(m.routerKey(B)).toBe(routerKeyOf(routerHash(B), 0));
+    m.setRouter(A, router(A, [itf("n3", 3)]));
+    expect(m.routerKey(A)).toBe(routerKeyOf(routerHash(A), 0));
+    expect(m.routerKey(B)).toBe(routerKeyOf(routerHash(B), 1));
+    for (const id of ["r", A, B]) expect(m.routerByKey(m.routerKey(id)!)?.id).toBe(id);
+    expect(m.routerKey("nope")).toBeUndefined();
+    expect(m.routerByKey(routerKeyOf(routerHash(A), 2))).toBeUndefined();
+    m.setRouter(A, undefined);
+    expect(m.routerKey(B)).toBe(routerKeyOf(routerHash(B), 0));
+  });
+
+  it("a key depends on the routers sharing its hash: their arrival and departure, not their changes", () => {
+    const m = newModel();
+    m.setRouter(B, router(B, [itf("n2", 2)]));
+    expect(readsOf(m, () => m.routerKey(B))).toEqual([`routerkey:${routerHash(B)}`]);
+    expect(touchedBy(m, () => m.setRouter(A, router(A, [itf("n3", 3)])))).toContain(
+      `routerkey:${routerHash(B)}`,
+    );
+    expect(touchedBy(m, () => m.setRouter(A, router(A, [itf("n4", 4)])))).not.toContain(
+      `routerkey:${routerHash(B)}`,
+    );
+    expect(readsOf(m, () => m.routerByKey(m.routerKey(B)!))).toEqual([`routerkey:${routerHash(B)}`]);
+  });
+});
+
 describe("LocalModel: edges found by mutation testing", () => {
   const gwOf = (id: string, r: string) =>
     snat(id, {

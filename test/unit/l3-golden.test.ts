@@ -12,23 +12,27 @@
  * static routes 192.168.50.0/24 via vm2 and 192.168.60.0/24 via 10.2.0.99
  * (no port has it); router r2, administratively down, on net2 (…:04).
  *
- * What to read in them (the table in src/apps/l3.ts): per network wired here
- * (net1, net2; not net3) and family the router has an address of on it (net2
- * has no IPv6 leg, so no IPv6 flows), TTL 0/1 to the agent, IPv4 echo answered
- * in flows and ICMPv6 echo punted, the router's own addresses dropped, each
- * connected subnet punted (priority 300 + prefix length), a static route to
- * a port delivered and one to an unknown next hop punted, no route punted; a
- * down router only drops. In proactive mode every port on r1's networks has
- * a host route (300 + 32 or 128) from each wired network of its family —
- * into l2_lookup for a local port, into egress_tunnel with its chassis'
- * address for a port on another chassis of a wired network (vm3), straight
- * into the tunnel port when its network is not wired here (vm5). The router
- * solicitation punt of vm1 (its network has an advertising IPv6 leg) is
- * metered at RS_RATE_PPS.
+ * What to read in them (the table in src/apps/l3.ts): in l3_admission, per
+ * network wired here (net1, net2; not net3) and router MAC, IP of each
+ * family the router has an address of on that network goes to l3 with r1's
+ * key in reg2 (net2 has no IPv6 leg, so its IPv6 is refused with everything
+ * else sent to the MAC); a down router's MAC only refuses. In l3, once for
+ * r1 whatever network the packet came from: TTL 0/1 to the agent per
+ * family, IPv4 echo answered in flows (the MACs swapped through xreg5) and
+ * ICMPv6 echo punted, the router's own addresses dropped, each connected
+ * subnet punted (priority 300 + prefix length), a static route to a port
+ * delivered and one to an unknown next hop punted, no route punted. In
+ * proactive mode every port on r1's networks has one host route (300 + 32
+ * or 128) — into l2_lookup for a local port, into egress_tunnel with its
+ * chassis' address for a port on another chassis of a wired network (vm3),
+ * straight into the tunnel port when its network is not wired here (vm5).
+ * The router solicitation punt of vm1 (its network has an advertising IPv6
+ * leg) is metered at RS_RATE_PPS.
  */
 import { describe, expect, it } from "vitest";
 import { loadApps } from "../../src/apps/index.js";
 import { RS_RATE_PPS } from "../../src/apps/l3.js";
+import { routerHash, routerKeyOf } from "../../src/datapath/index.js";
 import { Engine } from "../../src/controller/engine.js";
 import { formatFlow } from "../../src/openflow/text.js";
 import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
@@ -98,137 +102,60 @@ function view() {
   return m;
 }
 
+/** r1's key in the router register (l3_admission writes it, l3 matches it). */
+const RK = `0x${routerKeyOf(routerHash("r1"), 0).toString(16)}`;
+
 const ROUTER: [owner: string, line: string][] = [
   [
     "l3/router/r1",
-    "table=30, priority=1000,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_ttl=0 actions=CONTROLLER:65535",
+    `table=28, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01 actions=set_field:${RK}->reg2,goto_table:30`,
   ],
   [
     "l3/router/r1",
-    "table=30, priority=1000,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_ttl=1 actions=CONTROLLER:65535",
+    `table=28, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=set_field:${RK}->reg2,goto_table:30`,
   ],
   [
     "l3/router/r1",
-    "table=30, priority=900,icmp,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:01->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.1.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT",
+    `table=28, priority=100,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01 actions=set_field:${RK}->reg2,goto_table:30`,
+  ],
+  ["l3/router/r1", "table=28, priority=50,reg6=0x65,dl_dst=fa:16:3e:00:00:01 actions=drop"],
+  ["l3/router/r1", "table=28, priority=50,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=drop"],
+  ["l3/router/r1", `table=30, priority=100,ip,reg2=${RK} actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=100,ipv6,reg2=${RK} actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=1000,ip,reg2=${RK},nw_ttl=0 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=1000,ip,reg2=${RK},nw_ttl=1 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=1000,ipv6,reg2=${RK},nw_ttl=0 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=1000,ipv6,reg2=${RK},nw_ttl=1 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=324,ip,reg2=${RK},nw_dst=10.1.0.0/24 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=324,ip,reg2=${RK},nw_dst=10.2.0.0/24 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=324,ip,reg2=${RK},nw_dst=10.3.0.0/24 actions=CONTROLLER:65535`],
+  [
+    "l3/router/r1",
+    `table=30, priority=324,ip,reg2=${RK},nw_dst=192.168.50.0/24 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
+  ],
+  ["l3/router/r1", `table=30, priority=324,ip,reg2=${RK},nw_dst=192.168.60.0/24 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=364,ipv6,reg2=${RK},ipv6_dst=fd00:1::/64 actions=CONTROLLER:65535`],
+  ["l3/router/r1", `table=30, priority=800,ip,reg2=${RK},nw_dst=10.1.0.1 actions=drop`],
+  ["l3/router/r1", `table=30, priority=800,ip,reg2=${RK},nw_dst=10.2.0.1 actions=drop`],
+  ["l3/router/r1", `table=30, priority=800,ip,reg2=${RK},nw_dst=10.3.0.1 actions=drop`],
+  ["l3/router/r1", `table=30, priority=800,ipv6,reg2=${RK},ipv6_dst=fd00:1::1 actions=drop`],
+  [
+    "l3/router/r1",
+    `table=30, priority=900,icmp,reg2=${RK},nw_dst=10.1.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_DST[]->OXM_OF_PKT_REG5[0..47],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],move:OXM_OF_PKT_REG5[0..47]->NXM_OF_ETH_SRC[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.1.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT`,
   ],
   [
     "l3/router/r1",
-    "table=30, priority=800,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.1 actions=drop",
+    `table=30, priority=900,icmp,reg2=${RK},nw_dst=10.2.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_DST[]->OXM_OF_PKT_REG5[0..47],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],move:OXM_OF_PKT_REG5[0..47]->NXM_OF_ETH_SRC[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.2.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT`,
   ],
   [
     "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.0/24 actions=CONTROLLER:65535",
+    `table=30, priority=900,icmp,reg2=${RK},nw_dst=10.3.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_DST[]->OXM_OF_PKT_REG5[0..47],move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],move:OXM_OF_PKT_REG5[0..47]->NXM_OF_ETH_SRC[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.3.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT`,
   ],
   [
     "l3/router/r1",
-    "table=30, priority=900,icmp,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:01->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.2.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT",
+    `table=30, priority=900,icmp6,reg2=${RK},ipv6_dst=fd00:1::1,icmp_type=128 actions=CONTROLLER:65535`,
   ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.0/24 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=900,icmp,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.3.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:01->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.3.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.3.0.1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.3.0.0/24 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=192.168.50.0/24 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=192.168.60.0/24 actions=CONTROLLER:65535",
-  ],
-  ["l3/router/r1", "table=30, priority=100,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01 actions=CONTROLLER:65535"],
-  [
-    "l3/router/r1",
-    "table=30, priority=1000,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_ttl=0 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=1000,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_ttl=1 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=900,icmp6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,ipv6_dst=fd00:1::1,icmp_type=128 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,ipv6_dst=fd00:1::1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=364,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,ipv6_dst=fd00:1::/64 actions=CONTROLLER:65535",
-  ],
-  ["l3/router/r1", "table=30, priority=100,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01 actions=CONTROLLER:65535"],
-  ["l3/router/r1", "table=30, priority=50,reg6=0x65,dl_dst=fa:16:3e:00:00:01 actions=drop"],
-  [
-    "l3/router/r1",
-    "table=30, priority=1000,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_ttl=0 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=1000,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_ttl=1 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=900,icmp,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:02->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.1.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.0/24 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=900,icmp,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.2.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:02->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.2.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.2.0.1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.2.0.0/24 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=900,icmp,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.3.0.1,icmp_type=8,icmp_code=0 actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:02->eth_src,move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],set_field:10.3.0.1->ip_src,set_field:64->nw_ttl,set_field:0->icmp_type,IN_PORT",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=800,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.3.0.1 actions=drop",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.3.0.0/24 actions=CONTROLLER:65535",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.50.0/24 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
-  ],
-  [
-    "l3/router/r1",
-    "table=30, priority=324,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.60.0/24 actions=CONTROLLER:65535",
-  ],
-  ["l3/router/r1", "table=30, priority=100,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=CONTROLLER:65535"],
-  ["l3/router/r1", "table=30, priority=50,reg6=0x66,dl_dst=fa:16:3e:00:00:02 actions=drop"],
-  ["l3/router/r2", "table=30, priority=50,reg6=0x66,dl_dst=fa:16:3e:00:00:04 actions=drop"],
+  ["l3/router/r2", "table=28, priority=50,reg6=0x66,dl_dst=fa:16:3e:00:00:04 actions=drop"],
 ];
 const PORTS_REACTIVE: [owner: string, line: string][] = [
   [
@@ -243,39 +170,23 @@ const PORTS_PROACTIVE: [owner: string, line: string][] = [
   ],
   [
     "l3/port/vm1",
-    "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+    `table=30, priority=332,ip,reg2=${RK},nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40`,
   ],
   [
     "l3/port/vm1",
-    "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-  ],
-  [
-    "l3/port/vm1",
-    "table=30, priority=428,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,ipv6_dst=fd00:1::11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+    `table=30, priority=428,ipv6,reg2=${RK},ipv6_dst=fd00:1::11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40`,
   ],
   [
     "l3/port/vm2",
-    "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
-  ],
-  [
-    "l3/port/vm2",
-    "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+    `table=30, priority=332,ip,reg2=${RK},nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
   ],
   [
     "l3/port/vm3",
-    "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50",
-  ],
-  [
-    "l3/port/vm3",
-    "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50",
+    `table=30, priority=332,ip,reg2=${RK},nw_dst=10.1.0.13 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:13->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50`,
   ],
   [
     "l3/port/vm5",
-    "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.3.0.15 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:15->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
-  ],
-  [
-    "l3/port/vm5",
-    "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.3.0.15 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:15->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100",
+    `table=30, priority=332,ip,reg2=${RK},nw_dst=10.3.0.15 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:15->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:100`,
   ],
 ];
 
@@ -301,7 +212,7 @@ describe("l3 flows for a small view (dump-flows lines)", () => {
     expect(meters).toEqual([["l3/port/vm1", 65537, RS_RATE_PPS]]);
   });
 
-  it("proactive: the same, and a host route to every port from each wired network of its family", () => {
+  it("proactive: the same, and one host route to every port", () => {
     const { flows, meters } = build("proactive");
     expect(flows).toEqual([...ROUTER, ...PORTS_PROACTIVE].sort(byText));
     expect(meters).toEqual([["l3/port/vm1", 65537, RS_RATE_PPS]]);

@@ -19,12 +19,15 @@
 import { describe, expect, it } from "vitest";
 import { loadApps, type App } from "../../src/apps/index.js";
 import { Engine } from "../../src/controller/engine.js";
+import { routerHash, routerKeyOf } from "../../src/datapath/index.js";
 import type { LocalModel } from "../../src/controller/model.js";
 import { formatFlow } from "../../src/openflow/text.js";
 import { buildFrame, linkLocalFromMac } from "../../src/packet/index.js";
 import { recordingContext, type HandlerTrace } from "../harness/app-context.js";
 import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
 
+/** r1's key in the router register. */
+const RK1 = `0x${routerKeyOf(routerHash("r1"), 0).toString(16)}`;
 const R0 = "fa:16:3e:00:00:f0";
 const R1 = "fa:16:3e:00:00:01";
 const R1B = "fa:16:3e:00:00:1b";
@@ -120,8 +123,7 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     );
     const statics = lines(m, "l3/router/r1").filter((l) => l.includes("192.168.70.5"));
     expect(statics).toEqual([
-      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=192.168.70.5 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
-      "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.70.5 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+      `table=30, priority=332,ip,reg2=${RK1},nw_dst=192.168.70.5 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
     ]);
   });
 
@@ -141,8 +143,7 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     // no host to deliver to: the route punts (the agent answers with an ICMP error), it does not
     // rewrite the frame for vm3's MAC and hand it to l2_lookup, where nothing would take it
     expect(statics).toEqual([
-      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=192.168.70.5 actions=CONTROLLER:65535",
-      "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=192.168.70.5 actions=CONTROLLER:65535",
+      `table=30, priority=332,ip,reg2=${RK1},nw_dst=192.168.70.5 actions=CONTROLLER:65535`,
     ]);
   });
 
@@ -163,8 +164,7 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     ]);
     // the port's own network key (0x10000c8: physnet1, VLAN 200), then l2_lookup: the physical network carries it
     expect(lines(m, "l3/port/vm6")).toEqual([
-      "table=30, priority=332,ip,reg6=0x10000c8,dl_dst=fa:16:3e:00:00:03,nw_dst=10.4.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:04:00:16->eth_dst,dec_ttl,set_field:0x10000c8->reg6,goto_table:40",
-      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.4.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:04:00:16->eth_dst,dec_ttl,set_field:0x10000c8->reg6,goto_table:40",
+      `table=30, priority=332,ip,reg2=${RK1},nw_dst=10.4.0.16 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:04:00:16->eth_dst,dec_ttl,set_field:0x10000c8->reg6,goto_table:40`,
     ]);
   });
 
@@ -179,7 +179,7 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     ]);
     // newModel's tunnel ports: geneve 100, vxlan 101
     expect(lines(m, "l3/port/vm5")).toEqual([
-      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.3.0.15 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:15->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:101",
+      `table=30, priority=332,ip,reg2=${RK1},nw_dst=10.3.0.15 actions=set_field:fa:16:3e:00:00:03->eth_src,set_field:fa:16:3e:03:00:15->eth_dst,dec_ttl,set_field:0x67->reg6,set_field:0x67->tun_id,set_field:192.0.2.2->tun_dst,output:101`,
     ]);
   });
 
@@ -201,13 +201,11 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
       m.setBinding("vm2", binding("vm2", 2));
       m.setRouter("r1", router("r1", legs(order)));
       expect(lines(m, "l3/port/vm2")).toEqual([
-        "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.0.5.20 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
-        "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.0.5.20 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+        `table=30, priority=332,ip,reg2=${RK1},nw_dst=10.0.5.20 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
       ]);
       // an address of the wide leg only still leaves by it
       expect(lines(m, "l3/port/vm1")).toEqual([
-        "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.0.0.10 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-        "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.0.0.10 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+        `table=30, priority=332,ip,reg2=${RK1},nw_dst=10.0.0.10 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40`,
       ]);
     }
   });
@@ -222,7 +220,7 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
     m.setChassis("host3", chassis("host3", "192.0.2.3"));
     m.setPort("vm8", port("vm8", "net2", "fa:16:3e:02:00:88", [["sub2", "10.2.0.12"]], { chassis: "host3" }));
     expect(lines(m, "l3/port/vm8")).toEqual([]);
-    expect(lines(m, "l3/port/vm2")).toHaveLength(2);
+    expect(lines(m, "l3/port/vm2")).toHaveLength(1);
   });
 
   it("proactive: a dual-stack port's host routes, each once — an address is routed from the leg whose subnet holds it", () => {
@@ -241,9 +239,8 @@ describe("l3 flows at the edges (dump-flows lines)", () => {
       ["sub2", "net2", "10.2.0.1", "10.2.0.0/24", R2],
     ]);
     expect(lines(m, "l3/port/vm1")).toEqual([
-      "table=30, priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:01,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-      "table=30, priority=332,ip,reg6=0x66,dl_dst=fa:16:3e:00:00:02,nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
-      "table=30, priority=428,ipv6,reg6=0x65,dl_dst=fa:16:3e:00:00:01,ipv6_dst=fd00:1::11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40",
+      `table=30, priority=332,ip,reg2=${RK1},nw_dst=10.1.0.11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40`,
+      `table=30, priority=428,ipv6,reg2=${RK1},ipv6_dst=fd00:1::11 actions=set_field:fa:16:3e:00:00:01->eth_src,set_field:fa:16:3e:01:00:11->eth_dst,dec_ttl,set_field:0x65->reg6,goto_table:40`,
     ]);
   });
 });
@@ -265,7 +262,7 @@ describe("l3 packet-in at the edges", () => {
       routed.installed.map((r) => r.flows.map((f) => formatFlow({ ...f.build(0n), cookie: 0n }))),
     ).toEqual([
       [
-        "table=30, idle_timeout=300, send_flow_rem priority=332,ip,reg6=0x65,dl_dst=fa:16:3e:00:00:1b,nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40",
+        `table=30, idle_timeout=300, send_flow_rem priority=332,ip,reg2=${RK1},nw_dst=10.2.0.12 actions=set_field:fa:16:3e:00:00:02->eth_src,set_field:fa:16:3e:02:00:12->eth_dst,dec_ttl,set_field:0x66->reg6,goto_table:40`,
       ],
     ]);
   });
@@ -317,10 +314,10 @@ describe("l3 packet-in at the edges", () => {
       ["sub26", "net2", "fd00:2::1", "fd00:2::/64", R2],
     ]);
     const t = await packetIn(m, 1, udp(M1, R1, "fd00:1::11", "fd00:2::12", 64));
-    expect(t.installed.map((r) => r.key)).toEqual(["r1/101/fd00:2::12"]);
+    expect(t.installed.map((r) => r.key)).toEqual(["r1/fd00:2::12"]);
     const found = t.installed[0]!.flows[0]!.build(0xabcn);
     const got = l3().adoptReactive!(found, context(m).ctx);
-    expect(got?.key).toBe("r1/101/fd00:2::12");
+    expect(got?.key).toBe("r1/fd00:2::12");
     expect(got?.deps).toEqual(expect.arrayContaining(["router:r1", "port:vm2"]));
   });
 
@@ -334,7 +331,7 @@ describe("l3 packet-in at the edges", () => {
     const found = t.installed[0]!.flows[0]!.build(0xabcn);
     const { ctx } = context(m);
     const app = l3();
-    expect(app.adoptReactive!(found, ctx)?.key).toBe("r1/101/10.2.0.12");
+    expect(app.adoptReactive!(found, ctx)?.key).toBe("r1/10.2.0.12");
     expect(app.adoptReactive!({ ...found, instructions: [] }, ctx)).toBeUndefined(); // its match, other actions
     expect(app.adoptReactive!({ ...found, priority: found.priority - 1 }, ctx)).toBeUndefined();
     const inPort = { ...found, match: [...found.match, { field: "in_port", value: 1 }] } as typeof found;
