@@ -1242,10 +1242,14 @@ export async function flowdrakeFlows(config: FlowsConfig): Promise<FlowsResult> 
     const before = await ag.counters();
     const sent = await talk(vms);
     if (mode === "reactive") {
+      // one host route per destination (a peer two VMs share is routed once: routes are the router's)
+      const destinations = new Set([...p3Peers().values()].flat().map((p) => p.ip)).size;
+      if (sent < destinations)
+        throw new FlowdrakeError("COMMAND", `sent ${sent} datagrams to ${destinations} peers`);
       await waitUntil(
-        "a host route per peer",
+        "a host route per peer address",
         30_000,
-        async () => reactiveFlows(await dumpFlows(o)) >= sent || undefined,
+        async () => reactiveFlows(await dumpFlows(o)) >= destinations || undefined,
       );
     }
     await stable();
