@@ -15,8 +15,8 @@
  *   reg7  0..31   outPort        l2_lookup, l2_flood    egress_secgroup, local_delivery
  *   reg8  0..31   remoteChassis  l2_lookup, l2_flood    egress_tunnel (→ tun_dst)
  *   reg9  0..31   resubmitNonce  the agent's packet-out  nothing (see below)
- *   reg10 0..31   macScratch     l3 (echo reply)        the same flow (xreg5 = reg10:reg11,
- *   reg11 0..31                                         MAC_SCRATCH)
+ *   reg10 0..31   macScratchHigh l3 (echo reply)        the same flow (MAC_SCRATCH: 48 bits
+ *   reg11 0..31   macScratchLow  l3 (echo reply)        of xreg5, which is reg10:reg11)
  *
  * reg0 is the flag register. Classification writes it whole (it is zero
  * when a packet enters the pipeline) rather than setting single bits: a
@@ -32,8 +32,9 @@
  * router is the key of the router a packet was sent to (`routerKey`): the
  * l3 table routes by router, not by the network the packet came from, so a
  * router's routes, answers and host routes are one set of flows however many
- * networks it joins. macScratch holds a MAC while an echo reply swaps the
- * packet's two (OVS applies moves in order).
+ * networks it joins. MAC_SCRATCH holds a MAC while an echo reply swaps the
+ * packet's two (OVS applies moves in order; xreg5 overlays reg10, its high
+ * half, and reg11).
  *
  * The network key in reg6 is the segmentation id of a tunnelled network (the
  * VNI, 24 bits); provider networks use keys above that range (see
