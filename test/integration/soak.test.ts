@@ -237,7 +237,17 @@ describe("soak: churn under traffic", () => {
     const h2 = samples.filter((s) => s.host === "host2");
     expect(h2[h2.length - 1]!.packetIns - h2[0]!.packetIns).toBeGreaterThan(ROUNDS * 5);
 
-    // the final state equals the NB: a new agent's full recompute changes nothing
+    // the final state equals the NB: a new agent's full recompute changes nothing. The last
+    // round changed r1, which takes its host routes away on both hosts; the pings put them back
+    // within an interval or two, and a snapshot taken before that would miss the route a fresh
+    // agent then rightly installs for the next ping.
+    const routed = async (h: Host, ip: string) =>
+      (await flows(h)).some((f) => f.includes("idle_timeout") && f.includes(`nw_dst=${ip} `));
+    await waitFor(
+      async () => (await routed("host1", "10.71.2.11")) && (await routed("host2", "10.71.1.11")),
+      10_000,
+      "a1 ↔ b1's host routes back after the last round",
+    );
     for (const h of HOSTS) {
       const before = await flows(h);
       await agents.get(h)!.proc.kill("SIGKILL");
