@@ -5,6 +5,7 @@
  */
 import type { ReadyPort } from "../../src/apps/types.js";
 import { LocalModel, type Binding } from "../../src/controller/model.js";
+import { routerHash, routerKeyOf } from "../../src/datapath/index.js";
 import {
   parseObject,
   type Chassis,
@@ -60,6 +61,14 @@ export function router(
   extra: Record<string, unknown> = {},
 ): Router {
   return parseObject("lrouter", { id, tenantId: "t1", interfaces, ...extra }, id);
+}
+
+/**
+ * The router register's value of router `id` as dump-flows prints it (`reg2=0x…`), for a router
+ * whose id shares its hash with no other.
+ */
+export function routerKeyHex(id: string): string {
+  return `0x${routerKeyOf(routerHash(id), 0).toString(16)}`;
 }
 
 export function binding(portId: string, ofport: number): Binding {

@@ -22,7 +22,7 @@ import { DHCP_SERVER_MAC } from "../../src/apps/dhcp.js";
 import { GARP_COUNT, NAT_PRIORITY, NEXT_HOP_IDLE_S } from "../../src/apps/nat.js";
 import type { AppContext, ReactiveFlows } from "../../src/apps/types.js";
 import type { LocalModel } from "../../src/controller/model.js";
-import { routerHash, routerKeyOf, table } from "../../src/datapath/index.js";
+import { table } from "../../src/datapath/index.js";
 import { formatFlow } from "../../src/openflow/text.js";
 import {
   ARP_OP,
@@ -50,6 +50,7 @@ import {
   newModel,
   port,
   router,
+  routerKeyHex,
   snat,
   subnet,
 } from "../harness/model-fixture.js";
@@ -123,7 +124,7 @@ async function packetIn(
 }
 
 /** r1's key in the router register. */
-const RK1 = `0x${routerKeyOf(routerHash("r1"), 0).toString(16)}`;
+const RK1 = routerKeyHex("r1");
 const line = (f: ReactiveFlows["flows"][number]): string => formatFlow({ ...f.build(0n), cookie: 0n });
 
 // ── the view for arp, dhcp and l3 ──────────────────────────────────────────────

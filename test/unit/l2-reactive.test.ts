@@ -10,19 +10,21 @@ import { loadApps, type AppName } from "../../src/apps/index.js";
 import type { AppContext, PacketInEvent, ReactiveFlows } from "../../src/apps/types.js";
 import { Engine } from "../../src/controller/engine.js";
 import type { LocalModel } from "../../src/controller/model.js";
-import {
-  F,
-  regName,
-  routerHash,
-  routerKeyOf,
-  type RegField,
-  type TableName,
-} from "../../src/datapath/index.js";
+import { F, regName, type RegField, type TableName } from "../../src/datapath/index.js";
 import { formatFlow, parseFlow } from "../../src/openflow/text.js";
 import { buildArpRequest } from "../../src/packet/builders.js";
 import { buildFrame, parseEthernet } from "../../src/packet/frame.js";
 import { logger } from "../../src/util/log.js";
-import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
+import {
+  binding,
+  chassis,
+  net,
+  newModel,
+  port,
+  router,
+  routerKeyHex,
+  subnet,
+} from "../harness/model-fixture.js";
 
 const VM1 = "fa:16:3e:01:00:11";
 const VM3 = "fa:16:3e:01:00:13";
@@ -301,7 +303,7 @@ describe("l3: a host route to a port on another chassis", () => {
     e.recomputeAll();
     const routes = lines(e, "l3").filter((l) => l.includes("nw_dst=10.1.0.13 "));
     expect(routes).toEqual([
-      `table=30, priority=332,ip,reg2=0x${routerKeyOf(routerHash("r1"), 0).toString(16)},nw_dst=10.1.0.13 actions=set_field:${R_MAC}->eth_src,set_field:${VM3}->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50`,
+      `table=30, priority=332,ip,reg2=${routerKeyHex("r1")},nw_dst=10.1.0.13 actions=set_field:${R_MAC}->eth_src,set_field:${VM3}->eth_dst,dec_ttl,set_field:0x65->reg6,set_field:0xc0000202->reg8,goto_table:50`,
     ]);
   });
 });

@@ -32,10 +32,18 @@
 import { describe, expect, it } from "vitest";
 import { loadApps } from "../../src/apps/index.js";
 import { RS_RATE_PPS } from "../../src/apps/l3.js";
-import { routerHash, routerKeyOf } from "../../src/datapath/index.js";
 import { Engine } from "../../src/controller/engine.js";
 import { formatFlow } from "../../src/openflow/text.js";
-import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
+import {
+  binding,
+  chassis,
+  net,
+  newModel,
+  port,
+  router,
+  routerKeyHex,
+  subnet,
+} from "../harness/model-fixture.js";
 
 function view() {
   const m = newModel();
@@ -103,7 +111,7 @@ function view() {
 }
 
 /** r1's key in the router register (l3_admission writes it, l3 matches it). */
-const RK = `0x${routerKeyOf(routerHash("r1"), 0).toString(16)}`;
+const RK = routerKeyHex("r1");
 
 const ROUTER: [owner: string, line: string][] = [
   [

@@ -19,15 +19,23 @@
 import { describe, expect, it } from "vitest";
 import { loadApps, type App } from "../../src/apps/index.js";
 import { Engine } from "../../src/controller/engine.js";
-import { routerHash, routerKeyOf } from "../../src/datapath/index.js";
 import type { LocalModel } from "../../src/controller/model.js";
 import { formatFlow } from "../../src/openflow/text.js";
 import { buildFrame, linkLocalFromMac } from "../../src/packet/index.js";
 import { recordingContext, type HandlerTrace } from "../harness/app-context.js";
-import { binding, chassis, net, newModel, port, router, subnet } from "../harness/model-fixture.js";
+import {
+  binding,
+  chassis,
+  net,
+  newModel,
+  port,
+  router,
+  routerKeyHex,
+  subnet,
+} from "../harness/model-fixture.js";
 
 /** r1's key in the router register. */
-const RK1 = `0x${routerKeyOf(routerHash("r1"), 0).toString(16)}`;
+const RK1 = routerKeyHex("r1");
 const R0 = "fa:16:3e:00:00:f0";
 const R1 = "fa:16:3e:00:00:01";
 const R1B = "fa:16:3e:00:00:1b";
