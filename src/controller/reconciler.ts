@@ -40,10 +40,11 @@
  * processes in order — one write instead of two round trips. An error for
  * one of them later undoes its key and fails its owner as above. Flows whose
  * packet has left already (`unhurried`: sent through the flow's own actions)
- * are coalesced when they come fast (COALESCE_BURST writes per COALESCE_MS,
- * the rest held to the window's end and written together): OVS revalidates
- * every datapath flow after each change to its tables, and changes that
- * arrive together cost it one round instead of one each. Held flow_mods go
+ * are coalesced when they come fast (COALESCE_BURST writes per window of
+ * COALESCE_MS to COALESCE_MAX_MS, the rest held to the window's end and
+ * written together): OVS revalidates every datapath flow after each change
+ * to its tables, and changes that arrive together cost it one round instead
+ * of one each. Held flow_mods go
  * out before anything else the reconciler sends, so the switch sees its
  * flow_mods in the order they were decided, and at once when one of them is
  * pushed again (its flow's next packet was punted while it waited).
@@ -74,16 +75,24 @@ export const RETRY_MAX_MS = 60_000;
 export const FAST_PATH_ERROR_WINDOW_MS = 10_000;
 /**
  * Unhurried fast-path flow_mods: the first COALESCE_BURST writes of each
- * COALESCE_MS window go at once, the rest of the window's wait for its end
- * and go in one write. Below two first packets in 50 ms nothing waits; at a
- * thousand a second, three writes carry each window's fifty. Each write is
- * a change to OVS's tables, after which its revalidator translates every
- * datapath flow again (`npm run bench -- first-packet` shows its CPU per
- * first packet). A later packet of a flow whose route waits is punted once
- * more (and sent on the same way); its route then stops waiting: the held
- * writes go at once.
+ * window go at once, the rest of the window's wait for its end and go in one
+ * write. A window lasts COALESCE_MS; one that had to hold writes and is
+ * followed at once by the next write was busy, and the next window lasts
+ * twice as long, up to COALESCE_MAX_MS (a quiet window starts over at
+ * COALESCE_MS). Below two first packets in 50 ms nothing waits; at a thousand
+ * a second, three writes carry each 200 ms window's two hundred. Each write
+ * is a change to OVS's tables, after which its revalidator translates every
+ * datapath flow again, and OVS's main thread, which also receives the
+ * packets, applies a write's flow_mods in one go: at a thousand first packets
+ * a second, sixty writes a second (50 ms windows) delayed a few of the
+ * packets that arrived during each one by 2–6 ms, fifteen (200 ms) about a
+ * third as many (`npm run bench -- first-packet` shows OVS's CPU per first
+ * packet). A later packet of a flow whose route waits is punted once more
+ * (and sent on the same way); its route then stops waiting: the held writes
+ * go at once.
  */
 export const COALESCE_MS = 50;
+export const COALESCE_MAX_MS = 200;
 export const COALESCE_BURST = 2;
 
 /**
@@ -201,8 +210,8 @@ export class OpenFlowReconciler {
 
   private coalesced: { conn: OfConnection; msgs: OfRequest[]; keys: Set<string> } | undefined;
   private coalesceTimer: NodeJS.Timeout | undefined;
-  /** The current COALESCE_MS window: when it started and how many writes went at once in it. */
-  private window = { start: Number.NEGATIVE_INFINITY, writes: 0 };
+  /** The current window: when it started, how long it lasts, how many writes went at once in it, whether it held any. */
+  private window = { start: Number.NEGATIVE_INFINITY, ms: COALESCE_MS, writes: 0, held: false };
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -408,18 +417,25 @@ export class OpenFlowReconciler {
   private coalesce(conn: OfConnection, msgs: OfRequest[], keys: readonly string[]): void {
     const now = this.now();
     if (this.coalesced && this.coalesced.conn !== conn) void this.releaseCoalesced();
-    if (now - this.window.start >= COALESCE_MS) this.window = { start: now, writes: 0 };
+    const end = this.window.start + this.window.ms;
+    if (now >= end) {
+      // busy: the window had to hold writes and the next write came within another window's length
+      const busy = this.window.held && now - end < this.window.ms;
+      const ms = busy ? Math.min(2 * this.window.ms, COALESCE_MAX_MS) : COALESCE_MS;
+      this.window = { start: now, ms, writes: 0, held: false };
+    }
     if (!this.coalesced && this.window.writes < COALESCE_BURST) {
       this.window.writes++;
       void this.write(conn, msgs);
       return;
     }
+    this.window.held = true;
     const held = (this.coalesced ??= { conn, msgs: [], keys: new Set() });
     held.msgs.push(...msgs);
     for (const k of keys) held.keys.add(k);
     this.coalesceTimer ??= setTimeout(
       () => void this.releaseCoalesced(),
-      Math.max(0, this.window.start + COALESCE_MS - now),
+      Math.max(0, this.window.start + this.window.ms - now),
     );
   }
 

@@ -14,6 +14,7 @@ import { desiredFlow, type DesiredMeter, type OwnerChange } from "../../src/cont
 import {
   DesiredIndex,
   COALESCE_BURST,
+  COALESCE_MAX_MS,
   COALESCE_MS,
   FAST_PATH_ERROR_WINDOW_MS,
   OpenFlowReconciler,
@@ -621,6 +622,44 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       await at(r, sw, "a", 10);
       expect(sw.writes).toHaveLength(3);
     }));
+
+  it("while windows keep holding writes each lasts twice the last, up to COALESCE_MAX_MS; a quiet one starts over", async () => {
+    vi.useFakeTimers();
+    try {
+      const t = { now: 1000 };
+      const { sw, r } = await synced(t);
+      let prio = 0;
+      /** Three flows at `t.now` (two go at once, one waits); then the time of the held write. */
+      const busyWindow = async (): Promise<number> => {
+        const start = t.now;
+        const before = sw.writes.length;
+        for (let i = 0; i < 3; i++) await at(r, sw, `w${++prio}`, prio);
+        expect(sw.writes.length - before).toBe(2);
+        for (let ms = 1; ; ms++) {
+          t.now = start + ms;
+          await vi.advanceTimersByTimeAsync(1);
+          if (sw.writes.length - before === 3) return ms;
+          if (ms > COALESCE_MAX_MS) throw new Error("the held write never went");
+        }
+      };
+      expect(COALESCE_MAX_MS).toBe(4 * COALESCE_MS);
+      expect(await busyWindow()).toBe(COALESCE_MS);
+      expect(await busyWindow()).toBe(2 * COALESCE_MS);
+      expect(await busyWindow()).toBe(4 * COALESCE_MS);
+      expect(await busyWindow()).toBe(COALESCE_MAX_MS);
+      // a pause longer than a window: the next one is short again
+      t.now += COALESCE_MAX_MS;
+      expect(await busyWindow()).toBe(COALESCE_MS);
+      // a window that held nothing: so is the one after it
+      t.now += COALESCE_MS;
+      await at(r, sw, `w${++prio}`, prio);
+      t.now += COALESCE_MS;
+      expect(await busyWindow()).toBe(COALESCE_MS);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 
   it("slower than COALESCE_BURST a window, nothing waits", async () => {
     const t = { now: 1000 };
