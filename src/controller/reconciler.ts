@@ -44,10 +44,10 @@
  * COALESCE_MS to COALESCE_MAX_MS, the rest held to the window's end and
  * written together): OVS revalidates every datapath flow after each change
  * to its tables, and changes that arrive together cost it one round instead
- * of one each. Held flow_mods go
- * out before anything else the reconciler sends, so the switch sees its
- * flow_mods in the order they were decided, and at once when one of them is
- * pushed again (its flow's next packet was punted while it waited).
+ * of one each. Held flow_mods go out before anything else the reconciler
+ * sends, so the switch sees its flow_mods in the order they were decided,
+ * and at once when one of them is pushed again (its flow's next packet was
+ * punted while it waited).
  */
 import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
@@ -76,18 +76,18 @@ export const FAST_PATH_ERROR_WINDOW_MS = 10_000;
 /**
  * Unhurried fast-path flow_mods: the first COALESCE_BURST writes of each
  * window go at once, the rest of the window's wait for its end and go in one
- * write. A window lasts COALESCE_MS; one that had to hold writes and is
- * followed at once by the next write was busy, and the next window lasts
- * twice as long, up to COALESCE_MAX_MS (a quiet window starts over at
- * COALESCE_MS). Below two first packets in 50 ms nothing waits; at a thousand
- * a second, three writes carry each 200 ms window's two hundred. Each write
- * is a change to OVS's tables, after which its revalidator translates every
- * datapath flow again, and OVS's main thread, which also receives the
- * packets, applies a write's flow_mods in one go: at a thousand first packets
- * a second, sixty writes a second (50 ms windows) delayed a few of the
- * packets that arrived during each one by 2–6 ms, fifteen (200 ms) about a
- * third as many (`npm run bench -- first-packet` shows OVS's CPU per first
- * packet). A later packet of a flow whose route waits is punted once more
+ * write. A window lasts COALESCE_MS; when one had to hold writes and the
+ * next write comes within another window's length, the next window lasts
+ * twice as long, up to COALESCE_MAX_MS (after a window that held nothing, or
+ * a longer pause, it is COALESCE_MS again). Below two first packets in 50 ms
+ * nothing waits; at a thousand a second, three writes carry each 200 ms
+ * window's two hundred. Each write is a change to OVS's tables, after which
+ * its revalidator translates every datapath flow again, and OVS's main
+ * thread, which also receives the packets, applies a write's flow_mods in
+ * one go: at a thousand first packets a second, sixty writes a second (50 ms
+ * windows) held back a few of the packets arriving at each by 2–6 ms;
+ * fifteen (200 ms) held back about a quarter as many in all
+ * (`npm run bench -- first-packet` shows OVS's CPU per first packet). A later packet of a flow whose route waits is punted once more
  * (and sent on the same way); its route then stops waiting: the held writes
  * go at once.
  */
@@ -210,7 +210,7 @@ export class OpenFlowReconciler {
 
   private coalesced: { conn: OfConnection; msgs: OfRequest[]; keys: Set<string> } | undefined;
   private coalesceTimer: NodeJS.Timeout | undefined;
-  /** The current window: when it started, how long it lasts, how many writes went at once in it, whether it held any. */
+  /** The current window: its start, its length, the writes that went at once in it, whether it held any. */
   private window = { start: Number.NEGATIVE_INFINITY, ms: COALESCE_MS, writes: 0, held: false };
 
   constructor(private readonly now: () => number = Date.now) {}
