@@ -71,8 +71,8 @@ import { type ApplyResult, applyOffloadSettings } from "../offload/ovs-settings.
 import { type Action, OFPP } from "../openflow/actions.js";
 import { OfClient } from "../openflow/client.js";
 import type { OfConnection } from "../openflow/connection.js";
-import { flowFromFlowMod, type Flow } from "../openflow/flow.js";
-import { OFP_NO_BUFFER, type OfMessage, type PacketIn, type PacketIn2 } from "../openflow/message.js";
+import type { Flow } from "../openflow/flow.js";
+import { OFP_NO_BUFFER, type PacketIn, type PacketIn2 } from "../openflow/message.js";
 import { ensureBridge, setBridgeOtherConfig } from "../ovsdb/helpers.js";
 import { OvsdbSession } from "../ovsdb/session.js";
 import { ConnectionError, errorMessage } from "../util/errors.js";
@@ -81,6 +81,7 @@ import { BindingTracker } from "./bindings.js";
 import { ChassisRegistration } from "./chassis.js";
 import { type AgentConfig, openflowTarget, switchRatePps } from "./config.js";
 import { Engine, type OwnerChange } from "./engine.js";
+import { type FlowRemoved, forgetRemovedFlow } from "./flow-removed.js";
 import { AgentMetrics } from "./metrics.js";
 import { ModelGuard } from "./model-guard.js";
 import { LocalModel, type ModelKind } from "./model.js";
@@ -194,7 +195,7 @@ export class Agent {
       ...(deps.extraApps ?? []),
     ];
     this.model = new LocalModel(config.chassis, config.tunnelIp);
-    this.metrics.flowSource = () => this.reconciler.installedFlows();
+    this.metrics.flowCounts = () => this.reconciler.installedPerTable();
     this.reconciler.onFastPathError = () => this.schedule();
     this.engine = new Engine(this.model, this.apps, { switchPuntPps: switchRatePps(config.punt) });
     this.punts = new PuntQueue(
@@ -528,35 +529,11 @@ export class Agent {
     }
   }
 
-  private onFlowRemoved(m: Extract<OfMessage, { type: "flow_removed" }>): void {
-    const name = appOfCookie(m.cookie);
-    if (!name || categoryOfCookie(m.cookie) !== "reactive") return;
-    const f = flowFromFlowMod({
-      type: "flow_mod",
-      xid: 0,
-      cookie: m.cookie,
-      cookieMask: 0n,
-      tableId: m.tableId,
-      command: "delete",
-      idleTimeout: 0,
-      hardTimeout: 0,
-      priority: m.priority,
-      bufferId: OFP_NO_BUFFER,
-      outPort: OFPP.ANY,
-      outGroup: 0xffffffff,
-      flags: 0,
-      match: m.match,
-      instructions: [],
-    });
-    this.reconciler.forgetInstalled(f);
-    for (const owner of [...this.engine.ownerKeys()]) {
-      if (!owner.startsWith(`${name}/reactive/`)) continue;
-      const out = this.engine.output(owner);
-      if (!out?.flows.some((d) => d.flow.cookie === m.cookie && d.flow.table === m.tableId)) continue;
-      const ch = this.engine.dropReactive(owner);
-      if (ch) this.reconciler.update([ch]);
-      this.schedule();
-    }
+  private onFlowRemoved(m: FlowRemoved): void {
+    const changes = forgetRemovedFlow(m, this.engine, this.reconciler);
+    if (!changes.length) return;
+    this.reconciler.update(changes);
+    this.schedule();
   }
 
   /** Send a frame out of `outPort` (OFPP.TABLE: through the pipeline, as if from `inPort`). */

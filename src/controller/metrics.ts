@@ -30,7 +30,6 @@ import { createServer as createHttpsServer } from "node:https";
 import { isIP } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { tableById } from "../datapath/index.js";
-import type { Flow } from "../openflow/flow.js";
 import { UsageError, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
 
@@ -98,17 +97,19 @@ export class AgentMetrics {
     labelNames: ["command"],
     registers: [this.registry],
   });
-  /** Where flowdrake_flows reads the installed flows when scraped (set by the agent). */
-  flowSource: (() => Iterable<Flow>) | undefined;
-  // Counted when scraped, not per pass: walking every installed flow after each change would sit on
-  // the first-packet path of reactive flows.
+  /**
+   * Where flowdrake_flows reads how many flows each table holds (table id → count) when scraped,
+   * set by the agent: the reconciler keeps the counts as flows come and go, so a scrape costs a few
+   * table names, not a walk of every flow on the event loop that first packets wait on.
+   */
+  flowCounts: (() => ReadonlyMap<number, number>) | undefined;
   readonly flows = new Gauge({
     name: "flowdrake_flows",
     help: "flows flowdrake holds in OVS, per pipeline table",
     labelNames: ["table"],
     registers: [this.registry],
     collect: () => {
-      if (this.flowSource) this.countFlows(this.flowSource());
+      if (this.flowCounts) this.setFlows(this.flowCounts());
     },
   });
   readonly reconcileDuration = new Histogram({
@@ -165,14 +166,9 @@ export class AgentMetrics {
   });
   private server: Server | undefined;
 
-  private countFlows(installed: Iterable<Flow>): void {
-    const counts = new Map<string, number>();
-    for (const f of installed) {
-      const t = tableById(f.table)?.name ?? String(f.table);
-      counts.set(t, (counts.get(t) ?? 0) + 1);
-    }
+  private setFlows(perTable: ReadonlyMap<number, number>): void {
     this.flows.reset();
-    for (const [table, n] of counts) this.flows.set({ table }, n);
+    for (const [id, n] of perTable) this.flows.set({ table: tableById(id)?.name ?? String(id) }, n);
   }
 
   /**

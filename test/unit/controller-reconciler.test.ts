@@ -21,7 +21,7 @@ import {
   RETRY_MAX_MS,
   RETRY_MIN_MS,
 } from "../../src/controller/reconciler.js";
-import { cookieFor, flow } from "../../src/datapath/index.js";
+import { cookieFor, flow, tableById } from "../../src/datapath/index.js";
 import { OpenFlowError, type OfConnection, type OfRequest } from "../../src/openflow/connection.js";
 import type { Flow } from "../../src/openflow/flow.js";
 import type { FlowStats } from "../../src/openflow/multipart.js";
@@ -814,6 +814,50 @@ describe("offline planning", () => {
     expect(r.installedFlows()).toEqual([a]);
     r.forgetInstalled(a);
     expect(r.installedCount()).toBe(0);
+  });
+});
+
+describe("installed flows per table", () => {
+  const inTable = (t: "l2_lookup" | "classification", prio: number, port = 1) =>
+    flow(t, prio)
+      .eq("eth_dst", "fa:16:3e:00:00:01")
+      .output(port)
+      .build(cookieFor("l2", `p${prio}`));
+  const counts = (r: OpenFlowReconciler) =>
+    Object.fromEntries([...r.installedPerTable()].map(([t, n]) => [tableById(t)!.name, n]));
+
+  it("are counted as flows are read, sent, modified, rejected, removed by the switch and deleted", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    const a = inTable("l2_lookup", 10);
+    const b = inTable("l2_lookup", 11);
+    const c = inTable("classification", 12);
+    sw.stats = [a, c].map(statsOf);
+    await r.sync(asConn(sw));
+    // read at session start, then deleted: nobody wants them
+    expect(counts(r)).toEqual({});
+    r.update([change("l2/port/a", undefined, [a, c])]);
+    await r.sync(asConn(sw));
+    expect(counts(r)).toEqual({ l2_lookup: 1, classification: 1 });
+    await r.pushNow(asConn(sw), [change("l2/reactive/b", undefined, [b])]);
+    expect(counts(r)).toEqual({ l2_lookup: 2, classification: 1 });
+    // a modify keeps the count
+    await r.pushNow(asConn(sw), [change("l2/reactive/b", [b], [inTable("l2_lookup", 11, 4)])]);
+    expect(counts(r)).toEqual({ l2_lookup: 2, classification: 1 });
+    // a rejected add is taken back
+    sw.reject = (w) => w === "add p13";
+    await r.pushNow(asConn(sw), [change("l2/reactive/d", undefined, [inTable("classification", 13)])]);
+    expect(counts(r)).toEqual({ l2_lookup: 2, classification: 2 });
+    sw.flushErrors();
+    expect(counts(r)).toEqual({ l2_lookup: 2, classification: 1 });
+    r.forgetInstalled(b);
+    expect(counts(r)).toEqual({ l2_lookup: 1, classification: 1 });
+    r.update([change("l2/port/a", [a, c], [a])]);
+    await r.sync(asConn(sw));
+    expect(counts(r)).toEqual({ l2_lookup: 1 });
+    r.assumeInstalled([a, b, c]);
+    expect(counts(r)).toEqual({ l2_lookup: 2, classification: 1 });
+    expect(r.installedCount()).toBe(3);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * Reactive owners: flows a packet-in handler installs, owned like any other,
  * dropped when one of the objects they depend on changes (and only then),
- * forgotten when the switch says they expired, adopted after a restart, and
+ * forgotten when the switch says they expired (only the owners of exactly
+ * the expired flow), adopted after a restart, and
  * carried to the reconciler with the reactive cookie category.
  */
 import { describe, expect, it } from "vitest";
@@ -10,6 +11,8 @@ import { Dep } from "../../src/apps/types.js";
 import { F, categoryOfCookie, flow } from "../../src/datapath/index.js";
 import { Engine } from "../../src/controller/engine.js";
 import { OpenFlowReconciler } from "../../src/controller/reconciler.js";
+import { type FlowRemoved, forgetRemovedFlow } from "../../src/controller/flow-removed.js";
+import type { Flow } from "../../src/openflow/flow.js";
 import { binding, net, newModel, port, subnet } from "../harness/model-fixture.js";
 
 function setup() {
@@ -84,6 +87,60 @@ describe("reactive owners", () => {
     r.forgetInstalled(f);
     r.update([e.dropReactive("l2/reactive/a->b")!]);
     expect(r.planFlows()).toEqual([]);
+  });
+
+  it("a flow_removed drops the owners of exactly that flow, not others whose cookie collides", () => {
+    const { e, r } = setup();
+    // one cookie on two owners' flows, as a 32-bit hash collision of their owner keys would give
+    const cookie = 0xfd06_1000_0000_0001n;
+    const toB = shortcut().build(cookie);
+    const toC = flow("l2_lookup", 200)
+      .reg(F.network, 5)
+      .eq("eth_dst", "fa:16:3e:00:00:0c")
+      .load(F.outPort, 3)
+      .goto("egress_secgroup")
+      .idleTimeout(30)
+      .sendFlowRemoved()
+      .build(cookie);
+    for (const [key, f] of [
+      ["a->b", toB],
+      ["a->c", toC],
+    ] as const) {
+      const owner = e.adoptReactive("l2", key, f, [Dep.port("a")]);
+      r.update([{ owner, before: undefined, after: e.output(owner) }]);
+    }
+    r.assumeInstalled([toB, toC]);
+    r.commitPlanned();
+    const installed = r.installedCount();
+    const removed = (f: Flow): FlowRemoved => ({
+      type: "flow_removed",
+      xid: 0,
+      cookie: f.cookie,
+      priority: f.priority,
+      reason: 0,
+      tableId: f.table,
+      durationSec: 30,
+      durationNsec: 0,
+      idleTimeout: 30,
+      hardTimeout: 0,
+      packetCount: 1n,
+      byteCount: 98n,
+      match: f.match,
+    });
+    const changes = forgetRemovedFlow(removed(toB), e, r);
+    expect(changes.map((c) => c.owner)).toEqual(["l2/reactive/a->b"]);
+    r.update(changes);
+    expect(e.output("l2/reactive/a->b")).toBeUndefined();
+    expect(e.output("l2/reactive/a->c")?.flows).toHaveLength(1);
+    // the switch removed it: nothing to delete, and the other flow stays as it is
+    expect(r.planFlows()).toEqual([]);
+    expect(r.installedCount()).toBe(installed - 1);
+    expect(r.installedFlows()).toContain(toC);
+    // a second flow_removed for the same flow finds no owner
+    expect(forgetRemovedFlow(removed(toB), e, r)).toEqual([]);
+    // a proactive cookie is none of its business
+    expect(forgetRemovedFlow({ ...removed(toC), cookie: 0xfd06_0000_0000_0001n }, e, r)).toEqual([]);
+    expect(e.output("l2/reactive/a->c")).toBeDefined();
   });
 
   it("can be adopted after a restart with their dependencies, then dropped like the others", () => {

@@ -1,0 +1,57 @@
+/**
+ * What a flow_removed message ends: the switch expired a reactive flow (idle
+ * or hard timeout), so the reactive owners that wanted exactly that flow —
+ * same table, priority and match, found through the reconciler's index of
+ * desired flows by key, and the same cookie — are dropped from the engine,
+ * and the reconciler forgets the flow as installed without sending a delete.
+ *
+ * Looked up by key, the cost does not grow with the number of reactive
+ * owners (at a thousand new routes a second with a 300 s idle timeout the
+ * agent holds 300,000 of them, and as many expire each second as arrive);
+ * and an owner whose cookie merely collides with the expired flow's (a
+ * 32-bit hash of the owner key) keeps its flow.
+ */
+import { appOfCookie, categoryOfCookie } from "../datapath/index.js";
+import { OFPP } from "../openflow/actions.js";
+import { flowFromFlowMod } from "../openflow/flow.js";
+import { OFP_NO_BUFFER, type OfMessage } from "../openflow/message.js";
+import type { Engine, OwnerChange } from "./engine.js";
+import type { OpenFlowReconciler } from "./reconciler.js";
+
+export type FlowRemoved = Extract<OfMessage, { type: "flow_removed" }>;
+
+/** Forget the removed flow and drop its reactive owners; the changes to hand the reconciler. */
+export function forgetRemovedFlow(
+  m: FlowRemoved,
+  engine: Engine,
+  reconciler: OpenFlowReconciler,
+): OwnerChange[] {
+  const app = appOfCookie(m.cookie);
+  if (!app || categoryOfCookie(m.cookie) !== "reactive") return [];
+  const f = flowFromFlowMod({
+    type: "flow_mod",
+    xid: 0,
+    cookie: m.cookie,
+    cookieMask: 0n,
+    tableId: m.tableId,
+    command: "delete",
+    idleTimeout: 0,
+    hardTimeout: 0,
+    priority: m.priority,
+    bufferId: OFP_NO_BUFFER,
+    outPort: OFPP.ANY,
+    outGroup: 0xffffffff,
+    flags: 0,
+    match: m.match,
+    instructions: [],
+  });
+  const key = reconciler.forgetInstalled(f);
+  const prefix = `${app}/reactive/`;
+  const changes: OwnerChange[] = [];
+  for (const d of reconciler.flows.all(key)) {
+    if (!d.owner.startsWith(prefix) || d.flow.cookie !== m.cookie) continue;
+    const ch = engine.dropReactive(d.owner);
+    if (ch) changes.push(ch);
+  }
+  return changes;
+}
