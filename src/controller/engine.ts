@@ -53,12 +53,12 @@ const log = logger("engine");
 export type OwnerKey = string;
 
 export interface DesiredFlow {
-  owner: OwnerKey;
-  flow: Flow;
+  readonly owner: OwnerKey;
+  readonly flow: Flow;
   /** OVS's identity of the flow: table, priority, normalised match. */
-  key: string;
+  readonly key: string;
   /** Everything else that must match what is installed: cookie, timeouts, flags, instructions. */
-  sig: string;
+  readonly sig: string;
 }
 
 export interface DesiredMeter {
@@ -84,9 +84,16 @@ interface OwnerRecord {
   app: CookieAppName;
   kind: Kind;
   id: string;
-  deps: Set<string>;
+  /**
+   * The entities it read, each once, as the index's own copies of the strings. An array, not a
+   * set: it is only walked, and there is one per reactive route (a set cost each ~150 bytes more).
+   */
+  deps: readonly string[];
   output: OwnerOutput;
 }
+
+/** A freshly built owner: its reads as recorded. */
+type Built = Omit<OwnerRecord, "deps"> & { deps: Set<string> };
 
 const OWNER_KINDS: readonly OwnerKind[] = ["port", "network", "router", "global"];
 
@@ -98,8 +105,35 @@ export function flowSig(f: Flow): string {
   return `${f.cookie}|${f.idleTimeout ?? 0}|${f.hardTimeout ?? 0}|${f.flags ?? 0}|${formatInstructions(f.instructions)}`;
 }
 
+/**
+ * A flow and its signature, the signature worked out when it is first read:
+ * only a comparison with another flow at the same key needs it, and a
+ * reactive flow (a host route a first packet asked for) usually meets none
+ * in its life. Its text was a sixth of the agent's work for such a flow and
+ * of what it kept for it.
+ */
+export class SignedFlow {
+  private text: string | undefined;
+
+  constructor(readonly flow: Flow) {}
+
+  get sig(): string {
+    return (this.text ??= flowSig(this.flow));
+  }
+}
+
+class Desired extends SignedFlow implements DesiredFlow {
+  constructor(
+    readonly owner: OwnerKey,
+    flow: Flow,
+    readonly key: string,
+  ) {
+    super(flow);
+  }
+}
+
 export function desiredFlow(owner: OwnerKey, f: Flow): DesiredFlow {
-  return { owner, flow: f, key: flowKey(f), sig: flowSig(f) };
+  return new Desired(owner, f, flowKey(f));
 }
 
 const NONE: OwnerOutput = { flows: [], meters: [] };
@@ -156,7 +190,7 @@ export class Engine {
 
   // ── building ─────────────────────────────────────────────────────────────
 
-  private build(app: CookieAppName, kind: OwnerKind, id: string): OwnerRecord {
+  private build(app: CookieAppName, kind: OwnerKind, id: string): Built {
     const key = ownerKey(app, kind, id);
     const deps = new Set<string>();
     const output: OwnerOutput = { flows: [], meters: [] };
@@ -211,19 +245,18 @@ export class Engine {
       this.countConntrack(old.output, -1);
     }
     this.countConntrack(rec.output, 1);
-    const deps = new Set<string>();
+    const deps: string[] = [];
     for (const d of rec.deps) {
       let e = this.depIndex.get(d);
       if (!e) this.depIndex.set(d, (e = { key: d, owners: new Set() }));
+      if (e.owners.has(key)) continue; // listed twice
       e.owners.add(key);
-      deps.add(e.key);
+      deps.push(e.key);
     }
-    const stored = rec as OwnerRecord;
-    stored.deps = deps;
-    this.owners.set(key, stored);
+    this.owners.set(key, { app: rec.app, kind: rec.kind, id: rec.id, deps, output: rec.output });
   }
 
-  private unindex(key: OwnerKey, deps: Set<string>): void {
+  private unindex(key: OwnerKey, deps: readonly string[]): void {
     for (const d of deps) {
       const e = this.depIndex.get(d);
       if (!e) continue;
@@ -407,7 +440,8 @@ export class Engine {
   }
 
   depsOf(owner: OwnerKey): ReadonlySet<string> | undefined {
-    return this.owners.get(owner)?.deps;
+    const deps = this.owners.get(owner)?.deps;
+    return deps && new Set(deps);
   }
 
   /** Every desired flow of every owner (tests, status). */

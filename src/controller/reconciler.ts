@@ -55,7 +55,7 @@ import { isOurMeter, isOurs } from "../datapath/index.js";
 import { logger } from "../util/log.js";
 import { errorMessage } from "../util/errors.js";
 import type { DesiredFlow, DesiredMeter, OwnerChange, OwnerKey, OwnerOutput } from "./engine.js";
-import { flowSig } from "./engine.js";
+import { SignedFlow } from "./engine.js";
 import { installFlows } from "./flow-installer.js";
 
 const log = logger("reconciler");
@@ -159,9 +159,10 @@ export class DesiredIndex<T extends { owner: OwnerKey }> {
   }
 }
 
+/** What the switch holds at a key (a desired flow once sent: its signature is computed only when compared). */
 interface Installed {
-  flow: Flow;
-  sig: string;
+  readonly flow: Flow;
+  readonly sig: string;
 }
 
 /**
@@ -224,7 +225,8 @@ type FlowOp = {
   key: string;
   flow: Flow;
   owner?: OwnerKey;
-  sig?: string;
+  /** The desired flow an add or modify sends: what the key holds once the switch took it. */
+  entry?: Installed;
 };
 
 const meterKey = (m: DesiredMeter): string => String(m.id);
@@ -328,7 +330,7 @@ export class OpenFlowReconciler {
       if (!isOurs(s.cookie)) continue;
       const f = flowFromStats(s);
       ours.push(f);
-      this.installed.set(flowKey(f), { flow: f, sig: flowSig(f) });
+      this.installed.set(flowKey(f), new SignedFlow(f));
     }
     const parts = await conn.multipart({ mpType: "meter_config", meterId: 0xffffffff });
     this.installedMeters = new Map();
@@ -354,7 +356,7 @@ export class OpenFlowReconciler {
   /** Take `flows` as what the switch holds (offline planning: what would a change cost?). */
   assumeInstalled(flows: readonly Flow[]): void {
     this.installed = new InstalledFlows();
-    for (const f of flows) this.installed.set(flowKey(f), { flow: f, sig: flowSig(f) });
+    for (const f of flows) this.installed.set(flowKey(f), new SignedFlow(f));
     this.dirty = new Set([...this.installed.keys(), ...this.flows.keys()]);
     this.synced = true;
   }
@@ -363,7 +365,7 @@ export class OpenFlowReconciler {
   commitPlanned(): void {
     for (const op of this.planFlows()) {
       if (op.kind === "delete") this.installed.delete(op.key);
-      else this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
+      else this.installed.set(op.key, op.entry ?? new SignedFlow(op.flow));
       this.dirty.delete(op.key);
     }
   }
@@ -449,7 +451,7 @@ export class OpenFlowReconciler {
       });
       this.dirty.delete(op.key);
       if (op.kind === "delete") this.installed.delete(op.key);
-      else this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
+      else this.installed.set(op.key, op.entry ?? new SignedFlow(op.flow));
     });
     if (opts.unhurried)
       this.coalesce(
@@ -561,7 +563,7 @@ export class OpenFlowReconciler {
         if (have) ops.push({ kind: "delete", key, flow: have.flow });
         continue;
       }
-      if (!have) ops.push({ kind: "add", key, flow: want.flow, owner: want.owner, sig: want.sig });
+      if (!have) ops.push({ kind: "add", key, flow: want.flow, owner: want.owner, entry: want });
       else if (have.sig !== want.sig) {
         const sameAttrs =
           (have.flow.idleTimeout ?? 0) === (want.flow.idleTimeout ?? 0) &&
@@ -572,7 +574,7 @@ export class OpenFlowReconciler {
           key,
           flow: want.flow,
           owner: want.owner,
-          sig: want.sig,
+          entry: want,
         });
       }
     }
@@ -749,7 +751,7 @@ export class OpenFlowReconciler {
         this.installed.delete(op.key);
         r.deleted++;
       } else {
-        this.installed.set(op.key, { flow: op.flow, sig: op.sig ?? flowSig(op.flow) });
+        this.installed.set(op.key, op.entry ?? new SignedFlow(op.flow));
         if (op.kind === "add") r.added++;
         else r.modified++;
       }

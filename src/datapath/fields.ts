@@ -127,8 +127,11 @@ export const CT_MARK = {
 } as const;
 
 /** The ovs-fields name of a register field's register. */
+/** The OXM names of the registers, made once: every flow matching or loading one holds its name. */
+const REG_NAMES = Array.from({ length: 16 }, (_, i) => `reg${i}`);
+
 export function regName(f: RegField): string {
-  return `reg${f.reg}`;
+  return REG_NAMES[f.reg] ?? `reg${f.reg}`;
 }
 
 /** Whether a field covers its whole 32-bit register. */
