@@ -64,8 +64,10 @@
  * reaches through the store's socket; FLOWDRAKE_AGENT_NODE_ARGS passes node
  * flags to it (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). The agent's and
  * ovs-vswitchd's CPU time per rate comes from /proc, the packet-in and
- * punt-drop counts from the agent's metrics, and the load average is recorded
- * with every result: the machine has two cores that other work shares.
+ * punt-drop counts and the agent's garbage-collection pauses during the rate
+ * (their total and how many lasted over 2 ms: flowdrake_gc_pause_seconds)
+ * from the agent's metrics, and the load average is recorded with every
+ * result: the machine has two cores that other work shares.
  * FLOWDRAKE_FP_RATES (comma-separated) replaces the list of rates.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -348,15 +350,27 @@ export class AgentProcess {
     packetIns: number;
     puntDrops: number;
     localPorts: number;
+    /** The agent's GC pauses so far (every kind): their total, and how many lasted over 2 ms. */
+    gcPauseMs: number;
+    gcPausesOver2Ms: number;
   }> {
     const m = await this.metrics();
     let packetIns = 0;
-    for (const [k, v] of m) if (k.startsWith("flowdrake_packet_ins_total{")) packetIns += v;
+    let gcPauseMs = 0;
+    let gcPausesOver2Ms = 0;
+    for (const [k, v] of m) {
+      if (k.startsWith("flowdrake_packet_ins_total{")) packetIns += v;
+      else if (k.startsWith("flowdrake_gc_pause_seconds_sum{")) gcPauseMs += v * 1000;
+      else if (k.startsWith("flowdrake_gc_pause_seconds_count{")) gcPausesOver2Ms += v;
+      else if (/^flowdrake_gc_pause_seconds_bucket\{le="0\.002",/.test(k)) gcPausesOver2Ms -= v;
+    }
     return {
       l3PacketIns: m.get('flowdrake_packet_ins_total{app="l3"}') ?? 0,
       packetIns,
       puntDrops: m.get("flowdrake_punt_queue_drops_total") ?? 0,
       localPorts: m.get("flowdrake_local_ports") ?? 0,
+      gcPauseMs,
+      gcPausesOver2Ms,
     };
   }
 
@@ -449,6 +463,12 @@ export interface RateResult {
   /** flowdrake: l3 packet-ins handled and punts the agent's queue dropped, during the rate. */
   packetIns?: number;
   puntQueueDrops?: number;
+  /**
+   * flowdrake: the agent's garbage-collection pauses during the rate (its event loop, and the
+   * first packets waiting on it, stood still for each): their total, and how many lasted over 2 ms.
+   */
+  agentGcPauseMs?: number;
+  agentGcPausesOver2Ms?: number;
   /** flowdrake: host routes installed after the rate. */
   hostRoutes?: number;
   /** br-int's flows when the rate started (after the reset). */
@@ -525,7 +545,12 @@ interface Side {
   controllerPid: () => number;
   /** Bring the switch back to "no destination routed yet". */
   reset: () => Promise<void>;
-  counters?: () => Promise<{ l3PacketIns: number; puntDrops: number }>;
+  counters?: () => Promise<{
+    l3PacketIns: number;
+    puntDrops: number;
+    gcPauseMs: number;
+    gcPausesOver2Ms: number;
+  }>;
   hostRoutes?: () => Promise<number>;
 }
 
@@ -568,14 +593,20 @@ async function measureRates(side: Side, rates: number[]): Promise<Pick<SeriesRes
           ? {
               packetIns: after.n.l3PacketIns - before.n.l3PacketIns,
               puntQueueDrops: after.n.puntDrops - before.n.puntDrops,
+              agentGcPauseMs: round(after.n.gcPauseMs - before.n.gcPauseMs, 1),
+              agentGcPausesOver2Ms: after.n.gcPausesOver2Ms - before.n.gcPausesOver2Ms,
             }
           : {}),
         ...(side.hostRoutes ? { hostRoutes: await side.hostRoutes() } : {}),
       });
       out.push(r);
+      const gc =
+        r.agentGcPauseMs === undefined
+          ? ""
+          : `, agent GC ${r.agentGcPauseMs} ms (${r.agentGcPausesOver2Ms} pauses over 2 ms)`;
       process.stdout.write(
         `  ${rate}/s: ${r.received}/${r.sent} arrived, p50 ${r.p50Ms} p99 ${r.p99Ms} max ${r.maxMs} ms ` +
-          `(load ${r.loadavg[0]})\n`,
+          `(load ${r.loadavg[0]}${gc})\n`,
       );
     }
     return { rates: out, warmup };
@@ -1425,6 +1456,8 @@ export async function firstPacket(): Promise<void> {
         "ovs ms/flow": r.vswitchdCpuMsPerFlow,
         "revalidator ms/flow": r.revalidatorCpuMsPerFlow,
         "queue drops": r.puntQueueDrops ?? "-",
+        "agent GC ms (>2 ms)":
+          r.agentGcPauseMs === undefined ? "-" : `${r.agentGcPauseMs} (${r.agentGcPausesOver2Ms})`,
         load: r.loadavg[0]!,
       })),
     ),

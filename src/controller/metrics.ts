@@ -15,6 +15,10 @@
  *   flowdrake_realised_revision              the NB revision br-int realises
  *   flowdrake_recovery_repairs_total         cache entries the recovery pass repaired
  *   flowdrake_punt_queue_drops_total         packet-ins dropped from a full per-port queue
+ *   flowdrake_gc_pause_seconds{kind}         the process's garbage-collection pauses while the
+ *                                            endpoint is up (minor | major | incremental | weakcb):
+ *                                            the event loop, and the packet-ins waiting on it,
+ *                                            stand still for each
  *
  * The endpoint is loopback by default. It can serve https (`tls`: a
  * certificate and key) and demand HTTP basic auth (`basicAuthFile`: lines of
@@ -28,6 +32,7 @@ import { readFileSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { isIP } from "node:net";
+import { type PerformanceEntry, PerformanceObserver, constants as perf } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { tableById } from "../datapath/index.js";
 import { UsageError, errorMessage } from "../util/errors.js";
@@ -82,6 +87,13 @@ export function isLoopback(host: string): boolean {
   if (isIP(host) === 4) return host.startsWith("127.");
   return host === "::1";
 }
+
+const GC_KINDS = new Map<number, string>([
+  [perf.NODE_PERFORMANCE_GC_MINOR, "minor"],
+  [perf.NODE_PERFORMANCE_GC_MAJOR, "major"],
+  [perf.NODE_PERFORMANCE_GC_INCREMENTAL, "incremental"],
+  [perf.NODE_PERFORMANCE_GC_WEAKCB, "weakcb"],
+]);
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -164,7 +176,28 @@ export class AgentMetrics {
     help: "packet-ins dropped because their port's queue in the agent was full",
     registers: [this.registry],
   });
+  readonly gcPauses = new Histogram({
+    name: "flowdrake_gc_pause_seconds",
+    help: "garbage-collection pauses of the agent's process, per kind (its event loop stands still for each)",
+    labelNames: ["kind"],
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+    registers: [this.registry],
+  });
   private server: Server | undefined;
+  private gcObserver: PerformanceObserver | undefined;
+
+  /** Record the process's GC pauses into flowdrake_gc_pause_seconds (while the endpoint is up). */
+  private watchGc(): void {
+    if (this.gcObserver) return;
+    this.gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const detail = (e as PerformanceEntry & { detail?: { kind?: number } }).detail;
+        const kind = GC_KINDS.get(detail?.kind ?? -1) ?? "other";
+        this.gcPauses.observe({ kind }, e.duration / 1000);
+      }
+    });
+    this.gcObserver.observe({ entryTypes: ["gc"] });
+  }
 
   private setFlows(perTable: ReadonlyMap<number, number>): void {
     this.flows.reset();
@@ -211,6 +244,7 @@ export class AgentMetrics {
       this.server!.listen(port, host, () => resolve());
     });
     const bound = (this.server.address() as { port: number }).port;
+    this.watchGc();
     const where = { address: `${host}:${bound}`, tls: !!tls, basicAuth: !!credentials };
     if (!isLoopback(host) && !(tls && credentials)) {
       log.warn(
@@ -223,6 +257,8 @@ export class AgentMetrics {
   }
 
   async close(): Promise<void> {
+    this.gcObserver?.disconnect();
+    this.gcObserver = undefined;
     const s = this.server;
     this.server = undefined;
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));

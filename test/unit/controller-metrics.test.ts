@@ -197,6 +197,40 @@ describe("AgentMetrics", () => {
     expect(warn).not.toHaveBeenCalled();
   });
 
+  it("records the process's GC pauses by kind while it serves, and stops when closed", async () => {
+    const m = metrics();
+    const count = async (): Promise<number> => {
+      const v = (await m.gcPauses.get()).values;
+      return (
+        v.find((x) => x.metricName === "flowdrake_gc_pause_seconds_count" && x.labels.kind === "minor")
+          ?.value ?? 0
+      );
+    };
+    // churn young objects: the scavenger runs many times over
+    const churn = () => {
+      let keep: unknown[] = [];
+      for (let i = 0; i < 2_000_000; i++) {
+        keep.push({ i, s: `x${i}` });
+        if (keep.length > 1000) keep = [];
+      }
+      return keep.length;
+    };
+    churn();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await count()).toBe(0); // not serving: not watching
+    const port = (await m.listen("127.0.0.1:0"))!;
+    churn();
+    await new Promise((r) => setTimeout(r, 20));
+    const seen = await count();
+    expect(seen).toBeGreaterThan(0);
+    const r = await get("127.0.0.1", port, "/metrics");
+    expect(r.body).toMatch(/^flowdrake_gc_pause_seconds_sum\{kind="minor"\} [0-9.e-]+$/m);
+    await m.close();
+    churn();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await count()).toBe(seen);
+  });
+
   it("knows which hosts are loopback", () => {
     expect(["localhost", "127.0.0.1", "127.255.0.9", "::1"].every(isLoopback)).toBe(true);
     expect(
@@ -236,6 +270,11 @@ describe("AgentMetrics", () => {
         "flowdrake_punt_queue_drops_total",
         "counter",
         "packet-ins dropped because their port's queue in the agent was full",
+      ],
+      [
+        "flowdrake_gc_pause_seconds",
+        "histogram",
+        "garbage-collection pauses of the agent's process, per kind (its event loop stands still for each)",
       ],
     ];
     for (const [name, type, help] of described) {
