@@ -375,10 +375,14 @@ export class OpenFlowReconciler {
     this.synced = false;
   }
 
-  /** A flow the switch removed on its own (flow_removed: idle or hard timeout); returns its key. */
+  /**
+   * A flow the switch removed (flow_removed: an idle or hard timeout, or a delete); returns its
+   * key. What the key holds now is forgotten only if it is that flow (same cookie): a flow_removed
+   * that arrives after another owner's flow took the key does not un-install the newcomer.
+   */
   forgetInstalled(f: Flow): string {
     const key = flowKey(f);
-    this.installed.delete(key);
+    if (this.installed.get(key)?.flow.cookie === f.cookie) this.installed.delete(key);
     return key;
   }
 

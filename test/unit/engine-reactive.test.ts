@@ -141,6 +141,12 @@ describe("reactive owners", () => {
     // a proactive cookie is none of its business
     expect(forgetRemovedFlow({ ...removed(toC), cookie: 0xfd06_0000_0000_0001n }, e, r)).toEqual([]);
     expect(e.output("l2/reactive/a->c")).toBeDefined();
+    // a late flow_removed for a flow whose key another cookie's flow holds now: that one stays
+    // installed (its owner's flow is gone, so the owner goes)
+    const newcomer = { ...toC, cookie: 0xfd06_1000_0000_0002n };
+    r.assumeInstalled([newcomer]);
+    expect(forgetRemovedFlow(removed(toC), e, r).map((c) => c.owner)).toEqual(["l2/reactive/a->c"]);
+    expect(r.installedFlows()).toEqual([newcomer]);
   });
 
   it("can be adopted after a restart with their dependencies, then dropped like the others", () => {
