@@ -12,9 +12,8 @@
  * 32-bit hash of the owner key) keeps its flow.
  */
 import { appOfCookie, categoryOfCookie } from "../datapath/index.js";
-import { OFPP } from "../openflow/actions.js";
-import { flowFromFlowMod } from "../openflow/flow.js";
-import { OFP_NO_BUFFER, type OfMessage } from "../openflow/message.js";
+import type { Flow } from "../openflow/flow.js";
+import type { OfMessage } from "../openflow/message.js";
 import type { Engine, OwnerChange } from "./engine.js";
 import type { OpenFlowReconciler } from "./reconciler.js";
 
@@ -28,23 +27,14 @@ export function forgetRemovedFlow(
 ): OwnerChange[] {
   const app = appOfCookie(m.cookie);
   if (!app || categoryOfCookie(m.cookie) !== "reactive") return [];
-  const f = flowFromFlowMod({
-    type: "flow_mod",
-    xid: 0,
-    cookie: m.cookie,
-    cookieMask: 0n,
-    tableId: m.tableId,
-    command: "delete",
-    idleTimeout: 0,
-    hardTimeout: 0,
+  // what identifies the flow (table, priority, match) and whose it was (cookie)
+  const f: Flow = {
+    table: m.tableId,
     priority: m.priority,
-    bufferId: OFP_NO_BUFFER,
-    outPort: OFPP.ANY,
-    outGroup: 0xffffffff,
-    flags: 0,
+    cookie: m.cookie,
     match: m.match,
     instructions: [],
-  });
+  };
   const key = reconciler.forgetInstalled(f);
   const prefix = `${app}/reactive/`;
   const changes: OwnerChange[] = [];
