@@ -9,7 +9,10 @@
  * owners (at a thousand new routes a second with a 300 s idle timeout the
  * agent holds 300,000 of them, and as many expire each second as arrive);
  * and an owner whose cookie merely collides with the expired flow's (a
- * 32-bit hash of the owner key) keeps its flow.
+ * 32-bit hash of the owner key) keeps its flow. A removal the agent's own
+ * delete explains (the reconciler's claim, see reconciler.ts) changes
+ * nothing: the owners were changed when the delete was decided, and the key
+ * may hold the same owner's flow again by now.
  */
 import { appOfCookie, categoryOfCookie } from "../datapath/index.js";
 import type { Flow } from "../openflow/flow.js";
@@ -36,6 +39,7 @@ export function forgetRemovedFlow(
     instructions: [],
   };
   const key = reconciler.forgetInstalled(f);
+  if (key === undefined) return []; // the agent's own delete: its owners were changed when it was sent
   const prefix = `${app}/reactive/`;
   const changes: OwnerChange[] = [];
   for (const d of reconciler.flows.all(key)) {

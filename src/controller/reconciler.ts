@@ -35,11 +35,14 @@
  *
  * Reactive flows (a packet-in handler's, which must be in place before the
  * packet is sent on) take a fast path when no sync is running: `pushNow`
- * writes their flow_mods at once, without a bundle or a barrier, and the
- * handler's packet_out follows them on the same session, which the switch
- * processes in order — one write instead of two round trips. An error for
- * one of them later undoes its key and fails its owner as above. Flows whose
- * packet has left already (`unhurried`: sent through the flow's own actions)
+ * writes their flow_mods at once, without a bundle or waiting for a
+ * barrier, and the handler's packet_out follows them on the same session,
+ * which the switch processes in order — one write instead of two round
+ * trips. An error for one of them later undoes its key and fails its owner
+ * as above; a barrier after the write (one outstanding at a time, covering
+ * every write before it) tells when no error can come any more, so an
+ * accepted flow_mod's xid is kept one round trip, not the whole error
+ * window. Flows whose packet has left already (`unhurried`: sent through the flow's own actions)
  * are coalesced when they come fast (COALESCE_BURST writes per window of
  * COALESCE_MS to COALESCE_MAX_MS, the rest held to the window's end and
  * written together): OVS revalidates every datapath flow after each change
@@ -48,9 +51,21 @@
  * sends, so the switch sees its flow_mods in the order they were decided,
  * and at once when one of them is pushed again (its flow's next packet was
  * punted while it waited).
+ *
+ * A flow the agent deletes that reports its removal (send_flow_rem) comes
+ * back as a flow_removed — not with the answer to the delete: OVS sends it
+ * when it frees the rule, after an RCU grace period, so it can follow the
+ * barrier or commit reply and a later flow_mod for the same key. So each
+ * such delete leaves a claim on its key, and the next flow_removed at that
+ * key is taken as the agent's own (or as the timeout the delete overtook,
+ * the only other removal of that flow there can be) and changes nothing:
+ * the agent may have installed the key again meanwhile, and that flow stays
+ * installed and owned. A delete the switch rejected withdraws its claim; a
+ * claim no flow_removed answered within REMOVAL_WAIT_MS lapses.
  */
 import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
+import { OFPFF } from "../openflow/message.js";
 import { isOurMeter, isOurs } from "../datapath/index.js";
 import { logger } from "../util/log.js";
 import { errorMessage } from "../util/errors.js";
@@ -68,11 +83,18 @@ const METER_FLAGS = OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS;
 export const RETRY_MIN_MS = 1000;
 export const RETRY_MAX_MS = 60_000;
 /**
- * How long a fast-path flow_mod's xid is kept to attribute a late error (OVS
- * answers within one loop of its own). At a thousand first packets a second
- * the window holds ten thousand entries, each with the flow it replaced.
+ * How long a fast-path flow_mod's xid is kept at most to attribute a late
+ * error, when no barrier answered for it (OVS answers within one loop of its
+ * own; the barrier after each write retires the xids it covers at once).
  */
 export const FAST_PATH_ERROR_WINDOW_MS = 10_000;
+/**
+ * How long the agent's own delete of a flow that reports its removal waits
+ * for that flow_removed (OVS sends it when the rule is freed, after an RCU
+ * grace period: milliseconds); a claim older than this no longer explains a
+ * removal at its key.
+ */
+export const REMOVAL_WAIT_MS = 10_000;
 /**
  * Unhurried fast-path flow_mods: the first COALESCE_BURST writes of each
  * window go at once, the rest of the window's wait for its end and go in one
@@ -246,8 +268,18 @@ export class OpenFlowReconciler {
   /** Fast-path flow_mods that may still be answered with an error, by xid. */
   private readonly inFlight = new Map<
     number,
-    { owner: OwnerKey | undefined; key: string; prev: Installed | undefined; at: number }
+    { owner: OwnerKey | undefined; key: string; prev: Installed | undefined; at: number; removes: boolean }
   >();
+  /** Fast-path xids written on `confirmOn` since its last barrier went out. */
+  private unconfirmed: number[] = [];
+  private confirmOn: OfConnection | undefined;
+  private confirming = false;
+  /**
+   * The agent's own deletes of flows that report their removal whose
+   * flow_removed has not come yet, by key: how many, and when the last one
+   * was sent (the map is in that order: the lapsed claims are a prefix).
+   */
+  private readonly ownDeletes = new Map<string, { n: number; at: number }>();
   private errorSource: OfConnection | undefined;
   /** Told when the switch rejected a fast-path flow_mod (the agent schedules a sync to retry). */
   onFastPathError: ((owner: OwnerKey | undefined) => void) | undefined;
@@ -326,6 +358,8 @@ export class OpenFlowReconciler {
     const stats = await conn.flowStats();
     const ours: Flow[] = [];
     this.installed = new InstalledFlows();
+    // what the switch holds now is the truth; a flow_removed of the last session changes nothing
+    this.ownDeletes.clear();
     for (const s of stats) {
       if (!isOurs(s.cookie)) continue;
       const f = flowFromStats(s);
@@ -377,13 +411,51 @@ export class OpenFlowReconciler {
 
   /**
    * A flow the switch removed (flow_removed: an idle or hard timeout, or a delete); returns its
-   * key. What the key holds now is forgotten only if it is that flow (same cookie): a flow_removed
+   * key, or undefined when the agent's own delete explains it (a claim, see the module comment:
+   * nothing to forget, the flow was forgotten when the delete went, and the key may hold a newer
+   * flow of the same owner).
+   * What the key holds now is forgotten only if it is that flow (same cookie): a flow_removed
    * that arrives after another owner's flow took the key does not un-install the newcomer.
    */
-  forgetInstalled(f: Flow): string {
+  forgetInstalled(f: Flow): string | undefined {
     const key = flowKey(f);
+    const own = this.ownDeletes.get(key);
+    if (own && this.now() - own.at <= REMOVAL_WAIT_MS) {
+      this.withdrawClaim(key);
+      return undefined;
+    }
+    if (own) this.ownDeletes.delete(key);
     if (this.installed.get(key)?.flow.cookie === f.cookie) this.installed.delete(key);
     return key;
+  }
+
+  /** `op` is a delete going out: if its flow reports its removal, that flow_removed is the agent's own. */
+  private claimRemoval(op: FlowOp): boolean {
+    if (op.kind !== "delete" || !((op.flow.flags ?? 0) & OFPFF.SEND_FLOW_REM)) return false;
+    const n = (this.ownDeletes.get(op.key)?.n ?? 0) + 1;
+    // moved to the end: the map stays in the order of the claims' times
+    this.ownDeletes.delete(op.key);
+    this.ownDeletes.set(op.key, { n, at: this.now() });
+    return true;
+  }
+
+  /** One claim on `key` is done with: its flow_removed came, or the switch rejected the delete. */
+  private withdrawClaim(key: string): void {
+    const own = this.ownDeletes.get(key);
+    if (!own) return;
+    if (--own.n === 0) this.ownDeletes.delete(key);
+  }
+
+  /** How many of the agent's deletes still wait for their flow_removed (tests). */
+  get awaitedRemovals(): number {
+    let n = 0;
+    for (const c of this.ownDeletes.values()) n += c.n;
+    return n;
+  }
+
+  /** Fast-path xids that may still be answered with an error (tests). */
+  get inFlightCount(): number {
+    return this.inFlight.size;
   }
 
   installedFlows(): Flow[] {
@@ -439,6 +511,10 @@ export class OpenFlowReconciler {
       if (now - f.at <= FAST_PATH_ERROR_WINDOW_MS) break;
       this.inFlight.delete(xid);
     }
+    for (const [key, c] of this.ownDeletes) {
+      if (now - c.at <= REMOVAL_WAIT_MS) break;
+      this.ownDeletes.delete(key);
+    }
     const msgs = ops.map((op) => ({
       ...flowToFlowMod(op.flow, {
         command:
@@ -447,11 +523,13 @@ export class OpenFlowReconciler {
       xid: conn.allocXid(),
     }));
     ops.forEach((op, i) => {
-      this.inFlight.set(msgs[i]!.xid, {
+      const xid = msgs[i]!.xid;
+      this.inFlight.set(xid, {
         owner: op.owner,
         key: op.key,
         prev: this.installed.get(op.key),
         at: now,
+        removes: this.claimRemoval(op),
       });
       this.dirty.delete(op.key);
       if (op.kind === "delete") this.installed.delete(op.key);
@@ -466,6 +544,7 @@ export class OpenFlowReconciler {
     else {
       if (this.coalesced) await this.releaseCoalesced();
       await conn.sendAll(msgs);
+      this.written(conn, msgs);
     }
     this.totals.added += ops.filter((o) => o.kind !== "delete" && o.kind !== "modify").length;
     this.totals.modified += ops.filter((o) => o.kind === "modify").length;
@@ -515,10 +594,56 @@ export class OpenFlowReconciler {
    */
   private write(conn: OfConnection, msgs: OfRequest[]): Promise<void> {
     return conn.sendAll(msgs).then(
-      () => undefined,
+      () => this.written(conn, msgs),
       (err: unknown) =>
         log.debug({ err: errorMessage(err), flows: msgs.length }, "held flow_mods not written"),
     );
+  }
+
+  /** Fast-path flow_mods went out on `conn`: a barrier will tell when they were all answered. */
+  private written(conn: OfConnection, msgs: readonly OfRequest[]): void {
+    if (this.confirmOn !== conn) {
+      // a new session: the last one's xids are left to the error window
+      this.confirmOn = conn;
+      this.unconfirmed = [];
+      this.confirming = false;
+    }
+    for (const m of msgs) this.unconfirmed.push(m.xid!);
+    this.confirm(conn);
+  }
+
+  /**
+   * One barrier at a time, for every fast-path write before it: the switch answers a session's
+   * messages in order, so an error for one of them would have come before the barrier's reply.
+   * The xids it covers are done with; writes made while it was out wait for the next one. (A
+   * delete's flow_removed is another matter: it may come later, see the module comment.)
+   */
+  private confirm(conn: OfConnection): void {
+    if (this.confirming || !this.unconfirmed.length) return;
+    const xids = this.unconfirmed;
+    this.unconfirmed = [];
+    this.confirming = true;
+    conn.barrier().then(
+      () => {
+        for (const x of xids) {
+          const f = this.inFlight.get(x);
+          if (!f) continue; // rejected (the error came first) or past the error window
+          this.inFlight.delete(x);
+        }
+        this.confirmed(conn);
+      },
+      (err: unknown) => {
+        // the session is gone or did not answer: the error window retires these xids
+        log.debug({ err: errorMessage(err), flowMods: xids.length }, "fast-path barrier not answered");
+        this.confirmed(conn);
+      },
+    );
+  }
+
+  private confirmed(conn: OfConnection): void {
+    if (this.confirmOn !== conn) return;
+    this.confirming = false;
+    this.confirm(conn);
   }
 
   /** Drop the held flow_mods' timer (the agent stops). */
@@ -535,6 +660,7 @@ export class OpenFlowReconciler {
       const f = this.inFlight.get(e.xid);
       if (!f) return;
       this.inFlight.delete(e.xid);
+      if (f.removes) this.withdrawClaim(f.key);
       if (f.prev) this.installed.set(f.key, f.prev);
       else this.installed.delete(f.key);
       (this.syncing ? this.lateDirty : this.dirty).add(f.key);
@@ -676,14 +802,24 @@ export class OpenFlowReconciler {
         );
         const sorted = order.map((i) => msgs[i]!);
         const sortedOps = order.map((i) => ops[i]!);
+        // a flow_removed for one of these deletes comes before the commit's (or barrier's) answer
+        // a flow_removed for one of these deletes may come before the commit's answer
+        const claims = sortedOps.map((op) => this.claimRemoval(op));
+        /** The claims of the deletes that did not happen (rejected, or the whole bundle discarded). */
+        const withdraw = (happened: (i: number) => boolean): void =>
+          claims.forEach((c, i) => c && !happened(i) && this.withdrawClaim(sortedOps[i]!.key));
         const bundled = await installFlows(conn, sorted, {
           bundle: true,
           throwOnError: false,
           timeoutMs: opts.timeoutMs,
+        }).catch((err: unknown) => {
+          withdraw(() => false);
+          throw err;
         });
         if (bundled.errors.length === 0) {
           this.applyAccepted(sortedOps, sorted, [], result);
         } else {
+          withdraw(() => false);
           // Nothing of the bundle was applied. Blame the owners of rejected messages and try
           // again without them; if no owner can be blamed (the commit itself failed), send the
           // same messages one by one so that every error names its message.
@@ -693,11 +829,14 @@ export class OpenFlowReconciler {
             { errors: bundled.errors.length },
             "bundle failed as a whole; sending the flow_mods one by one",
           );
+          sortedOps.forEach((op, i) => (claims[i] = this.claimRemoval(op)));
           const plain = await installFlows(conn, sorted, {
             bundle: false,
             throwOnError: false,
             timeoutMs: opts.timeoutMs,
           });
+          const rejected = new Set(plain.errors.map((e) => e.xid));
+          withdraw((i) => !rejected.has(sorted[i]!.xid));
           this.applyAccepted(sortedOps, sorted, plain.errors, result);
           if (this.blame(plain.errors, sorted, (i) => sortedOps[i]!.owner, result)) continue;
         }

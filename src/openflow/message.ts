@@ -87,6 +87,14 @@ export const OFPFF = {
   NO_PKT_COUNTS: 8,
   NO_BYT_COUNTS: 16,
 } as const;
+/** ofp_flow_removed_reason: why the switch removed a flow. */
+export const OFPRR = {
+  IDLE_TIMEOUT: 0,
+  HARD_TIMEOUT: 1,
+  DELETE: 2,
+  GROUP_DELETE: 3,
+  METER_DELETE: 4,
+} as const;
 export type ModCommand = "add" | "modify" | "delete";
 const MOD_COMMANDS: readonly ModCommand[] = ["add", "modify", "delete"];
 /** ofp_controller_role. */

@@ -5,17 +5,19 @@
  * with a rejected flow fails only its owner, and the installed state it keeps
  * matches what OVS holds. The reactive fast path writes its flow_mods with no
  * round trip, and a packet_out written right after them meets them; a
- * rejected one is undone and fails its owner.
+ * rejected one is undone and fails its owner. A route deleted and installed
+ * again within one round trip stays installed when its delete's flow_removed
+ * comes after the new flow_mod.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { desiredFlow, type OwnerChange } from "../../src/controller/engine.js";
+import { desiredFlow, type DesiredFlow, type OwnerChange } from "../../src/controller/engine.js";
 import { OpenFlowReconciler } from "../../src/controller/reconciler.js";
 import { cookieFor, flow } from "../../src/datapath/index.js";
 import { connectOpenFlow } from "../../src/openflow/client.js";
 import type { OfConnection } from "../../src/openflow/connection.js";
 import type { Flow } from "../../src/openflow/flow.js";
 import { OFPP } from "../../src/openflow/actions.js";
-import { OFP_NO_BUFFER } from "../../src/openflow/message.js";
+import { OFP_NO_BUFFER, OFPRR } from "../../src/openflow/message.js";
 import { useOvsSandbox, waitFor } from "../harness/index.js";
 
 const sandbox = useOvsSandbox({ label: "reconciler", datapath: "dummy" });
@@ -127,5 +129,52 @@ describe("OpenFlowReconciler on ovs-vswitchd", () => {
     expect(errors).toEqual(["l2/port/bad"]);
     expect(r.failed.get("l2/port/bad")?.reason).toMatch(/OFPET_BAD_INSTRUCTION/);
     expect(r.installedFlows()).toHaveLength(2);
+  });
+
+  it("a route deleted and installed again within one round trip stays installed and owned", async () => {
+    const r = new OpenFlowReconciler();
+    await r.sync(conn);
+    // service connections get asynchronous messages (flow_removed here) once they set a miss_send_len
+    await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
+    const key = "l3/reactive/route";
+    const f = flow("l2_lookup", 100)
+      .eq("eth_dst", "fa:16:3e:00:00:0e")
+      .output(1)
+      .idleTimeout(300)
+      .sendFlowRemoved()
+      .build(cookieFor("l3", key, "reactive"));
+    const out = (d: DesiredFlow | undefined) => d && { flows: [d], meters: [] };
+    const removed: { reason: number; forgot: string | undefined }[] = [];
+    conn.on("flow_removed", (m) => {
+      if (m.type !== "flow_removed") return;
+      const gone: Flow = {
+        table: m.tableId,
+        priority: m.priority,
+        cookie: m.cookie,
+        match: m.match,
+        instructions: [],
+      };
+      removed.push({ reason: m.reason, forgot: r.forgetInstalled(gone) });
+    });
+    const d = desiredFlow(key, f);
+    await r.pushNow(conn, [{ owner: key, before: undefined, after: out(d) }]);
+    // a model change deletes the route and its next packet asks for it again: no answer awaited between
+    await r.pushNow(conn, [{ owner: key, before: out(d), after: undefined }]);
+    await r.pushNow(conn, [{ owner: key, before: undefined, after: out(desiredFlow(key, f)) }]);
+    // OVS reports the deleted rule when it frees it, after an RCU grace period: maybe after the add
+    await waitFor(() => removed.length > 0, 5_000, "the flow_removed of the agent's delete");
+    await conn.barrier();
+    expect(removed).toEqual([{ reason: OFPRR.DELETE, forgot: undefined }]);
+    expect(r.awaitedRemovals).toBe(0);
+    expect(r.installedFlows().map((x) => x.cookie)).toEqual([f.cookie]);
+    const inOvs = await sandbox().dumpFlows("br-int");
+    expect(inOvs.filter((x) => x.includes(`cookie=0x${f.cookie.toString(16)}`))).toHaveLength(1);
+    // the barriers after the writes retire their xids
+    await waitFor(() => r.inFlightCount === 0, 5_000, "the fast path's barriers answered");
+    // the switch's own removal of it later is forgotten as installed
+    await sandbox().ofctl("-O", "OpenFlow13", "del-flows", "br-int", `cookie=0x${f.cookie.toString(16)}/-1`);
+    await waitFor(() => removed.length === 2, 5_000, "the flow_removed of ovs-ofctl's delete");
+    expect(removed[1]).toEqual({ reason: OFPRR.DELETE, forgot: expect.any(String) });
+    expect(r.installedFlows()).toEqual([]);
   });
 });

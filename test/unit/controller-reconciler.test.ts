@@ -18,12 +18,13 @@ import {
   COALESCE_MS,
   FAST_PATH_ERROR_WINDOW_MS,
   OpenFlowReconciler,
+  REMOVAL_WAIT_MS,
   RETRY_MAX_MS,
   RETRY_MIN_MS,
 } from "../../src/controller/reconciler.js";
 import { cookieFor, flow, tableById } from "../../src/datapath/index.js";
 import { OpenFlowError, type OfConnection, type OfRequest } from "../../src/openflow/connection.js";
-import type { Flow } from "../../src/openflow/flow.js";
+import { flowKey, type Flow } from "../../src/openflow/flow.js";
 import type { FlowStats } from "../../src/openflow/multipart.js";
 import { logger } from "../../src/util/log.js";
 
@@ -89,12 +90,22 @@ class FakeSwitch extends EventEmitter {
   async bundleAdd(id: number, ms: readonly OfRequest[], _f: unknown, xids: readonly number[]): Promise<void> {
     this.staged.get(id)!.push(...this.take("bundle", ms, xids));
   }
+  /**
+   * While true, the switch has not got to its messages yet: barriers wait for their replies (and
+   * the errors before them) until flushErrors, or a barrier sent once it is false again.
+   */
+  late = false;
+  private heldBarriers: (() => void)[] = [];
+  barriers = 0;
   /** Errors of messages sent so far arrive before the barrier's reply. */
   async barrier(): Promise<void> {
+    this.barriers++;
+    if (this.late) return new Promise((res) => this.heldBarriers.push(res));
     this.flushErrors();
   }
   flushErrors(): void {
     for (const x of this.pendingErrors.splice(0)) this.emit("of_error", ofError(x));
+    for (const res of this.heldBarriers.splice(0)) res();
   }
   async bundleDiscard(id: number): Promise<void> {
     this.staged.delete(id);
@@ -498,13 +509,15 @@ describe("OpenFlowReconciler.pushNow", () => {
     expect(sw.whats().sort()).toEqual(["bundle add p20", "plain meter add 1 @5"]);
   });
 
-  it("writes the flow_mods at once, without bundle or barrier, and counts them installed", async () => {
+  it("writes the flow_mods at once, without a bundle or waiting for a barrier, and counts them installed", async () => {
     const sw = new FakeSwitch();
     const r = new OpenFlowReconciler();
     await r.sync(asConn(sw));
+    sw.late = true;
     const f = mkFlow("x", 10);
     expect(await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [f])])).toBe(1);
     expect(sw.whats()).toEqual(["plain add p10"]);
+    sw.late = false;
     expect(r.pending()).toBe(false);
     expect(r.installedCount()).toBe(1);
     const g = mkFlow("x", 10, { port: 3 });
@@ -526,7 +539,9 @@ describe("OpenFlowReconciler.pushNow", () => {
     await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [f])]);
     const g = mkFlow("x", 10, { port: 7 });
     sw.reject = (w) => w === "modify_strict p10";
+    sw.late = true;
     await r.pushNow(asConn(sw), [change("l3/reactive/x", [f], [g])]);
+    expect(told).toEqual([]);
     sw.flushErrors();
     expect(told).toEqual(["l3/reactive/x"]);
     expect(r.failed.get("l3/reactive/x")?.attempts).toBe(1);
@@ -715,6 +730,8 @@ describe("OpenFlowReconciler.pushNow: the late-error window", () => {
     const told: (string | undefined)[] = [];
     r.onFastPathError = (o) => told.push(o);
     await r.sync(asConn(sw));
+    // a switch that answers nothing (not even the barriers after the writes) for the whole window
+    sw.late = true;
     sw.reject = (w) => w === "add p10" || w === "add p20";
     await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]);
     t = FAST_PATH_ERROR_WINDOW_MS / 2;
@@ -733,6 +750,7 @@ describe("OpenFlowReconciler.pushNow: the late-error window", () => {
     const told: (string | undefined)[] = [];
     r.onFastPathError = (o) => told.push(o);
     await r.sync(asConn(sw));
+    sw.late = true;
     sw.reject = (w) => w === "add p10";
     await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]);
     t = FAST_PATH_ERROR_WINDOW_MS;
@@ -748,7 +766,9 @@ describe("OpenFlowReconciler.pushNow: the late-error window", () => {
     const r = new OpenFlowReconciler(() => t);
     await r.sync(asConn(sw));
     sw.reject = (w) => w === "add p10";
+    sw.late = true;
     await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [mkFlow("x", 10)])]);
+    sw.late = false;
     sw.reject = () => false;
     // the sync's barrier brings x's error while the sync runs
     r.update([change("l2/port/y", undefined, [mkFlow("y", 20)])]);
@@ -768,6 +788,155 @@ describe("OpenFlowReconciler.pushNow: the late-error window", () => {
         .map((f) => f.priority)
         .sort(),
     ).toEqual([10, 20]);
+  });
+});
+
+describe("OpenFlowReconciler.pushNow: the barrier after a write", () => {
+  const reactive = (prio: number) =>
+    flow("l2_lookup", prio)
+      .eq("eth_dst", "fa:16:3e:00:00:01")
+      .output(1)
+      .idleTimeout(30)
+      .sendFlowRemoved()
+      .build(cookieFor("l3", `reactive/k${prio}`, "reactive"));
+
+  it("retires the xids it covers when answered, one barrier at a time for every write before it", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    const before = sw.barriers;
+    sw.late = true;
+    await r.pushNow(asConn(sw), [change("l3/reactive/a", undefined, [mkFlow("a", 10)])]);
+    await r.pushNow(asConn(sw), [change("l3/reactive/b", undefined, [mkFlow("b", 11), mkFlow("b", 12)])]);
+    // the second write waits for the first one's barrier to be answered
+    expect(sw.barriers - before).toBe(1);
+    expect(r.inFlightCount).toBe(3);
+    sw.late = false;
+    sw.flushErrors();
+    await new Promise((res) => setImmediate(res));
+    // the first barrier covered one flow_mod; the next one, sent on its answer, covers the other two
+    expect(sw.barriers - before).toBe(2);
+    expect(r.inFlightCount).toBe(0);
+    // a rejection answered before its barrier still fails its owner
+    sw.reject = (w) => w === "add p13";
+    const told: (string | undefined)[] = [];
+    r.onFastPathError = (o) => told.push(o);
+    await r.pushNow(asConn(sw), [change("l3/reactive/c", undefined, [mkFlow("c", 13)])]);
+    await new Promise((res) => setImmediate(res));
+    expect(told).toEqual(["l3/reactive/c"]);
+    expect(r.inFlightCount).toBe(0);
+  });
+
+  it("a barrier left unanswered (the session went) leaves its xids to the error window", async () => {
+    const sw = new FakeSwitch();
+    let t = 0;
+    const r = new OpenFlowReconciler(() => t);
+    await r.sync(asConn(sw));
+    sw.barrier = () => Promise.reject(new Error("session closed"));
+    await r.pushNow(asConn(sw), [change("l3/reactive/a", undefined, [mkFlow("a", 10)])]);
+    await new Promise((res) => setImmediate(res));
+    expect(r.inFlightCount).toBe(1);
+    t = FAST_PATH_ERROR_WINDOW_MS + 1;
+    await r.pushNow(asConn(sw), [change("l3/reactive/b", undefined, [mkFlow("b", 11)])]);
+    expect(r.inFlightCount).toBe(1);
+  });
+
+  it("a flow_removed of the agent's own delete, arriving after it installed the key again, changes nothing", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    const f = reactive(10);
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", undefined, [f])]);
+    // the route is deleted (a model change) and asked for again by a packet, within one round trip
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", [f], undefined)]);
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", undefined, [f])]);
+    expect(sw.whats().slice(-2)).toEqual(["plain delete_strict p10", "plain add p10"]);
+    // the barriers are answered; OVS frees the deleted rule (and reports it) later
+    await new Promise((res) => setImmediate(res));
+    expect(r.awaitedRemovals).toBe(1);
+    // the delete's flow_removed: the re-added flow stays installed
+    expect(r.forgetInstalled(f)).toBeUndefined();
+    expect(r.installedFlows()).toEqual([f]);
+    expect(r.awaitedRemovals).toBe(0);
+    // its idle timeout later is the switch's own removal
+    expect(r.forgetInstalled(f)).toBe(flowKey(f));
+    expect(r.installedFlows()).toEqual([]);
+  });
+
+  it("claims only for flows that report their removal, withdraws a rejected delete's, and lets a claim lapse", async () => {
+    const sw = new FakeSwitch();
+    let t = 0;
+    const r = new OpenFlowReconciler(() => t);
+    await r.sync(asConn(sw));
+    // a flow without send_flow_rem reports no removal: its delete claims nothing
+    const quiet = mkFlow("q", 11);
+    await r.pushNow(asConn(sw), [change("l3/reactive/q", undefined, [quiet])]);
+    await r.pushNow(asConn(sw), [change("l3/reactive/q", [quiet], undefined)]);
+    expect(r.awaitedRemovals).toBe(0);
+    // a delete the switch rejects removed nothing
+    const f = reactive(10);
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", undefined, [f])]);
+    sw.reject = (w) => w === "delete_strict p10";
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", [f], undefined)]);
+    await new Promise((res) => setImmediate(res));
+    expect(r.awaitedRemovals).toBe(0);
+    expect(r.installedFlows()).toEqual([f]);
+    // the retry (a sync) deletes it; a claim no flow_removed answered within REMOVAL_WAIT_MS
+    // explains no later removal
+    sw.reject = () => false;
+    t = RETRY_MIN_MS;
+    await r.sync(asConn(sw));
+    expect(sw.whats().at(-1)).toBe("bundle delete_strict p10");
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", undefined, [f])]);
+    expect(r.awaitedRemovals).toBe(1);
+    t += REMOVAL_WAIT_MS + 1;
+    expect(r.forgetInstalled(f)).toBe(flowKey(f));
+    expect(r.installedCount()).toBe(0);
+    expect(r.awaitedRemovals).toBe(0);
+    // and lapsed claims are swept as the fast path goes on
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", undefined, [f])]);
+    await r.pushNow(asConn(sw), [change("l3/reactive/k10", [f], undefined)]);
+    expect(r.awaitedRemovals).toBe(1);
+    t += REMOVAL_WAIT_MS + 1;
+    await r.pushNow(asConn(sw), [change("l3/reactive/q", undefined, [quiet])]);
+    expect(r.awaitedRemovals).toBe(0);
+  });
+
+  it("a sync's delete claims its flow_removed even after the commit's answer; a rejected bundle claims nothing", async () => {
+    const sw = new FakeSwitch();
+    const r = new OpenFlowReconciler(() => 0);
+    await r.sync(asConn(sw));
+    const f = reactive(10);
+    r.update([change("l3/reactive/k10", undefined, [f])]);
+    await r.sync(asConn(sw));
+    r.update([change("l3/reactive/k10", [f], undefined)]);
+    await r.sync(asConn(sw));
+    expect(sw.whats().at(-1)).toBe("bundle delete_strict p10");
+    expect(r.awaitedRemovals).toBe(1);
+    expect(r.forgetInstalled(f)).toBeUndefined();
+    expect(r.awaitedRemovals).toBe(0);
+    // a bundle with a rejected message applies nothing: its delete is sent again, claimed once
+    r.update([change("l3/reactive/k10", undefined, [f])]);
+    await r.sync(asConn(sw));
+    r.update([
+      change("l3/reactive/k10", [f], undefined),
+      change("l2/port/bad", undefined, [mkFlow("bad", 20)]),
+    ]);
+    sw.reject = (w) => w === "add p20";
+    await r.sync(asConn(sw));
+    expect(sw.whats().filter((w) => w === "bundle delete_strict p10")).toHaveLength(2);
+    expect(r.awaitedRemovals).toBe(1);
+    // a failed commit, sent again message by message: a rejected delete withdraws its claim
+    expect(r.forgetInstalled(f)).toBeUndefined();
+    r.update([change("l3/reactive/k10", undefined, [f])]);
+    sw.reject = () => false;
+    await r.sync(asConn(sw));
+    r.update([change("l3/reactive/k10", [f], undefined)]);
+    sw.failCommit = true;
+    sw.reject = (w) => w === "delete_strict p10";
+    await r.sync(asConn(sw));
+    expect(sw.whats().at(-1)).toBe("plain delete_strict p10");
+    expect(r.awaitedRemovals).toBe(0);
   });
 });
 
@@ -845,10 +1014,12 @@ describe("installed flows per table", () => {
     await r.pushNow(asConn(sw), [change("l2/reactive/b", [b], [inTable("l2_lookup", 11, 4)])]);
     expect(counts(r)).toEqual({ l2_lookup: 2, classification: 1 });
     // a rejected add is taken back
+    sw.late = true;
     sw.reject = (w) => w === "add p13";
     await r.pushNow(asConn(sw), [change("l2/reactive/d", undefined, [inTable("classification", 13)])]);
     expect(counts(r)).toEqual({ l2_lookup: 2, classification: 2 });
     sw.flushErrors();
+    sw.late = false;
     expect(counts(r)).toEqual({ l2_lookup: 2, classification: 1 });
     r.forgetInstalled(b);
     expect(counts(r)).toEqual({ l2_lookup: 1, classification: 1 });
@@ -1180,7 +1351,9 @@ describe("OpenFlowReconciler: edges found by mutation testing", () => {
     await r.sync(asConn(sw));
     sw.reject = (w) => w === "add p10";
     const f10 = mkFlow("x", 10);
+    sw.late = true;
     await r.pushNow(asConn(sw), [change("l3/reactive/x", undefined, [f10])]);
+    sw.late = false;
     sw.reject = () => false;
     r.update([change("l3/reactive/x", [f10], [f10, mkFlow("x", 11)])]);
     // the sync's barrier brings p10's error; p11 is committed

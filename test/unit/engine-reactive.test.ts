@@ -2,7 +2,8 @@
  * Reactive owners: flows a packet-in handler installs, owned like any other,
  * dropped when one of the objects they depend on changes (and only then),
  * forgotten when the switch says they expired (only the owners of exactly
- * the expired flow), adopted after a restart, and
+ * the expired flow; not when the removal is the agent's own delete of an
+ * earlier flow at the key), adopted after a restart, and
  * carried to the reconciler with the reactive cookie category.
  */
 import { describe, expect, it } from "vitest";
@@ -12,7 +13,9 @@ import { F, categoryOfCookie, flow } from "../../src/datapath/index.js";
 import { Engine } from "../../src/controller/engine.js";
 import { OpenFlowReconciler } from "../../src/controller/reconciler.js";
 import { type FlowRemoved, forgetRemovedFlow } from "../../src/controller/flow-removed.js";
+import type { OfConnection } from "../../src/openflow/connection.js";
 import type { Flow } from "../../src/openflow/flow.js";
+import { OFPRR } from "../../src/openflow/message.js";
 import { binding, net, newModel, port, subnet } from "../harness/model-fixture.js";
 
 function setup() {
@@ -147,6 +150,52 @@ describe("reactive owners", () => {
     r.assumeInstalled([newcomer]);
     expect(forgetRemovedFlow(removed(toC), e, r).map((c) => c.owner)).toEqual(["l2/reactive/a->c"]);
     expect(r.installedFlows()).toEqual([newcomer]);
+  });
+
+  it("a flow_removed of the agent's own delete leaves the owner that installed the key again", async () => {
+    const { e, r } = setup();
+    r.assumeInstalled([]);
+    r.commitPlanned();
+    // just enough of a session for the fast path: writes go nowhere, barriers are answered at once
+    let xid = 0;
+    const conn = {
+      label: "fake",
+      allocXid: () => ++xid,
+      sendAll: async (ms: unknown[]) => ms.map(() => ++xid),
+      barrier: async () => undefined,
+      on: () => undefined,
+    } as unknown as OfConnection;
+    const first = e.setReactive("l2", "a->b", [shortcut()], [Dep.port("a")]);
+    await r.pushNow(conn, [first]);
+    // a dependency changes (the route goes) and the next packet asks for it again
+    const gone = e.dropReactive("l2/reactive/a->b")!;
+    await r.pushNow(conn, [gone]);
+    const again = e.setReactive("l2", "a->b", [shortcut()], [Dep.port("a")]);
+    await r.pushNow(conn, [again]);
+    const f = again.after!.flows[0]!.flow;
+    const removed: FlowRemoved = {
+      type: "flow_removed",
+      xid: 0,
+      cookie: f.cookie,
+      priority: f.priority,
+      reason: OFPRR.DELETE,
+      tableId: f.table,
+      durationSec: 0,
+      durationNsec: 0,
+      idleTimeout: 30,
+      hardTimeout: 0,
+      packetCount: 0n,
+      byteCount: 0n,
+      match: f.match,
+    };
+    // the delete's flow_removed comes after the re-add: nothing to forget, nobody to drop
+    expect(forgetRemovedFlow(removed, e, r)).toEqual([]);
+    expect(e.output("l2/reactive/a->b")?.flows).toHaveLength(1);
+    expect(r.installedFlows()).toContain(f);
+    // its expiry later drops it
+    const expired = { ...removed, reason: OFPRR.IDLE_TIMEOUT, durationSec: 30 };
+    expect(forgetRemovedFlow(expired, e, r).map((c) => c.owner)).toEqual(["l2/reactive/a->b"]);
+    expect(r.installedFlows()).not.toContain(f);
   });
 
   it("can be adopted after a restart with their dependencies, then dropped like the others", () => {
