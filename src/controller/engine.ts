@@ -164,8 +164,12 @@ export interface EngineOptions {
 
 export class Engine {
   private readonly owners = new Map<OwnerKey, OwnerRecord>();
-  /** Entity → the owners that read it; `key` is the one copy of the entity string owners keep. */
-  private readonly depIndex = new Map<string, { key: string; owners: Set<OwnerKey> }>();
+  /**
+   * Entity → the owners that read it; `key` is the one copy of the entity string owners keep.
+   * An entity one owner reads (a reactive route's destination address) holds that owner itself,
+   * not a set: a set and its table cost ~150 bytes and two objects more per route.
+   */
+  private readonly depIndex = new Map<string, { key: string; owners: OwnerKey | Set<OwnerKey> }>();
   private readonly appByName: Map<string, App>;
   private readonly allowedTables = new Map<string, ReadonlySet<number>>();
   private readonly kindsOf = new Map<OwnerKind, App[]>();
@@ -247,21 +251,30 @@ export class Engine {
     this.countConntrack(rec.output, 1);
     const deps: string[] = [];
     for (const d of rec.deps) {
-      let e = this.depIndex.get(d);
-      if (!e) this.depIndex.set(d, (e = { key: d, owners: new Set() }));
-      if (e.owners.has(key)) continue; // listed twice
-      e.owners.add(key);
+      const e = this.depIndex.get(d);
+      if (!e) {
+        this.depIndex.set(d, { key: d, owners: key });
+        deps.push(d);
+        continue;
+      }
+      if (e.owners === key || (typeof e.owners !== "string" && e.owners.has(key))) continue; // listed twice
+      if (typeof e.owners === "string") e.owners = new Set([e.owners, key]);
+      else e.owners.add(key);
       deps.push(e.key);
     }
-    this.owners.set(key, { app: rec.app, kind: rec.kind, id: rec.id, deps, output: rec.output });
+    // an exact copy: a pushed-to array keeps room for seventeen, and there is one per reactive route
+    this.owners.set(key, { app: rec.app, kind: rec.kind, id: rec.id, deps: [...deps], output: rec.output });
   }
 
   private unindex(key: OwnerKey, deps: readonly string[]): void {
     for (const d of deps) {
       const e = this.depIndex.get(d);
       if (!e) continue;
-      e.owners.delete(key);
-      if (e.owners.size === 0) this.depIndex.delete(d);
+      if (e.owners === key) this.depIndex.delete(d);
+      else if (typeof e.owners !== "string") {
+        e.owners.delete(key);
+        if (e.owners.size === 1) e.owners = e.owners.values().next().value!;
+      }
     }
   }
 
@@ -333,7 +346,8 @@ export class Engine {
     this.stats.incrementalRecomputes++;
     const dirty = new Map<OwnerKey, [CookieAppName, OwnerKind, string] | "reactive">();
     for (const entity of changed) {
-      for (const key of this.depIndex.get(entity)?.owners ?? []) {
+      const readers = this.depIndex.get(entity)?.owners;
+      for (const key of typeof readers === "string" ? [readers] : (readers ?? [])) {
         const rec = this.owners.get(key)!;
         dirty.set(key, rec.kind === "reactive" ? "reactive" : [rec.app, rec.kind, rec.id]);
       }
@@ -373,13 +387,15 @@ export class Engine {
     const owner = ownerKey(app, "reactive", key);
     const cookie = cookieFor(app, `reactive/${key}`, "reactive");
     const allowed = this.tablesOf(app);
-    const output: OwnerOutput = { flows: [], meters: [] };
-    for (const b of flows) {
-      const f = b.build(cookie);
-      if (!allowed.has(f.table))
-        throw new AppBuildError(`app ${app} wrote table ${b.tableName}, not in its tables`);
-      output.flows.push(desiredFlow(owner, f));
-    }
+    const output: OwnerOutput = {
+      flows: flows.map((b) => {
+        const f = b.build(cookie);
+        if (!allowed.has(f.table))
+          throw new AppBuildError(`app ${app} wrote table ${b.tableName}, not in its tables`);
+        return desiredFlow(owner, f);
+      }),
+      meters: [],
+    };
     const before = this.owners.get(owner)?.output;
     this.install({ app, kind: "reactive", id: key, deps, output }, owner);
     return { owner, before, after: output };

@@ -302,7 +302,9 @@ export class FlowBuilder {
       priority: this.priority,
       cookie,
       match: [...this.matches],
-      instructions,
+      // copied to its exact length: the array pushed to keeps room for seventeen, and a reactive
+      // flow lives as long as its route
+      instructions: [...instructions],
     };
     if (this.idle) f.idleTimeout = this.idle;
     if (this.hard) f.hardTimeout = this.hard;

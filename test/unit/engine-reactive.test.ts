@@ -65,6 +65,31 @@ describe("reactive owners", () => {
     expect(changes.find((c) => c.owner === "l2/reactive/a->b")).toMatchObject({ after: undefined });
   });
 
+  it("an entity read by one owner, then two, then one again wakes exactly its readers", () => {
+    const { m, e } = setup();
+    const bump = (ip: string) => m.setPort("b", port("b", "net1", "fa:16:3e:00:00:0b", [["sub1", ip]]));
+    e.setReactive("l2", "x", [shortcut()], [Dep.port("b")]);
+    e.setReactive("l2", "y", [shortcut()], [Dep.port("b"), Dep.port("a")]);
+    e.setReactive("l2", "z", [shortcut()], [Dep.port("a")]);
+    // y leaves (its route expired): port b has one reader again, port a one
+    e.dropReactive("l2/reactive/y");
+    bump("10.0.0.20");
+    e.recomputeChanged();
+    expect(e.output("l2/reactive/x")).toBeUndefined();
+    expect(e.output("l2/reactive/z")).toBeDefined();
+    // the same owner listing an entity twice is one reader; a new reader after the last one left
+    e.setReactive("l2", "x", [shortcut()], [Dep.port("b"), Dep.port("b")]);
+    expect(e.depsOf("l2/reactive/x")).toEqual(new Set(["port:b"]));
+    e.setReactive("l2", "w", [shortcut()], [Dep.port("b")]);
+    bump("10.0.0.21");
+    e.recomputeChanged();
+    expect(e.output("l2/reactive/x")).toBeUndefined();
+    expect(e.output("l2/reactive/w")).toBeUndefined();
+    m.setPort("a", port("a", "net1", "fa:16:3e:00:00:0a", [["sub1", "10.0.0.30"]]));
+    e.recomputeChanged();
+    expect(e.output("l2/reactive/z")).toBeUndefined();
+  });
+
   it("are dropped on a binding change of a port they depend on", () => {
     const { m, e } = setup();
     e.setReactive("l2", "a->b", [shortcut()], [Dep.binding("b")]);
