@@ -29,6 +29,10 @@
  *      - OVN (same topology with ovn-nbctl; the sink's lsp lists every
  *        address), proactive: a new destination costs only the datapath
  *        upcall.
+ *    The goal's rate (GOAL_RATE, 1,000/s) is measured GOAL_REPEATS times in
+ *    a row in every series — one 3.8 s measurement's p99 varied threefold
+ *    between identical runs on this two-core machine — and the goal compares
+ *    the medians of the repeats' p99s (and asks that none lost anything).
  *    A datagram that never arrives counts as lost (the percentiles are over
  *    the arrivals). The sustained new-flow rate of a series is the highest
  *    rate up to which every rate lost nothing and kept p99 within twice the
@@ -68,7 +72,8 @@
  * (their total and how many lasted over 2 ms: flowdrake_gc_pause_seconds)
  * from the agent's metrics, and the load average is recorded with every
  * result: the machine has two cores that other work shares.
- * FLOWDRAKE_FP_RATES (comma-separated) replaces the list of rates.
+ * FLOWDRAKE_FP_RATES (comma-separated) replaces the list of rates (GOAL_RATE
+ * in it is repeated as above).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -98,6 +103,58 @@ export const SINK_ADDRESSES = 4000;
 export const WARMUP_ADDRESSES = 200;
 const MEASURED_MAX = SINK_ADDRESSES - WARMUP_ADDRESSES;
 export const DEFAULT_RATES = [100, 200, 300, 500, 1000, 2000, 3000, 5000];
+/** The rate the issue's latency goal is set at, and how many times each series measures it. */
+export const GOAL_RATE = 1000;
+export const GOAL_REPEATS = 3;
+
+/** `rates` with GOAL_RATE measured GOAL_REPEATS times in a row. */
+export function withGoalRepeats(rates: readonly number[]): number[] {
+  return rates.flatMap((r) => (r === GOAL_RATE ? Array<number>(GOAL_REPEATS).fill(r) : [r]));
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+/**
+ * The latency goal: the median of the default series' GOAL_REPEATS p99s at
+ * GOAL_RATE within 2 ms of the median of OVN's, every one of those
+ * measurements complete and lossless. Each p99 is kept beside the medians.
+ */
+export function latencyGoal(series: readonly { name: string; rates: readonly RateResult[] }[]): {
+  flowdrakeP99Ms: number | undefined;
+  ovnP99Ms: number | undefined;
+  flowdrakeP99sMs: number[];
+  ovnP99sMs: number[];
+  capOffP99sMs: number[];
+  met: boolean;
+} {
+  const atGoal = (name: string) =>
+    series.find((s) => s.name.startsWith(name))?.rates.filter((r) => r.rate === GOAL_RATE) ?? [];
+  const p99s = (name: string) =>
+    atGoal(name)
+      .map((r) => r.p99Ms)
+      .filter((x): x is number => x !== undefined);
+  const fd = p99s("flowdrake (defaults");
+  const ovn = p99s("ovn");
+  const fdMedian = fd.length ? round(median(fd), 3) : undefined;
+  const ovnMedian = ovn.length ? round(median(ovn), 3) : undefined;
+  return {
+    flowdrakeP99Ms: fdMedian,
+    ovnP99Ms: ovnMedian,
+    flowdrakeP99sMs: fd,
+    ovnP99sMs: ovn,
+    capOffP99sMs: p99s("flowdrake (punt cap off)"),
+    met:
+      fdMedian !== undefined &&
+      ovnMedian !== undefined &&
+      fdMedian <= ovnMedian + 2 &&
+      fd.length === GOAL_REPEATS &&
+      atGoal("flowdrake (defaults").every((r) => r.lossPct === 0),
+  };
+}
 /** Rates of the default-config flowdrake series (the cap makes the higher ones a measure of the cap). */
 const CAPPED_RATES = [100, 200, 300, 1000, 3000];
 /** Seconds of sending per rate, bounded by the measured addresses (and at least 1,000 datagrams). */
@@ -1422,8 +1479,8 @@ export async function firstPacket(): Promise<void> {
       throw new FlowdrakeError("MISSING_COMPONENT", `${bin} not found: run 'bash scripts/setup'`);
     }
   }
-  const rates = process.env.FLOWDRAKE_FP_RATES?.split(",").map(Number) ?? DEFAULT_RATES;
-  const capped = process.env.FLOWDRAKE_FP_RATES ? rates : CAPPED_RATES;
+  const rates = withGoalRepeats(process.env.FLOWDRAKE_FP_RATES?.split(",").map(Number) ?? DEFAULT_RATES);
+  const capped = process.env.FLOWDRAKE_FP_RATES ? rates : withGoalRepeats(CAPPED_RATES);
   const timed = async <T>(what: string, fn: () => Promise<T>): Promise<T & { wallSeconds: number }> => {
     const t = performance.now();
     const r = await fn();
@@ -1502,23 +1559,11 @@ export async function firstPacket(): Promise<void> {
     })),
   );
 
-  const at = (name: string, rate: number) =>
-    series.find((s) => s.name.startsWith(name))?.rates.find((r) => r.rate === rate);
-  const ovn1k = at("ovn", 1000)?.p99Ms;
-  const fd1k = at("flowdrake (defaults", 1000)?.p99Ms;
   const reactive = flows[0]!.flows;
   const fullyReactive = flows[1]!.flows;
   const ovnFlowCount = flows[3]!.flows;
   const goals = {
-    firstPacketP99WithinOvnPlus2msAt1000: {
-      flowdrakeP99Ms: fd1k,
-      ovnP99Ms: ovn1k,
-      met:
-        fd1k !== undefined &&
-        ovn1k !== undefined &&
-        fd1k <= ovn1k + 2 &&
-        (at("flowdrake (defaults", 1000)?.lossPct ?? 100) === 0,
-    },
+    firstPacketP99WithinOvnPlus2msAt1000: latencyGoal(series),
     reactiveAtLeast5xFewerFlowsThanOvn: {
       ratio: round(ovnFlowCount / reactive, 2),
       met: ovnFlowCount >= 5 * reactive,
@@ -1537,6 +1582,8 @@ export async function firstPacket(): Promise<void> {
       sinkAddresses: SINK_ADDRESSES,
       warmupAddresses: WARMUP_ADDRESSES,
       secondsPerRate: SECONDS_PER_RATE,
+      goalRate: GOAL_RATE,
+      goalRepeats: GOAL_REPEATS,
       rawSeconds: RAW_SECONDS,
       flows: FLOWS_LAYOUT,
     },
