@@ -29,7 +29,7 @@
  * RSS is the agent process's VmRSS, before and after.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { NbApi } from "../src/nb/api.js";
 import { waitRealised } from "../src/nb/realised.js";
@@ -88,11 +88,17 @@ export class FlowdrakeSandbox {
 
   static async start(label = "cp-fd"): Promise<FlowdrakeSandbox> {
     const dir = makeRunDir(label);
-    const etcd = await EtcdCluster.start({ label });
+    // the run dir holds the agent's log: gone with the sandbox unless asked to keep it
+    const removeDir = () => {
+      if (!process.env.FLOWDRAKE_KEEP_SANDBOX) rmSync(dir, { recursive: true, force: true });
+    };
+    let etcd: EtcdCluster | undefined;
     let ovs: OvsSandbox | undefined;
     try {
+      etcd = await EtcdCluster.start({ label });
       ovs = await OvsSandbox.start({ label, datapath: "dummy", hostNetwork: true, bridges: ["br-int"] });
       const sb = new FlowdrakeSandbox(dir, etcd, ovs);
+      sb.cleanup.add("run dir", removeDir);
       sb.store = await openStore(etcd.url);
       const tracked = Object.create(sb.store) as NbStore;
       tracked.txn = async (ops) => {
@@ -105,7 +111,8 @@ export class FlowdrakeSandbox {
       return sb;
     } catch (err) {
       await ovs?.stop();
-      await etcd.stop();
+      await etcd?.stop();
+      removeDir();
       throw err;
     }
   }

@@ -802,8 +802,7 @@ export class OpenFlowReconciler {
         );
         const sorted = order.map((i) => msgs[i]!);
         const sortedOps = order.map((i) => ops[i]!);
-        // a flow_removed for one of these deletes comes before the commit's (or barrier's) answer
-        // a flow_removed for one of these deletes may come before the commit's answer
+        // a flow_removed for one of these deletes may come before the commit's answer, or after it
         const claims = sortedOps.map((op) => this.claimRemoval(op));
         /** The claims of the deletes that did not happen (rejected, or the whole bundle discarded). */
         const withdraw = (happened: (i: number) => boolean): void =>
