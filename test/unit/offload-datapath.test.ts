@@ -19,7 +19,7 @@ import { OffloadPlanner, type Plan, type TcRule } from "../../src/offload/planne
 import { profileById } from "../../src/offload/profiles/index.js";
 import { type DeviceRule, deviceRules, SOFTWARE_MISS_PRIO } from "../../src/offload/datapath/filters.js";
 import { filterOps, type InstalledRef } from "../../src/offload/datapath/order.js";
-import { OffloadState } from "../../src/offload/datapath/state.js";
+import { ChainNumbering, OffloadState } from "../../src/offload/datapath/state.js";
 import { extraRules, flowArb, pipeline, portsOf, show, topoArb } from "../harness/planner-pipeline.js";
 
 const cx6 = profileById("connectx-6-dx");
@@ -244,28 +244,63 @@ describe("the ordering invariant, under churn", () => {
     );
   });
 
-  it("numbers chains by their identity: a restarted agent planning the same flows at once wants the same filters", () => {
+  it.each([
+    ["the NIC's chain numbers", cx6],
+    // few numbers: chains' hashes collide, and the colliding ones must not trade numbers
+    ["eight chain numbers", { ...cx6, maxChain: 8 }],
+  ])(
+    "numbers chains by their identity (%s): a restarted agent planning the same flows at once wants the same filters",
+    (_, profile) => {
+      fc.assert(
+        fc.property(topoArb, fc.nat(), (topo, seed) => {
+          const tp = portsOf(topo);
+          const all = pipeline(topo).map(keyed);
+          // one process saw the flows arrive in batches, in some order …
+          const order = [...all].sort(
+            (a, b) => ((a.id.length * 31 + seed) % 7) - ((b.id.length * 31 + seed) % 7),
+          );
+          const grown = new OffloadState(profile, tp);
+          grown.load(order.slice(0, Math.ceil(order.length / 3)));
+          for (const part of [order.slice(Math.ceil(order.length / 3)), []]) {
+            grown.begin(new Map(part.map((r) => [r.id, r])));
+            grown.commit();
+          }
+          // … the restarted one plans them all at once
+          const fresh = new OffloadState(profile, tp);
+          fresh.load(all);
+          const sigs = (s: OffloadState) => [...s.desired().values()].map((d) => d.sig).sort();
+          expect(sigs(grown)).toEqual(sigs(fresh));
+        }),
+        { numRuns: 40, seed: 0x5eed },
+      );
+    },
+  );
+
+  it("chain numbers depend on which chains there are, not on the order they came in", () => {
     fc.assert(
-      fc.property(topoArb, fc.nat(), (topo, seed) => {
-        const tp = portsOf(topo);
-        const all = pipeline(topo).map(keyed);
-        // one process saw the flows arrive in batches, in some order …
-        const order = [...all].sort(
-          (a, b) => ((a.id.length * 31 + seed) % 7) - ((b.id.length * 31 + seed) % 7),
-        );
-        const grown = new OffloadState(cx6, tp);
-        grown.load(order.slice(0, Math.ceil(order.length / 3)));
-        for (const part of [order.slice(Math.ceil(order.length / 3)), []]) {
-          grown.begin(new Map(part.map((r) => [r.id, r])));
-          grown.commit();
-        }
-        // … the restarted one plans them all at once
-        const fresh = new OffloadState(cx6, tp);
-        fresh.load(all);
-        const sigs = (s: OffloadState) => [...s.desired().values()].map((d) => d.sig).sort();
-        expect(sigs(grown)).toEqual(sigs(fresh));
-      }),
-      { numRuns: 40, seed: 0x5eed },
+      fc.property(
+        fc.uniqueArray(fc.string({ minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 12 }),
+        fc.nat(),
+        (ids, seed) => {
+          const shuffled = [...ids].sort(
+            (a, b) => ((a.charCodeAt(0) * 7 + seed) % 5) - ((b.charCodeAt(0) * 7 + seed) % 5),
+          );
+          // one numbering that saw the identities come one by one (growing sets), one that sees them at once
+          const grown = new ChainNumbering(4);
+          for (let i = 1; i < shuffled.length; i++) grown.assign(shuffled.slice(0, i));
+          const a = grown.assign(shuffled);
+          const b = new ChainNumbering(4).assign(ids);
+          expect(new Map([...a].sort())).toEqual(new Map([...b].sort()));
+          // every identity a number of its own; the NIC's four first, the rest beyond them
+          const numbers = [...a.values()].sort((x, y) => x - y);
+          expect(new Set(numbers).size).toBe(ids.length);
+          expect(numbers.filter((n) => n <= 4)).toHaveLength(Math.min(ids.length, 4));
+          expect(numbers.filter((n) => n > 4)).toEqual(
+            [...Array(Math.max(0, ids.length - 4)).keys()].map((i) => i + 5),
+          );
+        },
+      ),
+      { numRuns: 200, seed: 0xc4a1 },
     );
   });
 

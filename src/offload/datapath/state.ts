@@ -38,10 +38,12 @@
  * once, would number them differently and replace every filter. So the plan
  * this module hands out carries kernel chain numbers derived from each
  * chain's identity (its table and register values, OffloadPlanner.
- * chainIdentity): a hash into 1..maxChain, the next free number on a
- * collision. The same flows give the same chains in every process, except
- * for chains whose hashes collide, which may trade numbers (their filters
- * are then replaced, safely, like any change).
+ * chainIdentity): a hash into 1..maxChain, and where hashes collide the
+ * chains of a collision take the numbers from their hash on in the order of
+ * their identities (ChainNumbering) — so the same flows give the same chains
+ * in every process, whatever order they came in. A new chain whose hash
+ * collides with others' can move those after it (their filters are then
+ * replaced, safely, like any change).
  */
 import { createHash } from "node:crypto";
 import type { NicProfile } from "../profiles/index.js";
@@ -60,25 +62,47 @@ export function blockDevices(ports: PortMap): string[] {
   return [...devs].sort();
 }
 
-/** Kernel chain numbers by chain identity (see the module comment). */
+/**
+ * Kernel chain numbers from chain identities. Each identity hashes into
+ * 1..max; the identities of a plan take numbers in the order (hash,
+ * identity), each the first free one from its hash on (wrapping around), so
+ * the numbers depend only on which chains there are. (Numbers handed out
+ * first come, first served made two colliding chains trade numbers between
+ * an agent that saw them come one by one and a restarted one planning them
+ * at once: the kernel lane's restart check failed on it.) When every number
+ * the NIC takes is used, the rest go beyond max (the NIC refuses them).
+ */
 export class ChainNumbering {
-  private readonly byIdentity = new Map<string, number>();
-  private readonly taken = new Map<number, string>();
+  private readonly hashes = new Map<string, number>();
 
   constructor(private readonly max: number) {}
 
-  of(identity: string): number {
-    const have = this.byIdentity.get(identity);
-    if (have !== undefined) return have;
-    const span = Math.max(1, this.max);
-    let n = (createHash("sha256").update(identity).digest().readUInt32BE(0) % span) + 1;
-    for (let tries = 0; this.taken.has(n); tries++) {
-      // Every number the NIC takes is used: one beyond (the NIC will refuse its filters).
-      n = tries < span ? (n % span) + 1 : span + this.taken.size + 1;
+  private hash(identity: string): number {
+    let h = this.hashes.get(identity);
+    if (h === undefined) {
+      h = (createHash("sha256").update(identity).digest().readUInt32BE(0) % Math.max(1, this.max)) + 1;
+      this.hashes.set(identity, h);
     }
-    this.byIdentity.set(identity, n);
-    this.taken.set(n, identity);
-    return n;
+    return h;
+  }
+
+  /** A number for each of `identities`. */
+  assign(identities: Iterable<string>): Map<string, number> {
+    const span = Math.max(1, this.max);
+    const order = [...new Set(identities)]
+      .map((id) => [this.hash(id), id] as const)
+      .sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+    const taken = new Set<number>();
+    const out = new Map<string, number>();
+    let beyond = span;
+    for (const [h, id] of order) {
+      let n = h;
+      for (let tries = 1; taken.has(n) && tries < span; tries++) n = (n % span) + 1;
+      if (taken.has(n)) n = ++beyond;
+      taken.add(n);
+      out.set(id, n);
+    }
+    return out;
   }
 }
 
@@ -215,11 +239,14 @@ export class OffloadState {
   }
 
   private numbered(p: Plan): Plan {
-    const map = new Map<number, number>([[0, 0]]);
+    const identities = new Map<number, string>();
     for (const c of p.chains) {
       const identity = this.planner.chainIdentity(c.chain);
-      if (c.chain !== 0 && identity !== undefined) map.set(c.chain, this.chains.of(identity));
+      if (c.chain !== 0 && identity !== undefined) identities.set(c.chain, identity);
     }
+    const numbers = this.chains.assign(identities.values());
+    const map = new Map<number, number>([[0, 0]]);
+    for (const [c, identity] of identities) map.set(c, numbers.get(identity)!);
     const to = (c: number) => map.get(c) ?? c;
     const action = (a: TcAction): TcAction => (a.type === "goto" ? { type: "goto", chain: to(a.chain) } : a);
     const decisions = new Map(
