@@ -1,13 +1,15 @@
 /**
  * The first-packet benchmark's goal arithmetic (bench/first-packet.ts): the
  * goal's rate measured GOAL_REPEATS times in a row, and the latency goal
- * judged on the medians of those measurements, lossless and complete.
+ * judged on the medians of those measurements, lossless and complete; the
+ * sustained rate reads those repeats the same way.
  */
 import { describe, expect, it } from "vitest";
 import {
   GOAL_RATE,
   GOAL_REPEATS,
   latencyGoal,
+  sustained,
   withGoalRepeats,
   type RateResult,
 } from "../../bench/first-packet.js";
@@ -56,5 +58,25 @@ describe("latencyGoal", () => {
       met: false,
     });
     expect(latencyGoal(series([], ovn))).toMatchObject({ flowdrakeP99Ms: undefined, met: false });
+  });
+});
+
+describe("sustained", () => {
+  it("is the highest rate before one loses or more than doubles the lowest rate's p99", () => {
+    expect(sustained([at(100, 2), at(200, 3), at(500, 4), at(GOAL_RATE, 3.9), at(3000, 9)])).toBe(GOAL_RATE);
+    expect(sustained([at(100, 2), at(200, 3), at(500, 4, 0.1), at(GOAL_RATE, 1)])).toBe(200);
+    // within 1 ms of a sub-millisecond base is not doubling
+    expect(sustained([at(100, 0.4), at(200, 1.3), at(500, 1.5)])).toBe(200);
+    expect(sustained([])).toBeNull();
+  });
+
+  it("reads the goal's repeats by their median: one slow measurement does not mark the series down", () => {
+    const goal = (...p99s: number[]) => p99s.map((p) => at(GOAL_RATE, p));
+    expect(sustained([at(100, 2), at(500, 3), ...goal(5.9, 3.5, 3.6), at(2000, 3.8)])).toBe(2000);
+    expect(sustained([at(100, 2), at(500, 3), ...goal(5.9, 4.1, 4.5), at(2000, 3.8)])).toBe(500);
+    // but every one of them must be lossless
+    expect(
+      sustained([at(100, 2), at(500, 3), at(GOAL_RATE, 3), at(GOAL_RATE, 3, 0.5), at(GOAL_RATE, 3)]),
+    ).toBe(500);
   });
 });
