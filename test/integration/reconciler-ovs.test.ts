@@ -5,7 +5,8 @@
  * with a rejected flow fails only its owner, and the installed state it keeps
  * matches what OVS holds. The reactive fast path writes its flow_mods with no
  * round trip, and a packet_out written right after them meets them; a
- * rejected one is undone and fails its owner. A route deleted and installed
+ * rejected one is undone and fails its owner, also inside the bundle that
+ * carries the unhurried ones that came fast. A route deleted and installed
  * again within one round trip stays installed when its delete's flow_removed
  * comes after the new flow_mod.
  */
@@ -129,6 +130,38 @@ describe("OpenFlowReconciler on ovs-vswitchd", () => {
     expect(errors).toEqual(["l2/port/bad"]);
     expect(r.failed.get("l2/port/bad")?.reason).toMatch(/OFPET_BAD_INSTRUCTION/);
     expect(r.installedFlows()).toHaveLength(2);
+  });
+
+  it("unhurried flows that come fast go in one bundle; one the switch rejects fails its owner, the others are installed", async () => {
+    const r = new OpenFlowReconciler();
+    await r.sync(conn);
+    const errors: (string | undefined)[] = [];
+    r.onFastPathError = (o) => errors.push(o);
+    const push = (name: string, mac: string, bad = false) =>
+      r.pushNow(conn, [owner(name, mac, { bad })], { unhurried: true });
+    // the window's first two go at once, the rest wait for its end
+    for (const [name, mac] of [
+      ["a", "fa:16:3e:00:00:0a"],
+      ["b", "fa:16:3e:00:00:0b"],
+      ["c", "fa:16:3e:00:00:0c"],
+    ] as const)
+      await push(name, mac);
+    await push("bad", "fa:16:3e:00:00:0f", true);
+    await push("e", "fa:16:3e:00:00:0e");
+    expect(await macsInOvs()).toEqual(["fa:16:3e:00:00:0a", "fa:16:3e:00:00:0b"]);
+    await r.releaseCoalesced();
+    await conn.barrier();
+    expect(errors).toEqual(["l2/port/bad"]);
+    expect(r.failed.get("l2/port/bad")?.reason).toMatch(/OFPET_BAD_INSTRUCTION/);
+    expect(await macsInOvs()).toEqual([
+      "fa:16:3e:00:00:0a",
+      "fa:16:3e:00:00:0b",
+      "fa:16:3e:00:00:0c",
+      "fa:16:3e:00:00:0e",
+    ]);
+    expect(r.installedFlows()).toHaveLength(4);
+    // and a sync finds nothing to change: what the reconciler holds is what OVS holds
+    expect((await r.sync(conn)).added).toBe(0);
   });
 
   it("a route deleted and installed again within one round trip stays installed and owned", async () => {

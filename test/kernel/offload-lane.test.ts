@@ -218,7 +218,7 @@ describe("kernel lane: offload.mode ovs, for comparison", () => {
     for (const k of ["ovs_ping_vm1_vm2", "ovs_ping_vm1_vm4", "ovs_ping_vm3_vm4"])
       expect(get<Ping>(k).received, k).toBe(20);
     // OVS put datapath flows into tc (its own filters carry the packets)
-    expect(b.host1.dp.tc).toBeGreaterThan(0);
+    expect(b.host1.dp.tc, `host1's datapath\n${JSON.stringify(b.host1)}\n${diag}`).toBeGreaterThan(0);
   });
 });
 

@@ -110,11 +110,27 @@ class FakeSwitch extends EventEmitter {
   async bundleDiscard(id: number): Promise<void> {
     this.staged.delete(id);
   }
+  /** What each committed bundle held. */
+  bundles: string[][] = [];
+  /** Commit a bundle only when none of its messages is rejected, as OVS does (the errors come first). */
+  atomic = false;
+  /** While true, commits wait for answerCommits. */
+  holdCommits = false;
+  private heldCommits: (() => void)[] = [];
+  answerCommits(): void {
+    for (const res of this.heldCommits.splice(0)) res();
+  }
   async bundleCommit(id: number): Promise<void> {
     const msgs = this.staged.get(id)!;
     this.staged.delete(id);
+    if (this.holdCommits) await new Promise<void>((res) => this.heldCommits.push(res));
     if (this.failCommit) throw ofError(9999);
+    if (this.atomic && msgs.some((m) => this.pendingErrors.includes(m.xid))) {
+      this.flushErrors();
+      throw ofError(9998);
+    }
     this.sent.push(...msgs);
+    this.bundles.push(msgs.map((m) => m.what));
   }
   whats(): string[] {
     return this.sent.map((s) => `${s.via} ${s.what}`);
@@ -592,7 +608,7 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
     }
   }
 
-  it("the first COALESCE_BURST of a window go at once; the window's others wait and go in one write", async () => {
+  it("the first COALESCE_BURST of a window go at once; the window's others wait and go in one bundle", async () => {
     vi.useFakeTimers();
     try {
       const t = { now: 1000 };
@@ -613,10 +629,19 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       expect(sw.writes).toHaveLength(2);
       t.now = 1000 + COALESCE_MS;
       await vi.advanceTimersByTimeAsync(1);
-      expect(sw.writes).toEqual([["add p10"], ["add p20"], ["add p30", "add p40"]]);
-      // a new window: at once again
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      expect(sw.bundles).toEqual([["add p30", "add p40"]]);
+      // a new window, after one that held writes: busy, so nothing goes at once
       await at(r, sw, "e", 50);
+      expect(sw.writes).toHaveLength(2);
+      t.now += 2 * COALESCE_MS;
+      await vi.advanceTimersByTimeAsync(2 * COALESCE_MS);
+      // one held flow_mod goes as it is
       expect(sw.writes.at(-1)).toEqual(["add p50"]);
+      // a quiet window again: the next write comes a window's length after the last one ended
+      t.now += 2 * COALESCE_MS;
+      await at(r, sw, "f", 60);
+      expect(sw.writes.at(-1)).toEqual(["add p60"]);
       expect(vi.getTimerCount()).toBe(0);
     } finally {
       vi.useRealTimers();
@@ -630,46 +655,49 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       t.now += 1;
       // the same flow again, as the l3 app installs it when the route's next packet comes
       expect(await at(r, sw, "d", 40)).toBe(0);
-      expect(sw.writes).toEqual([["add p10"], ["add p20"], ["add p30", "add p40"]]);
+      expect(sw.bundles).toEqual([["add p30", "add p40"]]);
       expect(vi.getTimerCount()).toBe(0);
       // a flow that is not held changes nothing
       await at(r, sw, "e", 50);
       await at(r, sw, "a", 10);
-      expect(sw.writes).toHaveLength(3);
+      expect(sw.bundles).toHaveLength(1);
+      expect(sw.writes).toHaveLength(2);
     }));
 
-  it("while windows keep holding writes each lasts twice the last, up to COALESCE_MAX_MS; a quiet one starts over", async () => {
+  it("while windows keep holding writes each lasts twice the last, up to COALESCE_MAX_MS, and sends nothing at once; a quiet one starts over", async () => {
     vi.useFakeTimers();
     try {
       const t = { now: 1000 };
       const { sw, r } = await synced(t);
       let prio = 0;
-      /** Three flows at `t.now` (two go at once, one waits); then the time of the held write. */
-      const busyWindow = async (): Promise<number> => {
+      const writes = () => sw.writes.length + sw.bundles.length;
+      /** Three flows at `t.now`; how many went at once, and the time of the held write. */
+      const window = async (): Promise<[number, number]> => {
         const start = t.now;
-        const before = sw.writes.length;
+        const before = writes();
         for (let i = 0; i < 3; i++) await at(r, sw, `w${++prio}`, prio);
-        expect(sw.writes.length - before).toBe(2);
+        const atOnce = writes() - before;
         for (let ms = 1; ; ms++) {
           t.now = start + ms;
           await vi.advanceTimersByTimeAsync(1);
-          if (sw.writes.length - before === 3) return ms;
+          if (writes() - before === atOnce + 1) return [atOnce, ms];
           if (ms > COALESCE_MAX_MS) throw new Error("the held write never went");
         }
       };
       expect(COALESCE_MAX_MS).toBe(4 * COALESCE_MS);
-      expect(await busyWindow()).toBe(COALESCE_MS);
-      expect(await busyWindow()).toBe(2 * COALESCE_MS);
-      expect(await busyWindow()).toBe(4 * COALESCE_MS);
-      expect(await busyWindow()).toBe(COALESCE_MAX_MS);
-      // a pause longer than a window: the next one is short again
+      expect(await window()).toEqual([COALESCE_BURST, COALESCE_MS]);
+      expect(await window()).toEqual([0, 2 * COALESCE_MS]);
+      expect(sw.bundles.at(-1)).toHaveLength(3);
+      expect(await window()).toEqual([0, 4 * COALESCE_MS]);
+      expect(await window()).toEqual([0, COALESCE_MAX_MS]);
+      // a pause longer than a window: the next one is quiet again
       t.now += COALESCE_MAX_MS;
-      expect(await busyWindow()).toBe(COALESCE_MS);
+      expect(await window()).toEqual([COALESCE_BURST, COALESCE_MS]);
       // a window that held nothing: so is the one after it
       t.now += COALESCE_MS;
       await at(r, sw, `w${++prio}`, prio);
       t.now += COALESCE_MS;
-      expect(await busyWindow()).toBe(COALESCE_MS);
+      expect(await window()).toEqual([COALESCE_BURST, COALESCE_MS]);
       expect(vi.getTimerCount()).toBe(0);
     } finally {
       vi.useRealTimers();
@@ -699,6 +727,44 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
     await r.sync(asConn(sw));
     expect(sw.writes.at(-1)).toEqual(["add p50"]);
   });
+
+  it("until the switch has answered for a held bundle, nothing else of the reconciler's goes out", () =>
+    holdingC(async (t, sw, r) => {
+      await at(r, sw, "d", 40);
+      sw.holdCommits = true;
+      t.now += COALESCE_MS;
+      await vi.advanceTimersByTimeAsync(COALESCE_MS);
+      expect(sw.bundles).toEqual([]);
+      // an unhurried flow of a new window, a hurried one and a sync all wait for the answer
+      t.now += 4 * COALESCE_MAX_MS;
+      await at(r, sw, "e", 50);
+      const hurried = at(r, sw, "f", 60, false);
+      const synced = r.sync(asConn(sw));
+      await vi.advanceTimersByTimeAsync(COALESCE_MS);
+      expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      sw.answerCommits();
+      await hurried;
+      await synced;
+      expect(sw.bundles[0]).toEqual(["add p30", "add p40"]);
+      expect(sw.writes.slice(2)).toEqual([["add p50"], ["add p60"]]);
+    }));
+
+  it("a held bundle the switch refused: the flow_mod it blamed is undone and fails its owner, the others go again one by one", () =>
+    holdingC(async (t, sw, r) => {
+      sw.atomic = true;
+      sw.reject = (what) => what === "add p40";
+      await at(r, sw, "d", 40);
+      await at(r, sw, "e", 50);
+      t.now += COALESCE_MS;
+      await vi.advanceTimersByTimeAsync(COALESCE_MS);
+      expect(sw.bundles).toEqual([]);
+      expect(sw.writes.slice(2)).toEqual([["add p30", "add p50"]]);
+      expect(r.installedFlows().map((f) => f.priority)).toEqual([10, 20, 30, 50]);
+      expect([...r.failed.keys()]).toEqual(["l3/reactive/d"]);
+      // the resent ones are confirmed like any fast-path write
+      await vi.advanceTimersByTimeAsync(1);
+      expect(r.inFlightCount).toBe(0);
+    }));
 
   it("held flow_mods go to the session they were decided on, even when the next write is on a new one", () =>
     holdingC(async (t, sw, r) => {

@@ -222,10 +222,17 @@ lane_result ovs_after_pings "$(both)"
 lane_result ovs_caps "$(FDO ask "$(sock 1)" status)"
 # for a failure's message: what each agent did with the filters planner mode left, and OVS's tc log
 lane_result ovs_diag "$(
+  {
   for n in 1 2; do
     grep -hE 'offload mode|flowdrake tc filters|DUPLICATE|another agent' "$H/agent$n.log" | tail -n 6 | sed "s/^/agent$n: /"
     grep -hiE 'tc|offload|qdisc' "$H/h$n/ovs-vswitchd.log" | tail -n 8 | sed "s/^/ovs$n: /"
-  done | lane_json_lines
+  done
+  # host1: the ICMP and TCP datapath flows OVS kept in its kernel datapath rather than in tc,
+  # its warnings and its offload counters
+  ovs-appctl -t "$H/h1/ovs-vswitchd.ctl" dpctl/dump-flows -m type=ovs | grep -E 'proto=(1|6),' | head -n 6 | sed 's/^/ovs1 dp: /'
+  grep -hE 'WARN|ERR' "$H/h1/ovs-vswitchd.log" | tail -n 8 | sed 's/^/ovs1 log: /'
+  ovs-appctl -t "$H/h1/ovs-vswitchd.ctl" coverage/show | grep -iE 'offload|netdev_tc|tc_' | sed 's/^/ovs1 coverage: /'
+  } | lane_json_lines
 )"
 
 # ── 5. a tc rule the kernel refuses ─────────────────────────────────────────
