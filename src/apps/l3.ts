@@ -317,8 +317,9 @@ function routerOf(
   return undefined;
 }
 
+/** Joined into one flat string: the engine keeps it as long as the route (engine.ts ownerKey). */
 function reactiveKey(r: Router, ip: string): string {
-  return `${r.id}/${ip}`;
+  return [r.id, ip].join("/");
 }
 
 export function l3App(opts: L3AppOptions = {}): App {

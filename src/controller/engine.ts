@@ -69,7 +69,7 @@ export interface DesiredMeter {
 
 export interface OwnerOutput {
   flows: DesiredFlow[];
-  meters: DesiredMeter[];
+  readonly meters: readonly DesiredMeter[];
 }
 
 export interface OwnerChange {
@@ -97,8 +97,13 @@ type Built = Omit<OwnerRecord, "deps"> & { deps: Set<string> };
 
 const OWNER_KINDS: readonly OwnerKind[] = ["port", "network", "router", "global"];
 
+/**
+ * Joined, not a template: a template of this length is a tree of string pieces that the engine, the
+ * reconciler and every flow of the owner keep alive; a join is one flat string (a reactive owner
+ * per route, so it is most of what a route costs the young generation's collector).
+ */
 export function ownerKey(app: CookieAppName, kind: Kind, id: string): OwnerKey {
-  return `${app}/${kind}/${id}`;
+  return [app, kind, id].join("/");
 }
 
 export function flowSig(f: Flow): string {
@@ -137,6 +142,8 @@ export function desiredFlow(owner: OwnerKey, f: Flow): DesiredFlow {
 }
 
 const NONE: OwnerOutput = { flows: [], meters: [] };
+/** A reactive owner's meters: none, one shared array (there is an owner per route). */
+const NO_METERS: readonly DesiredMeter[] = Object.freeze([]);
 
 function sameOutput(x: OwnerOutput | undefined, y: OwnerOutput | undefined): boolean {
   const a = x ?? NONE;
@@ -197,14 +204,15 @@ export class Engine {
   private build(app: CookieAppName, kind: OwnerKind, id: string): Built {
     const key = ownerKey(app, kind, id);
     const deps = new Set<string>();
-    const output: OwnerOutput = { flows: [], meters: [] };
+    const meters: DesiredMeter[] = [];
+    const output: OwnerOutput = { flows: [], meters };
     const cookie = cookieFor(app, `${kind}/${id}`);
     this.stats.builds++;
     try {
       if (app === "pipeline") {
         output.flows = missFlows(key, cookie);
         const pps = this.opts.switchPuntPps ?? 0;
-        if (pps > 0) output.meters.push({ owner: key, id: CONTROLLER_METER, ratePps: pps });
+        if (pps > 0) meters.push({ owner: key, id: CONTROLLER_METER, ratePps: pps });
       } else {
         const a = this.appByName.get(app)!;
         const allowed = this.tablesOf(app);
@@ -216,14 +224,14 @@ export class Engine {
             }
             output.flows.push(desiredFlow(key, f));
           },
-          meter: (meterId, ratePps) => output.meters.push({ owner: key, id: meterId, ratePps }),
+          meter: (meterId, ratePps) => meters.push({ owner: key, id: meterId, ratePps }),
         };
         this.model.tracking(deps, () => a.owners[kind]!(id, this.model, out));
       }
       if (this.errors.delete(key)) log.info({ owner: key }, "owner builds again");
     } catch (err) {
       output.flows = [];
-      output.meters = [];
+      meters.length = 0;
       const msg = errorMessage(err);
       if (this.errors.get(key) !== msg) log.error({ owner: key, err: msg }, "app failed to build an owner");
       this.errors.set(key, msg);
@@ -394,7 +402,7 @@ export class Engine {
           throw new AppBuildError(`app ${app} wrote table ${b.tableName}, not in its tables`);
         return desiredFlow(owner, f);
       }),
-      meters: [],
+      meters: NO_METERS,
     };
     const before = this.owners.get(owner)?.output;
     this.install({ app, kind: "reactive", id: key, deps, output }, owner);
@@ -414,7 +422,7 @@ export class Engine {
     const owner = ownerKey(app, "reactive", key);
     const rec = this.owners.get(owner);
     const flows = [...(rec?.output.flows ?? []), desiredFlow(owner, f)];
-    this.install({ app, kind: "reactive", id: key, deps, output: { flows, meters: [] } }, owner);
+    this.install({ app, kind: "reactive", id: key, deps, output: { flows, meters: NO_METERS } }, owner);
     return owner;
   }
 

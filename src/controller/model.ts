@@ -122,6 +122,19 @@ function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
   if (s.size === 0) m.delete(k);
 }
 
+/**
+ * An address on a network, as the key of `portsByIp` and as the entity a read of it records. Joined
+ * into one flat string each, not a template's tree of pieces: the first lookup of a tree key makes
+ * a flat copy that the tree then keeps, and a reactive route's entity lives as long as the route.
+ */
+function addressKey(networkId: string, ip: string): string {
+  return [networkId, ip].join("/");
+}
+
+function ipEntity(networkId: string, ip: string): string {
+  return ["ip:" + networkId, ip].join("/");
+}
+
 export class LocalModel implements View {
   private readonly ports = new Map<string, ReadyPort>();
   private readonly networks = new Map<string, Network>();
@@ -214,16 +227,16 @@ export class LocalModel implements View {
       if (old) {
         removeFrom(this.portsByNet, old.networkId, id);
         for (const f of old.fixedIps) {
-          removeFrom(this.portsByIp, `${old.networkId}/${f.ipAddress}`, id);
-          this.touch(`ip:${old.networkId}/${f.ipAddress}`);
+          removeFrom(this.portsByIp, addressKey(old.networkId, f.ipAddress), id);
+          this.touch(ipEntity(old.networkId, f.ipAddress));
         }
       }
       if (port) {
         this.ports.set(id, port);
         addTo(this.portsByNet, port.networkId, id);
         for (const f of port.fixedIps) {
-          addTo(this.portsByIp, `${port.networkId}/${f.ipAddress}`, id);
-          this.touch(`ip:${port.networkId}/${f.ipAddress}`);
+          addTo(this.portsByIp, addressKey(port.networkId, f.ipAddress), id);
+          this.touch(ipEntity(port.networkId, f.ipAddress));
         }
       } else this.ports.delete(id);
     });
@@ -684,8 +697,8 @@ export class LocalModel implements View {
   }
 
   portWithIp(networkId: string, ip: string): ReadyPort | undefined {
-    this.read(`ip:${networkId}/${ip}`);
-    const ids = this.portsByIp.get(`${networkId}/${ip}`);
+    this.read(ipEntity(networkId, ip));
+    const ids = this.portsByIp.get(addressKey(networkId, ip));
     if (!ids) return undefined;
     // a duplicate address: the lowest port id, whatever the arrival order
     let best: string | undefined;

@@ -50,6 +50,44 @@ const PROTOS: Record<Proto, [ethType: number, nwProto?: number]> = {
 const GOTO = new Map<number, Instruction>();
 const RESUBMIT = new Map<number, Action>();
 const PROTO_MATCH = new Map<number, MatchField>();
+const DEC_TTL: Action = Object.freeze({ type: "dec_ttl" });
+
+/**
+ * Matches and actions whose values many flows repeat — a network's or a router's key, a router
+ * interface's MAC, a port's output — are one frozen object per value, found by field and value
+ * (no key text to keep). The tables are bounded (emptied when full: values come and go with the
+ * model). A reactive route's flow then holds little that is its own, which is what the young
+ * generation's collector copies. Addresses a route matches on are its own and are not interned.
+ */
+const INTERN_MAX = 8192;
+type Interned = MatchField | Action;
+const INTERNED = {
+  match: new Map<string, Map<unknown, Interned>>(),
+  action: new Map<string, Map<unknown, Interned>>(),
+};
+let internedCount = 0;
+function intern<T extends Interned>(
+  what: keyof typeof INTERNED,
+  kind: string,
+  value: number | bigint | string,
+  make: () => T,
+): T {
+  let byValue = INTERNED[what].get(kind);
+  let v = byValue?.get(value) as T | undefined;
+  if (v) return v;
+  if (internedCount >= INTERN_MAX) {
+    INTERNED.match.clear();
+    INTERNED.action.clear();
+    internedCount = 0;
+    byValue = undefined;
+  }
+  if (!byValue) INTERNED[what].set(kind, (byValue = new Map()));
+  byValue.set(value, (v = Object.freeze(make()) as T));
+  internedCount++;
+  return v;
+}
+const primitive = (v: OxmValue): v is number | bigint | string =>
+  typeof v === "number" || typeof v === "bigint" || typeof v === "string";
 const shared = <K, V>(m: Map<K, V>, k: K, make: () => V): V => {
   let v = m.get(k);
   if (!v) m.set(k, (v = Object.freeze(make()) as V));
@@ -113,7 +151,7 @@ export class FlowBuilder {
   }
 
   inPort(ofport: number): this {
-    this.matches.push({ field: "in_port", value: ofport });
+    this.matches.push(intern("match", "in_port", ofport, () => ({ field: "in_port", value: ofport })));
     return this;
   }
 
@@ -131,17 +169,22 @@ export class FlowBuilder {
 
   /** Exact match on a register field (masked when it is part of its register). */
   reg(f: RegField, value: number): this {
-    if (isWhole(f)) this.matches.push({ field: regName(f), value: value >>> 0 });
-    else {
+    const field = regName(f);
+    if (isWhole(f)) {
+      const v = value >>> 0;
+      this.matches.push(intern("match", field, v, () => ({ field, value: v })));
+    } else {
       const mask = ((2 ** f.nbits - 1) * 2 ** f.ofs) >>> 0;
-      this.matches.push({ field: regName(f), value: (value * 2 ** f.ofs) >>> 0, mask });
+      const v = (value * 2 ** f.ofs) >>> 0;
+      this.matches.push(intern("match", `${field}/${mask}`, v, () => ({ field, value: v, mask })));
     }
     return this;
   }
 
   /** Match one flag bit of the flags register, set or clear. */
   flag(bit: (typeof FLAG)[keyof typeof FLAG], set: boolean): this {
-    this.matches.push({ field: "reg0", value: set ? bit : 0, mask: bit });
+    const value = set ? bit : 0;
+    this.matches.push(intern("match", `reg0/${bit}`, value, () => ({ field: "reg0", value, mask: bit })));
     return this;
   }
 
@@ -157,15 +200,22 @@ export class FlowBuilder {
 
   /** Write a register field: set_field for a whole register, load into the bit range otherwise. */
   load(f: RegField, value: number): this {
-    if (isWhole(f)) this.actions.push({ type: "set_field", field: regName(f), value: value >>> 0 });
-    else this.actions.push({ type: "load", dst: subfield(f), value: BigInt(value) });
+    if (isWhole(f)) {
+      const field = regName(f);
+      const v = value >>> 0;
+      this.actions.push(intern("action", field, v, () => ({ type: "set_field", field, value: v })));
+    } else this.actions.push({ type: "load", dst: subfield(f), value: BigInt(value) });
     return this;
   }
 
   /** set_field on any OXM field. */
   set(field: string, value: OxmValue): this {
-    const def = checkField(field);
-    this.actions.push({ type: "set_field", field, value: typed(def, value) });
+    const v = typed(checkField(field), value);
+    this.actions.push(
+      primitive(v)
+        ? intern("action", field, v, () => ({ type: "set_field", field, value: v }))
+        : { type: "set_field", field, value: v },
+    );
     return this;
   }
 
@@ -176,7 +226,7 @@ export class FlowBuilder {
   }
 
   output(port: number): this {
-    this.actions.push({ type: "output", port });
+    this.actions.push(intern("action", "output", port, () => ({ type: "output", port })));
     return this;
   }
 
@@ -198,7 +248,7 @@ export class FlowBuilder {
   }
 
   decTtl(): this {
-    this.actions.push({ type: "dec_ttl" });
+    this.actions.push(DEC_TTL);
     return this;
   }
 
@@ -297,18 +347,23 @@ export class FlowBuilder {
       const next = this.next;
       instructions.push(shared(GOTO, next, () => ({ type: "goto_table", table: next })));
     }
-    const f: Flow = {
-      table: table(this.tableName),
-      priority: this.priority,
-      cookie,
-      match: [...this.matches],
-      // copied to its exact length: the array pushed to keeps room for seventeen, and a reactive
-      // flow lives as long as its route
-      instructions: [...instructions],
-    };
-    if (this.idle) f.idleTimeout = this.idle;
-    if (this.hard) f.hardTimeout = this.hard;
-    if (this.flagBits) f.flags = this.flagBits;
+    const t = table(this.tableName);
+    const { priority, idle, flagBits: flags } = this;
+    // the arrays copied to their exact length: those pushed to keep room for seventeen
+    const match = [...this.matches];
+    const ins = [...instructions];
+    // A reactive route's flow (an idle timeout, flow_removed) gets them in its literal: set
+    // afterwards they would cost each such flow a separate property store, and it lives as long as
+    // its route.
+    const f: Flow =
+      idle && flags && !this.hard
+        ? { table: t, priority, cookie, match, instructions: ins, idleTimeout: idle, flags }
+        : { table: t, priority, cookie, match, instructions: ins };
+    if (f.flags === undefined) {
+      if (idle) f.idleTimeout = idle;
+      if (this.hard) f.hardTimeout = this.hard;
+      if (flags) f.flags = flags;
+    }
     return f;
   }
 }

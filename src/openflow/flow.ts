@@ -205,5 +205,6 @@ export function flowKey(flow: Pick<Flow, "table" | "priority" | "match">): strin
       );
     }
   }
-  return `${flow.table}/${flow.priority}/${sortSmall(parts).join(",")}`;
+  // one flat string (a join), not a template's tree of pieces: the reconciler keeps it per flow
+  return [flow.table, flow.priority, sortSmall(parts).join(",")].join("/");
 }

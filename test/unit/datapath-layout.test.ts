@@ -181,6 +181,70 @@ describe("flow builder", () => {
     );
   });
 
+  it("shares a repeated value's match and action objects, frozen, and keeps a route's address its own", () => {
+    const route = (ip: string) =>
+      flow("l3", 300)
+        .proto("ip")
+        .reg(F.router, 7)
+        .eq("ip_dst", ip)
+        .set("eth_src", "fa:16:3e:aa:00:01")
+        .decTtl()
+        .load(F.network, 101)
+        .output(3)
+        .build(0n);
+    const a = route("10.2.0.5");
+    const b = route("10.2.0.6");
+    expect(a.match[1]).toBe(b.match[1]); // the router key
+    expect(a.match[2]).not.toBe(b.match[2]); // the address
+    const actions = (f: typeof a) => (f.instructions[0] as { actions: unknown[] }).actions;
+    for (let i = 0; i < 5; i++) expect(actions(a)[i]).toBe(actions(b)[i]);
+    expect(Object.isFrozen(a.match[1])).toBe(true);
+    expect(Object.isFrozen(actions(a)[0])).toBe(true);
+    expect(formatFlow(a)).toBe(
+      "table=30, priority=300,ip,reg2=0x7,nw_dst=10.2.0.5 actions=set_field:fa:16:3e:aa:00:01->eth_src,dec_ttl,set_field:0x65->reg6,output:3",
+    );
+  });
+
+  it("stays correct past the bound of its shared values", () => {
+    const built = Array.from({ length: 10_000 }, (_, i) =>
+      flow("l2_lookup", 100).reg(F.network, i).output(i).build(0n),
+    );
+    expect(built.map((f) => formatFlow(f))).toEqual(
+      built.map((_, i) => `table=40, priority=100,reg6=0x${i.toString(16)} actions=output:${i}`),
+    );
+    expect(flow("l2_lookup", 100).reg(F.network, 3).build(0n).match[0]).toBe(
+      flow("l2_lookup", 100).reg(F.network, 3).build(0n).match[0],
+    );
+  });
+
+  it("puts timeouts and flags into the flow only when set", () => {
+    expect(flow("l3", 300).build(1n)).toStrictEqual({
+      table: 30,
+      priority: 300,
+      cookie: 1n,
+      match: [],
+      instructions: [],
+    });
+    expect(flow("l3", 300).idleTimeout(300).sendFlowRemoved().build(1n)).toStrictEqual({
+      table: 30,
+      priority: 300,
+      cookie: 1n,
+      match: [],
+      instructions: [],
+      idleTimeout: 300,
+      flags: 1,
+    });
+    expect(flow("l3", 300).hardTimeout(5).idleTimeout(9).build(1n)).toStrictEqual({
+      table: 30,
+      priority: 300,
+      cookie: 1n,
+      match: [],
+      instructions: [],
+      idleTimeout: 9,
+      hardTimeout: 5,
+    });
+  });
+
   it("refuses a goto that does not go forward and a field OVS does not know", () => {
     expect(() => flow("l2_lookup", 1).goto("classification").build(0n)).toThrow(/forward/);
     expect(() => flow("l2_lookup", 1).eq("no_such_field", 1)).toThrow(/unknown field/);
