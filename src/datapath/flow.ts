@@ -44,26 +44,21 @@ const PROTOS: Record<Proto, [ethType: number, nwProto?: number]> = {
 };
 
 /**
- * Instructions and actions that many flows share are one frozen object each
- * (an agent holds tens of thousands of flows; they only ever read them).
- */
-const GOTO = new Map<number, Instruction>();
-const RESUBMIT = new Map<number, Action>();
-const PROTO_MATCH = new Map<number, MatchField>();
-const DEC_TTL: Action = Object.freeze({ type: "dec_ttl" });
-
-/**
- * Matches and actions whose values many flows repeat — a network's or a router's key, a router
- * interface's MAC, a port's output — are one frozen object per value, found by field and value
- * (no key text to keep). The tables are bounded (emptied when full: values come and go with the
- * model). A reactive route's flow then holds little that is its own, which is what the young
- * generation's collector copies. Addresses a route matches on are its own and are not interned.
+ * Matches, actions and instructions whose values many flows repeat — an
+ * eth_type, a goto, a network's or a router's key, a router interface's MAC,
+ * a port's output — are one frozen object per value (an agent holds tens of
+ * thousands of flows; they only ever read them), found by field and value (no
+ * key text to keep). The tables are bounded (emptied when full: values come
+ * and go with the model). A reactive route's flow then holds little that is
+ * its own, which is what the young generation's collector copies. Addresses
+ * a route matches on are its own and are not interned.
  */
 const INTERN_MAX = 8192;
-type Interned = MatchField | Action;
+type Interned = MatchField | Action | Instruction;
 const INTERNED = {
   match: new Map<string, Map<unknown, Interned>>(),
   action: new Map<string, Map<unknown, Interned>>(),
+  instruction: new Map<string, Map<unknown, Interned>>(),
 };
 let internedCount = 0;
 function intern<T extends Interned>(
@@ -76,8 +71,7 @@ function intern<T extends Interned>(
   let v = byValue?.get(value) as T | undefined;
   if (v) return v;
   if (internedCount >= INTERN_MAX) {
-    INTERNED.match.clear();
-    INTERNED.action.clear();
+    for (const t of Object.values(INTERNED)) t.clear();
     internedCount = 0;
     byValue = undefined;
   }
@@ -88,11 +82,7 @@ function intern<T extends Interned>(
 }
 const primitive = (v: OxmValue): v is number | bigint | string =>
   typeof v === "number" || typeof v === "bigint" || typeof v === "string";
-const shared = <K, V>(m: Map<K, V>, k: K, make: () => V): V => {
-  let v = m.get(k);
-  if (!v) m.set(k, (v = Object.freeze(make()) as V));
-  return v;
-};
+const DEC_TTL: Action = Object.freeze({ type: "dec_ttl" });
 
 /** OFPFF_SEND_FLOW_REM: the switch tells us when the flow expires. */
 export const OFPFF_SEND_FLOW_REM = 0x1;
@@ -141,11 +131,9 @@ export class FlowBuilder {
   /** eth_type (and nw_proto) of an ovs-ofctl protocol shorthand. */
   proto(p: Proto): this {
     const [ethType, nwProto] = PROTOS[p];
-    this.matches.push(shared(PROTO_MATCH, ethType, () => ({ field: "eth_type", value: ethType })));
+    this.matches.push(intern("match", "eth_type", ethType, () => ({ field: "eth_type", value: ethType })));
     if (nwProto !== undefined) {
-      this.matches.push(
-        shared(PROTO_MATCH, 0x10000 + nwProto, () => ({ field: "nw_proto", value: nwProto })),
-      );
+      this.matches.push(intern("match", "nw_proto", nwProto, () => ({ field: "nw_proto", value: nwProto })));
     }
     return this;
   }
@@ -237,7 +225,7 @@ export class FlowBuilder {
 
   resubmit(t: TableName): this {
     const id = table(t);
-    this.actions.push(shared(RESUBMIT, id, () => ({ type: "resubmit", table: id })));
+    this.actions.push(intern("action", "resubmit", id, () => ({ type: "resubmit", table: id })));
     return this;
   }
 
@@ -345,25 +333,25 @@ export class FlowBuilder {
         throw new Error(`flow builder: goto from ${this.tableName} must go forward`);
       }
       const next = this.next;
-      instructions.push(shared(GOTO, next, () => ({ type: "goto_table", table: next })));
+      instructions.push(
+        intern("instruction", "goto_table", next, () => ({ type: "goto_table", table: next })),
+      );
     }
     const t = table(this.tableName);
-    const { priority, idle, flagBits: flags } = this;
+    const { priority, idle, hard, flagBits: flags } = this;
     // the arrays copied to their exact length: those pushed to keep room for seventeen
     const match = [...this.matches];
     const ins = [...instructions];
     // A reactive route's flow (an idle timeout, flow_removed) gets them in its literal: set
     // afterwards they would cost each such flow a separate property store, and it lives as long as
     // its route.
-    const f: Flow =
-      idle && flags && !this.hard
-        ? { table: t, priority, cookie, match, instructions: ins, idleTimeout: idle, flags }
-        : { table: t, priority, cookie, match, instructions: ins };
-    if (f.flags === undefined) {
-      if (idle) f.idleTimeout = idle;
-      if (this.hard) f.hardTimeout = this.hard;
-      if (flags) f.flags = flags;
+    if (idle && flags && !hard) {
+      return { table: t, priority, cookie, match, instructions: ins, idleTimeout: idle, flags };
     }
+    const f: Flow = { table: t, priority, cookie, match, instructions: ins };
+    if (idle) f.idleTimeout = idle;
+    if (hard) f.hardTimeout = hard;
+    if (flags) f.flags = flags;
     return f;
   }
 }
