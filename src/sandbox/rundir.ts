@@ -72,6 +72,37 @@ function killPidfile(path: string): void {
   }
 }
 
+/** Whether `err` is a Node system error with this `code` ("ENOENT", ...). */
+function isErrno(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
+}
+
+/**
+ * The owner's pid of a run dir or namespace name (`<pid>x<n>-<label>`,
+ * `fd<pid>x<n>-<label>`), or undefined for a name that is not one of ours.
+ */
+export function ownerOf(name: string): number | undefined {
+  const m = /^(?:fd)?(\d+)x\d+/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Kill the daemons recorded in a dead owner's run dir, then remove it. Every
+ * test worker sweeps when it starts a sandbox, so two workers can sweep the
+ * same dir at once: a dir (or a subdir) the other one removed mid-walk is what
+ * both wanted, not an error. The one that read the pidfiles first kills them.
+ */
+function sweepRunDir(dir: string): void {
+  try {
+    for (const f of readdirSync(dir, { recursive: true }) as string[]) {
+      if (f.endsWith(".pid")) killPidfile(join(dir, f));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  } catch (err) {
+    if (!isErrno(err, "ENOENT")) throw err;
+  }
+}
+
 /**
  * Remove what crashed runs left behind: namespaces and run dirs whose owning
  * process is gone, and the daemons recorded in their pidfiles.
@@ -79,19 +110,15 @@ function killPidfile(path: string): void {
 export async function sweepStale(): Promise<void> {
   if (existsSync(sandboxRoot)) {
     for (const entry of readdirSync(sandboxRoot)) {
-      const owner = Number.parseInt(entry.split("x")[0] ?? "", 10);
+      const owner = ownerOf(entry);
       if (!owner || alive(owner)) continue;
-      const dir = join(sandboxRoot, entry);
-      for (const f of readdirSync(dir, { recursive: true }) as string[]) {
-        if (f.endsWith(".pid")) killPidfile(join(dir, f));
-      }
-      rmSync(dir, { recursive: true, force: true });
+      sweepRunDir(join(sandboxRoot, entry));
     }
   }
   const { stdout } = await run(["ip", "netns", "list"], { allowFailure: true });
   for (const line of stdout.split("\n")) {
     const name = line.split(" ")[0] ?? "";
-    const m = /^fd(\d+)x\d+/.exec(name);
-    if (m && !alive(Number(m[1]))) await run(["ip", "netns", "del", name], { allowFailure: true });
+    const owner = name.startsWith("fd") ? ownerOf(name) : undefined;
+    if (owner && !alive(owner)) await run(["ip", "netns", "del", name], { allowFailure: true });
   }
 }
