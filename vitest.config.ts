@@ -6,6 +6,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    setupFiles: ["test/harness/leak-guard.ts"],
     pool: "forks",
     maxWorkers: 2,
     testTimeout: 60_000,

@@ -11,7 +11,7 @@
  * it until SIGTERM (clean close) or SIGKILL.
  */
 import { spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { makeRunDir } from "../../src/sandbox/rundir.js";
 import { waitFor } from "./index.js";
@@ -36,7 +36,8 @@ export interface NodeScript {
 }
 
 export function runNodeScript(label: string, code: string, args: string[] = []): NodeScript {
-  const file = join(makeRunDir(label), "script.mjs");
+  const dir = makeRunDir(label);
+  const file = join(dir, "script.mjs");
   writeFileSync(file, code);
   const child = spawn(process.execPath, [file, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -63,6 +64,7 @@ export function runNodeScript(label: string, code: string, args: string[] = []):
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
     child.on("exit", (code, signal) => {
       done = true;
+      rmSync(dir, { recursive: true, force: true });
       r({ code, signal });
     }),
   );

@@ -11,6 +11,8 @@
  * Timing is the benchmark's business (bench/nb.ts), not this file's.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
@@ -249,14 +251,18 @@ batchSuite("the embedded store", async () => {
   dir = makeRunDir("nb-apply-batch");
   return EmbeddedStore.open(join(dir, "db"));
 });
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 /** An etcd that allows only 16 ops per transaction (`--max-txn-ops`): the batch must shrink. */
 describe("batched writes into an etcd with --max-txn-ops 16", { timeout: 120_000 }, () => {
   let proc: ChildProcess | undefined;
   let endpoint = "";
   let small: NbStore | undefined;
+  let run = "";
   beforeAll(async () => {
-    const run = makeRunDir("nb-small-txn");
+    run = makeRunDir("nb-small-txn");
     const [client, peer] = [await freeTcpPort(), await freeTcpPort()];
     endpoint = `http://127.0.0.1:${client}`;
     proc = spawn(
@@ -284,6 +290,8 @@ describe("batched writes into an etcd with --max-txn-ops 16", { timeout: 120_000
   afterAll(async () => {
     await small?.close();
     proc?.kill("SIGKILL");
+    if (proc && proc.exitCode === null && proc.signalCode === null) await once(proc, "exit");
+    if (run) rmSync(run, { recursive: true, force: true });
   });
 
   it("applies 100 ports in transactions etcd accepts", async () => {

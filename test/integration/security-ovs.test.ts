@@ -16,6 +16,7 @@
  *     the switch), and an ssl: remote without SSL files (UsageError).
  */
 import { spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { flowMod, installFlows } from "../../src/controller/flow-installer.js";
@@ -49,6 +50,7 @@ function ovsPki(cwd: string, ...args: string[]): void {
 
 beforeAll(async () => {
   dir = makeRunDir("sec-ovs");
+  cleanup.add("pki dir", () => rmSync(dir, { recursive: true, force: true }));
   const pki = join(dir, "pki");
   const other = join(dir, "other-pki");
   ovsPki(dir, "init", `--dir=${pki}`);
