@@ -20,15 +20,6 @@ const STALE_DIRS = 400;
 let root: string;
 const daemons: ChildProcess[] = [];
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 beforeAll(() => {
   requireFreshDist();
   root = mkdtempSync("/tmp/fdsweep-");
@@ -48,9 +39,10 @@ describe("sweepStale", () => {
   });
 
   it(`${SWEEPERS} processes sweeping one root at once all succeed and leave only live owners' dirs`, async () => {
-    const dead = spawnSync("true").pid;
-    expect(dead).toBeGreaterThan(0);
-    expect(alive(dead)).toBe(false);
+    // spawnSync returns once the child has exited and been reaped: its pid names no process
+    const child = spawnSync("true");
+    expect(child.status).toBe(0);
+    const dead = child.pid;
     for (let i = 1; i <= STALE_DIRS; i++) {
       // Deep enough that a recursive walk takes a while: that is when another
       // sweeper's rm pulls a subdir from under it.
