@@ -195,6 +195,8 @@ lane_result budget_ping "$(ping_result budget_vm2)"
 lane_result budget_log "$(sed -n '/restarted with a capacity/,$p' "$H/agent1.log" | grep -E 'offload budget|"msg":"reconciled"|read installed' | lane_json_lines)"
 
 # ── 4. offload.mode ovs, for comparison ─────────────────────────────────────
+# (for a failure's message: with no holder the two agents starting at once race to hold the NB)
+{ kill -0 "$NB_HOLDER" 2>/dev/null && echo "nb-holder: alive at section 4" || echo "nb-holder: gone at section 4"; } > "$H/holder-at-ovs.txt"
 stop_agent 1
 stop_agent 2
 stop_vswitchd 1
@@ -205,10 +207,12 @@ OVSMODE='{"mode": "ovs", "ports": ["vm*"]}'
 # (host routes without an idle timeout on host1: section 5 keeps the agent's routes across a restart into planner mode)
 agent_config 1 "$OVSMODE" "$ROUTES"
 agent_config 2 "$OVSMODE"
+for n in 1 2; do echo "--- agent host$n restarted in ovs mode" >> "$H/agent$n.log"; done
 start_agent 1
 start_agent 2
-lane_result ovs_mode1 "$(FDO wait-mode "$(sock 1)" ovs)"
-lane_result ovs_mode2 "$(FDO wait-mode "$(sock 2)" ovs)"
+# (a wait that times out prints nothing on stdout; its reason goes to the diagnostics below)
+lane_result ovs_mode1 "$(FDO wait-mode "$(sock 1)" ovs 2>>"$H/wait-mode.err")"
+lane_result ovs_mode2 "$(FDO wait-mode "$(sock 2)" ovs 2>>"$H/wait-mode.err")"
 # OVS gets its flows back from the agents: wait until vm1 reaches vm2 and vm4 again
 for dst in 10.1.0.12 10.1.0.14; do
   for _ in $(seq 60); do ip netns exec vm1 ping -c 1 -W 1 $dst >/dev/null 2>&1 && break; done
@@ -223,8 +227,13 @@ lane_result ovs_caps "$(FDO ask "$(sock 1)" status)"
 # for a failure's message: what each agent did with the filters planner mode left, and OVS's tc log
 lane_result ovs_diag "$(
   {
+  sed 's/^/wait-mode: /' "$H/wait-mode.err" 2>/dev/null | tail -n 4 | cut -c1-600
+  cat "$H/holder-at-ovs.txt"
+  tail -n 5 "$H/nb-holder.log" | cut -c1-600 | sed 's/^/nb-holder log: /'
   for n in 1 2; do
     grep -hE 'offload mode|flowdrake tc filters|DUPLICATE|another agent' "$H/agent$n.log" | tail -n 6 | sed "s/^/agent$n: /"
+    # everything the agent said since its start in ovs mode (warnings and errors included)
+    sed -n '/restarted in ovs mode/,$p' "$H/agent$n.log" | grep -vE '"level":(10|20),' | tail -n 12 | cut -c1-600 | sed "s/^/agent$n since ovs mode: /"
     grep -hiE 'tc|offload|qdisc' "$H/h$n/ovs-vswitchd.log" | tail -n 8 | sed "s/^/ovs$n: /"
   done
   # host1: the ICMP and TCP datapath flows OVS kept in its kernel datapath rather than in tc,

@@ -121,6 +121,7 @@ EOF
 # start_nb: the NB's holder, serving $NB on its nb.sock
 start_nb() {
   node "$FDO_JS" nb-hold "$NB" >> "$H/nb-holder.log" 2>&1 &
+  NB_HOLDER=$!
   PIDS+=($!)
   until [ -S "${NB#embedded:}/nb.sock" ]; do sleep 0.2; done
 }
