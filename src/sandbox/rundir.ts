@@ -90,7 +90,7 @@ export function ownerOf(name: string): number | undefined {
  * Kill the daemons recorded in a dead owner's run dir, then remove it. Every
  * test worker sweeps when it starts a sandbox, so two workers can sweep the
  * same dir at once: a dir (or a subdir) the other one removed mid-walk is what
- * both wanted, not an error. The one that read the pidfiles first kills them.
+ * both wanted, not an error. Each kills the daemons of the pidfiles it read.
  */
 function sweepRunDir(dir: string): void {
   try {
