@@ -18,7 +18,7 @@
  *     as before: what br-int does not claim on ext0 is left to OVS and br-ex.
  */
 import { describe, expect, it } from "vitest";
-import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
+import { expectOneNbHolder, type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
 
 type Host1 = { host1: HostCounters };
 
@@ -34,6 +34,10 @@ const why = (): string =>
   );
 
 describe("kernel lane: NAT on the NIC through br-ex's uplink (planner mode, offload.uplinks)", () => {
+  it("keeps one NB holder up the whole scenario: every agent is its client", () => {
+    expectOneNbHolder(get);
+  });
+
   it("runs the whole scenario, and plans the patch port to br-ex as its uplink", () => {
     expect(section().exitCode, section().output).toBe(0);
     expect(get<{ name: string; role: string; netdev?: string }[]>("ports")).toContainEqual(

@@ -33,7 +33,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { OffloadReport } from "../../src/controller/tc-reconciler.js";
-import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
+import { expectOneNbHolder, type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
 
 type Both = { host1: HostCounters; host2: HostCounters };
 
@@ -43,6 +43,10 @@ const delta = (a: Both, b: Both, host: keyof Both, dev: string, what: "packets" 
   ours(b, host, dev)[what] - ours(a, host, dev)[what];
 
 describe("kernel lane: flowdrake offloads its own flow set (planner mode)", () => {
+  it("keeps one NB holder up the whole scenario: every agent is its client", () => {
+    expectOneNbHolder(get);
+  });
+
   it("runs the whole scenario", () => {
     expect(section().exitCode, section().output).toBe(0);
   });

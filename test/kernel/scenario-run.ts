@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { requireFreshDist } from "../harness/dist.js";
 import {
   bootLane,
@@ -70,4 +70,12 @@ export function laneScenario(name: string, file: string, timeoutS: number): Scen
       return v as T;
     },
   };
+}
+
+/** The scenario's NB holder ran to its end, and every agent used it (nb_holder_result). */
+export function expectOneNbHolder(get: ScenarioRun["get"]): void {
+  expect(get<{ alive: boolean; agentsServing: number }>("nb_holder")).toEqual({
+    alive: true,
+    agentsServing: 0,
+  });
 }

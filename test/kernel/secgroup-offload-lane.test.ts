@@ -21,7 +21,7 @@
  *     answered.
  */
 import { describe, expect, it } from "vitest";
-import { type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
+import { expectOneNbHolder, type HostCounters, laneScenario, type Ping } from "./scenario-run.js";
 
 type Host1 = { host1: HostCounters };
 type Filter = { chain: number; pref: number; actions: string[] };
@@ -37,6 +37,10 @@ const why = (): string =>
   );
 
 describe("kernel lane: a security group's established connections on the NIC (planner mode)", () => {
+  it("keeps one NB holder up the whole scenario: every agent is its client", () => {
+    expectOneNbHolder(get);
+  });
+
   it("runs the whole scenario, the ports' ingress lookups on the NIC", () => {
     expect(section().exitCode, section().output).toBe(0);
     expect(get<Ping>("first_ping")).toEqual({ sent: 1, received: 1 });

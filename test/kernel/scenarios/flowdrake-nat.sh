@@ -124,3 +124,4 @@ lane_result nat_d2 "$(nat_counters)"
 lane_result ping_ext_local "$(ping_n ext 172.24.4.2 10 0.1)"
 lane_result nat_e "$(nat_counters)"
 lane_result explain "$(FDO ask "$(sock 1)" explain | node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify(r.flows.filter((f) => /nat|in_port=/.test(f.flow)).map((f) => ({ flow: f.flow, status: f.status, reason: f.reason }))))')"
+nb_holder_result

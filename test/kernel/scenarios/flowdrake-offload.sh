@@ -195,8 +195,6 @@ lane_result budget_ping "$(ping_result budget_vm2)"
 lane_result budget_log "$(sed -n '/restarted with a capacity/,$p' "$H/agent1.log" | grep -E 'offload budget|"msg":"reconciled"|read installed' | lane_json_lines)"
 
 # ── 4. offload.mode ovs, for comparison ─────────────────────────────────────
-# (for a failure's message: with no holder the two agents starting at once race to hold the NB)
-{ kill -0 "$NB_HOLDER" 2>/dev/null && echo "nb-holder: alive at section 4" || echo "nb-holder: gone at section 4"; } > "$H/holder-at-ovs.txt"
 stop_agent 1
 stop_agent 2
 stop_vswitchd 1
@@ -228,7 +226,6 @@ lane_result ovs_caps "$(FDO ask "$(sock 1)" status)"
 lane_result ovs_diag "$(
   {
   sed 's/^/wait-mode: /' "$H/wait-mode.err" 2>/dev/null | tail -n 4 | cut -c1-600
-  cat "$H/holder-at-ovs.txt"
   tail -n 5 "$H/nb-holder.log" | cut -c1-600 | sed 's/^/nb-holder log: /'
   for n in 1 2; do
     grep -hE 'offload mode|flowdrake tc filters|DUPLICATE|another agent' "$H/agent$n.log" | tail -n 6 | sed "s/^/agent$n: /"
@@ -312,3 +309,4 @@ lane_result refusal_cli "$(node "$LANE_REPO/dist/src/cli/main.js" caps --explain
   | grep -E -B1 '^    refused: |^  flows: ' | grep -v '^--$' | lane_json_lines)"
 lane_result refusal_log "$(sed -n '/act_pedit unavailable/,$p' "$H/agent1.log" | grep 'tc refused a filter' | lane_json_lines)"
 printf '%s\n' "$modprobe_was" > /proc/sys/kernel/modprobe
+nb_holder_result

@@ -80,3 +80,4 @@ lane_result clear_actions "$(tc -j filter show dev vm1 ingress | node -e '
 const fs = JSON.parse(require("fs").readFileSync(0, "utf8") || "[]");
 console.log(JSON.stringify(fs.filter((f) => (f.options?.actions ?? []).some((a) => a.kind === "ct" && a.action === "clear"))));')"
 lane_result ping_after "$(ping_n vm1 10.1.0.12 5 0.2)"
+nb_holder_result

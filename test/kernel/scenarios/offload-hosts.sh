@@ -123,7 +123,23 @@ start_nb() {
   node "$FDO_JS" nb-hold "$NB" >> "$H/nb-holder.log" 2>&1 &
   NB_HOLDER=$!
   PIDS+=($!)
-  until [ -S "${NB#embedded:}/nb.sock" ]; do sleep 0.2; done
+  until grep -q '^holding the NB$' "$H/nb-holder.log" 2>/dev/null; do
+    if ! kill -0 "$NB_HOLDER" 2>/dev/null; then
+      echo "the NB holder exited before it served $NB:"
+      cat "$H/nb-holder.log"
+      exit 3
+    fi
+    sleep 0.2
+  done
+}
+
+# nb_holder_result: whether start_nb's holder still runs, and how many times an agent held the NB
+# itself (an agent serves the NB only when it found no holder: then agents started at once race for it)
+nb_holder_result() {
+  local alive=false serving
+  kill -0 "$NB_HOLDER" 2>/dev/null && alive=true
+  serving=$(cat "$H"/agent*.log | grep -c '"msg":"serving the NB store"' || true)
+  lane_result nb_holder "{\"alive\": $alive, \"agentsServing\": $serving}"
 }
 
 # start_agent N: agent hostN in its namespace; AGENTn is node's pid (a simple command in the

@@ -1,4 +1,4 @@
-/* global process, setTimeout, fetch */
+/* global process, setTimeout, setInterval, clearInterval, fetch */
 // The node side of the "flowdrake-offload" kernel-lane scenario: small
 // commands the bash script runs inside the guest, on the host's built dist/
 // (LANE_REPO). They load only what they need: the full CLI (dist/src/cli/
@@ -390,12 +390,18 @@ switch (cmd) {
   case "nb-hold": {
     const { openStore } = await dist("nb/store/open.js");
     const store = await openStore(args[0], { serve: true });
+    // the store's server and its connections do not keep a process alive (an agent that
+    // serves the NB exits when it is done): without a timer of its own, this holder left
+    // at its first idle moment (exit 13, silently) and the next agent to start held the NB
+    const keep = setInterval(() => undefined, 1 << 30);
     out("holding the NB");
-    await new Promise((resolve) => {
+    const signal = await new Promise((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
     });
+    out(`${signal}: closing the NB`);
     await store.close();
+    clearInterval(keep);
     process.exit(0);
     break;
   }
