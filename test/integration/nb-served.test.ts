@@ -16,7 +16,13 @@
  *     instead of hanging, the next CLI takes the directory over (stale LOCK and
  *     socket), a new holder serves again and an open watch resumes without gaps;
  *   - a holder that does not serve (an older flowdrake) still makes `nb` exit 5
- *     naming its pid.
+ *     naming its pid;
+ *   - a holder between taking the directory and serving it (it says so in
+ *     LOCK) is waited for: `nb` started then runs as its client once it
+ *     serves, 8 s later, where it used to give up after 3 s;
+ *   - a holder that cannot serve (its socket path too long) logs why, keeps
+ *     the store in-process and takes the intent out of LOCK, so `nb` is
+ *     refused after the 3 s wait, naming it.
  */
 import { execFile } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
@@ -29,7 +35,13 @@ import { openStore } from "../../src/nb/store/open.js";
 import { ServedStoreClient } from "../../src/nb/store/served.js";
 import type { NbStore, WatchEvent } from "../../src/nb/store/types.js";
 import { Cleanup, makeRunDir, waitFor } from "../harness/index.js";
-import { distModule, runNodeScript, startNbHolder, type NbHolder } from "../harness/nb-holder.js";
+import {
+  distModule,
+  runNodeScript,
+  startNbHolder,
+  type NbHolder,
+  type NodeScript,
+} from "../harness/nb-holder.js";
 import { runStoreConformance } from "../harness/nb-conformance.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -66,12 +78,12 @@ async function openClient(dir: string): Promise<ServedStoreClient> {
 }
 
 const cleanup = new Cleanup();
-const holders: NbHolder[] = [];
+const holders: (NbHolder | NodeScript)[] = [];
 const clients: NbStore[] = [];
 let runDir: string;
 let confDir: string;
 
-function track<T extends NbHolder>(h: T): T {
+function track<T extends NbHolder | NodeScript>(h: T): T {
   holders.push(h);
   return h;
 }
@@ -367,5 +379,67 @@ void store.withLock("held-by-child", async () => {
     await old.stop();
     const again = await nbAt(join(runDir, "old"), "network", "list");
     expect(again.code, again.stderr).toBe(0);
+  });
+});
+
+describe("a holder between taking the directory and serving it", { timeout: 120_000 }, () => {
+  it("is waited for: nb started meanwhile runs as its client once it serves", async () => {
+    const dir = join(runDir, "late");
+    // what an agent does in openStore(…, { serve: true }), with 8 s between the LOCK and nb.sock
+    // (a long log replay on a loaded machine)
+    const late = track(
+      runNodeScript(
+        "nb-late-holder",
+        `import { EmbeddedStore } from ${distModule("src/nb/store/embedded.js")};
+import { serveStore, socketPathFor } from ${distModule("src/nb/store/served.js")};
+const store = await EmbeddedStore.open(process.argv[2], { serves: true });
+console.log(JSON.stringify({ event: "locked" }));
+await new Promise((r) => setTimeout(r, 8000));
+await serveStore(store, socketPathFor(store.dir), { dir: store.dir });
+console.log(JSON.stringify({ event: "serving" }));
+setInterval(() => undefined, 1 << 30);
+`,
+        [dir],
+      ),
+    );
+    await late.waitEvent("locked");
+    expect(readFileSync(join(dir, "LOCK"), "utf8")).toBe(`${late.pid}\nserves\n`);
+    const r = await nbAt(dir, "network", "create", "net-late", "--tenant", "t1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(late.events.map((e) => e.event)).toContain("serving");
+    // the create went through the holder: it still holds the directory, and has the network
+    expect(dirHolder(dir)).toBe(late.pid);
+    const c = await openClient(dir);
+    clients.push(c);
+    expect(c.serverPid).toBe(late.pid);
+    expect((await c.list("lswitch")).map((o) => o.key)).toEqual(["net-late"]);
+  });
+
+  it("a holder that cannot serve takes the intent out of LOCK: nb is refused after 3 s, naming it", async () => {
+    // DIR/nb.sock longer than a unix socket path may be
+    const dir = join(runDir, "n".repeat(110));
+    const h = track(
+      runNodeScript(
+        "nb-noserve-holder",
+        `import { openStore } from ${distModule("src/nb/store/open.js")};
+const store = await openStore("embedded:" + process.argv[2], { serve: true });
+console.log(JSON.stringify({ event: "ready", store: store.constructor.name }));
+setInterval(() => undefined, 1 << 30);
+`,
+        [dir],
+      ),
+    );
+    const ready = await h.waitEvent("ready");
+    expect(ready.store).toBe("EmbeddedStore");
+    // the warning, on the holder's log (stderr)
+    await waitFor(() => h.stderr().includes("cannot serve the embedded NB store"), 10_000, "the warning");
+    expect(h.stderr()).toContain("unix socket path is limited to");
+    expect(readFileSync(join(dir, "LOCK"), "utf8")).toBe(`${h.pid}\n`);
+    const t0 = Date.now();
+    const r = await nbAt(dir, "network", "list");
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stderr).toMatch(new RegExp(`in use by process ${h.pid}, which does not serve it`));
+    // refused after the 3 s a holder that will not serve gets, not the 30 s of one that said it would
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 });

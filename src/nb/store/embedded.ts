@@ -5,7 +5,10 @@
  *
  * On disk (one data directory):
  *   LOCK           pid of the process that has the directory open; a second
- *                  writer process is refused with a clear error.
+ *                  writer process is refused with a clear error. A holder
+ *                  that will serve the store (open's `serves`) says so on a
+ *                  second line, `serves`, from the moment it holds the
+ *                  directory: others wait for its nb.sock rather than fail.
  *   nb.sock        while the holder serves the store to other processes
  *                  (src/nb/store/served.ts): the unix socket they use.
  *   snapshot.json  one checksummed record: every object and lease at a revision.
@@ -69,6 +72,11 @@ export interface EmbeddedStoreOptions {
   leaseTickMs?: number;
   /** Follower only: how often the log is polled for new records (default 20 ms). */
   followPollMs?: number;
+  /**
+   * This holder will serve the store on nb.sock once it is open (openStore's `serve`): LOCK says
+   * so, and a process refused the directory meanwhile is told (its StoreError's `serves`).
+   */
+  serves?: boolean;
 }
 
 type LogOp =
@@ -109,6 +117,8 @@ interface Watcher {
 }
 
 const LOCK_FILE = "LOCK";
+/** LOCK's second line when its holder will serve the store. */
+const LOCK_SERVES = "serves";
 const SNAPSHOT_FILE = "snapshot.json";
 const LOG_FILE = "log.jsonl";
 
@@ -240,7 +250,7 @@ export class EmbeddedStore implements NbStore {
     if (openDirs.has(real)) {
       throw new StoreError(`NB data dir ${real} is already open in this process`, { dir: real });
     }
-    takeDirLock(real);
+    takeDirLock(real, opts.serves ?? false);
     openDirs.add(real);
     const store = new EmbeddedStore(real, opts);
     try {
@@ -720,6 +730,18 @@ export class EmbeddedStore implements NbStore {
 
   // ---- lifecycle ----------------------------------------------------------
 
+  /**
+   * This holder will not serve the store after all (serving failed): LOCK stops saying it will,
+   * so that others are refused at once rather than after waiting for its nb.sock.
+   */
+  withdrawServes(): void {
+    if (this.follower || this.closed) return;
+    const file = path.join(this.dir, LOCK_FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, `${process.pid}\n`);
+    fs.renameSync(tmp, file);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -754,18 +776,20 @@ function conflictMessage(op: string, kind: Kind, key: string, expected: number, 
 }
 
 /**
- * Refuse a second writer process: LOCK holds the pid of the live owner. LOCK
- * appears with its pid already in it (written to a private file, then hard-
+ * Refuse a second writer process: LOCK holds the pid of the live owner (and
+ * `serves` on a second line when it will serve the store; the StoreError
+ * that refuses the directory carries it as `serves`). LOCK
+ * appears with its pid and intent already in it (written to a private file, then hard-
  * linked into place, which fails if LOCK exists). A LOCK naming a dead process
  * is stale: it is renamed aside and deleted only if the file moved aside is
  * still the one judged stale; if another process took the directory over in
  * between, its LOCK is linked back instead.
  */
-function takeDirLock(dir: string): void {
+function takeDirLock(dir: string, serves: boolean): void {
   const file = path.join(dir, LOCK_FILE);
   const mine = `${file}.${process.pid}`;
   try {
-    fs.writeFileSync(mine, `${process.pid}\n`);
+    fs.writeFileSync(mine, `${process.pid}\n${serves ? `${LOCK_SERVES}\n` : ""}`);
   } catch (err) {
     throw new StoreError(`cannot lock NB data dir ${dir}: ${(err as Error).message}`, { dir });
   }
@@ -785,7 +809,7 @@ function takeDirLock(dir: string): void {
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
         throw new StoreError(
           `NB data dir ${dir} is in use by process ${pid}; the embedded store allows one writer process (use etcd for several)`,
-          { dir, pid },
+          { dir, pid, serves: seen.split("\n")[1] === LOCK_SERVES },
         );
       }
       const aside = `${file}.stale.${process.pid}`;

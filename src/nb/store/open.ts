@@ -33,9 +33,15 @@
  *   - held by a live process that serves it: the served-store client, which
  *     forwards every call to the holder — same CAS, watches, locks, leases and
  *     typed errors as in-process.
+ *   - held by a live process that will serve it but does not yet (an agent or
+ *     the demo between taking the LOCK and serving nb.sock: it says so in the
+ *     LOCK, see embedded.ts): retried for up to 30 s, then a StoreError naming
+ *     the pid. Two agents started at once on one directory (a test's hosts)
+ *     thus both run, the loser as the winner's client, however long the
+ *     winner's log replay takes on a loaded machine.
  *   - held by a live process that does not serve it (a one-shot command still
- *     running, a holder still starting, or a flowdrake from before the store
- *     was served): retried for up to 3 s, then a StoreError naming the pid.
+ *     running, or a flowdrake from before the store was served): retried for
+ *     up to 3 s, then a StoreError naming the pid.
  */
 import { readFileSync } from "node:fs";
 import { UsageError, errorMessage } from "../../util/errors.js";
@@ -195,6 +201,8 @@ export interface OpenStoreOptions {
 
 /** How long a live holder that does not serve the directory is waited for. */
 const HOLDER_WAIT_MS = 3_000;
+/** How long a live holder that said it will serve the directory (and does not yet) is waited for. */
+const STARTING_HOLDER_WAIT_MS = 30_000;
 
 export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<NbStore> {
   const u = parseStoreUrl(url);
@@ -213,19 +221,27 @@ async function openEmbedded(dir: string, serve: boolean): Promise<NbStore> {
   const { EmbeddedStore: Embedded } = await import("./embedded.js");
   const served = await import("./served.js");
   const socket = served.socketPathFor(dir);
-  const deadline = Date.now() + HOLDER_WAIT_MS;
+  const start = Date.now();
   for (;;) {
     const client = await served.ServedStoreClient.connect(socket);
     if (client) return client;
     let store: EmbeddedStore;
     try {
-      store = await Embedded.open(dir);
+      store = await Embedded.open(dir, { serves: serve });
     } catch (err) {
       const pid = err instanceof StoreError ? err.context.pid : undefined;
       if (typeof pid !== "number") throw err;
-      if (Date.now() < deadline) {
+      const starting = err instanceof StoreError && err.context.serves === true;
+      if (Date.now() - start < (starting ? STARTING_HOLDER_WAIT_MS : HOLDER_WAIT_MS)) {
         await new Promise((r) => setTimeout(r, 50));
         continue;
+      }
+      if (starting) {
+        throw new StoreError(
+          `NB data dir ${dir} is in use by process ${pid}, which said it would serve it on ${socket} ` +
+            `but has not for ${STARTING_HOLDER_WAIT_MS / 1000} s: its log says why`,
+          { dir, pid, socket },
+        );
       }
       throw new StoreError(
         `NB data dir ${dir} is in use by process ${pid}, which does not serve it on ${socket} ` +
@@ -243,6 +259,7 @@ async function openEmbedded(dir: string, serve: boolean): Promise<NbStore> {
         { err, dir },
         "cannot serve the embedded NB store: other processes cannot use it while this one runs",
       );
+      store.withdrawServes();
       return store;
     }
   }
