@@ -778,9 +778,9 @@ function conflictMessage(op: string, kind: Kind, key: string, expected: number, 
 /**
  * Refuse a second writer process: LOCK holds the pid of the live owner (and
  * `serves` on a second line when it will serve the store; the StoreError
- * that refuses the directory carries it as `serves`). LOCK
- * appears with its pid and intent already in it (written to a private file, then hard-
- * linked into place, which fails if LOCK exists). A LOCK naming a dead process
+ * that refuses the directory carries it as `serves`). LOCK appears with its
+ * content already in it (written to a private file, then hard-linked into
+ * place, which fails if LOCK exists). A LOCK naming a dead process
  * is stale: it is renamed aside and deleted only if the file moved aside is
  * still the one judged stale; if another process took the directory over in
  * between, its LOCK is linked back instead.

@@ -36,9 +36,9 @@
  *   - held by a live process that will serve it but does not yet (an agent or
  *     the demo between taking the LOCK and serving nb.sock: it says so in the
  *     LOCK, see embedded.ts): retried for up to 30 s, then a StoreError naming
- *     the pid. Two agents started at once on one directory (a test's hosts)
- *     thus both run, the loser as the winner's client, however long the
- *     winner's log replay takes on a loaded machine.
+ *     the pid. A process that opens the directory while its holder replays
+ *     the log (a second agent on one directory, an `nb` command) becomes the
+ *     holder's client, however long the replay takes on a loaded machine.
  *   - held by a live process that does not serve it (a one-shot command still
  *     running, or a flowdrake from before the store was served): retried for
  *     up to 3 s, then a StoreError naming the pid.
