@@ -119,6 +119,8 @@ interface Watcher {
 const LOCK_FILE = "LOCK";
 /** LOCK's second line when its holder will serve the store. */
 const LOCK_SERVES = "serves";
+/** What this process's LOCK says. */
+const lockContent = (serves: boolean): string => `${process.pid}\n${serves ? `${LOCK_SERVES}\n` : ""}`;
 const SNAPSHOT_FILE = "snapshot.json";
 const LOG_FILE = "log.jsonl";
 
@@ -738,7 +740,7 @@ export class EmbeddedStore implements NbStore {
     if (this.follower || this.closed) return;
     const file = path.join(this.dir, LOCK_FILE);
     const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${process.pid}\n`);
+    fs.writeFileSync(tmp, lockContent(false));
     fs.renameSync(tmp, file);
   }
 
@@ -789,7 +791,7 @@ function takeDirLock(dir: string, serves: boolean): void {
   const file = path.join(dir, LOCK_FILE);
   const mine = `${file}.${process.pid}`;
   try {
-    fs.writeFileSync(mine, `${process.pid}\n${serves ? `${LOCK_SERVES}\n` : ""}`);
+    fs.writeFileSync(mine, lockContent(serves));
   } catch (err) {
     throw new StoreError(`cannot lock NB data dir ${dir}: ${(err as Error).message}`, { dir });
   }

@@ -229,9 +229,10 @@ async function openEmbedded(dir: string, serve: boolean): Promise<NbStore> {
     try {
       store = await Embedded.open(dir, { serves: serve });
     } catch (err) {
-      const pid = err instanceof StoreError ? err.context.pid : undefined;
+      const held = err instanceof StoreError ? err.context : {};
+      const pid = held.pid;
       if (typeof pid !== "number") throw err;
-      const starting = err instanceof StoreError && err.context.serves === true;
+      const starting = held.serves === true;
       if (Date.now() - start < (starting ? STARTING_HOLDER_WAIT_MS : HOLDER_WAIT_MS)) {
         await new Promise((r) => setTimeout(r, 50));
         continue;

@@ -1,4 +1,4 @@
-/* global process, setTimeout, setInterval, clearInterval, fetch */
+/* global process, setTimeout, setInterval, fetch */
 // The node side of the "flowdrake-offload" kernel-lane scenario: small
 // commands the bash script runs inside the guest, on the host's built dist/
 // (LANE_REPO). They load only what they need: the full CLI (dist/src/cli/
@@ -391,9 +391,9 @@ switch (cmd) {
     const { openStore } = await dist("nb/store/open.js");
     const store = await openStore(args[0], { serve: true });
     // the store's server and its connections do not keep a process alive (an agent that
-    // serves the NB exits when it is done): without a timer of its own, this holder left
-    // at its first idle moment (exit 13, silently) and the next agent to start held the NB
-    const keep = setInterval(() => undefined, 1 << 30);
+    // serves the NB exits when it is done): without a timer of its own, this holder exited
+    // (status 13, silently) as soon as it had opened the store, and the agents raced for the NB
+    setInterval(() => undefined, 1 << 30);
     out("holding the NB");
     const signal = await new Promise((resolve) => {
       process.once("SIGINT", resolve);
@@ -401,7 +401,6 @@ switch (cmd) {
     });
     out(`${signal}: closing the NB`);
     await store.close();
-    clearInterval(keep);
     process.exit(0);
     break;
   }
