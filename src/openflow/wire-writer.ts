@@ -231,7 +231,8 @@ export class OfWireWriter {
   private room(): void {
     if (this.buf.length - this.pos >= RESERVE) return;
     const pending = this.pos - this.start;
-    const next = Buffer.allocUnsafe(Math.max(this.chunkBytes, pending + RESERVE));
+    // twice what is pending: a writer nobody takes from for a while grows in a few steps, not one per message
+    const next = Buffer.allocUnsafe(Math.max(this.chunkBytes, 2 * pending + RESERVE));
     this.buf.copy(next, 0, this.start, this.pos);
     this.buf = next;
     this.start = 0;

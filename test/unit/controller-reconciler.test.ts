@@ -90,6 +90,32 @@ class FakeSwitch extends EventEmitter {
   async bundleAdd(id: number, ms: readonly OfRequest[], _f: unknown, xids: readonly number[]): Promise<void> {
     this.staged.get(id)!.push(...this.take("bundle", ms, xids));
   }
+  /** A draft records what is added to it (with the xid each goes with); sendDraft stages and commits it. */
+  draftBundle(): { add(m: OfRequest): void; msgs: OfRequest[] } {
+    const msgs: OfRequest[] = [];
+    return {
+      msgs,
+      add: (m) => {
+        if (m.xid === undefined) throw new Error("a drafted message without its xid");
+        msgs.push(m);
+        this.drafted.push(describeMsg(m));
+      },
+    };
+  }
+  /** Every message added to a draft so far, when it was added (a real draft encodes it then). */
+  drafted: string[] = [];
+  drafts = 0;
+  async sendDraft(d: { msgs: OfRequest[] }): Promise<void> {
+    this.drafts++;
+    const { bundleId } = await this.bundleOpenPipelined();
+    await this.bundleAdd(
+      bundleId,
+      d.msgs,
+      undefined,
+      d.msgs.map((m) => m.xid!),
+    );
+    await this.bundleCommit(bundleId);
+  }
   /**
    * While true, the switch has not got to its messages yet: barriers wait for their replies (and
    * the errors before them) until flushErrors, or a barrier sent once it is false again.
@@ -622,6 +648,9 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       t.now += 1;
       await at(r, sw, "d", 40);
       expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
+      // each held flow_mod went into the window's bundle as it was held: the window's end only writes it
+      expect(sw.drafted).toEqual(["add p30", "add p40"]);
+      expect(sw.drafts).toBe(0);
       // held flows count as installed already: a sync now would not send them twice
       expect(r.installedFlows().map((f) => f.priority)).toEqual([10, 20, 30, 40]);
       // the held write is due at the end of the window that began with a's: COALESCE_MS - 2 ms after c was held
@@ -631,6 +660,7 @@ describe("OpenFlowReconciler.pushNow: unhurried flows coalesced", () => {
       await vi.advanceTimersByTimeAsync(1);
       expect(sw.writes).toEqual([["add p10"], ["add p20"]]);
       expect(sw.bundles).toEqual([["add p30", "add p40"]]);
+      expect(sw.drafts).toBe(1);
       // a new window, after one that held writes: busy, so nothing goes at once
       await at(r, sw, "e", 50);
       expect(sw.writes).toHaveLength(2);
