@@ -85,10 +85,12 @@ describe("kernel lane: a security group's established connections on the NIC (pl
   });
 
   it("stops the connection when its rule goes: OVS marks it blocked, the NIC drops the rest; the blocking rules sit behind clearing traps", () => {
-    const ping = get<Ping>("ping_revoked");
-    // answered until the rule went, not after
+    const ping = get<Ping & { answeredLate: number; removalSeconds: number }>("ping_revoked");
+    // answered until the rule went, not after: nothing more than 1 s after the agent's flows were
+    // gone, and of the 5 s of pings after that (about twenty), most unanswered
     expect(ping.received, JSON.stringify(ping)).toBeGreaterThan(0);
-    expect(ping.received, JSON.stringify(ping)).toBeLessThan(ping.sent);
+    expect(ping.answeredLate, JSON.stringify(ping)).toBe(0);
+    expect(ping.sent - ping.received, JSON.stringify(ping)).toBeGreaterThanOrEqual(10);
     expect(get<Ping>("ping_after")).toEqual({ sent: 5, received: 0 });
     const blocked = get<string[]>("conntrack_revoked").filter((l) =>
       /\bicmp\b.*src=10\.1\.0\.11 dst=10\.1\.0\.12 .*mark=1 zone=2\b/.test(l),

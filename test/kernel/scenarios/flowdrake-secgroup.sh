@@ -67,13 +67,26 @@ lane_result sg_c "$(sg_counters)"
 lane_result explain "$(FDO ask "$(sock 1)" explain | node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify(r.flows.filter((f) => /ct\(|ct_state/.test(f.flow)).map((f) => ({ flow: f.flow, status: f.status, reason: f.reason }))))')"
 
 # ── 4. the rule removed under a ping ────────────────────────────────────────
-ip netns exec vm1 ping -c 160 -i 0.25 -W 1 10.1.0.12 > "$H/revoke-ping.txt" 2>&1 &
+# The ping goes on until 5 s after the agent's flows are gone (its own deadline, 300 s, is only a
+# backstop): how long the removal takes depends on the guest's speed, and a ping of a fixed 40 s
+# once ended before it, on a guest slowed by a second lane beside it. Each reply is stamped (-D).
+ip netns exec vm1 ping -D -i 0.25 -W 1 -w 300 10.1.0.12 > "$H/revoke-ping.txt" 2>&1 &
 RP=$!
 sleep 3
+REVOKED=$(date +%s.%N)
 FDO secgroup-revoke "$NB"
 lane_result revoked "$(FDO wait-flows "$(sock 1)" gone 'icmp,reg7=' | lane_json_lines)"
-wait $RP || true
-lane_result ping_revoked "$(sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) received.*/{"sent": \1, "received": \2}/p' "$H/revoke-ping.txt")"
+GONE=$(date +%s.%N)
+sleep 5
+kill -INT "$RP" || true
+wait "$RP" || true
+# all sent and received, the replies more than 1 s after the flows were gone, how long the removal
+# took, and when the last reply came (negative: before the flows were gone)
+lane_result ping_revoked "$(awk -v revoked="$REVOKED" -v gone="$GONE" '
+  /^\[[0-9.]+\] [0-9]+ bytes from/ { t = substr($1, 2, length($1) - 2) + 0; last = t; if (t > gone + 1) late++ }
+  / packets transmitted, / { sent = $1; received = $4 }
+  END { printf "{\"sent\": %d, \"received\": %d, \"answeredLate\": %d, \"removalSeconds\": %.1f, \"lastReplyAfterGoneSeconds\": %.2f}", sent, received, late, gone - revoked, last - gone }
+' "$H/revoke-ping.txt")"
 lane_result conntrack_revoked "$(grep -E '10\.1\.0\.11' /proc/net/nf_conntrack 2>&1 | lane_json_lines)"
 # flowdrake's clearing traps on vm1 (act_ct clear, then pass)
 lane_result clear_actions "$(tc -j filter show dev vm1 ingress | node -e '
