@@ -527,6 +527,10 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
       }, timeoutMs);
       this.pending.set(msg.xid, { resolve, reject, timer, what });
     });
+    // The reply is the caller's once this returns; until then, a session that dies while the
+    // socket drains rejects it here, unawaited (the close rejects every pending reply): it must not
+    // count as unhandled, which would end the process. The caller gets the close's error instead.
+    reply.catch(() => undefined);
     this.counters.txMessages++;
     if (!this.writeRaw(encodeMessage(msg))) await this.drained();
     return reply;

@@ -341,6 +341,51 @@ describe("OfConnection against broken peers (real sockets)", () => {
     expect(err?.message).toMatch(/silent/);
   });
 
+  it("a peer that stops reading: a request waiting for the socket when the session dies rejects, and nothing goes unhandled", async () => {
+    let peer: Socket | undefined;
+    const { target } = await fakeSwitch((sock) => {
+      peer = sock;
+      sock.write(hello([4]));
+      sock.once("data", (b) => {
+        const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
+        sock.write(
+          encodeMessage({
+            type: "features_reply",
+            xid: m.xid,
+            datapathId: 7n,
+            nBuffers: 0,
+            nTables: 1,
+            auxiliaryId: 0,
+            capabilities: 0,
+          }),
+        );
+        // a switch too busy to read: what the agent writes from now on fills the socket
+        sock.pause();
+      });
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const conn = await connectOpenFlow(target, { echoIntervalMs: 200, deadAfterMs: 1500 });
+      const mods = Array.from({ length: 100_000 }, (_, i) =>
+        flowMod({ tableId: 1, match: [{ field: "reg0", value: i }], instructions: [] }),
+      );
+      const bulk = conn.sendAll(mods).catch((e: unknown) => e);
+      await waitFor(() => conn.counters.txBytes > 1_000_000, 5000, "the socket filled");
+      // the socket is full: this request waits for it to drain, with its reply already pending
+      const reply = conn.barrier().catch((e: unknown) => e);
+      expect(await reply).toBeInstanceOf(ConnectionError);
+      expect(await bulk).toBeInstanceOf(ConnectionError);
+      expect((await conn.closedPromise())?.message).toMatch(/silent/);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      peer?.destroy(); // paused, it would never see the end and would keep the server open
+    }
+  });
+
   it("request timeouts reject with ConnectionError and bad targets with UsageError", async () => {
     expect(() => parseTarget("udp:1.2.3.4:5")).toThrow(UsageError);
     const { target } = await fakeSwitch((sock) => {
