@@ -30,6 +30,17 @@ afterAll(async () => {
 });
 
 const hello = (versions: number[]): Buffer => encodeMessage({ type: "hello", xid: 1, versions });
+/** A switch's answer to the handshake's features_request. */
+const featuresReply = (xid: number, datapathId: bigint, nTables = 1): Buffer =>
+  encodeMessage({
+    type: "features_reply",
+    xid,
+    datapathId,
+    nBuffers: 0,
+    nTables,
+    auxiliaryId: 0,
+    capabilities: 0,
+  });
 
 describe("OfConnection against ovs-vswitchd", () => {
   it("negotiates OpenFlow 1.3 on br-int.mgmt and reads a datapath id", async () => {
@@ -251,17 +262,7 @@ describe("OfConnection against broken peers (real sockets)", () => {
     const { target } = await fakeSwitch((sock) => {
       sock.write(hello([4]));
       // Half a features_reply, then close.
-      sock.end(
-        encodeMessage({
-          type: "features_reply",
-          xid: 9,
-          datapathId: 1n,
-          nBuffers: 0,
-          nTables: 1,
-          auxiliaryId: 0,
-          capabilities: 0,
-        }).subarray(0, 13),
-      );
+      sock.end(featuresReply(9, 1n).subarray(0, 13));
     });
     const err = await connectOpenFlow(target).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectionError);
@@ -282,17 +283,7 @@ describe("OfConnection against broken peers (real sockets)", () => {
       sock.on("data", (b) => {
         const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
         if (m.type === "features_request") {
-          sock.write(
-            encodeMessage({
-              type: "features_reply",
-              xid: m.xid,
-              datapathId: 42n,
-              nBuffers: 0,
-              nTables: 254,
-              auxiliaryId: 0,
-              capabilities: 0,
-            }),
-          );
+          sock.write(featuresReply(m.xid, 42n, 254));
           // A flow_removed too short for its fields, then an echo reply to our echo.
         }
         if (m.type === "echo_request") {
@@ -321,17 +312,7 @@ describe("OfConnection against broken peers (real sockets)", () => {
       sock.on("data", (b) => {
         const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
         if (m.type === "features_request") {
-          sock.write(
-            encodeMessage({
-              type: "features_reply",
-              xid: m.xid,
-              datapathId: 7n,
-              nBuffers: 0,
-              nTables: 1,
-              auxiliaryId: 0,
-              capabilities: 0,
-            }),
-          );
+          sock.write(featuresReply(m.xid, 7n));
         }
       });
     });
@@ -348,17 +329,7 @@ describe("OfConnection against broken peers (real sockets)", () => {
       sock.write(hello([4]));
       sock.once("data", (b) => {
         const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
-        sock.write(
-          encodeMessage({
-            type: "features_reply",
-            xid: m.xid,
-            datapathId: 7n,
-            nBuffers: 0,
-            nTables: 1,
-            auxiliaryId: 0,
-            capabilities: 0,
-          }),
-        );
+        sock.write(featuresReply(m.xid, 7n));
         // a switch too busy to read: what the agent writes from now on fills the socket
         sock.pause();
       });
@@ -393,17 +364,7 @@ describe("OfConnection against broken peers (real sockets)", () => {
       sock.on("data", (b) => {
         const m = decodeMessage(b.subarray(0, b.readUInt16BE(2)));
         if (m.type === "features_request") {
-          sock.write(
-            encodeMessage({
-              type: "features_reply",
-              xid: m.xid,
-              datapathId: 7n,
-              nBuffers: 0,
-              nTables: 1,
-              auxiliaryId: 0,
-              capabilities: 0,
-            }),
-          );
+          sock.write(featuresReply(m.xid, 7n));
         }
       });
     });
