@@ -41,7 +41,11 @@
  * Inside a batch a call returns its object with the version it will have and
  * modRevision 0, which is set when its transaction commits; the objects a
  * batch hands out are shared with its view, so callers must not change them.
- * `createMany` is a batch of creates; `nb apply` runs its whole plan as one batch.
+ * A batch may be told the reservations its calls will make with values they
+ * give (`claims`): the allocators skip those, so a call that allocates never
+ * takes what a later call of the batch names. `createMany` is a batch of
+ * creates that claims what its items give; `nb apply` runs its whole plan as
+ * one batch with the plan's claims.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { FlowdrakeError } from "../util/errors.js";
@@ -175,6 +179,13 @@ export interface BatchOptions {
   onCommit?: (calls: number) => void | Promise<void>;
   /** Ops per transaction (default BATCH_MAX_OPS). */
   maxOps?: number;
+  /**
+   * Reservations (`reservationIds`) that calls of this batch give explicitly.
+   * The allocators never hand one out, so an object created before the one
+   * that names an address, MAC or segment cannot take it first.
+   * `createMany` claims what its items give by itself.
+   */
+  claims?: Iterable<string>;
 }
 
 /** Where the API's calls read and write: the store itself, or a batch's view. */
@@ -196,12 +207,15 @@ interface Session {
    */
   recall(kind: Kind, key: string): bigint | undefined;
   remember(kind: Kind, key: string, n: bigint): void;
+  /** Reservations a call of this batch will make with a value it gives: not for allocating (BatchOptions.claims). */
+  readonly claims: ReadonlySet<string>;
 }
 
 class DirectSession implements Session {
   constructor(
     private readonly store: NbStore,
     private readonly lockTimeoutMs: number,
+    readonly claims: ReadonlySet<string> = new Set(),
   ) {}
 
   get(kind: Kind, key: string): Promise<StoredObject | undefined> {
@@ -265,13 +279,16 @@ class BatchSession implements Session {
   /** Deletes staged per kind: allocator memory of a kind is valid while this count stands. */
   private readonly deletes = new Map<Kind, number>();
   private readonly memory = new Map<string, { n: bigint; deletes: number }>();
+  readonly claims: ReadonlySet<string>;
 
   constructor(
     private readonly store: NbStore,
     private readonly held: Set<string>,
     private readonly opts: BatchOptions,
     private maxOps = opts.maxOps ?? BATCH_MAX_OPS,
-  ) {}
+  ) {
+    this.claims = new Set(opts.claims ?? []);
+  }
 
   async get(kind: Kind, key: string): Promise<StoredObject | undefined> {
     const over = this.overlay.get(kind);
@@ -450,7 +467,11 @@ export class NbApi {
 
   constructor(
     readonly store: NbStore,
-    private readonly opts: { lockTimeoutMs?: number } = {},
+    private readonly opts: {
+      lockTimeoutMs?: number;
+      /** Where allocated MACs' random bytes come from (default crypto's randomBytes; a test pins it). */
+      randomBytes?: (size: number) => Uint8Array;
+    } = {},
   ) {
     this.s = new DirectSession(store, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
   }
@@ -825,6 +846,20 @@ export class NbApi {
   // ---- batches ------------------------------------------------------------------------
 
   /**
+   * This API, its plain calls keeping `claims` (BatchOptions.claims) out of
+   * allocation: a plan run one call at a time allocates what its batch would.
+   */
+  claiming(claims: Iterable<string>): NbApi {
+    const out = new NbApi(this.store, this.opts);
+    out.s = new DirectSession(
+      this.store,
+      this.opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+      new Set(claims),
+    );
+    return out;
+  }
+
+  /**
    * Run `fn`'s calls as one batch holding `locks` (see the module comment);
    * every lock a call needs must be named (lockName). Returns fn's result once
    * every staged call is committed.
@@ -873,6 +908,7 @@ export class NbApi {
       const name = lockName(it.kind, it.input.tenantId);
       if (name !== undefined) locks.add(name);
     }
+    const claims = items.flatMap((it) => reservationIds(it.kind, it.input));
     return this.batch(
       locks,
       async (b) => {
@@ -880,7 +916,7 @@ export class NbApi {
         for (const it of items) out.push(await b.create(it.kind, it.input));
         return out;
       },
-      opts,
+      { ...opts, claims: [...(opts.claims ?? []), ...claims] },
     );
   }
 
@@ -1254,30 +1290,8 @@ export class NbApi {
   }
 
   private reservationsOf(kind: ObjectKind, v: Obj): Reservations {
-    const out: Reservations = new Map();
     const owner = `${kind}/${keyOf(kind, v)}`;
-    const add = (ipamKind: string, key: string): void => void out.set(`${ipamKind}\u0000${key}`, owner);
-    if (kind === "lswitch") {
-      const n = v as unknown as Network;
-      if (n.segmentationId !== undefined || n.networkType === "flat") add(IPAM_KINDS.seg, segKey(n));
-    } else if (kind === "lport") {
-      const p = v as unknown as Port;
-      if (p.macAddress) add(IPAM_KINDS.mac, `${p.networkId}/${p.macAddress}`);
-      for (const f of p.fixedIps ?? []) if (f.ipAddress) add(IPAM_KINDS.ip, `${p.networkId}/${f.ipAddress}`);
-    } else if (kind === "fip") {
-      const f = v as unknown as FloatingIp;
-      if (f.floatingIpAddress) add(IPAM_KINDS.ip, `${f.floatingNetworkId}/${f.floatingIpAddress}`);
-      if (f.macAddress) add(IPAM_KINDS.mac, `${f.floatingNetworkId}/${f.macAddress}`);
-    } else if (kind === "snat") {
-      const g = v as unknown as SnatGateway;
-      if (g.externalIpAddress) add(IPAM_KINDS.ip, `${g.externalNetworkId}/${g.externalIpAddress}`);
-      if (g.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${g.macAddress}`);
-      for (const a of g.chassisAddresses ?? []) {
-        add(IPAM_KINDS.ip, `${g.externalNetworkId}/${a.ipAddress}`);
-        if (a.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${a.macAddress}`);
-      }
-    }
-    return out;
+    return new Map(reservationIds(kind, v).map((id) => [id, owner]));
   }
 
   /** Ops that move an object's reservations from `before` to `after`, guarded. */
@@ -1330,7 +1344,8 @@ export class NbApi {
         .filter((r) => r.key.startsWith(prefix))
         .map((r) => Number(r.key.slice(prefix.length))),
     );
-    for (let id = range[0]; id <= range[1]; id++) if (!used.has(id)) return id;
+    for (let id = range[0]; id <= range[1]; id++)
+      if (!used.has(id) && !this.s.claims.has(reservationId(IPAM_KINDS.seg, `${prefix}${id}`))) return id;
     throw new ValidationError(
       "lswitch",
       n.id,
@@ -1341,7 +1356,7 @@ export class NbApi {
 
   /**
    * The lowest free address of the subnet's pools: not the gateway, not
-   * reserved by another object, not `taken` by this call. A batch remembers
+   * reserved by another object or claimed by the batch, not `taken` by this call. A batch remembers
    * the last address it allocated per pool and starts new objects' searches
    * there (every address below it was taken when it was allocated, and stays
    * taken while the batch deletes no reservation).
@@ -1356,14 +1371,15 @@ export class NbApi {
     const reserved = await this.s.index(IPAM_KINDS.ip);
     const used = (ip: string): boolean => {
       const r = reserved.get(`${networkId}/${ip}`);
-      return r !== undefined && ownerOf(r) !== owner;
+      if (r !== undefined) return ownerOf(r) !== owner;
+      return this.s.claims.has(reservationId(IPAM_KINDS.ip, `${networkId}/${ip}`));
     };
     const version = parseCidr(s.cidr).version;
     for (const pool of s.allocationPools) {
       const memo = `${networkId}/${s.id}/${pool.start}-${pool.end}`;
       const start = (fresh ? this.s.recall(IPAM_KINDS.ip, memo) : undefined) ?? ipToBig(pool.start);
       const end = ipToBig(pool.end);
-      const bound = reserved.size + taken.size + 2;
+      const bound = reserved.size + taken.size + this.s.claims.size + 2;
       for (let n = start, scanned = 0; n <= end && scanned <= bound; n++, scanned++) {
         const ip = bigToIp(n, version);
         if (ip !== s.gatewayIp && !used(ip) && !taken.has(ip)) {
@@ -1382,9 +1398,11 @@ export class NbApi {
 
   private async allocateMac(networkId: string): Promise<string> {
     for (let i = 0; i < 32; i++) {
-      const b = randomBytes(3);
+      const b = (this.opts.randomBytes ?? randomBytes)(3);
       const mac = `fa:16:3e:${[...b].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
-      if (!(await this.s.get(IPAM_KINDS.mac, `${networkId}/${mac}`))) return mac;
+      const key = `${networkId}/${mac}`;
+      if (!(await this.s.get(IPAM_KINDS.mac, key)) && !this.s.claims.has(reservationId(IPAM_KINDS.mac, key)))
+        return mac;
     }
     throw new ValidationError(
       "lport",
@@ -1393,6 +1411,43 @@ export class NbApi {
       `could not allocate a free MAC on network ${networkId}`,
     );
   }
+}
+
+/**
+ * The IPAM reservations an object's value names, as `reservationId`s: a
+ * network's segment, a port's, floating IP's or SNAT gateway's MACs and
+ * addresses — whichever the value sets (an input, before the API allocates
+ * the rest, names only what its writer gave).
+ */
+export function reservationIds(kind: ObjectKind, v: Obj): string[] {
+  const out: string[] = [];
+  const add = (ipamKind: string, key: string): void => void out.push(reservationId(ipamKind, key));
+  if (kind === "lswitch") {
+    const n = v as unknown as Network;
+    if (n.segmentationId !== undefined || n.networkType === "flat") add(IPAM_KINDS.seg, segKey(n));
+  } else if (kind === "lport") {
+    const p = v as unknown as Port;
+    if (p.macAddress) add(IPAM_KINDS.mac, `${p.networkId}/${p.macAddress}`);
+    for (const f of p.fixedIps ?? []) if (f.ipAddress) add(IPAM_KINDS.ip, `${p.networkId}/${f.ipAddress}`);
+  } else if (kind === "fip") {
+    const f = v as unknown as FloatingIp;
+    if (f.floatingIpAddress) add(IPAM_KINDS.ip, `${f.floatingNetworkId}/${f.floatingIpAddress}`);
+    if (f.macAddress) add(IPAM_KINDS.mac, `${f.floatingNetworkId}/${f.macAddress}`);
+  } else if (kind === "snat") {
+    const g = v as unknown as SnatGateway;
+    if (g.externalIpAddress) add(IPAM_KINDS.ip, `${g.externalNetworkId}/${g.externalIpAddress}`);
+    if (g.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${g.macAddress}`);
+    for (const a of g.chassisAddresses ?? []) {
+      if (a.ipAddress) add(IPAM_KINDS.ip, `${g.externalNetworkId}/${a.ipAddress}`);
+      if (a.macAddress) add(IPAM_KINDS.mac, `${g.externalNetworkId}/${a.macAddress}`);
+    }
+  }
+  return out;
+}
+
+/** One IPAM reservation: its kind (IPAM_KINDS) and key, e.g. `ipam.ip` + `net1/10.0.0.5`. */
+export function reservationId(ipamKind: string, key: string): string {
+  return `${ipamKind}\u0000${key}`;
 }
 
 function segKey(n: Network): string {

@@ -37,6 +37,11 @@
  * reports such objects, the plan refuses a file that lists one or refers to
  * one, and otherwise leaves them alone (never updated or pruned).
  *
+ * Values the file gives (segmentation ids, addresses, MACs) are the plan's
+ * `claims`: the batch allocates none of them to an object listed before the
+ * one that gives it, so listing order never turns a valid file into an
+ * "already used" error (one call at a time, too).
+ *
  * Comparison is declarative: a field the file leaves out means the model's
  * default — except the fields the API allocates (segmentation id, MTU,
  * gateway, pools, MACs, addresses) or an agent reports (chassis heartbeat and
@@ -58,10 +63,13 @@ import {
   type NbBatch,
   type Versioned,
   lockName,
+  reservationId,
+  reservationIds,
 } from "./api.js";
 import {
   DEVICE_OWNER_ROUTER_INTERFACE,
   ID_PATTERN,
+  IPAM_KINDS,
   KINDS,
   type ObjectKind,
   ValidationError,
@@ -285,6 +293,13 @@ export interface Plan {
   versions: Record<string, number>;
   /** every lock the calls take (api.ts lockName), sorted */
   locks: string[];
+  /**
+   * Reservations the calls make with values the file gives (api.ts
+   * reservationIds): the batch allocates none of them to an object listed
+   * earlier, so a file may give an address, MAC or segment id that the
+   * allocator would otherwise hand to a port or network before it.
+   */
+  claims: string[];
 }
 
 /** What the store holds now, per kind. */
@@ -587,7 +602,21 @@ export function planApply(
     const name = lockName(kind, tenantId);
     if (name !== undefined) locks.add(name);
   }
-  return { changes, steps, versions, locks: [...locks].sort() };
+  const claims = new Set<string>();
+  const valueOf = (kind: ObjectKind, key: string): Obj | undefined =>
+    (desired.get(vkey(kind, key))?.value ?? current.get(vkey(kind, key))?.value) as Obj | undefined;
+  for (const s of steps) {
+    let ids: string[] = [];
+    if (s.op === "create") ids = reservationIds(s.kind, s.value);
+    else if (s.op === "update")
+      ids = reservationIds(s.kind, { ...(current.get(vkey(s.kind, s.key))?.value as Obj), ...s.patch });
+    else if (s.op === "addInterface" && s.ipAddress !== undefined) {
+      const networkId = valueOf("subnet", s.subnetId)?.networkId;
+      if (typeof networkId === "string") ids = [reservationId(IPAM_KINDS.ip, `${networkId}/${s.ipAddress}`)];
+    }
+    for (const id of ids) claims.add(id);
+  }
+  return { changes, steps, versions, locks: [...locks].sort(), claims: [...claims].sort() };
 }
 
 function planRouter(
@@ -780,8 +809,9 @@ export async function executePlan(api: NbApi, plan: Plan, opts: ApplyOptions = {
     }
   };
   if (opts.perCall) {
+    const direct = api.claiming(plan.claims);
     for (const [i, s] of plan.steps.entries()) {
-      await run(api, s);
+      await run(direct, s);
       await report(i + 1);
     }
     return done;
@@ -792,7 +822,11 @@ export async function executePlan(api: NbApi, plan: Plan, opts: ApplyOptions = {
     async (b) => {
       for (const s of plan.steps) await run(b, s);
     },
-    { onCommit: report, ...(opts.maxOps === undefined ? {} : { maxOps: opts.maxOps }) },
+    {
+      onCommit: report,
+      claims: plan.claims,
+      ...(opts.maxOps === undefined ? {} : { maxOps: opts.maxOps }),
+    },
   );
   return done;
 }

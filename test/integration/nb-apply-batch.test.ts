@@ -236,6 +236,72 @@ function batchSuite(name: string, open: () => Promise<NbStore>, etcdHosts?: () =
       expect(created.filter((k) => k.startsWith("n"))).toHaveLength(60);
       expect(created).not.toContain("n-after");
     });
+
+    it("what a file or createMany gives (segment id, address, MAC) is not allocated to an object listed before it", async () => {
+      // The segment id and MAC the allocators would hand out next: the lowest
+      // free segment (seen by creating and deleting a network), and the MAC the
+      // pinned random source below yields first.
+      await api.create("tenant", { id: "t7" });
+      const probe = await api.create("lswitch", { id: "probe7", tenantId: "t7", networkType: "geneve" });
+      const nextSeg = probe.value.segmentationId!;
+      await api.delete("lswitch", "probe7");
+      let draws = 0;
+      const pinned = (): Uint8Array => Uint8Array.from([0xaa, 0xbb, 0xc0 + (draws++ % 16)]);
+      const fileApi = new NbApi(store, { randomBytes: pinned });
+      const file = (tenant: string, net: string, base: string, seg: number | undefined): Obj => ({
+        tenant,
+        tenants: [tenant],
+        networks: [
+          { id: `${net}-first`, networkType: "geneve" },
+          { id: net, networkType: "geneve", ...(seg === undefined ? {} : { segmentationId: seg }) },
+        ],
+        subnets: [{ id: `${net}-sub`, networkId: net, cidr: `${base}.0/24` }],
+        ports: [
+          { id: `${net}-a`, networkId: net },
+          {
+            id: `${net}-b`,
+            networkId: net,
+            macAddress: "fa:16:3e:aa:bb:c0",
+            fixedIps: [{ subnetId: `${net}-sub`, ipAddress: `${base}.2` }],
+          },
+        ],
+      });
+      const check = async (net: string, base: string): Promise<void> => {
+        const a = await api.get("lport", `${net}-a`);
+        const b = await api.get("lport", `${net}-b`);
+        expect(b.value.macAddress).toBe("fa:16:3e:aa:bb:c0");
+        expect(b.value.fixedIps[0]!.ipAddress).toBe(`${base}.2`);
+        // the first free address and the first MAC drawn were the ones b gives
+        expect(a.value.fixedIps[0]!.ipAddress).toBe(`${base}.3`);
+        expect(a.value.macAddress).toMatch(/^fa:16:3e:aa:bb:c[1-9a-f]$/);
+      };
+      // batched: the segment the first network would get is the second's
+      const seven = file("t7", "net7", "10.7.0", nextSeg);
+      const plan = planApply(parseTopology(seven), await loadState(fileApi));
+      expect(plan.claims.length).toBeGreaterThanOrEqual(3);
+      await executePlan(fileApi, plan);
+      expect((await api.get("lswitch", "net7")).value.segmentationId).toBe(nextSeg);
+      expect((await api.get("lswitch", "net7-first")).value.segmentationId).not.toBe(nextSeg);
+      await check("net7", "10.7.0");
+      // one call at a time allocates what the batch does
+      draws = 0;
+      const eight = file("t8", "net8", "10.8.0", undefined);
+      await executePlan(fileApi, planApply(parseTopology(eight), await loadState(fileApi)), {
+        perCall: true,
+      });
+      await check("net8", "10.8.0");
+      // createMany claims what its own items give
+      draws = 0;
+      await api.create("tenant", { id: "t9" });
+      await api.create("lswitch", { id: "net9", tenantId: "t9" });
+      await api.create("subnet", { id: "net9-sub", tenantId: "t9", networkId: "net9", cidr: "10.9.0.0/24" });
+      const ports = (file("t9", "net9", "10.9.0", undefined).ports as Obj[]).map((p) => ({
+        kind: "lport" as const,
+        input: { ...p, tenantId: "t9" },
+      }));
+      await fileApi.createMany(ports);
+      await check("net9", "10.9.0");
+    });
   });
 }
 
