@@ -245,34 +245,43 @@ describe("faults on the multi-host lab", () => {
         10_000,
         "iperf3 server listening",
       );
-      // paced at 5 Mbit/s: a full-speed stream on the userspace datapath measures the CPU, not the restart
-      const iperf = run(["iperf3", "-c", "10.41.0.12", "-b", "5M", "-t", "8", "-J"], {
-        netns: vms.g1!.netns,
-        timeoutMs: 60_000,
-        allowFailure: true,
-      });
-      let iperfDone = false;
-      void iperf.then(() => (iperfDone = true));
+      // Paced at 5 Mbit/s: a full-speed stream on the userspace datapath
+      // measures the CPU, not the restart. The stream lasts as long as the
+      // scenario: a restart under load (node start-up and a full sync on two
+      // shared cores) can take longer than any fixed duration, and the new
+      // agent's reconcile, at its end, is what must not disturb the stream.
+      // So it is interrupted 3 s after the new agent is ready.
+      const client = spawn(
+        "ip",
+        ["netns", "exec", vms.g1!.netns, "iperf3", "-c", "10.41.0.12", "-b", "5M", "-t", "600", "-J"],
+        { stdio: ["ignore", "pipe", "ignore"] },
+      );
+      let out = "";
+      client.stdout.on("data", (b: Buffer) => (out += b.toString()));
+      const exited = new Promise<number | null>((r) => client.once("exit", (code) => r(code)));
       await new Promise((r) => setTimeout(r, 1500)); // let the stream reach its pace before the kill
       const { downMs } = await restartH1();
-      expect(iperfDone, "the restart overlapped the iperf3 stream").toBe(false);
-      const result = await iperf;
-      const j = JSON.parse(result.stdout) as {
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(client.exitCode, "the iperf3 stream ended before the scenario").toBeNull();
+      client.kill("SIGINT");
+      await exited;
+      const j = JSON.parse(out) as {
         error?: string;
-        intervals: { sum: { bits_per_second: number } }[];
-        end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits: number } };
+        intervals: { sum: { seconds: number; bits_per_second: number } }[];
+        end: { sum_sent: { retransmits: number } };
       };
-      const perSecond = j.intervals.map((x) => Math.round(x.sum.bits_per_second / 1e5) / 10);
+      // the last interval is cut short by the interrupt
+      const whole = j.intervals.filter((x) => x.sum.seconds > 0.9);
+      const perSecond = whole.map((x) => Math.round(x.sum.bits_per_second / 1e5) / 10);
       report("agent kill -9 under iperf3", {
         agentDownMs: downMs,
-        mbps: Math.round(j.end.sum_received.bits_per_second / 1e5) / 10,
         perSecondMbps: perSecond,
         retransmits: j.end.sum_sent.retransmits,
         flowModsAfterRestart: await h1FlowMods(),
       });
-      expect(j.error).toBeUndefined();
-      expect(result.code).toBe(0);
-      expect(perSecond.length).toBeGreaterThanOrEqual(8);
+      // iperf3 says why it ended: the interrupt, and nothing else
+      expect(j.error).toBe("interrupt - the client has terminated");
+      expect(perSecond.length).toBeGreaterThanOrEqual(Math.floor((1500 + downMs + 3000) / 1000) - 1);
       // no second without traffic: the datapath carried the stream through the restart
       expect(Math.min(...perSecond)).toBeGreaterThan(2.5);
     } finally {
