@@ -2,7 +2,8 @@
  * The `nb apply` planner, without a store: from a topology and a stored
  * state (plain data) it must produce the right change lines, the API calls in
  * dependency order, nothing for a state that already matches, prune only in
- * the file's tenants, and refuse bad files with errors naming object and field.
+ * the file's tenants, claim the values the file gives, and refuse bad files
+ * with errors naming object and field.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -316,6 +317,41 @@ describe("planApply", () => {
         ],
       },
     });
+  });
+});
+
+describe("planApply's claims: what the file gives, for the allocators to leave alone", () => {
+  it("a new object's given segment, MAC and address; an update's new address with the MAC it keeps; a given interface address", () => {
+    const ip = (net: string, a: string): string => `ipam.ip\u0000${net}/${a}`;
+    const mac = (net: string, m: string): string => `ipam.mac\u0000${net}/${m}`;
+    const fresh = planApply(parseTopology(EXAMPLE), {});
+    expect(fresh.claims).toEqual(
+      [
+        "ipam.seg\u0000geneve/-/1001",
+        "ipam.seg\u0000geneve/-/1002",
+        ip("net-a", "10.10.0.11"),
+        ip("net-a", "10.10.0.12"),
+        ip("net-b", "10.20.0.13"),
+        mac("net-a", "fa:16:3e:0a:00:11"),
+        mac("net-a", "fa:16:3e:0a:00:12"),
+        mac("net-b", "fa:16:3e:14:00:13"),
+      ].sort(),
+    );
+    const doc = structuredClone(EXAMPLE);
+    const vm1 = (doc.ports as Obj[])[0]!;
+    delete vm1.macAddress;
+    vm1.fixedIps = [{ subnetId: "subnet-a", ipAddress: "10.10.0.50" }];
+    (doc.ports as Obj[]).push({ id: "vm9", networkId: "net-b" });
+    (doc.routers as Obj[])[0]!.interfaces = ["subnet-a", { subnetId: "subnet-b", ipAddress: "10.20.0.254" }];
+    const stored = mutate(storedFrom(EXAMPLE), "lrouter", "r1", (r) => {
+      r.interfaces = (r.interfaces as Obj[]).slice(0, 1);
+    });
+    const plan = planApply(parseTopology(doc), stored);
+    expect(lines(plan)).toEqual(["+ router r1 interface subnet-b", "~ port vm1 (fixedIps)", "+ port vm9"]);
+    // vm1's update claims its new address and the MAC it keeps; vm9 gives nothing; the interface its address
+    expect(plan.claims).toEqual(
+      [ip("net-a", "10.10.0.50"), mac("net-a", "fa:16:3e:0a:00:11"), ip("net-b", "10.20.0.254")].sort(),
+    );
   });
 });
 
