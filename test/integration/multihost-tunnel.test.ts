@@ -20,8 +20,16 @@ import { useUnderlay } from "../harness/multihost.js";
 const GENEVE_OFPORT = 10;
 const VXLAN_OFPORT = 11;
 
+/**
+ * `count` pings that wait for `count` replies, up to a 5 s deadline. Without
+ * `-w`, ping gives up on the remaining replies max(2 × the slowest RTT, the
+ * interval) after its last request once any reply has come — 0.2 s here — so
+ * on a loaded machine a reply delayed a little longer read as lost ("1
+ * received"). With `-w` it may send more than `count` requests while it waits;
+ * the tests count replies.
+ */
 function ping(vm: VmPort, ip: string, count = 3) {
-  return run(["ping", "-c", String(count), "-i", "0.2", "-W", "2", ip], {
+  return run(["ping", "-c", String(count), "-i", "0.2", "-w", "5", ip], {
     netns: vm.netns,
     allowFailure: true,
   });
@@ -133,7 +141,7 @@ describe("multi-host underlay: two hosts, Geneve and VXLAN", () => {
       }
       // A full 1500-byte VM frame fits the 1600-byte underlay once encapsulated.
       const big = await run(
-        ["ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472", "10.50.0.2"],
+        ["ping", "-c", "2", "-i", "0.2", "-w", "5", "-M", "do", "-s", "1472", "10.50.0.2"],
         {
           netns: vm1.netns,
           allowFailure: true,

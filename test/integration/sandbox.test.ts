@@ -11,7 +11,8 @@ describe("OVS sandbox (netdev datapath, VMs in namespaces)", () => {
     expect(a.ofport).toBeGreaterThan(0);
     expect(b.ofport).not.toBe(a.ofport);
     await sb().ofctl("add-flow", sb().mgmtRemote(), "actions=NORMAL");
-    const ok = await run(["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.9.0.2"], { netns: a.netns });
+    // -w: wait for both replies (without it ping stops 0.2 s after its last request once one came)
+    const ok = await run(["ping", "-c", "2", "-i", "0.2", "-w", "5", "10.9.0.2"], { netns: a.netns });
     expect(ok.stdout).toContain("2 received");
     await sb().ofctl("del-flows", sb().mgmtRemote());
     const blocked = await run(["ping", "-c", "1", "-W", "1", "10.9.0.2"], {
