@@ -67,7 +67,7 @@ describe("kernel lane: flowdrake offloads its own flow set (planner mode)", () =
     const a = get<Both>("before_pings");
     const b = get<Both>("after_pings");
     for (const k of ["ping_vm1_vm2", "ping_vm1_vm4", "ping_vm3_vm4"])
-      expect(get<Ping>(k), k).toEqual({ sent: 20, received: 20 });
+      expect(get<Ping>(k), k).toEqual({ sent: 20, received: 20, missing: [] });
     // requests vm1→vm2 and vm1→vm4 end on vm1's filters, vm3→vm4 on vm3's; replies on vm2's and the tunnel's
     expect(delta(a, b, "host1", "vm1")).toBe(40);
     expect(delta(a, b, "host1", "vm2")).toBe(20);
@@ -136,7 +136,7 @@ describe("kernel lane: routed flows on the NIC (planner mode)", () => {
     // host route each
     expect(get<number>("routed_first_ping")).toBe(1);
     expect(firstAfter.packetIns! - first.packetIns!).toBe(2);
-    expect(get<Ping>("ping_vm1_vm5")).toEqual({ sent: 20, received: 20 });
+    expect(get<Ping>("ping_vm1_vm5")).toEqual({ sent: 20, received: 20, missing: [] });
     const a = get<Host1>("routed_before").host1;
     const b = get<Host1>("routed_after").host1;
     // requests end on vm1's filters (redirected to vm5), replies on vm5's
@@ -220,7 +220,7 @@ describe("kernel lane: offload.mode ovs, for comparison", () => {
         expect(b[host].tc[dev]!.ours.filters, `${host} ${dev}\n${diag}`).toBe(0);
     }
     for (const k of ["ovs_ping_vm1_vm2", "ovs_ping_vm1_vm4", "ovs_ping_vm3_vm4"])
-      expect(get<Ping>(k).received, k).toBe(20);
+      expect(get<Ping>(k), k).toEqual({ sent: 20, received: 20, missing: [] });
     // OVS put datapath flows into tc (its own filters carry the packets)
     expect(b.host1.dp.tc, `host1's datapath\n${JSON.stringify(b.host1)}\n${diag}`).toBeGreaterThan(0);
   });
@@ -252,7 +252,7 @@ describe("kernel lane: a tc rule the kernel refuses (planner mode, act_pedit una
   });
 
   it("keeps the refused routes in OVS: OpenFlow and OVS's datapath count their packets, flowdrake's filters none", () => {
-    expect(get<Ping>("refusal_ping_vm5")).toEqual({ sent: 20, received: 20 });
+    expect(get<Ping>("refusal_ping_vm5")).toEqual({ sent: 20, received: 20, missing: [] });
     const a = get<Host1>("refusal_a").host1;
     const b = get<Host1>("refusal_b").host1;
     // 20 requests and 20 replies through port security's OpenFlow flows, and OVS's kernel datapath
@@ -315,7 +315,7 @@ describe("kernel lane: a tc rule the kernel refuses (planner mode, act_pedit una
   });
 
   it("keeps the flows the kernel accepts on tc: vm1 → vm2 is carried by flowdrake's filters", () => {
-    expect(get<Ping>("refusal_ping_vm2")).toEqual({ sent: 20, received: 20 });
+    expect(get<Ping>("refusal_ping_vm2")).toEqual({ sent: 20, received: 20, missing: [] });
     const b = get<Host1>("refusal_b").host1;
     const c = get<Host1>("refusal_c").host1;
     expect(c.tc.vm1!.ours.packets - b.tc.vm1!.ours.packets).toBe(20);

@@ -34,7 +34,8 @@ export interface HostCounters {
   packetIns: number | null;
 }
 
-export type Ping = { sent: number; received: number };
+/** A counted ping's result (echo.py's: the requests not answered are `missing`, by icmp_seq). */
+export type Ping = { sent: number; received: number; missing?: number[] };
 
 export interface ScenarioRun {
   section(): ScenarioSection;

@@ -162,12 +162,12 @@ stop_agent() {
   wait "$pid" || true
 }
 
-# ping_n NS TO N INTERVAL: N pings from namespace NS, as {"sent","received"}; TO is split into words,
-# so it may carry ping's options before the address ('-I 198.51.100.7 172.24.4.50')
+# ping_n NS TO N INTERVAL: N echo requests from namespace NS, as {"sent","received","missing"}
+# (echo.py: exactly N requests, and an answer that comes late still counts); TO is split into
+# words, so it may carry a source address before the destination ('-I 198.51.100.7 172.24.4.50')
 ping_n() {
-  local out
-  out=$(ip netns exec "$1" ping -c "$3" -i "$4" -W 2 $2 2>&1) || true
-  printf '{"sent": %d, "received": %d}' "$3" "$(sed -n 's/.* \([0-9]*\) received.*/\1/p' <<<"$out")"
+  ip netns exec "$1" /usr/bin/python3 "$LANE_REPO/test/kernel/scenarios/echo.py" "$3" "$4" $2 ||
+    printf '{"sent": %d, "received": 0, "error": "echo.py failed"}' "$3"
 }
 
 # counters N DEV…: host N's tc terminal counters on DEV…, OVS's datapath and OpenFlow IPv4 counters, packet-ins
