@@ -190,8 +190,9 @@ describe("kernel lane: changes and restarts under traffic", () => {
 describe("kernel lane: the offload budget", () => {
   it("demotes idle flows below the capacity, keeps the busy path offloaded, loses no ping", () => {
     const { capacity } = get<{ desired: number; capacity: number }>("budget_capacity");
-    const r = get<OffloadReport>("budget");
-    expect(r.capacity).toBe(capacity);
+    const r = get<OffloadReport | undefined>("budget");
+    expect(r?.capacity, `the budget did not settle: ${JSON.stringify(get("budget_diag"))}`).toBe(capacity);
+    if (!r) return;
     expect(r.filters.installed).toBeLessThanOrEqual(capacity);
     expect(r.demoted).toBeGreaterThan(0);
     const demoted = r.flows.filter((f) => f.status === "demoted");
@@ -199,9 +200,12 @@ describe("kernel lane: the offload budget", () => {
     for (const f of demoted)
       expect(f.reason).toMatch(/^not offloaded: demoted: \d+\.\d pkt\/s, among the least busy/);
     expect(Number(get("budget_demotions"))).toBeGreaterThanOrEqual(1);
+    // 20/s from before the agent restarted until 40 replies after the budget settled; only the
+    // request in flight when ping was stopped may lack its reply
     const p = get<Ping>("budget_ping");
-    expect(p.sent).toBeGreaterThan(100);
-    expect(p.received).toBe(p.sent);
+    expect(p.sent).toBeGreaterThan(40);
+    expect(p.missing).toEqual([]);
+    expect(p.received).toBeGreaterThanOrEqual(p.sent - 1);
   });
 });
 

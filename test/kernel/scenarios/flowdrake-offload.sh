@@ -153,6 +153,17 @@ ping_result() {
     "$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$H/$1.ping")" \
     "$(grep 'no answer yet' "$H/$1.ping" | sed 's/^\[\([0-9.]*\)\].*icmp_seq=\([0-9]*\).*/\1 seq \2/' | lane_json_lines)"
 }
+# seq_result FILE: a ping stopped by SIGINT, as {"sent","received","missing"}: every request but the
+# one in flight when ping was stopped should have its reply
+seq_result() {
+  node -e '
+const t = require("fs").readFileSync(process.argv[1], "utf8");
+const sent = Number(/^(\d+) packets transmitted/m.exec(t)?.[1] ?? 0);
+const got = new Set([...t.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
+const missing = [];
+for (let s = 1; s < sent; s++) if (!got.has(s)) missing.push(s);
+console.log(JSON.stringify({ sent, received: got.size, missing }))' "$1"
+}
 bg_ping churn_vm2 vm1 10.1.0.12 1200
 P1=$!
 bg_ping churn_vm4 vm1 10.1.0.14 1200
@@ -183,15 +194,23 @@ stop_agent 1
 agent_config 1 \
   "{\"mode\": \"planner\", \"profile\": \"connectx-6-dx\", \"ports\": [\"vm*\"], \"statsIntervalMs\": 500, \"dwellMs\": 2000, \"capacity\": $capacity}" \
   "$ROUTES"
-bg_ping budget_vm2 vm1 10.1.0.12 1200
+# vm1 pings vm2 at 20/s until 40 replies after the budget settled: the path stays busy however long
+# the restart takes (a fixed 60 s of pings could end first on a slow guest, leaving every flow idle)
+ip netns exec vm1 ping -D -O -i 0.05 -W 2 10.1.0.12 > "$H/budget_vm2.ping" 2>&1 &
 P1=$!
 echo "--- agent host1 restarted with a capacity" >> "$H/agent1.log"
 start_agent 1
 lane_result budget_capacity "{\"desired\": $desired, \"capacity\": $capacity}"
-lane_result budget "$(FDO wait-budget "$(sock 1)" "$capacity" fa:16:3e:00:00:11 fa:16:3e:00:00:12)"
+# (a wait that times out prints nothing on stdout; its reason is budget_diag)
+lane_result budget "$(FDO wait-budget "$(sock 1)" "$capacity" fa:16:3e:00:00:11 fa:16:3e:00:00:12 2>"$H/wait-budget.err")"
+lane_result budget_diag "$(cut -c1-2000 "$H/wait-budget.err" | lane_json_lines)"
 lane_result budget_demotions "$(FDO metric "$(metrics_url 1)" flowdrake_offload_demotions_total)"
+replies() { grep -c 'bytes from' "$H/budget_vm2.ping" || true; }
+n=$(( $(replies) + 40 ))
+until [ "$(replies)" -ge $n ] || ! kill -0 $P1 2>/dev/null; do sleep 0.1; done
+kill -INT $P1
 wait $P1 || true
-lane_result budget_ping "$(ping_result budget_vm2)"
+lane_result budget_ping "$(seq_result "$H/budget_vm2.ping")"
 lane_result budget_log "$(sed -n '/restarted with a capacity/,$p' "$H/agent1.log" | grep -E 'offload budget|"msg":"reconciled"|read installed' | lane_json_lines)"
 
 # ── 4. offload.mode ovs, for comparison ─────────────────────────────────────
@@ -281,13 +300,7 @@ until [ "$(replies)" -ge $n ] || ! kill -0 $P1 2>/dev/null; do sleep 0.1; done
 kill -INT $P1
 wait $P1 || true
 # every request but the one in flight when ping was stopped has its reply
-lane_result refusal_ping "$(node -e '
-const t = require("fs").readFileSync(process.argv[1], "utf8");
-const sent = Number(/^(\d+) packets transmitted/m.exec(t)?.[1] ?? 0);
-const got = new Set([...t.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
-const missing = [];
-for (let s = 1; s < sent; s++) if (!got.has(s)) missing.push(s);
-console.log(JSON.stringify({ sent, received: got.size, missing }))' "$H/refusal_vm5.ping")"
+lane_result refusal_ping "$(seq_result "$H/refusal_vm5.ping")"
 lane_result refusal_packet_ins "$(FDO metric "$(metrics_url 1)" flowdrake_packet_ins_total)"
 three() { printf '{"host1": %s}' "$(counters 1 vm1 vm2 vm5)"; }
 lane_result refusal_a "$(three)"
