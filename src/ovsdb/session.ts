@@ -16,6 +16,16 @@
  *
  * Updates that arrive while the monitor reply is still being applied are
  * queued so the replica always applies them in stream order.
+ *
+ * An update the replica cannot apply (a diff for a row it does not hold)
+ * means the replica lost the stream: the session cancels that monitor and
+ * starts a new one on the same connection, and the replica swaps to its
+ * snapshot as after a reconnect. Requests in flight on the connection are not
+ * disturbed. (A replica that fails again after three such snapshots in a row,
+ * with no update applied between, falls back to a reconnect.)
+ * An exception thrown by one of the session's own listeners is not
+ * the replica's fault: it is logged and counted (`listenerFailures`), the
+ * listeners after it still get the event, and the stream carries on.
  */
 import { EventEmitter } from "node:events";
 import { ConnectionError, errorMessage } from "../util/errors.js";
@@ -54,6 +64,7 @@ export interface OvsdbSessionEvents {
 
 const MODES: MonitorMode[] = ["monitor_cond_since", "monitor_cond", "monitor"];
 const MONITOR_ID = "flowdrake-replica";
+const MAX_RESYNCS_IN_A_ROW = 3;
 
 export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
   readonly db: string;
@@ -67,6 +78,10 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
   private sleepTimer: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   /** Number of completed (re)connections. */
   connects = 0;
+  /** Times the replica could not follow the update stream and was rebuilt on the same connection. */
+  resyncs = 0;
+  /** Exceptions thrown by this session's event listeners (logged; the replica carries on). */
+  listenerFailures = 0;
 
   private constructor(readonly opts: OvsdbSessionOptions) {
     super();
@@ -111,7 +126,7 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
 
   /** Resolves once the replica holds a full copy from the current connection. */
   ready(timeoutMs = 30_000): Promise<void> {
-    if (this.connected && this.replicaInst && !this.syncing) return Promise.resolve();
+    if (this.connected && this.replicaInst && this.synced) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const waiter = {
         resolve: () => {
@@ -145,7 +160,15 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
     this.readyWaiters = [];
   }
 
-  private syncing = false;
+  /** The current connection's first monitor reply is in the replica. */
+  private synced = false;
+  /** The monitor whose updates the replica follows (one per monitor request, so a cancelled one's stragglers are told apart). */
+  private monitorId: string | undefined;
+  private monitorSeq = 0;
+  /** In-place resyncs since the replica last applied an update. */
+  private failedInARow = 0;
+  /** Updates held back while a monitor reply is outstanding. */
+  private held: UpdateMessage[] | undefined;
 
   private async loop(): Promise<void> {
     const initial = this.opts.backoff?.initialMs ?? 250;
@@ -164,11 +187,12 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
         }
         const closed = new Promise<Error | undefined>((resolve) => client!.once("close", resolve));
         this.clientInst = client;
+        this.synced = false;
         await this.sync(client);
         delay = initial;
         const err = await closed;
         this.log.warn({ err: err ? errorMessage(err) : undefined }, "ovsdb session lost its connection");
-        this.emit("disconnected", err);
+        this.deliver("disconnected", err);
       } catch (err) {
         this.log.info({ err: errorMessage(err), retryInMs: delay }, "ovsdb session connect/sync failed");
         client?.close();
@@ -197,40 +221,59 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
   }
 
   private async sync(client: OvsdbClient): Promise<void> {
-    this.syncing = true;
     const schema = await client.getSchema(this.db);
     if (!this.replicaInst) {
       this.replicaInst = new Replica(schema, this.opts.tables);
-      this.replicaInst.on("change", (c) => this.emit("change", c));
-      this.replicaInst.on("batch", (b) => this.emit("batch", b));
+      this.replicaInst.on("change", (c) => this.deliver("change", c));
+      this.replicaInst.on("batch", (b) => this.deliver("batch", b));
     }
     const replica = this.replicaInst;
-    const queue: UpdateMessage[] = [];
-    client.on("update", (msg) => {
-      if (msg.monitorId !== MONITOR_ID) return;
-      if (this.syncing) queue.push(msg);
-      else this.apply(replica, msg, client);
-    });
+    client.on("update", (msg) => this.onUpdate(replica, msg, client));
+    const { resumed, changes } = await this.monitor(client, replica);
+    this.synced = true;
+    this.connects++;
+    this.log.info({ mode: this.mode, resumed, changes }, "ovsdb replica synchronised");
+    this.deliver("connected", { mode: this.mode, resumed, changes });
+    for (const w of this.readyWaiters) w.resolve();
+    this.readyWaiters = [];
+  }
+
+  /**
+   * Starts a monitor under a fresh id and loads its reply into the replica.
+   * Updates that arrive meanwhile are held back and applied after the reply,
+   * in stream order; updates still arriving for an earlier id are dropped.
+   */
+  private async monitor(
+    client: OvsdbClient,
+    replica: Replica,
+  ): Promise<{ resumed: boolean; changes: number }> {
+    const id = `${MONITOR_ID}-${++this.monitorSeq}`;
+    this.monitorId = id;
+    const held: UpdateMessage[] = [];
+    this.held = held;
     const requests = this.monitorRequests();
     let resumed = false;
     let changes = 0;
     for (;;) {
       try {
         if (this.mode === "monitor_cond_since") {
-          const r = await client.monitorCondSince(this.db, MONITOR_ID, requests, this.lastTxnId);
+          const r = await client.monitorCondSince(this.db, id, requests, this.lastTxnId);
           resumed = r.found && this.lastTxnId !== undefined;
-          changes = (
-            resumed ? replica.applyUpdate2(r.updates) : replica.resync(replica.snapshotFrom2(r.updates))
-          ).length;
+          try {
+            changes = (
+              resumed ? replica.applyUpdate2(r.updates) : replica.resync(replica.snapshotFrom2(r.updates))
+            ).length;
+          } catch (err) {
+            this.lastTxnId = undefined; // what cannot be resumed is fetched whole next time
+            throw err;
+          }
           this.lastTxnId = r.lastTxnId;
         } else if (this.mode === "monitor_cond") {
           changes = replica.resync(
-            replica.snapshotFrom2(await client.monitorCond(this.db, MONITOR_ID, requests)),
+            replica.snapshotFrom2(await client.monitorCond(this.db, id, requests)),
           ).length;
         } else {
-          changes = replica.resync(
-            replica.snapshotFrom1(await client.monitor(this.db, MONITOR_ID, requests)),
-          ).length;
+          changes = replica.resync(replica.snapshotFrom1(await client.monitor(this.db, id, requests))).length;
         }
         break;
       } catch (err) {
@@ -240,25 +283,74 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
         this.modeIndex++;
       }
     }
-    for (const msg of queue) this.apply(replica, msg, client);
-    this.syncing = false;
-    this.connects++;
-    this.log.info({ mode: this.mode, resumed, changes }, "ovsdb replica synchronised");
-    this.emit("connected", { mode: this.mode, resumed, changes });
-    for (const w of this.readyWaiters) w.resolve();
-    this.readyWaiters = [];
+    this.held = undefined;
+    for (const msg of held) this.onUpdate(replica, msg, client);
+    return { resumed, changes };
   }
 
-  private apply(replica: Replica, msg: UpdateMessage, client: OvsdbClient): void {
+  private onUpdate(replica: Replica, msg: UpdateMessage, client: OvsdbClient): void {
+    if (msg.monitorId !== this.monitorId) return;
+    if (this.held) {
+      this.held.push(msg);
+      return;
+    }
     try {
       if (msg.version === 1) replica.applyUpdate1(msg.updates);
       else replica.applyUpdate2(msg.updates);
       if (msg.version === 3 && msg.lastTxnId) this.lastTxnId = msg.lastTxnId;
+      this.failedInARow = 0;
     } catch (err) {
-      // A replica that cannot follow the stream is rebuilt from a fresh snapshot.
+      // The replica cannot follow the stream: rebuild it from a fresh snapshot on
+      // this very connection, so requests in flight on it are not lost.
       this.log.error({ err: errorMessage(err) }, "ovsdb update could not be applied; resynchronising");
-      this.lastTxnId = undefined;
+      void this.resyncInPlace(client, replica);
+    }
+  }
+
+  private async resyncInPlace(client: OvsdbClient, replica: Replica): Promise<void> {
+    const stale = this.monitorId;
+    this.monitorId = undefined; // from here on, the stale monitor's updates are dropped
+    this.lastTxnId = undefined;
+    this.resyncs++;
+    if (++this.failedInARow > MAX_RESYNCS_IN_A_ROW) {
+      // A stream the replica keeps failing on right after fresh snapshots: start over on a new connection.
+      this.log.error({ failures: this.failedInARow }, "ovsdb replica keeps failing; reconnecting");
+      this.failedInARow = 0;
       client.close();
+      return;
+    }
+    try {
+      // A server that no longer knows the old monitor has nothing more to send for it.
+      await client.monitorCancel(stale).catch((err: unknown) => {
+        if (!(err instanceof OvsdbRpcError)) throw err;
+      });
+      const { changes } = await this.monitor(client, replica);
+      this.log.info({ mode: this.mode, changes }, "ovsdb replica resynchronised on the same connection");
+    } catch (err) {
+      if (client.isClosed) return; // the reconnect loop takes over
+      this.log.error({ err: errorMessage(err) }, "ovsdb in-place resync failed; reconnecting");
+      client.close();
+    }
+  }
+
+  /**
+   * Hands an event to each of the session's listeners in turn. A listener that
+   * throws is a bug in that consumer, not in the replica: it is logged and
+   * counted, the listeners after it still get the event, and the replica and
+   * the connection carry on.
+   */
+  private deliver<K extends keyof OvsdbSessionEvents>(event: K, ...args: OvsdbSessionEvents[K]): void {
+    // rawListeners: a `once` listener's wrapper, which removes itself when called
+    for (const listener of this.rawListeners(event) as ((...a: OvsdbSessionEvents[K]) => void)[]) {
+      try {
+        listener.apply(this, args);
+      } catch (err) {
+        this.listenerFailures++;
+        this.log.error(
+          { event, err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined },
+          "an ovsdb session listener threw; the replica is intact",
+        );
+      }
     }
   }
 }

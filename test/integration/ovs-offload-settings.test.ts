@@ -80,7 +80,8 @@ describe("the agent applies the offload settings from its config", () => {
       ovsdb: sb().dbRemote,
       datapathType: "netdev",
       metrics: "",
-      logLevel: "silent",
+      // errors only: quiet when all is well, and says why when it is not
+      logLevel: "error",
       offload: { hwOffload: true, tcPolicy: "skip_hw", maxIdleMs: 3000 },
     });
     try {
