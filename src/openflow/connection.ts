@@ -33,7 +33,9 @@
  * A framing error (length < 8) or a stream that ends mid-message closes the
  * connection with a FramingError; a well-framed message whose body does not
  * decode is reported (`decode_error`) and skipped, and its request (if any)
- * rejected — the session survives. 'close' is emitted exactly once.
+ * rejected — the session survives. So does a listener that throws: it is
+ * logged and counted (`listenerFailures`), and the next message is read as
+ * usual. 'close' is emitted exactly once.
  */
 import { EventEmitter, once } from "node:events";
 import type { Socket } from "node:net";
@@ -190,6 +192,8 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
   features!: SwitchFeatures;
   /** Messages and bytes received / sent, for stats and benchmarks. */
   readonly counters = { rxMessages: 0, txMessages: 0, rxBytes: 0, txBytes: 0 };
+  /** Exceptions thrown by this session's listeners (logged; the session goes on). */
+  listenerFailures = 0;
 
   private readonly framer = new OfFramer();
   /**
@@ -339,10 +343,28 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
     this.lastRx = Date.now();
     this.counters.rxBytes += chunk.length;
     try {
-      this.framer.push(chunk, (m) => this.onMessage(m));
+      this.framer.push(chunk, (m) => this.receive(m));
     } catch (err) {
       if (err instanceof FramingError) this.destroy(err);
       else throw err;
+    }
+  }
+
+  /**
+   * One message, guarded: a listener that throws is a bug in that consumer, not
+   * in the stream. It is logged and counted, and the session goes on with the
+   * next message (the exception would otherwise leave the socket's data
+   * handler: the rest of the chunk unread, the process's uncaught exception).
+   */
+  private receive(buf: Buffer): void {
+    try {
+      this.onMessage(buf);
+    } catch (err) {
+      this.listenerFailures++;
+      log.error(
+        { conn: this.label, err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined },
+        "an OpenFlow session listener threw; the session goes on",
+      );
     }
   }
 

@@ -185,6 +185,46 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
     });
   }, 30_000);
 
+  it("a packet_in listener that throws is counted, and the session reads on", async () => {
+    await withConn(async (conn) => {
+      await deleteAllFlows(conn);
+      await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
+      await installFlows(conn, [
+        flowMod({
+          priority: 100,
+          match: [{ field: "in_port", value: 1 }],
+          instructions: [
+            {
+              type: "apply_actions",
+              actions: [{ type: "output", port: OFPP.CONTROLLER, maxLen: 0xffff }],
+            },
+          ],
+        }),
+      ]);
+      const seen: string[] = [];
+      conn.on("packet_in", (m) => {
+        if (m.type !== "packet_in") return;
+        const payload = parseEthernet(m.data).payload.toString();
+        seen.push(payload);
+        if (payload === "first") throw new Error("a consumer's bug");
+      });
+      for (const payload of ["first", "second"]) {
+        const frame = buildFrame({
+          eth: { src: "02:00:00:00:00:0a", dst: "02:00:00:00:00:0b" },
+          ipv4: { src: "10.0.0.10", dst: "10.0.0.11" },
+          udp: { srcPort: 40000, dstPort: 5353 },
+          payload: Buffer.from(payload),
+        });
+        await sandbox().appctl("ovs-vswitchd", "netdev-dummy/receive", "p1", frame.toString("hex"));
+        await waitFor(() => seen.includes(payload), 10_000, `packet_in "${payload}"`);
+      }
+      expect(seen).toEqual(["first", "second"]);
+      expect(conn.listenerFailures).toBe(1);
+      expect(conn.isOpen).toBe(true);
+      await conn.barrier();
+    });
+  }, 30_000);
+
   it("a packet_out with output:2 leaves on p2 (tx_packets +1 by port stats and ovs-ofctl)", async () => {
     await withConn(async (conn) => {
       const portStats = async (): Promise<PortStats> => {
