@@ -311,7 +311,6 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
     const stale = this.monitorId;
     this.monitorId = undefined; // from here on, the stale monitor's updates are dropped
     this.lastTxnId = undefined;
-    this.resyncs++;
     if (++this.failedInARow > MAX_RESYNCS_IN_A_ROW) {
       // A stream the replica keeps failing on right after fresh snapshots: start over on a new connection.
       this.log.error({ failures: this.failedInARow }, "ovsdb replica keeps failing; reconnecting");
@@ -319,6 +318,7 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
       client.close();
       return;
     }
+    this.resyncs++;
     try {
       // A server that no longer knows the old monitor has nothing more to send for it.
       await client.monitorCancel(stale).catch((err: unknown) => {
