@@ -39,6 +39,30 @@ async function deleteAllFlows(conn: OfConnection): Promise<void> {
   });
 }
 
+/** Every frame from p1 goes to the controller; a service (mgmt socket) connection gets packet_ins only with a nonzero miss_send_len. */
+async function puntFromP1(conn: OfConnection): Promise<void> {
+  await deleteAllFlows(conn);
+  await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
+  await installFlows(conn, [
+    flowMod({
+      priority: 100,
+      match: [{ field: "in_port", value: 1 }],
+      instructions: [
+        { type: "apply_actions", actions: [{ type: "output", port: OFPP.CONTROLLER, maxLen: 0xffff }] },
+      ],
+    }),
+  ]);
+}
+
+function udpFrame(payload: string): Buffer {
+  return buildFrame({
+    eth: { src: "02:00:00:00:00:0a", dst: "02:00:00:00:00:0b" },
+    ipv4: { src: "10.0.0.10", dst: "10.0.0.11" },
+    udp: { srcPort: 40000, dstPort: 5353 },
+    payload: Buffer.from(payload),
+  });
+}
+
 /** Flow i of a varied set: four tables, several match shapes, several action kinds. */
 function genFlow(i: number): Flow {
   const b2 = (i >> 8) & 0xff;
@@ -145,31 +169,12 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
 
   it("a frame injected on dummy port p1 arrives as a packet_in that decodes", async () => {
     await withConn(async (conn) => {
-      await deleteAllFlows(conn);
-      // A service (mgmt socket) connection gets packet_ins only with a nonzero miss_send_len.
-      await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
-      await installFlows(conn, [
-        flowMod({
-          priority: 100,
-          match: [{ field: "in_port", value: 1 }],
-          instructions: [
-            {
-              type: "apply_actions",
-              actions: [{ type: "output", port: OFPP.CONTROLLER, maxLen: 0xffff }],
-            },
-          ],
-        }),
-      ]);
+      await puntFromP1(conn);
       const got: PacketIn[] = [];
       conn.on("packet_in", (m) => {
         if (m.type === "packet_in") got.push(m);
       });
-      const frame = buildFrame({
-        eth: { src: "02:00:00:00:00:0a", dst: "02:00:00:00:00:0b" },
-        ipv4: { src: "10.0.0.10", dst: "10.0.0.11" },
-        udp: { srcPort: 40000, dstPort: 5353 },
-        payload: Buffer.from("flowdrake packet_in"),
-      });
+      const frame = udpFrame("flowdrake packet_in");
       await sandbox().appctl("ovs-vswitchd", "netdev-dummy/receive", "p1", frame.toString("hex"));
       const pin = await waitFor(() => got[0], 10_000, "packet_in");
       if (!pin) throw new Error("no packet_in");
@@ -187,20 +192,7 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
 
   it("a packet_in listener that throws is counted, and the session reads on", async () => {
     await withConn(async (conn) => {
-      await deleteAllFlows(conn);
-      await conn.send({ type: "set_config", flags: 0, missSendLen: 0xffff });
-      await installFlows(conn, [
-        flowMod({
-          priority: 100,
-          match: [{ field: "in_port", value: 1 }],
-          instructions: [
-            {
-              type: "apply_actions",
-              actions: [{ type: "output", port: OFPP.CONTROLLER, maxLen: 0xffff }],
-            },
-          ],
-        }),
-      ]);
+      await puntFromP1(conn);
       const seen: string[] = [];
       conn.on("packet_in", (m) => {
         if (m.type !== "packet_in") return;
@@ -209,12 +201,7 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
         if (payload === "first") throw new Error("a consumer's bug");
       });
       for (const payload of ["first", "second"]) {
-        const frame = buildFrame({
-          eth: { src: "02:00:00:00:00:0a", dst: "02:00:00:00:00:0b" },
-          ipv4: { src: "10.0.0.10", dst: "10.0.0.11" },
-          udp: { srcPort: 40000, dstPort: 5353 },
-          payload: Buffer.from(payload),
-        });
+        const frame = udpFrame(payload);
         await sandbox().appctl("ovs-vswitchd", "netdev-dummy/receive", "p1", frame.toString("hex"));
         await waitFor(() => seen.includes(payload), 10_000, `packet_in "${payload}"`);
       }
