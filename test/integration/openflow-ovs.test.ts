@@ -289,6 +289,7 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
         await sandbox().appctl("ovs-vswitchd", "netdev-dummy/receive", "p1", frame.toString("hex"));
       }
       await waitFor(async () => (await tx2()) - before === 3n, 5000, "3 packets out of p2");
+      // OVS credits a flow with the packets of its datapath flows when its revalidators dump them
       const flow = await waitFor(
         async () =>
           (await conn.flowStats({ cookie: 0x77n, cookieMask: 0xffffffffffffffffn })).find(
@@ -296,7 +297,15 @@ describe("flowdrake OpenFlow against ovs-vswitchd", () => {
           ),
         5000,
         "flow packet_count 3",
-      );
+      ).catch(async (err: unknown) => {
+        // for the failure's message: the rule's counters and the datapath flows behind them
+        const stats = await conn.flowStats({ cookie: 0x77n, cookieMask: 0xffffffffffffffffn });
+        const dp = (await sandbox().appctl("ovs-vswitchd", "dpctl/dump-flows", "-m")).stdout;
+        const upcalls = (await sandbox().appctl("ovs-vswitchd", "upcall/show")).stdout;
+        throw new Error(
+          `${err instanceof Error ? err.message : String(err)}\nrule: ${stats.map((f) => `${f.packetCount} packets`).join(", ")}\n${dp}\n${upcalls}`,
+        );
+      });
       expect(flow?.byteCount).toBe(BigInt(3 * frame.length));
     });
   }, 30_000);

@@ -40,7 +40,10 @@ describe("kernel lane: NAT on the NIC through br-ex's uplink (planner mode, offl
 
   it("runs the whole scenario, and plans the patch port to br-ex as its uplink", () => {
     expect(section().exitCode, section().output).toBe(0);
-    expect(get<{ name: string; role: string; netdev?: string }[]>("ports")).toContainEqual(
+    expect(
+      get<{ name: string; role: string; netdev?: string }[]>("ports"),
+      `the agent's status: ${JSON.stringify(get<string[]>("ports_err"))}`,
+    ).toContainEqual(
       expect.objectContaining({ name: "patch-physnet1", role: "bridge uplink", netdev: "ext0" }),
     );
     expect(get("leases")).toEqual({ vm1: "10.1.0.11/24", vm2: "10.1.0.12/24" });

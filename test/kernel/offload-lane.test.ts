@@ -224,7 +224,7 @@ describe("kernel lane: offload.mode ovs, for comparison", () => {
         expect(b[host].tc[dev]!.ours.filters, `${host} ${dev}\n${diag}`).toBe(0);
     }
     for (const k of ["ovs_ping_vm1_vm2", "ovs_ping_vm1_vm4", "ovs_ping_vm3_vm4"])
-      expect(get<Ping>(k), k).toEqual({ sent: 20, received: 20, missing: [] });
+      expect(get<Ping>(k), `${k}\n${diag}`).toEqual({ sent: 20, received: 20, missing: [] });
     // OVS put datapath flows into tc (its own filters carry the packets)
     expect(b.host1.dp.tc, `host1's datapath\n${JSON.stringify(b.host1)}\n${diag}`).toBeGreaterThan(0);
   });

@@ -59,7 +59,9 @@ cat > "$H/agent1.json" <<EOF
 EOF
 start_agent 1
 lane_result ready "$(FDO wait-offload "$(sock 1)" 2)"
-lane_result ports "$(FDO ask "$(sock 1)" status | node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(0, "utf8")).ports))')"
+lane_result ports "$(FDO ask "$(sock 1)" status 2>>"$H/ask.err" | node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(0, "utf8")).ports))')"
+# (for a failure's message: why the agent's socket gave no report)
+lane_result ports_err "$(tail -n 6 "$H/ask.err" 2>/dev/null | cut -c1-600 | lane_json_lines)"
 
 # ── 1. DHCP, then the first packets of each way ─────────────────────────────
 cat > "$H/udhcpc.sh" <<'EOF'

@@ -255,6 +255,9 @@ lane_result ovs_diag "$(
   # host1: the ICMP and TCP datapath flows OVS kept in its kernel datapath rather than in tc,
   # its warnings and its offload counters
   ovs-appctl -t "$H/h1/ovs-vswitchd.ctl" dpctl/dump-flows -m type=ovs | grep -E 'proto=(1|6),' | head -n 6 | sed 's/^/ovs1 dp: /'
+  # and the ICMP ones in tc, with their packet counts; the kernel datapath's lookups (hit, missed, lost)
+  ovs-appctl -t "$H/h1/ovs-vswitchd.ctl" dpctl/dump-flows -m type=tc | grep -E 'proto=1,' | head -n 12 | cut -c1-600 | sed 's/^/ovs1 tc dp: /'
+  ovs-appctl -t "$H/h1/ovs-vswitchd.ctl" dpctl/show | grep -E 'lookups|flows' | sed 's/^/ovs1 dpctl: /'
   grep -hE 'WARN|ERR' "$H/h1/ovs-vswitchd.log" | tail -n 8 | sed 's/^/ovs1 log: /'
   ovs-appctl -t "$H/h1/ovs-vswitchd.ctl" coverage/show | grep -iE 'offload|netdev_tc|tc_' | sed 's/^/ovs1 coverage: /'
   } | lane_json_lines
