@@ -39,7 +39,7 @@
  */
 import { EventEmitter, once } from "node:events";
 import type { Socket } from "node:net";
-import { ConnectionError, DecodeError, FlowdrakeError, errorMessage } from "../util/errors.js";
+import { ConnectionError, DecodeError, FlowdrakeError, errorFields, errorMessage } from "../util/errors.js";
 import { logger } from "../util/log.js";
 import { FramingError, OfFramer } from "./framing.js";
 import {
@@ -362,7 +362,7 @@ export class OfConnection extends EventEmitter<OfConnectionEvents> {
     } catch (err) {
       this.listenerFailures++;
       log.error(
-        { conn: this.label, err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined },
+        { conn: this.label, ...errorFields(err) },
         "an OpenFlow session listener threw; the session goes on",
       );
     }

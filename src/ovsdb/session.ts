@@ -28,7 +28,7 @@
  * listeners after it still get the event, and the stream carries on.
  */
 import { EventEmitter } from "node:events";
-import { ConnectionError, errorMessage } from "../util/errors.js";
+import { ConnectionError, errorFields, errorMessage } from "../util/errors.js";
 import { type Logger, logger } from "../util/log.js";
 import type { SslFiles } from "../util/ssl.js";
 import { type MonitorRequests, OvsdbClient, type UpdateMessage } from "./client.js";
@@ -347,7 +347,7 @@ export class OvsdbSession extends EventEmitter<OvsdbSessionEvents> {
       } catch (err) {
         this.listenerFailures++;
         this.log.error(
-          { event, err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined },
+          { event, ...errorFields(err) },
           "an ovsdb session listener threw; the replica is intact",
         );
       }

@@ -48,3 +48,8 @@ export class UsageError extends FlowdrakeError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Log fields for an exception that is a bug somewhere (a listener's throw): its message and where it came from. */
+export function errorFields(err: unknown): { err: string; stack: string | undefined } {
+  return { err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined };
+}
